@@ -1,0 +1,30 @@
+package cache
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	records, published, publishErrors, fetchErrors prometheus.Counter
+	metaRequests, stateRequests, badRequests       prometheus.Counter
+	tombstonesDropped                              prometheus.Counter
+}
+
+// newMetrics registers the node's metrics with reg; a nil reg registers nothing.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	c := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "cache", Name: name, Help: help})
+	}
+	return &metrics{
+		records:           c("records_consumed_total", "Kafka records consumed."),
+		published:         c("changes_published_total", "Changes published on NATS."),
+		publishErrors:     c("publish_errors_total", "NATS publishes that failed."),
+		fetchErrors:       c("fetch_errors_total", "Kafka fetch errors."),
+		metaRequests:      c("meta_requests_total", "Topic metadata requests."),
+		stateRequests:     c("state_requests_total", "State page requests."),
+		badRequests:       c("bad_requests_total", "Requests that could not be decoded."),
+		tombstonesDropped: c("tombstones_dropped_total", "Tombstones dropped past the horizon."),
+	}
+}

@@ -1,0 +1,70 @@
+package edge
+
+import "sync"
+
+// client is one SSE connection's queue. The feed goroutine pushes frames;
+// the connection's handler goroutine writes them. Until the client is live
+// (its state part is written), frames wait in pending with their offsets, so
+// that those already covered by the state part are skipped (DESIGN rule 5).
+type client struct {
+	wake     chan struct{} // capacity 1: "something to do"
+	maxQueue int
+
+	mu       sync.Mutex
+	live     bool
+	pending  []pendingFrame
+	queue    [][]byte
+	overflow bool   // fell too far behind: disconnect with a retry hint
+	closing  string // non-empty: the feed ended; disconnect
+}
+
+type pendingFrame struct {
+	partition int32
+	offset    int64
+	frame     []byte
+}
+
+func newClient(maxQueue int) *client {
+	return &client{wake: make(chan struct{}, 1), maxQueue: maxQueue}
+}
+
+func (c *client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push queues a frame for the record at (partition, offset). Never blocks.
+func (c *client) push(partition int32, offset int64, frame []byte) {
+	c.mu.Lock()
+	switch {
+	case c.overflow:
+	case c.live && len(c.queue) < c.maxQueue:
+		c.queue = append(c.queue, frame)
+	case !c.live && len(c.pending) < c.maxQueue:
+		c.pending = append(c.pending, pendingFrame{partition, offset, frame})
+	default:
+		c.overflow = true
+		c.queue, c.pending = nil, nil
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// close asks the handler to end the stream.
+func (c *client) close(reason string) {
+	c.mu.Lock()
+	c.closing = reason
+	c.mu.Unlock()
+	c.signal()
+}
+
+// take returns the frames to write, swapping in spare as the new queue.
+func (c *client) take(spare [][]byte) (frames [][]byte, overflow bool, closing string) {
+	c.mu.Lock()
+	frames, c.queue = c.queue, spare[:0]
+	overflow, closing = c.overflow, c.closing
+	c.mu.Unlock()
+	return frames, overflow, closing
+}

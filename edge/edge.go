@@ -1,0 +1,466 @@
+// Package edge is an edge node: the HTTP server that SSE clients connect to.
+//
+// It holds no durable state. For each topic with clients it keeps one feed (a
+// NATS subscription to the topic's live changes); a new or returning client is
+// sent the topic's state from its position, paged from the cache tier, then
+// joins the feed's live changes without loss or duplicates (DESIGN rules 2
+// and 5). Concurrency: each feed has one goroutine applying changes; each
+// connection has one handler goroutine writing its frames. Lock order:
+// Edge.mu, feed.mu, client.mu.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// Config configures an edge node. Zero means the documented default.
+type Config struct {
+	// NATS is the connection to the cache tier. Required; the edge does not close it.
+	NATS *nats.Conn
+	// SubjectPrefix prefixes every NATS subject. Default "ssekafka".
+	SubjectPrefix string
+	// Routes are matched in order; the first whose path matches serves the request.
+	Routes []*Route
+	// Retry is the reconnect delay sent in "retry:". Default 2s.
+	Retry time.Duration
+	// RetryJitter adds up to this fraction of Retry at random, so that clients
+	// of a failed edge do not come back at once. Default 0.2; negative: none.
+	RetryJitter float64
+	// KeepAlive is the idle time after which a comment line is sent. Default 15s.
+	KeepAlive time.Duration
+	// PageBytes is the size asked for per state page. Default 256 KiB.
+	PageBytes int
+	// RequestTimeout bounds one request to the cache tier. Default 15s (a
+	// topic taken up on demand is answered once caught up).
+	RequestTimeout time.Duration
+	// WriteTimeout bounds one write to a client. Default 30s.
+	WriteTimeout time.Duration
+	// MaxQueue is how many frames may wait for a client before it is
+	// disconnected with a retry hint. Default 16384.
+	MaxQueue int
+	// FeedBuffer is how many live changes may wait per topic feed; past it
+	// NATS drops them and the feed fills the gap from the cache. Default 65536.
+	FeedBuffer int
+	// ProbeInterval is how often a feed checks the cache's head for changes
+	// lost in transit. Default 5s.
+	ProbeInterval time.Duration
+	// FeedLinger is how long a topic feed outlives its last client. Default 30s.
+	FeedLinger time.Duration
+	// Now is the clock for position times. Default time.Now.
+	Now func() time.Time
+	// Logger receives the edge's logs. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the edge's metrics. Default: none registered.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() error {
+	if c.NATS == nil {
+		return errors.New("edge config: NATS is required")
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = "ssekafka"
+	}
+	if c.Retry <= 0 {
+		c.Retry = 2 * time.Second
+	}
+	if c.RetryJitter == 0 {
+		c.RetryJitter = 0.2
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 15 * time.Second
+	}
+	if c.PageBytes <= 0 {
+		c.PageBytes = 256 << 10
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 16384
+	}
+	if c.FeedBuffer <= 0 {
+		c.FeedBuffer = 65536
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 5 * time.Second
+	}
+	if c.FeedLinger <= 0 {
+		c.FeedLinger = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Edge is an edge node; it is an http.Handler.
+type Edge struct {
+	cfg      Config
+	log      *slog.Logger
+	subjects proto.Subjects
+	metrics  *metrics
+
+	mu    sync.Mutex
+	feeds map[string]*feed
+}
+
+var _ http.Handler = (*Edge)(nil)
+
+// New builds an edge node.
+func New(cfg Config) (*Edge, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	for i, r := range cfg.Routes {
+		r.index = i
+	}
+	return &Edge{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
+		metrics:  newMetrics(cfg.Registerer),
+		feeds:    make(map[string]*feed),
+	}, nil
+}
+
+// Close stops every topic feed and disconnects their clients.
+func (e *Edge) Close() {
+	e.mu.Lock()
+	feeds := make([]*feed, 0, len(e.feeds))
+	for _, f := range e.feeds {
+		feeds = append(feeds, f)
+	}
+	e.mu.Unlock()
+	for _, f := range feeds {
+		f.fail("shutdown")
+	}
+}
+
+func (e *Edge) fail(w http.ResponseWriter, status int, reason string) {
+	if status < 500 {
+		e.metrics.badRequests.Inc()
+	}
+	http.Error(w, reason, status)
+}
+
+// ServeHTTP serves one SSE stream.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var route *Route
+	var params Context
+	for _, rt := range e.cfg.Routes {
+		if ctx, ok := rt.match(r.URL.Path); ok {
+			route, params = rt, ctx
+			break
+		}
+	}
+	if route == nil {
+		e.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
+		return
+	}
+	topic := route.topic.resolve(params)
+	if err := proto.ValidTopic(topic); err != nil {
+		e.fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
+		return
+	}
+	filters, filterKey := route.resolveFilters(params)
+	e.stream(w, r, route, topic, filters, filterKey)
+}
+
+// feedFor returns the topic's running feed, starting it on first use.
+func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
+	e.mu.Lock()
+	f := e.feeds[topic]
+	if f == nil {
+		f = &feed{e: e, topic: topic, ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}}
+		e.feeds[topic] = f
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.RequestTimeout)
+			defer cancel()
+			if err := f.init(ctx); err != nil {
+				f.err = err
+				e.mu.Lock()
+				if e.feeds[topic] == f {
+					delete(e.feeds, topic)
+				}
+				e.mu.Unlock()
+			}
+			close(f.ready)
+		}()
+	}
+	e.mu.Unlock()
+	select {
+	case <-f.ready:
+		return f, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// startProgress decides where a client starts: its Last-Event-ID (header,
+// else the lastEventId query parameter), or live with ?from=live. A non-empty
+// reset reason means its position cannot resume: it starts from zero after
+// "event:reset".
+func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p proto.Progress, reset string) {
+	n := int(f.meta.Partitions)
+	zero := proto.Progress{Epoch: f.meta.Epoch, Offsets: make([]int64, n)}
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		id = r.URL.Query().Get("lastEventId")
+	}
+	if id == "" {
+		if r.URL.Query().Get("from") == "live" {
+			return live, ""
+		}
+		return zero, ""
+	}
+	p, err := proto.ParseEventID(id)
+	if err != nil {
+		e.metrics.badLastEventID.Inc()
+		e.log.Debug("bad Last-Event-ID", "err", err)
+		return zero, ""
+	}
+	switch {
+	case p.Epoch != 0 && p.Epoch != f.meta.Epoch:
+		reset = resetEpoch
+	case len(p.Offsets) > n:
+		reset = resetPartitions
+	case p.TimeMs != 0 && p.TimeMs < e.cfg.Now().Add(-f.horizonWindow).UnixMilli():
+		reset = resetHorizon
+	}
+	if reset != "" {
+		return zero, reset
+	}
+	for len(p.Offsets) < n {
+		p.Offsets = append(p.Offsets, 0)
+	}
+	p.Epoch = f.meta.Epoch
+	return p, ""
+}
+
+func (e *Edge) retryMs() int64 {
+	ms := e.cfg.Retry.Milliseconds()
+	if e.cfg.RetryJitter > 0 {
+		ms += rand.Int64N(int64(float64(ms)*e.cfg.RetryJitter) + 1)
+	}
+	return ms
+}
+
+func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topic string, filters []filter, filterKey string) {
+	ctx := r.Context()
+	f, err := e.feedFor(ctx, topic)
+	switch {
+	case errors.Is(err, errTopicNotFound):
+		e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
+		return
+	case err != nil:
+		e.log.Warn("topic feed", "topic", topic, "err", err)
+		w.Header().Set("Retry-After", "2")
+		e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
+		return
+	}
+	c := newClient(e.cfg.MaxQueue)
+	viewKey := fmt.Sprintf("%d%s", route.index, filterKey)
+	live, ok := f.join(viewKey, filters, route.idFormat, c)
+	if !ok { // the feed stopped between lookup and join
+		w.Header().Set("Retry-After", "1")
+		e.fail(w, http.StatusServiceUnavailable, "topic feed restarting")
+		return
+	}
+	defer f.leave(viewKey, c)
+	start, reset := e.startProgress(r, f, live)
+
+	e.metrics.connections.Inc()
+	e.metrics.clients.Inc()
+	defer e.metrics.clients.Dec()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	cw := &connWriter{w: w, rc: rc, timeout: e.cfg.WriteTimeout}
+
+	buf := appendRetry(nil, e.retryMs())
+	if reset != "" {
+		e.metrics.resets.WithLabelValues(reset).Inc()
+		buf = appendReset(buf, reset)
+	}
+	if err := cw.write(buf); err != nil {
+		return
+	}
+	at, err := e.writeState(ctx, cw, f, route.idFormat, filters, start)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("state part", "topic", topic, "err", err)
+		}
+		return
+	}
+	f.goLive(c, route.idFormat, at)
+	e.writeLive(ctx, cw, c)
+}
+
+// writeState writes every current entry at or after start, partition by
+// partition in offset order, each with its true progress (DESIGN rule 2),
+// and returns the progress reached.
+func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format proto.IDFormat, filters []filter, start proto.Progress) (proto.Progress, error) {
+	at := start.Clone()
+	at.TimeMs = e.cfg.Now().UnixMilli()
+	if start.TimeMs != 0 {
+		at.TimeMs = min(at.TimeMs, start.TimeMs)
+	}
+	var buf []byte
+	for p := range at.Offsets {
+		since := start.Offsets[p]
+		for {
+			rctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+			page, err := e.requestPage(rctx, f.topic, f.meta.Epoch, int32(p), since)
+			cancel()
+			if err != nil {
+				return at, err
+			}
+			buf = buf[:0]
+			for i := range page.Records {
+				rec := &page.Records[i]
+				at.Offsets[p] = rec.Offset + 1
+				if rec.Tombstone && (start.Offsets[p] == 0 || rec.KeyNull) {
+					continue // the client cannot hold this key
+				}
+				if !matches(filters, rec) {
+					continue
+				}
+				buf = appendRecordFrame(buf, format, rec, &at)
+				e.metrics.stateEventsWritten.Inc()
+			}
+			if !page.More {
+				at.Offsets[p] = max(at.Offsets[p], page.Next)
+			}
+			if err := cw.write(buf); err != nil {
+				return at, err
+			}
+			if !page.More {
+				break
+			}
+			since = page.Cursor
+		}
+	}
+	return at, nil
+}
+
+// writeLive writes the client's queued frames until it leaves, falls too far
+// behind, or its feed ends.
+func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
+	keepAlive := time.NewTimer(e.cfg.KeepAlive)
+	defer keepAlive.Stop()
+	var spare [][]byte
+	for {
+		frames, overflow, closing := c.take(spare)
+		if len(frames) > 0 {
+			if err := cw.writeFrames(frames); err != nil {
+				return
+			}
+			clear(frames)
+			spare = frames
+			keepAlive.Reset(e.cfg.KeepAlive)
+		}
+		if overflow {
+			e.metrics.overflows.Inc()
+			_ = cw.write(appendRetry(nil, e.retryMs()))
+			return
+		}
+		if closing != "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+		case <-keepAlive.C:
+			if err := cw.write(keepAliveFrame); err != nil {
+				return
+			}
+			keepAlive.Reset(e.cfg.KeepAlive)
+		}
+	}
+}
+
+// connWriter writes and flushes with a deadline per write.
+type connWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (cw *connWriter) write(b []byte) error {
+	return cw.writeFrames([][]byte{b})
+}
+
+func (cw *connWriter) writeFrames(frames [][]byte) error {
+	_ = cw.rc.SetWriteDeadline(time.Now().Add(cw.timeout))
+	for _, fr := range frames {
+		if _, err := cw.w.Write(fr); err != nil {
+			return err
+		}
+	}
+	return cw.rc.Flush()
+}
+
+func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error) {
+	msg, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.Meta(topic), proto.AppendMetaRequest(nil))
+	if err != nil {
+		return proto.Meta{}, fmt.Errorf("meta %s: %w: %w", topic, errUnavailable, err)
+	}
+	m, err := proto.DecodeMeta(msg.Data)
+	if err != nil {
+		return proto.Meta{}, fmt.Errorf("meta %s: %w", topic, err)
+	}
+	switch m.Status {
+	case proto.StatusOK:
+		return m, nil
+	case proto.StatusUnknownTopic:
+		return m, fmt.Errorf("meta %s: %w", topic, errTopicNotFound)
+	}
+	return m, fmt.Errorf("meta %s: %s: %s", topic, m.Status, m.Error)
+}
+
+func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p int32, since int64) (proto.StatePage, error) {
+	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: since, MaxBytes: e.cfg.PageBytes})
+	msg, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.State(topic, p), req)
+	if err != nil {
+		return proto.StatePage{}, fmt.Errorf("fetch state %s/%d: %w: %w", topic, p, errUnavailable, err)
+	}
+	page, err := proto.DecodeStatePage(msg.Data)
+	if err != nil {
+		return proto.StatePage{}, fmt.Errorf("fetch state %s/%d: %w", topic, p, err)
+	}
+	if page.Status != proto.StatusOK {
+		return page, fmt.Errorf("fetch state %s/%d: %s: %s", topic, p, page.Status, page.Error)
+	}
+	if page.Epoch != epoch {
+		return page, fmt.Errorf("fetch state %s/%d: epoch %d, want %d", topic, p, page.Epoch, epoch)
+	}
+	return page, nil
+}

@@ -1,0 +1,343 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// feed is one topic's live feed on this edge: one NATS subscription whose
+// changes are turned into frames once per view and queued to every client of
+// the view. One goroutine (run) processes changes in order and fills gaps
+// from the cache tier before anything newer (DESIGN rule 5).
+type feed struct {
+	e     *Edge
+	topic string
+	ready chan struct{} // closed when init ends; err says how
+	err   error
+	done  chan struct{} // closed to stop run
+	msgs  chan *nats.Msg
+	sub   *nats.Subscription
+
+	meta          proto.Meta
+	horizonWindow time.Duration // how far back a position may be and still resume
+
+	mu       sync.Mutex // guards everything below, and clients' registration
+	progress proto.Progress
+	parts    []partCursor
+	views    map[string]*view
+	clients  int
+	linger   *time.Timer
+	stopped  bool
+}
+
+// partCursor is where the live feed of one partition stands.
+type partCursor struct {
+	owner, seq           uint64 // last change applied
+	probeOwner, probeSeq uint64 // the cache's head at the previous probe
+	needFill             bool
+}
+
+// view is the clients of one (route, filters, id format) on a topic: they
+// share every frame.
+type view struct {
+	filters []filter
+	format  proto.IDFormat
+	clients map[*client]struct{}
+}
+
+var (
+	errTopicNotFound = errors.New("topic not found")
+	errUnavailable   = errors.New("cache tier unavailable")
+)
+
+func (f *feed) init(ctx context.Context) error {
+	e := f.e
+	f.msgs = make(chan *nats.Msg, e.cfg.FeedBuffer)
+	sub, err := e.cfg.NATS.ChanSubscribe(e.subjects.Events(f.topic), f.msgs)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", f.topic, err)
+	}
+	f.sub = sub
+	if err := e.cfg.NATS.FlushWithContext(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("flush subscribe %s: %w", f.topic, err)
+	}
+	meta, err := e.requestMeta(ctx, f.topic)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	f.meta = meta
+	f.horizonWindow = time.Duration(meta.HorizonMs) * time.Millisecond
+	f.progress = proto.Progress{Epoch: meta.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, meta.Partitions)}
+	f.parts = make([]partCursor, meta.Partitions)
+	for p := range f.parts {
+		head, err := e.requestPage(ctx, f.topic, meta.Epoch, int32(p), math.MaxInt64)
+		if err != nil {
+			_ = sub.Unsubscribe()
+			return err
+		}
+		f.progress.Offsets[p] = head.Next
+		f.parts[p] = partCursor{owner: head.Owner, seq: head.Seq, probeOwner: head.Owner, probeSeq: head.Seq}
+	}
+	go f.run()
+	return nil
+}
+
+func (f *feed) run() {
+	nc := f.e.cfg.NATS
+	reconnects := nc.Stats().Reconnects
+	tick := time.NewTicker(f.e.cfg.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.done:
+			return
+		case m := <-f.msgs:
+			f.handle(m)
+		case <-tick.C:
+			if r := nc.Stats().Reconnects; r != reconnects {
+				// Anything published while we were away is lost to us.
+				reconnects = r
+				for p := range f.parts {
+					f.parts[p].needFill = true
+				}
+			}
+			f.probe()
+			for p := range f.parts {
+				if f.parts[p].needFill {
+					f.fill(int32(p))
+				}
+			}
+		}
+	}
+}
+
+// handle applies one live change; runs on the feed goroutine.
+func (f *feed) handle(m *nats.Msg) {
+	ch, err := proto.DecodeChange(m.Data)
+	if err != nil {
+		f.e.metrics.badChanges.Inc()
+		f.e.log.Warn("bad live change", "subject", m.Subject, "err", err)
+		return
+	}
+	if ch.Epoch != f.progress.Epoch {
+		f.fail(resetEpoch)
+		return
+	}
+	if int(ch.Partition) >= len(f.parts) {
+		f.fail(resetPartitions)
+		return
+	}
+	p := ch.Partition
+	st := &f.parts[p]
+	if ch.Owner == st.owner && ch.Seq <= st.seq {
+		return // already covered
+	}
+	if ch.Owner != st.owner || ch.Seq != st.seq+1 || st.needFill {
+		f.e.metrics.gaps.Inc()
+		if !f.fill(p) {
+			return // retried on the next change or tick; the cache has this change
+		}
+		if ch.Owner == st.owner && ch.Seq <= st.seq {
+			return
+		}
+	}
+	st.owner, st.seq = ch.Owner, ch.Seq
+	if ch.Record.Offset < f.progress.Offsets[p] {
+		return
+	}
+	f.mu.Lock()
+	f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
+	f.deliver(p, &ch.Record)
+	f.mu.Unlock()
+}
+
+// fill brings partition p up to the cache's head from state pages, delivering
+// what the feed missed. It reports whether it completed.
+func (f *feed) fill(p int32) bool {
+	st := &f.parts[p]
+	since := f.progress.Offsets[p]
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+		page, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, p, since)
+		cancel()
+		if err != nil {
+			st.needFill = true
+			f.e.log.Warn("fill live gap", "topic", f.topic, "partition", p, "err", err)
+			return false
+		}
+		f.mu.Lock()
+		for i := range page.Records {
+			if page.Records[i].Offset >= f.progress.Offsets[p] {
+				f.deliver(p, &page.Records[i])
+			}
+		}
+		if !page.More {
+			f.progress.Offsets[p] = max(f.progress.Offsets[p], page.Next)
+			f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
+			f.mu.Unlock()
+			st.owner, st.seq, st.needFill = page.Owner, page.Seq, false
+			f.e.metrics.fills.Inc()
+			return true
+		}
+		f.mu.Unlock()
+		since = page.Cursor
+	}
+}
+
+// probe asks the cache for each partition's head. A change the cache had
+// published by the previous probe that has still not arrived was lost (the
+// last message before a quiet spell, say): mark the partition for a fill.
+func (f *feed) probe() {
+	for p := range f.parts {
+		st := &f.parts[p]
+		if st.owner == st.probeOwner && st.seq < st.probeSeq {
+			st.needFill = true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+		head, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, int32(p), math.MaxInt64)
+		cancel()
+		if err != nil {
+			continue
+		}
+		st.probeOwner, st.probeSeq = head.Owner, head.Seq
+	}
+}
+
+// deliver advances the feed past rec and queues its frame to every view it
+// matches. The caller holds f.mu.
+func (f *feed) deliver(p int32, rec *proto.Record) {
+	f.progress.Offsets[p] = rec.Offset + 1
+	if rec.KeyNull && rec.Tombstone {
+		return
+	}
+	for _, v := range f.views {
+		if len(v.clients) == 0 || !matches(v.filters, rec) {
+			continue
+		}
+		frame := appendRecordFrame(nil, v.format, rec, &f.progress)
+		for c := range v.clients {
+			c.push(p, rec.Offset, frame)
+		}
+		f.e.metrics.framesQueued.Add(float64(len(v.clients)))
+	}
+}
+
+// join registers c with the view named key. The client receives every change
+// the feed applies from now on (in pending until goLive).
+func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *client) (current proto.Progress, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return proto.Progress{}, false
+	}
+	v := f.views[key]
+	if v == nil {
+		v = &view{filters: filters, format: format, clients: map[*client]struct{}{}}
+		f.views[key] = v
+	}
+	v.clients[c] = struct{}{}
+	f.clients++
+	if f.linger != nil {
+		f.linger.Stop()
+		f.linger = nil
+	}
+	return f.progress.Clone(), true
+}
+
+// goLive ends c's state part at progress at: pending frames already covered
+// are dropped, the rest queued, then the ready marker. It returns the
+// client's progress, the later of at and the feed's own.
+func (f *feed) goLive(c *client, format proto.IDFormat, at proto.Progress) proto.Progress {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, pf := range c.pending {
+		if pf.offset >= at.Offset(pf.partition) {
+			c.queue = append(c.queue, pf.frame)
+		}
+	}
+	c.pending = nil
+	for p, o := range f.progress.Offsets {
+		if p < len(at.Offsets) {
+			at.Offsets[p] = max(at.Offsets[p], o)
+		}
+	}
+	at.TimeMs = f.progress.TimeMs
+	c.queue = append(c.queue, appendReady(nil, format, &at))
+	c.live = true
+	c.signal()
+	return at
+}
+
+// leave unregisters c; the feed stops after FeedLinger without clients.
+func (f *feed) leave(key string, c *client) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.views[key]
+	if v == nil {
+		return
+	}
+	if _, ok := v.clients[c]; !ok {
+		return
+	}
+	delete(v.clients, c)
+	if len(v.clients) == 0 {
+		delete(f.views, key)
+	}
+	f.clients--
+	if f.clients == 0 && !f.stopped {
+		f.linger = time.AfterFunc(f.e.cfg.FeedLinger, f.stopIfIdle)
+	}
+}
+
+func (f *feed) stopIfIdle() {
+	f.e.mu.Lock()
+	defer f.e.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.clients != 0 || f.stopped {
+		return
+	}
+	f.stopLocked()
+}
+
+// stopLocked ends the feed; the caller holds e.mu and f.mu.
+func (f *feed) stopLocked() {
+	f.stopped = true
+	if f.e.feeds[f.topic] == f {
+		delete(f.e.feeds, f.topic)
+	}
+	close(f.done)
+	_ = f.sub.Unsubscribe()
+}
+
+// fail ends the feed because the topic changed under it (a new epoch, more
+// partitions): every client is disconnected and, reconnecting, resumes or is
+// reset against the new metadata.
+func (f *feed) fail(reason string) {
+	f.e.metrics.feedFailures.Inc()
+	f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", reason)
+	f.e.mu.Lock()
+	f.mu.Lock()
+	if !f.stopped {
+		f.stopLocked()
+	}
+	for _, v := range f.views {
+		for c := range v.clients {
+			c.close(reason)
+		}
+	}
+	f.mu.Unlock()
+	f.e.mu.Unlock()
+}

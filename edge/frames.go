@@ -1,0 +1,92 @@
+package edge
+
+import (
+	"encoding/base64"
+	"strconv"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// SSE framing. Fields are written without the optional space after the
+// colon; a data line that itself starts with a space gets one, since a
+// reader strips exactly one.
+
+// appendRecordFrame appends the event for rec: "id:", "event:delete" for a
+// tombstone (its data is the base64url key, as in Zilla), then the value as
+// one "data:" line per line.
+func appendRecordFrame(b []byte, f proto.IDFormat, rec *proto.Record, p *proto.Progress) []byte {
+	b = append(b, "id:"...)
+	etag := ""
+	if rec.EtagHeader {
+		etag = rec.Etag
+	}
+	b = proto.AppendEventID(b, f, rec.Key, rec.KeyNull, p, etag)
+	b = append(b, '\n')
+	if rec.Tombstone {
+		b = append(b, "event:delete\ndata:"...)
+		b = base64.URLEncoding.AppendEncode(b, rec.Key)
+		return append(b, "\n\n"...)
+	}
+	b = appendData(b, rec.Value)
+	return append(b, '\n')
+}
+
+// appendData writes v as data lines, splitting at CR, LF and CRLF.
+func appendData(b []byte, v []byte) []byte {
+	for {
+		line, rest, more := cutLine(v)
+		b = append(b, "data:"...)
+		if len(line) > 0 && line[0] == ' ' {
+			b = append(b, ' ')
+		}
+		b = append(b, line...)
+		b = append(b, '\n')
+		if !more {
+			return b
+		}
+		v = rest
+	}
+}
+
+func cutLine(v []byte) (line, rest []byte, more bool) {
+	for i, c := range v {
+		switch c {
+		case '\n':
+			return v[:i], v[i+1:], true
+		case '\r':
+			if i+1 < len(v) && v[i+1] == '\n' {
+				return v[:i], v[i+2:], true
+			}
+			return v[:i], v[i+1:], true
+		}
+	}
+	return v, nil, false
+}
+
+// appendReady appends the marker that ends the state part.
+func appendReady(b []byte, f proto.IDFormat, p *proto.Progress) []byte {
+	b = append(b, "id:"...)
+	b = proto.AppendEventID(b, f, nil, true, p, "")
+	return append(b, "\nevent:ready\ndata:{}\n\n"...)
+}
+
+// Reset reasons, in the data of "event:reset".
+const (
+	resetEpoch      = "epoch"
+	resetHorizon    = "horizon"
+	resetPartitions = "partitions"
+)
+
+func appendReset(b []byte, reason string) []byte {
+	b = append(b, `event:reset`+"\n"+`data:{"reason":"`...)
+	b = append(b, reason...)
+	return append(b, "\"}\n\n"...)
+}
+
+func appendRetry(b []byte, ms int64) []byte {
+	b = append(b, "retry:"...)
+	b = strconv.AppendInt(b, ms, 10)
+	return append(b, "\n\n"...)
+}
+
+var keepAliveFrame = []byte(":\n\n")

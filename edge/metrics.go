@@ -1,0 +1,36 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	clients                                     prometheus.Gauge
+	connections, badLastEventID, badRequests    prometheus.Counter
+	resets                                      *prometheus.CounterVec
+	framesQueued, gaps, fills, badChanges       prometheus.Counter
+	overflows, feedFailures, stateEventsWritten prometheus.Counter
+}
+
+// newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	c := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: name, Help: help})
+	}
+	return &metrics{
+		clients:            f.NewGauge(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "clients", Help: "SSE clients connected."}),
+		connections:        c("connections_total", "SSE streams started."),
+		badLastEventID:     c("bad_last_event_id_total", "Last-Event-IDs that could not be parsed (client started from zero)."),
+		badRequests:        c("bad_requests_total", "Requests answered with a 4xx status."),
+		resets:             f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resets_total", Help: "event:reset sent, by reason."}, []string{"reason"}),
+		framesQueued:       c("frames_queued_total", "Live frames queued to clients."),
+		stateEventsWritten: c("state_events_total", "Events written from state pages."),
+		gaps:               c("live_gaps_total", "Gaps detected in the live feed."),
+		fills:              c("gap_fills_total", "Gap fills completed from the cache tier."),
+		badChanges:         c("bad_changes_total", "Live messages that could not be decoded."),
+		overflows:          c("overflow_disconnects_total", "Clients disconnected for falling behind."),
+		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
+	}
+}

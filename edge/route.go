@@ -1,0 +1,307 @@
+package edge
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// RouteConfig is one sse-kafka route, as in Zilla's binding.
+type RouteConfig struct {
+	// Paths are the route's when[].path patterns: "{name}" captures (greedy,
+	// may match "/"), "*" matches anything.
+	Paths []string
+	// Topic is the Kafka topic, a template.
+	Topic string
+	// Filters: the fields of one filter are ANDed, the filters ORed. Empty: every record.
+	Filters []FilterConfig
+	// EventID is the id template: "${etag}" (default) or `["${base64(key)}","${etag}"]`.
+	EventID string
+}
+
+// FilterConfig matches a record by key and/or headers; values are templates.
+type FilterConfig struct {
+	Key     *string
+	Headers map[string]string
+}
+
+// Route is a compiled RouteConfig.
+type Route struct {
+	index    int
+	paths    []*regexp.Regexp
+	topic    template
+	filters  []filterTemplate
+	idFormat proto.IDFormat
+}
+
+type filterTemplate struct {
+	key     *template
+	headers []headerTemplate // sorted by name
+}
+
+type headerTemplate struct {
+	name  string
+	value template
+}
+
+// template is a string with ${...} expressions, resolved against a context.
+type template struct {
+	parts []templatePart
+}
+
+type templatePart struct {
+	literal string
+	expr    string // e.g. "params.id"; empty for a literal
+}
+
+// Context resolves template expressions such as "params.id" or
+// "guarded['jwt'].identity" for one request.
+type Context map[string]string
+
+func parseTemplate(s string, known func(expr string) error) (template, error) {
+	var t template
+	for len(s) > 0 {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			t.parts = append(t.parts, templatePart{literal: s})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, templatePart{literal: s[:i]})
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return template{}, fmt.Errorf("unclosed ${ in %q", s)
+		}
+		expr := strings.TrimSpace(s[i+2 : i+j])
+		if err := known(expr); err != nil {
+			return template{}, err
+		}
+		t.parts = append(t.parts, templatePart{expr: expr})
+		s = s[i+j+1:]
+	}
+	return t, nil
+}
+
+func (t template) resolve(ctx Context) string {
+	if len(t.parts) == 1 && t.parts[0].expr == "" {
+		return t.parts[0].literal
+	}
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.expr == "" {
+			b.WriteString(p.literal)
+		} else {
+			b.WriteString(ctx[p.expr])
+		}
+	}
+	return b.String()
+}
+
+var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// CompileRoute validates and compiles a route. Every ${params.x} used must be
+// captured by every path of the route; guard expressions are refused until
+// guards exist.
+func CompileRoute(rc RouteConfig) (*Route, error) {
+	if len(rc.Paths) == 0 {
+		return nil, fmt.Errorf("when: at least one path is required")
+	}
+	if rc.Topic == "" {
+		return nil, fmt.Errorf("with.topic: required")
+	}
+	r := &Route{}
+	var captures []map[string]bool
+	for i, p := range rc.Paths {
+		re, names, err := compilePath(p)
+		if err != nil {
+			return nil, fmt.Errorf("when[%d].path: %w", i, err)
+		}
+		r.paths = append(r.paths, re)
+		captures = append(captures, names)
+	}
+	known := func(expr string) error {
+		name, ok := strings.CutPrefix(expr, "params.")
+		switch {
+		case ok:
+			for i, names := range captures {
+				if !names[name] {
+					return fmt.Errorf("${%s}: path %q has no {%s}", expr, rc.Paths[i], name)
+				}
+			}
+			return nil
+		case strings.HasPrefix(expr, "guarded["):
+			return fmt.Errorf("${%s}: guards are not supported yet", expr)
+		}
+		return fmt.Errorf("${%s}: unknown expression (want ${params.NAME})", expr)
+	}
+	var err error
+	if r.topic, err = parseTemplate(rc.Topic, known); err != nil {
+		return nil, fmt.Errorf("with.topic: %w", err)
+	}
+	if len(r.topic.parts) == 1 && r.topic.parts[0].expr == "" {
+		if err := proto.ValidTopic(rc.Topic); err != nil {
+			return nil, fmt.Errorf("with.topic: %w", err)
+		}
+	}
+	for i, fc := range rc.Filters {
+		var ft filterTemplate
+		if fc.Key == nil && len(fc.Headers) == 0 {
+			return nil, fmt.Errorf("with.filters[%d]: needs key or headers", i)
+		}
+		if fc.Key != nil {
+			kt, err := parseTemplate(*fc.Key, known)
+			if err != nil {
+				return nil, fmt.Errorf("with.filters[%d].key: %w", i, err)
+			}
+			ft.key = &kt
+		}
+		for name, v := range fc.Headers {
+			vt, err := parseTemplate(v, known)
+			if err != nil {
+				return nil, fmt.Errorf("with.filters[%d].headers.%s: %w", i, name, err)
+			}
+			ft.headers = append(ft.headers, headerTemplate{name: name, value: vt})
+		}
+		sort.Slice(ft.headers, func(a, b int) bool { return ft.headers[a].name < ft.headers[b].name })
+		r.filters = append(r.filters, ft)
+	}
+	if r.idFormat, err = proto.ParseIDFormat(rc.EventID); err != nil {
+		return nil, fmt.Errorf("with.event.id: %w", err)
+	}
+	return r, nil
+}
+
+// compilePath turns a Zilla path pattern into an anchored regexp.
+func compilePath(pattern string) (*regexp.Regexp, map[string]bool, error) {
+	if !strings.HasPrefix(pattern, "/") {
+		return nil, nil, fmt.Errorf("%q must start with /", pattern)
+	}
+	names := map[string]bool{}
+	var b strings.Builder
+	b.WriteString("^")
+	for s := pattern; len(s) > 0; {
+		switch {
+		case s[0] == '{':
+			j := strings.IndexByte(s, '}')
+			if j < 0 {
+				return nil, nil, fmt.Errorf("%q: unclosed {", pattern)
+			}
+			name := s[1:j]
+			if !paramName.MatchString(name) || names[name] {
+				return nil, nil, fmt.Errorf("%q: bad or repeated parameter name %q", pattern, name)
+			}
+			names[name] = true
+			fmt.Fprintf(&b, "(?P<%s>.+)", name)
+			s = s[j+1:]
+		case s[0] == '*':
+			b.WriteString(".*")
+			s = s[1:]
+		default:
+			j := strings.IndexAny(s, "{*")
+			if j < 0 {
+				j = len(s)
+			}
+			b.WriteString(regexp.QuoteMeta(s[:j]))
+			s = s[j:]
+		}
+	}
+	b.WriteString("$")
+	re, err := regexp.Compile(b.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%q: %w", pattern, err)
+	}
+	return re, names, nil
+}
+
+// match returns the route's params for path, or false.
+func (r *Route) match(path string) (Context, bool) {
+	for _, re := range r.paths {
+		m := re.FindStringSubmatch(path)
+		if m == nil {
+			continue
+		}
+		ctx := Context{}
+		for i, name := range re.SubexpNames() {
+			if name != "" {
+				ctx["params."+name] = m[i]
+			}
+		}
+		return ctx, true
+	}
+	return nil, false
+}
+
+// filter is a resolved filter.
+type filter struct {
+	key     *string
+	headers []resolvedHeader
+}
+
+type resolvedHeader struct {
+	name  string
+	value []byte
+}
+
+// resolveFilters resolves the route's filters and returns them with a
+// canonical string naming them (views with equal strings share frames).
+func (r *Route) resolveFilters(ctx Context) ([]filter, string) {
+	var fs []filter
+	var b strings.Builder
+	for _, ft := range r.filters {
+		var f filter
+		b.WriteString("|")
+		if ft.key != nil {
+			k := ft.key.resolve(ctx)
+			f.key = &k
+			fmt.Fprintf(&b, "k%q", k)
+		}
+		for _, h := range ft.headers {
+			v := h.value.resolve(ctx)
+			f.headers = append(f.headers, resolvedHeader{name: h.name, value: []byte(v)})
+			fmt.Fprintf(&b, "h%q=%q", h.name, v)
+		}
+		fs = append(fs, f)
+	}
+	return fs, b.String()
+}
+
+// matches reports whether rec passes the filters (ORed; fields ANDed). A
+// tombstone carries no headers, so it is matched on key conditions only, so
+// that a client learns of the delete of a key it could hold.
+func matches(fs []filter, rec *proto.Record) bool {
+	if len(fs) == 0 {
+		return true
+	}
+	for i := range fs {
+		if fs[i].match(rec) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *filter) match(rec *proto.Record) bool {
+	if f.key != nil && (rec.KeyNull || string(rec.Key) != *f.key) {
+		return false
+	}
+	if rec.Tombstone {
+		return true
+	}
+	for _, h := range f.headers {
+		found := false
+		for _, rh := range rec.Headers {
+			if rh.Key == h.name && string(rh.Value) == string(h.value) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,353 @@
+package edge_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// stack is a whole path in one process: kfake, nats-server, one cache node,
+// one edge behind an httptest server, and a producer.
+type stack struct {
+	t        *testing.T
+	brokers  []string
+	producer *kgo.Client
+	edge     *edge.Edge
+	url      string
+	edgeReg  *prometheus.Registry
+	cacheCtx context.CancelFunc
+	natsURL  string
+}
+
+type stackOptions struct {
+	partitions int32
+	topics     []string
+	routes     []edge.RouteConfig
+	edgeCfg    func(*edge.Config)
+	cacheCfg   func(*cache.Config)
+}
+
+var fixedNow = time.UnixMilli(1_800_000_000_000)
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	if o.partitions == 0 {
+		o.partitions = 3
+	}
+	if len(o.topics) == 0 {
+		o.topics = []string{"tasks"}
+	}
+	if o.routes == nil {
+		o.routes = []edge.RouteConfig{
+			{Paths: []string{"/tasks"}, Topic: "tasks"},
+			{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
+			{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
+			{Paths: []string{"/t/{topic}"}, Topic: "${params.topic}"},
+		}
+	}
+	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	s := &stack{t: t, brokers: []string{addr}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := devstack.StartNATS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	s.natsURL = ns.ClientURL()
+
+	s.producer, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.producer.Close)
+
+	s.startCache(o.cacheCfg)
+
+	enc := s.connectNATS()
+	var routes []*edge.Route
+	for _, rc := range o.routes {
+		r, err := edge.CompileRoute(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, r)
+	}
+	s.edgeReg = prometheus.NewRegistry()
+	ecfg := edge.Config{NATS: enc, Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
+		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond}
+	if o.edgeCfg != nil {
+		o.edgeCfg(&ecfg)
+	}
+	s.edge, err = edge.New(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.edge)
+	t.Cleanup(srv.Close)
+	t.Cleanup(s.edge.Close)
+	s.url = srv.URL
+	return s
+}
+
+func (s *stack) connectNATS() *nats.Conn {
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
+// startCache starts a cache node; the returned function stops it.
+func (s *stack) startCache(tweak func(*cache.Config)) func() {
+	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	node, err := cache.New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := node.Run(ctx); err != nil {
+			s.t.Error(err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	s.t.Cleanup(stop)
+	return stop
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// produce writes records synchronously; a nil value is a tombstone.
+func (s *stack) produce(topic string, recs ...*kgo.Record) []*kgo.Record {
+	s.t.Helper()
+	for _, r := range recs {
+		r.Topic = topic
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		s.t.Fatal(err)
+	}
+	return recs
+}
+
+func rec(p int32, key, value string) *kgo.Record {
+	r := &kgo.Record{Partition: p, Key: []byte(key)}
+	if value != "\x00" {
+		r.Value = []byte(value)
+	}
+	return r
+}
+
+func tombstone(p int32, key string) *kgo.Record { return rec(p, key, "\x00") }
+
+// epoch reads the topic's epoch as the cache derives it, through the cache's
+// own metadata answer.
+func (s *stack) epoch(topic string) uint32 {
+	s.t.Helper()
+	nc := s.connectNATS()
+	msg, err := nc.Request(proto.Subjects{Prefix: "ssekafka"}.Meta(topic), proto.AppendMetaRequest(nil), 15*time.Second)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	m, err := proto.DecodeMeta(msg.Data)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m.Epoch
+}
+
+func (s *stack) adm() *kadm.Client { return kadm.NewClient(s.producer) }
+
+// event is one SSE block as a client parses it, with its raw bytes.
+type event struct {
+	ID, Event, Data, Retry string
+	HasID, HasData         bool
+	Comment                bool
+	Raw                    string
+}
+
+// sseClient reads one SSE stream in the background.
+type sseClient struct {
+	t      *testing.T
+	resp   *http.Response
+	events chan event
+	done   chan struct{}
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	raw    strings.Builder
+}
+
+func (s *stack) connect(path string, header http.Header) *sseClient {
+	s.t.Helper()
+	c, status := s.open(path, header)
+	if status != http.StatusOK {
+		s.t.Fatalf("GET %s: status %d", path, status)
+	}
+	return c
+}
+
+func (s *stack) open(path string, header http.Header) (*sseClient, int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		s.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cancel()
+		return nil, resp.StatusCode
+	}
+	c := &sseClient{t: s.t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: cancel}
+	go c.read()
+	s.t.Cleanup(c.close)
+	return c, resp.StatusCode
+}
+
+func (c *sseClient) close() {
+	c.cancel()
+	<-c.done
+	c.resp.Body.Close()
+}
+
+func (c *sseClient) read() {
+	defer close(c.done)
+	defer close(c.events)
+	br := bufio.NewReader(c.resp.Body)
+	var ev event
+	var raw strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		raw.WriteString(line)
+		c.mu.Lock()
+		c.raw.WriteString(line)
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			ev.Raw = raw.String()
+			raw.Reset()
+			c.events <- ev
+			ev = event{}
+			continue
+		}
+		if strings.HasPrefix(line, ":") {
+			ev.Comment = true
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			ev.ID, ev.HasID = value, true
+		case "event":
+			ev.Event = value
+		case "data":
+			if ev.HasData {
+				ev.Data += "\n"
+			}
+			ev.Data += value
+			ev.HasData = true
+		case "retry":
+			ev.Retry = value
+		}
+	}
+}
+
+var errStreamEnded = errors.New("stream ended")
+
+// next returns the next block that an EventSource would dispatch (it has
+// data), or the retry/reset blocks, skipping keep-alive comments.
+func (c *sseClient) next(timeout time.Duration) (event, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				return event{}, errStreamEnded
+			}
+			if ev.Comment && !ev.HasData {
+				continue
+			}
+			return ev, nil
+		case <-deadline:
+			return event{}, errors.New("timeout waiting for an event")
+		}
+	}
+}
+
+func (c *sseClient) mustNext() event {
+	c.t.Helper()
+	ev, err := c.next(10 * time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ev
+}
+
+// untilReady returns the events up to and including event:ready.
+func (c *sseClient) untilReady() []event {
+	c.t.Helper()
+	var evs []event
+	for {
+		ev := c.mustNext()
+		evs = append(evs, ev)
+		if ev.Event == "ready" {
+			return evs
+		}
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,19 @@
+// Package proto holds what cache and edge nodes say to each other over NATS,
+// and the event-id codec that clients carry in Last-Event-ID.
+//
+// Both are hand-written binary codecs rather than Protocol Buffers: the
+// messages are few and flat, the hot path (one live change, fanned out to
+// every edge) wants append-style encoding into a reused buffer with no
+// reflection and no allocation, and a hand-written decoder is easy to fuzz and
+// needs no code generator in the build. Every message starts with a version
+// byte; a decoder refuses versions it does not know with ErrVersion, so a
+// mixed-version cluster fails loudly instead of misreading.
+//
+// Subjects (prefix configurable):
+//
+//	<prefix>.ev.<topic>.<partition>     live changes, published by the partition's primary
+//	<prefix>.state.<topic>.<partition>  request/reply: one page of state since an offset
+//	<prefix>.meta.<topic>               request/reply: partition count, epoch, horizon
+//
+// Topic names are encoded for subjects by SubjectTopic.
+package proto

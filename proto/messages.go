@@ -1,0 +1,332 @@
+package proto
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Version is the version byte every message starts with.
+const Version = 1
+
+// Message types, the byte after the version.
+const (
+	typeChange    = 'C'
+	typeStateReq  = 'Q'
+	typeStatePage = 'P'
+	typeMetaReq   = 'M'
+	typeMeta      = 'T'
+)
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one entry of a partition's compacted state, or one live change.
+type Record struct {
+	Offset int64
+	// TimeMs is the Kafka record timestamp in Unix milliseconds.
+	TimeMs  int64
+	Key     []byte
+	KeyNull bool
+	// Value is nil for a tombstone.
+	Value     []byte
+	Tombstone bool
+	// Etag is the value's etag: the record's "etag" header, or a hash of the value.
+	Etag string
+	// EtagHeader is set when Etag came from a record header (and so is shown in event ids).
+	EtagHeader bool
+	Headers    []Header
+}
+
+// Size is the record's approximate encoded size, for page budgets.
+func (r *Record) Size() int {
+	n := 32 + len(r.Key) + len(r.Value) + len(r.Etag)
+	for _, h := range r.Headers {
+		n += 4 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+const (
+	flagTombstone  = 1 << 0
+	flagKeyNull    = 1 << 1
+	flagEtagHeader = 1 << 2
+)
+
+func appendRecord(b []byte, r *Record) []byte {
+	b = binary.AppendUvarint(b, uint64(r.Offset))
+	b = binary.AppendVarint(b, r.TimeMs)
+	var flags byte
+	if r.Tombstone {
+		flags |= flagTombstone
+	}
+	if r.KeyNull {
+		flags |= flagKeyNull
+	}
+	if r.EtagHeader {
+		flags |= flagEtagHeader
+	}
+	b = append(b, flags)
+	b = appendBytes(b, r.Key)
+	b = appendBytes(b, r.Value)
+	b = appendString(b, r.Etag)
+	b = binary.AppendUvarint(b, uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		b = appendString(b, h.Key)
+		b = appendBytes(b, h.Value)
+	}
+	return b
+}
+
+func (rd *reader) record(r *Record) {
+	r.Offset = int64(rd.uvarint("offset") & (1<<63 - 1))
+	r.TimeMs = rd.varint("time")
+	flags := rd.byte("flags")
+	r.Tombstone = flags&flagTombstone != 0
+	r.KeyNull = flags&flagKeyNull != 0
+	r.EtagHeader = flags&flagEtagHeader != 0
+	r.Key = rd.bytes("key")
+	r.Value = rd.bytes("value")
+	if r.Tombstone {
+		r.Value = nil
+	}
+	r.Etag = rd.string("etag")
+	n := rd.count("header count", maxHeaders)
+	if n > 0 && rd.err == nil {
+		r.Headers = make([]Header, n)
+		for i := range r.Headers {
+			r.Headers[i].Key = rd.string("header key")
+			r.Headers[i].Value = rd.bytes("header value")
+		}
+	}
+}
+
+func header(b []byte, typ byte) []byte { return append(b, Version, typ) }
+
+func openMessage(b []byte, typ byte, what string) (reader, error) {
+	if len(b) < 2 {
+		return reader{}, fmt.Errorf("%s: %w", what, ErrTruncated)
+	}
+	if b[0] != Version {
+		return reader{}, fmt.Errorf("%s version %d: %w", what, b[0], ErrVersion)
+	}
+	if b[1] != typ {
+		return reader{}, fmt.Errorf("%s: type %q: %w", what, b[1], ErrMalformed)
+	}
+	return reader{b: b[2:]}, nil
+}
+
+// Change is a live change of one partition, published by its primary owner.
+type Change struct {
+	// Epoch is the topic epoch.
+	Epoch     uint32
+	Partition int32
+	// Owner identifies the publisher's ownership term; a new value means a new
+	// sequence, and the edge fills any gap from the state pages.
+	Owner uint64
+	// Seq numbers changes of one partition under one Owner, from 1, without gaps.
+	Seq    uint64
+	Record Record
+}
+
+// AppendChange appends the encoded change to b.
+func AppendChange(b []byte, c *Change) []byte {
+	b = header(b, typeChange)
+	b = binary.AppendUvarint(b, uint64(c.Epoch))
+	b = binary.AppendUvarint(b, uint64(c.Partition))
+	b = binary.AppendUvarint(b, c.Owner)
+	b = binary.AppendUvarint(b, c.Seq)
+	return appendRecord(b, &c.Record)
+}
+
+// DecodeChange decodes a change; the result does not alias b.
+func DecodeChange(b []byte) (Change, error) {
+	r, err := openMessage(b, typeChange, "change")
+	if err != nil {
+		return Change{}, err
+	}
+	var c Change
+	c.Epoch = uint32(r.count("epoch", 1<<32-1))
+	c.Partition = int32(r.count("partition", MaxPartitions))
+	c.Owner = r.uvarint("owner")
+	c.Seq = r.uvarint("seq")
+	r.record(&c.Record)
+	return c, r.end("change")
+}
+
+// StateRequest asks for one page of a partition's state: the current entries
+// with offset >= Since, in offset order, up to about MaxBytes.
+type StateRequest struct {
+	Since    int64
+	MaxBytes int
+}
+
+// AppendStateRequest appends the encoded request to b.
+func AppendStateRequest(b []byte, q *StateRequest) []byte {
+	b = header(b, typeStateReq)
+	b = binary.AppendUvarint(b, uint64(max(q.Since, 0)))
+	return binary.AppendUvarint(b, uint64(max(q.MaxBytes, 0)))
+}
+
+// DecodeStateRequest decodes a state request.
+func DecodeStateRequest(b []byte) (StateRequest, error) {
+	r, err := openMessage(b, typeStateReq, "state request")
+	if err != nil {
+		return StateRequest{}, err
+	}
+	var q StateRequest
+	q.Since = int64(r.uvarint("since") & (1<<63 - 1))
+	q.MaxBytes = r.count("max bytes", 1<<30)
+	return q, r.end("state request")
+}
+
+// Status is a reply's outcome.
+type Status uint8
+
+const (
+	StatusOK Status = iota
+	// StatusUnknownTopic: the topic does not exist in Kafka.
+	StatusUnknownTopic
+	// StatusNotOwner: the node asked does not hold this partition.
+	StatusNotOwner
+	// StatusError: anything else; the reply's Error says what.
+	StatusError
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusUnknownTopic:
+		return "unknown topic"
+	case StatusNotOwner:
+		return "not owner"
+	}
+	return "error"
+}
+
+// StatePage answers a StateRequest. Next, Owner and Seq are read atomically
+// with Records: the page reflects every change of the partition below Next,
+// and the owner's last published change at that moment was Seq.
+type StatePage struct {
+	Status    Status
+	Error     string
+	Epoch     uint32
+	Partition int32
+	Owner     uint64
+	Seq       uint64
+	// Next is the next offset the owner has not yet applied.
+	Next int64
+	// Cursor is the Since of the next page; meaningful when More is set.
+	Cursor  int64
+	More    bool
+	Records []Record
+}
+
+// AppendStatePage appends the encoded page to b.
+func AppendStatePage(b []byte, p *StatePage) []byte {
+	b = header(b, typeStatePage)
+	b = append(b, byte(p.Status))
+	b = appendString(b, p.Error)
+	b = binary.AppendUvarint(b, uint64(p.Epoch))
+	b = binary.AppendUvarint(b, uint64(p.Partition))
+	b = binary.AppendUvarint(b, p.Owner)
+	b = binary.AppendUvarint(b, p.Seq)
+	b = binary.AppendUvarint(b, uint64(max(p.Next, 0)))
+	b = binary.AppendUvarint(b, uint64(max(p.Cursor, 0)))
+	if p.More {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.Records)))
+	for i := range p.Records {
+		b = appendRecord(b, &p.Records[i])
+	}
+	return b
+}
+
+// DecodeStatePage decodes a state page; the result does not alias b.
+func DecodeStatePage(b []byte) (StatePage, error) {
+	r, err := openMessage(b, typeStatePage, "state page")
+	if err != nil {
+		return StatePage{}, err
+	}
+	var p StatePage
+	p.Status = Status(r.byte("status"))
+	p.Error = r.string("error")
+	p.Epoch = uint32(r.count("epoch", 1<<32-1))
+	p.Partition = int32(r.count("partition", MaxPartitions))
+	p.Owner = r.uvarint("owner")
+	p.Seq = r.uvarint("seq")
+	p.Next = int64(r.uvarint("next") & (1<<63 - 1))
+	p.Cursor = int64(r.uvarint("cursor") & (1<<63 - 1))
+	p.More = r.byte("more") != 0
+	n := r.count("record count", maxRecords)
+	if n > 0 && r.err == nil {
+		p.Records = make([]Record, 0, min(n, len(r.b)/4+1))
+		for i := 0; i < n && r.err == nil; i++ {
+			p.Records = append(p.Records, Record{})
+			r.record(&p.Records[len(p.Records)-1])
+		}
+	}
+	return p, r.end("state page")
+}
+
+// AppendMetaRequest appends a metadata request (the topic is in the subject).
+func AppendMetaRequest(b []byte) []byte { return header(b, typeMetaReq) }
+
+// DecodeMetaRequest checks a metadata request.
+func DecodeMetaRequest(b []byte) error {
+	r, err := openMessage(b, typeMetaReq, "meta request")
+	if err != nil {
+		return err
+	}
+	return r.end("meta request")
+}
+
+// Meta describes a topic as the cache tier holds it.
+type Meta struct {
+	Status     Status
+	Error      string
+	Epoch      uint32
+	Partitions int32
+	// HorizonMs is how old a position may be and still resume: one older
+	// than this may have missed a dropped tombstone (DESIGN rule 3).
+	HorizonMs int64
+	// CaughtUp is set when the cache had consumed every partition up to the
+	// end offsets seen when it took the topic up.
+	CaughtUp bool
+}
+
+// AppendMeta appends the encoded metadata to b.
+func AppendMeta(b []byte, m *Meta) []byte {
+	b = header(b, typeMeta)
+	b = append(b, byte(m.Status))
+	b = appendString(b, m.Error)
+	b = binary.AppendUvarint(b, uint64(m.Epoch))
+	b = binary.AppendUvarint(b, uint64(max(m.Partitions, 0)))
+	b = binary.AppendVarint(b, m.HorizonMs)
+	if m.CaughtUp {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// DecodeMeta decodes metadata.
+func DecodeMeta(b []byte) (Meta, error) {
+	r, err := openMessage(b, typeMeta, "meta")
+	if err != nil {
+		return Meta{}, err
+	}
+	var m Meta
+	m.Status = Status(r.byte("status"))
+	m.Error = r.string("error")
+	m.Epoch = uint32(r.count("epoch", 1<<32-1))
+	m.Partitions = int32(r.count("partitions", MaxPartitions))
+	m.HorizonMs = r.varint("horizon")
+	m.CaughtUp = r.byte("caught up") != 0
+	return m, r.end("meta")
+}
