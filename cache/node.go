@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -135,7 +136,8 @@ type Node struct {
 	mu     sync.Mutex
 	topics map[string]*takeUp
 
-	subs []*nats.Subscription
+	subs    []*nats.Subscription
+	serving atomic.Bool // subscribed to requests
 }
 
 // New builds a cache node; Run starts it.
@@ -200,6 +202,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.cfg.NATS.Flush(); err != nil {
 		return fmt.Errorf("nats flush: %w", err)
 	}
+	n.serving.Store(true)
 	for _, t := range n.cfg.Bootstrap {
 		go func() {
 			if _, err := n.topic(ctx, t); err != nil {
@@ -212,8 +215,12 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether every bootstrap topic is taken up and caught up.
+// Ready reports whether the node serves requests and every bootstrap topic
+// is taken up and caught up.
 func (n *Node) Ready() bool {
+	if !n.serving.Load() {
+		return false
+	}
 	for _, name := range n.cfg.Bootstrap {
 		n.mu.Lock()
 		tu := n.topics[name]

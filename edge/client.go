@@ -61,9 +61,13 @@ func (c *client) close(reason string) {
 }
 
 // take returns the frames to write, swapping in spare as the new queue.
+// spare must not share memory with the queue: pass the frames of the
+// previous take once written, never an empty result.
 func (c *client) take(spare [][]byte) (frames [][]byte, overflow bool, closing string) {
 	c.mu.Lock()
-	frames, c.queue = c.queue, spare[:0]
+	if len(c.queue) > 0 {
+		frames, c.queue = c.queue, spare[:0]
+	}
 	overflow, closing = c.overflow, c.closing
 	c.mu.Unlock()
 	return frames, overflow, closing

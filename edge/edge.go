@@ -319,7 +319,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}
 		return
 	}
-	f.goLive(c, route.idFormat, at)
+	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 	e.writeLive(ctx, cw, c)
 }
 

@@ -34,6 +34,8 @@ type feed struct {
 	parts    []partCursor
 	views    map[string]*view
 	clients  int
+	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
+	waiters  int
 	linger   *time.Timer
 	stopped  bool
 }
@@ -217,6 +219,11 @@ func (f *feed) probe() {
 // matches. The caller holds f.mu.
 func (f *feed) deliver(p int32, rec *proto.Record) {
 	f.progress.Offsets[p] = rec.Offset + 1
+	if f.waiters > 0 {
+		close(f.advanced)
+		f.advanced = make(chan struct{})
+		f.waiters = 0
+	}
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -254,11 +261,36 @@ func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *clie
 	return f.progress.Clone(), true
 }
 
-// goLive ends c's state part at progress at: pending frames already covered
-// are dropped, the rest queued, then the ready marker. It returns the
-// client's progress, the later of at and the feed's own.
-func (f *feed) goLive(c *client, format proto.IDFormat, at proto.Progress) proto.Progress {
+// goLive ends c's state part, which reached progress at. The state pages
+// may be ahead of the live feed (the cache applies a change before the feed
+// hears of it), so it first waits, up to timeout, until the feed has caught
+// up with at: from then on every shared frame's id covers all the client
+// holds. Pending frames already covered are dropped, the rest queued, then
+// the ready marker with the feed's progress.
+func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at proto.Progress, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	f.mu.Lock()
+	for !f.covers(at) {
+		if f.advanced == nil {
+			f.advanced = make(chan struct{})
+		}
+		f.waiters++
+		ch := f.advanced
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
+			f.mu.Lock()
+			goto ready
+		case <-ctx.Done():
+			f.mu.Lock()
+			goto ready
+		}
+		f.mu.Lock()
+	}
+ready:
 	defer f.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -273,11 +305,21 @@ func (f *feed) goLive(c *client, format proto.IDFormat, at proto.Progress) proto
 			at.Offsets[p] = max(at.Offsets[p], o)
 		}
 	}
-	at.TimeMs = f.progress.TimeMs
+	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
 	c.queue = append(c.queue, appendReady(nil, format, &at))
 	c.live = true
 	c.signal()
-	return at
+}
+
+// covers reports whether the feed has delivered everything below at. The
+// caller holds f.mu.
+func (f *feed) covers(at proto.Progress) bool {
+	for p, o := range at.Offsets {
+		if p < len(f.progress.Offsets) && f.progress.Offsets[p] < o {
+			return false
+		}
+	}
+	return true
 }
 
 // leave unregisters c; the feed stops after FeedLinger without clients.

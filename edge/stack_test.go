@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,6 +36,7 @@ type stack struct {
 	edgeReg  *prometheus.Registry
 	cacheCtx context.CancelFunc
 	natsURL  string
+	nc       *nats.Conn
 }
 
 type stackOptions struct {
@@ -98,7 +101,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		routes = append(routes, r)
 	}
 	s.edgeReg = prometheus.NewRegistry()
-	ecfg := edge.Config{NATS: enc, Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
+	ecfg := edge.Config{NATS: enc, Logger: testLogger(t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
 		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond}
 	if o.edgeCfg != nil {
 		o.edgeCfg(&ecfg)
@@ -143,6 +146,7 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	}()
 	stop := func() { cancel(); <-done }
 	s.t.Cleanup(stop)
+	eventually(s.t, 10*time.Second, "cache node ready", node.Ready)
 	return stop
 }
 
@@ -159,7 +163,29 @@ func (s *stack) produce(topic string, recs ...*kgo.Record) []*kgo.Record {
 	if err := s.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		s.t.Fatal(err)
 	}
+	for _, r := range recs {
+		s.waitApplied(topic, r.Partition, r.Offset)
+	}
 	return recs
+}
+
+// waitApplied polls the cache until it has applied the partition up to offset,
+// so that a test knows whether a record reaches a client as state or live.
+func (s *stack) waitApplied(topic string, partition int32, offset int64) {
+	s.t.Helper()
+	if s.nc == nil {
+		s.nc = s.connectNATS()
+	}
+	subject := proto.Subjects{Prefix: "ssekafka"}.State(topic, partition)
+	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: math.MaxInt64})
+	eventually(s.t, 10*time.Second, "cache to apply "+topic, func() bool {
+		msg, err := s.nc.Request(subject, req, time.Second)
+		if err != nil {
+			return false
+		}
+		page, err := proto.DecodeStatePage(msg.Data)
+		return err == nil && page.Next > offset
+	})
 }
 
 func rec(p int32, key, value string) *kgo.Record {
@@ -299,9 +325,18 @@ var errStreamEnded = errors.New("stream ended")
 // next returns the next block that an EventSource would dispatch (it has
 // data), or the retry/reset blocks, skipping keep-alive comments.
 func (c *sseClient) next(timeout time.Duration) (event, error) {
+	return c.nextOrStop(timeout, nil)
+}
+
+// errStopped is returned by nextOrStop when stop closes first.
+var errStopped = errors.New("stopped")
+
+func (c *sseClient) nextOrStop(timeout time.Duration, stop <-chan struct{}) (event, error) {
 	deadline := time.After(timeout)
 	for {
 		select {
+		case <-stop:
+			return event{}, errStopped
 		case ev, ok := <-c.events:
 			if !ok {
 				return event{}, errStreamEnded
@@ -350,4 +385,16 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		<-tick.C
 	}
+}
+
+// testLogger sends logs to the test's output.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }
