@@ -28,15 +28,16 @@ import (
 // stack is a whole path in one process: kfake, nats-server, one cache node,
 // one edge behind an httptest server, and a producer.
 type stack struct {
-	t        *testing.T
-	brokers  []string
-	producer *kgo.Client
-	edge     *edge.Edge
-	url      string
-	edgeReg  *prometheus.Registry
-	cacheCtx context.CancelFunc
-	natsURL  string
-	nc       *nats.Conn
+	t         *testing.T
+	brokers   []string
+	producer  *kgo.Client
+	edge      *edge.Edge
+	url       string
+	edgeReg   *prometheus.Registry
+	cacheCtx  context.CancelFunc
+	natsURL   string
+	nc        *nats.Conn
+	stopCache func()
 }
 
 type stackOptions struct {
@@ -144,16 +145,29 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 			s.t.Error(err)
 		}
 	}()
-	stop := func() { cancel(); <-done }
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
 	s.t.Cleanup(stop)
 	eventually(s.t, 10*time.Second, "cache node ready", node.Ready)
+	s.stopCache = stop
 	return stop
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// produce writes records synchronously; a nil value is a tombstone.
+// produce writes records synchronously (a nil value is a tombstone) and
+// waits until the cache has applied them.
 func (s *stack) produce(topic string, recs ...*kgo.Record) []*kgo.Record {
+	s.t.Helper()
+	s.produceToKafka(topic, recs...)
+	for _, r := range recs {
+		s.waitApplied(topic, r.Partition, r.Offset)
+	}
+	return recs
+}
+
+// produceToKafka writes records synchronously, without waiting for the cache.
+func (s *stack) produceToKafka(topic string, recs ...*kgo.Record) []*kgo.Record {
 	s.t.Helper()
 	for _, r := range recs {
 		r.Topic = topic
@@ -162,9 +176,6 @@ func (s *stack) produce(topic string, recs ...*kgo.Record) []*kgo.Record {
 	defer cancel()
 	if err := s.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		s.t.Fatal(err)
-	}
-	for _, r := range recs {
-		s.waitApplied(topic, r.Partition, r.Offset)
 	}
 	return recs
 }

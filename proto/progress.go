@@ -95,8 +95,13 @@ func ParseIDFormat(template string) (IDFormat, error) {
 
 // AppendEventID appends an SSE event id: the progress, then "/etag" when the
 // record carried an etag header, wrapped with the key when the format asks.
-// A nil key is written as JSON null.
+// A nil key is written as JSON null. An etag that cannot stand in an id line
+// (CR, LF or NUL, which makes browsers ignore the id) is left out; in the key
+// form it is escaped as a JSON string.
 func AppendEventID(dst []byte, f IDFormat, key []byte, keyNull bool, p *Progress, etagHeader string) []byte {
+	if strings.ContainsAny(etagHeader, "\r\n\x00") {
+		etagHeader = ""
+	}
 	if f == IDKeyEtag {
 		if keyNull {
 			dst = append(dst, `[null,"`...)
@@ -109,10 +114,29 @@ func AppendEventID(dst []byte, f IDFormat, key []byte, keyNull bool, p *Progress
 	dst = AppendProgress(dst, p)
 	if etagHeader != "" {
 		dst = append(dst, '/')
-		dst = append(dst, etagHeader...)
+		if f == IDKeyEtag {
+			dst = appendJSONEscaped(dst, etagHeader)
+		} else {
+			dst = append(dst, etagHeader...)
+		}
 	}
 	if f == IDKeyEtag {
 		dst = append(dst, `"]`...)
+	}
+	return dst
+}
+
+// appendJSONEscaped appends s escaped for the inside of a JSON string.
+func appendJSONEscaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, fmt.Sprintf("\\u%04x", c)...)
+		default:
+			dst = append(dst, c)
+		}
 	}
 	return dst
 }

@@ -7,10 +7,10 @@ import (
 
 // Limits that keep a hostile or corrupt message from allocating without bound.
 const (
-	maxBytesField  = 64 << 20 // one key, value or string
-	maxRecords     = 1 << 20  // records in one state page
-	maxHeaders     = 1 << 12  // headers of one record
-	MaxPartitions  = 1 << 16  // partitions of one topic
+	maxBytesField = 64 << 20 // one key, value or string
+	maxRecords    = 1 << 20  // records in one state page
+	maxHeaders    = 1 << 12  // headers of one record
+	MaxPartitions = 1 << 16  // partitions of one topic
 )
 
 func appendBytes(b, v []byte) []byte {

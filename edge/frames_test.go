@@ -1,0 +1,99 @@
+package edge
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// parseSSE is the event-stream interpretation of the HTML standard, enough
+// to check our framing: it returns the dispatched events' (id, type, data).
+func parseSSE(stream string) [][3]string {
+	var out [][3]string
+	var id, typ, data string
+	hasData := false
+	stream = strings.ReplaceAll(strings.ReplaceAll(stream, "\r\n", "\n"), "\r", "\n")
+	for _, line := range strings.Split(stream, "\n") {
+		if line == "" {
+			if hasData {
+				out = append(out, [3]string{id, typ, strings.TrimSuffix(data, "\n")})
+			}
+			typ, data, hasData = "", "", false
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			id = value
+		case "event":
+			typ = value
+		case "data":
+			data += value + "\n"
+			hasData = true
+		}
+	}
+	return out
+}
+
+func TestRecordFrameBytes(t *testing.T) {
+	p := &proto.Progress{Epoch: 1, TimeMs: 2, Offsets: []int64{3}}
+	id := string(proto.AppendProgress(nil, p))
+	for _, tc := range []struct {
+		rec  proto.Record
+		want string
+	}{
+		{proto.Record{Key: []byte("k"), Value: []byte(`{"a":1}`)}, "id:" + id + "\ndata:{\"a\":1}\n\n"},
+		{proto.Record{Key: []byte("k"), Value: []byte("a\nb\r\nc\rd")}, "id:" + id + "\ndata:a\ndata:b\ndata:c\ndata:d\n\n"},
+		{proto.Record{Key: []byte("k"), Value: []byte(" lead")}, "id:" + id + "\ndata:  lead\n\n"},
+		{proto.Record{Key: []byte("k"), Value: []byte{}}, "id:" + id + "\ndata:\n\n"},
+		{proto.Record{Key: []byte("k?"), Tombstone: true}, "id:" + id + "\nevent:delete\ndata:az8=\n\n"},
+		{proto.Record{Key: []byte("k"), Value: []byte("v"), Etag: "r=1", EtagHeader: true}, "id:" + id + "/r=1\ndata:v\n\n"},
+	} {
+		if got := string(appendRecordFrame(nil, proto.IDEtag, &tc.rec, p)); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+	if got := string(appendReady(nil, proto.IDKeyEtag, p)); got != "id:[null,\""+id+"\"]\nevent:ready\ndata:{}\n\n" {
+		t.Errorf("ready: %q", got)
+	}
+	if got := string(appendReset(nil, resetEpoch)); got != "event:reset\ndata:{\"reason\":\"epoch\"}\n\n" {
+		t.Errorf("reset: %q", got)
+	}
+	if got := string(appendRetry(nil, 2500)); got != "retry:2500\n\n" {
+		t.Errorf("retry: %q", got)
+	}
+}
+
+// FuzzRecordFrame checks that any value, framed and read back by a standard
+// SSE parser, is one event whose data is the value (line ends normalised)
+// and whose id parses back to the progress.
+func FuzzRecordFrame(f *testing.F) {
+	for _, s := range []string{"", "x", "a\nb", "a\r\nb\rc", " lead", "\n", "\r\n\r\n", "data: x\n\nid: y", ":c"} {
+		f.Add([]byte("k"), []byte(s), "")
+	}
+	f.Add([]byte("k"), []byte("v"), "rev=1")
+	f.Add([]byte("k"), []byte("v"), "a\"b\\c\nd")
+	f.Fuzz(func(t *testing.T, key, value []byte, etag string) {
+		p := &proto.Progress{Epoch: 1, TimeMs: 2, Offsets: []int64{3, 4}}
+		rec := proto.Record{Key: key, Value: value, Etag: etag, EtagHeader: etag != ""}
+		frame := appendRecordFrame(nil, proto.IDKeyEtag, &rec, p)
+		evs := parseSSE(string(frame))
+		want := strings.ReplaceAll(strings.ReplaceAll(string(value), "\r\n", "\n"), "\r", "\n")
+		if len(evs) != 1 || evs[0][2] != want || evs[0][1] != "" {
+			t.Fatalf("value %q framed as %q parsed to %q", value, frame, evs)
+		}
+		if bytes.Count(frame, []byte("\n\n")) != 1 || !bytes.HasSuffix(frame, []byte("\n\n")) {
+			t.Fatalf("frame %q is not exactly one event", frame)
+		}
+		back, err := proto.ParseEventID(evs[0][0])
+		if err != nil || back.Offsets[1] != 4 {
+			t.Fatalf("id %q: %+v %v", evs[0][0], back, err)
+		}
+	})
+}

@@ -1,0 +1,106 @@
+package edge
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+func TestRouteMatchAndResolve(t *testing.T) {
+	r, err := CompileRoute(RouteConfig{
+		Paths:   []string{"/items/{id}", "/v1/*/things/{id}"},
+		Topic:   "items-${params.id}",
+		Filters: []FilterConfig{{Key: ptr("${params.id}"), Headers: map[string]string{"tenant": "t-${params.id}"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/items/7":           "7",
+		"/items/a/b":         "a/b", // greedy, as in Zilla
+		"/v1/x/y/things/42":  "42",
+		"/items/":            "",
+		"/itemsX/7":          "",
+		"/v1/things/42/more": "",
+	} {
+		ctx, ok := r.match(path)
+		if ok != (want != "") || (ok && ctx["params.id"] != want) {
+			t.Errorf("%s: match %v %v, want %q", path, ok, ctx, want)
+		}
+	}
+	ctx, _ := r.match("/items/7")
+	if got := r.topic.resolve(ctx); got != "items-7" {
+		t.Fatal(got)
+	}
+	fs, key := r.resolveFilters(ctx)
+	if *fs[0].key != "7" || string(fs[0].headers[0].value) != "t-7" || key == "" {
+		t.Fatalf("%+v %q", fs, key)
+	}
+	rec := &proto.Record{Key: []byte("7"), Headers: []proto.Header{{Key: "tenant", Value: []byte("t-7")}}}
+	if !matches(fs, rec) {
+		t.Fatal("record should match")
+	}
+	rec.Headers[0].Value = []byte("other")
+	if matches(fs, rec) {
+		t.Fatal("header mismatch should not match")
+	}
+	if !matches(fs, &proto.Record{Key: []byte("7"), Tombstone: true}) {
+		t.Fatal("a tombstone of the key must reach the client")
+	}
+	if matches(fs, &proto.Record{KeyNull: true}) {
+		t.Fatal("a null key never matches a key filter")
+	}
+}
+
+func TestFiltersAreORedAndFieldsANDed(t *testing.T) {
+	r, err := CompileRoute(RouteConfig{Paths: []string{"/x"}, Topic: "t", Filters: []FilterConfig{
+		{Key: ptr("a"), Headers: map[string]string{"h": "1"}},
+		{Key: ptr("b")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, _ := r.resolveFilters(Context{})
+	h1 := []proto.Header{{Key: "h", Value: []byte("1")}}
+	for _, tc := range []struct {
+		rec  proto.Record
+		want bool
+	}{
+		{proto.Record{Key: []byte("a"), Headers: h1}, true},
+		{proto.Record{Key: []byte("a")}, false},
+		{proto.Record{Key: []byte("b")}, true},
+		{proto.Record{Key: []byte("c"), Headers: h1}, false},
+	} {
+		if got := matches(fs, &tc.rec); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.rec.Key, got, tc.want)
+		}
+	}
+}
+
+func TestCompileRouteErrors(t *testing.T) {
+	for _, tc := range []struct {
+		rc   RouteConfig
+		want string
+	}{
+		{RouteConfig{Topic: "t"}, "when"},
+		{RouteConfig{Paths: []string{"/x"}}, "with.topic"},
+		{RouteConfig{Paths: []string{"x"}, Topic: "t"}, "must start with /"},
+		{RouteConfig{Paths: []string{"/x/{id"}, Topic: "t"}, "unclosed"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "${params.id}"}, "has no {id}"},
+		{RouteConfig{Paths: []string{"/x/{id}", "/y"}, Topic: "${params.id}"}, `path "/y" has no {id}`},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "${guarded['jwt'].identity}"}, "guards are not supported yet"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "${nope}"}, "unknown expression"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "${params.id"}, "unclosed ${"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "bad topic"}, "not allowed"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "t", EventID: "${key}"}, "with.event.id"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "t", Filters: []FilterConfig{{}}}, "needs key or headers"},
+	} {
+		_, err := CompileRoute(tc.rc)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to mention %q", tc.rc, err, tc.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

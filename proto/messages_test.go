@@ -1,0 +1,140 @@
+package proto
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var sampleRecord = Record{
+	Offset: 42, TimeMs: 1_800_000_000_000, Key: []byte("k"), Value: []byte("v\nw"),
+	Etag: "revision=1", EtagHeader: true,
+	Headers: []Header{{Key: "etag", Value: []byte("revision=1")}, {Key: "tenant", Value: []byte("a")}},
+}
+
+func sampleChange() Change {
+	return Change{Epoch: 9, Partition: 2, Owner: 1<<63 + 5, Seq: 17, Record: sampleRecord}
+}
+
+func samplePage() StatePage {
+	tomb := Record{Offset: 50, TimeMs: 3, Key: []byte("gone"), Tombstone: true}
+	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Owner: 4, Seq: 100, Next: 51, Cursor: 51, More: true,
+		Records: []Record{sampleRecord, tomb}}
+}
+
+func TestMessagesRoundTrip(t *testing.T) {
+	c := sampleChange()
+	gotC, err := DecodeChange(AppendChange(nil, &c))
+	if err != nil || !reflect.DeepEqual(gotC, c) {
+		t.Fatalf("change: %+v, %v", gotC, err)
+	}
+	p := samplePage()
+	gotP, err := DecodeStatePage(AppendStatePage(nil, &p))
+	if err != nil || !reflect.DeepEqual(gotP, p) {
+		t.Fatalf("page:\n got %+v\nwant %+v, %v", gotP, p, err)
+	}
+	q := StateRequest{Since: 1 << 62, MaxBytes: 1 << 20}
+	gotQ, err := DecodeStateRequest(AppendStateRequest(nil, &q))
+	if err != nil || gotQ != q {
+		t.Fatalf("request: %+v, %v", gotQ, err)
+	}
+	m := Meta{Status: StatusOK, Epoch: 3, Partitions: 12, HorizonMs: 86_400_000, CaughtUp: true}
+	gotM, err := DecodeMeta(AppendMeta(nil, &m))
+	if err != nil || gotM != m {
+		t.Fatalf("meta: %+v, %v", gotM, err)
+	}
+	if err := DecodeMetaRequest(AppendMetaRequest(nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMessagesRejectBadInput(t *testing.T) {
+	c := sampleChange()
+	enc := AppendChange(nil, &c)
+	for i := range enc {
+		if _, err := DecodeChange(enc[:i]); err == nil {
+			t.Fatalf("truncated at %d decoded", i)
+		}
+	}
+	bad := append([]byte{Version + 1}, enc[1:]...)
+	if _, err := DecodeChange(bad); !errors.Is(err, ErrVersion) {
+		t.Fatalf("future version: %v", err)
+	}
+	if _, err := DecodeStatePage(enc); err == nil {
+		t.Fatal("a change decoded as a page")
+	}
+	if _, err := DecodeChange(append(enc, 0)); err == nil {
+		t.Fatal("trailing byte accepted")
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	s := Subjects{Prefix: "ssekafka"}
+	if got := s.State("a.b", 3); got != "ssekafka.state.a~b.3" {
+		t.Fatal(got)
+	}
+	topic, p, err := s.ParseStateSubject(s.State("a.b-c_D", 7))
+	if err != nil || topic != "a.b-c_D" || p != 7 {
+		t.Fatal(topic, p, err)
+	}
+	if topic, err := s.ParseMetaSubject(s.Meta("x.y")); err != nil || topic != "x.y" {
+		t.Fatal(topic, err)
+	}
+	for _, bad := range []string{"", ".", "..", "a b", "a/b", "a*", strings.Repeat("x", 250)} {
+		if ValidTopic(bad) == nil {
+			t.Errorf("topic %q accepted", bad)
+		}
+	}
+}
+
+func FuzzDecodeChange(f *testing.F) {
+	c := sampleChange()
+	f.Add(AppendChange(nil, &c))
+	f.Add([]byte{Version, typeChange})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeChange(b)
+		if err != nil {
+			return
+		}
+		back, err := DecodeChange(AppendChange(nil, &c))
+		if err != nil || !reflect.DeepEqual(back, c) {
+			t.Fatalf("re-encode: %+v vs %+v, %v", back, c, err)
+		}
+	})
+}
+
+func FuzzDecodeStatePage(f *testing.F) {
+	p := samplePage()
+	f.Add(AppendStatePage(nil, &p))
+	f.Add(AppendStatePage(nil, &StatePage{Status: StatusUnknownTopic, Error: "unknown topic"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodeStatePage(b)
+		if err != nil {
+			return
+		}
+		back, err := DecodeStatePage(AppendStatePage(nil, &p))
+		if err != nil || !reflect.DeepEqual(back, p) {
+			t.Fatalf("re-encode: %+v vs %+v, %v", back, p, err)
+		}
+	})
+}
+
+func FuzzDecodeRequestsAndMeta(f *testing.F) {
+	f.Add(AppendStateRequest(nil, &StateRequest{Since: 5, MaxBytes: 100}))
+	f.Add(AppendMeta(nil, &Meta{Epoch: 1, Partitions: 3, HorizonMs: 5}))
+	f.Add(AppendMetaRequest(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if q, err := DecodeStateRequest(b); err == nil {
+			if back, err := DecodeStateRequest(AppendStateRequest(nil, &q)); err != nil || back != q {
+				t.Fatalf("state request re-encode: %+v vs %+v", back, q)
+			}
+		}
+		if m, err := DecodeMeta(b); err == nil {
+			if back, err := DecodeMeta(AppendMeta(nil, &m)); err != nil || back != m {
+				t.Fatalf("meta re-encode: %+v vs %+v", back, m)
+			}
+		}
+		_ = DecodeMetaRequest(b)
+	})
+}
