@@ -112,6 +112,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+const reasonShutdown = "shutdown"
+
 // Edge is an edge node; it is an http.Handler.
 type Edge struct {
 	cfg      Config
@@ -151,7 +153,7 @@ func (e *Edge) Close() {
 	}
 	e.mu.Unlock()
 	for _, f := range feeds {
-		f.fail("shutdown")
+		f.fail(reasonShutdown)
 	}
 }
 

@@ -368,8 +368,12 @@ func (f *feed) stopLocked() {
 // partitions): every client is disconnected and, reconnecting, resumes or is
 // reset against the new metadata.
 func (f *feed) fail(reason string) {
-	f.e.metrics.feedFailures.Inc()
-	f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", reason)
+	if reason == reasonShutdown {
+		f.e.log.Debug("topic feed closed", "topic", f.topic)
+	} else {
+		f.e.metrics.feedFailures.Inc()
+		f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", reason)
+	}
 	f.e.mu.Lock()
 	f.mu.Lock()
 	if !f.stopped {

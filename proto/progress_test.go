@@ -80,9 +80,9 @@ func TestAppendEventID(t *testing.T) {
 func TestParseEventIDRejects(t *testing.T) {
 	for _, id := range []string{
 		"", "!!!", "AA", "Bw", `["a"]`, `[1,2]`, `["a",null]`,
-		"AQ",                      // Zilla kind, no count
-		"AQQABA",                  // Zilla, second partition missing
-		"AgE",                     // ours, truncated
+		"AQ",     // Zilla kind, no count
+		"AQQABA", // Zilla, second partition missing
+		"AgE",    // ours, truncated
 		strings.Repeat("A", 300<<10),
 	} {
 		if p, err := ParseEventID(id); err == nil {

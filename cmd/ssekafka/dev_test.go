@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds ssekafka once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ssekafka-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ssekafka")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func kcat(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("kcat is not installed: .ci/run installs it")
+		}
+		t.Skip("kcat is not installed (apt-get install kcat)")
+	}
+	return path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// process runs the binary until the test ends; its output goes to the test log.
+type process struct {
+	lines chan string
+}
+
+func start(t *testing.T, args ...string) *process {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{lines: make(chan string, 1024)}
+	var log strings.Builder
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			mu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = cmd.Wait()
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("ssekafka %s output:\n%s", strings.Join(args, " "), log.String())
+			mu.Unlock()
+		}
+	})
+	return p
+}
+
+func (p *process) waitFor(t *testing.T, substr string) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case line := <-p.lines:
+			if strings.Contains(line, substr) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %q", substr)
+		}
+	}
+}
+
+func produce(t *testing.T, broker string, lines string, extra ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{"-b", broker, "-t", "tasks", "-P", "-K:"}, extra...)
+	cmd := exec.CommandContext(ctx, kcat(t), args...)
+	cmd.Stdin = strings.NewReader(lines)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat %v: %v\n%s", args, err, out)
+	}
+}
+
+type sseEvent struct{ id, event, data string }
+
+// stream reads SSE events from a plain HTTP GET.
+type stream struct {
+	events chan sseEvent
+	cancel context.CancelFunc
+}
+
+func openStream(t *testing.T, url, lastID string) *stream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		cancel()
+		t.Fatalf("GET %s: %s %s", url, resp.Status, resp.Header.Get("Content-Type"))
+	}
+	s := &stream{events: make(chan sseEvent, 1024), cancel: cancel}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "" {
+				if ev.data != "" || ev.event != "" {
+					s.events <- ev
+				}
+				ev = sseEvent{}
+				continue
+			}
+			field, value, _ := strings.Cut(line, ":")
+			switch field {
+			case "id":
+				ev.id = value
+			case "event":
+				ev.event = value
+			case "data":
+				ev.data = value
+			}
+		}
+		close(s.events)
+	}()
+	t.Cleanup(cancel)
+	return s
+}
+
+func (s *stream) next(t *testing.T) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out waiting for an event")
+	}
+	return sseEvent{}
+}
+
+// untilReady returns the data of the events before ready, and ready's id.
+func (s *stream) untilReady(t *testing.T) (data []string, readyID string) {
+	t.Helper()
+	for {
+		ev := s.next(t)
+		if ev.event == "ready" {
+			return data, ev.id
+		}
+		if ev.event != "" {
+			data = append(data, ev.event+":"+ev.data)
+		} else {
+			data = append(data, ev.data)
+		}
+	}
+}
+
+// checkTasksFlow is Done-when 2 of the foundation issue, against a running
+// deployment: kcat produces, curl-like clients stream, resume and reset.
+func checkTasksFlow(t *testing.T, httpAddr, broker string) {
+	url := "http://" + httpAddr + "/tasks"
+	produce(t, broker, "a:one\nb:two\n")
+	s := openStream(t, url, "")
+	var got []string // before or after ready, depending on when the cache consumed them
+	for len(got) < 2 {
+		if ev := s.next(t); ev.event == "" {
+			got = append(got, ev.data)
+		}
+	}
+	if strings.Join(sorted(got), ",") != "one,two" {
+		t.Fatalf("state: %q", got)
+	}
+	produce(t, broker, "a:\n", "-Z")
+	del := s.next(t)
+	if del.event != "delete" || del.data != base64.URLEncoding.EncodeToString([]byte("a")) || del.id == "" {
+		t.Fatalf("tombstone arrived as %+v", del)
+	}
+	produce(t, broker, "c:three\n")
+	last := s.next(t)
+	if last.data != "three" {
+		t.Fatalf("live: %+v", last)
+	}
+	// Reconnecting with the last id: nothing older comes again.
+	data, _ := openStream(t, url, last.id).untilReady(t)
+	if len(data) != 0 {
+		t.Fatalf("resume from the last id resent %q", data)
+	}
+	// From the delete's id: only what came after it.
+	data, _ = openStream(t, url, del.id).untilReady(t)
+	if strings.Join(data, ",") != "three" {
+		t.Fatalf("resume from the delete's id: %q", data)
+	}
+	// A garbage id: the full state, no error page.
+	data, _ = openStream(t, url, "not-an-id").untilReady(t)
+	if strings.Join(sorted(data), ",") != "three,two" {
+		t.Fatalf("garbage id: %q", data)
+	}
+	// An id of another epoch: reset, then the full state.
+	p, err := proto.ParseEventID(last.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Epoch ^= 0x10
+	data, _ = openStream(t, url, string(proto.AppendProgress(nil, &p))).untilReady(t)
+	if len(data) != 3 || !strings.HasPrefix(data[0], "reset:") || strings.Join(sorted(data[1:]), ",") != "three,two" {
+		t.Fatalf("other epoch: %q", data)
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestDevModeWithKcat(t *testing.T) {
+	kcat(t)
+	httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	p := start(t, "dev", "--http", httpAddr, "--kafka", kafkaAddr, "--nats", natsAddr)
+	p.waitFor(t, "ssekafka dev is up")
+	checkTasksFlow(t, httpAddr, kafkaAddr)
+}
+
+func TestSeparateCacheAndEdgeProcesses(t *testing.T) {
+	kcat(t)
+	httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
+	services.waitFor(t, "embedded nats listening")
+	natsURL := "nats://" + natsAddr
+	cacheProc := start(t, "cache", "--kafka", kafkaAddr, "--nats", natsURL)
+	cacheProc.waitFor(t, "cache node running")
+	edgeProc := start(t, "edge", "--nats", natsURL, "--http", httpAddr)
+	edgeProc.waitFor(t, "edge serving")
+	checkTasksFlow(t, httpAddr, kafkaAddr)
+}
