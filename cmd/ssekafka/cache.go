@@ -8,27 +8,37 @@ import (
 	"syscall"
 )
 
-func runCache(args []string) error {
+type cacheFlags struct {
+	config, kafka, nats, metrics string
+}
+
+func newCacheFlags() (*flag.FlagSet, *cacheFlags) {
+	f := &cacheFlags{}
 	fs := flag.NewFlagSet("cache", flag.ContinueOnError)
-	configPath := fs.String("config", "", "YAML config file (default: the built-in example)")
-	brokers := fs.String("kafka", "", "Kafka brokers, comma-separated (default: kafka.brokers)")
-	natsURL := fs.String("nats", "", "NATS URL (default: nats.url)")
-	metrics := fs.String("metrics", "", "address to serve /metrics on (default: cache.listen; empty: none)")
+	fs.StringVar(&f.config, "config", "", "YAML config file (default: the built-in example)")
+	fs.StringVar(&f.kafka, "kafka", "", "Kafka brokers, comma-separated (default: kafka.brokers)")
+	fs.StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url)")
+	fs.StringVar(&f.metrics, "metrics", "", "address to serve /metrics on (default: cache.listen; empty: none)")
+	return fs, f
+}
+
+func runCache(args []string) error {
+	fs, f := newCacheFlags()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath, false)
+	cfg, err := loadConfig(f.config, false)
 	if err != nil {
 		return err
 	}
-	if *brokers != "" {
-		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+	if f.kafka != "" {
+		cfg.Kafka.Brokers = strings.Split(f.kafka, ",")
 	}
-	if *natsURL != "" {
-		cfg.NATS.URL = *natsURL
+	if f.nats != "" {
+		cfg.NATS.URL = f.nats
 	}
-	if *metrics != "" {
-		cfg.Cache.Listen = *metrics
+	if f.metrics != "" {
+		cfg.Cache.Listen = f.metrics
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -231,9 +231,12 @@ func checkTasksFlow(t *testing.T, httpAddr, broker string) {
 	produce(t, broker, "a:one\nb:two\n")
 	s := openStream(t, url, "")
 	var got []string // before or after ready, depending on when the cache consumed them
-	for len(got) < 2 {
-		if ev := s.next(t); ev.event == "" {
+	for ready := false; len(got) < 2 || !ready; {
+		switch ev := s.next(t); ev.event {
+		case "":
 			got = append(got, ev.data)
+		case "ready":
+			ready = true
 		}
 	}
 	if strings.Join(sorted(got), ",") != "one,two" {

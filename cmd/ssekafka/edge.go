@@ -8,23 +8,33 @@ import (
 	"syscall"
 )
 
-func runEdge(args []string) error {
+type edgeFlags struct {
+	config, nats, http string
+}
+
+func newEdgeFlags() (*flag.FlagSet, *edgeFlags) {
+	f := &edgeFlags{}
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	configPath := fs.String("config", "", "YAML config file (default: the built-in example)")
-	natsURL := fs.String("nats", "", "NATS URL (default: nats.url)")
-	httpAddr := fs.String("http", "", "HTTP listen address (default: sse.listen)")
+	fs.StringVar(&f.config, "config", "", "YAML config file (default: the built-in example)")
+	fs.StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url)")
+	fs.StringVar(&f.http, "http", "", "HTTP listen address (default: sse.listen)")
+	return fs, f
+}
+
+func runEdge(args []string) error {
+	fs, f := newEdgeFlags()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath, true)
+	cfg, err := loadConfig(f.config, true)
 	if err != nil {
 		return err
 	}
-	if *natsURL != "" {
-		cfg.NATS.URL = *natsURL
+	if f.nats != "" {
+		cfg.NATS.URL = f.nats
 	}
-	if *httpAddr != "" {
-		cfg.SSE.Listen = *httpAddr
+	if f.http != "" {
+		cfg.SSE.Listen = f.http
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
