@@ -84,35 +84,53 @@ func waitFor(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
+// startCluster starts a cluster for one test or benchmark, closed at its end.
+func startCluster(tb testing.TB, ctx context.Context) *Cluster {
+	tb.Helper()
+	c, err := StartCluster(ctx, "bench", 3)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// loadState produces keys distinct keys and waits until a new client sees
+// all of them in its state part.
+func loadState(tb testing.TB, ctx context.Context, c *Cluster, keys, size int) {
+	tb.Helper()
+	if err := c.Produce(ctx, keys, keys, size); err != nil {
+		tb.Fatal(err)
+	}
+	if err := waitFor(ctx, func() bool { n, err := streamState(ctx, c); return err == nil && n == int64(keys) }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// readyClients connects n clients, waits for their ready, and closes them
+// at the end of tb.
+func readyClients(tb testing.TB, ctx context.Context, c *Cluster, n int) []*Client {
+	tb.Helper()
+	clients, err := connectReady(ctx, c, n)
+	tb.Cleanup(func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return clients
+}
+
 // TestScenariosSmall runs both scenarios at a small scale, so that CI keeps
 // the harness working and exact (every client gets every event, once).
 func TestScenariosSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := StartCluster(ctx, "bench", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Produce(ctx, 1000, 1000, 50); err != nil {
-		t.Fatal(err)
-	}
-	// Wait for the cache: a client then sees all 1000 in its state part.
-	if err := waitFor(ctx, func() bool {
-		n, err := streamState(ctx, c)
-		return err == nil && n == 1000
-	}); err != nil {
-		t.Fatal(err)
-	}
-	clients, err := connectReady(ctx, c, 20)
-	defer func() {
-		for _, cl := range clients {
-			cl.Close()
-		}
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startCluster(t, ctx)
+	loadState(t, ctx, c, 1000, 50)
+	clients := readyClients(t, ctx, c, 20)
 	if _, err := fanout(ctx, c, clients, 200); err != nil {
 		t.Fatal(err)
 	}
@@ -123,17 +141,8 @@ func TestScenariosSmall(t *testing.T) {
 func BenchmarkStateStream(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, "bench", 3)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Produce(ctx, *stateKeys, *stateKeys, *valueSize); err != nil {
-		b.Fatal(err)
-	}
-	if err := waitFor(ctx, func() bool { n, err := streamState(ctx, c); return err == nil && n == int64(*stateKeys) }); err != nil {
-		b.Fatal(err)
-	}
+	c := startCluster(b, ctx)
+	loadState(b, ctx, c, *stateKeys, *valueSize)
 	b.ResetTimer()
 	for range b.N {
 		n, err := streamState(ctx, c)
@@ -150,20 +159,8 @@ func BenchmarkStateStream(b *testing.B) {
 func BenchmarkFanout(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, "bench", 3)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	clients, err := connectReady(ctx, c, *fanoutClients)
-	defer func() {
-		for _, cl := range clients {
-			cl.Close()
-		}
-	}()
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := startCluster(b, ctx)
+	clients := readyClients(b, ctx, c, *fanoutClients)
 	b.ResetTimer()
 	var total time.Duration
 	for range b.N {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -34,10 +35,10 @@ type stack struct {
 	edge      *edge.Edge
 	url       string
 	edgeReg   *prometheus.Registry
-	cacheCtx  context.CancelFunc
 	natsURL   string
 	nc        *nats.Conn
 	stopCache func()
+	nats      *server.Server
 }
 
 type stackOptions struct {
@@ -81,7 +82,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ns.Shutdown)
+	t.Cleanup(func() { s.nats.Shutdown() })
+	s.nats = ns
 	s.natsURL = ns.ClientURL()
 
 	s.producer, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -118,8 +120,21 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	return s
 }
 
+// restartNATS stops the NATS server and starts a new one on the same
+// address; every connection reconnects, and what was published meanwhile is lost.
+func (s *stack) restartNATS() {
+	s.t.Helper()
+	addr := s.nats.Addr().String()
+	s.nats.Shutdown()
+	ns, err := devstack.StartNATS(addr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.nats = ns
+}
+
 func (s *stack) connectNATS() *nats.Conn {
-	nc, err := nats.Connect(s.natsURL)
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -1,0 +1,114 @@
+package cache
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+func record(offset int64, key, value string) *proto.Record {
+	r := &proto.Record{Offset: offset, TimeMs: offset * 1000, Key: []byte(key)}
+	if value == "" {
+		r.Tombstone = true
+	} else {
+		r.Value = []byte(value)
+	}
+	return r
+}
+
+func offsets(recs []proto.Record) string {
+	s := ""
+	for _, r := range recs {
+		s += fmt.Sprintf("%d:%s=%s ", r.Offset, r.Key, r.Value)
+	}
+	return s
+}
+
+func TestPartitionStateKeepsLatestPerKey(t *testing.T) {
+	s := newPartitionState(1)
+	for _, r := range []*proto.Record{
+		record(0, "a", "1"), record(1, "b", "1"), record(2, "a", "2"), record(3, "c", "1"),
+		record(4, "b", ""), // tombstone supersedes b
+		{Offset: 5, KeyNull: true, Value: []byte("no key")},
+		record(2, "a", "stale"), // a replay below next is ignored
+	} {
+		s.apply(r)
+	}
+	if s.next != 6 {
+		t.Fatalf("next %d, want 6", s.next)
+	}
+	recs, more := s.page(0, 1<<20)
+	if got := offsets(recs); got != "2:a=2 3:c=1 4:b= " || more {
+		t.Fatalf("page: %s more=%v", got, more)
+	}
+	if recs, _ := s.page(3, 1<<20); offsets(recs) != "3:c=1 4:b= " {
+		t.Fatalf("page since 3: %s", offsets(recs))
+	}
+	if recs, more := s.page(5, 1<<20); len(recs) != 0 || more {
+		t.Fatalf("page past the end: %s", offsets(recs))
+	}
+}
+
+func TestPartitionStatePagesBySize(t *testing.T) {
+	s := newPartitionState(1)
+	for i := range 100 {
+		s.apply(record(int64(i), fmt.Sprintf("k%d", i), "0123456789"))
+	}
+	size := (&proto.Record{Key: []byte("k10"), Value: []byte("0123456789")}).Size()
+	var all []proto.Record
+	since, pages := int64(0), 0
+	for {
+		recs, more := s.page(since, 10*size)
+		pages++
+		all = append(all, recs...)
+		if !more {
+			break
+		}
+		since = recs[len(recs)-1].Offset + 1
+	}
+	if len(all) != 100 || pages < 10 {
+		t.Fatalf("%d records in %d pages", len(all), pages)
+	}
+	for i, r := range all {
+		if r.Offset != int64(i) {
+			t.Fatalf("record %d has offset %d", i, r.Offset)
+		}
+	}
+	// A page always holds at least one record, however small the budget.
+	if recs, _ := s.page(0, 1); len(recs) != 1 {
+		t.Fatalf("tiny budget gave %d records", len(recs))
+	}
+}
+
+func TestDropTombstonesBefore(t *testing.T) {
+	s := newPartitionState(1)
+	s.apply(record(1, "a", ""))
+	s.apply(record(2, "b", "v"))
+	s.apply(record(5, "c", ""))
+	if n := s.dropTombstonesBefore(3000); n != 1 {
+		t.Fatalf("dropped %d, want 1", n)
+	}
+	recs, _ := s.page(0, 1<<20)
+	if offsets(recs) != "2:b=v 5:c= " || len(s.byKey) != 2 {
+		t.Fatalf("after drop: %s", offsets(recs))
+	}
+	if s.bytes != int64(record(2, "b", "v").Size()+record(5, "c", "").Size()) {
+		t.Fatalf("bytes %d not kept in step", s.bytes)
+	}
+}
+
+func BenchmarkPage(b *testing.B) {
+	s := newPartitionState(1)
+	for i := range 100_000 {
+		s.apply(record(int64(i), fmt.Sprintf("key-%d", i), "a value of some thirty bytes.."))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		recs, _ := s.page(int64(i%100_000), 16<<10)
+		if len(recs) == 0 {
+			b.Fatal("empty page")
+		}
+	}
+}
