@@ -3,12 +3,16 @@ package cache
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/ssekafka/ssekafka/membership"
 )
 
 type metrics struct {
 	records, published, publishErrors, fetchErrors prometheus.Counter
 	metaRequests, stateRequests, badRequests       prometheus.Counter
 	tombstonesDropped                              prometheus.Counter
+	lag                                            *prometheus.GaugeVec
+	held                                           *prometheus.GaugeVec
 }
 
 // newMetrics registers the node's metrics with reg; a nil reg registers nothing.
@@ -26,5 +30,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateRequests:     c("state_requests_total", "State page requests."),
 		badRequests:       c("bad_requests_total", "Requests that could not be decoded."),
 		tombstonesDropped: c("tombstones_dropped_total", "Tombstones dropped past the horizon."),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partition_lag",
+			Help: "Records between the high watermark and the next offset to apply, per held partition."}, []string{"topic", "partition"}),
+		held: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partitions_held",
+			Help: "Partitions this node holds, by role."}, []string{"role"}),
+	}
+}
+
+func (m *metrics) updateHeld(topics []*topicState) {
+	counts := map[membership.Role]int{}
+	for _, t := range topics {
+		for _, ps := range t.held() {
+			ps.mu.RLock()
+			counts[ps.role]++
+			ps.mu.RUnlock()
+		}
+	}
+	for _, r := range []membership.Role{membership.RolePrimary, membership.RoleStandby} {
+		m.held.WithLabelValues(r.String()).Set(float64(counts[r]))
 	}
 }

@@ -1,13 +1,15 @@
 // Package cache is a cache node: it consumes the Kafka partitions it owns
 // (direct partition consumption, no consumer group), keeps each partition's
-// compacted state, publishes every change on NATS, and answers edges' state
-// and metadata requests.
+// compacted state, publishes every change on NATS when it is a partition's
+// primary, and answers edges' state and metadata requests.
 //
-// Concurrency: one goroutine polls Kafka, applies records to a partition's
-// state under that partition's lock, then publishes them in offset order, so
-// a state page (read under the same lock) and the live feed agree on the
-// publish sequence. NATS request handlers run on their own goroutines, bounded
-// by Config.MaxConcurrentRequests. Lock order: Node.mu, then partitionState.mu.
+// Concurrency: one goroutine (consume) polls Kafka, applies records to a
+// partition's state under that partition's lock and then publishes them in
+// offset order; it also carries out ownership changes between polls
+// (reconcile), so no fetch of a released partition is ever applied to a new
+// state. NATS request handlers run on goroutines of their own, bounded by
+// Config.MaxConcurrentRequests. Lock order: Node.mu, topicState.mu,
+// partitionState.mu.
 package cache
 
 import (
@@ -15,16 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ssekafka/ssekafka/membership"
@@ -53,6 +53,9 @@ type Config struct {
 	// CatchUpWait bounds how long a metadata request for a topic taken up on
 	// demand waits for the first catch-up. Default 10s.
 	CatchUpWait time.Duration
+	// HeadInterval is how often a primary publishes its position in each
+	// partition, so that edges notice lost changes. Default 1s.
+	HeadInterval time.Duration
 	// MaxConcurrentRequests bounds request handlers running at once. Default 256.
 	MaxConcurrentRequests int
 	// KafkaOptions are added to the franz-go client options (TLS, SASL, ...).
@@ -90,6 +93,9 @@ func (c *Config) setDefaults() error {
 	if c.CatchUpWait <= 0 {
 		c.CatchUpWait = 10 * time.Second
 	}
+	if c.HeadInterval <= 0 {
+		c.HeadInterval = time.Second
+	}
 	if c.MaxConcurrentRequests <= 0 {
 		c.MaxConcurrentRequests = 256
 	}
@@ -105,24 +111,6 @@ const (
 	LogKeyPartition = "partition"
 )
 
-// topicState is one topic taken up by this node.
-type topicState struct {
-	name            string
-	epoch           uint32
-	deleteRetention time.Duration
-	parts           []*partitionState
-	endAtStart      []int64       // end offsets when taken up
-	caughtUp        chan struct{} // closed once every partition reached endAtStart
-	caughtUpOnce    sync.Once
-}
-
-// takeUp is a topic being taken up; done is closed when t or err is set.
-type takeUp struct {
-	done chan struct{}
-	t    *topicState
-	err  error
-}
-
 // Node is a cache node.
 type Node struct {
 	cfg      Config
@@ -132,12 +120,15 @@ type Node struct {
 	adm      *kadm.Client
 	metrics  *metrics
 	sem      chan struct{}
+	wake     chan struct{} // capacity 1: reconcile before the next poll
 
 	mu     sync.Mutex
 	topics map[string]*takeUp
 
-	subs    []*nats.Subscription
-	serving atomic.Bool // subscribed to requests
+	subs         []*nats.Subscription
+	serving      atomic.Bool // subscribed to requests
+	topicsRead   atomic.Bool // asked the other nodes which topics they hold
+	caughtUpSaid atomic.Bool // told the ownership this node is caught up
 }
 
 // New builds a cache node; Run starts it.
@@ -154,7 +145,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	n := &Node{
+	return &Node{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
@@ -162,306 +153,140 @@ func New(cfg Config) (*Node, error) {
 		adm:      kadm.NewClient(kcl),
 		metrics:  newMetrics(cfg.Registerer),
 		sem:      make(chan struct{}, cfg.MaxConcurrentRequests),
+		wake:     make(chan struct{}, 1),
 		topics:   make(map[string]*takeUp),
-	}
-	return n, nil
+	}, nil
 }
 
 // Run serves requests and consumes until ctx ends or a fatal error occurs.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.kcl.Close()
-	for _, sub := range []struct {
-		subject string
-		handle  func(*nats.Msg)
-	}{
-		{n.subjects.MetaAll(), n.handleMeta},
-		{n.subjects.StateAll(), n.handleState},
-	} {
-		s, err := n.cfg.NATS.Subscribe(sub.subject, func(m *nats.Msg) {
-			select {
-			case n.sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			go func() {
-				defer func() { <-n.sem }()
-				sub.handle(m)
-			}()
-		})
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", sub.subject, err)
-		}
-		s.SetPendingLimits(-1, -1)
-		n.subs = append(n.subs, s)
-	}
 	defer func() {
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
 		}
 	}()
+	if err := n.subscribe(ctx, n.subjects.MetaAll(), n.handleMeta); err != nil {
+		return err
+	}
+	if err := n.subscribe(ctx, n.subjects.StateAll(), n.handleState); err != nil {
+		return err
+	}
 	if err := n.cfg.NATS.Flush(); err != nil {
 		return fmt.Errorf("nats flush: %w", err)
 	}
 	n.serving.Store(true)
+	n.learnTopics(ctx)
+	// Answer others' topic questions only now, so as not to answer our own.
+	if err := n.subscribe(ctx, n.subjects.Topics(), n.handleTopics); err != nil {
+		return err
+	}
 	for _, t := range n.cfg.Bootstrap {
 		go func() {
-			if _, err := n.topic(ctx, t); err != nil {
+			if _, err := n.topic(ctx, t); err != nil && ctx.Err() == nil {
 				n.log.Error("bootstrap topic", LogKeyTopic, t, "err", err)
 			}
 		}()
 	}
+	go n.watchOwnership(ctx)
 	go n.janitor(ctx)
+	go n.publishHeads(ctx)
 	n.consume(ctx)
 	return nil
 }
 
-// Ready reports whether the node serves requests and every bootstrap topic
-// is taken up and caught up.
+// subscribe handles subject's requests on goroutines of their own.
+func (n *Node) subscribe(ctx context.Context, subject string, handle func(*nats.Msg)) error {
+	s, err := n.cfg.NATS.Subscribe(subject, func(m *nats.Msg) {
+		select {
+		case n.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-n.sem }()
+			handle(m)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	_ = s.SetPendingLimits(-1, -1)
+	n.subs = append(n.subs, s)
+	return nil
+}
+
+// learnTopics asks the running nodes which topics they hold, so that a
+// joining node takes up its share of on-demand topics too.
+func (n *Node) learnTopics(ctx context.Context) {
+	defer n.topicsRead.Store(true)
+	defer n.signal()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	msg, err := n.cfg.NATS.RequestWithContext(rctx, n.subjects.Topics(), nil)
+	if err != nil {
+		return // no other node, or none answered: nothing to learn
+	}
+	for _, t := range strings.Fields(string(msg.Data)) {
+		if proto.ValidTopic(t) == nil {
+			go func() {
+				if _, err := n.topic(ctx, t); err != nil && ctx.Err() == nil {
+					n.log.Warn("take up known topic", LogKeyTopic, t, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+func (n *Node) handleTopics(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	var b strings.Builder
+	for _, t := range n.loadedTopics() {
+		b.WriteString(t.name)
+		b.WriteByte('\n')
+	}
+	_ = m.Respond([]byte(b.String()))
+}
+
+// Ready reports whether the node serves requests, every bootstrap topic is
+// taken up, and every partition it holds is caught up.
 func (n *Node) Ready() bool {
-	if !n.serving.Load() {
+	if !n.serving.Load() || !n.topicsRead.Load() {
 		return false
 	}
 	for _, name := range n.cfg.Bootstrap {
-		n.mu.Lock()
-		tu := n.topics[name]
-		n.mu.Unlock()
-		if tu == nil {
+		if n.loaded(name) == nil {
 			return false
 		}
-		select {
-		case <-tu.done:
-		default:
-			return false
-		}
-		if tu.err != nil {
-			return false
-		}
-		select {
-		case <-tu.t.caughtUp:
-		default:
+	}
+	for _, t := range n.loadedTopics() {
+		if !t.caughtUp() {
 			return false
 		}
 	}
 	return true
 }
 
-// topic returns the topic's state, taking the topic up on first demand.
-func (n *Node) topic(ctx context.Context, name string) (*topicState, error) {
-	n.mu.Lock()
-	tu, ok := n.topics[name]
-	if !ok {
-		tu = &takeUp{done: make(chan struct{})}
-		n.topics[name] = tu
-		go n.takeUp(ctx, name, tu)
-	}
-	n.mu.Unlock()
+func (n *Node) signal() {
 	select {
-	case <-tu.done:
-		return tu.t, tu.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-var errUnknownTopic = errors.New("unknown topic")
-
-func (n *Node) takeUp(ctx context.Context, name string, tu *takeUp) {
-	t, err := n.loadTopic(ctx, name)
-	if err != nil {
-		// Forget the failure so that a later request tries again (the topic may be created).
-		n.mu.Lock()
-		delete(n.topics, name)
-		n.mu.Unlock()
-		tu.err = err
-		close(tu.done)
-		return
-	}
-	tu.t = t
-	close(tu.done)
-	consume := make(map[int32]kgo.Offset)
-	for p := range t.parts {
-		if n.cfg.Ownership.Role(name, int32(p)) != membership.RoleNone {
-			consume[int32(p)] = kgo.NewOffset().AtStart()
-		}
-	}
-	n.kcl.AddConsumePartitions(map[string]map[int32]kgo.Offset{name: consume})
-	n.checkCaughtUp(t)
-	n.log.Info("topic taken up", LogKeyTopic, name, "partitions", len(t.parts), "epoch", t.epoch)
-}
-
-func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	details, err := n.adm.ListTopics(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("list topic %s: %w", name, err)
-	}
-	d, ok := details[name]
-	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-		return nil, fmt.Errorf("topic %s: %w", name, errUnknownTopic)
-	}
-	if d.Err != nil {
-		return nil, fmt.Errorf("topic %s: %w", name, d.Err)
-	}
-	retention := 24 * time.Hour
-	if rc, err := n.adm.DescribeTopicConfigs(ctx, name); err == nil {
-		if r, err := rc.On(name, nil); err == nil {
-			for _, c := range r.Configs {
-				if c.Key == "delete.retention.ms" && c.Value != nil {
-					if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms >= 0 {
-						retention = time.Duration(ms) * time.Millisecond
-					}
-				}
-			}
-		}
-	}
-	ends, err := n.adm.ListEndOffsets(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("end offsets %s: %w", name, err)
-	}
-	np := len(d.Partitions)
-	t := &topicState{
-		name:            name,
-		epoch:           topicEpoch(name, d.ID),
-		deleteRetention: retention,
-		parts:           make([]*partitionState, np),
-		endAtStart:      make([]int64, np),
-		caughtUp:        make(chan struct{}),
-	}
-	for p := range t.parts {
-		t.parts[p] = newPartitionState(n.cfg.Ownership.Term(name, int32(p)))
-		if o, ok := ends.Lookup(name, int32(p)); ok && o.Err == nil {
-			t.endAtStart[p] = o.Offset
-		}
-	}
-	return t, nil
-}
-
-// topicEpoch derives the epoch from Kafka's topic id, so a recreated topic
-// gets a new epoch; never 0 (0 means unknown in a progress).
-func topicEpoch(name string, id kadm.TopicID) uint32 {
-	h := xxhash.New()
-	_, _ = h.Write(id[:])
-	if id == (kadm.TopicID{}) {
-		_, _ = h.WriteString(name)
-	}
-	return uint32(h.Sum64()) | 1
-}
-
-func (n *Node) checkCaughtUp(t *topicState) {
-	for p, ps := range t.parts {
-		if n.cfg.Ownership.Role(t.name, int32(p)) == membership.RoleNone {
-			continue
-		}
-		ps.mu.RLock()
-		next := ps.next
-		ps.mu.RUnlock()
-		if next < t.endAtStart[p] {
-			return
-		}
-	}
-	t.caughtUpOnce.Do(func() { close(t.caughtUp) })
-}
-
-// loaded returns a taken-up topic, or nil.
-func (n *Node) loaded(name string) *topicState {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	tu := n.topics[name]
-	if tu == nil {
-		return nil
-	}
-	select {
-	case <-tu.done:
-		return tu.t
+	case n.wake <- struct{}{}:
 	default:
-		return nil
 	}
 }
 
-func (n *Node) consume(ctx context.Context) {
-	var buf []byte
+// watchOwnership wakes the consume loop when roles may have changed.
+func (n *Node) watchOwnership(ctx context.Context) {
 	for {
-		fetches := n.kcl.PollFetches(ctx)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
+		ch := n.cfg.Ownership.Changed()
+		select {
+		case <-ctx.Done():
 			return
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			n.metrics.fetchErrors.Inc()
-			n.log.Warn("fetch", LogKeyTopic, topic, LogKeyPartition, p, "err", err)
-		})
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if len(fp.Records) == 0 {
-				return
-			}
-			t := n.loaded(fp.Topic)
-			if t == nil || int(fp.Partition) >= len(t.parts) {
-				return
-			}
-			buf = n.applyAndPublish(t, fp.Partition, fp.Records, buf)
-			n.checkCaughtUp(t)
-		})
-	}
-}
-
-// applyAndPublish applies a batch to the partition's state, then publishes
-// each record as a change (when this node is the primary), in offset order.
-func (n *Node) applyAndPublish(t *topicState, partition int32, recs []*kgo.Record, buf []byte) []byte {
-	ps := t.parts[partition]
-	primary := n.cfg.Ownership.Role(t.name, partition) == membership.RolePrimary
-	changes := make([]proto.Change, 0, len(recs))
-	ps.mu.Lock()
-	for _, kr := range recs {
-		if kr.Offset < ps.next {
-			continue
-		}
-		r := toRecord(kr)
-		ps.apply(r)
-		if primary {
-			ps.seq++
-			changes = append(changes, proto.Change{Epoch: t.epoch, Partition: partition, Owner: ps.term, Seq: ps.seq, Record: *r})
+		case <-ch:
+			n.signal()
 		}
 	}
-	ps.mu.Unlock()
-	n.metrics.records.Add(float64(len(recs)))
-	subject := n.subjects.Event(t.name, partition)
-	for i := range changes {
-		buf = proto.AppendChange(buf[:0], &changes[i])
-		if err := n.cfg.NATS.Publish(subject, buf); err != nil {
-			// The edges see the sequence gap and fill it from state pages.
-			n.metrics.publishErrors.Inc()
-			n.log.Warn("publish", LogKeyTopic, t.name, LogKeyPartition, partition, "err", err)
-			continue
-		}
-		n.metrics.published.Inc()
-	}
-	return buf
-}
-
-func toRecord(kr *kgo.Record) *proto.Record {
-	r := &proto.Record{
-		Offset:    kr.Offset,
-		TimeMs:    kr.Timestamp.UnixMilli(),
-		Key:       kr.Key,
-		KeyNull:   kr.Key == nil,
-		Value:     kr.Value,
-		Tombstone: kr.Value == nil,
-	}
-	for _, h := range kr.Headers {
-		if h.Key == "etag" && !r.EtagHeader {
-			r.Etag, r.EtagHeader = string(h.Value), true
-		}
-		r.Headers = append(r.Headers, proto.Header{Key: h.Key, Value: h.Value})
-	}
-	if !r.EtagHeader && !r.Tombstone {
-		r.Etag = strconv.FormatUint(xxhash.Sum64(kr.Value), 36)
-	}
-	return r
-}
-
-// horizon is how long the topic's tombstones are surely kept, here and in Kafka.
-func (n *Node) horizon(t *topicState) time.Duration {
-	return min(n.cfg.TombstoneHorizon, t.deleteRetention)
 }
 
 func (n *Node) janitor(ctx context.Context) {
@@ -473,21 +298,9 @@ func (n *Node) janitor(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		n.mu.Lock()
-		var ts []*topicState
-		for _, tu := range n.topics {
-			select {
-			case <-tu.done:
-				if tu.t != nil {
-					ts = append(ts, tu.t)
-				}
-			default:
-			}
-		}
-		n.mu.Unlock()
-		for _, t := range ts {
+		for _, t := range n.loadedTopics() {
 			cutoff := time.Now().Add(-n.horizon(t)).UnixMilli()
-			for _, ps := range t.parts {
+			for _, ps := range t.held() {
 				ps.mu.Lock()
 				dropped := ps.dropTombstonesBefore(cutoff)
 				ps.mu.Unlock()
@@ -495,6 +308,11 @@ func (n *Node) janitor(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// horizon is how long the topic's tombstones are surely kept, here and in Kafka.
+func (n *Node) horizon(t *topicState) time.Duration {
+	return min(n.cfg.TombstoneHorizon, t.deleteRetention)
 }
 
 func (n *Node) handleMeta(m *nats.Msg) {
@@ -524,12 +342,10 @@ func (n *Node) handleMeta(m *nats.Msg) {
 		reply(&proto.Meta{Status: proto.StatusError, Error: err.Error()})
 		return
 	}
-	caughtUp := false
-	select {
-	case <-t.caughtUp:
-		caughtUp = true
-	case <-time.After(n.cfg.CatchUpWait):
+	if len(t.held()) == 0 {
+		return // every node hears this; the owners answer
 	}
+	caughtUp := t.waitCaughtUp(ctx, n.cfg.CatchUpWait)
 	reply(&proto.Meta{
 		Status:     proto.StatusOK,
 		Epoch:      t.epoch,
@@ -556,7 +372,7 @@ func (n *Node) handleState(m *nats.Msg) {
 		reply(&proto.StatePage{Status: proto.StatusError, Error: err.Error()})
 		return
 	}
-	if n.cfg.Ownership.Role(name, partition) == membership.RoleNone {
+	if n.cfg.Ownership.Role(name, partition) == membership.RoleNone && n.loaded(name) == nil {
 		return // another node answers
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -574,15 +390,18 @@ func (n *Node) handleState(m *nats.Msg) {
 			Error: fmt.Sprintf("partition %d of %d", partition, len(t.parts))})
 		return
 	}
+	ps := t.partition(partition)
+	if ps == nil {
+		return // not held here: an owner answers
+	}
 	maxBytes := q.MaxBytes
 	if maxBytes <= 0 || maxBytes > n.cfg.MaxPageBytes {
 		maxBytes = n.cfg.MaxPageBytes
 	}
-	ps := t.parts[partition]
 	page := proto.StatePage{Status: proto.StatusOK, Epoch: t.epoch, Partition: partition}
 	ps.mu.RLock()
 	page.Records, page.More = ps.page(q.Since, maxBytes)
-	page.Owner, page.Seq, page.Next = ps.term, ps.seq, ps.next
+	page.Next = ps.next
 	ps.mu.RUnlock()
 	page.Cursor = q.Since
 	if len(page.Records) > 0 {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/btree"
 
+	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -13,21 +14,39 @@ import (
 // to N bytes" costs O(log n + page). Records are immutable once stored: an
 // update replaces the pointer, so readers may keep a record after unlocking.
 type partitionState struct {
+	partition  int32
+	endAtStart int64 // the end offset when the partition was taken up
+
 	mu       sync.RWMutex
 	byKey    map[string]*proto.Record
 	byOffset *btree.BTreeG[*proto.Record]
-	next     int64  // next offset not yet applied
-	seq      uint64 // last published sequence under term
-	term     uint64
+	next     int64 // next offset not yet applied
+	hwm      int64 // high watermark seen in the last fetch
+	caughtUp bool  // next reached endAtStart
+	role     membership.Role
 	bytes    int64 // sum of stored record sizes
 }
 
-func newPartitionState(term uint64) *partitionState {
+func newPartitionState(partition int32, endAtStart int64) *partitionState {
 	return &partitionState{
-		byKey:    make(map[string]*proto.Record),
-		byOffset: btree.NewG(32, func(a, b *proto.Record) bool { return a.Offset < b.Offset }),
-		term:     term,
+		partition:  partition,
+		endAtStart: endAtStart,
+		caughtUp:   endAtStart == 0,
+		byKey:      make(map[string]*proto.Record),
+		byOffset:   btree.NewG(32, func(a, b *proto.Record) bool { return a.Offset < b.Offset }),
 	}
+}
+
+// newPartitionState builds the state of a partition this node takes up.
+func (n *Node) newPartitionState(_ *topicState, partition int32, endAtStart int64) *partitionState {
+	return newPartitionState(partition, endAtStart)
+}
+
+// release drops a partition this node no longer holds.
+func (s *partitionState) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byKey, s.byOffset, s.bytes = nil, btree.NewG(2, func(a, b *proto.Record) bool { return a.Offset < b.Offset }), 0
 }
 
 // apply stores r as the latest record of its key. Null-key records have no

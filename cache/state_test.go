@@ -26,7 +26,7 @@ func offsets(recs []proto.Record) string {
 }
 
 func TestPartitionStateKeepsLatestPerKey(t *testing.T) {
-	s := newPartitionState(1)
+	s := newPartitionState(0, 0)
 	for _, r := range []*proto.Record{
 		record(0, "a", "1"), record(1, "b", "1"), record(2, "a", "2"), record(3, "c", "1"),
 		record(4, "b", ""), // tombstone supersedes b
@@ -51,7 +51,7 @@ func TestPartitionStateKeepsLatestPerKey(t *testing.T) {
 }
 
 func TestPartitionStatePagesBySize(t *testing.T) {
-	s := newPartitionState(1)
+	s := newPartitionState(0, 0)
 	for i := range 100 {
 		s.apply(record(int64(i), fmt.Sprintf("k%d", i), "0123456789"))
 	}
@@ -82,7 +82,7 @@ func TestPartitionStatePagesBySize(t *testing.T) {
 }
 
 func TestDropTombstonesBefore(t *testing.T) {
-	s := newPartitionState(1)
+	s := newPartitionState(0, 0)
 	s.apply(record(1, "a", ""))
 	s.apply(record(2, "b", "v"))
 	s.apply(record(5, "c", ""))
@@ -99,7 +99,7 @@ func TestDropTombstonesBefore(t *testing.T) {
 }
 
 func BenchmarkPage(b *testing.B) {
-	s := newPartitionState(1)
+	s := newPartitionState(0, 0)
 	for i := range 100_000 {
 		s.apply(record(int64(i), fmt.Sprintf("key-%d", i), "a value of some thirty bytes.."))
 	}

@@ -40,11 +40,10 @@ type feed struct {
 	stopped  bool
 }
 
-// partCursor is where the live feed of one partition stands.
+// partCursor is what the feed knows of one partition besides its progress.
 type partCursor struct {
-	owner, seq           uint64 // last change applied
-	probeOwner, probeSeq uint64 // the cache's head at the previous probe
-	needFill             bool
+	probeNext int64 // the cache's next offset at the previous probe
+	needFill  bool
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -88,7 +87,7 @@ func (f *feed) init(ctx context.Context) error {
 			return err
 		}
 		f.progress.Offsets[p] = head.Next
-		f.parts[p] = partCursor{owner: head.Owner, seq: head.Seq, probeOwner: head.Owner, probeSeq: head.Seq}
+		f.parts[p] = partCursor{probeNext: head.Next}
 	}
 	go f.run()
 	return nil
@@ -123,44 +122,61 @@ func (f *feed) run() {
 	}
 }
 
-// handle applies one live change; runs on the feed goroutine.
+// handle applies one live message; runs on the feed goroutine. Gaps are
+// found by offsets: a change whose publisher stood past this feed's
+// position, or a head past it, means changes were lost; they are filled from
+// the cache before anything newer is sent.
 func (f *feed) handle(m *nats.Msg) {
+	if proto.IsHead(m.Data) {
+		h, err := proto.DecodeHead(m.Data)
+		if err != nil || !f.check(h.Epoch, h.Partition, m) {
+			return
+		}
+		if h.Next > f.progress.Offsets[h.Partition] {
+			f.e.metrics.gaps.Inc()
+			f.fill(h.Partition)
+		}
+		return
+	}
 	ch, err := proto.DecodeChange(m.Data)
 	if err != nil {
 		f.e.metrics.badChanges.Inc()
 		f.e.log.Warn("bad live change", "subject", m.Subject, "err", err)
 		return
 	}
-	if ch.Epoch != f.progress.Epoch {
-		f.fail(resetEpoch)
-		return
-	}
-	if int(ch.Partition) >= len(f.parts) {
-		f.fail(resetPartitions)
+	if !f.check(ch.Epoch, ch.Partition, m) {
 		return
 	}
 	p := ch.Partition
-	st := &f.parts[p]
-	if ch.Owner == st.owner && ch.Seq <= st.seq {
+	if ch.Record.Offset < f.progress.Offsets[p] {
 		return // already covered
 	}
-	if ch.Owner != st.owner || ch.Seq != st.seq+1 || st.needFill {
+	if ch.From > f.progress.Offsets[p] || f.parts[p].needFill {
 		f.e.metrics.gaps.Inc()
 		if !f.fill(p) {
-			return // retried on the next change or tick; the cache has this change
+			return // retried on the next message or tick; the cache has this change
 		}
-		if ch.Owner == st.owner && ch.Seq <= st.seq {
+		if ch.Record.Offset < f.progress.Offsets[p] {
 			return
 		}
-	}
-	st.owner, st.seq = ch.Owner, ch.Seq
-	if ch.Record.Offset < f.progress.Offsets[p] {
-		return
 	}
 	f.mu.Lock()
 	f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
 	f.deliver(p, &ch.Record)
 	f.mu.Unlock()
+}
+
+// check ends the feed when a message shows the topic changed under it.
+func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
+	switch {
+	case epoch != f.progress.Epoch:
+		f.fail(resetEpoch)
+		return false
+	case int(partition) >= len(f.parts):
+		f.fail(resetPartitions)
+		return false
+	}
+	return true
 }
 
 // fill brings partition p up to the cache's head from state pages, delivering
@@ -184,10 +200,12 @@ func (f *feed) fill(p int32) bool {
 			}
 		}
 		if !page.More {
-			f.progress.Offsets[p] = max(f.progress.Offsets[p], page.Next)
+			if page.Next > f.progress.Offsets[p] {
+				f.advance(p, page.Next)
+			}
 			f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
 			f.mu.Unlock()
-			st.owner, st.seq, st.needFill = page.Owner, page.Seq, false
+			st.needFill = false
 			f.e.metrics.fills.Inc()
 			return true
 		}
@@ -196,13 +214,13 @@ func (f *feed) fill(p int32) bool {
 	}
 }
 
-// probe asks the cache for each partition's head. A change the cache had
-// published by the previous probe that has still not arrived was lost (the
-// last message before a quiet spell, say): mark the partition for a fill.
+// probe asks the cache for each partition's head. A position the cache had
+// reached by the previous probe that the feed still has not: changes were
+// lost and no head said so (a backstop for heads).
 func (f *feed) probe() {
 	for p := range f.parts {
 		st := &f.parts[p]
-		if st.owner == st.probeOwner && st.seq < st.probeSeq {
+		if f.progress.Offsets[p] < st.probeNext {
 			st.needFill = true
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
@@ -211,19 +229,14 @@ func (f *feed) probe() {
 		if err != nil {
 			continue
 		}
-		st.probeOwner, st.probeSeq = head.Owner, head.Seq
+		st.probeNext = head.Next
 	}
 }
 
 // deliver advances the feed past rec and queues its frame to every view it
 // matches. The caller holds f.mu.
 func (f *feed) deliver(p int32, rec *proto.Record) {
-	f.progress.Offsets[p] = rec.Offset + 1
-	if f.waiters > 0 {
-		close(f.advanced)
-		f.advanced = make(chan struct{})
-		f.waiters = 0
-	}
+	f.advance(p, rec.Offset+1)
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -236,6 +249,17 @@ func (f *feed) deliver(p int32, rec *proto.Record) {
 			c.push(p, rec.Offset, frame)
 		}
 		f.e.metrics.framesQueued.Add(float64(len(v.clients)))
+	}
+}
+
+// advance moves the feed's position in p and wakes clients waiting for it.
+// The caller holds f.mu.
+func (f *feed) advance(p int32, next int64) {
+	f.progress.Offsets[p] = next
+	if f.waiters > 0 {
+		close(f.advanced)
+		f.advanced = make(chan struct{})
+		f.waiters = 0
 	}
 }
 

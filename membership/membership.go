@@ -1,15 +1,10 @@
 // Package membership decides which cache node owns which topic partition.
 //
 // Cache nodes ask an Ownership which partitions they consume and whether they
-// are the primary (the one that publishes live changes) for each. The static
-// implementation here owns everything; the memberlist-based cluster
-// implementation fills the same interface.
+// are the primary (the one that publishes live changes) for each. Static owns
+// everything, for one node; Cluster gossips with hashicorp/memberlist and
+// assigns partitions by rendezvous hashing over the live members.
 package membership
-
-import (
-	"crypto/rand"
-	"encoding/binary"
-)
 
 // Role is a node's part in one partition.
 type Role uint8
@@ -36,30 +31,32 @@ func (r Role) String() string {
 
 // Ownership tells a cache node its role per partition.
 //
-// Role may be called from any goroutine and must not block. Term returns an
-// identifier of this node's current ownership term of a partition: it changes
-// whenever the node becomes primary again, so that edges see a new publish
-// sequence and fill the gap from state pages.
+// All methods may be called from any goroutine and must not block.
 type Ownership interface {
+	// Role is this node's part in a partition, now.
 	Role(topic string, partition int32) Role
-	Term(topic string, partition int32) uint64
+	// Changed returns a channel that is closed when roles may have changed
+	// after the call.
+	Changed() <-chan struct{}
+	// SetCaughtUp tells the ownership whether this node holds every
+	// partition it consumes caught up with Kafka. A node that joins a
+	// running cluster is made primary of nothing until it says so.
+	SetCaughtUp(caughtUp bool)
 }
 
 // Static owns every partition as primary, for a single cache node.
-type Static struct{ term uint64 }
+type Static struct{}
 
-var _ Ownership = (*Static)(nil)
+var _ Ownership = Static{}
 
-// NewStatic returns an ownership with a random term, so that a restarted node
-// is seen by edges as a new publisher.
-func NewStatic() *Static {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return &Static{term: binary.LittleEndian.Uint64(b[:]) | 1}
-}
+// NewStatic returns the single-node ownership.
+func NewStatic() Static { return Static{} }
 
 // Role returns RolePrimary.
-func (s *Static) Role(string, int32) Role { return RolePrimary }
+func (Static) Role(string, int32) Role { return RolePrimary }
 
-// Term returns the node's term, the same for every partition.
-func (s *Static) Term(string, int32) uint64 { return s.term }
+// Changed returns a channel that is never closed: roles never change.
+func (Static) Changed() <-chan struct{} { return nil }
+
+// SetCaughtUp does nothing.
+func (Static) SetCaughtUp(bool) {}

@@ -15,6 +15,7 @@ const (
 	typeStatePage = 'P'
 	typeMetaReq   = 'M'
 	typeMeta      = 'T'
+	typeHead      = 'H'
 )
 
 // Header is a Kafka record header.
@@ -118,17 +119,19 @@ func openMessage(b []byte, typ byte, what string) (reader, error) {
 	return reader{b: b[2:]}, nil
 }
 
-// Change is a live change of one partition, published by its primary owner.
+// Change is a live change of one partition, published by its primary.
+//
+// Gaps are found by offsets, not by a publisher's sequence, so that any
+// owner's changes and pages agree: From is the publisher's next offset
+// before this record. A subscriber whose position is below From missed
+// something and fills it from state pages; one whose position is past
+// Record.Offset already has this change.
 type Change struct {
 	// Epoch is the topic epoch.
 	Epoch     uint32
 	Partition int32
-	// Owner identifies the publisher's ownership term; a new value means a new
-	// sequence, and the edge fills any gap from the state pages.
-	Owner uint64
-	// Seq numbers changes of one partition under one Owner, from 1, without gaps.
-	Seq    uint64
-	Record Record
+	From      int64
+	Record    Record
 }
 
 // AppendChange appends the encoded change to b.
@@ -136,9 +139,45 @@ func AppendChange(b []byte, c *Change) []byte {
 	b = header(b, typeChange)
 	b = binary.AppendUvarint(b, uint64(c.Epoch))
 	b = binary.AppendUvarint(b, uint64(c.Partition))
-	b = binary.AppendUvarint(b, c.Owner)
-	b = binary.AppendUvarint(b, c.Seq)
+	b = binary.AppendUvarint(b, uint64(max(c.From, 0)))
 	return appendRecord(b, &c.Record)
+}
+
+// IsChange and IsHead tell the live messages apart without decoding them.
+func IsChange(b []byte) bool { return len(b) >= 2 && b[1] == typeChange }
+
+// IsHead reports whether b is an encoded Head.
+func IsHead(b []byte) bool { return len(b) >= 2 && b[1] == typeHead }
+
+// Head is a primary's position in a partition, published on the live subject
+// when it becomes primary and then periodically: a subscriber behind Next
+// lost changes (the last ones before a quiet spell, or a failover) and fills
+// them from state pages.
+type Head struct {
+	Epoch     uint32
+	Partition int32
+	Next      int64
+}
+
+// AppendHead appends the encoded head to b.
+func AppendHead(b []byte, h *Head) []byte {
+	b = header(b, typeHead)
+	b = binary.AppendUvarint(b, uint64(h.Epoch))
+	b = binary.AppendUvarint(b, uint64(h.Partition))
+	return binary.AppendUvarint(b, uint64(max(h.Next, 0)))
+}
+
+// DecodeHead decodes a head.
+func DecodeHead(b []byte) (Head, error) {
+	r, err := openMessage(b, typeHead, "head")
+	if err != nil {
+		return Head{}, err
+	}
+	var h Head
+	h.Epoch = uint32(r.count("epoch", 1<<32-1))
+	h.Partition = int32(r.count("partition", MaxPartitions))
+	h.Next = int64(r.uvarint("next") & (1<<63 - 1))
+	return h, r.end("head")
 }
 
 // DecodeChange decodes a change; the result does not alias b.
@@ -150,8 +189,7 @@ func DecodeChange(b []byte) (Change, error) {
 	var c Change
 	c.Epoch = uint32(r.count("epoch", 1<<32-1))
 	c.Partition = int32(r.count("partition", MaxPartitions))
-	c.Owner = r.uvarint("owner")
-	c.Seq = r.uvarint("seq")
+	c.From = int64(r.uvarint("from") & (1<<63 - 1))
 	r.record(&c.Record)
 	return c, r.end("change")
 }
@@ -207,17 +245,14 @@ func (s Status) String() string {
 	return "error"
 }
 
-// StatePage answers a StateRequest. Next, Owner and Seq are read atomically
-// with Records: the page reflects every change of the partition below Next,
-// and the owner's last published change at that moment was Seq.
+// StatePage answers a StateRequest. Next is read atomically with Records:
+// the page reflects every change of the partition below Next.
 type StatePage struct {
 	Status    Status
 	Error     string
 	Epoch     uint32
 	Partition int32
-	Owner     uint64
-	Seq       uint64
-	// Next is the next offset the owner has not yet applied.
+	// Next is the next offset the answering node has not yet applied.
 	Next int64
 	// Cursor is the Since of the next page; meaningful when More is set.
 	Cursor  int64
@@ -232,8 +267,6 @@ func AppendStatePage(b []byte, p *StatePage) []byte {
 	b = appendString(b, p.Error)
 	b = binary.AppendUvarint(b, uint64(p.Epoch))
 	b = binary.AppendUvarint(b, uint64(p.Partition))
-	b = binary.AppendUvarint(b, p.Owner)
-	b = binary.AppendUvarint(b, p.Seq)
 	b = binary.AppendUvarint(b, uint64(max(p.Next, 0)))
 	b = binary.AppendUvarint(b, uint64(max(p.Cursor, 0)))
 	if p.More {
@@ -259,8 +292,6 @@ func DecodeStatePage(b []byte) (StatePage, error) {
 	p.Error = r.string("error")
 	p.Epoch = uint32(r.count("epoch", 1<<32-1))
 	p.Partition = int32(r.count("partition", MaxPartitions))
-	p.Owner = r.uvarint("owner")
-	p.Seq = r.uvarint("seq")
 	p.Next = int64(r.uvarint("next") & (1<<63 - 1))
 	p.Cursor = int64(r.uvarint("cursor") & (1<<63 - 1))
 	p.More = r.byte("more") != 0

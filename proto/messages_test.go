@@ -14,12 +14,12 @@ var sampleRecord = Record{
 }
 
 func sampleChange() Change {
-	return Change{Epoch: 9, Partition: 2, Owner: 1<<63 + 5, Seq: 17, Record: sampleRecord}
+	return Change{Epoch: 9, Partition: 2, From: 40, Record: sampleRecord}
 }
 
 func samplePage() StatePage {
 	tomb := Record{Offset: 50, TimeMs: 3, Key: []byte("gone"), Tombstone: true}
-	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Owner: 4, Seq: 100, Next: 51, Cursor: 51, More: true,
+	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 51, Cursor: 51, More: true,
 		Records: []Record{sampleRecord, tomb}}
 }
 
@@ -46,6 +46,12 @@ func TestMessagesRoundTrip(t *testing.T) {
 	}
 	if err := DecodeMetaRequest(AppendMetaRequest(nil)); err != nil {
 		t.Fatal(err)
+	}
+	h := Head{Epoch: 3, Partition: 7, Next: 1 << 40}
+	enc := AppendHead(nil, &h)
+	gotH, err := DecodeHead(enc)
+	if err != nil || gotH != h || !IsHead(enc) || IsChange(enc) {
+		t.Fatalf("head: %+v, %v", gotH, err)
 	}
 }
 
@@ -124,7 +130,13 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendStateRequest(nil, &StateRequest{Since: 5, MaxBytes: 100}))
 	f.Add(AppendMeta(nil, &Meta{Epoch: 1, Partitions: 3, HorizonMs: 5}))
 	f.Add(AppendMetaRequest(nil))
+	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := DecodeHead(b); err == nil {
+			if back, err := DecodeHead(AppendHead(nil, &h)); err != nil || back != h {
+				t.Fatalf("head re-encode: %+v vs %+v", back, h)
+			}
+		}
 		if q, err := DecodeStateRequest(b); err == nil {
 			if back, err := DecodeStateRequest(AppendStateRequest(nil, &q)); err != nil || back != q {
 				t.Fatalf("state request re-encode: %+v vs %+v", back, q)

@@ -55,6 +55,9 @@ func (s Subjects) Meta(topic string) string { return s.Prefix + ".meta." + Subje
 // MetaAll is the wildcard a cache node serves metadata requests on.
 func (s Subjects) MetaAll() string { return s.Prefix + ".meta.*" }
 
+// Topics is the request subject on which cache nodes list the topics they hold.
+func (s Subjects) Topics() string { return s.Prefix + ".topics" }
+
 // ParseStateSubject returns the topic and partition of a state subject.
 func (s Subjects) ParseStateSubject(subject string) (string, int32, error) {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".state.")

@@ -1,0 +1,158 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/membership"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// consume polls Kafka and applies what it fetches, reconciling ownership
+// between polls whenever something woke it.
+func (n *Node) consume(ctx context.Context) {
+	var buf []byte
+	var woke atomic.Bool
+	woke.Store(true)
+	for {
+		if woke.Swap(false) {
+			n.reconcile(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		pollCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-n.wake:
+				woke.Store(true)
+				cancel()
+			case <-pollCtx.Done():
+			}
+		}()
+		fetches := n.kcl.PollFetches(pollCtx)
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return // woken to reconcile
+			}
+			n.metrics.fetchErrors.Inc()
+			n.log.Warn("fetch", LogKeyTopic, topic, LogKeyPartition, p, "err", err)
+		})
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			t := n.loaded(fp.Topic)
+			if t == nil {
+				return
+			}
+			ps := t.partition(fp.Partition)
+			if ps == nil {
+				return // released since the fetch
+			}
+			buf = n.applyAndPublish(t, ps, fp.Records, fp.HighWatermark, buf)
+		})
+		n.checkNodeCaughtUp()
+	}
+}
+
+// applyAndPublish applies a batch to the partition's state, then publishes
+// each record as a change (when this node is the primary), in offset order.
+func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Record, hwm int64, buf []byte) []byte {
+	changes := make([]proto.Change, 0, len(recs))
+	ps.mu.Lock()
+	primary := ps.role == membership.RolePrimary
+	for _, kr := range recs {
+		if kr.Offset < ps.next {
+			continue
+		}
+		from := ps.next
+		r := toRecord(kr)
+		ps.apply(r)
+		if primary {
+			changes = append(changes, proto.Change{Epoch: t.epoch, Partition: ps.partition, From: from, Record: *r})
+		}
+	}
+	if hwm > ps.hwm {
+		ps.hwm = hwm
+	}
+	if !ps.caughtUp && ps.next >= ps.endAtStart {
+		ps.caughtUp = true
+	}
+	lag := max(ps.hwm-ps.next, 0)
+	ps.mu.Unlock()
+	n.metrics.records.Add(float64(len(recs)))
+	n.metrics.lag.WithLabelValues(t.name, strconv.Itoa(int(ps.partition))).Set(float64(lag))
+	subject := n.subjects.Event(t.name, ps.partition)
+	for i := range changes {
+		buf = proto.AppendChange(buf[:0], &changes[i])
+		if err := n.cfg.NATS.Publish(subject, buf); err != nil {
+			// Edges see the gap at the next change or head and fill it.
+			n.metrics.publishErrors.Inc()
+			n.log.Warn("publish", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
+			continue
+		}
+		n.metrics.published.Inc()
+	}
+	return buf
+}
+
+func toRecord(kr *kgo.Record) *proto.Record {
+	r := &proto.Record{
+		Offset:    kr.Offset,
+		TimeMs:    kr.Timestamp.UnixMilli(),
+		Key:       kr.Key,
+		KeyNull:   kr.Key == nil,
+		Value:     kr.Value,
+		Tombstone: kr.Value == nil,
+	}
+	for _, h := range kr.Headers {
+		if h.Key == "etag" && !r.EtagHeader {
+			r.Etag, r.EtagHeader = string(h.Value), true
+		}
+		r.Headers = append(r.Headers, proto.Header{Key: h.Key, Value: h.Value})
+	}
+	if !r.EtagHeader && !r.Tombstone {
+		r.Etag = strconv.FormatUint(xxhash.Sum64(kr.Value), 36)
+	}
+	return r
+}
+
+// publishHeads has every primary partition say where it stands, each
+// HeadInterval, so that an edge that lost the last changes before a quiet
+// spell notices.
+func (n *Node) publishHeads(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.HeadInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, t := range n.loadedTopics() {
+			for _, ps := range t.held() {
+				ps.mu.RLock()
+				primary, next := ps.role == membership.RolePrimary, ps.next
+				ps.mu.RUnlock()
+				if primary {
+					n.publishHead(t, ps.partition, next)
+				}
+			}
+		}
+	}
+}
+
+func (n *Node) publishHead(t *topicState, partition int32, next int64) {
+	b := proto.AppendHead(nil, &proto.Head{Epoch: t.epoch, Partition: partition, Next: next})
+	if err := n.cfg.NATS.Publish(n.subjects.Event(t.name, partition), b); err != nil {
+		n.metrics.publishErrors.Inc()
+	}
+}

@@ -1,0 +1,302 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/membership"
+)
+
+// topicState is one topic known to this node. Which of its partitions the
+// node holds follows the ownership; parts[p] is nil where it holds nothing.
+type topicState struct {
+	name            string
+	epoch           uint32
+	deleteRetention time.Duration
+	reconciled      chan struct{} // closed after the first reconcile that saw the topic
+
+	mu    sync.RWMutex
+	parts []*partitionState
+}
+
+func (t *topicState) partition(p int32) *partitionState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if p < 0 || int(p) >= len(t.parts) {
+		return nil
+	}
+	return t.parts[p]
+}
+
+// held returns the partitions this node holds.
+func (t *topicState) held() []*partitionState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []*partitionState
+	for _, ps := range t.parts {
+		if ps != nil {
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
+// caughtUp reports whether every held partition reached the end offset it
+// had when it was taken up.
+func (t *topicState) caughtUp() bool {
+	for _, ps := range t.held() {
+		ps.mu.RLock()
+		ok := ps.caughtUp
+		ps.mu.RUnlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// waitCaughtUp polls caughtUp until it holds, for at most wait.
+func (t *topicState) waitCaughtUp(ctx context.Context, wait time.Duration) bool {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !t.caughtUp() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// takeUp is a topic being taken up; done is closed when err is set or the
+// topic's partitions were assigned.
+type takeUp struct {
+	done chan struct{}
+	t    *topicState // set under Node.mu once loaded
+	err  error
+}
+
+var errUnknownTopic = errors.New("unknown topic")
+
+// topic returns the topic's state, taking the topic up on first demand.
+func (n *Node) topic(ctx context.Context, name string) (*topicState, error) {
+	n.mu.Lock()
+	tu, ok := n.topics[name]
+	if !ok {
+		tu = &takeUp{done: make(chan struct{})}
+		n.topics[name] = tu
+		go n.takeUp(name, tu)
+	}
+	n.mu.Unlock()
+	select {
+	case <-tu.done:
+		return tu.t, tu.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (n *Node) takeUp(name string, tu *takeUp) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t, err := n.loadTopic(ctx, name)
+	if err != nil {
+		// Forget the failure so that a later request tries again (the topic may be created).
+		n.mu.Lock()
+		delete(n.topics, name)
+		n.mu.Unlock()
+		tu.err = err
+		close(tu.done)
+		return
+	}
+	n.mu.Lock()
+	tu.t = t
+	n.mu.Unlock()
+	n.signal()
+	select {
+	case <-t.reconciled:
+	case <-ctx.Done():
+	}
+	close(tu.done)
+	n.log.Info("topic taken up", LogKeyTopic, name, "partitions", len(t.parts), "held", len(t.held()), "epoch", t.epoch)
+}
+
+func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) {
+	details, err := n.adm.ListTopics(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("list topic %s: %w", name, err)
+	}
+	d, ok := details[name]
+	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("topic %s: %w", name, errUnknownTopic)
+	}
+	if d.Err != nil {
+		return nil, fmt.Errorf("topic %s: %w", name, d.Err)
+	}
+	retention := 24 * time.Hour
+	if rc, err := n.adm.DescribeTopicConfigs(ctx, name); err == nil {
+		if r, err := rc.On(name, nil); err == nil {
+			for _, c := range r.Configs {
+				if c.Key == "delete.retention.ms" && c.Value != nil {
+					if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms >= 0 {
+						retention = time.Duration(ms) * time.Millisecond
+					}
+				}
+			}
+		}
+	}
+	return &topicState{
+		name:            name,
+		epoch:           topicEpoch(name, d.ID),
+		deleteRetention: retention,
+		reconciled:      make(chan struct{}),
+		parts:           make([]*partitionState, len(d.Partitions)),
+	}, nil
+}
+
+// topicEpoch derives the epoch from Kafka's topic id, so a recreated topic
+// gets a new epoch; never 0 (0 means unknown in a progress).
+func topicEpoch(name string, id kadm.TopicID) uint32 {
+	h := xxhash.New()
+	_, _ = h.Write(id[:])
+	if id == (kadm.TopicID{}) {
+		_, _ = h.WriteString(name)
+	}
+	return uint32(h.Sum64()) | 1
+}
+
+// loaded returns a loaded topic, or nil.
+func (n *Node) loaded(name string) *topicState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if tu := n.topics[name]; tu != nil {
+		return tu.t
+	}
+	return nil
+}
+
+func (n *Node) loadedTopics() []*topicState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*topicState, 0, len(n.topics))
+	for _, tu := range n.topics {
+		if tu.t != nil {
+			out = append(out, tu.t)
+		}
+	}
+	return out
+}
+
+// reconcile makes the held partitions follow the ownership: it takes up
+// partitions this node now owns (consuming them from the start) and releases
+// the others. It runs on the consume goroutine between polls.
+func (n *Node) reconcile(ctx context.Context) {
+	for _, t := range n.loadedTopics() {
+		var acquire, release []int32
+		t.mu.RLock()
+		for p, ps := range t.parts {
+			role := n.cfg.Ownership.Role(t.name, int32(p))
+			switch {
+			case role != membership.RoleNone && ps == nil:
+				acquire = append(acquire, int32(p))
+			case role == membership.RoleNone && ps != nil:
+				release = append(release, int32(p))
+			case ps != nil:
+				n.setRole(t, ps, role)
+			}
+		}
+		t.mu.RUnlock()
+		if len(release) > 0 {
+			n.kcl.RemoveConsumePartitions(map[string][]int32{t.name: release})
+			t.mu.Lock()
+			for _, p := range release {
+				t.parts[p].release()
+				t.parts[p] = nil
+			}
+			t.mu.Unlock()
+			n.log.Info("released partitions", LogKeyTopic, t.name, "partitions", release)
+		}
+		if len(acquire) > 0 {
+			n.acquire(ctx, t, acquire)
+		}
+		select {
+		case <-t.reconciled:
+		default:
+			close(t.reconciled)
+		}
+	}
+	n.metrics.updateHeld(n.loadedTopics())
+	n.checkNodeCaughtUp()
+}
+
+func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
+	ends, err := n.adm.ListEndOffsets(ctx, t.name)
+	if err != nil {
+		n.log.Warn("end offsets", LogKeyTopic, t.name, "err", err)
+		n.signal() // try again after the next poll
+		return
+	}
+	consume := make(map[int32]kgo.Offset, len(parts))
+	t.mu.Lock()
+	for _, p := range parts {
+		end := int64(0)
+		if o, ok := ends.Lookup(t.name, p); ok && o.Err == nil {
+			end = o.Offset
+		}
+		ps := n.newPartitionState(t, p, end)
+		ps.role = n.cfg.Ownership.Role(t.name, p)
+		t.parts[p] = ps
+		consume[p] = kgo.NewOffset().AtStart()
+	}
+	t.mu.Unlock()
+	n.kcl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t.name: consume})
+	n.log.Info("acquired partitions", LogKeyTopic, t.name, "partitions", parts)
+}
+
+// setRole records a held partition's role; a node that becomes primary says
+// where it stands at once, so edges fill what nobody published meanwhile.
+func (n *Node) setRole(t *topicState, ps *partitionState, role membership.Role) {
+	ps.mu.Lock()
+	was := ps.role
+	ps.role = role
+	next := ps.next
+	ps.mu.Unlock()
+	if role == membership.RolePrimary && was != membership.RolePrimary {
+		n.log.Info("became primary", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "next", next)
+		n.publishHead(t, ps.partition, next)
+	}
+}
+
+// checkNodeCaughtUp tells the ownership once every held partition has caught up.
+func (n *Node) checkNodeCaughtUp() {
+	if n.caughtUpSaid.Load() || !n.topicsRead.Load() {
+		return
+	}
+	for _, name := range n.cfg.Bootstrap {
+		if n.loaded(name) == nil {
+			return
+		}
+	}
+	for _, t := range n.loadedTopics() {
+		if !t.caughtUp() {
+			return
+		}
+	}
+	n.caughtUpSaid.Store(true)
+	n.cfg.Ownership.SetCaughtUp(true)
+	n.log.Info("caught up with every held partition")
+}
