@@ -169,9 +169,6 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.subscribe(ctx, n.subjects.MetaAll(), n.handleMeta); err != nil {
 		return err
 	}
-	if err := n.subscribe(ctx, n.subjects.StateAll(), n.handleState); err != nil {
-		return err
-	}
 	if err := n.cfg.NATS.Flush(); err != nil {
 		return fmt.Errorf("nats flush: %w", err)
 	}
@@ -355,50 +352,43 @@ func (n *Node) handleMeta(m *nats.Msg) {
 	})
 }
 
-func (n *Node) handleState(m *nats.Msg) {
+// serveState answers state requests for one held partition. Its holders
+// share a queue group, so one of them answers each request; nobody holding
+// the partition gives the edge "no responders" at once.
+func (n *Node) serveState(t *topicState, ps *partitionState) error {
+	sub, err := n.cfg.NATS.QueueSubscribe(n.subjects.State(t.name, ps.partition), "cache", func(m *nats.Msg) {
+		n.sem <- struct{}{}
+		go func() {
+			defer func() { <-n.sem }()
+			n.handleState(t, ps, m)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe state %s/%d: %w", t.name, ps.partition, err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	ps.sub = sub
+	return nil
+}
+
+func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	reply := func(p *proto.StatePage) {
 		if m.Reply != "" {
 			_ = m.Respond(proto.AppendStatePage(nil, p))
 		}
 	}
 	n.metrics.stateRequests.Inc()
-	name, partition, err := n.subjects.ParseStateSubject(m.Subject)
-	var q proto.StateRequest
-	if err == nil {
-		q, err = proto.DecodeStateRequest(m.Data)
-	}
+	q, err := proto.DecodeStateRequest(m.Data)
 	if err != nil {
 		n.metrics.badRequests.Inc()
 		reply(&proto.StatePage{Status: proto.StatusError, Error: err.Error()})
 		return
 	}
-	if n.cfg.Ownership.Role(name, partition) == membership.RoleNone && n.loaded(name) == nil {
-		return // another node answers
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	t, err := n.topic(ctx, name)
-	switch {
-	case errors.Is(err, errUnknownTopic):
-		reply(&proto.StatePage{Status: proto.StatusUnknownTopic, Partition: partition, Error: err.Error()})
-		return
-	case err != nil:
-		reply(&proto.StatePage{Status: proto.StatusError, Partition: partition, Error: err.Error()})
-		return
-	case int(partition) >= len(t.parts):
-		reply(&proto.StatePage{Status: proto.StatusError, Epoch: t.epoch, Partition: partition,
-			Error: fmt.Sprintf("partition %d of %d", partition, len(t.parts))})
-		return
-	}
-	ps := t.partition(partition)
-	if ps == nil {
-		return // not held here: an owner answers
-	}
 	maxBytes := q.MaxBytes
 	if maxBytes <= 0 || maxBytes > n.cfg.MaxPageBytes {
 		maxBytes = n.cfg.MaxPageBytes
 	}
-	page := proto.StatePage{Status: proto.StatusOK, Epoch: t.epoch, Partition: partition}
+	page := proto.StatePage{Status: proto.StatusOK, Epoch: t.epoch, Partition: ps.partition}
 	ps.mu.RLock()
 	page.Records, page.More = ps.page(q.Since, maxBytes)
 	page.Next = ps.next

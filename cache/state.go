@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/google/btree"
+	"github.com/nats-io/nats.go"
 
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
@@ -15,7 +16,8 @@ import (
 // update replaces the pointer, so readers may keep a record after unlocking.
 type partitionState struct {
 	partition  int32
-	endAtStart int64 // the end offset when the partition was taken up
+	endAtStart int64              // the end offset when the partition was taken up
+	sub        *nats.Subscription // state requests; set before the state is shared
 
 	mu       sync.RWMutex
 	byKey    map[string]*proto.Record

@@ -224,6 +224,9 @@ func (n *Node) reconcile(ctx context.Context) {
 			n.kcl.RemoveConsumePartitions(map[string][]int32{t.name: release})
 			t.mu.Lock()
 			for _, p := range release {
+				if sub := t.parts[p].sub; sub != nil {
+					_ = sub.Unsubscribe()
+				}
 				t.parts[p].release()
 				t.parts[p] = nil
 			}
@@ -259,6 +262,11 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 		}
 		ps := n.newPartitionState(t, p, end)
 		ps.role = n.cfg.Ownership.Role(t.name, p)
+		if err := n.serveState(t, ps); err != nil {
+			n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, p, "err", err)
+			n.signal()
+			continue
+		}
 		t.parts[p] = ps
 		consume[p] = kgo.NewOffset().AtStart()
 	}
@@ -292,6 +300,11 @@ func (n *Node) checkNodeCaughtUp() {
 		}
 	}
 	for _, t := range n.loadedTopics() {
+		select {
+		case <-t.reconciled:
+		default:
+			return // its partitions are not assigned yet
+		}
 		if !t.caughtUp() {
 			return
 		}

@@ -314,7 +314,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	if err := cw.write(buf); err != nil {
 		return
 	}
-	at, err := e.writeState(ctx, cw, f, route.idFormat, filters, start)
+	at, err := e.writeState(ctx, cw, f, route.idFormat, filters, start, live)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("state part", "topic", topic, "err", err)
@@ -327,8 +327,11 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 
 // writeState writes every current entry at or after start, partition by
 // partition in offset order, each with its true progress (DESIGN rule 2),
-// and returns the progress reached.
-func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format proto.IDFormat, filters []filter, start proto.Progress) (proto.Progress, error) {
+// and returns the progress reached. It pages each partition at least up to
+// joined, the feed's position when the client joined it: what came before
+// that is not among the client's pending live frames, so a page from a cache
+// node that lags the feed is followed by another until it is covered.
+func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format proto.IDFormat, filters []filter, start, joined proto.Progress) (proto.Progress, error) {
 	at := start.Clone()
 	at.TimeMs = e.cfg.Now().UnixMilli()
 	if start.TimeMs != 0 {
@@ -337,6 +340,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 	var buf []byte
 	for p := range at.Offsets {
 		since := start.Offsets[p]
+		behind := time.Duration(0)
 		for {
 			rctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 			page, err := e.requestPage(rctx, f.topic, f.meta.Epoch, int32(p), since)
@@ -363,10 +367,23 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 			if err := cw.write(buf); err != nil {
 				return at, err
 			}
-			if !page.More {
+			if page.More {
+				since = page.Cursor
+				continue
+			}
+			if at.Offsets[p] >= joined.Offset(int32(p)) {
 				break
 			}
-			since = page.Cursor
+			// The node that answered lags the live feed: ask again.
+			if behind += 10 * time.Millisecond; behind > e.cfg.RequestTimeout {
+				return at, fmt.Errorf("state %s/%d: cache stays at %d, behind the live feed at %d", f.topic, p, at.Offsets[p], joined.Offset(int32(p)))
+			}
+			select {
+			case <-ctx.Done():
+				return at, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+			since = at.Offsets[p]
 		}
 	}
 	return at, nil

@@ -47,6 +47,7 @@ type stackOptions struct {
 	routes     []edge.RouteConfig
 	edgeCfg    func(*edge.Config)
 	cacheCfg   func(*cache.Config)
+	noCache    bool // the test starts its own cache nodes
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -92,7 +93,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	t.Cleanup(s.producer.Close)
 
-	s.startCache(o.cacheCfg)
+	if !o.noCache {
+		s.startCache(o.cacheCfg)
+	}
 
 	enc := s.connectNATS()
 	var routes []*edge.Route
@@ -202,6 +205,7 @@ func (s *stack) waitApplied(topic string, partition int32, offset int64) {
 	if s.nc == nil {
 		s.nc = s.connectNATS()
 	}
+	s.epoch(topic) // a metadata request takes the topic up
 	subject := proto.Subjects{Prefix: "ssekafka"}.State(topic, partition)
 	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: math.MaxInt64})
 	eventually(s.t, 10*time.Second, "cache to apply "+topic, func() bool {

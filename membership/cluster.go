@@ -66,8 +66,6 @@ type Cluster struct {
 	log *slog.Logger
 	ml  *memberlist.Memberlist
 
-	refreshMu sync.Mutex // serialises refresh, so the last to run stores the newest view
-
 	mu       sync.Mutex
 	members  []Member // live, sorted by name
 	settled  bool     // this node's own state
@@ -134,7 +132,6 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	if port == 0 {
 		c.cfg.Bind = net.JoinHostPort(host, strconv.Itoa(int(ml.LocalNode().Port)))
 	}
-	c.refresh()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
 			_ = ml.Shutdown()
@@ -184,10 +181,10 @@ func (c *Cluster) SetCaughtUp(caughtUp bool) {
 	c.settled = true
 	c.metaSelf = c.encodeMeta()
 	c.mu.Unlock()
+	// memberlist calls NotifyUpdate for this node too, which updates the view.
 	if err := c.ml.UpdateNode(5 * time.Second); err != nil {
 		c.log.Warn("membership: announce caught up", "err", err)
 	}
-	c.refresh()
 }
 
 // Role implements Ownership.
@@ -290,32 +287,33 @@ func decodeMeta(b []byte) (settled bool, statusAddr string, ok bool) {
 	return b[1]&1 != 0, string(b[2:]), true
 }
 
-// refresh rebuilds the member list from memberlist and wakes the watchers.
-func (c *Cluster) refresh() {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
-	nodes := c.ml.Members()
-	members := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
+// update applies one member's news and wakes the watchers if the view
+// changed. memberlist calls it with its own lock held, and the node is only
+// safe to read during the call.
+func (c *Cluster) update(n *memberlist.Node, gone bool) {
+	m := Member{Name: n.Name, Addr: n.Address()}
+	if !gone {
 		settled, status, ok := decodeMeta(n.Meta)
 		if !ok {
 			c.log.Warn("membership: member with unknown metadata", "member", n.Name)
-			continue
+			return
 		}
-		members = append(members, Member{Name: n.Name, Addr: n.Address(), Settled: settled, StatusAddr: status})
+		m.Settled, m.StatusAddr = settled, status
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	members := slices.DeleteFunc(slices.Clone(c.members), func(x Member) bool { return x.Name == m.Name })
+	if !gone {
+		members = append(members, m)
 	}
 	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	c.mu.Lock()
-	same := slices.Equal(members, c.members)
+	if slices.Equal(members, c.members) {
+		return
+	}
 	c.members = members
-	if !same {
-		close(c.changed)
-		c.changed = make(chan struct{})
-	}
-	c.mu.Unlock()
-	if !same {
-		c.log.Info("membership changed", "members", len(members))
-	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.log.Info("membership changed", "member", m.Name, "gone", gone, "members", len(members))
 }
 
 // delegate is memberlist's Delegate. memberlist calls it from its packet
@@ -337,15 +335,15 @@ func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *delegate) LocalState(bool) []byte          { return nil }
 func (d *delegate) MergeRemoteState([]byte, bool)   {}
 
-// events is memberlist's EventDelegate; it refreshes on a goroutine of its
-// own since memberlist holds its locks while it calls.
+// events is memberlist's EventDelegate. It is called with memberlist's lock
+// held, so it only copies what it needs under Cluster.mu and never calls back.
 type events Cluster
 
 var _ memberlist.EventDelegate = (*events)(nil)
 
-func (e *events) NotifyJoin(*memberlist.Node)   { go (*Cluster)(e).refresh() }
-func (e *events) NotifyLeave(*memberlist.Node)  { go (*Cluster)(e).refresh() }
-func (e *events) NotifyUpdate(*memberlist.Node) { go (*Cluster)(e).refresh() }
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).update(n, false) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*Cluster)(e).update(n, true) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).update(n, false) }
 
 // slogWriter turns memberlist's log lines into debug records.
 type slogWriter struct{ log *slog.Logger }

@@ -46,9 +46,6 @@ func (s Subjects) State(topic string, partition int32) string {
 	return s.Prefix + ".state." + SubjectTopic(topic) + "." + strconv.Itoa(int(partition))
 }
 
-// StateAll is the wildcard a cache node serves state requests on.
-func (s Subjects) StateAll() string { return s.Prefix + ".state.*.*" }
-
 // Meta is the metadata request subject of a topic.
 func (s Subjects) Meta(topic string) string { return s.Prefix + ".meta." + SubjectTopic(topic) }
 
