@@ -70,12 +70,14 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 	ps.mu.Lock()
 	primary := ps.role == membership.RolePrimary
 	for _, kr := range recs {
-		if kr.Offset < ps.next {
-			continue
-		}
 		from := ps.next
 		r := toRecord(kr)
-		ps.apply(r)
+		if r.Offset < from {
+			continue
+		}
+		if ps.apply(r) && len(r.Value) > 0 {
+			n.values.set(t.name, ps.partition, r.Offset, r.Value)
+		}
 		if primary {
 			changes = append(changes, proto.Change{Epoch: t.epoch, Partition: ps.partition, From: from, Record: *r})
 		}

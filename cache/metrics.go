@@ -11,6 +11,7 @@ type metrics struct {
 	records, published, publishErrors, fetchErrors prometheus.Counter
 	metaRequests, stateRequests, badRequests       prometheus.Counter
 	tombstonesDropped                              prometheus.Counter
+	valueHits, valueMisses, valuesGone             prometheus.Counter
 	lag                                            *prometheus.GaugeVec
 	held                                           *prometheus.GaugeVec
 }
@@ -30,6 +31,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateRequests:     c("state_requests_total", "State page requests."),
 		badRequests:       c("bad_requests_total", "Requests that could not be decoded."),
 		tombstonesDropped: c("tombstones_dropped_total", "Tombstones dropped past the horizon."),
+		valueHits:         c("value_hits_total", "Values served from memory."),
+		valueMisses:       c("value_misses_total", "Values read back from Kafka (evicted, or never admitted)."),
+		valuesGone:        c("values_gone_total", "Values no longer in Kafka when read back (superseded and compacted)."),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partition_lag",
 			Help: "Records between the high watermark and the next offset to apply, per held partition."}, []string{"topic", "partition"}),
 		held: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partitions_held",

@@ -53,6 +53,10 @@ type Config struct {
 	// CatchUpWait bounds how long a metadata request for a topic taken up on
 	// demand waits for the first catch-up. Default 10s.
 	CatchUpWait time.Duration
+	// MaxBytes bounds the record values held in memory (ristretto, cost =
+	// value size). The key index is always complete; a value not in memory
+	// is read back from Kafka by offset. Default 256 MiB.
+	MaxBytes int64
 	// HeadInterval is how often a primary publishes its position in each
 	// partition, so that edges notice lost changes. Default 1s.
 	HeadInterval time.Duration
@@ -93,6 +97,9 @@ func (c *Config) setDefaults() error {
 	if c.CatchUpWait <= 0 {
 		c.CatchUpWait = 10 * time.Second
 	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 256 << 20
+	}
 	if c.HeadInterval <= 0 {
 		c.HeadInterval = time.Second
 	}
@@ -121,6 +128,7 @@ type Node struct {
 	metrics  *metrics
 	sem      chan struct{}
 	wake     chan struct{} // capacity 1: reconcile before the next poll
+	values   *values
 
 	mu     sync.Mutex
 	topics map[string]*takeUp
@@ -141,11 +149,17 @@ func New(cfg Config) (*Node, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 	}, cfg.KafkaOptions...)
+	vals, err := newValues(cfg.MaxBytes)
+	if err != nil {
+		return nil, err
+	}
 	kcl, err := kgo.NewClient(opts...)
 	if err != nil {
+		vals.close()
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	return &Node{
+		values:   vals,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
@@ -161,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 // Run serves requests and consumes until ctx ends or a fatal error occurs.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.kcl.Close()
+	defer n.values.close()
 	defer func() {
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
@@ -396,6 +411,13 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	page.Cursor = q.Since
 	if len(page.Records) > 0 {
 		page.Cursor = page.Records[len(page.Records)-1].Offset + 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if page.Records, err = n.fillValues(ctx, t, ps.partition, page.Records); err != nil {
+		n.log.Warn("state page values", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
+		reply(&proto.StatePage{Status: proto.StatusError, Epoch: t.epoch, Partition: ps.partition, Error: err.Error()})
+		return
 	}
 	reply(&page)
 }

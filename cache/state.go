@@ -10,32 +10,46 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
+// entry is the latest record of a key. The index keeps everything but a
+// non-empty value, which lives in the node's value cache (or, evicted, only
+// in Kafka): rec.Value is nil for such an entry, and valueLen says its size.
+// Entries are immutable once stored: an update replaces the pointer.
+type entry struct {
+	rec      proto.Record
+	valueLen int
+}
+
+// size is what the entry counts for in a page budget.
+func (e *entry) size() int { return e.rec.Size() + e.valueLen }
+
 // partitionState is the compacted state of one partition: the latest record
 // per key, indexed by key and by offset, so that "entries since offset o, up
-// to N bytes" costs O(log n + page). Records are immutable once stored: an
-// update replaces the pointer, so readers may keep a record after unlocking.
+// to N bytes" costs O(log n + page).
 type partitionState struct {
 	partition  int32
 	endAtStart int64              // the end offset when the partition was taken up
 	sub        *nats.Subscription // state requests; set before the state is shared
 
 	mu       sync.RWMutex
-	byKey    map[string]*proto.Record
-	byOffset *btree.BTreeG[*proto.Record]
+	byKey    map[string]*entry
+	byOffset *btree.BTreeG[*entry]
 	next     int64 // next offset not yet applied
 	hwm      int64 // high watermark seen in the last fetch
 	caughtUp bool  // next reached endAtStart
 	role     membership.Role
-	bytes    int64 // sum of stored record sizes
+	bytes    int64 // index bytes, values excluded
+	values   int64 // bytes of the values of the entries (wherever they are)
 }
+
+func byOffset(a, b *entry) bool { return a.rec.Offset < b.rec.Offset }
 
 func newPartitionState(partition int32, endAtStart int64) *partitionState {
 	return &partitionState{
 		partition:  partition,
 		endAtStart: endAtStart,
 		caughtUp:   endAtStart == 0,
-		byKey:      make(map[string]*proto.Record),
-		byOffset:   btree.NewG(32, func(a, b *proto.Record) bool { return a.Offset < b.Offset }),
+		byKey:      make(map[string]*entry),
+		byOffset:   btree.NewG(32, byOffset),
 	}
 }
 
@@ -48,43 +62,51 @@ func (n *Node) newPartitionState(_ *topicState, partition int32, endAtStart int6
 func (s *partitionState) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byKey, s.byOffset, s.bytes = nil, btree.NewG(2, func(a, b *proto.Record) bool { return a.Offset < b.Offset }), 0
+	s.byKey, s.byOffset, s.bytes, s.values = map[string]*entry{}, btree.NewG(2, byOffset), 0, 0
 }
 
-// apply stores r as the latest record of its key. Null-key records have no
+// apply stores r as the latest record of its key and reports whether it did
+// (a replay of something already applied is not). Null-key records have no
 // place in a compacted state: they advance the position but are not kept.
-// The caller holds mu.
-func (s *partitionState) apply(r *proto.Record) {
-	if r.Offset >= s.next {
-		s.next = r.Offset + 1
+// A non-empty value is not kept in the index: the caller puts it in the
+// value cache. The caller holds mu.
+func (s *partitionState) apply(r *proto.Record) bool {
+	if r.Offset < s.next {
+		return false
 	}
+	s.next = r.Offset + 1
 	if r.KeyNull {
-		return
+		return false
+	}
+	e := &entry{rec: *r}
+	if len(r.Value) > 0 {
+		e.rec.Value, e.valueLen = nil, len(r.Value)
 	}
 	if old, ok := s.byKey[string(r.Key)]; ok {
-		if old.Offset >= r.Offset {
-			return // a replay of something already applied
-		}
 		s.byOffset.Delete(old)
-		s.bytes -= int64(old.Size())
+		s.bytes -= int64(old.rec.Size())
+		s.values -= int64(old.valueLen)
 	}
-	s.byKey[string(r.Key)] = r
-	s.byOffset.ReplaceOrInsert(r)
-	s.bytes += int64(r.Size())
+	s.byKey[string(r.Key)] = e
+	s.byOffset.ReplaceOrInsert(e)
+	s.bytes += int64(e.rec.Size())
+	s.values += int64(e.valueLen)
+	return true
 }
 
 // page returns copies of the records with offset >= since, in offset order,
-// until their size reaches maxBytes (at least one record), and whether more
-// follow. The caller holds mu for reading.
+// until their size with values reaches maxBytes (at least one record), and
+// whether more follow. Values not in the index are nil: see fillValues. The
+// caller holds mu for reading.
 func (s *partitionState) page(since int64, maxBytes int) (recs []proto.Record, more bool) {
 	size := 0
-	s.byOffset.AscendGreaterOrEqual(&proto.Record{Offset: since}, func(r *proto.Record) bool {
-		if len(recs) > 0 && size+r.Size() > maxBytes {
+	s.byOffset.AscendGreaterOrEqual(&entry{rec: proto.Record{Offset: since}}, func(e *entry) bool {
+		if len(recs) > 0 && size+e.size() > maxBytes {
 			more = true
 			return false
 		}
-		recs = append(recs, *r)
-		size += r.Size()
+		recs = append(recs, e.rec)
+		size += e.size()
 		return true
 	})
 	return recs, more
@@ -93,17 +115,17 @@ func (s *partitionState) page(since int64, maxBytes int) (recs []proto.Record, m
 // dropTombstonesBefore removes tombstones older than cutoffMs and returns how
 // many it removed. The caller holds mu.
 func (s *partitionState) dropTombstonesBefore(cutoffMs int64) int {
-	var old []*proto.Record
-	s.byOffset.Ascend(func(r *proto.Record) bool {
-		if r.Tombstone && r.TimeMs < cutoffMs {
-			old = append(old, r)
+	var old []*entry
+	s.byOffset.Ascend(func(e *entry) bool {
+		if e.rec.Tombstone && e.rec.TimeMs < cutoffMs {
+			old = append(old, e)
 		}
 		return true
 	})
-	for _, r := range old {
-		s.byOffset.Delete(r)
-		delete(s.byKey, string(r.Key))
-		s.bytes -= int64(r.Size())
+	for _, e := range old {
+		s.byOffset.Delete(e)
+		delete(s.byKey, string(e.rec.Key))
+		s.bytes -= int64(e.rec.Size())
 	}
 	return len(old)
 }

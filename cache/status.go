@@ -21,14 +21,15 @@ type TopicStatus struct {
 
 // PartitionStatus is one held partition.
 type PartitionStatus struct {
-	Partition int32  `json:"partition"`
-	Role      string `json:"role"`
-	Next      int64  `json:"next"`
-	HighWater int64  `json:"highWatermark"`
-	Lag       int64  `json:"lag"`
-	CaughtUp  bool   `json:"caughtUp"`
-	Keys      int    `json:"keys"`
-	Bytes     int64  `json:"bytes"`
+	Partition  int32  `json:"partition"`
+	Role       string `json:"role"`
+	Next       int64  `json:"next"`
+	HighWater  int64  `json:"highWatermark"`
+	Lag        int64  `json:"lag"`
+	CaughtUp   bool   `json:"caughtUp"`
+	Keys       int    `json:"keys"`
+	IndexBytes int64  `json:"indexBytes"`
+	ValueBytes int64  `json:"valueBytes"`
 }
 
 // Status reports what the node holds now.
@@ -40,7 +41,7 @@ func (n *Node) Status() Status {
 			ps.mu.RLock()
 			ts.Held = append(ts.Held, PartitionStatus{
 				Partition: ps.partition, Role: ps.role.String(), Next: ps.next, HighWater: ps.hwm,
-				Lag: max(ps.hwm-ps.next, 0), CaughtUp: ps.caughtUp, Keys: len(ps.byKey), Bytes: ps.bytes,
+				Lag: max(ps.hwm-ps.next, 0), CaughtUp: ps.caughtUp, Keys: len(ps.byKey), IndexBytes: ps.bytes, ValueBytes: ps.values,
 			})
 			ps.mu.RUnlock()
 		}

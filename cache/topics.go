@@ -20,6 +20,8 @@ import (
 // node holds follows the ownership; parts[p] is nil where it holds nothing.
 type topicState struct {
 	name            string
+	id              [16]byte // Kafka's topic id
+	leaders         []int32  // partition leaders when taken up
 	epoch           uint32
 	deleteRetention time.Duration
 	reconciled      chan struct{} // closed after the first reconcile that saw the topic
@@ -35,6 +37,13 @@ func (t *topicState) partition(p int32) *partitionState {
 		return nil
 	}
 	return t.parts[p]
+}
+
+func (t *topicState) leader(p int32) int32 {
+	if p >= 0 && int(p) < len(t.leaders) {
+		return t.leaders[p]
+	}
+	return -1
 }
 
 // held returns the partitions this node holds.
@@ -159,8 +168,16 @@ func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) 
 			}
 		}
 	}
+	leaders := make([]int32, len(d.Partitions))
+	for p, pd := range d.Partitions {
+		if int(p) < len(leaders) {
+			leaders[p] = pd.Leader
+		}
+	}
 	return &topicState{
 		name:            name,
+		id:              d.ID,
+		leaders:         leaders,
 		epoch:           topicEpoch(name, d.ID),
 		deleteRetention: retention,
 		reconciled:      make(chan struct{}),

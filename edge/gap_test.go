@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ssekafka/ssekafka/edge"
@@ -14,7 +15,13 @@ import (
 
 func (s *stack) edgeCounter(name string) float64 {
 	s.t.Helper()
-	mfs, err := s.edgeReg.Gather()
+	return s.counter(s.edgeReg, name)
+}
+
+// counter sums a counter's series in reg.
+func (s *stack) counter(reg *prometheus.Registry, name string) float64 {
+	s.t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		s.t.Fatal(err)
 	}

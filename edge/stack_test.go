@@ -35,6 +35,7 @@ type stack struct {
 	edge      *edge.Edge
 	url       string
 	edgeReg   *prometheus.Registry
+	cacheReg  *prometheus.Registry
 	natsURL   string
 	nc        *nats.Conn
 	stopCache func()
@@ -147,7 +148,8 @@ func (s *stack) connectNATS() *nats.Conn {
 
 // startCache starts a cache node; the returned function stops it.
 func (s *stack) startCache(tweak func(*cache.Config)) func() {
-	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour}
+	s.cacheReg = prometheus.NewRegistry()
+	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour, Registerer: s.cacheReg}
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -9,7 +9,8 @@ import (
 )
 
 type cacheFlags struct {
-	config, kafka, nats, metrics string
+	config, kafka, nats, http, gossip, join, name string
+	replicas                                      int
 }
 
 func newCacheFlags() (*flag.FlagSet, *cacheFlags) {
@@ -18,7 +19,11 @@ func newCacheFlags() (*flag.FlagSet, *cacheFlags) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (default: the built-in example)")
 	fs.StringVar(&f.kafka, "kafka", "", "Kafka brokers, comma-separated (default: kafka.brokers)")
 	fs.StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url)")
-	fs.StringVar(&f.metrics, "metrics", "", "address to serve /metrics on (default: cache.listen; empty: none)")
+	fs.StringVar(&f.http, "http", "", "address for /status and /metrics (default: cache.listen; empty: none)")
+	fs.StringVar(&f.gossip, "gossip", "", "gossip address host:port; set to run as a cluster member (default: cluster.gossip)")
+	fs.StringVar(&f.join, "join", "", "gossip addresses of members to join, comma-separated (default: cluster.join)")
+	fs.StringVar(&f.name, "name", "", "unique node name (default: cluster.name, else host name and a random suffix)")
+	fs.IntVar(&f.replicas, "replicas", 0, "nodes consuming each partition, primary included (default: cluster.replicas, 2)")
 	return fs, f
 }
 
@@ -37,18 +42,30 @@ func runCache(args []string) error {
 	if f.nats != "" {
 		cfg.NATS.URL = f.nats
 	}
-	if f.metrics != "" {
-		cfg.Cache.Listen = f.metrics
+	if f.http != "" {
+		cfg.Cache.Listen = f.http
+	}
+	if f.gossip != "" {
+		cfg.Cluster.Gossip = f.gossip
+	}
+	if f.join != "" {
+		cfg.Cluster.Join = strings.Split(f.join, ",")
+	}
+	if f.name != "" {
+		cfg.Cluster.Name = f.name
+	}
+	if f.replicas > 0 {
+		cfg.Cluster.Replicas = f.replicas
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := newLogger()
 	reg := newRegistry()
-	serveMetrics(ctx, cfg.Cache.Listen, reg, log)
-	done, err := startCache(ctx, cfg, cfg.Kafka.Brokers, cfg.NATS.URL, log, reg)
+	c, err := startCache(ctx, cfg, cfg.Kafka.Brokers, cfg.NATS.URL, log, reg)
 	if err != nil {
 		return err
 	}
-	log.Info("cache node running", "kafka", cfg.Kafka.Brokers, "nats", cfg.NATS.URL)
-	return <-done
+	serveCacheHTTP(ctx, cfg.Cache.Listen, c, reg, log)
+	log.Info("cache node running", "kafka", cfg.Kafka.Brokers, "nats", cfg.NATS.URL, "gossip", cfg.Cluster.Gossip, "http", cfg.Cache.Listen)
+	return <-c.done
 }

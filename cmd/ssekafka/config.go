@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -23,11 +24,12 @@ var exampleConfig []byte
 // config is the YAML file. Every field's default is in defaultConfig and in
 // the README's configuration reference.
 type config struct {
-	SSE    sseConfig     `yaml:"sse"`
-	Routes []routeConfig `yaml:"routes"`
-	Kafka  kafkaConfig   `yaml:"kafka"`
-	NATS   natsConfig    `yaml:"nats"`
-	Cache  cacheConfig   `yaml:"cache"`
+	SSE     sseConfig     `yaml:"sse"`
+	Routes  []routeConfig `yaml:"routes"`
+	Kafka   kafkaConfig   `yaml:"kafka"`
+	NATS    natsConfig    `yaml:"nats"`
+	Cache   cacheConfig   `yaml:"cache"`
+	Cluster clusterConfig `yaml:"cluster"`
 
 	routes []*edge.Route // compiled by validate
 }
@@ -67,18 +69,30 @@ type natsConfig struct {
 	Prefix string `yaml:"prefix"`
 }
 
+type clusterConfig struct {
+	Name          string        `yaml:"name"`
+	Gossip        string        `yaml:"gossip"`
+	Join          []string      `yaml:"join"`
+	Replicas      int           `yaml:"replicas"`
+	ProbeInterval time.Duration `yaml:"probeInterval"`
+	ProbeTimeout  time.Duration `yaml:"probeTimeout"`
+	SuspicionMult int           `yaml:"suspicionMult"`
+}
+
 type cacheConfig struct {
 	TombstoneHorizon time.Duration `yaml:"tombstoneHorizon"`
 	MaxPageBytes     int           `yaml:"maxPageBytes"`
+	MaxBytes         int64         `yaml:"maxBytes"`
 	Listen           string        `yaml:"listen"`
 }
 
 func defaultConfig() config {
 	return config{
-		SSE:   sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: 15 * time.Second, MaxQueue: 16384},
-		Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
-		NATS:  natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
-		Cache: cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20},
+		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: 15 * time.Second, MaxQueue: 16384},
+		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
+		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
+		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
+		Cluster: clusterConfig{Replicas: 2},
 	}
 }
 
@@ -133,6 +147,17 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	}
 	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " *>") {
 		return nil, fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
+	}
+	if cfg.Cache.MaxBytes < 1<<20 {
+		return nil, fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))
+	}
+	if cfg.Cluster.Replicas < 1 {
+		return nil, fmt.Errorf("%s: must be at least 1", at("cluster.replicas"))
+	}
+	if cfg.Cluster.Gossip != "" {
+		if _, _, err := net.SplitHostPort(cfg.Cluster.Gossip); err != nil {
+			return nil, fmt.Errorf("%s: %w", at("cluster.gossip"), err)
+		}
 	}
 	if needRoutes && len(cfg.Routes) == 0 {
 		return nil, fmt.Errorf("%s: at least one route is required", at("routes"))

@@ -77,11 +77,11 @@ func runDev(args []string) error {
 	}
 	errc := make(chan error, 2)
 	if run["cache"] {
-		done, err := startCache(ctx, cfg, brokers, natsURL, log, reg)
+		c, err := startCache(ctx, cfg, brokers, natsURL, log, reg)
 		if err != nil {
 			return err
 		}
-		go func() { errc <- <-done }()
+		go func() { errc <- <-c.done }()
 	}
 	edgeUp := make(chan net.Addr, 1)
 	if run["edge"] {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/membership"
 )
 
 func newLogger() *slog.Logger {
@@ -49,49 +51,122 @@ func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// startCache runs a cache node until ctx ends; it returns once the node
-// serves requests and its bootstrap topics are caught up (or after a while).
-func startCache(ctx context.Context, cfg *config, brokers []string, natsURL string, log *slog.Logger, reg prometheus.Registerer) (<-chan error, error) {
+// runningCache is a started cache node.
+type runningCache struct {
+	node    *cache.Node
+	members *membership.Cluster // nil for a single node
+	done    <-chan error
+}
+
+// startCache runs a cache node until ctx ends (as a cluster member when
+// cluster.gossip is set); it returns once the node serves requests and its
+// bootstrap topics are caught up, or after 30s.
+func startCache(ctx context.Context, cfg *config, brokers []string, natsURL string, log *slog.Logger, reg prometheus.Registerer) (*runningCache, error) {
 	nc, err := connectNATS(natsURL, "ssekafka-cache", log)
 	if err != nil {
 		return nil, err
 	}
-	node, err := cache.New(cache.Config{
+	rc := &runningCache{}
+	var ownership membership.Ownership
+	if cfg.Cluster.Gossip != "" {
+		rc.members, err = membership.NewCluster(membership.Config{
+			Name:          cfg.Cluster.Name,
+			Bind:          cfg.Cluster.Gossip,
+			Join:          cfg.Cluster.Join,
+			Replicas:      cfg.Cluster.Replicas,
+			StatusAddr:    cfg.Cache.Listen,
+			ProbeInterval: cfg.Cluster.ProbeInterval,
+			ProbeTimeout:  cfg.Cluster.ProbeTimeout,
+			SuspicionMult: cfg.Cluster.SuspicionMult,
+			Logger:        log.With("component", "membership"),
+		})
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		ownership = rc.members
+	}
+	rc.node, err = cache.New(cache.Config{
 		Brokers:          brokers,
 		NATS:             nc,
 		SubjectPrefix:    cfg.NATS.Prefix,
 		Bootstrap:        cfg.Kafka.Bootstrap,
+		Ownership:        ownership,
 		TombstoneHorizon: cfg.Cache.TombstoneHorizon,
 		MaxPageBytes:     cfg.Cache.MaxPageBytes,
+		MaxBytes:         cfg.Cache.MaxBytes,
 		Logger:           log.With("component", "cache"),
 		Registerer:       reg,
 	})
 	if err != nil {
 		nc.Close()
+		if rc.members != nil {
+			_ = rc.members.Shutdown()
+		}
 		return nil, err
 	}
 	done := make(chan error, 1)
+	rc.done = done
 	go func() {
 		defer nc.Close()
-		done <- node.Run(ctx)
+		err := rc.node.Run(ctx)
+		if rc.members != nil {
+			_ = rc.members.Leave(2 * time.Second)
+		}
+		done <- err
 	}()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for !node.Ready() {
+	for !rc.node.Ready() {
 		select {
 		case <-ctx.Done():
-			return done, ctx.Err()
-		case err := <-done:
-			return done, fmt.Errorf("cache node: %w", err)
+			return rc, ctx.Err()
 		case <-deadline.C:
 			log.Warn("cache node not caught up after 30s; serving anyway")
-			return done, nil
+			return rc, nil
 		case <-tick.C:
 		}
 	}
-	return done, nil
+	return rc, nil
+}
+
+// cacheStatus is the cache's /status document.
+type cacheStatus struct {
+	Node    string              `json:"node,omitempty"`
+	Members []membership.Member `json:"members,omitempty"`
+	cache.Status
+}
+
+// serveCacheHTTP serves /status (JSON) and /metrics on addr until ctx ends;
+// empty addr: nothing.
+func serveCacheHTTP(ctx context.Context, addr string, c *runningCache, reg *prometheus.Registry, log *slog.Logger) {
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		st := cacheStatus{Status: c.node.Status()}
+		if c.members != nil {
+			st.Node, st.Members = c.members.Name(), c.members.Members()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("cache http server", "addr", addr, "err", err)
+		}
+	}()
 }
 
 // serveEdge runs an edge node's HTTP server on addr until ctx ends. Besides
@@ -141,23 +216,4 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	return nil
-}
-
-// serveMetrics serves /metrics on addr until ctx ends; empty addr: nothing.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) {
-	if addr == "" {
-		return
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "addr", addr, "err", err)
-		}
-	}()
 }

@@ -1,0 +1,178 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// values holds record values in ristretto, bounded by cost (the value's
+// size). It is never the only copy: a value it evicted, or refused to admit
+// (ristretto's admission policy drops Sets, and a Set becomes visible only
+// later), is read back from Kafka by offset. So eviction never loses state
+// and never changes what a client receives.
+type values struct {
+	c *ristretto.Cache[string, []byte]
+}
+
+func newValues(maxBytes int64) (*values, error) {
+	// About ten counters per item that fits, for items of ~256 bytes.
+	counters := min(max(maxBytes/256*10, 10_000), 100_000_000)
+	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
+		NumCounters:        counters,
+		MaxCost:            maxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("value cache: %w", err)
+	}
+	return &values{c: c}, nil
+}
+
+func valueKey(topic string, partition int32, offset int64) string {
+	var b [12]byte
+	binary.BigEndian.PutUint32(b[:4], uint32(partition))
+	binary.BigEndian.PutUint64(b[4:], uint64(offset))
+	return topic + "\x00" + string(b[:])
+}
+
+func (v *values) set(topic string, partition int32, offset int64, value []byte) {
+	v.c.Set(valueKey(topic, partition, offset), value, int64(len(value)))
+}
+
+func (v *values) get(topic string, partition int32, offset int64) ([]byte, bool) {
+	return v.c.Get(valueKey(topic, partition, offset))
+}
+
+func (v *values) close() { v.c.Close() }
+
+// fillValues puts the values into recs (records of one partition, in offset
+// order, whose Value is nil while not tombstones): from ristretto, else read
+// back from Kafka in as few fetches as the offsets allow. A record Kafka no
+// longer has (superseded and compacted since the page was read) is dropped:
+// its key's newer record comes later in the stream.
+func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, recs []proto.Record) ([]proto.Record, error) {
+	var missing []int
+	for i := range recs {
+		r := &recs[i]
+		if r.Tombstone || r.Value != nil {
+			continue
+		}
+		if v, ok := n.values.get(t.name, partition, r.Offset); ok {
+			r.Value = v
+			n.metrics.valueHits.Inc()
+			continue
+		}
+		missing = append(missing, i)
+	}
+	if len(missing) == 0 {
+		return recs, nil
+	}
+	n.metrics.valueMisses.Add(float64(len(missing)))
+	found := make(map[int64][]byte, len(missing))
+	for next := 0; next < len(missing); {
+		from := recs[missing[next]].Offset
+		got, logStart, err := n.fetchFrom(ctx, t, partition, from)
+		if err != nil {
+			return nil, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, from, err)
+		}
+		for _, kr := range got {
+			found[kr.Offset] = kr.Value
+		}
+		// Skip every missing offset the fetch covered (found or compacted
+		// away), or that lies below the log's start.
+		last := from
+		if len(got) > 0 {
+			last = got[len(got)-1].Offset
+		}
+		if logStart > from {
+			last = logStart - 1
+		}
+		for next < len(missing) && recs[missing[next]].Offset <= last {
+			next++
+		}
+	}
+	dropped := 0
+	for _, i := range missing {
+		if v, ok := found[recs[i].Offset]; ok && v != nil {
+			recs[i].Value = v
+			n.values.set(t.name, partition, recs[i].Offset, v)
+		} else {
+			recs[i].Offset = -1 // mark: gone from Kafka
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		n.metrics.valuesGone.Add(float64(dropped))
+		recs = slices.DeleteFunc(recs, func(r proto.Record) bool { return r.Offset < 0 })
+	}
+	return recs, nil
+}
+
+// fetchFrom reads the records of one partition from offset on, one fetch's
+// worth (at least the batch holding offset). When offset is below the log's
+// start (compaction or retention removed it), it returns no records and the
+// log start offset.
+func (n *Node) fetchFrom(ctx context.Context, t *topicState, partition int32, offset int64) (recs []*kgo.Record, logStart int64, err error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 0
+	req.MinBytes = 1
+	req.MaxBytes = 4 << 20
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = t.name
+	rt.TopicID = t.id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition = partition
+	rp.FetchOffset = offset
+	rp.CurrentLeaderEpoch = -1
+	rp.LogStartOffset = -1
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, n.kcl.Broker(int(t.leader(partition))))
+	if err != nil {
+		// The leader moved, or is unknown: any broker routes or says so.
+		if resp, err = req.RequestWith(ctx, n.kcl); err != nil {
+			return nil, 0, err
+		}
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, 0, err
+	}
+	for _, rt := range resp.Topics {
+		for i := range rt.Partitions {
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: t.name, Partition: partition},
+				&rt.Partitions[i], kgo.DefaultDecompressor(), nil)
+			switch {
+			case errors.Is(fp.Err, kerr.OffsetOutOfRange) && fp.LogStartOffset > offset:
+				return nil, fp.LogStartOffset, nil
+			case errors.Is(fp.Err, kerr.OffsetOutOfRange):
+				// Some brokers do not say where the log starts with this error.
+				starts, err := n.adm.ListStartOffsets(ctx, t.name)
+				if err != nil {
+					return nil, 0, err
+				}
+				if o, ok := starts.Lookup(t.name, partition); ok && o.Err == nil && o.Offset > offset {
+					return nil, o.Offset, nil
+				}
+				return nil, 0, fp.Err
+			case fp.Err != nil:
+				return nil, 0, fp.Err
+			}
+			return fp.Records, fp.LogStartOffset, nil
+		}
+	}
+	return nil, 0, nil
+}
