@@ -23,16 +23,30 @@ import (
 
 // Cluster is one of everything, on loopback.
 type Cluster struct {
+	Topic    string
 	Brokers  []string
+	NATSURL  string
 	EdgeURL  string
 	Producer *kgo.Client
 	closers  []func()
 }
 
+// Option changes what StartCluster starts.
+type Option func(*options)
+
+type options struct{ noCache bool }
+
+// WithoutCache starts no cache node: the caller starts its own.
+func WithoutCache() Option { return func(o *options) { o.noCache = true } }
+
 // StartCluster starts kfake with topic (compacted, partitions), nats-server,
 // a cache node and an edge serving /t on the topic.
-func StartCluster(ctx context.Context, topic string, partitions int32) (*Cluster, error) {
-	c := &Cluster{}
+func StartCluster(ctx context.Context, topic string, partitions int32, opts ...Option) (*Cluster, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Cluster{Topic: topic}
 	ok := false
 	defer func() {
 		if !ok {
@@ -53,6 +67,7 @@ func StartCluster(ctx context.Context, topic string, partitions int32) (*Cluster
 		return nil, err
 	}
 	c.closers = append(c.closers, ns.Shutdown)
+	c.NATSURL = ns.ClientURL()
 	connect := func() (*nats.Conn, error) {
 		nc, err := nats.Connect(ns.ClientURL())
 		if err == nil {
@@ -60,23 +75,25 @@ func StartCluster(ctx context.Context, topic string, partitions int32) (*Cluster
 		}
 		return nc, err
 	}
-	cacheNC, err := connect()
-	if err != nil {
-		return nil, err
-	}
-	node, err := cache.New(cache.Config{Brokers: c.Brokers, NATS: cacheNC, Bootstrap: []string{topic}})
-	if err != nil {
-		return nil, err
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = node.Run(runCtx) }()
-	c.closers = append(c.closers, func() { cancel(); <-done })
-	for !node.Ready() {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+	if !o.noCache {
+		cacheNC, err := connect()
+		if err != nil {
+			return nil, err
+		}
+		node, err := cache.New(cache.Config{Brokers: c.Brokers, NATS: cacheNC, Bootstrap: []string{topic}})
+		if err != nil {
+			return nil, err
+		}
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = node.Run(runCtx) }()
+		c.closers = append(c.closers, func() { cancel(); <-done })
+		for !node.Ready() {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	}
 	edgeNC, err := connect()

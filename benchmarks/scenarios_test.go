@@ -85,9 +85,9 @@ func waitFor(ctx context.Context, cond func() bool) error {
 }
 
 // startCluster starts a cluster for one test or benchmark, closed at its end.
-func startCluster(tb testing.TB, ctx context.Context) *Cluster {
+func startCluster(tb testing.TB, ctx context.Context, opts ...Option) *Cluster {
 	tb.Helper()
-	c, err := StartCluster(ctx, "bench", 3)
+	c, err := StartCluster(ctx, "bench", 3, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -90,8 +91,9 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 	}
 	lag := max(ps.hwm-ps.next, 0)
 	ps.mu.Unlock()
-	n.metrics.records.Add(float64(len(recs)))
-	n.metrics.lag.WithLabelValues(t.name, strconv.Itoa(int(ps.partition))).Set(float64(lag))
+	part := strconv.Itoa(int(ps.partition))
+	n.metrics.records.WithLabelValues(t.name, part).Add(float64(len(recs)))
+	n.metrics.lag.WithLabelValues(t.name, part).Set(float64(lag))
 	subject := n.subjects.Event(t.name, ps.partition)
 	for i := range changes {
 		buf = proto.AppendChange(buf[:0], &changes[i])
@@ -106,20 +108,23 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 	return buf
 }
 
+// toRecord converts a fetched record. Key, value and headers are copied:
+// franz-go's slices point into the whole fetched batch, which must not stay
+// pinned by the index or the value cache.
 func toRecord(kr *kgo.Record) *proto.Record {
 	r := &proto.Record{
 		Offset:    kr.Offset,
 		TimeMs:    kr.Timestamp.UnixMilli(),
-		Key:       kr.Key,
+		Key:       bytes.Clone(kr.Key),
 		KeyNull:   kr.Key == nil,
-		Value:     kr.Value,
+		Value:     bytes.Clone(kr.Value),
 		Tombstone: kr.Value == nil,
 	}
 	for _, h := range kr.Headers {
 		if h.Key == "etag" && !r.EtagHeader {
 			r.Etag, r.EtagHeader = string(h.Value), true
 		}
-		r.Headers = append(r.Headers, proto.Header{Key: h.Key, Value: h.Value})
+		r.Headers = append(r.Headers, proto.Header{Key: h.Key, Value: bytes.Clone(h.Value)})
 	}
 	if !r.EtagHeader && !r.Tombstone {
 		r.Etag = strconv.FormatUint(xxhash.Sum64(kr.Value), 36)

@@ -8,12 +8,13 @@ import (
 )
 
 type metrics struct {
-	records, published, publishErrors, fetchErrors prometheus.Counter
-	metaRequests, stateRequests, badRequests       prometheus.Counter
-	tombstonesDropped                              prometheus.Counter
-	valueHits, valueMisses, valuesGone             prometheus.Counter
-	lag                                            *prometheus.GaugeVec
-	held                                           *prometheus.GaugeVec
+	records                                  *prometheus.CounterVec
+	published, publishErrors, fetchErrors    prometheus.Counter
+	metaRequests, stateRequests, badRequests prometheus.Counter
+	tombstonesDropped                        prometheus.Counter
+	valueHits, valueMisses, valuesGone       prometheus.Counter
+	lag                                      *prometheus.GaugeVec
+	held                                     *prometheus.GaugeVec
 }
 
 // newMetrics registers the node's metrics with reg; a nil reg registers nothing.
@@ -23,7 +24,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return f.NewCounter(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "cache", Name: name, Help: help})
 	}
 	return &metrics{
-		records:           c("records_consumed_total", "Kafka records consumed."),
+		records: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "records_consumed_total",
+			Help: "Kafka records consumed, per partition."}, []string{"topic", "partition"}),
 		published:         c("changes_published_total", "Changes published on NATS."),
 		publishErrors:     c("publish_errors_total", "NATS publishes that failed."),
 		fetchErrors:       c("fetch_errors_total", "Kafka fetch errors."),

@@ -123,7 +123,8 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	subjects proto.Subjects
-	kcl      *kgo.Client
+	kcl      *kgo.Client // consumes
+	reader   *kgo.Client // reads values back; its own connections, so no wait behind the consumer's long polls
 	adm      *kadm.Client
 	metrics  *metrics
 	sem      chan struct{}
@@ -158,8 +159,15 @@ func New(cfg Config) (*Node, error) {
 		vals.close()
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
+	reader, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOptions...)...)
+	if err != nil {
+		vals.close()
+		kcl.Close()
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
 	return &Node{
 		values:   vals,
+		reader:   reader,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
@@ -175,6 +183,7 @@ func New(cfg Config) (*Node, error) {
 // Run serves requests and consumes until ctx ends or a fatal error occurs.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.kcl.Close()
+	defer n.reader.Close()
 	defer n.values.close()
 	defer func() {
 		for _, s := range n.subs {
@@ -288,14 +297,17 @@ func (n *Node) signal() {
 	}
 }
 
-// watchOwnership wakes the consume loop when roles may have changed.
+// watchOwnership wakes the consume loop when roles may have changed. It
+// takes the next change's channel before it signals, so a change made while
+// the loop reconciles is never missed.
 func (n *Node) watchOwnership(ctx context.Context) {
+	ch := n.cfg.Ownership.Changed()
 	for {
-		ch := n.cfg.Ownership.Changed()
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
+			ch = n.cfg.Ownership.Changed()
 			n.signal()
 		}
 	}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -80,6 +81,10 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 	}
 	n.metrics.valueMisses.Add(float64(len(missing)))
 	found := make(map[int64][]byte, len(missing))
+	wanted := make(map[int64]struct{}, len(missing))
+	for _, i := range missing {
+		wanted[recs[i].Offset] = struct{}{}
+	}
 	for next := 0; next < len(missing); {
 		from := recs[missing[next]].Offset
 		got, logStart, err := n.fetchFrom(ctx, t, partition, from)
@@ -87,7 +92,9 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 			return nil, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, from, err)
 		}
 		for _, kr := range got {
-			found[kr.Offset] = kr.Value
+			if _, want := wanted[kr.Offset]; want {
+				found[kr.Offset] = bytes.Clone(kr.Value) // not the whole fetch buffer
+			}
 		}
 		// Skip every missing offset the fetch covered (found or compacted
 		// away), or that lies below the log's start.
@@ -141,10 +148,10 @@ func (n *Node) fetchFrom(ctx context.Context, t *topicState, partition int32, of
 	rp.PartitionMaxBytes = 1 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, n.kcl.Broker(int(t.leader(partition))))
+	resp, err := req.RequestWith(ctx, n.reader.Broker(int(t.leader(partition))))
 	if err != nil {
 		// The leader moved, or is unknown: any broker routes or says so.
-		if resp, err = req.RequestWith(ctx, n.kcl); err != nil {
+		if resp, err = req.RequestWith(ctx, n.reader); err != nil {
 			return nil, 0, err
 		}
 	}

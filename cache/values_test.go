@@ -44,7 +44,7 @@ func valuesNode(t *testing.T, maxBytes int64) (*Node, *kfake.Cluster, *kgo.Clien
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.kcl.Close(); n.values.close() })
+	t.Cleanup(func() { n.kcl.Close(); n.reader.Close(); n.values.close() })
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("v"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +22,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"kafka", "kafka-init", "nats", "cache", "edge"} {
+	for _, name := range []string{"kafka", "kafka-init", "nats", "cache-1", "cache-2", "cache-3", "edge"} {
 		if _, err := project.GetService(name); err != nil {
 			t.Fatalf("service %s: %v", name, err)
 		}
@@ -45,27 +43,38 @@ func TestComposeFile(t *testing.T) {
 	if !strings.HasPrefix(nats.Image, "nats:") {
 		t.Errorf("nats image %q", nats.Image)
 	}
-	for name, newFlags := range map[string]func() *flag.FlagSet{
-		"cache": func() *flag.FlagSet { fs, _ := newCacheFlags(); return fs },
-		"edge":  func() *flag.FlagSet { fs, _ := newEdgeFlags(); return fs },
-	} {
+	for _, name := range []string{"cache-1", "cache-2", "cache-3"} {
 		svc, _ := project.GetService(name)
-		if len(svc.Command) == 0 || svc.Command[0] != name {
+		fs, f := newCacheFlags()
+		if len(svc.Command) == 0 || svc.Command[0] != "cache" {
 			t.Fatalf("%s command %q", name, svc.Command)
 		}
-		if err := newFlags().Parse(svc.Command[1:]); err != nil {
-			t.Errorf("%s command %q: %v", name, svc.Command, err)
+		if err := fs.Parse(svc.Command[1:]); err != nil {
+			t.Fatalf("%s command %q: %v", name, svc.Command, err)
+		}
+		if f.kafka != "kafka:9092" || f.gossip == "" || f.name != name || f.replicas != 2 {
+			t.Errorf("%s flags %+v", name, f)
+		}
+		if name != "cache-1" && f.join != "cache-1:7946" {
+			t.Errorf("%s does not join cache-1: %q", name, f.join)
 		}
 		if svc.Image != "ssekafka:dev" {
 			t.Errorf("%s image %q", name, svc.Image)
 		}
 	}
-	edge, _ := project.GetService("edge")
-	if len(edge.Ports) != 1 || edge.Ports[0].Target != 8080 {
-		t.Errorf("edge ports %+v", edge.Ports)
+	cache1, _ := project.GetService("cache-1")
+	if cache1.Build == nil {
+		t.Error("cache-1 does not build the image")
 	}
-	cache, _ := project.GetService("cache")
-	if cache.Build == nil || !slices.Contains(cache.Command, "kafka:9092") {
-		t.Errorf("cache: build %+v command %q", cache.Build, cache.Command)
+	edge, _ := project.GetService("edge")
+	fs, f := newEdgeFlags()
+	if len(edge.Command) == 0 || edge.Command[0] != "edge" {
+		t.Fatalf("edge command %q", edge.Command)
+	}
+	if err := fs.Parse(edge.Command[1:]); err != nil || f.nats != "nats://nats:4222" {
+		t.Errorf("edge command %q: %v", edge.Command, err)
+	}
+	if len(edge.Ports) != 1 || edge.Ports[0].Target != 8080 || edge.Image != "ssekafka:dev" {
+		t.Errorf("edge ports %+v image %q", edge.Ports, edge.Image)
 	}
 }

@@ -70,6 +70,7 @@ func freeAddr(t *testing.T) string {
 // process runs the binary until the test ends; its output goes to the test log.
 type process struct {
 	lines chan string
+	cmd   *exec.Cmd
 }
 
 func start(t *testing.T, args ...string) *process {
@@ -83,7 +84,7 @@ func start(t *testing.T, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{lines: make(chan string, 1024)}
+	p := &process{lines: make(chan string, 1024), cmd: cmd}
 	var log strings.Builder
 	var mu sync.Mutex
 	done := make(chan struct{})

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func getStatus(addr string) (cacheStatus, error) {
+	var st cacheStatus
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// TestClusterProcessesSurviveKill9 is Done-when 2 of the cluster issue with
+// real processes: three cache nodes gossiping on loopback, each partition
+// held by exactly --replicas of them, and a kill -9 of a primary while
+// records are produced loses nothing for a client that streams throughout.
+func TestClusterProcessesSurviveKill9(t *testing.T) {
+	kafkaAddr, natsAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
+	services.waitFor(t, "embedded nats listening")
+	natsURL := "nats://" + natsAddr
+	config := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(config, []byte(`
+routes:
+  - when: [{path: /tasks}]
+    with: {topic: tasks}
+kafka:
+  bootstrap: [tasks]
+cluster:
+  replicas: 2
+  probeInterval: 100ms
+  probeTimeout: 50ms
+  suspicionMult: 2
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		name, gossip, http string
+		proc               *process
+	}
+	var nodes []*node
+	for i := range 3 {
+		n := &node{name: fmt.Sprintf("n%d", i+1), gossip: freeAddr(t), http: freeAddr(t)}
+		args := []string{"cache", "--config", config, "--kafka", kafkaAddr, "--nats", natsURL,
+			"--gossip", n.gossip, "--http", n.http, "--name", n.name}
+		if i > 0 {
+			args = append(args, "--join", nodes[0].gossip)
+		}
+		n.proc = start(t, args...)
+		n.proc.waitFor(t, "cache node running")
+		nodes = append(nodes, n)
+	}
+	// Every node sees three caught-up members; each partition has exactly
+	// two holders, one of them primary.
+	var holders map[int32][]string
+	var primary0 *node
+	waitUntil(t, "three settled members and a stable assignment", func() bool {
+		holders = map[int32][]string{}
+		primaries := map[int32]int{}
+		for _, n := range nodes {
+			st, err := getStatus(n.http)
+			if err != nil || len(st.Members) != 3 || !st.Ready {
+				return false
+			}
+			for _, m := range st.Members {
+				if !m.Settled {
+					return false
+				}
+			}
+			for _, ts := range st.Topics {
+				for _, h := range ts.Held {
+					holders[h.Partition] = append(holders[h.Partition], n.name)
+					if h.Role == "primary" {
+						primaries[h.Partition]++
+						if h.Partition == 0 {
+							primary0 = n
+						}
+					}
+				}
+			}
+		}
+		for p := range int32(3) {
+			if len(holders[p]) != 2 || primaries[p] != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("holders %v; primary of tasks/0: %s", holders, primary0.name)
+
+	edgeProc := start(t, "edge", "--config", config, "--nats", natsURL, "--http", httpAddr)
+	edgeProc.waitFor(t, "edge serving")
+	s := openStream(t, "http://"+httpAddr+"/tasks", "")
+	if data, _ := s.untilReady(t); len(data) != 0 {
+		t.Fatalf("empty topic streamed %q", data)
+	}
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.DefaultProduceTopic("tasks"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	want := map[string]string{}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 400 {
+		<-tick.C
+		if i == 200 {
+			if err := primary0.proc.cmd.Process.Kill(); err != nil { // SIGKILL: no goodbye
+				t.Fatal(err)
+			}
+			t.Logf("killed -9 %s", primary0.name)
+		}
+		key := fmt.Sprintf("k%d", i%40)
+		value := fmt.Sprintf("%s=%d", key, i)
+		r := &kgo.Record{Key: []byte(key), Value: []byte(value), Partition: int32(i % 3)}
+		if err := prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want[key] = value
+	}
+	got := map[string]string{}
+	for !equalMaps(got, want) {
+		ev := s.next(t)
+		if ev.event == "" {
+			k, _, _ := strings.Cut(ev.data, "=")
+			got[k] = ev.data
+		}
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
