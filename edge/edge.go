@@ -42,6 +42,9 @@ type Config struct {
 	KeepAlive time.Duration
 	// PageBytes is the size asked for per state page. Default 256 KiB.
 	PageBytes int
+	// PageTimeout bounds one state-page request: a cache node that dies while
+	// answering costs this much before the edge asks again. Default 2s.
+	PageTimeout time.Duration
 	// RequestTimeout bounds one request to the cache tier. Default 15s (a
 	// topic taken up on demand is answered once caught up).
 	RequestTimeout time.Duration
@@ -87,6 +90,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 15 * time.Second
+	}
+	if c.PageTimeout <= 0 {
+		c.PageTimeout = 2 * time.Second
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
@@ -342,9 +348,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 		since := start.Offsets[p]
 		behind := time.Duration(0)
 		for {
-			rctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
-			page, err := e.requestPage(rctx, f.topic, f.meta.Epoch, int32(p), since)
-			cancel()
+			page, err := e.requestPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), since)
 			if err != nil {
 				return at, err
 			}
@@ -463,6 +467,26 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 		return m, fmt.Errorf("meta %s: %w", topic, errTopicNotFound)
 	}
 	return m, fmt.Errorf("meta %s: %s: %s", topic, m.Status, m.Error)
+}
+
+// requestPageRetrying asks for a page, again and again while the cache tier
+// does not answer (a node died while answering, or none holds the partition
+// for a moment), for up to RequestTimeout.
+func (e *Edge) requestPageRetrying(ctx context.Context, topic string, epoch uint32, p int32, since int64) (proto.StatePage, error) {
+	deadline := time.Now().Add(e.cfg.RequestTimeout)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, e.cfg.PageTimeout)
+		page, err := e.requestPage(rctx, topic, epoch, p, since)
+		cancel()
+		if err == nil || !errors.Is(err, errUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
+			return page, err
+		}
+		select {
+		case <-ctx.Done():
+			return page, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p int32, since int64) (proto.StatePage, error) {

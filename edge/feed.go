@@ -185,7 +185,7 @@ func (f *feed) fill(p int32) bool {
 	st := &f.parts[p]
 	since := f.progress.Offsets[p]
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
 		page, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, p, since)
 		cancel()
 		if err != nil {
@@ -223,7 +223,7 @@ func (f *feed) probe() {
 		if f.progress.Offsets[p] < st.probeNext {
 			st.needFill = true
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
 		head, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, int32(p), math.MaxInt64)
 		cancel()
 		if err != nil {

@@ -109,7 +109,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	s.edgeReg = prometheus.NewRegistry()
 	ecfg := edge.Config{NATS: enc, Logger: testLogger(t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
-		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond}
+		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
 	if o.edgeCfg != nil {
 		o.edgeCfg(&ecfg)
 	}
