@@ -60,6 +60,10 @@ type Config struct {
 	// HeadInterval is how often a primary publishes its position in each
 	// partition, so that edges notice lost changes. Default 1s.
 	HeadInterval time.Duration
+	// TopicCheckInterval is how often topics are compared with Kafka's
+	// metadata (a recreated topic gets a new epoch; added partitions are
+	// taken up). Default 30s.
+	TopicCheckInterval time.Duration
 	// MaxConcurrentRequests bounds request handlers running at once. Default 256.
 	MaxConcurrentRequests int
 	// KafkaOptions are added to the franz-go client options (TLS, SASL, ...).
@@ -102,6 +106,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HeadInterval <= 0 {
 		c.HeadInterval = time.Second
+	}
+	if c.TopicCheckInterval <= 0 {
+		c.TopicCheckInterval = 30 * time.Second
 	}
 	if c.MaxConcurrentRequests <= 0 {
 		c.MaxConcurrentRequests = 256
@@ -212,6 +219,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.watchOwnership(ctx)
 	go n.janitor(ctx)
 	go n.publishHeads(ctx)
+	go n.watchTopics(ctx)
 	n.consume(ctx)
 	return nil
 }
@@ -373,7 +381,7 @@ func (n *Node) handleMeta(m *nats.Msg) {
 	reply(&proto.Meta{
 		Status:     proto.StatusOK,
 		Epoch:      t.epoch,
-		Partitions: int32(len(t.parts)),
+		Partitions: int32(t.partitions()),
 		HorizonMs:  n.horizon(t).Milliseconds(),
 		CaughtUp:   caughtUp,
 	})

@@ -36,7 +36,7 @@ type PartitionStatus struct {
 func (n *Node) Status() Status {
 	st := Status{Ready: n.Ready()}
 	for _, t := range n.loadedTopics() {
-		ts := TopicStatus{Name: t.name, Epoch: t.epoch, Partitions: len(t.parts)}
+		ts := TopicStatus{Name: t.name, Epoch: t.epoch, Partitions: t.partitions()}
 		for _, ps := range t.held() {
 			ps.mu.RLock()
 			ts.Held = append(ts.Held, PartitionStatus{

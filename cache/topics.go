@@ -28,6 +28,7 @@ type topicState struct {
 
 	mu    sync.RWMutex
 	parts []*partitionState
+	gone  bool // deleted or recreated in Kafka: reconcile drops it
 }
 
 func (t *topicState) partition(p int32) *partitionState {
@@ -40,10 +41,19 @@ func (t *topicState) partition(p int32) *partitionState {
 }
 
 func (t *topicState) leader(p int32) int32 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if p >= 0 && int(p) < len(t.leaders) {
 		return t.leaders[p]
 	}
 	return -1
+}
+
+// partitions is the topic's partition count as this node knows it.
+func (t *topicState) partitions() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.parts)
 }
 
 // held returns the partitions this node holds.
@@ -141,7 +151,7 @@ func (n *Node) takeUp(name string, tu *takeUp) {
 	case <-ctx.Done():
 	}
 	close(tu.done)
-	n.log.Info("topic taken up", LogKeyTopic, name, "partitions", len(t.parts), "held", len(t.held()), "epoch", t.epoch)
+	n.log.Info("topic taken up", LogKeyTopic, name, "partitions", t.partitions(), "held", len(t.held()), "epoch", t.epoch)
 }
 
 func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) {
@@ -225,8 +235,12 @@ func (n *Node) reconcile(ctx context.Context) {
 	for _, t := range n.loadedTopics() {
 		var acquire, release []int32
 		t.mu.RLock()
+		gone := t.gone
 		for p, ps := range t.parts {
 			role := n.cfg.Ownership.Role(t.name, int32(p))
+			if gone {
+				role = membership.RoleNone
+			}
 			switch {
 			case role != membership.RoleNone && ps == nil:
 				acquire = append(acquire, int32(p))
@@ -257,6 +271,17 @@ func (n *Node) reconcile(ctx context.Context) {
 		case <-t.reconciled:
 		default:
 			close(t.reconciled)
+		}
+		if gone {
+			// Forget the old incarnation's metadata (its topic id) in both clients.
+			n.kcl.PurgeTopicsFromClient(t.name)
+			n.reader.PurgeTopicsFromClient(t.name)
+			n.mu.Lock()
+			if tu := n.topics[t.name]; tu != nil && tu.t == t {
+				delete(n.topics, t.name)
+			}
+			n.mu.Unlock()
+			n.log.Info("dropped topic", LogKeyTopic, t.name)
 		}
 	}
 	n.metrics.updateHeld(n.loadedTopics())
@@ -290,6 +315,79 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 	t.mu.Unlock()
 	n.kcl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t.name: consume})
 	n.log.Info("acquired partitions", LogKeyTopic, t.name, "partitions", parts)
+}
+
+// watchTopics compares each topic with Kafka's metadata every interval. A
+// topic deleted or recreated (a new topic id) is dropped and, if it exists
+// again, taken up anew under its new epoch, so edges see the epoch change and
+// reset their clients instead of mixing two topics. Partitions added to a
+// topic are taken up.
+func (n *Node) watchTopics(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.TopicCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, t := range n.loadedTopics() {
+			n.checkTopic(ctx, t)
+		}
+	}
+}
+
+func (n *Node) checkTopic(ctx context.Context, t *topicState) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	details, err := n.adm.ListTopics(cctx, t.name)
+	if err != nil {
+		return // Kafka unreachable: try again later
+	}
+	d, ok := details[t.name]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) || (d.Err == nil && d.ID != t.id):
+		n.log.Warn("topic deleted or recreated", LogKeyTopic, t.name)
+		t.mu.Lock()
+		t.gone = true
+		t.mu.Unlock()
+		n.signal()
+		// Take the new incarnation up once the old one is dropped.
+		go func() {
+			if waitDropped(ctx, n, t) && ok && d.Err == nil {
+				if _, err := n.topic(ctx, t.name); err != nil && ctx.Err() == nil {
+					n.log.Warn("take up recreated topic", LogKeyTopic, t.name, "err", err)
+				}
+			}
+		}()
+	case d.Err == nil && len(d.Partitions) > t.partitions():
+		t.mu.Lock()
+		for len(t.parts) < len(d.Partitions) {
+			t.parts = append(t.parts, nil)
+			t.leaders = append(t.leaders, d.Partitions[int32(len(t.parts)-1)].Leader)
+		}
+		t.mu.Unlock()
+		n.log.Info("partitions added", LogKeyTopic, t.name, "partitions", len(d.Partitions))
+		n.signal()
+	}
+}
+
+func waitDropped(ctx context.Context, n *Node, t *topicState) bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n.mu.Lock()
+		tu := n.topics[t.name]
+		n.mu.Unlock()
+		if tu == nil || tu.t != t {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // setRole records a held partition's role; a node that becomes primary says

@@ -1,15 +1,19 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -147,4 +151,62 @@ func TestKeepAliveComment(t *testing.T) {
 			t.Fatal("no keep-alive comment")
 		}
 	}
+}
+
+// A topic deleted and created again is a new epoch: streams on the old one
+// end, and a client resuming with an old id gets event:reset and the new
+// topic's state, never the two mixed.
+func TestRecreatedTopicResetsClients(t *testing.T) {
+	s := newStack(t, stackOptions{cacheCfg: func(c *cache.Config) {
+		c.TopicCheckInterval = 100 * time.Millisecond
+		c.HeadInterval = 100 * time.Millisecond
+	}})
+	s.produce("tasks", rec(0, "a", "old-a"), rec(1, "b", "old-b"))
+	c := s.connect("/tasks", nil)
+	evs := c.untilReady()
+	lastID := evs[len(evs)-1].ID
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.adm().DeleteTopics(ctx, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "topic deleted", func() bool {
+		td, err := s.adm().ListTopics(ctx, "tasks")
+		return err == nil && !td.Has("tasks")
+	})
+	if err := devstack.CreateCompactedTopics(ctx, s.brokers, 3, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	// A new producer: the stack's one remembers the old topic's id.
+	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	r := rec(2, "c", "new-c")
+	r.Topic = "tasks"
+	if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for { // the old stream ends
+		if _, err := c.next(15 * time.Second); err == errStreamEnded {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	eventually(t, 15*time.Second, "the new topic's state after a reset", func() bool {
+		r, status := s.open("/tasks", http.Header{"Last-Event-Id": {lastID}})
+		if status != http.StatusOK {
+			return false
+		}
+		defer r.close()
+		got = nil
+		for _, ev := range r.untilReady()[1:] {
+			got = append(got, ev.Event+":"+ev.Data)
+		}
+		return fmt.Sprint(got) == `[reset:{"reason":"epoch"} :new-c ready:{}]`
+	})
+	t.Logf("resumed with the old id: %q", got)
 }

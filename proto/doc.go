@@ -11,9 +11,15 @@
 //
 // Subjects (prefix configurable):
 //
-//	<prefix>.ev.<topic>.<partition>     live changes, published by the partition's primary
+//	<prefix>.ev.<topic>.<partition>     live changes and heads, published by the partition's primary
 //	<prefix>.state.<topic>.<partition>  request/reply: one page of state since an offset
 //	<prefix>.meta.<topic>               request/reply: partition count, epoch, horizon
+//	<prefix>.topics                     request/reply: the topics a cache node holds
+//
+// Gaps in the live feed are found by offsets, not by a publisher's sequence
+// number: a Change carries the publisher's position before it, and a Head a
+// primary's position. Every owner of a partition (primary or standby) agrees
+// on offsets, so a failover needs no hand-off and any holder may answer.
 //
 // Topic names are encoded for subjects by SubjectTopic.
 package proto
