@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -132,26 +131,17 @@ func toRecord(kr *kgo.Record) *proto.Record {
 	return r
 }
 
-// publishHeads has every primary partition say where it stands, each
-// HeadInterval, so that an edge that lost the last changes before a quiet
+// publishHeads has every primary partition say where it stands (each
+// HeadInterval), so that an edge that lost the last changes before a quiet
 // spell notices.
-func (n *Node) publishHeads(ctx context.Context) {
-	tick := time.NewTicker(n.cfg.HeadInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, t := range n.loadedTopics() {
-			for _, ps := range t.held() {
-				ps.mu.RLock()
-				primary, next := ps.role == membership.RolePrimary, ps.next
-				ps.mu.RUnlock()
-				if primary {
-					n.publishHead(t, ps.partition, next)
-				}
+func (n *Node) publishHeads() {
+	for _, t := range n.loadedTopics() {
+		for _, ps := range t.held() {
+			ps.mu.RLock()
+			primary, next := ps.role == membership.RolePrimary, ps.next
+			ps.mu.RUnlock()
+			if primary {
+				n.publishHead(t, ps.partition, next)
 			}
 		}
 	}

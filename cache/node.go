@@ -217,9 +217,13 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 	}
 	go n.watchOwnership(ctx)
-	go n.janitor(ctx)
-	go n.publishHeads(ctx)
-	go n.watchTopics(ctx)
+	go every(ctx, min(n.cfg.TombstoneHorizon/10, time.Minute), n.dropOldTombstones)
+	go every(ctx, n.cfg.HeadInterval, n.publishHeads)
+	go every(ctx, n.cfg.TopicCheckInterval, func() {
+		for _, t := range n.loadedTopics() {
+			n.checkTopic(ctx, t)
+		}
+	})
 	n.consume(ctx)
 	return nil
 }
@@ -321,23 +325,29 @@ func (n *Node) watchOwnership(ctx context.Context) {
 	}
 }
 
-func (n *Node) janitor(ctx context.Context) {
-	tick := time.NewTicker(min(n.cfg.TombstoneHorizon/10, time.Minute))
+// every calls fn each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			fn()
 		}
-		for _, t := range n.loadedTopics() {
-			cutoff := time.Now().Add(-n.horizon(t)).UnixMilli()
-			for _, ps := range t.held() {
-				ps.mu.Lock()
-				dropped := ps.dropTombstonesBefore(cutoff)
-				ps.mu.Unlock()
-				n.metrics.tombstonesDropped.Add(float64(dropped))
-			}
+	}
+}
+
+// dropOldTombstones forgets deletes past the horizon (DESIGN rule 3).
+func (n *Node) dropOldTombstones() {
+	for _, t := range n.loadedTopics() {
+		cutoff := time.Now().Add(-n.horizon(t)).UnixMilli()
+		for _, ps := range t.held() {
+			ps.mu.Lock()
+			dropped := ps.dropTombstonesBefore(cutoff)
+			ps.mu.Unlock()
+			n.metrics.tombstonesDropped.Add(float64(dropped))
 		}
 	}
 }

@@ -317,26 +317,11 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 	n.log.Info("acquired partitions", LogKeyTopic, t.name, "partitions", parts)
 }
 
-// watchTopics compares each topic with Kafka's metadata every interval. A
-// topic deleted or recreated (a new topic id) is dropped and, if it exists
-// again, taken up anew under its new epoch, so edges see the epoch change and
-// reset their clients instead of mixing two topics. Partitions added to a
-// topic are taken up.
-func (n *Node) watchTopics(ctx context.Context) {
-	tick := time.NewTicker(n.cfg.TopicCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, t := range n.loadedTopics() {
-			n.checkTopic(ctx, t)
-		}
-	}
-}
-
+// checkTopic compares a topic with Kafka's metadata (each
+// TopicCheckInterval). A topic deleted or recreated (a new topic id) is
+// dropped and, if it exists again, taken up anew under its new epoch, so edges
+// see the epoch change and reset their clients instead of mixing two topics.
+// Partitions added to a topic are taken up.
 func (n *Node) checkTopic(ctx context.Context, t *topicState) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
