@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,23 @@ cluster:
 	defer tick.Stop()
 	for i := range 400 {
 		<-tick.C
+		if i == 100 {
+			// The fetch metrics agree: each partition consumed by exactly two nodes.
+			waitUntil(t, "records consumed by exactly two nodes per partition", func() bool {
+				for p := range 3 {
+					consumers := 0
+					for _, n := range nodes {
+						if consumed(t, n.http, p) > 0 {
+							consumers++
+						}
+					}
+					if consumers != 2 {
+						return false
+					}
+				}
+				return true
+			})
+		}
 		if i == 200 {
 			if err := primary0.proc.cmd.Process.Kill(); err != nil { // SIGKILL: no goodbye
 				t.Fatal(err)
@@ -142,6 +161,25 @@ cluster:
 			got[k] = ev.data
 		}
 	}
+}
+
+// consumed reads ssekafka_cache_records_consumed_total for tasks/partition
+// from a cache node's /metrics.
+func consumed(t *testing.T, addr string, partition int) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	want := fmt.Sprintf(`ssekafka_cache_records_consumed_total{partition="%d",topic="tasks"} `, partition)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, want); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func equalMaps(a, b map[string]string) bool {
