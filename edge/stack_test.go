@@ -234,15 +234,19 @@ func tombstone(p int32, key string) *kgo.Record { return rec(p, key, "\x00") }
 // own metadata answer.
 func (s *stack) epoch(topic string) uint32 {
 	s.t.Helper()
-	nc := s.connectNATS()
-	msg, err := nc.Request(proto.Subjects{Prefix: "ssekafka"}.Meta(topic), proto.AppendMetaRequest(nil), 15*time.Second)
-	if err != nil {
-		s.t.Fatal(err)
+	if s.nc == nil {
+		s.nc = s.connectNATS()
 	}
-	m, err := proto.DecodeMeta(msg.Data)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	var m proto.Meta
+	// Polled: after a NATS restart the cache may not have resubscribed yet.
+	eventually(s.t, 15*time.Second, "the cache's metadata for "+topic, func() bool {
+		msg, err := s.nc.Request(proto.Subjects{Prefix: "ssekafka"}.Meta(topic), proto.AppendMetaRequest(nil), 5*time.Second)
+		if err != nil {
+			return false
+		}
+		m, err = proto.DecodeMeta(msg.Data)
+		return err == nil && m.Status == proto.StatusOK
+	})
 	return m.Epoch
 }
 
