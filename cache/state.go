@@ -53,11 +53,6 @@ func newPartitionState(partition int32, endAtStart int64) *partitionState {
 	}
 }
 
-// newPartitionState builds the state of a partition this node takes up.
-func (n *Node) newPartitionState(_ *topicState, partition int32, endAtStart int64) *partitionState {
-	return newPartitionState(partition, endAtStart)
-}
-
 // release drops a partition this node no longer holds.
 func (s *partitionState) release() {
 	s.mu.Lock()

@@ -302,7 +302,7 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 		if o, ok := ends.Lookup(t.name, p); ok && o.Err == nil {
 			end = o.Offset
 		}
-		ps := n.newPartitionState(t, p, end)
+		ps := newPartitionState(p, end)
 		ps.role = n.cfg.Ownership.Role(t.name, p)
 		if err := n.serveState(t, ps); err != nil {
 			n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, p, "err", err)

@@ -158,28 +158,26 @@ func (n *Node) fetchFrom(ctx context.Context, t *topicState, partition int32, of
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return nil, 0, err
 	}
-	for _, rt := range resp.Topics {
-		for i := range rt.Partitions {
-			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: t.name, Partition: partition},
-				&rt.Partitions[i], kgo.DefaultDecompressor(), nil)
-			switch {
-			case errors.Is(fp.Err, kerr.OffsetOutOfRange) && fp.LogStartOffset > offset:
-				return nil, fp.LogStartOffset, nil
-			case errors.Is(fp.Err, kerr.OffsetOutOfRange):
-				// Some brokers do not say where the log starts with this error.
-				starts, err := n.adm.ListStartOffsets(ctx, t.name)
-				if err != nil {
-					return nil, 0, err
-				}
-				if o, ok := starts.Lookup(t.name, partition); ok && o.Err == nil && o.Offset > offset {
-					return nil, o.Offset, nil
-				}
-				return nil, 0, fp.Err
-			case fp.Err != nil:
-				return nil, 0, fp.Err
-			}
-			return fp.Records, fp.LogStartOffset, nil
-		}
+	if len(resp.Topics) == 0 || len(resp.Topics[0].Partitions) == 0 {
+		return nil, 0, nil
 	}
-	return nil, 0, nil
+	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: t.name, Partition: partition},
+		&resp.Topics[0].Partitions[0], kgo.DefaultDecompressor(), nil)
+	switch {
+	case errors.Is(fp.Err, kerr.OffsetOutOfRange) && fp.LogStartOffset > offset:
+		return nil, fp.LogStartOffset, nil
+	case errors.Is(fp.Err, kerr.OffsetOutOfRange):
+		// Some brokers do not say where the log starts with this error.
+		starts, err := n.adm.ListStartOffsets(ctx, t.name)
+		if err != nil {
+			return nil, 0, err
+		}
+		if o, ok := starts.Lookup(t.name, partition); ok && o.Err == nil && o.Offset > offset {
+			return nil, o.Offset, nil
+		}
+		return nil, 0, fp.Err
+	case fp.Err != nil:
+		return nil, 0, fp.Err
+	}
+	return fp.Records, fp.LogStartOffset, nil
 }
