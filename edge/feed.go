@@ -292,29 +292,7 @@ func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *clie
 // holds. Pending frames already covered are dropped, the rest queued, then
 // the ready marker with the feed's progress.
 func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at proto.Progress, timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	f.mu.Lock()
-	for !f.covers(at) {
-		if f.advanced == nil {
-			f.advanced = make(chan struct{})
-		}
-		f.waiters++
-		ch := f.advanced
-		f.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
-			f.mu.Lock()
-			goto ready
-		case <-ctx.Done():
-			f.mu.Lock()
-			goto ready
-		}
-		f.mu.Lock()
-	}
-ready:
+	f.waitCovers(ctx, at, timeout)
 	defer f.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -333,6 +311,33 @@ ready:
 	c.queue = append(c.queue, appendReady(nil, format, &at))
 	c.live = true
 	c.signal()
+}
+
+// waitCovers waits, up to timeout, until the feed has delivered everything
+// below at. It returns with f.mu held.
+func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	f.mu.Lock()
+	for !f.covers(at) {
+		if f.advanced == nil {
+			f.advanced = make(chan struct{})
+		}
+		f.waiters++
+		ch := f.advanced
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
+			f.mu.Lock()
+			return
+		case <-ctx.Done():
+			f.mu.Lock()
+			return
+		}
+		f.mu.Lock()
+	}
 }
 
 // covers reports whether the feed has delivered everything below at. The
