@@ -1,0 +1,202 @@
+//go:build linux
+
+package sseload
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Options describe one load run.
+type Options struct {
+	URL        string        // SSE endpoint, http://host:port/path
+	Clients    int           // connections
+	SlowShare  float64       // share of clients that never read (0..1)
+	Brokers    []string      // Kafka to produce to
+	Topic      string        // topic the URL streams
+	Partitions int           // partitions to spread records over
+	Rate       int           // records per second
+	Duration   time.Duration // how long to produce
+	Keys       int           // distinct keys per partition
+	EdgePID    int           // edge process, for RSS per connection (0: skip)
+	Progress   io.Writer     // a line per second (nil: none)
+}
+
+// Result is a run's outcome, written as JSON.
+type Result struct {
+	Clients          int                `json:"clients"`
+	Slow             int                `json:"slowClients"`
+	ConnectSeconds   float64            `json:"connectSeconds"`
+	ConnectsPerSec   float64            `json:"connectsPerSecond"`
+	Ready            int64              `json:"ready"`
+	Produced         int64              `json:"produced"`
+	Delivered        int64              `json:"delivered"`
+	Expected         int64              `json:"expected"`
+	DeliveriesPerSec float64            `json:"deliveriesPerSecond"`
+	Missed           int64              `json:"missed"`
+	ClosedByServer   int64              `json:"closedByServer"`
+	LatencyMs        map[string]float64 `json:"latencyMs"`
+	EdgeRSSPerConn   int64              `json:"edgeRSSBytesPerConnection,omitempty"`
+}
+
+// Run connects the clients, waits for their ready, produces at Rate for
+// Duration, waits for the deliveries to settle, and reports.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Partitions <= 0 {
+		o.Partitions = 1
+	}
+	if o.Keys <= 0 {
+		o.Keys = 100
+	}
+	progress := func(format string, a ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, format+"\n", a...)
+		}
+	}
+	rssBefore := rss(o.EdgePID)
+	slow := int(float64(o.Clients) * o.SlowShare)
+	start := time.Now()
+	cl, err := Dial(o.URL, o.Clients, slow)
+	if err != nil {
+		return nil, err
+	}
+	connect := time.Since(start)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); cl.Run(stop) }()
+	defer func() { close(stop); <-done; cl.Close() }()
+	res := &Result{Clients: o.Clients, Slow: slow, ConnectSeconds: connect.Seconds(),
+		ConnectsPerSec: float64(o.Clients) / connect.Seconds()}
+	if err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= int64(o.Clients-slow) }); err != nil {
+		return nil, fmt.Errorf("%d of %d clients ready: %w", cl.Ready(), o.Clients-slow, err)
+	}
+	progress("%d clients connected in %v, %d ready", o.Clients, connect.Round(time.Millisecond), cl.Ready())
+	if o.EdgePID > 0 {
+		res.EdgeRSSPerConn = (rss(o.EdgePID) - rssBefore) / int64(o.Clients)
+	}
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(o.Topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		return nil, err
+	}
+	defer prod.Close()
+	seqs := make([]int64, o.Partitions)
+	interval := time.Second / time.Duration(max(o.Rate, 1))
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
+	end := time.After(o.Duration)
+	produceStart := time.Now()
+	var produced int64
+	lastDelivered := int64(0)
+produce:
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-end:
+			break produce
+		case <-second.C:
+			d := cl.Delivered()
+			progress("produced %d, delivered %d (%d/s), missed %d, closed %d", produced, d, d-lastDelivered, cl.Missed(), cl.Closed())
+			lastDelivered = d
+		case <-tick.C:
+			p := int(produced % int64(o.Partitions))
+			seqs[p]++
+			r := &kgo.Record{Partition: int32(p), Key: []byte("key-" + strconv.Itoa(int(seqs[p])%o.Keys)),
+				Value: Payload(p, seqs[p], time.Now().UnixNano())}
+			prod.Produce(ctx, r, nil)
+			produced++
+		}
+	}
+	if err := prod.Flush(ctx); err != nil {
+		return nil, err
+	}
+	res.Produced = produced
+	res.Expected = produced * int64(o.Clients-slow)
+	// Let what is in flight arrive, for at most 30s.
+	_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
+	elapsed := time.Since(produceStart)
+	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
+	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
+	h := cl.Latency()
+	res.LatencyMs = map[string]float64{}
+	for _, q := range []float64{50, 90, 99, 99.9, 100} {
+		res.LatencyMs["p"+strings.TrimSuffix(strconv.FormatFloat(q, 'f', -1, 64), ".0")] = float64(h.ValueAtQuantile(q)) / 1000
+	}
+	return res, nil
+}
+
+// WriteJSON writes the result, indented.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteSVG writes a bar chart of the latency percentiles.
+func (r *Result) WriteSVG(w io.Writer) error {
+	keys := []string{"p50", "p90", "p99", "p99.9", "p100"}
+	top := 0.0
+	for _, k := range keys {
+		top = max(top, r.LatencyMs[k])
+	}
+	top = max(top, 1)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="520" height="260" font-family="sans-serif" font-size="12">`)
+	fmt.Fprintf(&b, `<text x="10" y="18">latency (ms), %d clients, %.0f deliveries/s</text>`, r.Clients, r.DeliveriesPerSec)
+	for i, k := range keys {
+		h := 180 * r.LatencyMs[k] / top
+		x := 40 + i*95
+		fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="60" height="%.1f" fill="#4a7fb5"/>`, x, 220-h, h)
+		fmt.Fprintf(&b, `<text x="%d" y="240">%s</text><text x="%d" y="%.1f">%.2f</text>`, x+15, k, x, 215-h, r.LatencyMs[k])
+	}
+	b.WriteString(`</svg>`)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("not within %v", limit)
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// rss reads a process's resident set size in bytes from /proc (0 if unknown).
+func rss(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
