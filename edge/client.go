@@ -14,8 +14,10 @@ type client struct {
 	live     bool
 	pending  []pendingFrame
 	queue    [][]byte
-	overflow bool   // fell too far behind: disconnect with a retry hint
-	closing  string // non-empty: the feed ended; disconnect
+	overflow bool      // fell too far behind: disconnect with a retry hint
+	closing  string    // non-empty: the feed ended; disconnect
+	lc       *liveConn // set for a hijacked connection: written by flushes, no goroutine
+	dirty    bool      // lc has frames queued since its last flush
 }
 
 type pendingFrame struct {
@@ -36,7 +38,9 @@ func (c *client) signal() {
 }
 
 // push queues a frame for the record at (partition, offset). Never blocks.
-func (c *client) push(partition int32, offset int64, frame []byte) {
+// It reports whether a hijacked client became dirty: the caller flushes it
+// once it has delivered what it had.
+func (c *client) push(partition int32, offset int64, frame []byte) (dirty bool) {
 	c.mu.Lock()
 	switch {
 	case c.overflow:
@@ -48,15 +52,29 @@ func (c *client) push(partition int32, offset int64, frame []byte) {
 		c.overflow = true
 		c.queue, c.pending = nil, nil
 	}
+	hijacked := c.lc != nil
+	if hijacked && c.live && !c.dirty {
+		c.dirty, dirty = true, true
+	}
 	c.mu.Unlock()
-	c.signal()
+	if !hijacked {
+		c.signal()
+	}
+	return dirty
 }
 
-// close asks the handler to end the stream.
+// close asks the handler (or, hijacked, a flush) to end the stream. It may
+// be called with feed locks held: a hijacked connection closes on a
+// goroutine of its own.
 func (c *client) close(reason string) {
 	c.mu.Lock()
 	c.closing = reason
+	lc := c.lc
 	c.mu.Unlock()
+	if lc != nil {
+		go lc.flush()
+		return
+	}
 	c.signal()
 }
 

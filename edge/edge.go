@@ -13,8 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -61,6 +63,10 @@ type Config struct {
 	ProbeInterval time.Duration
 	// FeedLinger is how long a topic feed outlives its last client. Default 30s.
 	FeedLinger time.Duration
+	// NoHijack keeps every connection on net/http's ResponseWriter and a
+	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
+	// are hijacked and cost no goroutine while idle.
+	NoHijack bool
 	// Now is the clock for position times. Default time.Now.
 	Now func() time.Time
 	// Logger receives the edge's logs. Default: discard.
@@ -129,6 +135,11 @@ type Edge struct {
 
 	mu    sync.Mutex
 	feeds map[string]*feed
+
+	livesMu   sync.Mutex
+	lives     map[*liveConn]struct{} // hijacked connections in their live phase
+	keepAlive sync.Once              // starts the keep-alive loop of hijacked connections
+	done      chan struct{}          // closed by Close
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -147,11 +158,61 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
+		lives:    make(map[*liveConn]struct{}),
+		done:     make(chan struct{}),
 	}, nil
+}
+
+// adoptLive registers a hijacked connection for keep-alives.
+func (e *Edge) adoptLive(lc *liveConn) {
+	e.livesMu.Lock()
+	e.lives[lc] = struct{}{}
+	e.livesMu.Unlock()
+	e.keepAlive.Do(func() { go e.keepAliveLoop() })
+}
+
+func (e *Edge) forgetLive(lc *liveConn) {
+	e.livesMu.Lock()
+	delete(e.lives, lc)
+	e.livesMu.Unlock()
+}
+
+// keepAliveLoop sends a comment to every hijacked connection idle for
+// KeepAlive: it keeps proxies from closing the stream, and a write is how a
+// connection with no reader finds out that its peer has gone.
+func (e *Edge) keepAliveLoop() {
+	tick := time.NewTicker(min(e.cfg.KeepAlive/2, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			e.livesMu.Lock()
+			var idle []*liveConn
+			for lc := range e.lives {
+				if now.Sub(time.Unix(0, lc.lastWrite.Load())) >= e.cfg.KeepAlive {
+					idle = append(idle, lc)
+				}
+			}
+			e.livesMu.Unlock()
+			for _, lc := range idle {
+				lc.c.mu.Lock()
+				lc.c.queue = append(lc.c.queue, keepAliveFrame)
+				lc.c.mu.Unlock()
+				lc.flush()
+			}
+		}
+	}
 }
 
 // Close stops every topic feed and disconnects their clients.
 func (e *Edge) Close() {
+	select {
+	case <-e.done:
+	default:
+		close(e.done)
+	}
 	e.mu.Lock()
 	feeds := make([]*feed, 0, len(e.feeds))
 	for _, f := range e.feeds {
@@ -298,19 +359,25 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.fail(w, http.StatusServiceUnavailable, "topic feed restarting")
 		return
 	}
-	defer f.leave(viewKey, c)
+	handedOver := false // a hijacked connection lives on after this handler
+	defer func() {
+		if !handedOver {
+			f.leave(viewKey, c)
+			e.metrics.clients.Dec()
+		}
+	}()
 	start, reset := e.startProgress(r, f, live)
 
 	e.metrics.connections.Inc()
 	e.metrics.clients.Inc()
-	defer e.metrics.clients.Dec()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	cw := &connWriter{w: w, rc: rc, timeout: e.cfg.WriteTimeout}
+	cw, conn := e.startResponse(w, r)
+	if conn != nil {
+		defer func() {
+			if !handedOver {
+				_ = conn.Close()
+			}
+		}()
+	}
 
 	buf := appendRetry(nil, e.retryMs())
 	if reset != "" {
@@ -327,8 +394,45 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}
 		return
 	}
+	if conn != nil {
+		if lc, ok := newLiveConn(e, c, conn, func() { f.leave(viewKey, c); e.metrics.clients.Dec() }); ok {
+			c.mu.Lock()
+			c.lc = lc
+			c.mu.Unlock()
+			f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
+			handedOver = true
+			e.adoptLive(lc)
+			lc.flush()
+			return
+		}
+	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 	e.writeLive(ctx, cw, c)
+}
+
+// startResponse sends the response header. On HTTP/1.x it hijacks the
+// connection (net/http's buffers and goroutine are let go; the stream is
+// delimited by the connection's close) and returns it; on a connection that
+// cannot be hijacked (HTTP/2) it writes through the ResponseWriter.
+func (e *Edge) startResponse(w http.ResponseWriter, r *http.Request) (*connWriter, net.Conn) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 && !e.cfg.NoHijack {
+		if conn, _, err := rc.Hijack(); err == nil {
+			head := r.Proto + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+				"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: e.cfg.WriteTimeout}
+			if err := cw.write([]byte(head)); err != nil {
+				_ = conn.Close()
+			}
+			return cw, conn
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	return &connWriter{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: e.cfg.WriteTimeout}, nil
 }
 
 // writeState writes every current entry at or after start, partition by
@@ -430,11 +534,13 @@ func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 	}
 }
 
-// connWriter writes and flushes with a deadline per write.
+// connWriter writes frames with a deadline per write: to a hijacked
+// connection (one writev), or through a ResponseWriter, then flushed.
 type connWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
+	w           io.Writer
+	flush       func() error // nil for a hijacked connection
+	setDeadline func(time.Time) error
+	timeout     time.Duration
 }
 
 func (cw *connWriter) write(b []byte) error {
@@ -442,13 +548,18 @@ func (cw *connWriter) write(b []byte) error {
 }
 
 func (cw *connWriter) writeFrames(frames [][]byte) error {
-	_ = cw.rc.SetWriteDeadline(time.Now().Add(cw.timeout))
+	_ = cw.setDeadline(time.Now().Add(cw.timeout))
+	if cw.flush == nil {
+		bufs := net.Buffers(frames)
+		_, err := bufs.WriteTo(cw.w)
+		return err
+	}
 	for _, fr := range frames {
 		if _, err := cw.w.Write(fr); err != nil {
 			return err
 		}
 	}
-	return cw.rc.Flush()
+	return cw.flush()
 }
 
 func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error) {

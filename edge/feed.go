@@ -36,6 +36,7 @@ type feed struct {
 	clients  int
 	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
 	waiters  int
+	dirty    []*client // hijacked clients with frames to flush
 	linger   *time.Timer
 	stopped  bool
 }
@@ -104,6 +105,17 @@ func (f *feed) run() {
 			return
 		case m := <-f.msgs:
 			f.handle(m)
+			// Take what else has arrived before writing: batches grow under load.
+		more:
+			for range 1024 {
+				select {
+				case m := <-f.msgs:
+					f.handle(m)
+				default:
+					break more
+				}
+			}
+			f.flushDirty()
 		case <-tick.C:
 			if r := nc.Stats().Reconnects; r != reconnects {
 				// Anything published while we were away is lost to us.
@@ -118,6 +130,7 @@ func (f *feed) run() {
 					f.fill(int32(p))
 				}
 			}
+			f.flushDirty()
 		}
 	}
 }
@@ -246,10 +259,25 @@ func (f *feed) deliver(p int32, rec *proto.Record) {
 		}
 		frame := appendRecordFrame(nil, v.format, rec, &f.progress)
 		for c := range v.clients {
-			c.push(p, rec.Offset, frame)
+			if c.push(p, rec.Offset, frame) {
+				f.dirty = append(f.dirty, c)
+			}
 		}
 		f.e.metrics.framesQueued.Add(float64(len(v.clients)))
 	}
+}
+
+// flushDirty writes the frames queued to hijacked clients since the last
+// flush, each with one non-blocking writev.
+func (f *feed) flushDirty() {
+	f.mu.Lock()
+	dirty := f.dirty
+	f.dirty = nil
+	f.mu.Unlock()
+	for _, c := range dirty {
+		c.lc.flush()
+	}
+	clear(dirty)
 }
 
 // advance moves the feed's position in p and wakes clients waiting for it.

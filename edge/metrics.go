@@ -11,6 +11,7 @@ type metrics struct {
 	resets                                      *prometheus.CounterVec
 	framesQueued, gaps, fills, badChanges       prometheus.Counter
 	overflows, feedFailures, stateEventsWritten prometheus.Counter
+	writes                                      prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -32,5 +33,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		badChanges:         c("bad_changes_total", "Live messages that could not be decoded."),
 		overflows:          c("overflow_disconnects_total", "Clients disconnected for falling behind."),
 		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
+		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
 	}
 }

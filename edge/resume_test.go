@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -184,9 +185,20 @@ func TestResumeFromEveryPosition(t *testing.T) {
 // topic's latest-by-key at that event's id, and no value may arrive twice
 // within one connection. At the end every client resumes to the final state.
 func TestPropertyRandomClients(t *testing.T) {
+	for _, mode := range []struct {
+		name     string
+		noHijack bool
+	}{{"hijacked", false}, {"response-writer", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			propertyRandomClients(t, func(c *edge.Config) { c.NoHijack = mode.noHijack })
+		})
+	}
+}
+
+func propertyRandomClients(t *testing.T, edgeCfg func(*edge.Config)) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{edgeCfg: edgeCfg})
 	var m model
 	keys := 24
 	ops := 600

@@ -18,9 +18,18 @@ import (
 // A client that stops reading is cut off (DESIGN rule 6) without holding
 // back the others, and resumes exactly from the last id it had.
 func TestStalledClientDoesNotSlowOthers(t *testing.T) {
+	for _, noHijack := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHijack=%v", noHijack), func(t *testing.T) {
+			stalledClient(t, noHijack)
+		})
+	}
+}
+
+func stalledClient(t *testing.T, noHijack bool) {
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
 		c.MaxQueue = 64
 		c.WriteTimeout = 300 * time.Millisecond
+		c.NoHijack = noHijack
 	}})
 	var m model
 	m.add(s.produce("tasks", rec(0, "a", "a0"))...)

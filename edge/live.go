@@ -1,0 +1,181 @@
+//go:build linux
+
+package edge
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// liveConn is a hijacked connection in its live phase. Nothing runs for it
+// while it is idle: the feed goroutine writes a client's pending frames with
+// one non-blocking writev per flush (batches grow by themselves under load),
+// and only a client whose socket is full gets a goroutine, which waits for
+// the socket with blocking writes until the queue is empty, then ends.
+type liveConn struct {
+	e       *Edge
+	c       *client
+	conn    net.Conn
+	raw     syscall.RawConn
+	onClose func()
+
+	writing   bool // guarded by c.mu: a flush or a drain goroutine owns the socket
+	lastWrite atomic.Int64
+	closeOnce sync.Once
+}
+
+func newLiveConn(e *Edge, c *client, conn net.Conn, onClose func()) (*liveConn, bool) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	// No deadline for the non-blocking writes (the state part set one);
+	// a drain goroutine sets its own.
+	_ = conn.SetWriteDeadline(time.Time{})
+	lc := &liveConn{e: e, c: c, conn: conn, raw: raw, onClose: onClose}
+	lc.lastWrite.Store(time.Now().UnixNano())
+	return lc, true
+}
+
+// flush writes what the client has queued, without blocking.
+func (lc *liveConn) flush() {
+	c := lc.c
+	for range 4 { // frames may arrive while we write; a drain goroutine takes over past this
+		c.mu.Lock()
+		c.dirty = false
+		if lc.writing {
+			c.mu.Unlock()
+			return
+		}
+		frames, overflow, closing := c.queue, c.overflow, c.closing
+		c.queue = nil
+		if len(frames) == 0 && !overflow && closing == "" {
+			c.mu.Unlock()
+			return
+		}
+		lc.writing = true
+		c.mu.Unlock()
+		switch {
+		case overflow:
+			lc.e.metrics.overflows.Inc()
+			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.e.retryMs())})
+			lc.close("fell behind")
+			return
+		case closing != "":
+			lc.close(closing)
+			return
+		}
+		rest, err := lc.tryWrite(frames)
+		if err != nil {
+			lc.close("write: " + err.Error())
+			return
+		}
+		if len(rest) > 0 {
+			go lc.drain(rest)
+			return
+		}
+		c.mu.Lock()
+		lc.writing = false
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	more := len(c.queue) > 0 && !lc.writing
+	if more {
+		lc.writing = true
+	}
+	c.mu.Unlock()
+	if more {
+		go lc.drain(nil)
+	}
+}
+
+// drain writes rest and then the queue with blocking writes, for a client
+// whose socket was full; it ends when the queue is empty.
+func (lc *liveConn) drain(rest [][]byte) {
+	c := lc.c
+	for {
+		if len(rest) > 0 {
+			_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.e.cfg.WriteTimeout))
+			bufs := net.Buffers(rest)
+			_, err := bufs.WriteTo(lc.conn)
+			_ = lc.conn.SetWriteDeadline(time.Time{})
+			if err != nil {
+				lc.close("write: " + err.Error())
+				return
+			}
+			lc.lastWrite.Store(time.Now().UnixNano())
+		}
+		c.mu.Lock()
+		rest, c.queue = c.queue, nil
+		overflow, closing := c.overflow, c.closing
+		if len(rest) == 0 || overflow || closing != "" {
+			lc.writing = false
+			c.mu.Unlock()
+			if overflow || closing != "" {
+				go lc.flush() // writes the hint, then closes
+			}
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// tryWrite writes as much of bufs as the socket takes now and returns the rest.
+func (lc *liveConn) tryWrite(bufs [][]byte) ([][]byte, error) {
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), 1024)] // IOV_MAX
+		var n int
+		var werr error
+		if err := lc.raw.Write(func(fd uintptr) bool {
+			n, werr = unix.Writev(int(fd), batch)
+			return true // never wait here: a full socket is the drain goroutine's job
+		}); err != nil {
+			return bufs, err
+		}
+		if errors.Is(werr, unix.EAGAIN) {
+			return bufs, nil
+		}
+		if werr != nil {
+			return bufs, werr
+		}
+		lc.e.metrics.writes.Inc()
+		lc.lastWrite.Store(time.Now().UnixNano())
+		bufs = advance(bufs, n)
+		if n == 0 {
+			return bufs, nil
+		}
+	}
+	return nil, nil
+}
+
+// advance drops the first n bytes of bufs.
+func advance(bufs [][]byte, n int) [][]byte {
+	for n > 0 && len(bufs) > 0 {
+		if n < len(bufs[0]) {
+			bufs[0] = bufs[0][n:]
+			return bufs
+		}
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	return bufs
+}
+
+func (lc *liveConn) close(why string) {
+	lc.closeOnce.Do(func() {
+		lc.e.log.Debug("stream closed", "why", why)
+		_ = lc.conn.Close()
+		lc.e.forgetLive(lc)
+		lc.onClose()
+	})
+}
