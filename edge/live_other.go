@@ -1,0 +1,19 @@
+//go:build !linux
+
+package edge
+
+import (
+	"net"
+	"sync/atomic"
+)
+
+// liveConn is Linux-only (it writes with writev on the raw socket); elsewhere
+// every stream keeps the ResponseWriter path.
+type liveConn struct {
+	c         *client
+	lastWrite atomic.Int64
+}
+
+func newLiveConn(*Edge, *client, net.Conn, func()) (*liveConn, bool) { return nil, false }
+
+func (lc *liveConn) flush() {}
