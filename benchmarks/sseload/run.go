@@ -27,6 +27,7 @@ type Options struct {
 	Duration   time.Duration // how long to produce
 	Keys       int           // distinct keys per partition
 	EdgePID    int           // edge process, for RSS per connection (0: skip)
+	Settle     time.Duration // wait this long after connecting before reading the edge's RSS
 	Progress   io.Writer     // a line per second (nil: none)
 }
 
@@ -80,6 +81,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	progress("%d clients connected in %v, %d ready", o.Clients, connect.Round(time.Millisecond), cl.Ready())
 	if o.EdgePID > 0 {
+		// The Go runtime returns the memory of finished handlers to the OS
+		// gradually; Settle lets it, so the figure is the steady state.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(o.Settle):
+		}
 		res.EdgeRSSPerConn = (rss(o.EdgePID) - rssBefore) / int64(o.Clients)
 	}
 

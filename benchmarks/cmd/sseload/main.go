@@ -39,6 +39,7 @@ func main() {
 	flag.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to produce")
 	flag.IntVar(&o.Keys, "keys", 100, "distinct keys per partition")
 	flag.IntVar(&o.EdgePID, "edge-pid", 0, "edge process id, for its RSS per connection")
+	flag.DurationVar(&o.Settle, "settle", 0, "wait after connecting before reading the edge's RSS")
 	flag.StringVar(&out, "out", "", "write the result as JSON here (default: stdout)")
 	flag.StringVar(&svg, "svg", "", "write a latency chart here")
 	flag.Parse()
