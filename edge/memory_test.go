@@ -20,7 +20,7 @@ func TestStateBeyondMaxBytesIsExact(t *testing.T) {
 	for batch := range 5 {
 		var recs []*kgo.Record
 		for i := range 200 {
-			k := (batch*200 + i) % 300
+			k := (batch*200 + i) % 700
 			if i%25 == 0 {
 				recs = append(recs, tombstone(int32(k%3), fmt.Sprintf("k%d", k)))
 				continue
@@ -30,7 +30,7 @@ func TestStateBeyondMaxBytesIsExact(t *testing.T) {
 		m.add(s.produce("tasks", recs...)...)
 	}
 	want := m.asOf(proto.Progress{Offsets: []int64{1 << 40, 1 << 40, 1 << 40}})
-	if size := len(want) * 1000; size < 4*64<<10 {
+	if size := len(want) * 1000; size < 8*64<<10 {
 		t.Fatalf("test data %d bytes is not many times the budget", size)
 	}
 	for range 2 { // twice: the second stream finds some values warm
