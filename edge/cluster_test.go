@@ -1,10 +1,8 @@
 package edge_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,27 +30,14 @@ func (s *stack) addCacheMember(name string, join ...string) *cacheMember {
 		s.t.Fatal(err)
 	}
 	nc := s.connectNATS()
-	node, err := cache.New(cache.Config{Brokers: s.brokers, NATS: nc, Ownership: mc, Bootstrap: []string{"tasks"},
+	node, stopNode := s.runCache(cache.Config{Brokers: s.brokers, NATS: nc, Ownership: mc, Bootstrap: []string{"tasks"},
 		TombstoneHorizon: time.Hour, HeadInterval: 100 * time.Millisecond, Logger: testLogger(s.t).With("node", name)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = node.Run(ctx)
-	}()
-	var once sync.Once
 	m := &cacheMember{name: name, node: node, members: mc}
 	// stop is a crash: no goodbye to the cluster, connections just end.
 	m.stop = func() {
-		once.Do(func() {
-			_ = mc.Shutdown()
-			nc.Close()
-			cancel()
-			<-done
-		})
+		_ = mc.Shutdown()
+		nc.Close()
+		stopNode()
 	}
 	s.t.Cleanup(m.stop)
 	return m
@@ -113,20 +98,7 @@ func clusterRun(t *testing.T, s *stack, disrupt func()) {
 		readUntilView(t, c.c, c.view, final)
 	}
 	// And a new client gets exactly the same state.
-	view := map[string]string{}
-	for _, ev := range s.connect("/keyed", nil).untilReady()[1:] {
-		_, _, change := keyedEvent(t, ev)
-		apply(view, change)
-	}
-	delete(view, "")
-	if len(view) != len(final) {
-		t.Fatalf("new client: %d keys, want %d", len(view), len(final))
-	}
-	for k, v := range final {
-		if view[k] != v {
-			t.Fatalf("new client: %s=%q, want %q", k, view[k], v)
-		}
-	}
+	sameView(t, "new client", s.newClientView("/keyed"), final)
 }
 
 func newClusterStack(t *testing.T) (*stack, []*cacheMember) {

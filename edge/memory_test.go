@@ -34,20 +34,7 @@ func TestStateBeyondMaxBytesIsExact(t *testing.T) {
 		t.Fatalf("test data %d bytes is not many times the budget", size)
 	}
 	for range 2 { // twice: the second stream finds some values warm
-		view := map[string]string{}
-		for _, ev := range s.connect("/keyed", nil).untilReady()[1:] {
-			_, _, change := keyedEvent(t, ev)
-			apply(view, change)
-		}
-		delete(view, "")
-		if len(view) != len(want) {
-			t.Fatalf("%d keys, want %d", len(view), len(want))
-		}
-		for k, v := range want {
-			if view[k] != v {
-				t.Fatalf("%s: %.20q, want %.20q", k, view[k], v)
-			}
-		}
+		sameView(t, "new client", s.newClientView("/keyed"), want)
 	}
 	if misses := s.counter(s.cacheReg, "ssekafka_cache_value_misses_total"); misses < 100 {
 		t.Fatalf("only %v values read back from Kafka: the budget did not bind", misses)

@@ -90,12 +90,5 @@ func stalledClient(t *testing.T, noHijack bool) {
 		apply(slowView, change)
 	}
 	delete(slowView, "")
-	if len(slowView) != len(final) {
-		t.Fatalf("resumed view has %d keys, want %d", len(slowView), len(final))
-	}
-	for k, v := range final {
-		if slowView[k] != v {
-			t.Fatalf("resumed view: %s=%.20q, want %.20q", k, slowView[k], v)
-		}
-	}
+	sameView(t, "resumed view", slowView, final)
 }

@@ -153,6 +153,15 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	if tweak != nil {
 		tweak(&cfg)
 	}
+	node, stop := s.runCache(cfg)
+	eventually(s.t, 10*time.Second, "cache node ready", node.Ready)
+	s.stopCache = stop
+	return stop
+}
+
+// runCache runs a cache node until stop is called or the test ends.
+func (s *stack) runCache(cfg cache.Config) (node *cache.Node, stop func()) {
+	s.t.Helper()
 	node, err := cache.New(cfg)
 	if err != nil {
 		s.t.Fatal(err)
@@ -166,11 +175,35 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 		}
 	}()
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
+	stop = func() { once.Do(func() { cancel(); <-done }) }
 	s.t.Cleanup(stop)
-	eventually(s.t, 10*time.Second, "cache node ready", node.Ready)
-	s.stopCache = stop
-	return stop
+	return node, stop
+}
+
+// newClientView is the view of a client that connects to path (a keyed
+// route) and reads until ready.
+func (s *stack) newClientView(path string) map[string]string {
+	s.t.Helper()
+	view := map[string]string{}
+	for _, ev := range s.connect(path, nil).untilReady()[1:] {
+		_, _, change := keyedEvent(s.t, ev)
+		apply(view, change)
+	}
+	delete(view, "") // the ready marker's null key
+	return view
+}
+
+// sameView fails the test unless got holds exactly want's keys and values.
+func sameView(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d keys, want %d", what, len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s: %s=%.20q, want %.20q", what, k, got[k], v)
+		}
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
