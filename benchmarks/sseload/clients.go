@@ -35,6 +35,12 @@ type conn struct {
 type Clients struct {
 	epfd  int
 	conns map[int]*conn
+	req   []byte
+	sa    *unix.SockaddrInet4
+
+	churnPerTick atomic.Int64 // connections replaced every churnTick
+	reconnects   atomic.Int64 // connections opened by churn
+	churnErrors  atomic.Int64
 
 	mu        sync.Mutex
 	latency   *hdrhistogram.Histogram // microseconds, live events only
@@ -65,49 +71,93 @@ func Dial(rawURL string, n, stalled int) (*Clients, error) {
 	req := []byte("GET " + u.RequestURI() + " HTTP/1.0\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\n\r\n")
 	sa := &unix.SockaddrInet4{Port: addr.Port}
 	copy(sa.Addr[:], addr.IP.To4())
+	c.req, c.sa = req, sa
 	for i := range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		if err := c.dialOne(i < stalled); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("socket %d: %w", i, err)
-		}
-		if err := unix.Connect(fd, sa); err != nil {
-			unix.Close(fd)
-			c.Close()
-			return nil, fmt.Errorf("connect %d: %w", i, err)
-		}
-		if _, err := unix.Write(fd, req); err != nil {
-			unix.Close(fd)
-			c.Close()
-			return nil, fmt.Errorf("request %d: %w", i, err)
-		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			c.Close()
-			return nil, err
-		}
-		cn := &conn{fd: fd, lastSeq: map[int]int64{}, stalled: i < stalled}
-		c.conns[fd] = cn
-		if cn.stalled {
-			continue
-		}
-		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("epoll add: %w", err)
+			return nil, fmt.Errorf("connection %d: %w", i, err)
 		}
 	}
 	return c, nil
 }
 
-// Run reads until stop is closed.
+// dialOne opens one connection and sends the request; a stalled one is
+// never read.
+func (c *Clients) dialOne(stalled bool) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Connect(fd, c.sa); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("connect: %w", err)
+	}
+	if _, err := unix.Write(fd, c.req); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("request: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	cn := &conn{fd: fd, lastSeq: map[int]int64{}, stalled: stalled}
+	c.conns[fd] = cn
+	if stalled {
+		return nil
+	}
+	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("epoll add: %w", err)
+	}
+	return nil
+}
+
+// churn closes up to n reading connections and opens as many new ones; it
+// runs on the epoll loop.
+func (c *Clients) churn(n int) {
+	closed := 0
+	for fd, cn := range c.conns {
+		if closed == n {
+			break
+		}
+		if cn.stalled || !cn.ready {
+			continue
+		}
+		_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		unix.Close(fd)
+		delete(c.conns, fd)
+		closed++
+	}
+	for range closed {
+		if err := c.dialOne(false); err != nil {
+			c.churnErrors.Add(1)
+			continue
+		}
+		c.reconnects.Add(1)
+	}
+}
+
+const churnTick = 100 * time.Millisecond
+
+// SetChurn makes Run replace perSecond ready connections with new ones each
+// second (in tenths); 0 stops it.
+func (c *Clients) SetChurn(perSecond int) {
+	c.churnPerTick.Store(int64((perSecond + 9) / 10))
+}
+
+// Run reads until stop is closed, and churns connections as SetChurn says.
 func (c *Clients) Run(stop <-chan struct{}) {
 	events := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 256<<10)
+	nextChurn := time.Now().Add(churnTick)
 	for {
 		select {
 		case <-stop:
 			return
 		default:
+		}
+		if n := c.churnPerTick.Load(); n > 0 && time.Now().After(nextChurn) {
+			c.churn(int(n))
+			nextChurn = time.Now().Add(churnTick)
 		}
 		n, err := unix.EpollWait(c.epfd, events, 50)
 		if err != nil && !errors.Is(err, unix.EINTR) {
@@ -229,6 +279,9 @@ func (c *Clients) Delivered() int64 { return c.delivered.Load() }
 
 // Missed is how many sequence numbers were skipped, across connections.
 func (c *Clients) Missed() int64 { return c.missed.Load() }
+
+// Reconnects is how many connections churn opened.
+func (c *Clients) Reconnects() int64 { return c.reconnects.Load() }
 
 // Closed is how many connections the server closed.
 func (c *Clients) Closed() int64 { return c.closed.Load() }

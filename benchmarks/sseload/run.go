@@ -28,6 +28,7 @@ type Options struct {
 	Keys       int           // distinct keys per partition
 	EdgePID    int           // edge process, for RSS per connection (0: skip)
 	Settle     time.Duration // wait this long after connecting before reading the edge's RSS
+	Churn      int           // connections closed and opened again per second while producing (churn scenario)
 	Progress   io.Writer     // a line per second (nil: none)
 }
 
@@ -39,6 +40,8 @@ type Result struct {
 	ConnectsPerSec   float64            `json:"connectsPerSecond"`
 	Ready            int64              `json:"ready"`
 	Produced         int64              `json:"produced"`
+	ChurnConnects    int64              `json:"churnConnects,omitempty"`
+	ChurnReadyPerSec float64            `json:"churnReadyPerSecond,omitempty"`
 	Delivered        int64              `json:"delivered"`
 	Expected         int64              `json:"expected"`
 	DeliveriesPerSec float64            `json:"deliveriesPerSecond"`
@@ -97,6 +100,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer prod.Close()
+	cl.SetChurn(o.Churn)
 	seqs := make([]int64, o.Partitions)
 	interval := time.Second / time.Duration(max(o.Rate, 1))
 	tick := time.NewTicker(interval)
@@ -116,7 +120,7 @@ produce:
 			break produce
 		case <-second.C:
 			d := cl.Delivered()
-			progress("produced %d, delivered %d (%d/s), missed %d, closed %d", produced, d, d-lastDelivered, cl.Missed(), cl.Closed())
+			progress("produced %d, delivered %d (%d/s), missed %d, closed %d, reconnected %d", produced, d, d-lastDelivered, cl.Missed(), cl.Closed(), cl.Reconnects())
 			lastDelivered = d
 		case <-tick.C:
 			p := int(produced % int64(o.Partitions))
@@ -127,13 +131,20 @@ produce:
 			produced++
 		}
 	}
+	cl.SetChurn(0)
 	if err := prod.Flush(ctx); err != nil {
 		return nil, err
 	}
 	res.Produced = produced
-	res.Expected = produced * int64(o.Clients-slow)
-	// Let what is in flight arrive, for at most 30s.
-	_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
+	if o.Churn > 0 {
+		// Reconnected clients start at live: no delivery count to expect.
+		res.ChurnConnects = cl.Reconnects()
+		res.ChurnReadyPerSec = float64(cl.Ready()-int64(o.Clients-slow)) / time.Since(produceStart).Seconds()
+	} else {
+		res.Expected = produced * int64(o.Clients-slow)
+		// Let what is in flight arrive, for at most 30s.
+		_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
+	}
 	elapsed := time.Since(produceStart)
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()

@@ -19,7 +19,8 @@ func TestRunSmall(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		slowShare float64
-	}{{"fanout", 0}, {"slow", 0.2}} {
+		churn     int
+	}{{"fanout", 0, 0}, {"slow", 0.2, 0}, {"churn", 0, 100}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -31,10 +32,18 @@ func TestRunSmall(t *testing.T) {
 			var progress bytes.Buffer
 			res, err := sseload.Run(ctx, sseload.Options{
 				URL: c.EdgeURL + "/t", Clients: 50, SlowShare: tc.slowShare, Brokers: c.Brokers, Topic: "bench",
-				Partitions: 3, Rate: 500, Duration: time.Second, Progress: &progress,
+				Partitions: 3, Rate: 500, Duration: time.Second, Progress: &progress, Churn: tc.churn,
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.churn > 0 {
+				// Replaced connections come back and reach ready; within a
+				// connection nothing is skipped.
+				if res.ChurnConnects < 50 || res.ChurnReadyPerSec <= 0 || res.Missed != 0 {
+					t.Fatalf("churn: %d reconnects, %.0f ready/s, missed %d", res.ChurnConnects, res.ChurnReadyPerSec, res.Missed)
+				}
+				return
 			}
 			if res.Produced < 100 || res.Delivered != res.Expected || res.Missed != 0 {
 				t.Fatalf("produced %d, delivered %d of %d, missed %d", res.Produced, res.Delivered, res.Expected, res.Missed)

@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&o.Keys, "keys", 100, "distinct keys per partition")
 	flag.IntVar(&o.EdgePID, "edge-pid", 0, "edge process id, for its RSS per connection")
 	flag.DurationVar(&o.Settle, "settle", 0, "wait after connecting before reading the edge's RSS")
+	flag.IntVar(&o.Churn, "churn", 0, "connections closed and opened again per second while producing (churn scenario)")
 	flag.StringVar(&out, "out", "", "write the result as JSON here (default: stdout)")
 	flag.StringVar(&svg, "svg", "", "write a latency chart here")
 	flag.Parse()
