@@ -23,6 +23,7 @@ import (
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -445,15 +446,7 @@ func (c *sseClient) untilReady() []event {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	poll.Until(t, timeout, what, cond)
 }
 
 // testLogger sends logs to the test's output.
