@@ -7,10 +7,10 @@ import "sync"
 // (its state part is written), frames wait in pending with their offsets, so
 // that those already covered by the state part are skipped (DESIGN rule 5).
 type client struct {
-	wake     chan struct{} // capacity 1: "something to do"
 	maxQueue int
 
 	mu       sync.Mutex
+	wake     chan struct{} // capacity 1: "something to do"; only for a connection not hijacked
 	live     bool
 	pending  []pendingFrame
 	queue    [][]byte
@@ -27,10 +27,22 @@ type pendingFrame struct {
 }
 
 func newClient(maxQueue int) *client {
-	return &client{wake: make(chan struct{}, 1), maxQueue: maxQueue}
+	return &client{maxQueue: maxQueue}
 }
 
-func (c *client) signal() {
+// wakeChan returns the channel a handler goroutine waits on for frames,
+// made on first use: a hijacked client has no goroutine and no channel.
+func (c *client) wakeChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake == nil {
+		c.wake = make(chan struct{}, 1)
+	}
+	return c.wake
+}
+
+// signalLocked wakes the handler goroutine, if any. The caller holds c.mu.
+func (c *client) signalLocked() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -52,14 +64,12 @@ func (c *client) push(partition int32, offset int64, frame []byte) (dirty bool) 
 		c.overflow = true
 		c.queue, c.pending = nil, nil
 	}
-	hijacked := c.lc != nil
-	if hijacked && c.live && !c.dirty {
+	if c.lc == nil {
+		c.signalLocked()
+	} else if c.live && !c.dirty {
 		c.dirty, dirty = true, true
 	}
 	c.mu.Unlock()
-	if !hijacked {
-		c.signal()
-	}
 	return dirty
 }
 
@@ -70,12 +80,13 @@ func (c *client) close(reason string) {
 	c.mu.Lock()
 	c.closing = reason
 	lc := c.lc
+	if lc == nil {
+		c.signalLocked()
+	}
 	c.mu.Unlock()
 	if lc != nil {
 		go lc.flush()
-		return
 	}
-	c.signal()
 }
 
 // take returns the frames to write, swapping in spare as the new queue.

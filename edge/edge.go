@@ -63,6 +63,19 @@ type Config struct {
 	ProbeInterval time.Duration
 	// FeedLinger is how long a topic feed outlives its last client. Default 30s.
 	FeedLinger time.Duration
+	// SetupConcurrency is how many streams served by Serve may be in their
+	// state part at once; more wait in a queue, costing no goroutine.
+	// Default 64.
+	SetupConcurrency int
+	// SetupQueue is how many streams may wait to start; past it a new one
+	// is answered 503 with Retry-After. Default 65536.
+	SetupQueue int
+	// ReleaseAfterBurst: once this many streams have started since the last
+	// time, and none is starting, the edge returns free memory to the OS
+	// (debug.FreeOSMemory, a few milliseconds): the runtime would otherwise
+	// keep a reconnect storm's transient buffers resident for minutes.
+	// Default 1000; negative: never.
+	ReleaseAfterBurst int
 	// NoHijack keeps every connection on net/http's ResponseWriter and a
 	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
 	// are hijacked and cost no goroutine while idle.
@@ -106,6 +119,15 @@ func (c *Config) setDefaults() error {
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = 16384
 	}
+	if c.SetupConcurrency <= 0 {
+		c.SetupConcurrency = 64
+	}
+	if c.ReleaseAfterBurst == 0 {
+		c.ReleaseAfterBurst = 1000
+	}
+	if c.SetupQueue <= 0 {
+		c.SetupQueue = 65536
+	}
 	if c.FeedBuffer <= 0 {
 		c.FeedBuffer = 65536
 	}
@@ -136,10 +158,8 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	livesMu   sync.Mutex
-	lives     map[*liveConn]struct{} // hijacked connections in their live phase
-	keepAlive sync.Once              // starts the keep-alive loop of hijacked connections
-	done      chan struct{}          // closed by Close
+	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
+	done      chan struct{} // closed by Close
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -158,23 +178,8 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
-		lives:    make(map[*liveConn]struct{}),
 		done:     make(chan struct{}),
 	}, nil
-}
-
-// adoptLive registers a hijacked connection for keep-alives.
-func (e *Edge) adoptLive(lc *liveConn) {
-	e.livesMu.Lock()
-	e.lives[lc] = struct{}{}
-	e.livesMu.Unlock()
-	e.keepAlive.Do(func() { go e.keepAliveLoop() })
-}
-
-func (e *Edge) forgetLive(lc *liveConn) {
-	e.livesMu.Lock()
-	delete(e.lives, lc)
-	e.livesMu.Unlock()
 }
 
 // keepAliveLoop sends a comment to every hijacked connection idle for
@@ -183,27 +188,48 @@ func (e *Edge) forgetLive(lc *liveConn) {
 func (e *Edge) keepAliveLoop() {
 	tick := time.NewTicker(min(e.cfg.KeepAlive/2, time.Second))
 	defer tick.Stop()
+	var idle []*liveConn
 	for {
 		select {
 		case <-e.done:
 			return
 		case now := <-tick.C:
-			e.livesMu.Lock()
-			var idle []*liveConn
-			for lc := range e.lives {
-				if now.Sub(time.Unix(0, lc.lastWrite.Load())) >= e.cfg.KeepAlive {
-					idle = append(idle, lc)
-				}
-			}
-			e.livesMu.Unlock()
+			idle = e.idleLive(now, idle[:0])
 			for _, lc := range idle {
 				lc.c.mu.Lock()
 				lc.c.queue = append(lc.c.queue, keepAliveFrame)
 				lc.c.mu.Unlock()
 				lc.flush()
 			}
+			clear(idle)
 		}
 	}
+}
+
+// idleLive appends the hijacked connections of every feed that have not
+// been written to for KeepAlive.
+func (e *Edge) idleLive(now time.Time, idle []*liveConn) []*liveConn {
+	e.mu.Lock()
+	feeds := make([]*feed, 0, len(e.feeds))
+	for _, f := range e.feeds {
+		feeds = append(feeds, f)
+	}
+	e.mu.Unlock()
+	for _, f := range feeds {
+		f.mu.Lock()
+		for _, v := range f.views {
+			for c := range v.clients {
+				c.mu.Lock()
+				lc := c.lc
+				c.mu.Unlock()
+				if lc != nil && now.Sub(time.Unix(0, lc.lastWrite.Load())) >= e.cfg.KeepAlive {
+					idle = append(idle, lc)
+				}
+			}
+		}
+		f.mu.Unlock()
+	}
+	return idle
 }
 
 // Close stops every topic feed and disconnects their clients.
@@ -395,13 +421,13 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		return
 	}
 	if conn != nil {
-		if lc, ok := newLiveConn(e, c, conn, func() { f.leave(viewKey, c); e.metrics.clients.Dec() }); ok {
+		if lc, ok := newLiveConn(f, viewKey, c, conn); ok {
 			c.mu.Lock()
 			c.lc = lc
 			c.mu.Unlock()
 			f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 			handedOver = true
-			e.adoptLive(lc)
+			e.keepAlive.Do(func() { go e.keepAliveLoop() })
 			lc.flush()
 			return
 		}
@@ -502,6 +528,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 	keepAlive := time.NewTimer(e.cfg.KeepAlive)
 	defer keepAlive.Stop()
+	wake := c.wakeChan()
 	var spare [][]byte
 	for {
 		frames, overflow, closing := c.take(spare)
@@ -524,7 +551,7 @@ func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.wake:
+		case <-wake:
 		case <-keepAlive.C:
 			if err := cw.write(keepAliveFrame); err != nil {
 				return
@@ -544,6 +571,11 @@ type connWriter struct {
 }
 
 func (cw *connWriter) write(b []byte) error {
+	if cw.flush == nil {
+		_ = cw.setDeadline(time.Now().Add(cw.timeout))
+		_, err := cw.w.Write(b)
+		return err
+	}
 	return cw.writeFrames([][]byte{b})
 }
 

@@ -338,7 +338,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
 	c.queue = append(c.queue, appendReady(nil, format, &at))
 	c.live = true
-	c.signal()
+	c.signalLocked()
 }
 
 // waitCovers waits, up to timeout, until the feed has delivered everything

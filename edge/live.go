@@ -5,7 +5,6 @@ package edge
 import (
 	"errors"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,18 +18,18 @@ import (
 // and only a client whose socket is full gets a goroutine, which waits for
 // the socket with blocking writes until the queue is empty, then ends.
 type liveConn struct {
-	e       *Edge
 	c       *client
+	f       *feed
+	viewKey string
 	conn    net.Conn
 	raw     syscall.RawConn
-	onClose func()
 
 	writing   bool // guarded by c.mu: a flush or a drain goroutine owns the socket
+	closed    bool // guarded by c.mu
 	lastWrite atomic.Int64
-	closeOnce sync.Once
 }
 
-func newLiveConn(e *Edge, c *client, conn net.Conn, onClose func()) (*liveConn, bool) {
+func newLiveConn(f *feed, viewKey string, c *client, conn net.Conn) (*liveConn, bool) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, false
@@ -42,7 +41,7 @@ func newLiveConn(e *Edge, c *client, conn net.Conn, onClose func()) (*liveConn, 
 	// No deadline for the non-blocking writes (the state part set one);
 	// a drain goroutine sets its own.
 	_ = conn.SetWriteDeadline(time.Time{})
-	lc := &liveConn{e: e, c: c, conn: conn, raw: raw, onClose: onClose}
+	lc := &liveConn{c: c, f: f, viewKey: viewKey, conn: conn, raw: raw}
 	lc.lastWrite.Store(time.Now().UnixNano())
 	return lc, true
 }
@@ -67,8 +66,8 @@ func (lc *liveConn) flush() {
 		c.mu.Unlock()
 		switch {
 		case overflow:
-			lc.e.metrics.overflows.Inc()
-			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.e.retryMs())})
+			lc.f.e.metrics.overflows.Inc()
+			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.f.e.retryMs())})
 			lc.close("fell behind")
 			return
 		case closing != "":
@@ -105,7 +104,7 @@ func (lc *liveConn) drain(rest [][]byte) {
 	c := lc.c
 	for {
 		if len(rest) > 0 {
-			_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.e.cfg.WriteTimeout))
+			_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.f.e.cfg.WriteTimeout))
 			bufs := net.Buffers(rest)
 			_, err := bufs.WriteTo(lc.conn)
 			_ = lc.conn.SetWriteDeadline(time.Time{})
@@ -148,7 +147,7 @@ func (lc *liveConn) tryWrite(bufs [][]byte) ([][]byte, error) {
 		if werr != nil {
 			return bufs, werr
 		}
-		lc.e.metrics.writes.Inc()
+		lc.f.e.metrics.writes.Inc()
 		lc.lastWrite.Store(time.Now().UnixNano())
 		bufs = advance(bufs, n)
 		if n == 0 {
@@ -172,10 +171,16 @@ func advance(bufs [][]byte, n int) [][]byte {
 }
 
 func (lc *liveConn) close(why string) {
-	lc.closeOnce.Do(func() {
-		lc.e.log.Debug("stream closed", "why", why)
-		_ = lc.conn.Close()
-		lc.e.forgetLive(lc)
-		lc.onClose()
-	})
+	lc.c.mu.Lock()
+	closed := lc.closed
+	lc.closed = true
+	lc.c.mu.Unlock()
+	if closed {
+		return
+	}
+	e := lc.f.e
+	e.log.Debug("stream closed", "why", why)
+	_ = lc.conn.Close()
+	lc.f.leave(lc.viewKey, lc.c)
+	e.metrics.clients.Dec()
 }

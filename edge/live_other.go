@@ -14,6 +14,6 @@ type liveConn struct {
 	lastWrite atomic.Int64
 }
 
-func newLiveConn(*Edge, *client, net.Conn, func()) (*liveConn, bool) { return nil, false }
+func newLiveConn(*feed, string, *client, net.Conn) (*liveConn, bool) { return nil, false }
 
 func (lc *liveConn) flush() {}

@@ -186,19 +186,21 @@ func TestResumeFromEveryPosition(t *testing.T) {
 // within one connection. At the end every client resumes to the final state.
 func TestPropertyRandomClients(t *testing.T) {
 	for _, mode := range []struct {
-		name     string
-		noHijack bool
-	}{{"hijacked", false}, {"response-writer", true}} {
+		name       string
+		noHijack   bool
+		viaNetHTTP bool
+	}{{"raw", false, false}, {"net-http-hijacked", false, true}, {"response-writer", true, true}} {
 		t.Run(mode.name, func(t *testing.T) {
-			propertyRandomClients(t, func(c *edge.Config) { c.NoHijack = mode.noHijack })
+			propertyRandomClients(t, stackOptions{viaNetHTTP: mode.viaNetHTTP,
+				edgeCfg: func(c *edge.Config) { c.NoHijack = mode.noHijack }})
 		})
 	}
 }
 
-func propertyRandomClients(t *testing.T, edgeCfg func(*edge.Config)) {
+func propertyRandomClients(t *testing.T, o stackOptions) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	s := newStack(t, stackOptions{edgeCfg: edgeCfg})
+	s := newStack(t, o)
 	var m model
 	keys := 24
 	ops := 600

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,7 +29,7 @@ import (
 )
 
 // stack is a whole path in one process: kfake, nats-server, one cache node,
-// one edge behind an httptest server, and a producer.
+// one edge serving on a loopback port, and a producer.
 type stack struct {
 	t         *testing.T
 	brokers   []string
@@ -50,6 +51,7 @@ type stackOptions struct {
 	edgeCfg    func(*edge.Config)
 	cacheCfg   func(*cache.Config)
 	noCache    bool // the test starts its own cache nodes
+	viaNetHTTP bool // serve with net/http (hijacking its connections), not Edge.Serve
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -118,10 +120,21 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.edge)
-	t.Cleanup(srv.Close)
+	if o.viaNetHTTP {
+		srv := httptest.NewServer(s.edge)
+		t.Cleanup(srv.Close)
+		s.url = srv.URL
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: s.edge}
+		go func() { _ = s.edge.Serve(ln, srv) }()
+		t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
+		s.url = "http://" + ln.Addr().String()
+	}
 	t.Cleanup(s.edge.Close)
-	s.url = srv.URL
 	return s
 }
 

@@ -9,8 +9,8 @@ import (
 )
 
 type cacheFlags struct {
-	config, kafka, nats, http, gossip, join, name string
-	replicas                                      int
+	config, kafka, nats, http, gossip, join, name, pprof string
+	replicas                                             int
 }
 
 func newCacheFlags() (*flag.FlagSet, *cacheFlags) {
@@ -24,6 +24,7 @@ func newCacheFlags() (*flag.FlagSet, *cacheFlags) {
 	fs.StringVar(&f.join, "join", "", "gossip addresses of members to join, comma-separated (default: cluster.join)")
 	fs.StringVar(&f.name, "name", "", "unique node name (default: cluster.name, else host name and a random suffix)")
 	fs.IntVar(&f.replicas, "replicas", 0, "nodes consuming each partition, primary included (default: cluster.replicas, 2)")
+	fs.StringVar(&f.pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this address (default: none)")
 	return fs, f
 }
 
@@ -61,6 +62,9 @@ func runCache(args []string) error {
 	defer stop()
 	log := newLogger()
 	reg := newRegistry()
+	if err := servePprof(ctx, f.pprof, log); err != nil {
+		return err
+	}
 	c, err := startCache(ctx, cfg, cfg.Kafka.Brokers, cfg.NATS.URL, log, reg)
 	if err != nil {
 		return err

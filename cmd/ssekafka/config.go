@@ -39,6 +39,10 @@ type sseConfig struct {
 	Retry     int           `yaml:"retry"` // milliseconds, as in Zilla
 	KeepAlive time.Duration `yaml:"keepalive"`
 	MaxQueue  int           `yaml:"maxQueue"`
+	// SetupConcurrency bounds streams in their state part at once; more wait.
+	SetupConcurrency int `yaml:"setupConcurrency"`
+	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
+	ReleaseAfterBurst int `yaml:"releaseAfterBurst"`
 }
 
 type routeConfig struct {
@@ -133,6 +137,9 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	}
 	if cfg.SSE.Retry < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("sse.retry"))
+	}
+	if cfg.SSE.SetupConcurrency < 0 {
+		return nil, fmt.Errorf("%s: must not be negative", at("sse.setupConcurrency"))
 	}
 	if cfg.SSE.KeepAlive < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("sse.keepalive"))

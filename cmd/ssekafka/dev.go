@@ -28,6 +28,7 @@ func runDev(args []string) error {
 	kafkaAddr := fs.String("kafka", "127.0.0.1:9092", "embedded Kafka (kfake) listen address")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "embedded NATS listen address")
 	only := fs.String("only", strings.Join(devParts, ","), "which of kafka,nats,cache,edge to run here")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles (/debug/pprof/) on this address (default: none)")
 	demo := fs.Bool("demo", false, "produce sample task updates and deletes to the first bootstrap topic")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,6 +49,9 @@ func runDev(args []string) error {
 	defer stop()
 	log := newLogger()
 	reg := newRegistry()
+	if err := servePprof(ctx, *pprofAddr, log); err != nil {
+		return err
+	}
 	brokers := []string{*kafkaAddr}
 	natsURL := "nats://" + *natsAddr
 

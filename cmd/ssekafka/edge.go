@@ -9,7 +9,7 @@ import (
 )
 
 type edgeFlags struct {
-	config, nats, http string
+	config, nats, http, pprof string
 }
 
 func newEdgeFlags() (*flag.FlagSet, *edgeFlags) {
@@ -18,6 +18,7 @@ func newEdgeFlags() (*flag.FlagSet, *edgeFlags) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (default: the built-in example)")
 	fs.StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url)")
 	fs.StringVar(&f.http, "http", "", "HTTP listen address (default: sse.listen)")
+	fs.StringVar(&f.pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this address (default: none)")
 	return fs, f
 }
 
@@ -39,6 +40,9 @@ func runEdge(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := newLogger()
+	if err := servePprof(ctx, f.pprof, log); err != nil {
+		return err
+	}
 	return serveEdge(ctx, cfg, cfg.SSE.Listen, cfg.NATS.URL, log, newRegistry(), func(a net.Addr) {
 		log.Info("edge serving", "http", a.String(), "nats", cfg.NATS.URL)
 	})

@@ -178,14 +178,16 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	}
 	defer nc.Close()
 	e, err := edge.New(edge.Config{
-		NATS:          nc,
-		SubjectPrefix: cfg.NATS.Prefix,
-		Routes:        cfg.routes,
-		Retry:         time.Duration(cfg.SSE.Retry) * time.Millisecond,
-		KeepAlive:     cfg.SSE.KeepAlive,
-		MaxQueue:      cfg.SSE.MaxQueue,
-		Logger:        log.With("component", "edge"),
-		Registerer:    reg,
+		NATS:              nc,
+		SubjectPrefix:     cfg.NATS.Prefix,
+		Routes:            cfg.routes,
+		Retry:             time.Duration(cfg.SSE.Retry) * time.Millisecond,
+		KeepAlive:         cfg.SSE.KeepAlive,
+		MaxQueue:          cfg.SSE.MaxQueue,
+		SetupConcurrency:  cfg.SSE.SetupConcurrency,
+		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
+		Logger:            log.With("component", "edge"),
+		Registerer:        reg,
 	})
 	if err != nil {
 		return err
@@ -203,7 +205,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- e.Serve(ln, srv) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("edge http: %w", err)

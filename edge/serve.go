@@ -1,0 +1,401 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Serve accepts connections on ln until it fails or is closed. A
+// connection whose first request is an HTTP/1.x request that srv would give
+// to this edge (srv.Handler is the edge, or a ServeMux that picks it) is
+// served here without net/http: its header is read with pooled buffers and
+// nothing but the connection is kept once the stream is live, which is most
+// of an idle SSE client's cost. Every other connection (metrics, health,
+// HTTP/2, a header too large to peek) is handed to srv as it arrived.
+// srv must not serve elsewhere; shut it down after Serve returns.
+func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
+	handoff := &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	go func() { _ = srv.Serve(handoff) }()
+	defer handoff.Close()
+	headerTimeout := srv.ReadHeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = 10 * time.Second
+	}
+	queue := &setupQueue{max: e.cfg.SetupQueue}
+	queue.ready = sync.NewCond(&queue.mu)
+	for range e.cfg.SetupConcurrency {
+		go e.setupWorker(queue)
+	}
+	defer queue.close()
+	if e.cfg.ReleaseAfterBurst > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go e.releaseAfterBursts(queue, stop)
+	}
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or a transient failure: like net/http, wait and retry.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				e.log.Warn("accept", "err", err, "retry in", backoff)
+				e.metrics.acceptErrors.Inc()
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("edge accept: %w", err)
+		}
+		backoff = 0
+		go e.serveConn(conn, srv, handoff, headerTimeout, queue)
+	}
+}
+
+var (
+	connReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	headReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	bytesReaders = sync.Pool{New: func() any { return new(bytes.Reader) }}
+)
+
+// headerPeekBytes bounds a request header read without net/http; a larger
+// one goes to net/http, which has its own limit.
+const headerPeekBytes = 4096
+
+var headerEnd = []byte("\r\n\r\n")
+
+// rawRequest is a request read by serveConn, waiting for a setup worker.
+type rawRequest struct {
+	conn net.Conn
+	req  *http.Request
+}
+
+// serveConn reads the first request's header and queues it for a setup
+// worker, or hands the connection over to srv. It ends there: a connection
+// waiting for its state part costs no goroutine (DESIGN rule 8: new
+// connections are admitted at a bounded rate).
+func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListener, headerTimeout time.Duration, queue *setupQueue) {
+	br := connReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
+	release := func() {
+		br.Reset(nil)
+		connReaders.Put(br)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
+	head, err := peekHeader(br)
+	if err != nil {
+		if errors.Is(err, errHeaderTooLarge) {
+			e.handOver(conn, br, handoff)
+		} else {
+			_ = conn.Close() // gone, or silent past the header timeout
+		}
+		release()
+		return
+	}
+	req, err := parseRequest(head)
+	if err != nil || req.ProtoMajor != 1 || !e.servesRequest(srv, req) {
+		e.handOver(conn, br, handoff)
+		release()
+		return
+	}
+	_, _ = br.Discard(len(head))
+	release() // an SSE client sends nothing after its GET
+	_ = conn.SetReadDeadline(time.Time{})
+
+	if !queue.push(rawRequest{conn, req}) {
+		e.metrics.setupRejected.Inc()
+		rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto}
+		rw.header.Set("Retry-After", "1")
+		http.Error(rw, "too many connections waiting to start: retry", http.StatusServiceUnavailable)
+		_ = conn.Close()
+	}
+}
+
+// setupWorker serves queued requests until the queue is closed. Each
+// worker runs one request's state part at a time; a hijacked stream then
+// lives on without it.
+func (e *Edge) setupWorker(queue *setupQueue) {
+	for {
+		r, ok := queue.pop()
+		if !ok {
+			return
+		}
+		e.serveRaw(r.conn, r.req)
+		queue.done()
+	}
+}
+
+// releaseAfterBursts returns free memory to the OS once a burst of new
+// streams (a reconnect storm, a deploy) has been set up: the runtime would
+// otherwise keep the burst's transient buffers resident for minutes, while
+// an idle stream needs little.
+func (e *Edge) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var released uint64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			started, idle := queue.stats()
+			if idle && started-released >= uint64(e.cfg.ReleaseAfterBurst) {
+				released = started
+				t0 := time.Now()
+				debug.FreeOSMemory()
+				e.metrics.memoryReleases.Inc()
+				e.log.Debug("released memory after a burst of new streams", "streams", started, "took", time.Since(t0))
+			}
+		}
+	}
+}
+
+// setupQueue is the requests waiting for a setup worker: first in, first
+// out, holding memory only while it has requests.
+type setupQueue struct {
+	mu      sync.Mutex
+	ready   *sync.Cond
+	waiting []rawRequest
+	max     int
+	closed  bool
+	started uint64 // requests taken by a worker, ever
+	busy    int    // workers serving a request
+}
+
+// done marks the end of a request's setup.
+func (q *setupQueue) done() {
+	q.mu.Lock()
+	q.busy--
+	q.mu.Unlock()
+}
+
+// stats reports how many setups have started and whether none is running or waiting.
+func (q *setupQueue) stats() (started uint64, idle bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.started, q.busy == 0 && len(q.waiting) == 0
+}
+
+func (q *setupQueue) push(r rawRequest) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.waiting) >= q.max {
+		return false
+	}
+	q.waiting = append(q.waiting, r)
+	q.ready.Signal()
+	return true
+}
+
+func (q *setupQueue) pop() (rawRequest, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.waiting) == 0 {
+		if q.closed {
+			return rawRequest{}, false
+		}
+		q.ready.Wait()
+	}
+	r := q.waiting[0]
+	q.started++
+	q.busy++
+	q.waiting[0] = rawRequest{}
+	q.waiting = q.waiting[1:]
+	if len(q.waiting) == 0 {
+		q.waiting = nil // let a burst's backing array go
+	}
+	return r, true
+}
+
+// close ends the workers; requests still waiting are closed.
+func (q *setupQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	for _, r := range q.waiting {
+		_ = r.conn.Close()
+	}
+	q.waiting = nil
+	q.ready.Broadcast()
+}
+
+func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.RemoteAddr = conn.RemoteAddr().String()
+	rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto}
+	e.ServeHTTP(rw, req)
+	if !rw.hijacked {
+		_ = conn.Close()
+	}
+}
+
+var errHeaderTooLarge = errors.New("request header larger than the peek buffer")
+
+// peekHeader returns the buffered bytes of a request header up to and
+// including its blank line, without consuming them.
+func peekHeader(br *bufio.Reader) ([]byte, error) {
+	for n := 1; ; n = br.Buffered() + 1 {
+		if n > br.Size() {
+			return nil, errHeaderTooLarge
+		}
+		_, err := br.Peek(n) // waits for one more byte than was buffered
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, headerEnd); i >= 0 {
+			return buf[:i+len(headerEnd)], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// parseRequest parses a complete request header with net/http's parser.
+func parseRequest(head []byte) (*http.Request, error) {
+	r := bytesReaders.Get().(*bytes.Reader)
+	r.Reset(head)
+	hr := headReaders.Get().(*bufio.Reader)
+	hr.Reset(r)
+	req, err := http.ReadRequest(hr)
+	hr.Reset(nil)
+	headReaders.Put(hr)
+	r.Reset(nil)
+	bytesReaders.Put(r)
+	return req, err
+}
+
+// servesRequest reports whether srv would give req to this edge, with no
+// body to read.
+func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
+	if e.cfg.NoHijack || req.ContentLength != 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" {
+		return false
+	}
+	switch h := srv.Handler.(type) {
+	case *Edge:
+		return h == e
+	case *http.ServeMux:
+		picked, _ := h.Handler(req)
+		return picked == http.Handler(e)
+	}
+	return false
+}
+
+// handOver gives conn to srv, with the bytes already read from it first.
+func (e *Edge) handOver(conn net.Conn, br *bufio.Reader, handoff *handoffListener) {
+	var buffered []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		buffered = bytes.Clone(b)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if !handoff.offer(&prefixedConn{Conn: conn, prefix: buffered}) {
+		_ = conn.Close()
+	}
+}
+
+// prefixedConn is a connection whose first bytes were already read.
+type prefixedConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// handoffListener is the listener srv serves: the connections Serve hands over.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *handoffListener) offer(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// rawResponse is the http.ResponseWriter of a request served without
+// net/http: unbuffered, delimited by closing the connection. Hijack hands
+// the connection to the edge (with no bufio.ReadWriter: the edge reads
+// nothing more).
+type rawResponse struct {
+	conn        net.Conn
+	header      http.Header
+	proto       string
+	wroteHeader bool
+	hijacked    bool
+}
+
+func (w *rawResponse) Header() http.Header { return w.header }
+
+func (w *rawResponse) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	var b bytes.Buffer
+	b.WriteString(w.proto + " " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
+	w.header.Del("Content-Length")
+	w.header.Set("Connection", "close")
+	_ = w.header.Write(&b)
+	b.WriteString("\r\n")
+	_, _ = w.conn.Write(b.Bytes())
+}
+
+func (w *rawResponse) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.conn.Write(p)
+}
+
+func (w *rawResponse) Flush() {}
+
+func (w *rawResponse) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDeadline(t) }
+
+func (w *rawResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.wroteHeader {
+		return nil, nil, http.ErrHijacked
+	}
+	w.hijacked = true
+	return w.conn, nil, nil
+}
+
+var _ io.Writer = (*rawResponse)(nil)

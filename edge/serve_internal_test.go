@@ -1,0 +1,82 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+)
+
+// FuzzPeekHeader: whatever arrives, peekHeader returns the input up to its
+// first blank line, or an error, and consumes nothing.
+func FuzzPeekHeader(f *testing.F) {
+	f.Add([]byte("GET /tasks HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"))
+	f.Add([]byte("\r\n\r"))
+	f.Add(bytes.Repeat([]byte("a"), headerPeekBytes+3))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReaderSize(&oneByteReader{in}, headerPeekBytes)
+		head, err := peekHeader(br)
+		end := bytes.Index(in, headerEnd)
+		switch {
+		case err == nil:
+			if end < 0 || !bytes.Equal(head, in[:end+len(headerEnd)]) {
+				t.Fatalf("header %q from %q", head, in)
+			}
+			if rest, _ := br.Peek(br.Buffered()); !bytes.HasPrefix(rest, head) {
+				t.Fatal("peekHeader consumed input")
+			}
+			_, _ = parseRequest(head) // must not panic on anything
+		case errors.Is(err, errHeaderTooLarge):
+			if end >= 0 && end+len(headerEnd) <= headerPeekBytes {
+				t.Fatalf("too large, but the header ends at %d", end)
+			}
+		default:
+			if end >= 0 && end+len(headerEnd) <= headerPeekBytes {
+				t.Fatalf("error %v, but the header ends at %d", err, end)
+			}
+		}
+	})
+}
+
+// oneByteReader returns its input a byte per Read, the worst a network does.
+type oneByteReader struct{ b []byte }
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, errors.New("eof")
+	}
+	p[0] = r.b[0]
+	r.b = r.b[1:]
+	return 1, nil
+}
+
+// The setup queue refuses past its bound, hands out in order, and reports idle.
+func TestSetupQueue(t *testing.T) {
+	q := &setupQueue{max: 2}
+	q.ready = sync.NewCond(&q.mu)
+	a, b := &net.TCPConn{}, &net.TCPConn{}
+	if !q.push(rawRequest{conn: a}) || !q.push(rawRequest{conn: b}) || q.push(rawRequest{conn: a}) {
+		t.Fatal("want two accepted, the third refused")
+	}
+	if r, ok := q.pop(); !ok || r.conn != a {
+		t.Fatalf("first pop %v %v", r.conn, ok)
+	}
+	if started, idle := q.stats(); started != 1 || idle {
+		t.Fatalf("stats %d %v, want 1 started, busy", started, idle)
+	}
+	q.done()
+	if r, ok := q.pop(); !ok || r.conn != b {
+		t.Fatalf("second pop %v %v", r.conn, ok)
+	}
+	q.done()
+	if started, idle := q.stats(); started != 2 || !idle {
+		t.Fatalf("stats %d %v, want 2 started, idle", started, idle)
+	}
+	go q.close()
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop after close")
+	}
+}
