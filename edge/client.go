@@ -1,11 +1,15 @@
 package edge
 
-import "sync"
+import (
+	"sync"
+)
 
 // client is one SSE connection's queue. The feed goroutine pushes frames;
-// the connection's handler goroutine writes them. Until the client is live
-// (its state part is written), frames wait in pending with their offsets, so
-// that those already covered by the state part are skipped (DESIGN rule 5).
+// the connection's writer (a flush, a drain goroutine, or the handler
+// goroutine of a connection not hijacked) writes them. Until the client is
+// live (its state part is written), frames wait in pending with their
+// offsets, so that those already covered by the state part are skipped
+// (DESIGN rule 5).
 type client struct {
 	maxQueue int
 
@@ -13,17 +17,33 @@ type client struct {
 	wake     chan struct{} // capacity 1: "something to do"; only for a connection not hijacked
 	live     bool
 	pending  []pendingFrame
-	queue    [][]byte
+	queue    []queued
+	qptr     *[]queued // the pooled array queue came from, if any
 	overflow bool      // fell too far behind: disconnect with a retry hint
 	closing  string    // non-empty: the feed ended; disconnect
 	lc       *liveConn // set for a hijacked connection: written by flushes, no goroutine
 	dirty    bool      // lc has frames queued since its last flush
 }
 
+// queued is a frame waiting for one client: buf holds the frame (shared by
+// every client of its view), then its record's key, which lets a client that
+// falls behind keep only the newest frame per key (DESIGN rule 6).
+type queued struct {
+	buf      []byte
+	frameLen uint32
+	keyed    bool // false: never conflated (markers, records without a key)
+}
+
+// marker is an unkeyed frame: ready, keep-alive.
+func marker(frame []byte) queued { return queued{buf: frame, frameLen: uint32(len(frame))} }
+
+func (q *queued) frame() []byte { return q.buf[:q.frameLen] }
+func (q *queued) key() []byte   { return q.buf[q.frameLen:] }
+
 type pendingFrame struct {
 	partition int32
 	offset    int64
-	frame     []byte
+	queued
 }
 
 func newClient(maxQueue int) *client {
@@ -50,19 +70,30 @@ func (c *client) signalLocked() {
 }
 
 // push queues a frame for the record at (partition, offset). Never blocks.
-// It reports whether a hijacked client became dirty: the caller flushes it
-// once it has delivered what it had.
-func (c *client) push(partition int32, offset int64, frame []byte) (dirty bool) {
+// A live client whose queue is full is conflated: only the newest frame per
+// key stays, each keeping its id, so whatever id the client last saw, it
+// resumes correctly; if that frees too little the client is disconnected
+// (with a retry hint). It returns how many frames conflation dropped, and
+// whether a hijacked client became dirty: the caller flushes it once it has
+// delivered what it had.
+func (c *client) push(partition int32, offset int64, q queued) (conflated int, dirty bool) {
 	c.mu.Lock()
 	switch {
 	case c.overflow:
-	case c.live && len(c.queue) < c.maxQueue:
-		c.queue = append(c.queue, frame)
-	case !c.live && len(c.pending) < c.maxQueue:
-		c.pending = append(c.pending, pendingFrame{partition, offset, frame})
+	case c.live:
+		c.appendLocked(q)
+		if len(c.queue) > c.maxQueue {
+			c.queue, conflated = conflate(c.queue)
+			if len(c.queue) > c.maxQueue/2 {
+				c.overflow = true // too many distinct keys behind
+				c.dropLocked()
+			}
+		}
+	case len(c.pending) < c.maxQueue:
+		c.pending = append(c.pending, pendingFrame{partition, offset, q})
 	default:
 		c.overflow = true
-		c.queue, c.pending = nil, nil
+		c.dropLocked()
 	}
 	if c.lc == nil {
 		c.signalLocked()
@@ -70,7 +101,35 @@ func (c *client) push(partition int32, offset int64, frame []byte) (dirty bool) 
 		c.dirty, dirty = true, true
 	}
 	c.mu.Unlock()
-	return dirty
+	return conflated, dirty
+}
+
+// dropLocked drops every queued and pending frame. The caller holds c.mu.
+func (c *client) dropLocked() {
+	if iv := c.takeLocked(); iv != nil {
+		putIovecs(iv)
+	}
+	c.pending = nil
+}
+
+// conflate keeps, of q's keyed frames, only the last per key, in order, and
+// reports how many it dropped.
+func conflate(q []queued) ([]queued, int) {
+	seen := make(map[string]struct{}, len(q))
+	w := len(q)
+	for i := len(q) - 1; i >= 0; i-- {
+		if q[i].keyed {
+			if _, newer := seen[string(q[i].key())]; newer {
+				continue
+			}
+			seen[string(q[i].key())] = struct{}{}
+		}
+		w--
+		q[w] = q[i]
+	}
+	n := copy(q, q[w:])
+	clear(q[n:])
+	return q[:n], w
 }
 
 // close asks the handler (or, hijacked, a flush) to end the stream. It may
@@ -89,15 +148,63 @@ func (c *client) close(reason string) {
 	}
 }
 
-// take returns the frames to write, swapping in spare as the new queue.
-// spare must not share memory with the queue: pass the frames of the
-// previous take once written, never an empty result.
-func (c *client) take(spare [][]byte) (frames [][]byte, overflow bool, closing string) {
-	c.mu.Lock()
-	if len(c.queue) > 0 {
-		frames, c.queue = c.queue, spare[:0]
+// appendLocked queues q, taking a pooled array for an empty queue: a
+// client's queue costs nothing while it is idle and allocates nothing per
+// flush. The caller holds c.mu.
+func (c *client) appendLocked(q queued) {
+	if c.queue == nil {
+		p := queuePool.Get().(*[]queued)
+		c.queue, c.qptr = (*p)[:0], p
 	}
-	overflow, closing = c.overflow, c.closing
-	c.mu.Unlock()
-	return frames, overflow, closing
+	c.queue = append(c.queue, q)
+}
+
+// takeLocked returns the queued frames as buffers to write (nil if none)
+// and gives the queue's array back to the pool. The caller holds c.mu.
+func (c *client) takeLocked() *iovecs {
+	if len(c.queue) == 0 {
+		return nil
+	}
+	iv := frameBufs(c.queue)
+	clear(c.queue)
+	if c.qptr != nil {
+		*c.qptr = c.queue[:0]
+		queuePool.Put(c.qptr)
+	}
+	c.queue, c.qptr = nil, nil
+	return iv
+}
+
+var queuePool = sync.Pool{New: func() any { return new([]queued) }}
+
+// take is takeLocked for a writer that does not hold c.mu, with the state
+// that ends the stream.
+func (c *client) take() (frames *iovecs, overflow bool, closing string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.takeLocked(), c.overflow, c.closing
+}
+
+// iovecs is a reusable list of buffers for one writev.
+type iovecs struct{ bufs [][]byte }
+
+var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
+
+// frameBufs returns the frames of q as buffers to write, in a pooled list:
+// put it back with putIovecs once written.
+func frameBufs(q []queued) *iovecs {
+	iv := iovecPool.Get().(*iovecs)
+	for i := range q {
+		iv.bufs = append(iv.bufs, q[i].frame())
+	}
+	return iv
+}
+
+func putIovecs(iv *iovecs) {
+	if iv == nil {
+		return
+	}
+	clear(iv.bufs)
+	iv.bufs = iv.bufs[:0]
+	iovecPool.Put(iv)
 }

@@ -197,7 +197,7 @@ func (e *Edge) keepAliveLoop() {
 			idle = e.idleLive(now, idle[:0])
 			for _, lc := range idle {
 				lc.c.mu.Lock()
-				lc.c.queue = append(lc.c.queue, keepAliveFrame)
+				lc.c.appendLocked(marker(keepAliveFrame))
 				lc.c.mu.Unlock()
 				lc.flush()
 			}
@@ -529,15 +529,14 @@ func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 	keepAlive := time.NewTimer(e.cfg.KeepAlive)
 	defer keepAlive.Stop()
 	wake := c.wakeChan()
-	var spare [][]byte
 	for {
-		frames, overflow, closing := c.take(spare)
-		if len(frames) > 0 {
-			if err := cw.writeFrames(frames); err != nil {
+		frames, overflow, closing := c.take()
+		if frames != nil {
+			err := cw.writeFrames(frames.bufs)
+			putIovecs(frames)
+			if err != nil {
 				return
 			}
-			clear(frames)
-			spare = frames
 			keepAlive.Reset(e.cfg.KeepAlive)
 		}
 		if overflow {

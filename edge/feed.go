@@ -25,6 +25,7 @@ type feed struct {
 	done  chan struct{} // closed to stop run
 	msgs  chan *nats.Msg
 	sub   *nats.Subscription
+	batch int // changes delivered before clients are written to
 
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
@@ -37,6 +38,8 @@ type feed struct {
 	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
 	waiters  int
 	dirty    []*client // hijacked clients with frames to flush
+	slab     []byte    // frames are carved from it (see encode)
+	scratch  []byte    // a frame being encoded
 	linger   *time.Timer
 	stopped  bool
 }
@@ -63,6 +66,7 @@ var (
 func (f *feed) init(ctx context.Context) error {
 	e := f.e
 	f.msgs = make(chan *nats.Msg, e.cfg.FeedBuffer)
+	f.batch = max(1, min(1024, e.cfg.MaxQueue/4))
 	sub, err := e.cfg.NATS.ChanSubscribe(e.subjects.Events(f.topic), f.msgs)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", f.topic, err)
@@ -105,9 +109,10 @@ func (f *feed) run() {
 			return
 		case m := <-f.msgs:
 			f.handle(m)
-			// Take what else has arrived before writing: batches grow under load.
+			// Take what else has arrived before writing: batches grow under
+			// load, up to a quarter of a client's queue.
 		more:
-			for range 1024 {
+			for range f.batch {
 				select {
 				case m := <-f.msgs:
 					f.handle(m)
@@ -211,6 +216,11 @@ func (f *feed) fill(p int32) bool {
 			if page.Records[i].Offset >= f.progress.Offsets[p] {
 				f.deliver(p, &page.Records[i])
 			}
+			if i%f.batch == f.batch-1 {
+				f.mu.Unlock()
+				f.flushDirty()
+				f.mu.Lock()
+			}
 		}
 		if !page.More {
 			if page.Next > f.progress.Offsets[p] {
@@ -257,14 +267,40 @@ func (f *feed) deliver(p int32, rec *proto.Record) {
 		if len(v.clients) == 0 || !matches(v.filters, rec) {
 			continue
 		}
-		frame := appendRecordFrame(nil, v.format, rec, &f.progress)
+		q := f.encode(v.format, rec)
+		conflated := 0
 		for c := range v.clients {
-			if c.push(p, rec.Offset, frame) {
+			n, dirty := c.push(p, rec.Offset, q)
+			conflated += n
+			if dirty {
 				f.dirty = append(f.dirty, c)
 			}
 		}
 		f.e.metrics.framesQueued.Add(float64(len(v.clients)))
+		if conflated > 0 {
+			f.e.metrics.conflated.Add(float64(conflated))
+		}
 	}
+}
+
+// frameSlabBytes is the size of the blocks frames are carved from: encoding
+// an event allocates nothing but, now and then, a new block.
+const frameSlabBytes = 64 << 10
+
+// encode returns rec's frame in format, with its key, carved from the
+// feed's current slab. Frames are immutable and shared by every client of
+// a view; a slab lives while any client still queues one of its frames.
+// The caller holds f.mu.
+func (f *feed) encode(format proto.IDFormat, rec *proto.Record) queued {
+	f.scratch = appendRecordFrame(f.scratch[:0], format, rec, &f.progress)
+	need := len(f.scratch) + len(rec.Key)
+	if cap(f.slab)-len(f.slab) < need {
+		f.slab = make([]byte, 0, max(frameSlabBytes, need))
+	}
+	start := len(f.slab)
+	f.slab = append(f.slab, f.scratch...)
+	f.slab = append(f.slab, rec.Key...)
+	return queued{buf: f.slab[start:len(f.slab):len(f.slab)], frameLen: uint32(len(f.scratch)), keyed: !rec.KeyNull}
 }
 
 // flushDirty writes the frames queued to hijacked clients since the last
@@ -326,7 +362,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 	defer c.mu.Unlock()
 	for _, pf := range c.pending {
 		if pf.offset >= at.Offset(pf.partition) {
-			c.queue = append(c.queue, pf.frame)
+			c.appendLocked(pf.queued)
 		}
 	}
 	c.pending = nil
@@ -336,7 +372,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 		}
 	}
 	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
-	c.queue = append(c.queue, appendReady(nil, format, &at))
+	c.appendLocked(marker(appendReady(nil, format, &at)))
 	c.live = true
 	c.signalLocked()
 }

@@ -56,9 +56,12 @@ func (lc *liveConn) flush() {
 			c.mu.Unlock()
 			return
 		}
-		frames, overflow, closing := c.queue, c.overflow, c.closing
-		c.queue = nil
-		if len(frames) == 0 && !overflow && closing == "" {
+		overflow, closing := c.overflow, c.closing
+		var iv *iovecs
+		if !overflow && closing == "" {
+			iv = c.takeLocked()
+		}
+		if iv == nil && !overflow && closing == "" {
 			c.mu.Unlock()
 			return
 		}
@@ -74,15 +77,17 @@ func (lc *liveConn) flush() {
 			lc.close(closing)
 			return
 		}
-		rest, err := lc.tryWrite(frames)
+		rest, err := lc.tryWrite(iv.bufs)
 		if err != nil {
+			putIovecs(iv)
 			lc.close("write: " + err.Error())
 			return
 		}
 		if len(rest) > 0 {
-			go lc.drain(rest)
+			go lc.drain(iv, rest)
 			return
 		}
+		putIovecs(iv)
 		c.mu.Lock()
 		lc.writing = false
 		c.mu.Unlock()
@@ -94,13 +99,14 @@ func (lc *liveConn) flush() {
 	}
 	c.mu.Unlock()
 	if more {
-		go lc.drain(nil)
+		go lc.drain(nil, nil)
 	}
 }
 
-// drain writes rest and then the queue with blocking writes, for a client
-// whose socket was full; it ends when the queue is empty.
-func (lc *liveConn) drain(rest [][]byte) {
+// drain writes rest (the unwritten end of iv) and then the queue with
+// blocking writes, for a client whose socket was full; it ends when the
+// queue is empty.
+func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 	c := lc.c
 	for {
 		if len(rest) > 0 {
@@ -109,15 +115,20 @@ func (lc *liveConn) drain(rest [][]byte) {
 			_, err := bufs.WriteTo(lc.conn)
 			_ = lc.conn.SetWriteDeadline(time.Time{})
 			if err != nil {
+				putIovecs(iv)
 				lc.close("write: " + err.Error())
 				return
 			}
 			lc.lastWrite.Store(time.Now().UnixNano())
 		}
+		putIovecs(iv)
 		c.mu.Lock()
-		rest, c.queue = c.queue, nil
 		overflow, closing := c.overflow, c.closing
-		if len(rest) == 0 || overflow || closing != "" {
+		iv = nil
+		if !overflow && closing == "" {
+			iv = c.takeLocked()
+		}
+		if iv == nil || overflow || closing != "" {
 			lc.writing = false
 			c.mu.Unlock()
 			if overflow || closing != "" {
@@ -126,6 +137,7 @@ func (lc *liveConn) drain(rest [][]byte) {
 			return
 		}
 		c.mu.Unlock()
+		rest = iv.bufs
 	}
 }
 

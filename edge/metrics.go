@@ -12,7 +12,7 @@ type metrics struct {
 	framesQueued, gaps, fills, badChanges       prometheus.Counter
 	overflows, feedFailures, stateEventsWritten prometheus.Counter
 	writes, acceptErrors, setupRejected         prometheus.Counter
-	memoryReleases                              prometheus.Counter
+	memoryReleases, conflated                   prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -36,6 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
 		setupRejected:      c("setup_rejected_total", "Connections answered 503 because the queue of streams waiting to start was full."),
+		conflated:          c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
 		memoryReleases:     c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
 		acceptErrors:       c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
 	}

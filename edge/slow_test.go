@@ -1,11 +1,15 @@
+//go:build linux
+
 package edge_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,26 +19,44 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// A client that stops reading is cut off (DESIGN rule 6) without holding
-// back the others, and resumes exactly from the last id it had.
+// A client that stops reading never holds back the others (DESIGN rule 6).
+// Behind on few keys, it is conflated: when it reads again it gets the
+// newest value per key, every id still a true position, and it resumes
+// exactly from the last one. Behind on more keys than its queue can hold,
+// it is cut off with a retry hint and resumes exactly from its last id.
 func TestStalledClientDoesNotSlowOthers(t *testing.T) {
-	for _, noHijack := range []bool{false, true} {
-		t.Run(fmt.Sprintf("noHijack=%v", noHijack), func(t *testing.T) {
-			stalledClient(t, noHijack)
-		})
+	for _, tc := range []struct {
+		name                     string
+		keys, rounds, valueBytes int
+		freshKeys                bool // each round writes keys of its own
+		maxQueue                 int
+		conflate                 bool
+	}{{"few-keys-conflated", 4, 100, 32 << 10, false, 256, true}, {"many-keys-cut-off", 100, 40, 4 << 10, true, 256, false}} {
+		for _, noHijack := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/noHijack=%v", tc.name, noHijack), func(t *testing.T) {
+				stalledClient(t, noHijack, tc.keys, tc.rounds, tc.valueBytes, tc.freshKeys, tc.maxQueue, tc.conflate)
+			})
+		}
 	}
 }
 
-func stalledClient(t *testing.T, noHijack bool) {
+func stalledClient(t *testing.T, noHijack bool, keys, rounds, valueBytes int, freshKeys bool, maxQueue int, conflate bool) {
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
-		c.MaxQueue = 64
-		c.WriteTimeout = 300 * time.Millisecond
+		c.MaxQueue = maxQueue // the feed writes after every maxQueue/4 changes: a reading client stays far below
 		c.NoHijack = noHijack
 	}})
 	var m model
 	m.add(s.produce("tasks", rec(0, "a", "a0"))...)
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	// A small receive buffer, set before connecting (shrinking it on an open
+	// connection stalls TCP in retransmission back-off), fills the edge's
+	// socket sooner.
+	dialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := dialer.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,18 +69,22 @@ func stalledClient(t *testing.T, noHijack bool) {
 		_, _, change := keyedEvent(t, ev)
 		apply(view, change)
 	}
-	big := strings.Repeat("x", 64<<10)
-	for i := range 20 {
+	big := strings.Repeat("x", valueBytes)
+	everything := proto.Progress{Offsets: []int64{1 << 40, 1 << 40, 1 << 40}}
+	for i := range rounds {
 		var recs []*kgo.Record
-		for j := range 10 {
+		for j := range keys {
+			if freshKeys {
+				j += i * keys
+			}
 			recs = append(recs, rec(int32(j%3), fmt.Sprintf("k%d", j), fmt.Sprintf("%d-%s", i, big)))
 		}
 		m.add(s.produce("tasks", recs...)...)
+		readUntilView(t, fast, view, m.asOf(everything)) // the reading client keeps up
 	}
-	final := m.asOf(proto.Progress{Offsets: []int64{1 << 40, 1 << 40, 1 << 40}})
-	readUntilView(t, fast, view, final)
+	final := m.asOf(everything)
 
-	// Now read what the stalled client was sent: its stream has ended.
+	// Now the stalled client reads.
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -66,20 +92,34 @@ func stalledClient(t *testing.T, noHijack bool) {
 	}
 	slow := &sseClient{t: t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: func() {}}
 	go slow.read()
-	slowView, lastID := map[string]string{}, ""
-	for {
-		ev, err := slow.next(30 * time.Second)
+	slowView, lastID, events := map[string]string{}, "", 0
+	for !(conflate && sameMap(slowView, final)) {
+		ev, err := slow.next(10 * time.Second)
 		if err == errStreamEnded {
 			break
 		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v (view has %d keys of %d)", err, len(slowView), len(final))
+		}
+		if ev.Event == "ready" {
+			continue
 		}
 		if ev.HasID {
 			_, _, change := keyedEvent(t, ev)
 			apply(slowView, change)
 			lastID = ev.ID
+			events++
 		}
+	}
+	conflated := s.edgeCounter("ssekafka_edge_frames_conflated_total")
+	cutOff := s.edgeCounter("ssekafka_edge_overflow_disconnects_total")
+	t.Logf("stalled client: %d events for %d updates; %v frames conflated, %v cut off", events, rounds*keys, conflated, cutOff)
+	if conflate {
+		if conflated == 0 || cutOff != 0 || events >= rounds*keys {
+			t.Fatalf("want conflation and no cut-off: %v conflated, %v cut off, %d events", conflated, cutOff, events)
+		}
+	} else if cutOff == 0 {
+		t.Fatalf("want the client cut off: %v cut off", cutOff)
 	}
 	if lastID == "" {
 		t.Fatal("the stalled client got no event at all")
@@ -91,4 +131,16 @@ func stalledClient(t *testing.T, noHijack bool) {
 	}
 	delete(slowView, "")
 	sameView(t, "resumed view", slowView, final)
+}
+
+func sameMap(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
