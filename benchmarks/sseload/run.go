@@ -29,12 +29,15 @@ type Options struct {
 	EdgePID    int           // edge process, for RSS per connection (0: skip)
 	Settle     time.Duration // wait this long after connecting before reading the edge's RSS
 	Churn      int           // connections closed and opened again per second while producing (churn scenario)
+	Procs      int           // processes to spread the connections over (≤1: this one)
+	Exe        string        // the executable run with -worker for Procs > 1 (default: this one)
 	Progress   io.Writer     // a line per second (nil: none)
 }
 
 // Result is a run's outcome, written as JSON.
 type Result struct {
 	Clients          int                `json:"clients"`
+	Procs            int                `json:"processes"`
 	Slow             int                `json:"slowClients"`
 	ConnectSeconds   float64            `json:"connectSeconds"`
 	ConnectsPerSec   float64            `json:"connectsPerSecond"`
@@ -68,16 +71,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	rssBefore := rss(o.EdgePID)
 	slow := int(float64(o.Clients) * o.SlowShare)
 	start := time.Now()
-	cl, err := Dial(o.URL, o.Clients, slow)
-	if err != nil {
-		return nil, err
+	var cl group
+	connect := time.Duration(0)
+	if o.Procs > 1 {
+		exe := o.Exe
+		if exe == "" {
+			var err error
+			if exe, err = os.Executable(); err != nil {
+				return nil, err
+			}
+		}
+		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow)
+		if err != nil {
+			return nil, err
+		}
+		cl = pg
+		connect = time.Duration(pg.connectSeconds() * float64(time.Second))
+	} else {
+		lg, err := startLocal(o.URL, o.Clients, slow)
+		if err != nil {
+			return nil, err
+		}
+		cl = lg
+		connect = time.Since(start)
 	}
-	connect := time.Since(start)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); cl.Run(stop) }()
-	defer func() { close(stop); <-done; cl.Close() }()
-	res := &Result{Clients: o.Clients, Slow: slow, ConnectSeconds: connect.Seconds(),
+	defer cl.Close()
+	res := &Result{Clients: o.Clients, Procs: max(o.Procs, 1), Slow: slow, ConnectSeconds: connect.Seconds(),
 		ConnectsPerSec: float64(o.Clients) / connect.Seconds()}
 	if err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= int64(o.Clients-slow) }); err != nil {
 		return nil, fmt.Errorf("%d of %d clients ready: %w", cl.Ready(), o.Clients-slow, err)
@@ -146,9 +165,9 @@ produce:
 		_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
 	}
 	elapsed := time.Since(produceStart)
+	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
-	h := cl.Latency()
 	res.LatencyMs = map[string]float64{}
 	for _, q := range []float64{50, 90, 99, 99.9, 100} {
 		res.LatencyMs["p"+strings.TrimSuffix(strconv.FormatFloat(q, 'f', -1, 64), ".0")] = float64(h.ValueAtQuantile(q)) / 1000

@@ -9,8 +9,9 @@
 //	go run ./benchmarks/cmd/sseload -url http://127.0.0.1:8080/tasks -kafka 127.0.0.1:9092 \
 //	    -topic tasks -clients 2000 -rate 100 -duration 30s -out result.json -svg latency.svg
 //
-// One process holds at most ~19,000 connections here (20,000 open files);
-// run several for more.
+// One process holds at most ~19,000 connections here (20,000 open files):
+// -procs N spreads the connections over N worker processes (this program
+// run again with -worker), whose counts and histograms are merged.
 package main
 
 import (
@@ -41,6 +42,9 @@ func main() {
 	flag.IntVar(&o.EdgePID, "edge-pid", 0, "edge process id, for its RSS per connection")
 	flag.DurationVar(&o.Settle, "settle", 0, "wait after connecting before reading the edge's RSS")
 	flag.IntVar(&o.Churn, "churn", 0, "connections closed and opened again per second while producing (churn scenario)")
+	flag.IntVar(&o.Procs, "procs", 1, "processes to spread the connections over (one holds at most ~19,000 here)")
+	worker := flag.Bool("worker", false, "internal: run as a worker of -procs, driven over stdin/stdout")
+	stalled := flag.Int("stalled", 0, "internal: with -worker, connections never read")
 	flag.StringVar(&out, "out", "", "write the result as JSON here (default: stdout)")
 	flag.StringVar(&svg, "svg", "", "write a latency chart here")
 	flag.Parse()
@@ -48,6 +52,13 @@ func main() {
 	o.Progress = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *worker {
+		if err := sseload.RunWorker(ctx, o.URL, o.Clients, *stalled, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "sseload worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res, err := sseload.Run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sseload:", err)
