@@ -52,6 +52,9 @@ type Result struct {
 	ClosedByServer   int64              `json:"closedByServer"`
 	LatencyMs        map[string]float64 `json:"latencyMs"`
 	EdgeRSSPerConn   int64              `json:"edgeRSSBytesPerConnection,omitempty"`
+	// EdgeWritesPerDelivery is the edge's write system calls (syscw in
+	// /proc/PID/io) while producing and settling, per delivery.
+	EdgeWritesPerDelivery float64 `json:"edgeWritesPerDelivery,omitempty"`
 }
 
 // Run connects the clients, waits for their ready, produces at Rate for
@@ -128,6 +131,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer second.Stop()
 	end := time.After(o.Duration)
 	produceStart := time.Now()
+	syscwBefore := syscw(o.EdgePID)
 	var produced int64
 	lastDelivered := int64(0)
 produce:
@@ -165,9 +169,13 @@ produce:
 		_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
 	}
 	elapsed := time.Since(produceStart)
+	writes := syscw(o.EdgePID) - syscwBefore
 	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
+	if o.EdgePID > 0 && res.Delivered > 0 {
+		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
+	}
 	res.LatencyMs = map[string]float64{}
 	for _, q := range []float64{50, 90, 99, 99.9, 100} {
 		res.LatencyMs["p"+strings.TrimSuffix(strconv.FormatFloat(q, 'f', -1, 64), ".0")] = float64(h.ValueAtQuantile(q)) / 1000
@@ -222,18 +230,24 @@ func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error
 }
 
 // rss reads a process's resident set size in bytes from /proc (0 if unknown).
-func rss(pid int) int64 {
+func rss(pid int) int64 { return procField(pid, "status", "VmRSS:") << 10 }
+
+// syscw reads a process's write system calls so far from /proc (0 if unknown).
+func syscw(pid int) int64 { return procField(pid, "io", "syscw:") }
+
+// procField reads the number after prefix in /proc/PID/file (a "kB" unit is dropped).
+func procField(pid int, file, prefix string) int64 {
 	if pid <= 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
 		}
 	}
 	return 0
