@@ -255,11 +255,15 @@ func (g *procGroup) connectSeconds() float64 {
 	return slowest
 }
 
-func (g *procGroup) Ready() int64      { return g.sum(func(s *workerStatus) int64 { return s.Ready }) }
-func (g *procGroup) Delivered() int64  { return g.sum(func(s *workerStatus) int64 { return s.Delivered }) }
-func (g *procGroup) Missed() int64     { return g.sum(func(s *workerStatus) int64 { return s.Missed }) }
-func (g *procGroup) Closed() int64     { return g.sum(func(s *workerStatus) int64 { return s.Closed }) }
-func (g *procGroup) Reconnects() int64 { return g.sum(func(s *workerStatus) int64 { return s.Reconnects }) }
+func (g *procGroup) Ready() int64 { return g.sum(func(s *workerStatus) int64 { return s.Ready }) }
+func (g *procGroup) Delivered() int64 {
+	return g.sum(func(s *workerStatus) int64 { return s.Delivered })
+}
+func (g *procGroup) Missed() int64 { return g.sum(func(s *workerStatus) int64 { return s.Missed }) }
+func (g *procGroup) Closed() int64 { return g.sum(func(s *workerStatus) int64 { return s.Closed }) }
+func (g *procGroup) Reconnects() int64 {
+	return g.sum(func(s *workerStatus) int64 { return s.Reconnects })
+}
 
 func (g *procGroup) SetChurn(perSecond int) {
 	for i, w := range g.workers {
