@@ -235,7 +235,7 @@ func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
-	rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto}
+	rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto, head: req.Method == http.MethodHead}
 	e.ServeHTTP(rw, req)
 	if !rw.hijacked {
 		_ = conn.Close()
@@ -361,6 +361,7 @@ type rawResponse struct {
 	conn        net.Conn
 	header      http.Header
 	proto       string
+	head        bool // a HEAD request: no body
 	wroteHeader bool
 	hijacked    bool
 }
@@ -383,6 +384,9 @@ func (w *rawResponse) WriteHeader(status int) {
 
 func (w *rawResponse) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
+	if w.head {
+		return len(p), nil
+	}
 	return w.conn.Write(p)
 }
 

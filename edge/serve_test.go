@@ -88,6 +88,18 @@ func TestServeHandsOverAndAnswersRaw(t *testing.T) {
 		}
 	})
 
+	t.Run("HEAD gets no body", func(t *testing.T) {
+		conn := dial(t, addr)
+		fmt.Fprintf(conn, "HEAD /tasks HTTP/1.1\r\nHost: edge\r\n\r\n")
+		got, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(got), "HTTP/1.1 405 Method Not Allowed\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n") {
+			t.Fatalf("got %q", got)
+		}
+	})
+
 	t.Run("request with a body goes to net/http", func(t *testing.T) {
 		conn := dial(t, addr)
 		fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: edge\r\nContent-Length: 2\r\n\r\nhi")
