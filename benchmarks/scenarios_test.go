@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ssekafka/ssekafka/internal/poll"
 )
 
 var (
@@ -72,16 +74,7 @@ func connectReady(ctx context.Context, c *Cluster, n int) ([]*Client, error) {
 }
 
 func waitFor(ctx context.Context, cond func() bool) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
+	return poll.Wait(ctx, time.Millisecond, cond)
 }
 
 // startCluster starts a cluster for one test or benchmark, closed at its end.

@@ -175,6 +175,16 @@ func (c *client) takeLocked() *iovecs {
 	return iv
 }
 
+// nextLocked is what a writer of a hijacked connection does next: write
+// the queued frames (nil if none), or end the stream (overflow: with a retry
+// hint) without writing them. The caller holds c.mu.
+func (c *client) nextLocked() (frames *iovecs, overflow bool, closing string) {
+	if c.overflow || c.closing != "" {
+		return nil, c.overflow, c.closing
+	}
+	return c.takeLocked(), false, ""
+}
+
 var queuePool = sync.Pool{New: func() any { return new([]queued) }}
 
 // take is takeLocked for a writer that does not hold c.mu, with the state

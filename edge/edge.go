@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -209,13 +211,7 @@ func (e *Edge) keepAliveLoop() {
 // idleLive appends the hijacked connections of every feed that have not
 // been written to for KeepAlive.
 func (e *Edge) idleLive(now time.Time, idle []*liveConn) []*liveConn {
-	e.mu.Lock()
-	feeds := make([]*feed, 0, len(e.feeds))
-	for _, f := range e.feeds {
-		feeds = append(feeds, f)
-	}
-	e.mu.Unlock()
-	for _, f := range feeds {
+	for _, f := range e.feedList() {
 		f.mu.Lock()
 		for _, v := range f.views {
 			for c := range v.clients {
@@ -232,6 +228,13 @@ func (e *Edge) idleLive(now time.Time, idle []*liveConn) []*liveConn {
 	return idle
 }
 
+// feedList returns the running feeds, to work on without e.mu.
+func (e *Edge) feedList() []*feed {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Collect(maps.Values(e.feeds))
+}
+
 // Close stops every topic feed and disconnects their clients.
 func (e *Edge) Close() {
 	select {
@@ -239,13 +242,7 @@ func (e *Edge) Close() {
 	default:
 		close(e.done)
 	}
-	e.mu.Lock()
-	feeds := make([]*feed, 0, len(e.feeds))
-	for _, f := range e.feeds {
-		feeds = append(feeds, f)
-	}
-	e.mu.Unlock()
-	for _, f := range feeds {
+	for _, f := range e.feedList() {
 		f.fail(reasonShutdown)
 	}
 }

@@ -56,11 +56,7 @@ func (lc *liveConn) flush() {
 			c.mu.Unlock()
 			return
 		}
-		overflow, closing := c.overflow, c.closing
-		var iv *iovecs
-		if !overflow && closing == "" {
-			iv = c.takeLocked()
-		}
+		iv, overflow, closing := c.nextLocked()
 		if iv == nil && !overflow && closing == "" {
 			c.mu.Unlock()
 			return
@@ -123,12 +119,8 @@ func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 		}
 		putIovecs(iv)
 		c.mu.Lock()
-		overflow, closing := c.overflow, c.closing
-		iv = nil
-		if !overflow && closing == "" {
-			iv = c.takeLocked()
-		}
-		if iv == nil || overflow || closing != "" {
+		next, overflow, closing := c.nextLocked()
+		if next == nil {
 			lc.writing = false
 			c.mu.Unlock()
 			if overflow || closing != "" {
@@ -137,7 +129,7 @@ func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 			return
 		}
 		c.mu.Unlock()
-		rest = iv.bufs
+		iv, rest = next, next.bufs
 	}
 }
 

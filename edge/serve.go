@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -64,9 +63,9 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 }
 
 var (
-	connReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
-	headReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
-	bytesReaders = sync.Pool{New: func() any { return new(bytes.Reader) }}
+	// headerReaders read a connection's header, and parse it from a copy.
+	headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	bytesReaders  = sync.Pool{New: func() any { return new(bytes.Reader) }}
 )
 
 // headerPeekBytes bounds a request header read without net/http; a larger
@@ -86,11 +85,11 @@ type rawRequest struct {
 // waiting for its state part costs no goroutine (DESIGN rule 8: new
 // connections are admitted at a bounded rate).
 func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListener, headerTimeout time.Duration, queue *setupQueue) {
-	br := connReaders.Get().(*bufio.Reader)
+	br := headerReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	release := func() {
 		br.Reset(nil)
-		connReaders.Put(br)
+		headerReaders.Put(br)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	head, err := peekHeader(br)
@@ -115,7 +114,7 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 
 	if !queue.push(rawRequest{conn, req}) {
 		e.metrics.setupRejected.Inc()
-		rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto}
+		rw := newRawResponse(conn, req)
 		rw.header.Set("Retry-After", "1")
 		http.Error(rw, "too many connections waiting to start: retry", http.StatusServiceUnavailable)
 		_ = conn.Close()
@@ -235,7 +234,7 @@ func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
-	rw := &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto, head: req.Method == http.MethodHead}
+	rw := newRawResponse(conn, req)
 	e.ServeHTTP(rw, req)
 	if !rw.hijacked {
 		_ = conn.Close()
@@ -266,11 +265,11 @@ func peekHeader(br *bufio.Reader) ([]byte, error) {
 func parseRequest(head []byte) (*http.Request, error) {
 	r := bytesReaders.Get().(*bytes.Reader)
 	r.Reset(head)
-	hr := headReaders.Get().(*bufio.Reader)
+	hr := headerReaders.Get().(*bufio.Reader)
 	hr.Reset(r)
 	req, err := http.ReadRequest(hr)
 	hr.Reset(nil)
-	headReaders.Put(hr)
+	headerReaders.Put(hr)
 	r.Reset(nil)
 	bytesReaders.Put(r)
 	return req, err
@@ -366,6 +365,10 @@ type rawResponse struct {
 	hijacked    bool
 }
 
+func newRawResponse(conn net.Conn, req *http.Request) *rawResponse {
+	return &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto, head: req.Method == http.MethodHead}
+}
+
 func (w *rawResponse) Header() http.Header { return w.header }
 
 func (w *rawResponse) WriteHeader(status int) {
@@ -402,4 +405,4 @@ func (w *rawResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.conn, nil, nil
 }
 
-var _ io.Writer = (*rawResponse)(nil)
+var _ http.ResponseWriter = (*rawResponse)(nil)

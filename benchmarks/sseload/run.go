@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/internal/poll"
 )
 
 // Options describe one load run.
@@ -212,21 +214,15 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	return err
 }
 
+// waitUntil polls cond until it holds, for at most limit.
 func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error {
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("not within %v", limit)
-		case <-tick.C:
-		}
+	wctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := poll.Wait(wctx, 10*time.Millisecond, cond)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("not within %v", limit)
 	}
-	return nil
+	return err
 }
 
 // rss reads a process's resident set size in bytes from /proc (0 if unknown).
