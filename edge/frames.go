@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"encoding/base64"
 	"strconv"
 
 	"github.com/ssekafka/ssekafka/proto"
@@ -12,7 +11,7 @@ import (
 // reader strips exactly one.
 
 // appendRecordFrame appends the event for rec: "id:", "event:delete" for a
-// tombstone (its data is the base64url key, as in Zilla), then the value as
+// tombstone (its data is the key in proto.KeyEncoding, as in Zilla), then the value as
 // one "data:" line per line.
 func appendRecordFrame(b []byte, f proto.IDFormat, rec *proto.Record, p *proto.Progress) []byte {
 	b = append(b, "id:"...)
@@ -24,7 +23,7 @@ func appendRecordFrame(b []byte, f proto.IDFormat, rec *proto.Record, p *proto.P
 	b = append(b, '\n')
 	if rec.Tombstone {
 		b = append(b, "event:delete\ndata:"...)
-		b = base64.URLEncoding.AppendEncode(b, rec.Key)
+		b = proto.KeyEncoding.AppendEncode(b, rec.Key)
 		return append(b, "\n\n"...)
 	}
 	b = appendData(b, rec.Value)

@@ -53,6 +53,9 @@ func TestRecordFrameBytes(t *testing.T) {
 		{proto.Record{Key: []byte("k"), Value: []byte(" lead")}, "id:" + id + "\ndata:  lead\n\n"},
 		{proto.Record{Key: []byte("k"), Value: []byte{}}, "id:" + id + "\ndata:\n\n"},
 		{proto.Record{Key: []byte("k?"), Tombstone: true}, "id:" + id + "\nevent:delete\ndata:az8=\n\n"},
+		// base64url, padded, as Zilla writes it ("Pz4/" in the standard alphabet).
+		{proto.Record{Key: []byte("?>?"), Tombstone: true}, "id:" + id + "\nevent:delete\ndata:Pz4_\n\n"},
+		{proto.Record{Key: []byte("k"), Tombstone: true}, "id:" + id + "\nevent:delete\ndata:aw==\n\n"},
 		{proto.Record{Key: []byte("k"), Value: []byte("v"), Etag: "r=1", EtagHeader: true}, "id:" + id + "/r=1\ndata:v\n\n"},
 	} {
 		if got := string(appendRecordFrame(nil, proto.IDEtag, &tc.rec, p)); got != tc.want {

@@ -95,7 +95,7 @@ func keyedEvent(t *testing.T, ev event) (key string, p proto.Progress, change st
 		t.Fatalf("keyed id %q: %v", ev.ID, err)
 	}
 	if parts[0] != nil {
-		k, err := base64.StdEncoding.DecodeString(*parts[0])
+		k, err := base64.URLEncoding.DecodeString(*parts[0])
 		if err != nil {
 			t.Fatalf("keyed id key %q: %v", *parts[0], err)
 		}

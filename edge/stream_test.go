@@ -181,3 +181,20 @@ func TestHTTPErrors(t *testing.T) {
 		}
 	}
 }
+
+// A key whose base64 differs between alphabets: the key-form id and the
+// delete data both carry it in padded base64url, as Zilla writes them.
+func TestKeyFormIDAndDeleteDataAreBase64url(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	ep := s.epoch("tasks")
+	s.produce("tasks", rec(0, "?>?", "v"))
+	c := s.connect("/keyed", nil)
+	evs := c.untilReady()
+	if want := "id:[\"Pz4_\",\"" + id(ep, 1, 0, 0) + "\"]\ndata:v\n\n"; len(evs) != 3 || evs[1].Raw != want {
+		t.Fatalf("state part %+v, want event %q", evs, want)
+	}
+	s.produce("tasks", tombstone(0, "?>?"))
+	if ev, want := c.mustNext(), "id:[\"Pz4_\",\""+id(ep, 2, 0, 0)+"\"]\nevent:delete\ndata:Pz4_\n\n"; ev.Raw != want {
+		t.Fatalf("delete %q, want %q", ev.Raw, want)
+	}
+}

@@ -58,6 +58,12 @@ const MaxEventIDLen = 256 << 10
 
 var b64 = base64.RawURLEncoding
 
+// KeyEncoding encodes a key in a key-form event id and in the data of
+// "event:delete": base64url with padding, byte for byte what Zilla writes
+// (Java's Base64.getUrlEncoder()). Our own progress is unpadded; Zilla's
+// progress is padded: ParseEventID reads either.
+var KeyEncoding = base64.URLEncoding
+
 // AppendProgress appends the compact text form of p (base64url, no padding).
 func AppendProgress(dst []byte, p *Progress) []byte {
 	var scratch [256]byte
@@ -107,7 +113,7 @@ func AppendEventID(dst []byte, f IDFormat, key []byte, keyNull bool, p *Progress
 			dst = append(dst, `[null,"`...)
 		} else {
 			dst = append(dst, `["`...)
-			dst = base64.StdEncoding.AppendEncode(dst, key)
+			dst = KeyEncoding.AppendEncode(dst, key)
 			dst = append(dst, `","`...)
 		}
 	}
@@ -144,7 +150,9 @@ func appendJSONEscaped(dst []byte, s string) []byte {
 // ParseEventID reads the progress out of a Last-Event-ID in any form this
 // project or Zilla writes: the bare progress, "<progress>/<etag>", or the
 // key form `["<key>","<progress>[/<etag>]"]`, with the progress in our
-// format or Zilla's kind=1 format.
+// format or Zilla's kind=1 format. The key part is not read (ids written
+// before the key moved to base64url carry it in the standard alphabet), and
+// the progress may be padded or not.
 func ParseEventID(id string) (Progress, error) {
 	if len(id) > MaxEventIDLen {
 		return Progress{}, fmt.Errorf("event id of %d bytes: %w", len(id), ErrTooLarge)

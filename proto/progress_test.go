@@ -133,3 +133,28 @@ func FuzzParseEventID(f *testing.F) {
 		}
 	})
 }
+
+// The key of a key-form id is base64url with padding, as Zilla writes it:
+// "?>?" is "Pz4_" (standard base64 would be "Pz4/"), "k" is "aw==". Ids from
+// before (standard alphabet, no padding) and Zilla's padded progress resume.
+func TestKeyFormIDIsPaddedBase64url(t *testing.T) {
+	p := &Progress{Epoch: 3, Offsets: []int64{2, 1}}
+	prog := string(AppendProgress(nil, p))
+	for key, want := range map[string]string{
+		"?>?": `["Pz4_","` + prog + `"]`,
+		"k":   `["aw==","` + prog + `"]`,
+	} {
+		if got := string(AppendEventID(nil, IDKeyEtag, []byte(key), false, p, "")); got != want {
+			t.Errorf("key %q: id %s, want %s", key, got, want)
+		}
+	}
+	for _, old := range []string{`["Pz4/","` + prog + `"]`, `["aw","` + prog + `"]`, `["Pz4_","` + prog + `=="]`} {
+		back, err := ParseEventID(old)
+		if err != nil || fmt.Sprint(back.Offsets) != "[2 1]" || back.Epoch != 3 {
+			t.Errorf("%s parsed as %+v, %v", old, back, err)
+		}
+	}
+	if back, err := ParseEventID(`["Pz4_","AQIAAg=="]`); err != nil || !back.Zilla || fmt.Sprint(back.Offsets) != "[1]" {
+		t.Errorf("Zilla's padded progress: %+v, %v", back, err)
+	}
+}
