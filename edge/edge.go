@@ -29,7 +29,12 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// Config configures an edge node. Zero means the documented default.
+// Off, in a Config field that says so, turns off what zero would give the
+// default of.
+const Off = -1
+
+// Config configures an edge node. Zero means the documented default; a value
+// out of range is an error naming the field (New returns it).
 type Config struct {
 	// NATS is the connection to the cache tier. Required; the edge does not close it.
 	NATS *nats.Conn
@@ -37,13 +42,19 @@ type Config struct {
 	SubjectPrefix string
 	// Routes are matched in order; the first whose path matches serves the request.
 	Routes []*Route
-	// Retry is the reconnect delay sent in "retry:". Default 2s.
+	// Retry is the reconnect delay sent in "retry:", in whole milliseconds.
+	// Default 2s; Off writes "retry:0" (reconnect at once, no jitter).
 	Retry time.Duration
 	// RetryJitter adds up to this fraction of Retry at random, so that clients
-	// of a failed edge do not come back at once. Default 0.2; negative: none.
+	// of a failed edge do not come back at once. At most 1. Default 0.2; Off: none.
 	RetryJitter float64
-	// KeepAlive is the idle time after which a comment line is sent. Default 15s.
+	// KeepAlive is the idle time after which a comment line is sent.
+	// Default 15s; Off: no comments (as Zilla by default).
 	KeepAlive time.Duration
+	// NoReady leaves out "event:ready" after the state part, for clients
+	// that must see nothing but data frames (scripts written for Zilla that
+	// grep "data:" lines would catch its "data:{}"). Default false: sent.
+	NoReady bool
 	// PageBytes is the size asked for per state page. Default 256 KiB.
 	PageBytes int
 	// PageTimeout bounds one state-page request: a cache node that dies while
@@ -90,6 +101,7 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// setDefaults validates c and fills in the defaults of its zero fields.
 func (c *Config) setDefaults() error {
 	if c.NATS == nil {
 		return errors.New("edge config: NATS is required")
@@ -97,47 +109,62 @@ func (c *Config) setDefaults() error {
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = "ssekafka"
 	}
-	if c.Retry <= 0 {
-		c.Retry = 2 * time.Second
+	durations := []struct {
+		name   string
+		v      *time.Duration
+		def    time.Duration
+		canOff bool
+	}{
+		{"Retry", &c.Retry, 2 * time.Second, true},
+		{"KeepAlive", &c.KeepAlive, 15 * time.Second, true},
+		{"PageTimeout", &c.PageTimeout, 2 * time.Second, false},
+		{"RequestTimeout", &c.RequestTimeout, 15 * time.Second, false},
+		{"WriteTimeout", &c.WriteTimeout, 30 * time.Second, false},
+		{"ProbeInterval", &c.ProbeInterval, 5 * time.Second, false},
+		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
 	}
-	if c.RetryJitter == 0 {
+	for _, d := range durations {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v == Off && d.canOff:
+		case *d.v < 0 && d.canOff:
+			return fmt.Errorf("edge config: %s: %v is negative (Off turns it off)", d.name, *d.v)
+		case *d.v < 0:
+			return fmt.Errorf("edge config: %s: %v is negative", d.name, *d.v)
+		}
+	}
+	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
+		return fmt.Errorf("edge config: Retry: %v is not whole milliseconds", c.Retry)
+	}
+	switch {
+	case c.RetryJitter == 0:
 		c.RetryJitter = 0.2
+	case c.RetryJitter == Off:
+	case c.RetryJitter < 0 || c.RetryJitter > 1 || c.RetryJitter != c.RetryJitter:
+		return fmt.Errorf("edge config: RetryJitter: %v is not in (0, 1] (Off: none)", c.RetryJitter)
 	}
-	if c.KeepAlive <= 0 {
-		c.KeepAlive = 15 * time.Second
+	sizes := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"PageBytes", &c.PageBytes, 256 << 10},
+		{"MaxQueue", &c.MaxQueue, 16384},
+		{"FeedBuffer", &c.FeedBuffer, 65536},
+		{"SetupConcurrency", &c.SetupConcurrency, 64},
+		{"SetupQueue", &c.SetupQueue, 65536},
 	}
-	if c.PageBytes <= 0 {
-		c.PageBytes = 256 << 10
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 15 * time.Second
-	}
-	if c.PageTimeout <= 0 {
-		c.PageTimeout = 2 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 30 * time.Second
-	}
-	if c.MaxQueue <= 0 {
-		c.MaxQueue = 16384
-	}
-	if c.SetupConcurrency <= 0 {
-		c.SetupConcurrency = 64
+	for _, n := range sizes {
+		switch {
+		case *n.v == 0:
+			*n.v = n.def
+		case *n.v < 0:
+			return fmt.Errorf("edge config: %s: %d is negative", n.name, *n.v)
+		}
 	}
 	if c.ReleaseAfterBurst == 0 {
 		c.ReleaseAfterBurst = 1000
-	}
-	if c.SetupQueue <= 0 {
-		c.SetupQueue = 65536
-	}
-	if c.FeedBuffer <= 0 {
-		c.FeedBuffer = 65536
-	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 5 * time.Second
-	}
-	if c.FeedLinger <= 0 {
-		c.FeedLinger = 30 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -273,6 +300,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
 	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// Zilla resets such a stream; a 400 says why.
+		e.fail(w, http.StatusBadRequest, "an SSE request has no body")
+		return
+	}
 	topic := route.topic.resolve(params)
 	if err := proto.ValidTopic(topic); err != nil {
 		e.fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
@@ -313,15 +345,22 @@ func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
 }
 
 // startProgress decides where a client starts: its Last-Event-ID (header,
-// else the lastEventId query parameter), or live with ?from=live. A non-empty
-// reset reason means its position cannot resume: it starts from zero after
-// "event:reset".
+// else the lastEventId query parameter), or live with ?from=live. A header
+// that is present but empty wins over the parameter and means zero, as in
+// Zilla (an EventSource sends it empty after an event with an empty id). A
+// non-empty reset reason means its position cannot resume: it starts from
+// zero after "event:reset".
 func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p proto.Progress, reset string) {
 	n := int(f.meta.Partitions)
 	zero := proto.Progress{Epoch: f.meta.Epoch, Offsets: make([]int64, n)}
-	id := r.Header.Get("Last-Event-ID")
-	if id == "" {
+	id, inHeader := "", false
+	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
+		id, inHeader = v[0], true
+	} else {
 		id = r.URL.Query().Get("lastEventId")
+	}
+	if inHeader && id == "" {
+		return zero, ""
 	}
 	if id == "" {
 		if r.URL.Query().Get("from") == "live" {
@@ -354,6 +393,9 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 }
 
 func (e *Edge) retryMs() int64 {
+	if e.cfg.Retry == Off {
+		return 0
+	}
 	ms := e.cfg.Retry.Milliseconds()
 	if e.cfg.RetryJitter > 0 {
 		ms += rand.Int64N(int64(float64(ms)*e.cfg.RetryJitter) + 1)
@@ -424,7 +466,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			c.mu.Unlock()
 			f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 			handedOver = true
-			e.keepAlive.Do(func() { go e.keepAliveLoop() })
+			if e.cfg.KeepAlive != Off {
+				e.keepAlive.Do(func() { go e.keepAliveLoop() })
+			}
 			lc.flush()
 			return
 		}
@@ -525,6 +569,9 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 	keepAlive := time.NewTimer(e.cfg.KeepAlive)
 	defer keepAlive.Stop()
+	if e.cfg.KeepAlive == Off {
+		keepAlive.Stop()
+	}
 	wake := c.wakeChan()
 	for {
 		frames, overflow, closing := c.take()
@@ -534,7 +581,9 @@ func (e *Edge) writeLive(ctx context.Context, cw *connWriter, c *client) {
 			if err != nil {
 				return
 			}
-			keepAlive.Reset(e.cfg.KeepAlive)
+			if e.cfg.KeepAlive != Off {
+				keepAlive.Reset(e.cfg.KeepAlive)
+			}
 		}
 		if overflow {
 			e.metrics.overflows.Inc()

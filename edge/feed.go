@@ -372,7 +372,9 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 		}
 	}
 	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
-	c.appendLocked(marker(appendReady(nil, format, &at)))
+	if !f.e.cfg.NoReady {
+		c.appendLocked(marker(appendReady(nil, format, &at)))
+	}
 	c.live = true
 	c.signalLocked()
 }
