@@ -78,6 +78,7 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 		if ps.apply(r) && len(r.Value) > 0 {
 			n.values.set(t.name, ps.partition, r.Offset, r.Value)
 		}
+		// apply has set a tombstone's superseded headers on r: the change carries them.
 		if primary {
 			changes = append(changes, proto.Change{Epoch: t.epoch, Partition: ps.partition, From: from, Record: *r})
 		}

@@ -64,7 +64,8 @@ func (s *partitionState) release() {
 // (a replay of something already applied is not). Null-key records have no
 // place in a compacted state: they advance the position but are not kept.
 // A non-empty value is not kept in the index: the caller puts it in the
-// value cache. The caller holds mu.
+// value cache. A tombstone gets the superseded record's headers (set on r
+// too, so the published change carries them). The caller holds mu.
 func (s *partitionState) apply(r *proto.Record) bool {
 	if r.Offset < s.next {
 		return false
@@ -73,11 +74,21 @@ func (s *partitionState) apply(r *proto.Record) bool {
 	if r.KeyNull {
 		return false
 	}
+	old, hadOld := s.byKey[string(r.Key)]
+	if r.Tombstone && hadOld {
+		// Say what the tombstone deletes, for header filters at the edge;
+		// a tombstone over a tombstone passes on what the first one knew.
+		if old.rec.Tombstone {
+			r.SupersededKnown, r.SupersededHeaders = old.rec.SupersededKnown, old.rec.SupersededHeaders
+		} else {
+			r.SupersededKnown, r.SupersededHeaders = true, old.rec.Headers
+		}
+	}
 	e := &entry{rec: *r}
 	if len(r.Value) > 0 {
 		e.rec.Value, e.valueLen = nil, len(r.Value)
 	}
-	if old, ok := s.byKey[string(r.Key)]; ok {
+	if hadOld {
 		s.byOffset.Delete(old)
 		s.bytes -= int64(old.rec.Size())
 		s.values -= int64(old.valueLen)

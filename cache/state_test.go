@@ -118,3 +118,27 @@ func BenchmarkPage(b *testing.B) {
 		}
 	}
 }
+
+// A tombstone keeps the headers of the record it deletes (a tombstone over a
+// tombstone, what the first knew); one with nothing before it knows nothing.
+func TestTombstoneKeepsSupersededHeaders(t *testing.T) {
+	s := newPartitionState(0, 0)
+	tenant := []proto.Header{{Key: "tenant", Value: []byte("a")}}
+	a := record(0, "a", "1")
+	a.Headers = tenant
+	s.apply(a)
+	delA := record(1, "a", "")
+	s.apply(delA)
+	s.apply(record(2, "a", "")) // a second tombstone
+	s.apply(record(3, "b", "")) // nothing before it
+	if !delA.SupersededKnown || fmt.Sprint(delA.SupersededHeaders) != fmt.Sprint(tenant) {
+		t.Fatalf("the applied tombstone (published as the change) lacks the headers: %+v", delA)
+	}
+	recs, _ := s.page(0, 1<<20)
+	if len(recs) != 2 || !recs[0].SupersededKnown || fmt.Sprint(recs[0].SupersededHeaders) != fmt.Sprint(tenant) {
+		t.Fatalf("second tombstone in the page: %+v", recs)
+	}
+	if recs[1].SupersededKnown || recs[1].SupersededHeaders != nil {
+		t.Fatalf("a tombstone with nothing before it: %+v", recs[1])
+	}
+}

@@ -270,8 +270,11 @@ func (r *Route) resolveFilters(ctx Context) ([]filter, string) {
 }
 
 // matches reports whether rec passes the filters (ORed; fields ANDed). A
-// tombstone carries no headers, so it is matched on key conditions only, so
-// that a client learns of the delete of a key it could hold.
+// tombstone passes a filter's header conditions when its own headers match
+// them, when the headers of the record it deletes did (so a client that
+// could hold the key learns of its delete, one that never could does not),
+// or when the cache did not know that record (it may have been compacted
+// away: the client may hold the key, so it is told).
 func matches(fs []filter, rec *proto.Record) bool {
 	if len(fs) == 0 {
 		return true
@@ -288,12 +291,17 @@ func (f *filter) match(rec *proto.Record) bool {
 	if f.key != nil && (rec.KeyNull || string(rec.Key) != *f.key) {
 		return false
 	}
-	if rec.Tombstone {
+	if f.headersMatch(rec.Headers) {
 		return true
 	}
+	return rec.Tombstone && (!rec.SupersededKnown || f.headersMatch(rec.SupersededHeaders))
+}
+
+// headersMatch reports whether every header condition of f is among hs.
+func (f *filter) headersMatch(hs []proto.Header) bool {
 	for _, h := range f.headers {
 		found := false
-		for _, rh := range rec.Headers {
+		for _, rh := range hs {
 			if rh.Key == h.name && string(rh.Value) == string(h.value) {
 				found = true
 				break

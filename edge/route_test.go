@@ -71,6 +71,13 @@ func TestFiltersAreORedAndFieldsANDed(t *testing.T) {
 		{proto.Record{Key: []byte("a")}, false},
 		{proto.Record{Key: []byte("b")}, true},
 		{proto.Record{Key: []byte("c"), Headers: h1}, false},
+		// A tombstone passes header conditions by its own headers, by those
+		// of the record it deletes, or when that record is unknown.
+		{proto.Record{Key: []byte("a"), Tombstone: true, Headers: h1, SupersededKnown: true}, true},
+		{proto.Record{Key: []byte("a"), Tombstone: true, SupersededKnown: true, SupersededHeaders: h1}, true},
+		{proto.Record{Key: []byte("a"), Tombstone: true, SupersededKnown: true}, false},
+		{proto.Record{Key: []byte("a"), Tombstone: true}, true},
+		{proto.Record{Key: []byte("c"), Tombstone: true}, false},
 	} {
 		if got := matches(fs, &tc.rec); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.rec.Key, got, tc.want)

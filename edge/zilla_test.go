@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/ssekafka/ssekafka/edge"
 )
 
@@ -107,5 +109,36 @@ func TestNoReadyMarker(t *testing.T) {
 		"id:" + id(ep, 1, 1, 1) + "\ndata:3\n\n"
 	if got := raw(evs); got != want {
 		t.Fatalf("stream without ready:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A header-only filter gets the delete of a key it matched, never of one it
+// could not hold: live, and in the state part of a resuming client.
+func TestHeaderFilterDeletesOnlyKeysItCouldHold(t *testing.T) {
+	s := newStack(t, stackOptions{routes: []edge.RouteConfig{
+		{Paths: []string{"/tenant/a"}, Topic: "tasks", Filters: []edge.FilterConfig{{Headers: map[string]string{"tenant": "a"}}}},
+	}})
+	ep := s.epoch("tasks")
+	inA, inB := rec(0, "k1", "v1"), rec(0, "k2", "v2")
+	inA.Headers = []kgo.RecordHeader{{Key: "tenant", Value: []byte("a")}}
+	inB.Headers = []kgo.RecordHeader{{Key: "tenant", Value: []byte("b")}}
+	s.produce("tasks", inA, inB)
+	c := s.connect("/tenant/a", nil)
+	want := "retry:2000\n\n" +
+		"id:" + id(ep, 1, 0, 0) + "\ndata:v1\n\n" +
+		"id:" + id(ep, 2, 0, 0) + "\nevent:ready\ndata:{}\n\n"
+	if got := raw(c.untilReady()); got != want {
+		t.Fatalf("state part:\n got %q\nwant %q", got, want)
+	}
+	s.produce("tasks", tombstone(0, "k2"), tombstone(0, "k1")) // offsets 2 and 3, no headers
+	wantDel := "id:" + id(ep, 4, 0, 0) + "\nevent:delete\ndata:" + "azE=" + "\n\n"
+	if ev := c.mustNext(); ev.Raw != wantDel {
+		t.Fatalf("live: got %q, want only the delete of k1 %q", ev.Raw, wantDel)
+	}
+	// Resuming from the ready id pages the same tombstones from the cache.
+	r := s.connect("/tenant/a", http.Header{"Last-Event-Id": {id(ep, 2, 0, 0)}})
+	want = "retry:2000\n\n" + wantDel + "id:" + id(ep, 4, 0, 0) + "\nevent:ready\ndata:{}\n\n"
+	if got := raw(r.untilReady()); got != want {
+		t.Fatalf("resumed:\n got %q\nwant %q", got, want)
 	}
 }

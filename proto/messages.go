@@ -39,12 +39,21 @@ type Record struct {
 	// EtagHeader is set when Etag came from a record header (and so is shown in event ids).
 	EtagHeader bool
 	Headers    []Header
+	// SupersededKnown is set on a tombstone when the cache knew the record it
+	// deletes; SupersededHeaders are then that record's headers, so that a
+	// header filter can tell whether a client could hold the key. (Sent only
+	// when set, behind its own flag bit.)
+	SupersededKnown   bool
+	SupersededHeaders []Header
 }
 
 // Size is the record's approximate encoded size, for page budgets.
 func (r *Record) Size() int {
 	n := 32 + len(r.Key) + len(r.Value) + len(r.Etag)
 	for _, h := range r.Headers {
+		n += 4 + len(h.Key) + len(h.Value)
+	}
+	for _, h := range r.SupersededHeaders {
 		n += 4 + len(h.Key) + len(h.Value)
 	}
 	return n
@@ -54,6 +63,7 @@ const (
 	flagTombstone  = 1 << 0
 	flagKeyNull    = 1 << 1
 	flagEtagHeader = 1 << 2
+	flagSuperseded = 1 << 3 // the superseded record's headers follow the headers
 )
 
 func appendRecord(b []byte, r *Record) []byte {
@@ -69,12 +79,23 @@ func appendRecord(b []byte, r *Record) []byte {
 	if r.EtagHeader {
 		flags |= flagEtagHeader
 	}
+	if r.SupersededKnown {
+		flags |= flagSuperseded
+	}
 	b = append(b, flags)
 	b = appendBytes(b, r.Key)
 	b = appendBytes(b, r.Value)
 	b = appendString(b, r.Etag)
-	b = binary.AppendUvarint(b, uint64(len(r.Headers)))
-	for _, h := range r.Headers {
+	b = appendHeaders(b, r.Headers)
+	if r.SupersededKnown {
+		b = appendHeaders(b, r.SupersededHeaders)
+	}
+	return b
+}
+
+func appendHeaders(b []byte, hs []Header) []byte {
+	b = binary.AppendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
 		b = appendString(b, h.Key)
 		b = appendBytes(b, h.Value)
 	}
@@ -94,14 +115,24 @@ func (rd *reader) record(r *Record) {
 		r.Value = nil
 	}
 	r.Etag = rd.string("etag")
-	n := rd.count("header count", maxHeaders)
-	if n > 0 && rd.err == nil {
-		r.Headers = make([]Header, n)
-		for i := range r.Headers {
-			r.Headers[i].Key = rd.string("header key")
-			r.Headers[i].Value = rd.bytes("header value")
-		}
+	r.Headers = rd.headers("header count", "header key", "header value")
+	r.SupersededKnown = flags&flagSuperseded != 0
+	if r.SupersededKnown {
+		r.SupersededHeaders = rd.headers("superseded header count", "superseded header key", "superseded header value")
 	}
+}
+
+func (rd *reader) headers(count, key, value string) []Header {
+	n := rd.count(count, maxHeaders)
+	if n == 0 || rd.err != nil {
+		return nil
+	}
+	hs := make([]Header, n)
+	for i := range hs {
+		hs[i].Key = rd.string(key)
+		hs[i].Value = rd.bytes(value)
+	}
+	return hs
 }
 
 func header(b []byte, typ byte) []byte { return append(b, Version, typ) }

@@ -19,8 +19,12 @@ func sampleChange() Change {
 
 func samplePage() StatePage {
 	tomb := Record{Offset: 50, TimeMs: 3, Key: []byte("gone"), Tombstone: true}
-	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 51, Cursor: 51, More: true,
-		Records: []Record{sampleRecord, tomb}}
+	known := Record{Offset: 51, TimeMs: 4, Key: []byte("was"), Tombstone: true,
+		Headers: []Header{{Key: "why", Value: []byte("x")}}, SupersededKnown: true,
+		SupersededHeaders: []Header{{Key: "tenant", Value: []byte("a")}}}
+	knownNone := Record{Offset: 52, TimeMs: 5, Key: []byte("bare"), Tombstone: true, SupersededKnown: true}
+	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 53, Cursor: 53, More: true,
+		Records: []Record{sampleRecord, tomb, known, knownNone}}
 }
 
 func TestMessagesRoundTrip(t *testing.T) {
