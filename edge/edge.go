@@ -392,6 +392,38 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 	return p, ""
 }
 
+// aheadOfCache reports whether start names, for some partition, an offset
+// past that partition's end as the cache tier knows it: an id from another
+// incarnation of the topic (a Zilla id carries no epoch), which cannot
+// resume. Only offsets past the feed's position (live) are asked about, and
+// a node that seems behind is asked again a few times, since the node that
+// answers may lag the one whose changes the client saw.
+func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Progress) (bool, error) {
+	for p, o := range start.Offsets {
+		if o <= live.Offset(int32(p)) {
+			continue
+		}
+		for try := 0; ; try++ {
+			page, err := e.requestPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), o)
+			if err != nil {
+				return false, err
+			}
+			if page.Next >= o {
+				break
+			}
+			if try == 4 {
+				return true, nil
+			}
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return false, nil
+}
+
 func (e *Edge) retryMs() int64 {
 	if e.cfg.Retry == Off {
 		return 0
@@ -432,6 +464,18 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}
 	}()
 	start, reset := e.startProgress(r, f, live)
+	if reset == "" {
+		ahead, err := e.aheadOfCache(ctx, f, start, live)
+		if err != nil {
+			e.log.Warn("check position", "topic", topic, "err", err)
+			w.Header().Set("Retry-After", "2")
+			e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
+			return
+		}
+		if ahead {
+			start, reset = proto.Progress{Epoch: f.meta.Epoch, Offsets: make([]int64, len(start.Offsets))}, resetOffsets
+		}
+	}
 
 	e.metrics.connections.Inc()
 	e.metrics.clients.Inc()

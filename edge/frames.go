@@ -74,6 +74,7 @@ const (
 	resetEpoch      = "epoch"
 	resetHorizon    = "horizon"
 	resetPartitions = "partitions"
+	resetOffsets    = "offsets" // an offset past the partition's end: another incarnation
 )
 
 func appendReset(b []byte, reason string) []byte {

@@ -142,3 +142,35 @@ func TestHeaderFilterDeletesOnlyKeysItCouldHold(t *testing.T) {
 		t.Fatalf("resumed:\n got %q\nwant %q", got, want)
 	}
 }
+
+// An id with an offset past a partition's end (a Zilla id, which carries
+// no epoch, or ours, from another incarnation of the topic) cannot resume:
+// event:reset, the full state and ready, and later ids never go back.
+func TestIDPastTheEndResets(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.produce("tasks", rec(0, "a", "1"), rec(0, "b", "2"), rec(1, "c", "3"))
+	ep := s.epoch("tasks")
+	// AQIACg== is Zilla's progress {0 -> 5}: bytes 1, zigzag 1, zigzag 0, zigzag 5.
+	for _, past := range []string{"AQIACg==", id(ep, 9, 0, 0), `["YQ==","` + id(ep, 2, 7, 0) + `"]`} {
+		c := s.connect("/tasks", http.Header{"Last-Event-Id": {past}})
+		want := "retry:2000\n\n" +
+			"event:reset\ndata:{\"reason\":\"offsets\"}\n\n" +
+			"id:" + id(ep, 1, 0, 0) + "\ndata:1\n\n" +
+			"id:" + id(ep, 2, 0, 0) + "\ndata:2\n\n" +
+			"id:" + id(ep, 2, 1, 0) + "\ndata:3\n\n" +
+			"id:" + id(ep, 2, 1, 0) + "\nevent:ready\ndata:{}\n\n"
+		if got := raw(c.untilReady()); got != want {
+			t.Fatalf("id %s:\n got %q\nwant %q", past, got, want)
+		}
+		c.close()
+	}
+	// An id at the end resumes with nothing to send.
+	c := s.connect("/tasks", http.Header{"Last-Event-Id": {id(ep, 2, 1, 0)}})
+	if got, want := raw(c.untilReady()), "retry:2000\n\nid:"+id(ep, 2, 1, 0)+"\nevent:ready\ndata:{}\n\n"; got != want {
+		t.Fatalf("id at the end:\n got %q\nwant %q", got, want)
+	}
+	s.produce("tasks", rec(0, "d", "4"))
+	if ev, want := c.mustNext(), "id:"+id(ep, 3, 1, 0)+"\ndata:4\n\n"; ev.Raw != want {
+		t.Fatalf("live after it: %q, want %q", ev.Raw, want)
+	}
+}
