@@ -35,10 +35,14 @@ type config struct {
 }
 
 type sseConfig struct {
-	Listen    string        `yaml:"listen"`
-	Retry     int           `yaml:"retry"` // milliseconds, as in Zilla
-	KeepAlive time.Duration `yaml:"keepalive"`
-	MaxQueue  int           `yaml:"maxQueue"`
+	Listen string `yaml:"listen"`
+	// Retry is in milliseconds, as in Zilla; 0 writes "retry:0".
+	Retry int `yaml:"retry"`
+	// KeepAlive is the idle time before a comment line; 0 or off: none.
+	KeepAlive offDuration `yaml:"keepalive"`
+	// Ready: false leaves out event:ready, for clients that must see data frames only.
+	Ready    bool `yaml:"ready"`
+	MaxQueue int  `yaml:"maxQueue"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
@@ -92,7 +96,7 @@ type cacheConfig struct {
 
 func defaultConfig() config {
 	return config{
-		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: 15 * time.Second, MaxQueue: 16384},
+		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
 		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
@@ -135,14 +139,8 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		}
 		return path
 	}
-	if cfg.SSE.Retry < 0 {
-		return nil, fmt.Errorf("%s: must not be negative", at("sse.retry"))
-	}
-	if cfg.SSE.SetupConcurrency < 0 {
-		return nil, fmt.Errorf("%s: must not be negative", at("sse.setupConcurrency"))
-	}
-	if cfg.SSE.KeepAlive < 0 {
-		return nil, fmt.Errorf("%s: must not be negative", at("sse.keepalive"))
+	if err := cfg.SSE.validate(at); err != nil {
+		return nil, err
 	}
 	if len(cfg.Kafka.Brokers) == 0 {
 		return nil, fmt.Errorf("%s: at least one broker is required", at("kafka.brokers"))
@@ -190,6 +188,56 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		cfg.routes = append(cfg.routes, r)
 	}
 	return &cfg, nil
+}
+
+// validate checks every number of the sse section that is passed to the edge.
+func (s *sseConfig) validate(at func(string) string) error {
+	switch {
+	case s.Retry < 0:
+		return fmt.Errorf("%s: must not be negative (0 writes retry:0)", at("sse.retry"))
+	case s.KeepAlive < 0:
+		return fmt.Errorf("%s: must not be negative (0 turns keep-alives off)", at("sse.keepalive"))
+	case s.MaxQueue < 1:
+		return fmt.Errorf("%s: must be at least 1", at("sse.maxQueue"))
+	case s.SetupConcurrency < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 64)", at("sse.setupConcurrency"))
+	case s.ReleaseAfterBurst < -1:
+		return fmt.Errorf("%s: must be -1 (never), 0 (the default, 1000) or more", at("sse.releaseAfterBurst"))
+	}
+	return nil
+}
+
+// offDuration is a duration that may also be written "off" (or 0, which
+// plain durations in YAML refuse): both mean zero.
+type offDuration time.Duration
+
+func (d *offDuration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && (n.Value == "off" || n.Value == "0") {
+		*d = 0
+		return nil
+	}
+	var v time.Duration
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	*d = offDuration(v)
+	return nil
+}
+
+// retry is sse.retry as edge.Config.Retry: 0 is edge.Off ("retry:0").
+func (s *sseConfig) retry() time.Duration {
+	if s.Retry == 0 {
+		return edge.Off
+	}
+	return time.Duration(s.Retry) * time.Millisecond
+}
+
+// keepAlive is sse.keepalive as edge.Config.KeepAlive: 0 is edge.Off.
+func (s *sseConfig) keepAlive() time.Duration {
+	if s.KeepAlive == 0 {
+		return edge.Off
+	}
+	return time.Duration(s.KeepAlive)
 }
 
 // lineOf returns the line of the deepest node on a path such as

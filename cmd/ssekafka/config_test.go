@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ssekafka/ssekafka/edge"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -11,7 +13,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.routes) != 2 || cfg.SSE.Retry != 2000 || cfg.SSE.KeepAlive != 15*time.Second ||
+	if len(cfg.routes) != 2 || cfg.SSE.Retry != 2000 || cfg.SSE.keepAlive() != 15*time.Second ||
 		cfg.Kafka.Bootstrap[0] != "tasks" || cfg.Cache.TombstoneHorizon != 24*time.Hour || cfg.NATS.Prefix != "ssekafka" {
 		t.Fatalf("%+v", cfg)
 	}
@@ -40,6 +42,12 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"routes:\n  - when: [{path: /x}]\n    with: {topic: t}\n    guarded: {jwt: [read]}\n", "line 4: routes[0].guarded: guards are not supported yet"},
 		{"kafka:\n  bootstrap: [ok, 'bad topic']\n", "line 2: kafka.bootstrap[1]"},
 		{"sse:\n  retry: -1\n", "line 2: sse.retry: must not be negative"},
+		{"sse:\n  listen: :1\n  keepalive: -1s\n", "line 3: sse.keepalive: must not be negative"},
+		{"sse:\n  maxQueue: 0\n", "line 2: sse.maxQueue: must be at least 1"},
+		{"sse:\n  maxQueue: -3\n", "line 2: sse.maxQueue: must be at least 1"},
+		{"sse:\n  setupConcurrency: -1\n", "line 2: sse.setupConcurrency: must not be negative"},
+		{"sse:\n  releaseAfterBurst: -2\n", "line 2: sse.releaseAfterBurst: must be -1"},
+		{"sse:\n  ready: maybe\n", "line 2"},
 		{"sse:\n  keepalive: soon\n", "line 2"},
 		{"nats:\n  prefix: 'a b'\n", "line 2: nats.prefix"},
 		{"routes: []\n", "routes: at least one route"},
@@ -49,6 +57,28 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// Zero means zero where it means something: sse.retry 0 writes retry:0,
+// sse.keepalive 0 turns comments off; sse.ready false drops event:ready.
+func TestSSEZeroValuesAreExpressible(t *testing.T) {
+	cfg, err := parseConfig([]byte("sse: {retry: 0, keepalive: 0, ready: false, releaseAfterBurst: -1}\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SSE.retry() != edge.Off || cfg.SSE.keepAlive() != edge.Off || cfg.SSE.Ready || cfg.SSE.ReleaseAfterBurst != -1 {
+		t.Fatalf("%+v", cfg.SSE)
+	}
+	if cfg, err = parseConfig([]byte("sse: {keepalive: off}\n"), false); err != nil || cfg.SSE.keepAlive() != edge.Off {
+		t.Fatalf("keepalive off: %+v, %v", cfg, err)
+	}
+	cfg, err = parseConfig([]byte("sse: {retry: 1500, keepalive: 5s}\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SSE.retry() != 1500*time.Millisecond || cfg.SSE.keepAlive() != 5*time.Second || !cfg.SSE.Ready {
+		t.Fatalf("%+v", cfg.SSE)
 	}
 }
 

@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestConfigDefaultsAndOff(t *testing.T) {
+	c := Config{NATS: &nats.Conn{}}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Retry != 2*time.Second || c.KeepAlive != 15*time.Second || c.RetryJitter != 0.2 || c.PageBytes != 256<<10 ||
+		c.MaxQueue != 16384 || c.PageTimeout != 2*time.Second || c.RequestTimeout != 15*time.Second || c.NoReady {
+		t.Fatalf("defaults: %+v", c)
+	}
+	c = Config{NATS: &nats.Conn{}, Retry: Off, KeepAlive: Off, RetryJitter: Off}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	e := &Edge{cfg: c}
+	if c.Retry != Off || c.KeepAlive != Off || e.retryMs() != 0 {
+		t.Fatalf("Off not kept: %+v, retry %d", c, e.retryMs())
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	for field, tweak := range map[string]func(*Config){
+		"NATS":             func(c *Config) { c.NATS = nil },
+		"Retry":            func(c *Config) { c.Retry = -2 * time.Second },
+		"Retry:":           func(c *Config) { c.Retry = 1500 * time.Microsecond },
+		"RetryJitter":      func(c *Config) { c.RetryJitter = 1.5 },
+		"RetryJitter:":     func(c *Config) { c.RetryJitter = -0.5 },
+		"KeepAlive":        func(c *Config) { c.KeepAlive = -time.Second },
+		"PageBytes":        func(c *Config) { c.PageBytes = -1 },
+		"PageTimeout":      func(c *Config) { c.PageTimeout = -time.Second },
+		"RequestTimeout":   func(c *Config) { c.RequestTimeout = -1 },
+		"WriteTimeout":     func(c *Config) { c.WriteTimeout = -1 },
+		"MaxQueue":         func(c *Config) { c.MaxQueue = -1 },
+		"FeedBuffer":       func(c *Config) { c.FeedBuffer = -5 },
+		"ProbeInterval":    func(c *Config) { c.ProbeInterval = -1 },
+		"FeedLinger":       func(c *Config) { c.FeedLinger = -1 },
+		"SetupConcurrency": func(c *Config) { c.SetupConcurrency = -1 },
+		"SetupQueue":       func(c *Config) { c.SetupQueue = -1 },
+	} {
+		c := Config{NATS: &nats.Conn{}}
+		tweak(&c)
+		err := c.setDefaults()
+		if name := strings.TrimSuffix(field, ":"); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %v, want one naming it", field, err)
+		}
+	}
+}
