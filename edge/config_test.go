@@ -35,6 +35,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"RetryJitter":      func(c *Config) { c.RetryJitter = 1.5 },
 		"RetryJitter:":     func(c *Config) { c.RetryJitter = -0.5 },
 		"KeepAlive":        func(c *Config) { c.KeepAlive = -time.Second },
+		"KeepAlive:":       func(c *Config) { c.KeepAlive = time.Nanosecond },
 		"PageBytes":        func(c *Config) { c.PageBytes = -1 },
 		"PageTimeout":      func(c *Config) { c.PageTimeout = -time.Second },
 		"RequestTimeout":   func(c *Config) { c.RequestTimeout = -1 },

@@ -48,8 +48,8 @@ type Config struct {
 	// RetryJitter adds up to this fraction of Retry at random, so that clients
 	// of a failed edge do not come back at once. At most 1. Default 0.2; Off: none.
 	RetryJitter float64
-	// KeepAlive is the idle time after which a comment line is sent.
-	// Default 15s; Off: no comments (as Zilla by default).
+	// KeepAlive is the idle time after which a comment line is sent, at
+	// least 1ms. Default 15s; Off: no comments (as Zilla by default).
 	KeepAlive time.Duration
 	// NoReady leaves out "event:ready" after the state part, for clients
 	// that must see nothing but data frames (scripts written for Zilla that
@@ -133,6 +133,9 @@ func (c *Config) setDefaults() error {
 		case *d.v < 0:
 			return fmt.Errorf("edge config: %s: %v is negative", d.name, *d.v)
 		}
+	}
+	if c.KeepAlive != Off && c.KeepAlive < time.Millisecond {
+		return fmt.Errorf("edge config: KeepAlive: %v is below 1ms", c.KeepAlive)
 	}
 	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
 		return fmt.Errorf("edge config: Retry: %v is not whole milliseconds", c.Retry)
