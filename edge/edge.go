@@ -350,8 +350,7 @@ func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
 // startProgress decides where a client starts: its Last-Event-ID (header,
 // else the lastEventId query parameter), or live with ?from=live. A header
 // that is present but empty wins over the parameter and means zero, as in
-// Zilla (an EventSource sends it empty after an event with an empty id). A
-// non-empty reset reason means its position cannot resume: it starts from
+// Zilla. A non-empty reset reason means its position cannot resume: it starts from
 // zero after "event:reset".
 func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p proto.Progress, reset string) {
 	n := int(f.meta.Partitions)
