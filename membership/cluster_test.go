@@ -146,13 +146,16 @@ func TestClusterGossip(t *testing.T) {
 		ms := a.Members()
 		return len(ms) == 3 && ms[1].Settled && ms[2].Settled
 	})
-	waitFor(t, "b sees itself settled", func() bool {
-		for _, m := range b.Members() {
-			if m.Name == "b" {
-				return m.Settled
+	// SetCaughtUp returns before the news is out: wait until every member
+	// has heard it (each one's own news included) before comparing views.
+	waitFor(t, "every member sees all three settled", func() bool {
+		for _, n := range []*Cluster{a, b, c} {
+			ms := n.Members()
+			if len(ms) != 3 || !ms[0].Settled || !ms[1].Settled || !ms[2].Settled {
+				return false
 			}
 		}
-		return false
+		return true
 	})
 	select {
 	case <-changed:
