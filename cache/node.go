@@ -32,7 +32,9 @@ import (
 )
 
 // Config configures a cache node. The zero value of every optional field
-// means its documented default.
+// means its documented default; New refuses any other invalid value (a
+// negative duration or size, MaxBytes under 1 MiB) with an error naming the
+// field.
 type Config struct {
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string
@@ -55,7 +57,7 @@ type Config struct {
 	CatchUpWait time.Duration
 	// MaxBytes bounds the record values held in memory (ristretto, cost =
 	// value size). The key index is always complete; a value not in memory
-	// is read back from Kafka by offset. Default 256 MiB.
+	// is read back from Kafka by offset. Default 256 MiB; at least 1 MiB.
 	MaxBytes int64
 	// HeadInterval is how often a primary publishes its position in each
 	// partition, so that edges notice lost changes. Default 1s.
@@ -74,6 +76,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// minMaxBytes is the smallest MaxBytes accepted: below it ristretto refuses
+// most values and nearly every read goes back to Kafka.
+const minMaxBytes = 1 << 20
+
+// setDefaults validates the config and fills in the defaults of the zero
+// fields. A value that is neither zero nor valid is an error naming the
+// field, never silently replaced.
 func (c *Config) setDefaults() error {
 	if len(c.Brokers) == 0 {
 		return errors.New("cache config: Brokers is required")
@@ -86,31 +95,56 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("cache config: Bootstrap: %w", err)
 		}
 	}
+	if strings.ContainsAny(c.SubjectPrefix, " \t\r\n*>") {
+		return fmt.Errorf("cache config: SubjectPrefix %q: not a NATS subject prefix", c.SubjectPrefix)
+	}
+	for _, f := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"TombstoneHorizon", c.TombstoneHorizon},
+		{"CatchUpWait", c.CatchUpWait},
+		{"HeadInterval", c.HeadInterval},
+		{"TopicCheckInterval", c.TopicCheckInterval},
+	} {
+		if f.value < 0 {
+			return fmt.Errorf("cache config: %s %v: must not be negative", f.name, f.value)
+		}
+	}
+	if c.MaxPageBytes < 0 {
+		return fmt.Errorf("cache config: MaxPageBytes %d: must not be negative", c.MaxPageBytes)
+	}
+	if c.MaxConcurrentRequests < 0 {
+		return fmt.Errorf("cache config: MaxConcurrentRequests %d: must not be negative", c.MaxConcurrentRequests)
+	}
+	if c.MaxBytes != 0 && c.MaxBytes < minMaxBytes {
+		return fmt.Errorf("cache config: MaxBytes %d: must be at least %d (1 MiB)", c.MaxBytes, minMaxBytes)
+	}
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = "ssekafka"
 	}
 	if c.Ownership == nil {
 		c.Ownership = membership.NewStatic()
 	}
-	if c.TombstoneHorizon <= 0 {
+	if c.TombstoneHorizon == 0 {
 		c.TombstoneHorizon = 24 * time.Hour
 	}
-	if c.MaxPageBytes <= 0 {
+	if c.MaxPageBytes == 0 {
 		c.MaxPageBytes = 1 << 20
 	}
-	if c.CatchUpWait <= 0 {
+	if c.CatchUpWait == 0 {
 		c.CatchUpWait = 10 * time.Second
 	}
-	if c.MaxBytes <= 0 {
+	if c.MaxBytes == 0 {
 		c.MaxBytes = 256 << 20
 	}
-	if c.HeadInterval <= 0 {
+	if c.HeadInterval == 0 {
 		c.HeadInterval = time.Second
 	}
-	if c.TopicCheckInterval <= 0 {
+	if c.TopicCheckInterval == 0 {
 		c.TopicCheckInterval = 30 * time.Second
 	}
-	if c.MaxConcurrentRequests <= 0 {
+	if c.MaxConcurrentRequests == 0 {
 		c.MaxConcurrentRequests = 256
 	}
 	if c.Logger == nil {

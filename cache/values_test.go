@@ -40,8 +40,13 @@ func valuesNode(t *testing.T, maxBytes int64) (*Node, *kfake.Cluster, *kgo.Clien
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	n, err := New(Config{Brokers: []string{addr}, NATS: nc, MaxBytes: maxBytes})
+	n, err := New(Config{Brokers: []string{addr}, NATS: nc})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Below Config's 1 MiB floor on purpose: a budget that refuses values.
+	n.values.close()
+	if n.values, err = newValues(maxBytes); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.kcl.Close(); n.reader.Close(); n.values.close() })

@@ -4,9 +4,13 @@
 // NATS subscription to the topic's live changes); a new or returning client is
 // sent the topic's state from its position, paged from the cache tier, then
 // joins the feed's live changes without loss or duplicates (DESIGN rules 2
-// and 5). Concurrency: each feed has one goroutine applying changes; each
-// connection has one handler goroutine writing its frames. Lock order:
-// Edge.mu, feed.mu, client.mu.
+// and 5). Concurrency: each feed has one goroutine applying changes. A
+// connection has no goroutine while it waits for a setup worker (Serve),
+// which writes its state part. Live, a hijacked connection on a raw socket
+// (HTTP/1.x on Linux) has none while idle: its feed writes its frames
+// without blocking, and only a full socket gets a goroutine until it
+// drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
+// writing its frames. Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
 package edge
 
 import (

@@ -64,7 +64,8 @@ func readUntilView(t *testing.T, c *sseClient, view, want map[string]string) {
 }
 
 // A feed whose buffer overflows loses live messages in NATS; it must see the
-// sequence gap and fill it from the cache before sending anything newer.
+// gap by offsets (a change's From, or a head, past the feed's position) and
+// fill it from the cache before sending anything newer.
 func TestLiveGapIsFilled(t *testing.T) {
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.FeedBuffer = 1 }})
 	var m model
@@ -90,8 +91,9 @@ func TestLiveGapIsFilled(t *testing.T) {
 	}
 }
 
-// A restarted cache node publishes under a new term from sequence 1: the
-// edge must fill from its position and not resend what clients hold.
+// A restarted cache node consumes its partitions from the start again, and
+// records were produced while none ran: the edge must fill what it missed
+// from its position, skip the replay, and not resend what clients hold.
 func TestCacheRestartKeepsStreamsExact(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	var m model

@@ -18,7 +18,8 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Config configures a Cluster. Zero means the documented default.
+// Config configures a Cluster. Zero means the documented default; NewCluster
+// refuses any other invalid value with an error naming the field.
 type Config struct {
 	// Name is this node's unique name. Default: host name and a random suffix.
 	Name string
@@ -66,6 +67,10 @@ type Cluster struct {
 	log *slog.Logger
 	ml  *memberlist.Memberlist
 
+	announce chan struct{} // capacity 1: gossip this node's metadata anew
+	stop     chan struct{} // closed by Leave or Shutdown: the announcer ends
+	stopOnce sync.Once
+
 	mu       sync.Mutex
 	members  []Member // live, sorted by name
 	settled  bool     // this node's own state
@@ -73,11 +78,55 @@ type Cluster struct {
 	metaSelf []byte
 }
 
+// announceTimeout bounds how long the announcer waits for memberlist to
+// send this node's new metadata.
+const announceTimeout = 5 * time.Second
+
 var _ Ownership = (*Cluster)(nil)
+
+// validate refuses the values that are neither zero (the default) nor valid.
+func (cfg *Config) validate() error {
+	if cfg.Replicas < 0 {
+		return fmt.Errorf("membership config: Replicas %d: must not be negative", cfg.Replicas)
+	}
+	if cfg.SuspicionMult < 0 {
+		return fmt.Errorf("membership config: SuspicionMult %d: must not be negative", cfg.SuspicionMult)
+	}
+	for _, f := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"ProbeInterval", cfg.ProbeInterval},
+		{"ProbeTimeout", cfg.ProbeTimeout},
+		{"GossipInterval", cfg.GossipInterval},
+	} {
+		if f.value < 0 {
+			return fmt.Errorf("membership config: %s %v: must not be negative", f.name, f.value)
+		}
+	}
+	if cfg.Bind != "" {
+		_, port, err := net.SplitHostPort(cfg.Bind)
+		if err != nil {
+			return fmt.Errorf("membership config: Bind %q: %w", cfg.Bind, err)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("membership config: Bind %q: port %q is not 0 to 65535", cfg.Bind, port)
+		}
+	}
+	for i, addr := range cfg.Join {
+		if addr == "" {
+			return fmt.Errorf("membership config: Join[%d]: empty address", i)
+		}
+	}
+	return nil
+}
 
 // NewCluster starts gossiping and joins cfg.Join.
 func NewCluster(cfg Config) (*Cluster, error) {
-	if cfg.Replicas <= 0 {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Replicas == 0 {
 		cfg.Replicas = 2
 	}
 	if cfg.Bind == "" {
@@ -98,7 +147,8 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership bind %q: %w", cfg.Bind, err)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}),
+		announce: make(chan struct{}, 1), stop: make(chan struct{})}
 	// A node that starts a cluster is settled; one that joins is not, until
 	// the cache node says it caught up.
 	c.settled = len(cfg.Join) == 0
@@ -138,8 +188,32 @@ func NewCluster(cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("membership join %v: %w", cfg.Join, err)
 		}
 	}
+	go c.announcer()
 	return c, nil
 }
+
+// announcer gossips this node's metadata each time SetCaughtUp changes it.
+// memberlist.UpdateNode waits for the broadcast to go out (up to
+// announceTimeout), which Ownership's methods must not do, so it runs here.
+func (c *Cluster) announcer() {
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.announce:
+		}
+		// memberlist calls NotifyUpdate for this node too, which updates the view.
+		if err := c.ml.UpdateNode(announceTimeout); err != nil {
+			select {
+			case <-c.stop:
+			default:
+				c.log.Warn("membership: announce caught up", "err", err)
+			}
+		}
+	}
+}
+
+func (c *Cluster) stopAnnouncer() { c.stopOnce.Do(func() { close(c.stop) }) }
 
 // Name is this node's name.
 func (c *Cluster) Name() string { return c.cfg.Name }
@@ -149,12 +223,16 @@ func (c *Cluster) Addr() string { return c.cfg.Bind }
 
 // Leave tells the others this node is going, then stops gossiping.
 func (c *Cluster) Leave(timeout time.Duration) error {
+	c.stopAnnouncer()
 	err := c.ml.Leave(timeout)
 	return errors.Join(err, c.ml.Shutdown())
 }
 
 // Shutdown stops gossiping without a goodbye, as a crash would.
-func (c *Cluster) Shutdown() error { return c.ml.Shutdown() }
+func (c *Cluster) Shutdown() error {
+	c.stopAnnouncer()
+	return c.ml.Shutdown()
+}
 
 // Members returns the live members, sorted by name.
 func (c *Cluster) Members() []Member {
@@ -171,19 +249,20 @@ func (c *Cluster) Changed() <-chan struct{} {
 }
 
 // SetCaughtUp implements Ownership: once caught up, a node is settled for
-// good (it may become primary); it is gossiped to the others.
+// good (it may become primary). It records the news and returns; the
+// announcer gossips it to the others, and this node's own view (Role,
+// Members) changes when memberlist applies it, waking Changed.
 func (c *Cluster) SetCaughtUp(caughtUp bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !caughtUp || c.settled {
-		c.mu.Unlock()
 		return
 	}
 	c.settled = true
 	c.metaSelf = c.encodeMeta()
-	c.mu.Unlock()
-	// memberlist calls NotifyUpdate for this node too, which updates the view.
-	if err := c.ml.UpdateNode(5 * time.Second); err != nil {
-		c.log.Warn("membership: announce caught up", "err", err)
+	select {
+	case c.announce <- struct{}{}:
+	default: // an announcement is pending; it reads the newest metadata
 	}
 }
 

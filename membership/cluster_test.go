@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -145,13 +146,16 @@ func TestClusterGossip(t *testing.T) {
 		ms := a.Members()
 		return len(ms) == 3 && ms[1].Settled && ms[2].Settled
 	})
-	waitFor(t, "b sees itself settled", func() bool {
-		for _, m := range b.Members() {
-			if m.Name == "b" {
-				return m.Settled
+	// SetCaughtUp returns before the news is out: wait until every member
+	// has heard it (each one's own news included) before comparing views.
+	waitFor(t, "every member sees all three settled", func() bool {
+		for _, n := range []*Cluster{a, b, c} {
+			ms := n.Members()
+			if len(ms) != 3 || !ms[0].Settled || !ms[1].Settled || !ms[2].Settled {
+				return false
 			}
 		}
-		return false
+		return true
 	})
 	select {
 	case <-changed:
@@ -173,6 +177,73 @@ func TestClusterGossip(t *testing.T) {
 	waitFor(t, "c declared dead", func() bool { return len(a.Members()) == 1 })
 	if a.Role("t", 0) != RolePrimary {
 		t.Fatal("the last member must be primary of everything")
+	}
+}
+
+// SetCaughtUp keeps Ownership's contract (it must not block: the cache node
+// calls it from its consume loop) even while memberlist cannot get the news
+// out: here neither member gossips or probes, so UpdateNode would wait for
+// its broadcast until the timeout. The update is still applied: the node
+// sees itself settled, and watchers are woken.
+func TestSetCaughtUpDoesNotBlock(t *testing.T) {
+	silent := func(name string, join ...string) *Cluster {
+		t.Helper()
+		c, err := NewCluster(Config{Name: name, Bind: "127.0.0.1:0", Join: join,
+			ProbeInterval: time.Hour, GossipInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Shutdown() })
+		return c
+	}
+	a := silent("a")
+	b := silent("b", a.Addr())
+	waitFor(t, "b sees two members", func() bool { return len(b.Members()) == 2 })
+	changed := b.Changed()
+	start := time.Now()
+	b.SetCaughtUp(true)
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("SetCaughtUp blocked for %v", took)
+	}
+	waitFor(t, "b sees itself settled", func() bool {
+		for _, m := range b.Members() {
+			if m.Name == "b" {
+				return m.Settled
+			}
+		}
+		return false
+	})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed did not fire")
+	}
+}
+
+// An invalid Config value is an error naming the field, not replaced.
+func TestConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		cfg   Config
+	}{
+		{"Replicas", Config{Replicas: -1}},
+		{"SuspicionMult", Config{SuspicionMult: -2}},
+		{"ProbeInterval", Config{ProbeInterval: -time.Second}},
+		{"ProbeTimeout", Config{ProbeTimeout: -1}},
+		{"GossipInterval", Config{GossipInterval: -1}},
+		{"Bind", Config{Bind: "no-port"}},
+		{"Bind", Config{Bind: "127.0.0.1:70000"}},
+		{"Bind", Config{Bind: "127.0.0.1:x"}},
+		{"Join[1]", Config{Join: []string{"127.0.0.1:1", ""}}},
+	} {
+		tc.cfg.Name = "v"
+		c, err := NewCluster(tc.cfg)
+		if err == nil {
+			_ = c.Shutdown()
+		}
+		if err == nil || !strings.Contains(err.Error(), "membership config: "+tc.field) {
+			t.Errorf("%s: error %v, want one naming the field", tc.field, err)
+		}
 	}
 }
 

@@ -205,7 +205,7 @@ func DecodeHead(b []byte) (Head, error) {
 		return Head{}, err
 	}
 	var h Head
-	h.Epoch = uint32(r.count("epoch", 1<<32-1))
+	h.Epoch = r.uint32("epoch")
 	h.Partition = int32(r.count("partition", MaxPartitions))
 	h.Next = int64(r.uvarint("next") & (1<<63 - 1))
 	return h, r.end("head")
@@ -218,7 +218,7 @@ func DecodeChange(b []byte) (Change, error) {
 		return Change{}, err
 	}
 	var c Change
-	c.Epoch = uint32(r.count("epoch", 1<<32-1))
+	c.Epoch = r.uint32("epoch")
 	c.Partition = int32(r.count("partition", MaxPartitions))
 	c.From = int64(r.uvarint("from") & (1<<63 - 1))
 	r.record(&c.Record)
@@ -321,7 +321,7 @@ func DecodeStatePage(b []byte) (StatePage, error) {
 	var p StatePage
 	p.Status = Status(r.byte("status"))
 	p.Error = r.string("error")
-	p.Epoch = uint32(r.count("epoch", 1<<32-1))
+	p.Epoch = r.uint32("epoch")
 	p.Partition = int32(r.count("partition", MaxPartitions))
 	p.Next = int64(r.uvarint("next") & (1<<63 - 1))
 	p.Cursor = int64(r.uvarint("cursor") & (1<<63 - 1))
@@ -386,7 +386,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	var m Meta
 	m.Status = Status(r.byte("status"))
 	m.Error = r.string("error")
-	m.Epoch = uint32(r.count("epoch", 1<<32-1))
+	m.Epoch = r.uint32("epoch")
 	m.Partitions = int32(r.count("partitions", MaxPartitions))
 	m.HorizonMs = r.varint("horizon")
 	m.CaughtUp = r.byte("caught up") != 0

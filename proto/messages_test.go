@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"encoding/binary"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -153,4 +155,19 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 		}
 		_ = DecodeMetaRequest(b)
 	})
+}
+
+// The largest epoch round-trips and one above it is refused, on 32-bit
+// platforms too (the bound must not be an int constant).
+func TestEpochBound(t *testing.T) {
+	h := Head{Epoch: math.MaxUint32, Partition: 1, Next: 2}
+	if got, err := DecodeHead(AppendHead(nil, &h)); err != nil || got != h {
+		t.Fatalf("max epoch: %+v, %v", got, err)
+	}
+	enc := binary.AppendUvarint([]byte{Version, typeHead}, math.MaxUint32+1)
+	enc = binary.AppendUvarint(enc, 1)
+	enc = binary.AppendUvarint(enc, 2)
+	if _, err := DecodeHead(enc); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("epoch 1<<32: %v, want ErrTooLarge", err)
+	}
 }

@@ -187,11 +187,7 @@ func ParseEventID(id string) (Progress, error) {
 func decodeProgress(bin []byte) (Progress, error) {
 	r := reader{b: bin}
 	var p Progress
-	epoch := r.uvarint("epoch")
-	if epoch > 1<<32-1 {
-		r.fail(ErrTooLarge, "epoch")
-	}
-	p.Epoch = uint32(epoch)
+	p.Epoch = r.uint32("epoch")
 	p.TimeMs = int64(r.uvarint("time") & (1<<63 - 1))
 	n := r.count("partition count", MaxPartitions)
 	if r.err == nil {

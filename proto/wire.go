@@ -3,6 +3,7 @@ package proto
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // Limits that keep a hostile or corrupt message from allocating without bound.
@@ -85,6 +86,17 @@ func (r *reader) count(what string, max int) int {
 		return 0
 	}
 	return int(v)
+}
+
+// uint32 reads a uvarint no larger than math.MaxUint32 (an epoch). It does
+// not go through count, whose int limit overflows on 32-bit platforms.
+func (r *reader) uint32(what string) uint32 {
+	v := r.uvarint(what)
+	if v > math.MaxUint32 {
+		r.fail(ErrTooLarge, what)
+		return 0
+	}
+	return uint32(v)
 }
 
 // bytes returns a copy, so decoded messages never alias the input buffer.

@@ -1,80 +1,335 @@
 package main
 
 import (
-	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/compose-spec/compose-go/v2/cli"
+	"go.yaml.in/yaml/v3"
 )
 
-// TestComposeFile loads docker-compose.yml with the compose-spec loader (no
-// Docker engine runs here) and checks that it describes a KRaft Kafka, NATS,
-// and cache and edge nodes whose commands our flag parsers accept.
-func TestComposeFile(t *testing.T) {
-	opts, err := cli.NewProjectOptions([]string{filepath.Join("..", "..", "docker-compose.yml")},
-		cli.WithName("ssekafka"), cli.WithWorkingDirectory(filepath.Join("..", "..")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"kafka", "kafka-init", "nats", "cache-1", "cache-2", "cache-3", "edge"} {
-		if _, err := project.GetService(name); err != nil {
-			t.Fatalf("service %s: %v", name, err)
+// composeFile is the part of a compose file that checkCompose reads. The
+// long forms compose allows for environment and depends_on are read by
+// their own types below; command and entrypoint must be lists.
+type composeFile struct {
+	Name     string                    `yaml:"name"`
+	Services map[string]composeService `yaml:"services"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Entrypoint  []string          `yaml:"entrypoint"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	DependsOn   composeDependsOn  `yaml:"depends_on"`
+	Healthcheck map[string]any    `yaml:"healthcheck"`
+	Restart     string            `yaml:"restart"`
+}
+
+// composeDependsOn maps a service to its condition; the short (list) form
+// means service_started.
+type composeDependsOn map[string]string
+
+func (d *composeDependsOn) UnmarshalYAML(n *yaml.Node) error {
+	*d = composeDependsOn{}
+	if n.Kind == yaml.SequenceNode {
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
 		}
+		for _, s := range names {
+			(*d)[s] = "service_started"
+		}
+		return nil
 	}
-	kafka, _ := project.GetService("kafka")
-	if !strings.HasPrefix(kafka.Image, "apache/kafka:") {
-		t.Errorf("kafka image %q", kafka.Image)
+	var long map[string]struct {
+		Condition string `yaml:"condition"`
 	}
-	if roles := kafka.Environment["KAFKA_PROCESS_ROLES"]; roles == nil || !strings.Contains(*roles, "controller") {
-		t.Error("kafka is not in KRaft mode (KAFKA_PROCESS_ROLES with controller)")
+	if err := n.Decode(&long); err != nil {
+		return err
 	}
-	for name := range project.Services {
+	for s, c := range long {
+		if c.Condition == "" {
+			c.Condition = "service_started"
+		}
+		(*d)[s] = c.Condition
+	}
+	return nil
+}
+
+// checkCompose checks that a compose file describes what the README says:
+// Kafka in KRaft mode from its official image, NATS, three cache nodes and
+// an edge, from the image the Dockerfile builds, whose commands our flag
+// parsers accept and whose addresses, ports and start order agree with one
+// another. It returns every problem found.
+func checkCompose(data []byte) []error {
+	var f composeFile
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(false)
+	if err := dec.Decode(&f); err != nil {
+		return []error{fmt.Errorf("compose: %w", err)}
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	svc := func(name string) (composeService, bool) {
+		s, ok := f.Services[name]
+		if !ok {
+			bad("service %s: missing", name)
+		}
+		return s, ok
+	}
+	// service splits host:port (or nats://host:port) of an address that must
+	// name a service of the file.
+	service := func(who, flag, addr string) (string, int) {
+		host, port, err := net.SplitHostPort(strings.TrimPrefix(addr, "nats://"))
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			bad("%s: %s %q: not host:port", who, flag, addr)
+			return "", 0
+		}
+		if _, ok := f.Services[host]; !ok {
+			bad("%s: %s %q: no service %s", who, flag, addr, host)
+		}
+		return host, p
+	}
+	for name, s := range f.Services {
 		if strings.Contains(name, "zookeeper") {
-			t.Errorf("service %s: KRaft needs no ZooKeeper", name)
+			bad("service %s: KRaft needs no ZooKeeper", name)
+		}
+		if s.Image == "" {
+			bad("service %s: no image", name)
+		}
+		for dep, cond := range s.DependsOn {
+			target, ok := f.Services[dep]
+			switch {
+			case !ok:
+				bad("service %s: depends on %s, which is not a service", name, dep)
+			case cond == "service_healthy" && target.Healthcheck == nil:
+				bad("service %s: waits for %s to be healthy, which has no healthcheck", name, dep)
+			case cond == "service_completed_successfully" && target.Restart != "no":
+				bad("service %s: waits for %s to complete, which restarts", name, dep)
+			case cond != "service_started" && cond != "service_healthy" && cond != "service_completed_successfully":
+				bad("service %s: depends on %s with condition %q", name, dep, cond)
+			}
 		}
 	}
-	nats, _ := project.GetService("nats")
-	if !strings.HasPrefix(nats.Image, "nats:") {
-		t.Errorf("nats image %q", nats.Image)
+
+	kafkaPort := 0
+	if kafka, ok := svc("kafka"); ok {
+		if !strings.HasPrefix(kafka.Image, "apache/kafka:") {
+			bad("kafka: image %q is not apache/kafka", kafka.Image)
+		}
+		if !strings.Contains(kafka.Environment["KAFKA_PROCESS_ROLES"], "controller") {
+			bad("kafka: not in KRaft mode (KAFKA_PROCESS_ROLES with controller)")
+		}
+		adv := kafka.Environment["KAFKA_ADVERTISED_LISTENERS"]
+		_, kafkaPort = service("kafka", "KAFKA_ADVERTISED_LISTENERS", strings.TrimPrefix(adv, "PLAINTEXT://"))
+		if kafka.Healthcheck == nil {
+			bad("kafka: no healthcheck")
+		}
 	}
+	if init, ok := svc("kafka-init"); ok {
+		if !slices.Contains(init.Command, "--create") || !slices.Contains(init.Command, "--config=cleanup.policy=compact") ||
+			!strings.HasSuffix(strings.Join(init.Entrypoint, " "), "kafka-topics.sh") {
+			bad("kafka-init: does not create a compacted topic with kafka-topics.sh: %q %q", init.Entrypoint, init.Command)
+		}
+		if !slices.Contains(init.Command, fmt.Sprintf("--bootstrap-server=kafka:%d", kafkaPort)) {
+			bad("kafka-init: --bootstrap-server is not kafka:%d: %q", kafkaPort, init.Command)
+		}
+		if init.DependsOn["kafka"] != "service_healthy" {
+			bad("kafka-init: does not wait for kafka to be healthy")
+		}
+	}
+	natsPort := 0
+	if nats, ok := svc("nats"); ok {
+		if !strings.HasPrefix(nats.Image, "nats:") {
+			bad("nats: image %q is not nats", nats.Image)
+		}
+		if i := slices.Index(nats.Command, "--port"); i >= 0 && i+1 < len(nats.Command) {
+			natsPort, _ = strconv.Atoi(nats.Command[i+1])
+		} else {
+			bad("nats: command %q sets no --port", nats.Command)
+		}
+	}
+
+	gossipPort := map[string]int{}
+	builds := 0
 	for _, name := range []string{"cache-1", "cache-2", "cache-3"} {
-		svc, _ := project.GetService(name)
-		fs, f := newCacheFlags()
-		if len(svc.Command) == 0 || svc.Command[0] != "cache" {
-			t.Fatalf("%s command %q", name, svc.Command)
+		s, ok := svc(name)
+		if !ok {
+			continue
 		}
-		if err := fs.Parse(svc.Command[1:]); err != nil {
-			t.Fatalf("%s command %q: %v", name, svc.Command, err)
+		if s.Build != nil {
+			builds++
 		}
-		if f.kafka != "kafka:9092" || f.gossip == "" || f.name != name || f.replicas != 2 {
-			t.Errorf("%s flags %+v", name, f)
+		if s.Image != "ssekafka:dev" {
+			bad("%s: image %q is not ssekafka:dev", name, s.Image)
 		}
-		if name != "cache-1" && f.join != "cache-1:7946" {
-			t.Errorf("%s does not join cache-1: %q", name, f.join)
+		if len(s.Command) == 0 || s.Command[0] != "cache" {
+			bad("%s: command %q is not cache", name, s.Command)
+			continue
 		}
-		if svc.Image != "ssekafka:dev" {
-			t.Errorf("%s image %q", name, svc.Image)
+		fs, fl := newCacheFlags()
+		fs.SetOutput(discard{})
+		if err := fs.Parse(s.Command[1:]); err != nil {
+			bad("%s: command %q: %v", name, s.Command, err)
+			continue
+		}
+		if fs.NArg() > 0 {
+			bad("%s: command %q: arguments after the flags: %q", name, s.Command, fs.Args())
+		}
+		if host, port := service(name, "--kafka", fl.kafka); host != "kafka" || port != kafkaPort {
+			bad("%s: --kafka %q is not kafka:%d", name, fl.kafka, kafkaPort)
+		}
+		if host, port := service(name, "--nats", fl.nats); host != "nats" || port != natsPort {
+			bad("%s: --nats %q is not nats:%d", name, fl.nats, natsPort)
+		}
+		if fl.name != name {
+			bad("%s: --name %q", name, fl.name)
+		}
+		if fl.replicas != 2 {
+			bad("%s: --replicas %d, want 2 (each partition on two of three nodes)", name, fl.replicas)
+		}
+		if err := checkHostPort(fl.gossip); err != nil {
+			bad("%s: --gossip: %v", name, err)
+		} else {
+			_, p, _ := net.SplitHostPort(fl.gossip)
+			gossipPort[name], _ = strconv.Atoi(p)
+		}
+		if fl.join == "" {
+			if s.DependsOn["kafka-init"] != "service_completed_successfully" {
+				bad("%s: starts the cluster but does not wait for kafka-init", name)
+			}
+			continue
+		}
+		host, port := service(name, "--join", fl.join)
+		if _, ok := s.DependsOn[host]; !ok {
+			bad("%s: joins %s without depending on it", name, host)
+		}
+		if p, ok := gossipPort[host]; host != "" && (!ok || p != port) {
+			bad("%s: --join %q is not the gossip address of an earlier cache node", name, fl.join)
 		}
 	}
-	cache1, _ := project.GetService("cache-1")
-	if cache1.Build == nil {
-		t.Error("cache-1 does not build the image")
+	if builds != 1 {
+		bad("%d cache services build the image, want 1", builds)
 	}
-	edge, _ := project.GetService("edge")
-	fs, f := newEdgeFlags()
-	if len(edge.Command) == 0 || edge.Command[0] != "edge" {
-		t.Fatalf("edge command %q", edge.Command)
+	if edge, ok := svc("edge"); ok {
+		if edge.Image != "ssekafka:dev" {
+			bad("edge: image %q is not ssekafka:dev", edge.Image)
+		}
+		fs, fl := newEdgeFlags()
+		fs.SetOutput(discard{})
+		switch {
+		case len(edge.Command) == 0 || edge.Command[0] != "edge":
+			bad("edge: command %q is not edge", edge.Command)
+		case fs.Parse(edge.Command[1:]) != nil:
+			bad("edge: command %q: flags refused", edge.Command)
+		default:
+			if host, port := service("edge", "--nats", fl.nats); host != "nats" || port != natsPort {
+				bad("edge: --nats %q is not nats:%d", fl.nats, natsPort)
+			}
+			_, httpPort, err := net.SplitHostPort(fl.http)
+			if err != nil {
+				bad("edge: --http %q: %v", fl.http, err)
+			}
+			if len(edge.Ports) != 1 || !strings.HasSuffix(edge.Ports[0], ":"+httpPort) {
+				bad("edge: ports %q do not publish --http's port %s", edge.Ports, httpPort)
+			}
+		}
+		if len(edge.DependsOn) == 0 {
+			bad("edge: depends on nothing; it needs a cache node")
+		}
 	}
-	if err := fs.Parse(edge.Command[1:]); err != nil || f.nats != "nats://nats:4222" {
-		t.Errorf("edge command %q: %v", edge.Command, err)
+	return errs
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestComposeFile checks docker-compose.yml (no Docker engine runs here).
+func TestComposeFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(edge.Ports) != 1 || edge.Ports[0].Target != 8080 || edge.Image != "ssekafka:dev" {
-		t.Errorf("edge ports %+v image %q", edge.Ports, edge.Image)
+	if errs := checkCompose(data); len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+}
+
+// TestComposeCheckCatchesBrokenFiles: each variant breaks one thing of the
+// real file, and the check must say what.
+func TestComposeCheckCatchesBrokenFiles(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(data)
+	for _, tc := range []struct{ old, new, want string }{
+		{"image: apache/kafka:3.9.1\n    environment", "image: bitnami/kafka:3.9\n    environment", "kafka: image"},
+		{"KAFKA_PROCESS_ROLES: broker,controller", "KAFKA_PROCESS_ROLES: broker", "KRaft"},
+		{"image: nats:2.11-alpine", "image: natz:2.11", "nats: image"},
+		{`["--port", "4222"`, `["--port", "4333"`, `--nats "nats://nats:4222" is not nats:4333`},
+		{`"cache", "--kafka", "kafka:9092", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
+              "--gossip", "0.0.0.0:7946", "--name", "cache-2"`, `"cache", "--kafka", "kafka:9093", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
+              "--gossip", "0.0.0.0:7946", "--name", "cache-2"`, "cache-2: --kafka"},
+		{`"--name", "cache-3"`, `"--name", "cache-1"`, "cache-3: --name"},
+		{`"--name", "cache-3", "--replicas", "2"`, `"--name", "cache-3", "--replica", "2"`, "cache-3: command"},
+		{`"--replicas", "2", "--join", "cache-1:7946"]
+    depends_on:
+      cache-1:
+        condition: service_started
+    restart: unless-stopped
+
+  cache-3`, `"--replicas", "2", "--join", "cache-9:7946"]
+    depends_on:
+      cache-1:
+        condition: service_started
+    restart: unless-stopped
+
+  cache-3`, "no service cache-9"},
+		{`"--join", "cache-1:7946"]
+    depends_on:
+      cache-1:
+        condition: service_started
+    restart: unless-stopped
+
+  edge`, `"--join", "cache-1:7000"]
+    depends_on:
+      cache-1:
+        condition: service_started
+    restart: unless-stopped
+
+  edge`, "cache-3: --join"},
+		{"  cache-2:\n    image: ssekafka:dev", "  cache-2:\n    image: ssekafka:latest", "cache-2: image"},
+		{"    build: .\n", "", "0 cache services build"},
+		{`"edge", "--nats", "nats://nats:4222", "--http", "0.0.0.0:8080"`, `"edge", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9090"`, "edge: ports"},
+		{`"edge", "--nats"`, `"edge", "--natz"`, "edge: command"},
+		{"--bootstrap-server=kafka:9092", "--bootstrap-server=kafka:9094", "kafka-init: --bootstrap-server"},
+		{"        condition: service_healthy", "        condition: service_started", "kafka-init: does not wait"},
+		{"    healthcheck:\n", "    x-healthcheck:\n", "which has no healthcheck"},
+		{`restart: "no"`, `restart: always`, "which restarts"},
+		{"      kafka-init:\n        condition: service_completed_successfully", "      kafka-int:\n        condition: service_completed_successfully", "not a service"},
+		{"\n  nats:\n", "\n  zookeeper:\n    image: zookeeper:3.9\n  nats:\n", "ZooKeeper"},
+		{"\n  edge:\n", "\n  edgy:\n", "service edge: missing"},
+		{"services:", "services: [", "compose: "},
+	} {
+		if !strings.Contains(good, tc.old) {
+			t.Fatalf("variant %q: docker-compose.yml no longer contains %q; update the table", tc.want, tc.old)
+		}
+		broken := strings.Replace(good, tc.old, tc.new, 1)
+		errs := checkCompose([]byte(broken))
+		if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("variant %q: got %v", tc.want, err)
+		}
 	}
 }

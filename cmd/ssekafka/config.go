@@ -145,23 +145,59 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	if len(cfg.Kafka.Brokers) == 0 {
 		return nil, fmt.Errorf("%s: at least one broker is required", at("kafka.brokers"))
 	}
+	for i, b := range cfg.Kafka.Brokers {
+		if b == "" || strings.ContainsAny(b, " \t\r\n,") {
+			return nil, fmt.Errorf("%s: %q is not a broker address", at(fmt.Sprintf("kafka.brokers[%d]", i)), b)
+		}
+	}
 	for i, t := range cfg.Kafka.Bootstrap {
 		if err := proto.ValidTopic(t); err != nil {
 			return nil, fmt.Errorf("%s: %w", at(fmt.Sprintf("kafka.bootstrap[%d]", i)), err)
 		}
 	}
-	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " *>") {
+	if cfg.NATS.URL == "" || strings.ContainsAny(cfg.NATS.URL, " \t\r\n") {
+		return nil, fmt.Errorf("%s: %q is not a NATS URL", at("nats.url"), cfg.NATS.URL)
+	}
+	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " \t\r\n*>") {
 		return nil, fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
+	}
+	for _, d := range []struct {
+		field string
+		value time.Duration
+	}{
+		{"cache.tombstoneHorizon", cfg.Cache.TombstoneHorizon},
+		{"cluster.probeInterval", cfg.Cluster.ProbeInterval},
+		{"cluster.probeTimeout", cfg.Cluster.ProbeTimeout},
+	} {
+		if d.value < 0 {
+			return nil, fmt.Errorf("%s: must not be negative", at(d.field))
+		}
+	}
+	if cfg.Cache.MaxPageBytes < 0 {
+		return nil, fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
 	}
 	if cfg.Cache.MaxBytes < 1<<20 {
 		return nil, fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))
 	}
+	if cfg.Cache.Listen != "" {
+		if err := checkHostPort(cfg.Cache.Listen); err != nil {
+			return nil, fmt.Errorf("%s: %w", at("cache.listen"), err)
+		}
+	}
 	if cfg.Cluster.Replicas < 1 {
 		return nil, fmt.Errorf("%s: must be at least 1", at("cluster.replicas"))
 	}
+	if cfg.Cluster.SuspicionMult < 0 {
+		return nil, fmt.Errorf("%s: must not be negative", at("cluster.suspicionMult"))
+	}
 	if cfg.Cluster.Gossip != "" {
-		if _, _, err := net.SplitHostPort(cfg.Cluster.Gossip); err != nil {
+		if err := checkHostPort(cfg.Cluster.Gossip); err != nil {
 			return nil, fmt.Errorf("%s: %w", at("cluster.gossip"), err)
+		}
+	}
+	for i, j := range cfg.Cluster.Join {
+		if err := checkHostPort(j); err != nil {
+			return nil, fmt.Errorf("%s: %w", at(fmt.Sprintf("cluster.join[%d]", i)), err)
 		}
 	}
 	if needRoutes && len(cfg.Routes) == 0 {
@@ -224,6 +260,14 @@ func (d *offDuration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes the duration as it is read: "off" for zero.
+func (d offDuration) MarshalYAML() (any, error) {
+	if d == 0 {
+		return "off", nil
+	}
+	return time.Duration(d).String(), nil
+}
+
 // retry is sse.retry as edge.Config.Retry: 0 is edge.Off ("retry:0").
 func (s *sseConfig) retry() time.Duration {
 	if s.Retry == 0 {
@@ -238,6 +282,18 @@ func (s *sseConfig) keepAlive() time.Duration {
 		return edge.Off
 	}
 	return time.Duration(s.KeepAlive)
+}
+
+// checkHostPort accepts host:port with a port from 0 to 65535.
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not 0 to 65535", addr, port)
+	}
+	return nil
 }
 
 // lineOf returns the line of the deepest node on a path such as

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -50,6 +57,19 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  ready: maybe\n", "line 2"},
 		{"sse:\n  keepalive: soon\n", "line 2"},
 		{"nats:\n  prefix: 'a b'\n", "line 2: nats.prefix"},
+		{"kafka:\n  brokers: []\n", "line 2: kafka.brokers: at least one broker"},
+		{"kafka:\n  brokers:\n    - a:9092\n    - ''\n", "line 4: kafka.brokers[1]"},
+		{"nats:\n  url: ''\n", "line 2: nats.url"},
+		{"cache:\n  tombstoneHorizon: -1s\n", "line 2: cache.tombstoneHorizon: must not be negative"},
+		{"cache:\n  maxPageBytes: -1\n", "line 2: cache.maxPageBytes: must not be negative"},
+		{"cache:\n  maxBytes: 1048575\n", "line 2: cache.maxBytes: at least 1048576"},
+		{"cache:\n  listen: nowhere\n", "line 2: cache.listen"},
+		{"cluster:\n  replicas: 0\n", "line 2: cluster.replicas: must be at least 1"},
+		{"cluster:\n  probeInterval: -1s\n", "line 2: cluster.probeInterval: must not be negative"},
+		{"cluster:\n  probeTimeout: -1ms\n", "line 2: cluster.probeTimeout: must not be negative"},
+		{"cluster:\n  suspicionMult: -1\n", "line 2: cluster.suspicionMult: must not be negative"},
+		{"cluster:\n  gossip: 0.0.0.0:99999\n", "line 2: cluster.gossip"},
+		{"cluster:\n  join: [a:7946, b]\n", "line 2: cluster.join[1]"},
 		{"routes: []\n", "routes: at least one route"},
 		{"routes: [\n", "yaml"},
 	} {
@@ -82,17 +102,66 @@ func TestSSEZeroValuesAreExpressible(t *testing.T) {
 	}
 }
 
+// FuzzParseConfig checks, for any input: a refused config's error names a
+// field (or is the YAML decoder's own); an accepted config has every route
+// compiled and every number in range, and marshals to YAML that parses to
+// the same config.
 func FuzzParseConfig(f *testing.F) {
 	f.Add(exampleConfig)
 	f.Add([]byte("routes:\n  - when: [{path: /a/{id}}]\n    with: {topic: 't-${params.id}', filters: [{key: '${params.id}', headers: {h: v}}]}\n"))
 	f.Add([]byte("sse: {retry: 1}\n"))
+	f.Add([]byte("cache: {tombstoneHorizon: 1h, maxPageBytes: 0, maxBytes: 1048576, listen: ':9464'}\ncluster: {gossip: ':7946', join: ['a:1'], replicas: 3, probeInterval: 1s}\n"))
+	f.Add([]byte("cluster: {replicas: -1}\n"))
+	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster)\b)`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := parseConfig(data, false)
 		if err != nil {
+			if !named.MatchString(err.Error()) {
+				t.Fatalf("refused without naming a field: %v", err)
+			}
 			return
 		}
-		if len(cfg.routes) != len(cfg.Routes) {
-			t.Fatalf("%d routes compiled of %d", len(cfg.routes), len(cfg.Routes))
+		if bad := outOfRange(cfg); bad != "" {
+			t.Fatalf("accepted with %s", bad)
+		}
+		again, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg2, err := parseConfig(again, false)
+		if err != nil {
+			t.Fatalf("accepted config re-marshalled is refused: %v\n%s", err, again)
+		}
+		if again2, _ := yaml.Marshal(cfg2); !bytes.Equal(again, again2) {
+			t.Fatalf("config changed on a round trip:\n%s\n---\n%s", again, again2)
 		}
 	})
+}
+
+// outOfRange names the first value of an accepted config that parseConfig
+// should have refused, or returns "".
+func outOfRange(cfg *config) string {
+	switch {
+	case len(cfg.routes) != len(cfg.Routes):
+		return fmt.Sprintf("%d routes compiled of %d", len(cfg.routes), len(cfg.Routes))
+	case len(cfg.Kafka.Brokers) == 0 || slices.Contains(cfg.Kafka.Brokers, ""):
+		return fmt.Sprintf("kafka.brokers %q", cfg.Kafka.Brokers)
+	case cfg.NATS.URL == "" || cfg.NATS.Prefix == "":
+		return fmt.Sprintf("nats %+v", cfg.NATS)
+	case cfg.Cache.TombstoneHorizon < 0 || cfg.Cache.MaxPageBytes < 0 || cfg.Cache.MaxBytes < 1<<20:
+		return fmt.Sprintf("cache %+v", cfg.Cache)
+	case cfg.Cluster.Replicas < 1 || cfg.Cluster.ProbeInterval < 0 || cfg.Cluster.ProbeTimeout < 0 || cfg.Cluster.SuspicionMult < 0:
+		return fmt.Sprintf("cluster %+v", cfg.Cluster)
+	}
+	for _, t := range cfg.Kafka.Bootstrap {
+		if proto.ValidTopic(t) != nil {
+			return fmt.Sprintf("kafka.bootstrap %q", t)
+		}
+	}
+	for _, addr := range append([]string{cfg.Cache.Listen, cfg.Cluster.Gossip}, cfg.Cluster.Join...) {
+		if addr != "" && checkHostPort(addr) != nil {
+			return fmt.Sprintf("address %q", addr)
+		}
+	}
+	return ""
 }
