@@ -428,6 +428,21 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			lc.flush()
 			return
 		}
+		// No raw socket (TLS, not Linux): the live phase gets a goroutine
+		// of its own, so that a setup worker serves only state parts.
+		f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
+		handedOver = true
+		go func() {
+			defer func() {
+				_ = conn.Close()
+				f.leave(viewKey, c)
+				e.metrics.clients.Dec()
+			}()
+			// The request's context ends with its handler; a hijacked
+			// stream ends on a failed write or when its feed ends.
+			e.writeLive(context.WithoutCancel(ctx), cw, c)
+		}()
+		return
 	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 	e.writeLive(ctx, cw, c)
