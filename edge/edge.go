@@ -57,6 +57,11 @@ type Config struct {
 	// MaxQueue is how many frames may wait for a client before it is
 	// disconnected with a retry hint. Default 16384.
 	MaxQueue int
+	// MaxQueueBytes bounds the bytes of the frames waiting for one client,
+	// like MaxQueue (whichever is passed first conflates, then cuts off).
+	// Default 8 MiB: 16 s of a 4 Mbit/s stream, while 16384 frames of up to
+	// 32 KiB would let one stalled client hold 512 MiB.
+	MaxQueueBytes int
 	// FeedBuffer is how many live changes may wait per topic feed; past it
 	// NATS drops them and the feed fills the gap from the cache. Default 65536.
 	FeedBuffer int
@@ -120,6 +125,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = 16384
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 8 << 20
 	}
 	if c.SetupConcurrency <= 0 {
 		c.SetupConcurrency = 64
@@ -374,7 +382,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
 		return
 	}
-	c := newClient(e.cfg.MaxQueue)
+	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
 	viewKey := fmt.Sprintf("%d%s", route.index, filterKey)
 	live, ok := f.join(viewKey, filters, route.idFormat, c)
 	if !ok { // the feed stopped between lookup and join

@@ -39,6 +39,8 @@ type sseConfig struct {
 	Retry     int           `yaml:"retry"` // milliseconds, as in Zilla
 	KeepAlive time.Duration `yaml:"keepalive"`
 	MaxQueue  int           `yaml:"maxQueue"`
+	// MaxQueueBytes bounds the bytes waiting for one client, like maxQueue.
+	MaxQueueBytes int `yaml:"maxQueueBytes"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
@@ -92,7 +94,7 @@ type cacheConfig struct {
 
 func defaultConfig() config {
 	return config{
-		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: 15 * time.Second, MaxQueue: 16384},
+		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: 15 * time.Second, MaxQueue: 16384, MaxQueueBytes: 8 << 20},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
 		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
@@ -137,6 +139,9 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	}
 	if cfg.SSE.Retry < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("sse.retry"))
+	}
+	if cfg.SSE.MaxQueueBytes < 0 {
+		return nil, fmt.Errorf("%s: must not be negative", at("sse.maxQueueBytes"))
 	}
 	if cfg.SSE.SetupConcurrency < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("sse.setupConcurrency"))

@@ -40,6 +40,7 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"routes:\n  - when: [{path: /x}]\n    with: {topic: t}\n    guarded: {jwt: [read]}\n", "line 4: routes[0].guarded: guards are not supported yet"},
 		{"kafka:\n  bootstrap: [ok, 'bad topic']\n", "line 2: kafka.bootstrap[1]"},
 		{"sse:\n  retry: -1\n", "line 2: sse.retry: must not be negative"},
+		{"sse:\n  maxQueueBytes: -1\n", "line 2: sse.maxQueueBytes: must not be negative"},
 		{"sse:\n  keepalive: soon\n", "line 2"},
 		{"nats:\n  prefix: 'a b'\n", "line 2: nats.prefix"},
 		{"routes: []\n", "routes: at least one route"},

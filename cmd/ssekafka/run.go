@@ -184,6 +184,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		Retry:             time.Duration(cfg.SSE.Retry) * time.Millisecond,
 		KeepAlive:         cfg.SSE.KeepAlive,
 		MaxQueue:          cfg.SSE.MaxQueue,
+		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
 		Logger:            log.With("component", "edge"),
