@@ -170,6 +170,8 @@ type Edge struct {
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
+
+	holdFeed func() // tests: each feed calls it before it applies anything
 }
 
 var _ http.Handler = (*Edge)(nil)

@@ -110,6 +110,9 @@ func (f *feed) run() {
 		case <-f.done:
 			return
 		case m := <-f.msgs:
+			if f.e.holdFeed != nil {
+				f.e.holdFeed()
+			}
 			f.handle(m)
 			// Take what else has arrived before writing: batches grow under
 			// load, up to a quarter of a client's queue (frames or bytes).
@@ -129,6 +132,9 @@ func (f *feed) run() {
 			}
 			f.flushDirty()
 		case <-tick.C:
+			if f.e.holdFeed != nil {
+				f.e.holdFeed()
+			}
 			if r := nc.Stats().Reconnects; r != reconnects {
 				// Anything published while we were away is lost to us.
 				reconnects = r
