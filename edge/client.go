@@ -11,7 +11,11 @@ import (
 // offsets, so that those already covered by the state part are skipped
 // (DESIGN rule 5).
 type client struct {
-	maxQueue int
+	maxQueue int // frames
+	maxBytes int // bytes of frames and keys, queued or pending
+
+	queueBytes   int // held by queue; guarded by mu
+	pendingBytes int // held by pending; guarded by mu
 
 	mu       sync.Mutex
 	wake     chan struct{} // capacity 1: "something to do"; only for a connection not hijacked
@@ -46,8 +50,8 @@ type pendingFrame struct {
 	queued
 }
 
-func newClient(maxQueue int) *client {
-	return &client{maxQueue: maxQueue}
+func newClient(maxQueue, maxBytes int) *client {
+	return &client{maxQueue: maxQueue, maxBytes: maxBytes}
 }
 
 // wakeChan returns the channel a handler goroutine waits on for frames,
@@ -70,7 +74,7 @@ func (c *client) signalLocked() {
 }
 
 // push queues a frame for the record at (partition, offset). Never blocks.
-// A live client whose queue is full is conflated: only the newest frame per
+// A live client whose queue is full (in frames or in bytes) is conflated: only the newest frame per
 // key stays, each keeping its id, so whatever id the client last saw, it
 // resumes correctly; if that frees too little the client is disconnected
 // (with a retry hint). It returns how many frames conflation dropped, and
@@ -82,15 +86,20 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 	case c.overflow:
 	case c.live:
 		c.appendLocked(q)
-		if len(c.queue) > c.maxQueue {
+		if len(c.queue) > c.maxQueue || c.queueBytes > c.maxBytes {
 			c.queue, conflated = conflate(c.queue)
-			if len(c.queue) > c.maxQueue/2 {
+			c.queueBytes = 0
+			for i := range c.queue {
+				c.queueBytes += len(c.queue[i].buf)
+			}
+			if len(c.queue) > c.maxQueue/2 || c.queueBytes > c.maxBytes/2 {
 				c.overflow = true // too many distinct keys behind
 				c.dropLocked()
 			}
 		}
-	case len(c.pending) < c.maxQueue:
+	case len(c.pending) < c.maxQueue && c.pendingBytes+len(q.buf) <= c.maxBytes:
 		c.pending = append(c.pending, pendingFrame{partition, offset, q})
+		c.pendingBytes += len(q.buf)
 	default:
 		c.overflow = true
 		c.dropLocked()
@@ -109,7 +118,7 @@ func (c *client) dropLocked() {
 	if iv := c.takeLocked(); iv != nil {
 		putIovecs(iv)
 	}
-	c.pending = nil
+	c.pending, c.pendingBytes = nil, 0
 }
 
 // conflate keeps, of q's keyed frames, only the last per key, in order, and
@@ -157,6 +166,7 @@ func (c *client) appendLocked(q queued) {
 		c.queue, c.qptr = (*p)[:0], p
 	}
 	c.queue = append(c.queue, q)
+	c.queueBytes += len(q.buf)
 }
 
 // takeLocked returns the queued frames as buffers to write (nil if none)
@@ -171,7 +181,7 @@ func (c *client) takeLocked() *iovecs {
 		*c.qptr = c.queue[:0]
 		queuePool.Put(c.qptr)
 	}
-	c.queue, c.qptr = nil, nil
+	c.queue, c.qptr, c.queueBytes = nil, nil, 0
 	return iv
 }
 

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -25,7 +26,7 @@ func taken(iv *iovecs) []string {
 // Frames pushed while a writer holds what it took are neither lost nor
 // doubled, and a taken queue's array goes back to the pool.
 func TestClientTakeWhileWriting(t *testing.T) {
-	c := newClient(100)
+	c := newClient(100, 1<<20)
 	c.live = true
 	var got []string
 	for round := range 4 {
@@ -49,7 +50,7 @@ func TestClientTakeWhileWriting(t *testing.T) {
 }
 
 func TestClientOverflowBeforeLive(t *testing.T) {
-	c := newClient(2)
+	c := newClient(2, 1<<20)
 	c.push(0, 1, frame("a"))
 	c.push(0, 2, frame("b"))
 	c.push(0, 3, frame("c"))
@@ -61,7 +62,7 @@ func TestClientOverflowBeforeLive(t *testing.T) {
 // A live client whose queue is full keeps only the newest frame per key,
 // in order, with markers and keyless frames untouched (DESIGN rule 6).
 func TestClientConflates(t *testing.T) {
-	c := newClient(8)
+	c := newClient(8, 1<<20)
 	c.live = true
 	for _, q := range []queued{keyedFrame("a", "a1"), keyedFrame("b", "b1"), frame(":keepalive"),
 		keyedFrame("a", "a2"), keyedFrame("", "empty-key"), keyedFrame("b", "b2"), keyedFrame("a", "a3"), keyedFrame("b", "b3")} {
@@ -83,7 +84,7 @@ func TestClientConflates(t *testing.T) {
 // Conflation that cannot bring the queue under half its bound (too many
 // distinct keys behind) disconnects the client.
 func TestClientOverflowsWhenConflationIsNotEnough(t *testing.T) {
-	c := newClient(4)
+	c := newClient(4, 1<<20)
 	c.live = true
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		c.push(0, 0, keyedFrame(k, k))
@@ -91,4 +92,58 @@ func TestClientOverflowsWhenConflationIsNotEnough(t *testing.T) {
 	if frames, overflow, _ := c.take(); !overflow || frames != nil {
 		t.Fatalf("want overflow and nothing queued, got overflow=%v frames=%v", overflow, taken(frames))
 	}
+}
+
+// A client's queue is bounded in bytes as well as in frames: past
+// maxBytes it is conflated, and if that leaves it over half of maxBytes it
+// is disconnected; its queued bytes never pass the bound.
+func TestClientBoundedInBytes(t *testing.T) {
+	big := func(key string, i int) queued {
+		return keyedFrame(key, fmt.Sprintf("%s%d-%s", key, i, strings.Repeat("x", 1000)))
+	}
+	t.Run("conflated", func(t *testing.T) {
+		c := newClient(1000, 4500)
+		c.live = true
+		conflated := 0
+		for i := range 10 {
+			for _, k := range []string{"a", "b"} {
+				n, _ := c.push(0, 0, big(k, i))
+				conflated += n
+				if c.queueBytes > c.maxBytes {
+					t.Fatalf("push %s%d: %d bytes queued, bound %d", k, i, c.queueBytes, c.maxBytes)
+				}
+			}
+		}
+		frames, overflow, _ := c.take()
+		got := taken(frames)
+		if overflow || conflated == 0 || len(got) > 4 || !strings.HasPrefix(got[len(got)-1], "b9-") || !strings.HasPrefix(got[len(got)-2], "a9-") {
+			t.Fatalf("overflow=%v conflated=%d, got %d frames ending %.3q", overflow, conflated, len(got), got[max(0, len(got)-2):])
+		}
+		if c.queueBytes != 0 {
+			t.Fatalf("%d bytes counted after take", c.queueBytes)
+		}
+	})
+	t.Run("cut off", func(t *testing.T) {
+		c := newClient(1000, 4500)
+		c.live = true
+		for i := range 5 {
+			c.push(0, 0, big(fmt.Sprint("k", i), i))
+		}
+		if frames, overflow, _ := c.take(); !overflow || frames != nil {
+			t.Fatalf("want overflow and nothing queued, got overflow=%v frames=%d", overflow, len(taken(frames)))
+		}
+	})
+	t.Run("state part", func(t *testing.T) {
+		c := newClient(1000, 4500)
+		for i := range 4 {
+			c.push(0, int64(i), big("a", i))
+		}
+		if _, overflow, _ := c.take(); overflow {
+			t.Fatal("overflow below the bound")
+		}
+		c.push(0, 4, big("a", 4))
+		if _, overflow, _ := c.take(); !overflow || c.pending != nil {
+			t.Fatalf("want overflow with pending dropped, got overflow=%v pending=%d", overflow, len(c.pending))
+		}
+	})
 }

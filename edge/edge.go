@@ -72,6 +72,11 @@ type Config struct {
 	// MaxQueue is how many frames may wait for a client before it is
 	// disconnected with a retry hint. Default 16384.
 	MaxQueue int
+	// MaxQueueBytes bounds the bytes of the frames waiting for one client,
+	// like MaxQueue (whichever is passed first conflates, then cuts off).
+	// Default 8 MiB: 16 s of a 4 Mbit/s stream, while 16384 frames of up to
+	// 32 KiB would let one stalled client hold 512 MiB.
+	MaxQueueBytes int
 	// FeedBuffer is how many live changes may wait per topic feed; past it
 	// NATS drops them and the feed fills the gap from the cache. Default 65536.
 	FeedBuffer int
@@ -158,6 +163,7 @@ func (c *Config) setDefaults() error {
 	}{
 		{"PageBytes", &c.PageBytes, 256 << 10},
 		{"MaxQueue", &c.MaxQueue, 16384},
+		{"MaxQueueBytes", &c.MaxQueueBytes, 8 << 20},
 		{"FeedBuffer", &c.FeedBuffer, 65536},
 		{"SetupConcurrency", &c.SetupConcurrency, 64},
 		{"SetupQueue", &c.SetupQueue, 65536},
@@ -196,6 +202,8 @@ type Edge struct {
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
+
+	holdFeed func() // tests: each feed calls it before it applies anything
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -454,7 +462,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
 		return
 	}
-	c := newClient(e.cfg.MaxQueue)
+	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
 	viewKey := fmt.Sprintf("%d%s", route.index, filterKey)
 	live, ok := f.join(viewKey, filters, route.idFormat, c)
 	if !ok { // the feed stopped between lookup and join
@@ -522,6 +530,21 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			lc.flush()
 			return
 		}
+		// No raw socket (TLS, not Linux): the live phase gets a goroutine
+		// of its own, so that a setup worker serves only state parts.
+		f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
+		handedOver = true
+		go func() {
+			defer func() {
+				_ = conn.Close()
+				f.leave(viewKey, c)
+				e.metrics.clients.Dec()
+			}()
+			// The request's context ends with its handler; a hijacked
+			// stream ends on a failed write or when its feed ends.
+			e.writeLive(context.WithoutCancel(ctx), cw, c)
+		}()
+		return
 	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 	e.writeLive(ctx, cw, c)

@@ -18,14 +18,15 @@ import (
 // the view. One goroutine (run) processes changes in order and fills gaps
 // from the cache tier before anything newer (DESIGN rule 5).
 type feed struct {
-	e     *Edge
-	topic string
-	ready chan struct{} // closed when init ends; err says how
-	err   error
-	done  chan struct{} // closed to stop run
-	msgs  chan *nats.Msg
-	sub   *nats.Subscription
-	batch int // changes delivered before clients are written to
+	e          *Edge
+	topic      string
+	ready      chan struct{} // closed when init ends; err says how
+	err        error
+	done       chan struct{} // closed to stop run
+	msgs       chan *nats.Msg
+	sub        *nats.Subscription
+	batch      int // changes delivered before clients are written to
+	batchBytes int // or bytes of changes, whichever comes first
 
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
@@ -67,6 +68,7 @@ func (f *feed) init(ctx context.Context) error {
 	e := f.e
 	f.msgs = make(chan *nats.Msg, e.cfg.FeedBuffer)
 	f.batch = max(1, min(1024, e.cfg.MaxQueue/4))
+	f.batchBytes = max(1, e.cfg.MaxQueueBytes/4)
 	sub, err := e.cfg.NATS.ChanSubscribe(e.subjects.Events(f.topic), f.msgs)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", f.topic, err)
@@ -108,20 +110,31 @@ func (f *feed) run() {
 		case <-f.done:
 			return
 		case m := <-f.msgs:
+			if f.e.holdFeed != nil {
+				f.e.holdFeed()
+			}
 			f.handle(m)
 			// Take what else has arrived before writing: batches grow under
-			// load, up to a quarter of a client's queue.
+			// load, up to a quarter of a client's queue (frames or bytes).
+			size := len(m.Data)
 		more:
 			for range f.batch {
+				if size >= f.batchBytes {
+					break
+				}
 				select {
 				case m := <-f.msgs:
 					f.handle(m)
+					size += len(m.Data)
 				default:
 					break more
 				}
 			}
 			f.flushDirty()
 		case <-tick.C:
+			if f.e.holdFeed != nil {
+				f.e.holdFeed()
+			}
 			if r := nc.Stats().Reconnects; r != reconnects {
 				// Anything published while we were away is lost to us.
 				reconnects = r
@@ -365,7 +378,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 			c.appendLocked(pf.queued)
 		}
 	}
-	c.pending = nil
+	c.pending, c.pendingBytes = nil, 0
 	for p, o := range f.progress.Offsets {
 		if p < len(at.Offsets) {
 			at.Offsets[p] = max(at.Offsets[p], o)

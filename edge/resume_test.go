@@ -3,12 +3,15 @@ package edge_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -197,9 +200,32 @@ func TestPropertyRandomClients(t *testing.T) {
 	}
 }
 
-func propertyRandomClients(t *testing.T, o stackOptions) {
-	seed := uint64(time.Now().UnixNano())
+var seedFlag = flag.Uint64("seed", 0, "seed of the property tests (default: SSEKAFKA_SEED, else the clock)")
+
+// propertySeed is -seed, else $SSEKAFKA_SEED, else the clock; a failing
+// test prints it with how to run it again.
+func propertySeed(t *testing.T) uint64 {
+	seed := *seedFlag
+	if env := os.Getenv("SSEKAFKA_SEED"); seed == 0 && env != "" {
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("SSEKAFKA_SEED=%q: %v", env, err)
+		}
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
 	t.Logf("seed %d", seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("failed with seed %d: run again with -seed=%d or SSEKAFKA_SEED=%d", seed, seed, seed)
+		}
+	})
+	return seed
+}
+
+func propertyRandomClients(t *testing.T, o stackOptions) {
+	seed := propertySeed(t)
 	s := newStack(t, o)
 	var m model
 	keys := 24

@@ -25,24 +25,35 @@ import (
 // exactly from the last one. Behind on more keys than its queue can hold,
 // it is cut off with a retry hint and resumes exactly from its last id.
 func TestStalledClientDoesNotSlowOthers(t *testing.T) {
-	for _, tc := range []struct {
-		name                     string
-		keys, rounds, valueBytes int
-		freshKeys                bool // each round writes keys of its own
-		maxQueue                 int
-		conflate                 bool
-	}{{"few-keys-conflated", 4, 100, 32 << 10, false, 256, true}, {"many-keys-cut-off", 100, 40, 4 << 10, true, 256, false}} {
+	for _, tc := range []stalledCase{
+		{"few-keys-conflated", 4, 100, 32 << 10, false, 256, 0, true},
+		{"many-keys-cut-off", 100, 40, 4 << 10, true, 256, 0, false},
+		// Bound by bytes, far below MaxQueue in frames: 400 frames of 32 KiB
+		// are 12.5 MiB, more than the kernel's socket buffers hold.
+		{"few-keys-conflated-by-bytes", 4, 100, 32 << 10, false, 16384, 1 << 20, true},
+		{"many-keys-cut-off-by-bytes", 40, 10, 32 << 10, true, 16384, 1 << 20, false},
+	} {
 		for _, noHijack := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/noHijack=%v", tc.name, noHijack), func(t *testing.T) {
-				stalledClient(t, noHijack, tc.keys, tc.rounds, tc.valueBytes, tc.freshKeys, tc.maxQueue, tc.conflate)
+				stalledClient(t, noHijack, tc)
 			})
 		}
 	}
 }
 
-func stalledClient(t *testing.T, noHijack bool, keys, rounds, valueBytes int, freshKeys bool, maxQueue int, conflate bool) {
+type stalledCase struct {
+	name                     string
+	keys, rounds, valueBytes int
+	freshKeys                bool // each round writes keys of its own
+	maxQueue, maxQueueBytes  int  // maxQueueBytes 0: the default
+	conflate                 bool
+}
+
+func stalledClient(t *testing.T, noHijack bool, tc stalledCase) {
+	keys, rounds, valueBytes, freshKeys, conflate := tc.keys, tc.rounds, tc.valueBytes, tc.freshKeys, tc.conflate
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
-		c.MaxQueue = maxQueue // the feed writes after every maxQueue/4 changes: a reading client stays far below
+		c.MaxQueue = tc.maxQueue // the feed writes after every maxQueue/4 changes: a reading client stays far below
+		c.MaxQueueBytes = tc.maxQueueBytes
 		c.NoHijack = noHijack
 	}})
 	var m model

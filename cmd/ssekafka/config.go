@@ -43,6 +43,8 @@ type sseConfig struct {
 	// Ready: false leaves out event:ready, for clients that must see data frames only.
 	Ready    bool `yaml:"ready"`
 	MaxQueue int  `yaml:"maxQueue"`
+	// MaxQueueBytes bounds the bytes waiting for one client, like maxQueue.
+	MaxQueueBytes int `yaml:"maxQueueBytes"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
@@ -96,7 +98,7 @@ type cacheConfig struct {
 
 func defaultConfig() config {
 	return config{
-		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384},
+		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
 		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
@@ -235,6 +237,8 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must not be negative (0 turns keep-alives off)", at("sse.keepalive"))
 	case s.MaxQueue < 1:
 		return fmt.Errorf("%s: must be at least 1", at("sse.maxQueue"))
+	case s.MaxQueueBytes < 0:
+		return fmt.Errorf("%s: must not be negative", at("sse.maxQueueBytes"))
 	case s.SetupConcurrency < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 64)", at("sse.setupConcurrency"))
 	case s.ReleaseAfterBurst < -1:

@@ -55,6 +55,7 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  setupConcurrency: -1\n", "line 2: sse.setupConcurrency: must not be negative"},
 		{"sse:\n  releaseAfterBurst: -2\n", "line 2: sse.releaseAfterBurst: must be -1"},
 		{"sse:\n  ready: maybe\n", "line 2"},
+		{"sse:\n  maxQueueBytes: -1\n", "line 2: sse.maxQueueBytes: must not be negative"},
 		{"sse:\n  keepalive: soon\n", "line 2"},
 		{"nats:\n  prefix: 'a b'\n", "line 2: nats.prefix"},
 		{"kafka:\n  brokers: []\n", "line 2: kafka.brokers: at least one broker"},

@@ -185,6 +185,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		KeepAlive:         cfg.SSE.keepAlive(),
 		NoReady:           !cfg.SSE.Ready,
 		MaxQueue:          cfg.SSE.MaxQueue,
+		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
 		Logger:            log.With("component", "edge"),
