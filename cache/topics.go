@@ -304,17 +304,31 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 		}
 		ps := newPartitionState(p, end)
 		ps.role = n.cfg.Ownership.Role(t.name, p)
-		if err := n.serveState(t, ps); err != nil {
-			n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, p, "err", err)
-			n.signal()
-			continue
-		}
+		n.maybeServeState(t, ps) // at once if there is nothing to catch up with
 		t.parts[p] = ps
 		consume[p] = kgo.NewOffset().AtStart()
 	}
 	t.mu.Unlock()
 	n.kcl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t.name: consume})
 	n.log.Info("acquired partitions", LogKeyTopic, t.name, "partitions", parts)
+}
+
+// maybeServeState joins the partition's state queue group once the node has
+// caught up on it; before that another holder answers, or nobody ("no
+// responders", and the edge asks again). It runs on the consume goroutine.
+func (n *Node) maybeServeState(t *topicState, ps *partitionState) {
+	if ps.sub != nil {
+		return
+	}
+	ps.mu.RLock()
+	ok := ps.caughtUp && !ps.released
+	ps.mu.RUnlock()
+	if !ok {
+		return
+	}
+	if err := n.serveState(t, ps); err != nil {
+		n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
+	}
 }
 
 // checkTopic compares a topic with Kafka's metadata (each
