@@ -354,7 +354,7 @@ func (n *Node) dropOldTombstones() {
 
 // horizon is how long the topic's tombstones are surely kept, here and in Kafka.
 func (n *Node) horizon(t *topicState) time.Duration {
-	return min(n.cfg.TombstoneHorizon, t.deleteRetention)
+	return min(n.cfg.TombstoneHorizon, time.Duration(t.deleteRetention.Load()))
 }
 
 func (n *Node) handleMeta(m *nats.Msg) {
