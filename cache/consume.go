@@ -58,6 +58,7 @@ func (n *Node) consume(ctx context.Context) {
 				return // released since the fetch
 			}
 			buf = n.applyAndPublish(t, ps, fp.Records, fp.HighWatermark, buf)
+			n.maybeServeState(t, ps)
 		})
 		n.checkNodeCaughtUp()
 	}

@@ -13,6 +13,8 @@ type metrics struct {
 	metaRequests, stateRequests, badRequests prometheus.Counter
 	tombstonesDropped                        prometheus.Counter
 	valueHits, valueMisses, valuesGone       prometheus.Counter
+	notOwnerReplies, readBackRetries         prometheus.Counter
+	topicConfigUnreadable                    prometheus.Counter
 	lag                                      *prometheus.GaugeVec
 	held                                     *prometheus.GaugeVec
 }
@@ -36,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valueHits:         c("value_hits_total", "Values served from memory."),
 		valueMisses:       c("value_misses_total", "Values read back from Kafka (evicted, or never admitted)."),
 		valuesGone:        c("values_gone_total", "Values no longer in Kafka when read back (superseded and compacted)."),
+		notOwnerReplies:   c("not_owner_replies_total", "State requests answered NotOwner (partition released, or not caught up)."),
+		readBackRetries:   c("read_back_retries_total", "Value read-backs retried after the partition's leader moved or was unknown."),
+		topicConfigUnreadable: c("topic_config_unreadable_total",
+			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partition_lag",
 			Help: "Records between the high watermark and the next offset to apply, per held partition."}, []string{"topic", "partition"}),
 		held: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partitions_held",

@@ -388,7 +388,7 @@ func (n *Node) dropOldTombstones() {
 
 // horizon is how long the topic's tombstones are surely kept, here and in Kafka.
 func (n *Node) horizon(t *topicState) time.Duration {
-	return min(n.cfg.TombstoneHorizon, t.deleteRetention)
+	return min(n.cfg.TombstoneHorizon, time.Duration(t.deleteRetention.Load()))
 }
 
 func (n *Node) handleMeta(m *nats.Msg) {
@@ -433,7 +433,9 @@ func (n *Node) handleMeta(m *nats.Msg) {
 
 // serveState answers state requests for one held partition. Its holders
 // share a queue group, so one of them answers each request; nobody holding
-// the partition gives the edge "no responders" at once.
+// the partition gives the edge "no responders" at once. A node joins the
+// group only once caught up on the partition (see maybeServeState), so a
+// holder that has not consumed what others published is never asked.
 func (n *Node) serveState(t *topicState, ps *partitionState) error {
 	sub, err := n.cfg.NATS.QueueSubscribe(n.subjects.State(t.name, ps.partition), "cache", func(m *nats.Msg) {
 		n.sem <- struct{}{}
@@ -446,7 +448,9 @@ func (n *Node) serveState(t *topicState, ps *partitionState) error {
 		return fmt.Errorf("subscribe state %s/%d: %w", t.name, ps.partition, err)
 	}
 	_ = sub.SetPendingLimits(-1, -1)
+	ps.mu.Lock()
 	ps.sub = sub
+	ps.mu.Unlock()
 	return nil
 }
 
@@ -469,6 +473,14 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	}
 	page := proto.StatePage{Status: proto.StatusOK, Epoch: t.epoch, Partition: ps.partition}
 	ps.mu.RLock()
+	if !ps.answers() {
+		// Released while the request waited, or not caught up: an empty
+		// page here would make the edge skip what it lacks. It asks again.
+		ps.mu.RUnlock()
+		n.metrics.notOwnerReplies.Inc()
+		reply(&proto.StatePage{Status: proto.StatusNotOwner, Epoch: t.epoch, Partition: ps.partition, Error: "partition not held or not caught up"})
+		return
+	}
 	page.Records, page.More = ps.page(q.Since, maxBytes)
 	page.Next = ps.next
 	ps.mu.RUnlock()

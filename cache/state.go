@@ -28,7 +28,7 @@ func (e *entry) size() int { return e.rec.Size() + e.valueLen }
 type partitionState struct {
 	partition  int32
 	endAtStart int64              // the end offset when the partition was taken up
-	sub        *nats.Subscription // state requests; set before the state is shared
+	sub        *nats.Subscription // state requests, once caught up; only the consume goroutine touches it
 
 	mu       sync.RWMutex
 	byKey    map[string]*entry
@@ -36,6 +36,7 @@ type partitionState struct {
 	next     int64 // next offset not yet applied
 	hwm      int64 // high watermark seen in the last fetch
 	caughtUp bool  // next reached endAtStart
+	released bool  // no longer held: requests still in flight are answered NotOwner
 	role     membership.Role
 	bytes    int64 // index bytes, values excluded
 	values   int64 // bytes of the values of the entries (wherever they are)
@@ -58,7 +59,13 @@ func (s *partitionState) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.byKey, s.byOffset, s.bytes, s.values = map[string]*entry{}, btree.NewG(2, byOffset), 0, 0
+	s.released = true
 }
+
+// answers reports whether this node may answer state requests for the
+// partition: it holds it and has caught up (DESIGN rule 5: only a node
+// caught up on a partition answers for it). The caller holds mu.
+func (s *partitionState) answers() bool { return s.caughtUp && !s.released }
 
 // apply stores r as the latest record of its key and reports whether it did
 // (a replay of something already applied is not). Null-key records have no

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -23,7 +24,8 @@ type topicState struct {
 	id              [16]byte // Kafka's topic id
 	leaders         []int32  // partition leaders when taken up
 	epoch           uint32
-	deleteRetention time.Duration
+	deleteRetention atomic.Int64  // nanoseconds: Kafka's delete.retention.ms, or its default while unread
+	retentionRead   atomic.Bool   // deleteRetention was read from the topic's config
 	reconciled      chan struct{} // closed after the first reconcile that saw the topic
 
 	mu    sync.RWMutex
@@ -166,17 +168,9 @@ func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) 
 	if d.Err != nil {
 		return nil, fmt.Errorf("topic %s: %w", name, d.Err)
 	}
-	retention := 24 * time.Hour
-	if rc, err := n.adm.DescribeTopicConfigs(ctx, name); err == nil {
-		if r, err := rc.On(name, nil); err == nil {
-			for _, c := range r.Configs {
-				if c.Key == "delete.retention.ms" && c.Value != nil {
-					if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms >= 0 {
-						retention = time.Duration(ms) * time.Millisecond
-					}
-				}
-			}
-		}
+	retention, err := n.deleteRetention(ctx, name)
+	if err != nil {
+		n.topicConfigUnreadable(name, err)
 	}
 	leaders := make([]int32, len(d.Partitions))
 	for p, pd := range d.Partitions {
@@ -184,15 +178,70 @@ func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) 
 			leaders[p] = pd.Leader
 		}
 	}
-	return &topicState{
-		name:            name,
-		id:              d.ID,
-		leaders:         leaders,
-		epoch:           topicEpoch(name, d.ID),
-		deleteRetention: retention,
-		reconciled:      make(chan struct{}),
-		parts:           make([]*partitionState, len(d.Partitions)),
-	}, nil
+	t := &topicState{
+		name:       name,
+		id:         d.ID,
+		leaders:    leaders,
+		epoch:      topicEpoch(name, d.ID),
+		reconciled: make(chan struct{}),
+		parts:      make([]*partitionState, len(d.Partitions)),
+	}
+	t.deleteRetention.Store(int64(retention))
+	t.retentionRead.Store(err == nil)
+	return t, nil
+}
+
+// kafkaDeleteRetention is Kafka's default delete.retention.ms, assumed
+// while a topic's own cannot be read.
+const kafkaDeleteRetention = 24 * time.Hour
+
+// deleteRetention reads the topic's delete.retention.ms. On error it
+// returns Kafka's default: the horizon is then the shorter of it and
+// TombstoneHorizon, and the topic check reads it again.
+func (n *Node) deleteRetention(ctx context.Context, name string) (time.Duration, error) {
+	rc, err := n.adm.DescribeTopicConfigs(ctx, name)
+	if err != nil {
+		return kafkaDeleteRetention, fmt.Errorf("describe configs of %s: %w", name, err)
+	}
+	r, err := rc.On(name, nil)
+	if err == nil {
+		err = r.Err
+	}
+	if err != nil {
+		return kafkaDeleteRetention, fmt.Errorf("describe configs of %s: %w", name, err)
+	}
+	for _, c := range r.Configs {
+		if c.Key == "delete.retention.ms" && c.Value != nil {
+			ms, err := strconv.ParseInt(*c.Value, 10, 64)
+			if err != nil || ms < 0 {
+				return kafkaDeleteRetention, fmt.Errorf("delete.retention.ms of %s: bad value %q", name, *c.Value)
+			}
+			return time.Duration(ms) * time.Millisecond, nil
+		}
+	}
+	return kafkaDeleteRetention, nil // not listed: Kafka's default applies
+}
+
+func (n *Node) topicConfigUnreadable(name string, err error) {
+	n.metrics.topicConfigUnreadable.Inc()
+	n.log.Warn("topic config unreadable: tombstone horizon is the shorter of TombstoneHorizon and Kafka's default delete.retention.ms until it is read",
+		LogKeyTopic, name, "horizon", min(n.cfg.TombstoneHorizon, kafkaDeleteRetention), "err", err)
+}
+
+// rereadRetention reads again a delete.retention.ms that could not be read
+// when the topic was taken up (at each topic check).
+func (n *Node) rereadRetention(ctx context.Context, t *topicState) {
+	if t.retentionRead.Load() {
+		return
+	}
+	retention, err := n.deleteRetention(ctx, t.name)
+	if err != nil {
+		n.topicConfigUnreadable(t.name, err)
+		return
+	}
+	t.deleteRetention.Store(int64(retention))
+	t.retentionRead.Store(true)
+	n.log.Info("topic config read", LogKeyTopic, t.name, "delete.retention", retention)
 }
 
 // topicEpoch derives the epoch from Kafka's topic id, so a recreated topic
@@ -304,17 +353,31 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 		}
 		ps := newPartitionState(p, end)
 		ps.role = n.cfg.Ownership.Role(t.name, p)
-		if err := n.serveState(t, ps); err != nil {
-			n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, p, "err", err)
-			n.signal()
-			continue
-		}
+		n.maybeServeState(t, ps) // at once if there is nothing to catch up with
 		t.parts[p] = ps
 		consume[p] = kgo.NewOffset().AtStart()
 	}
 	t.mu.Unlock()
 	n.kcl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t.name: consume})
 	n.log.Info("acquired partitions", LogKeyTopic, t.name, "partitions", parts)
+}
+
+// maybeServeState joins the partition's state queue group once the node has
+// caught up on it; before that another holder answers, or nobody ("no
+// responders", and the edge asks again). It runs on the consume goroutine.
+func (n *Node) maybeServeState(t *topicState, ps *partitionState) {
+	if ps.sub != nil {
+		return
+	}
+	ps.mu.RLock()
+	ok := ps.caughtUp && !ps.released
+	ps.mu.RUnlock()
+	if !ok {
+		return
+	}
+	if err := n.serveState(t, ps); err != nil {
+		n.log.Warn("serve state", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
+	}
 }
 
 // checkTopic compares a topic with Kafka's metadata (each
@@ -330,6 +393,9 @@ func (n *Node) checkTopic(ctx context.Context, t *topicState) {
 		return // Kafka unreachable: try again later
 	}
 	d, ok := details[t.name]
+	if ok && d.Err == nil && d.ID == t.id {
+		n.rereadRetention(cctx, t)
+	}
 	switch {
 	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) || (d.Err == nil && d.ID != t.id):
 		n.log.Warn("topic deleted or recreated", LogKeyTopic, t.name)

@@ -732,7 +732,8 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 
 // requestPageRetrying asks for a page, again and again while the cache tier
 // does not answer (a node died while answering, or none holds the partition
-// for a moment), for up to RequestTimeout.
+// for a moment) or answers NotOwner (the node released the partition, or is
+// not caught up on it), for up to RequestTimeout.
 func (e *Edge) requestPageRetrying(ctx context.Context, topic string, epoch uint32, p int32, since int64) (proto.StatePage, error) {
 	deadline := time.Now().Add(e.cfg.RequestTimeout)
 	for {
@@ -759,6 +760,10 @@ func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p in
 	page, err := proto.DecodeStatePage(msg.Data)
 	if err != nil {
 		return proto.StatePage{}, fmt.Errorf("fetch state %s/%d: %w", topic, p, err)
+	}
+	if page.Status == proto.StatusNotOwner {
+		// Released, or not caught up: another holder answers, or soon will.
+		return page, fmt.Errorf("fetch state %s/%d: %w: %s", topic, p, errUnavailable, page.Error)
 	}
 	if page.Status != proto.StatusOK {
 		return page, fmt.Errorf("fetch state %s/%d: %s: %s", topic, p, page.Status, page.Error)

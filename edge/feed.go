@@ -47,8 +47,9 @@ type feed struct {
 
 // partCursor is what the feed knows of one partition besides its progress.
 type partCursor struct {
-	probeNext int64 // the cache's next offset at the previous probe
-	needFill  bool
+	probeNext  int64 // the cache's next offset at the previous probe
+	needFill   bool
+	fillTarget int64 // a fill is complete only once the feed reaches this offset
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -88,7 +89,7 @@ func (f *feed) init(ctx context.Context) error {
 	f.progress = proto.Progress{Epoch: meta.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, meta.Partitions)}
 	f.parts = make([]partCursor, meta.Partitions)
 	for p := range f.parts {
-		head, err := e.requestPage(ctx, f.topic, meta.Epoch, int32(p), math.MaxInt64)
+		head, err := e.requestPageRetrying(ctx, f.topic, meta.Epoch, int32(p), math.MaxInt64)
 		if err != nil {
 			_ = sub.Unsubscribe()
 			return err
@@ -142,10 +143,12 @@ func (f *feed) run() {
 					f.parts[p].needFill = true
 				}
 			}
-			f.probe()
+			if !f.probe() {
+				return // the feed ended: the topic is gone or changed
+			}
 			for p := range f.parts {
 				if f.parts[p].needFill {
-					f.fill(int32(p))
+					f.fill(int32(p), 0)
 				}
 			}
 			f.flushDirty()
@@ -165,7 +168,7 @@ func (f *feed) handle(m *nats.Msg) {
 		}
 		if h.Next > f.progress.Offsets[h.Partition] {
 			f.e.metrics.gaps.Inc()
-			f.fill(h.Partition)
+			f.fill(h.Partition, h.Next)
 		}
 		return
 	}
@@ -184,7 +187,9 @@ func (f *feed) handle(m *nats.Msg) {
 	}
 	if ch.From > f.progress.Offsets[p] || f.parts[p].needFill {
 		f.e.metrics.gaps.Inc()
-		if !f.fill(p) {
+		// The fill must reach this change's From: a page that ends short
+		// (a holder that lags) would otherwise let the change jump a hole.
+		if !f.fill(p, ch.From) {
 			return // retried on the next message or tick; the cache has this change
 		}
 		if ch.Record.Offset < f.progress.Offsets[p] {
@@ -210,12 +215,17 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 	return true
 }
 
-// fill brings partition p up to the cache's head from state pages, delivering
-// what the feed missed. It reports whether it completed.
-func (f *feed) fill(p int32) bool {
+// fill brings partition p up to the cache's head from state pages,
+// delivering what the feed missed. It completes only when the feed reaches
+// target (a change's From, a head's Next, or an earlier fill's target): a
+// last page that ends short of it came from a holder that lags, so the fill
+// asks again (the queue group may pick another holder) a few times, then
+// leaves it to the next message or tick. It reports whether it completed.
+func (f *feed) fill(p int32, target int64) bool {
 	st := &f.parts[p]
+	st.fillTarget = max(st.fillTarget, target)
 	since := f.progress.Offsets[p]
-	for {
+	for short := 0; ; {
 		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
 		page, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, p, since)
 		cancel()
@@ -235,38 +245,87 @@ func (f *feed) fill(p int32) bool {
 				f.mu.Lock()
 			}
 		}
-		if !page.More {
-			if page.Next > f.progress.Offsets[p] {
-				f.advance(p, page.Next)
-			}
-			f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
+		if page.More {
 			f.mu.Unlock()
+			since = page.Cursor
+			continue
+		}
+		// The answering node has applied everything below page.Next.
+		if page.Next > f.progress.Offsets[p] {
+			f.advance(p, page.Next)
+		}
+		reached := f.progress.Offsets[p] >= st.fillTarget
+		if reached {
+			f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
+		}
+		f.mu.Unlock()
+		if reached {
 			st.needFill = false
 			f.e.metrics.fills.Inc()
 			return true
 		}
-		f.mu.Unlock()
-		since = page.Cursor
+		if short++; short >= 5 {
+			st.needFill = true
+			f.e.log.Debug("fill short of its target", "topic", f.topic, "partition", p, "at", f.progress.Offsets[p], "target", st.fillTarget)
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // then ask again, maybe another holder
+		since = f.progress.Offsets[p]
 	}
 }
 
 // probe asks the cache for each partition's head. A position the cache had
 // reached by the previous probe that the feed still has not: changes were
-// lost and no head said so (a backstop for heads).
-func (f *feed) probe() {
+// lost and no head said so (a backstop for heads). When a partition cannot
+// be asked, the topic's metadata is: a topic deleted (or recreated under a
+// new epoch) ends the feed. It reports whether the feed goes on.
+func (f *feed) probe() bool {
+	failed := false
 	for p := range f.parts {
 		st := &f.parts[p]
 		if f.progress.Offsets[p] < st.probeNext {
 			st.needFill = true
+			st.fillTarget = max(st.fillTarget, st.probeNext)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
 		head, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, int32(p), math.MaxInt64)
 		cancel()
 		if err != nil {
+			failed = true
 			continue
 		}
 		st.probeNext = head.Next
 	}
+	if !failed {
+		return true
+	}
+	return f.checkTopic()
+}
+
+// checkTopic asks the cache tier for the topic's metadata after a probe
+// failed (nobody holds a partition, or a page came under another epoch);
+// the request also makes the cache take up a topic it dropped. A topic that
+// no longer exists, or exists under another epoch, ends the feed: its
+// clients reconnect and get 404, or event:reset and the new state. It
+// reports whether the feed goes on.
+func (f *feed) checkTopic() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+	defer cancel()
+	meta, err := f.e.requestMeta(ctx, f.topic)
+	switch {
+	case errors.Is(err, errTopicNotFound):
+		f.fail(resetEpoch)
+		return false
+	case err != nil:
+		return true // the cache tier is unavailable: ask again at the next probe
+	case meta.Epoch != f.progress.Epoch:
+		f.fail(resetEpoch)
+		return false
+	case int(meta.Partitions) > len(f.parts):
+		f.fail(resetPartitions)
+		return false
+	}
+	return true
 }
 
 // deliver advances the feed past rec and queues its frame to every view it

@@ -199,10 +199,7 @@ func TestKeepAliveComment(t *testing.T) {
 // end, and a client resuming with an old id gets event:reset and the new
 // topic's state, never the two mixed.
 func TestRecreatedTopicResetsClients(t *testing.T) {
-	s := newStack(t, stackOptions{cacheCfg: func(c *cache.Config) {
-		c.TopicCheckInterval = 100 * time.Millisecond
-		c.HeadInterval = 100 * time.Millisecond
-	}})
+	s := newStack(t, stackOptions{cacheCfg: fastTopicChecks})
 	s.produce("tasks", rec(0, "a", "old-a"), rec(1, "b", "old-b"))
 	c := s.connect("/tasks", nil)
 	evs := c.untilReady()
@@ -251,4 +248,70 @@ func TestRecreatedTopicResetsClients(t *testing.T) {
 		return fmt.Sprint(got) == `[reset:{"reason":"epoch"} :new-c ready:{}]`
 	})
 	t.Logf("resumed with the old id: %q", got)
+}
+
+// fastTopicChecks has the cache check topics often and see Kafka's metadata
+// as it is: kgo caches metadata for MetadataMinAge (5 s by default), which
+// would hide a deletion followed soon by a creation.
+func fastTopicChecks(c *cache.Config) {
+	c.TopicCheckInterval = 100 * time.Millisecond
+	c.HeadInterval = 100 * time.Millisecond
+	c.KafkaOptions = append(c.KafkaOptions, kgo.MetadataMinAge(10*time.Millisecond))
+}
+
+// A topic deleted, noticed gone by the cache, and created again later: the
+// streams on it end, new requests get 404 while it does not exist, and
+// once it exists again it is served, a client resuming with an old id
+// getting event:reset and the new state (defect 4 of issue 8).
+func TestTopicRecreatedLaterIsServed(t *testing.T) {
+	s := newStack(t, stackOptions{cacheCfg: fastTopicChecks})
+	s.produce("tasks", rec(0, "a", "old-a"), rec(1, "b", "old-b"))
+	c := s.connect("/tasks", nil)
+	evs := c.untilReady()
+	lastID := evs[len(evs)-1].ID
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.adm().DeleteTopics(ctx, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	for { // the stream on the deleted topic ends
+		if _, err := c.next(10 * time.Second); err == errStreamEnded {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "404 while the topic does not exist", func() bool {
+		r, status := s.open("/tasks", nil)
+		if status == http.StatusOK {
+			r.close()
+		}
+		return status == http.StatusNotFound
+	})
+	if err := devstack.CreateCompactedTopics(ctx, s.brokers, 3, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	r := rec(2, "c", "new-c")
+	r.Topic = "tasks"
+	if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	eventually(t, 15*time.Second, "the new topic's state after a reset", func() bool {
+		r, status := s.open("/tasks", http.Header{"Last-Event-Id": {lastID}})
+		if status != http.StatusOK {
+			return false
+		}
+		defer r.close()
+		got = nil
+		for _, ev := range r.untilReady()[1:] {
+			got = append(got, ev.Event+":"+ev.Data)
+		}
+		return fmt.Sprint(got) == `[reset:{"reason":"epoch"} :new-c ready:{}]`
+	})
 }
