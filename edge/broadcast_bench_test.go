@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			f.progress = proto.Progress{Epoch: 1, Offsets: make([]int64, 3)}
 			clients := make([]*client, subscribers)
 			for i := range clients {
-				clients[i] = newClient(1<<20, 1<<40)
+				clients[i] = newClient(1<<20, math.MaxInt)
 				clients[i].live = true
 				if _, ok := f.join("v", nil, proto.IDEtag, clients[i]); !ok {
 					b.Fatal("join")
