@@ -17,6 +17,12 @@ import (
 // changes are turned into frames once per view and queued to every client of
 // the view. One goroutine (run) processes changes in order and fills gaps
 // from the cache tier before anything newer (DESIGN rule 5).
+//
+// The goroutine boundary: run (and init, before run starts) is the only
+// writer of progress, parts, the slab and the views' frames, and it calls
+// the cache tier without holding mu. Everything a stream's goroutine
+// touches (join, goLive, waitCovers, leave) is read or changed under mu;
+// meta and horizonWindow are fixed once init returns.
 type feed struct {
 	e          *Edge
 	topic      string
@@ -59,11 +65,6 @@ type view struct {
 	format  proto.IDFormat
 	clients map[*client]struct{}
 }
-
-var (
-	errTopicNotFound = errors.New("topic not found")
-	errUnavailable   = errors.New("cache tier unavailable")
-)
 
 func (f *feed) init(ctx context.Context) error {
 	e := f.e

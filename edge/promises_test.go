@@ -144,7 +144,7 @@ func trueAt(t *testing.T, m *model, view map[string]string, p proto.Progress, pa
 		apply(resumed, change)
 	}
 	delete(resumed, "")
-	if !sameMap(resumed, final) {
+	if !maps.Equal(resumed, final) {
 		t.Fatalf("id %v is not a true position: the view there plus the stream from it has %d keys, the state %d", p.Offsets, len(resumed), len(final))
 	}
 }

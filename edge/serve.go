@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -119,114 +118,6 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 		http.Error(rw, "too many connections waiting to start: retry", http.StatusServiceUnavailable)
 		_ = conn.Close()
 	}
-}
-
-// setupWorker serves queued requests until the queue is closed. Each
-// worker runs one request's state part at a time; a hijacked stream then
-// lives on without it.
-func (e *Edge) setupWorker(queue *setupQueue) {
-	for {
-		r, ok := queue.pop()
-		if !ok {
-			return
-		}
-		e.serveRaw(r.conn, r.req)
-		queue.done()
-	}
-}
-
-// releaseAfterBursts returns free memory to the OS once a burst of new
-// streams (a reconnect storm, a deploy) has been set up: the runtime would
-// otherwise keep the burst's transient buffers resident for minutes, while
-// an idle stream needs little.
-func (e *Edge) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var released uint64
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			started, idle := queue.stats()
-			if idle && started-released >= uint64(e.cfg.ReleaseAfterBurst) {
-				released = started
-				t0 := time.Now()
-				debug.FreeOSMemory()
-				e.metrics.memoryReleases.Inc()
-				e.log.Debug("released memory after a burst of new streams", "streams", started, "took", time.Since(t0))
-			}
-		}
-	}
-}
-
-// setupQueue is the requests waiting for a setup worker: first in, first
-// out, holding memory only while it has requests.
-type setupQueue struct {
-	mu      sync.Mutex
-	ready   *sync.Cond
-	waiting []rawRequest
-	max     int
-	closed  bool
-	started uint64 // requests taken by a worker, ever
-	busy    int    // workers serving a request
-}
-
-// done marks the end of a request's setup.
-func (q *setupQueue) done() {
-	q.mu.Lock()
-	q.busy--
-	q.mu.Unlock()
-}
-
-// stats reports how many setups have started and whether none is running or waiting.
-func (q *setupQueue) stats() (started uint64, idle bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.started, q.busy == 0 && len(q.waiting) == 0
-}
-
-func (q *setupQueue) push(r rawRequest) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || len(q.waiting) >= q.max {
-		return false
-	}
-	q.waiting = append(q.waiting, r)
-	q.ready.Signal()
-	return true
-}
-
-func (q *setupQueue) pop() (rawRequest, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.waiting) == 0 {
-		if q.closed {
-			return rawRequest{}, false
-		}
-		q.ready.Wait()
-	}
-	r := q.waiting[0]
-	q.started++
-	q.busy++
-	q.waiting[0] = rawRequest{}
-	q.waiting = q.waiting[1:]
-	if len(q.waiting) == 0 {
-		q.waiting = nil // let a burst's backing array go
-	}
-	return r, true
-}
-
-// close ends the workers; requests still waiting are closed.
-func (q *setupQueue) close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	for _, r := range q.waiting {
-		_ = r.conn.Close()
-	}
-	q.waiting = nil
-	q.ready.Broadcast()
 }
 
 func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -104,7 +105,7 @@ func stalledClient(t *testing.T, noHijack bool, tc stalledCase) {
 	slow := &sseClient{t: t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: func() {}}
 	go slow.read()
 	slowView, lastID, events := map[string]string{}, "", 0
-	for !(conflate && sameMap(slowView, final)) {
+	for !(conflate && maps.Equal(slowView, final)) {
 		ev, err := slow.next(10 * time.Second)
 		if err == errStreamEnded {
 			break
@@ -142,16 +143,4 @@ func stalledClient(t *testing.T, noHijack bool, tc stalledCase) {
 	}
 	delete(slowView, "")
 	sameView(t, "resumed view", slowView, final)
-}
-
-func sameMap(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

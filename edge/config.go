@@ -1,0 +1,166 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Off, in a Config field that says so, turns off what zero would give the
+// default of.
+const Off = -1
+
+// Config configures an edge node. Zero means the documented default; a value
+// out of range is an error naming the field (New returns it).
+type Config struct {
+	// NATS is the connection to the cache tier. Required; the edge does not close it.
+	NATS *nats.Conn
+	// SubjectPrefix prefixes every NATS subject. Default "ssekafka".
+	SubjectPrefix string
+	// Routes are matched in order; the first whose path matches serves the request.
+	Routes []*Route
+	// Retry is the reconnect delay sent in "retry:", in whole milliseconds.
+	// Default 2s; Off writes "retry:0" (reconnect at once, no jitter).
+	Retry time.Duration
+	// RetryJitter adds up to this fraction of Retry at random, so that clients
+	// of a failed edge do not come back at once. At most 1. Default 0.2; Off: none.
+	RetryJitter float64
+	// KeepAlive is the idle time after which a comment line is sent, at
+	// least 1ms. Default 15s; Off: no comments (as Zilla by default).
+	KeepAlive time.Duration
+	// NoReady leaves out "event:ready" after the state part, for clients
+	// that must see nothing but data frames (scripts written for Zilla that
+	// grep "data:" lines would catch its "data:{}"). Default false: sent.
+	NoReady bool
+	// PageBytes is the size asked for per state page. Default 256 KiB.
+	PageBytes int
+	// PageTimeout bounds one state-page request: a cache node that dies while
+	// answering costs this much before the edge asks again. Default 2s.
+	PageTimeout time.Duration
+	// RequestTimeout bounds one request to the cache tier. Default 15s (a
+	// topic taken up on demand is answered once caught up).
+	RequestTimeout time.Duration
+	// WriteTimeout bounds one write to a client. Default 30s.
+	WriteTimeout time.Duration
+	// MaxQueue is how many frames may wait for a client before it is
+	// disconnected with a retry hint. Default 16384.
+	MaxQueue int
+	// MaxQueueBytes bounds the bytes of the frames waiting for one client,
+	// like MaxQueue (whichever is passed first conflates, then cuts off).
+	// Default 8 MiB: 16 s of a 4 Mbit/s stream, while 16384 frames of up to
+	// 32 KiB would let one stalled client hold 512 MiB.
+	MaxQueueBytes int
+	// FeedBuffer is how many live changes may wait per topic feed; past it
+	// NATS drops them and the feed fills the gap from the cache. Default 65536.
+	FeedBuffer int
+	// ProbeInterval is how often a feed checks the cache's head for changes
+	// lost in transit. Default 5s.
+	ProbeInterval time.Duration
+	// FeedLinger is how long a topic feed outlives its last client. Default 30s.
+	FeedLinger time.Duration
+	// SetupConcurrency is how many streams served by Serve may be in their
+	// state part at once; more wait in a queue, costing no goroutine.
+	// Default 64.
+	SetupConcurrency int
+	// SetupQueue is how many streams may wait to start; past it a new one
+	// is answered 503 with Retry-After. Default 65536.
+	SetupQueue int
+	// ReleaseAfterBurst: once this many streams have started since the last
+	// time, and none is starting, the edge returns free memory to the OS
+	// (debug.FreeOSMemory, a few milliseconds): the runtime would otherwise
+	// keep a reconnect storm's transient buffers resident for minutes.
+	// Default 1000; negative: never.
+	ReleaseAfterBurst int
+	// NoHijack keeps every connection on net/http's ResponseWriter and a
+	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
+	// are hijacked and cost no goroutine while idle.
+	NoHijack bool
+	// Now is the clock for position times. Default time.Now.
+	Now func() time.Time
+	// Logger receives the edge's logs. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the edge's metrics. Default: none registered.
+	Registerer prometheus.Registerer
+}
+
+// setDefaults validates c and fills in the defaults of its zero fields.
+func (c *Config) setDefaults() error {
+	if c.NATS == nil {
+		return errors.New("edge config: NATS is required")
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = "ssekafka"
+	}
+	durations := []struct {
+		name   string
+		v      *time.Duration
+		def    time.Duration
+		canOff bool
+	}{
+		{"Retry", &c.Retry, 2 * time.Second, true},
+		{"KeepAlive", &c.KeepAlive, 15 * time.Second, true},
+		{"PageTimeout", &c.PageTimeout, 2 * time.Second, false},
+		{"RequestTimeout", &c.RequestTimeout, 15 * time.Second, false},
+		{"WriteTimeout", &c.WriteTimeout, 30 * time.Second, false},
+		{"ProbeInterval", &c.ProbeInterval, 5 * time.Second, false},
+		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
+	}
+	for _, d := range durations {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v == Off && d.canOff:
+		case *d.v < 0 && d.canOff:
+			return fmt.Errorf("edge config: %s: %v is negative (Off turns it off)", d.name, *d.v)
+		case *d.v < 0:
+			return fmt.Errorf("edge config: %s: %v is negative", d.name, *d.v)
+		}
+	}
+	if c.KeepAlive != Off && c.KeepAlive < time.Millisecond {
+		return fmt.Errorf("edge config: KeepAlive: %v is below 1ms", c.KeepAlive)
+	}
+	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
+		return fmt.Errorf("edge config: Retry: %v is not whole milliseconds", c.Retry)
+	}
+	switch {
+	case c.RetryJitter == 0:
+		c.RetryJitter = 0.2
+	case c.RetryJitter == Off:
+	case c.RetryJitter < 0 || c.RetryJitter > 1 || c.RetryJitter != c.RetryJitter:
+		return fmt.Errorf("edge config: RetryJitter: %v is not in (0, 1] (Off: none)", c.RetryJitter)
+	}
+	sizes := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"PageBytes", &c.PageBytes, 256 << 10},
+		{"MaxQueue", &c.MaxQueue, 16384},
+		{"MaxQueueBytes", &c.MaxQueueBytes, 8 << 20},
+		{"FeedBuffer", &c.FeedBuffer, 65536},
+		{"SetupConcurrency", &c.SetupConcurrency, 64},
+		{"SetupQueue", &c.SetupQueue, 65536},
+	}
+	for _, n := range sizes {
+		switch {
+		case *n.v == 0:
+			*n.v = n.def
+		case *n.v < 0:
+			return fmt.Errorf("edge config: %s: %d is negative", n.name, *n.v)
+		}
+	}
+	if c.ReleaseAfterBurst == 0 {
+		c.ReleaseAfterBurst = 1000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

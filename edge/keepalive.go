@@ -1,0 +1,47 @@
+package edge
+
+import "time"
+
+// keepAliveLoop sends a comment to every hijacked connection idle for
+// KeepAlive: it keeps proxies from closing the stream, and a write is how a
+// connection with no reader finds out that its peer has gone.
+func (e *Edge) keepAliveLoop() {
+	tick := time.NewTicker(min(e.cfg.KeepAlive/2, time.Second))
+	defer tick.Stop()
+	var idle []*liveConn
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			idle = e.idleLive(now, idle[:0])
+			for _, lc := range idle {
+				lc.c.mu.Lock()
+				lc.c.appendLocked(marker(keepAliveFrame))
+				lc.c.mu.Unlock()
+				lc.flush()
+			}
+			clear(idle)
+		}
+	}
+}
+
+// idleLive appends the hijacked connections of every feed that have not
+// been written to for KeepAlive.
+func (e *Edge) idleLive(now time.Time, idle []*liveConn) []*liveConn {
+	for _, f := range e.feedList() {
+		f.mu.Lock()
+		for _, v := range f.views {
+			for c := range v.clients {
+				c.mu.Lock()
+				lc := c.lc
+				c.mu.Unlock()
+				if lc != nil && now.Sub(time.Unix(0, lc.lastWrite.Load())) >= e.cfg.KeepAlive {
+					idle = append(idle, lc)
+				}
+			}
+		}
+		f.mu.Unlock()
+	}
+	return idle
+}
