@@ -38,7 +38,10 @@ func handID(epoch uint32, offsets ...int64) string {
 func TestReadyWaitsForLiveFeedToCoverState(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	var gate sync.RWMutex
-	edge.HoldFeeds(s.edge, func() { gate.RLock(); gate.RUnlock() })
+	edge.HoldFeeds(s.edge, func() {
+		gate.RLock() // a gate: waiting for it is the point
+		defer gate.RUnlock()
+	})
 	s.produce("tasks", rec(0, "a", "a0"), rec(1, "b", "b0"))
 	ep := s.epoch("tasks")
 	s.connect("/tasks", nil).untilReady() // the topic's feed runs
