@@ -17,6 +17,7 @@ type cacheMember struct {
 	node    *cache.Node
 	members *membership.Cluster
 	stop    func()
+	leave   func()
 }
 
 // addCacheMember starts a cache node that gossips with join (none: a new
@@ -36,6 +37,12 @@ func (s *stack) addCacheMember(name string, join ...string) *cacheMember {
 	// stop is a crash: no goodbye to the cluster, connections just end.
 	m.stop = func() {
 		_ = mc.Shutdown()
+		nc.Close()
+		stopNode()
+	}
+	// leave is a graceful exit: the cluster hears a goodbye first.
+	m.leave = func() {
+		_ = mc.Leave(time.Second)
 		nc.Close()
 		stopNode()
 	}
@@ -143,5 +150,37 @@ func TestClusterLastNodeServesEverything(t *testing.T) {
 		if role := ms[2].members.Role("tasks", int32(p)); role != membership.RolePrimary {
 			t.Fatalf("last node: role %s for tasks/%d", role, p)
 		}
+	}
+}
+
+// The random-clients property (every id a client sees is exact, no value
+// twice in a connection, every client ends exact) holds while cache nodes
+// join, leave gracefully and crash mid-stream.
+func TestPropertyRandomClientsUnderMembershipChanges(t *testing.T) {
+	s, ms := newClusterStack(t)
+	ops := 600
+	if testing.Short() {
+		ops = 200
+	}
+	stage := 0
+	propertyRandomClients(t, s, func(op int) {
+		switch {
+		case stage == 0 && op >= ops/4:
+			d := s.addCacheMember("d", ms[0].members.Addr())
+			t.Logf("op %d: d joins", op)
+			ms = append(ms, d)
+		case stage == 1 && op >= ops/2:
+			ms[1].leave()
+			t.Logf("op %d: %s left", op, ms[1].name)
+		case stage == 2 && op >= 3*ops/4:
+			ms[0].stop()
+			t.Logf("op %d: %s crashed", op, ms[0].name)
+		default:
+			return
+		}
+		stage++
+	})
+	if stage != 3 {
+		t.Fatalf("only %d of 3 membership changes made", stage)
 	}
 }

@@ -14,9 +14,9 @@ import (
 // Values many times over the cache's memory budget still stream exactly:
 // what ristretto does not hold is read back from Kafka.
 func TestStateBeyondMaxBytesIsExact(t *testing.T) {
-	s := newStack(t, stackOptions{cacheCfg: func(c *cache.Config) { c.MaxBytes = 64 << 10 }})
+	s := newStack(t, stackOptions{cacheCfg: func(c *cache.Config) { c.MaxBytes = 1 << 20 }}) // the smallest budget allowed
 	var m model
-	pad := strings.Repeat("v", 1000)
+	pad := strings.Repeat("v", 16000)
 	for batch := range 5 {
 		var recs []*kgo.Record
 		for i := range 200 {
@@ -30,7 +30,7 @@ func TestStateBeyondMaxBytesIsExact(t *testing.T) {
 		m.add(s.produce("tasks", recs...)...)
 	}
 	want := m.asOf(proto.Progress{Offsets: []int64{1 << 40, 1 << 40, 1 << 40}})
-	if size := len(want) * 1000; size < 8*64<<10 {
+	if size := len(want) * 16000; size < 8<<20 {
 		t.Fatalf("test data %d bytes is not many times the budget", size)
 	}
 	for range 2 { // twice: the second stream finds some values warm
