@@ -92,12 +92,14 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 			for i := range c.queue {
 				c.queueBytes += len(c.queue[i].buf)
 			}
-			if len(c.queue) > c.maxQueue/2 || c.queueBytes > c.maxBytes/2 {
+			// One frame always fits, however large: a record Kafka accepted
+			// must reach a client that reads (DESIGN rule 10).
+			if len(c.queue) > 1 && (len(c.queue) > c.maxQueue/2 || c.queueBytes > c.maxBytes/2) {
 				c.overflow = true // too many distinct keys behind
 				c.dropLocked()
 			}
 		}
-	case len(c.pending) < c.maxQueue && c.pendingBytes+len(q.buf) <= c.maxBytes:
+	case len(c.pending) == 0 || len(c.pending) < c.maxQueue && c.pendingBytes+len(q.buf) <= c.maxBytes:
 		c.pending = append(c.pending, pendingFrame{partition, offset, q})
 		c.pendingBytes += len(q.buf)
 	default:

@@ -147,3 +147,16 @@ func TestClientBoundedInBytes(t *testing.T) {
 		}
 	})
 }
+
+// One frame always fits an empty queue, however large: a record Kafka
+// accepted reaches a client that reads, whatever MaxQueueBytes says.
+func TestOneFrameOverTheByteBoundStillFits(t *testing.T) {
+	for _, live := range []bool{true, false} {
+		c := newClient(16384, 64<<10)
+		c.live = live
+		c.push(0, 0, keyedFrame("k", strings.Repeat("x", 100<<10)))
+		if c.overflow {
+			t.Fatalf("live=%v: a 100 KiB frame into an empty queue bounded at 64 KiB cut the client off", live)
+		}
+	}
+}

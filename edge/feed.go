@@ -248,6 +248,12 @@ func (f *feed) fill(p int32, target int64) bool {
 		}
 		if page.More {
 			f.mu.Unlock()
+			if page.Cursor <= since { // a page that does not move on would never end
+				st.needFill = true
+				f.e.metrics.badPages.Inc()
+				f.e.log.Warn("fill live gap: state page cursor does not advance", "topic", f.topic, "partition", p, "since", since, "cursor", page.Cursor)
+				return false
+			}
 			since = page.Cursor
 			continue
 		}
@@ -266,8 +272,13 @@ func (f *feed) fill(p int32, target int64) bool {
 			return true
 		}
 		if short++; short >= 5 {
+			// No holder reaches the target: it came from a head or change
+			// that no node confirms (stale, or hostile). Lower it to what the
+			// holders have, so that changes flow again; a later change, head
+			// or probe that is really ahead raises it once more.
 			st.needFill = true
-			f.e.log.Debug("fill short of its target", "topic", f.topic, "partition", p, "at", f.progress.Offsets[p], "target", st.fillTarget)
+			f.e.log.Warn("fill short of its target: lowered to what the cache tier holds", "topic", f.topic, "partition", p, "at", f.progress.Offsets[p], "target", st.fillTarget)
+			st.fillTarget = f.progress.Offsets[p]
 			return false
 		}
 		time.Sleep(10 * time.Millisecond) // then ask again, maybe another holder

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type laggingTier struct {
 	mu      sync.Mutex
 	recs    []proto.Record
 	armed   bool
+	stuck   bool // answer every page "more follows" at the cursor asked for
 	lagAt   int64
 	lagged  int // answers given as the lagging holder
 	epoch   uint32
@@ -53,6 +55,9 @@ func (s *stack) startLaggingTier(topic string) *laggingTier {
 				page.Records = append(page.Records, r)
 				page.Cursor = r.Offset + 1
 			}
+		}
+		if lt.stuck && q.Since != math.MaxInt64 {
+			page.Records, page.More, page.Cursor = nil, true, q.Since
 		}
 		lt.mu.Unlock()
 		_ = m.Respond(proto.AppendStatePage(nil, &page))
@@ -122,5 +127,73 @@ func TestFillFromLaggingHolderIsComplete(t *testing.T) {
 	}
 	if ev, err := c.next(300 * time.Millisecond); err == nil && ev.HasData {
 		t.Fatalf("unexpected %+v after the gap was filled", ev)
+	}
+}
+
+// A head past anything the cache tier holds (stale, or from a hostile
+// publisher) makes the feed fill towards it; no holder confirms it, so the
+// feed lowers its target to what the holders have and completes, and the
+// changes after it flow live again instead of each paying a fill.
+func TestUnconfirmedHeadDoesNotStallTheFeed(t *testing.T) {
+	s := newStack(t, stackOptions{noCache: true, partitions: 1})
+	lt := s.startLaggingTier("tasks")
+	lt.add(9)
+	c := s.connect("/tasks", nil)
+	c.untilReady()
+	pub := s.connectNATS()
+	fills := s.edgeCounter("ssekafka_edge_gap_fills_total")
+	h := proto.Head{Epoch: lt.epoch, Partition: 0, Next: 1 << 40}
+	if err := pub.Publish(lt.subject.Event("tasks", 0), proto.AppendHead(nil, &h)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the fill towards the head given up and completed at the cache's end", func() bool {
+		return s.edgeCounter("ssekafka_edge_gap_fills_total") > fills
+	})
+	gaps := s.edgeCounter("ssekafka_edge_live_gaps_total")
+	for i := int64(10); i < 30; i++ {
+		ch := lt.add(i)
+		if err := pub.Publish(lt.subject.Event("tasks", 0), proto.AppendChange(nil, &ch)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 10; i < 30; i++ {
+		ev := c.mustNext()
+		if want := fmt.Sprintf("v%d", i); ev.Data != want {
+			t.Fatalf("got %q, want %q", ev.Data, want)
+		}
+	}
+	if g := s.edgeCounter("ssekafka_edge_live_gaps_total"); g != gaps {
+		t.Fatalf("%v gaps for changes in order after the bogus head", g-gaps)
+	}
+}
+
+// A page that says more follows but does not move its cursor on (a buggy
+// or hostile member of the queue group) is refused: the feed goes back to
+// its loop instead of asking forever, and fills the gap once a sound node
+// answers.
+func TestStuckPageCursorIsRefused(t *testing.T) {
+	s := newStack(t, stackOptions{noCache: true, partitions: 1})
+	lt := s.startLaggingTier("tasks")
+	lt.add(9)
+	c := s.connect("/tasks", nil)
+	c.untilReady()
+	lt.mu.Lock()
+	lt.stuck = true
+	lt.mu.Unlock()
+	pub := s.connectNATS()
+	ch := lt.add(11) // v10 never published: a gap
+	if err := pub.Publish(lt.subject.Event("tasks", 0), proto.AppendChange(nil, &ch)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the stuck page refused", func() bool {
+		return s.edgeCounter("ssekafka_edge_bad_state_pages_total") > 0
+	})
+	lt.mu.Lock()
+	lt.stuck = false
+	lt.mu.Unlock()
+	for _, want := range []string{"v10", "v11"} {
+		if ev := c.mustNext(); ev.Data != want {
+			t.Fatalf("got %q, want %q", ev.Data, want)
+		}
 	}
 }

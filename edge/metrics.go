@@ -10,6 +10,7 @@ type metrics struct {
 	connections, badLastEventID, badRequests    prometheus.Counter
 	resets                                      *prometheus.CounterVec
 	framesQueued, gaps, fills, badChanges       prometheus.Counter
+	badPages                                    prometheus.Counter
 	overflows, feedFailures, stateEventsWritten prometheus.Counter
 	writes, acceptErrors, setupRejected         prometheus.Counter
 	memoryReleases, conflated                   prometheus.Counter
@@ -32,6 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		gaps:               c("live_gaps_total", "Gaps detected in the live feed."),
 		fills:              c("gap_fills_total", "Gap fills completed from the cache tier."),
 		badChanges:         c("bad_changes_total", "Live messages that could not be decoded."),
+		badPages:           c("bad_state_pages_total", "State pages refused: a cursor that does not advance."),
 		overflows:          c("overflow_disconnects_total", "Clients disconnected for falling behind."),
 		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),

@@ -67,14 +67,17 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 // past that partition's end as the cache tier knows it: an id from another
 // incarnation of the topic (a Zilla id carries no epoch), which cannot
 // resume. Only offsets past the feed's position (live) are asked about, and
-// a node that seems behind is asked again a few times, since the node that
-// answers may lag the one whose changes the client saw.
+// a node that seems behind is asked again for up to PageTimeout, since the
+// node that answers may lag the one whose changes the client saw.
 func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Progress) (bool, error) {
+	// A holder in ordinary consumer lag catches up well within PageTimeout;
+	// an id of another incarnation never does.
+	deadline := time.Now().Add(e.cfg.PageTimeout)
 	for p, o := range start.Offsets {
 		if o <= live.Offset(int32(p)) {
 			continue
 		}
-		for try := 0; ; try++ {
+		for {
 			page, err := e.requestPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), o)
 			if err != nil {
 				return false, err
@@ -82,7 +85,7 @@ func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Prog
 			if page.Next >= o {
 				break
 			}
-			if try == 4 {
+			if time.Now().After(deadline) {
 				return true, nil
 			}
 			select {
@@ -273,6 +276,10 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format p
 				return at, err
 			}
 			if page.More {
+				if page.Cursor <= since { // a page that does not move on would never end
+					e.metrics.badPages.Inc()
+					return at, fmt.Errorf("state %s/%d: page cursor %d does not advance past %d", f.topic, p, page.Cursor, since)
+				}
 				since = page.Cursor
 				continue
 			}

@@ -106,6 +106,10 @@ func (rd *reader) record(r *Record) {
 	r.Offset = int64(rd.uvarint("offset") & (1<<63 - 1))
 	r.TimeMs = rd.varint("time")
 	flags := rd.byte("flags")
+	if flags&^(flagTombstone|flagKeyNull|flagEtagHeader|flagSuperseded) != 0 {
+		// A field this version does not know: fail as a version mismatch, loudly.
+		rd.fail(ErrVersion, "record flags")
+	}
 	r.Tombstone = flags&flagTombstone != 0
 	r.KeyNull = flags&flagKeyNull != 0
 	r.EtagHeader = flags&flagEtagHeader != 0
@@ -127,10 +131,11 @@ func (rd *reader) headers(count, key, value string) []Header {
 	if n == 0 || rd.err != nil {
 		return nil
 	}
-	hs := make([]Header, n)
-	for i := range hs {
-		hs[i].Key = rd.string(key)
-		hs[i].Value = rd.bytes(value)
+	// Each header takes at least two bytes: a hostile count allocates no
+	// more than the message could hold.
+	hs := make([]Header, 0, min(n, len(rd.b)/2+1))
+	for i := 0; i < n && rd.err == nil; i++ {
+		hs = append(hs, Header{Key: rd.string(key), Value: rd.bytes(value)})
 	}
 	return hs
 }
