@@ -14,6 +14,7 @@ type metrics struct {
 	tombstonesDropped                        prometheus.Counter
 	valueHits, valueMisses, valuesGone       prometheus.Counter
 	notOwnerReplies, readBackRetries         prometheus.Counter
+	pagesCut                                 prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	lag                                      *prometheus.GaugeVec
 	held                                     *prometheus.GaugeVec
@@ -40,6 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valuesGone:        c("values_gone_total", "Values no longer in Kafka when read back (superseded and compacted)."),
 		notOwnerReplies:   c("not_owner_replies_total", "State requests answered NotOwner (partition released, or not caught up)."),
 		readBackRetries:   c("read_back_retries_total", "Value read-backs retried after the partition's leader moved or was unknown."),
+		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",
 			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partition_lag",

@@ -490,10 +490,14 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if page.Records, err = n.fillValues(ctx, t, ps.partition, page.Records); err != nil {
+	var cut int64
+	if page.Records, cut, err = n.fillValues(ctx, t, ps.partition, page.Records); err != nil {
 		n.log.Warn("state page values", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
 		reply(&proto.StatePage{Status: proto.StatusError, Epoch: t.epoch, Partition: ps.partition, Error: err.Error()})
 		return
+	}
+	if cut >= 0 {
+		page.Cursor, page.More = cut, true
 	}
 	reply(&page)
 }

@@ -22,7 +22,7 @@ import (
 type topicState struct {
 	name            string
 	id              [16]byte // Kafka's topic id
-	leaders         []int32  // partition leaders when taken up
+	leaders         []int32  // partition leaders, as metadata last gave them
 	epoch           uint32
 	deleteRetention atomic.Int64  // nanoseconds: Kafka's delete.retention.ms, or its default while unread
 	retentionRead   atomic.Bool   // deleteRetention was read from the topic's config
@@ -49,6 +49,15 @@ func (t *topicState) leader(p int32) int32 {
 		return t.leaders[p]
 	}
 	return -1
+}
+
+// setLeader keeps a partition's leader as metadata last gave it.
+func (t *topicState) setLeader(p, leader int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p >= 0 && int(p) < len(t.leaders) {
+		t.leaders[p] = leader
+	}
 }
 
 // partitions is the topic's partition count as this node knows it.

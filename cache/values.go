@@ -62,7 +62,12 @@ func (v *values) close() { v.c.Close() }
 // back from Kafka in as few fetches as the offsets allow. A record Kafka no
 // longer has (superseded and compacted since the page was read) is dropped:
 // its key's newer record comes later in the stream.
-func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, recs []proto.Record) ([]proto.Record, error) {
+//
+// When a read-back fails after records whose values are in hand, the page is
+// cut before the first record it lacks and cut is that record's offset (the
+// edge asks again from there); otherwise cut is -1. Only a page whose first
+// value cannot be read fails.
+func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, recs []proto.Record) (_ []proto.Record, cut int64, _ error) {
 	var missing []int
 	for i := range recs {
 		r := &recs[i]
@@ -76,8 +81,9 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 		}
 		missing = append(missing, i)
 	}
+	cut = -1
 	if len(missing) == 0 {
-		return recs, nil
+		return recs, cut, nil
 	}
 	n.metrics.valueMisses.Add(float64(len(missing)))
 	found := make(map[int64][]byte, len(missing))
@@ -89,7 +95,14 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 		from := recs[missing[next]].Offset
 		got, logStart, err := n.fetchFrom(ctx, t, partition, from)
 		if err != nil {
-			return nil, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, from, err)
+			if missing[next] == 0 {
+				return nil, cut, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, from, err)
+			}
+			n.log.Warn("state page cut short: read back failed", LogKeyTopic, t.name, LogKeyPartition, partition, "offset", from, "err", err)
+			n.metrics.pagesCut.Inc()
+			cut = from
+			recs, missing = recs[:missing[next]], missing[:next]
+			break
 		}
 		for _, kr := range got {
 			if _, want := wanted[kr.Offset]; want {
@@ -123,14 +136,89 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 		n.metrics.valuesGone.Add(float64(dropped))
 		recs = slices.DeleteFunc(recs, func(r proto.Record) bool { return r.Offset < 0 })
 	}
-	return recs, nil
+	return recs, cut, nil
 }
+
+// readBackAttempts bounds how often one read-back follows a moved leader.
+const readBackAttempts = 4
 
 // fetchFrom reads the records of one partition from offset on, one fetch's
 // worth (at least the batch holding offset). When offset is below the log's
 // start (compaction or retention removed it), it returns no records and the
-// log start offset.
+// log start offset. It follows the partition's leader: when the broker it
+// asked is not (or no longer) the leader, or cannot be reached, it reads the
+// leader from fresh metadata and asks again.
 func (n *Node) fetchFrom(ctx context.Context, t *topicState, partition int32, offset int64) (recs []*kgo.Record, logStart int64, err error) {
+	for attempt := 1; ; attempt++ {
+		recs, logStart, err = n.fetchOnce(ctx, t, partition, offset)
+		if err == nil || !leaderMoved(err) || attempt == readBackAttempts || ctx.Err() != nil {
+			return recs, logStart, err
+		}
+		n.metrics.readBackRetries.Inc()
+		if rerr := n.refreshLeader(ctx, t, partition); rerr != nil {
+			n.log.Debug("read back: leader refresh", LogKeyTopic, t.name, LogKeyPartition, partition, "err", rerr)
+		}
+	}
+}
+
+// leaderMoved says whether a fetch failed because it went to a broker that
+// does not lead the partition (any more), or to one it could not reach.
+func leaderMoved(err error) bool {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.FencedLeaderEpoch) ||
+			errors.Is(err, kerr.UnknownLeaderEpoch) || errors.Is(err, kerr.LeaderNotAvailable) ||
+			errors.Is(err, kerr.ReplicaNotAvailable)
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// refreshLeader reads the partition's leader from a metadata request sent
+// to a broker directly (the client's own metadata may be older than the
+// move) and keeps it in the topic's state.
+func (n *Node) refreshLeader(ctx context.Context, t *topicState, partition int32) error {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(t.name)
+	req.Topics = append(req.Topics, rt)
+	var resp *kmsg.MetadataResponse
+	var err error
+	brokers := n.reader.DiscoveredBrokers()
+	if len(brokers) == 0 {
+		resp, err = req.RequestWith(ctx, n.reader)
+	}
+	for _, b := range brokers {
+		if resp, err = req.RequestWith(ctx, b); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("metadata for %s: %w", t.name, err)
+	}
+	for _, mt := range resp.Topics {
+		if mt.Topic == nil || *mt.Topic != t.name {
+			continue
+		}
+		if err := kerr.ErrorForCode(mt.ErrorCode); err != nil {
+			return fmt.Errorf("metadata for %s: %w", t.name, err)
+		}
+		for _, mp := range mt.Partitions {
+			if mp.Partition != partition {
+				continue
+			}
+			if err := kerr.ErrorForCode(mp.ErrorCode); err != nil {
+				return fmt.Errorf("metadata for %s/%d: %w", t.name, partition, err)
+			}
+			t.setLeader(partition, mp.Leader)
+			return nil
+		}
+	}
+	return fmt.Errorf("metadata for %s/%d: partition not listed", t.name, partition)
+}
+
+// fetchOnce is one fetch from the partition's leader as last known, or from
+// any broker while none is known.
+func (n *Node) fetchOnce(ctx context.Context, t *topicState, partition int32, offset int64) (recs []*kgo.Record, logStart int64, err error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
@@ -148,12 +236,14 @@ func (n *Node) fetchFrom(ctx context.Context, t *topicState, partition int32, of
 	rp.PartitionMaxBytes = 1 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, n.reader.Broker(int(t.leader(partition))))
+	var resp *kmsg.FetchResponse
+	if leader := t.leader(partition); leader >= 0 {
+		resp, err = req.RequestWith(ctx, n.reader.Broker(int(leader)))
+	} else {
+		resp, err = req.RequestWith(ctx, n.reader)
+	}
 	if err != nil {
-		// The leader moved, or is unknown: any broker routes or says so.
-		if resp, err = req.RequestWith(ctx, n.reader); err != nil {
-			return nil, 0, err
-		}
+		return nil, 0, err
 	}
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return nil, 0, err

@@ -25,11 +25,15 @@ type KafkaOptions struct {
 	CompactEvery time.Duration
 	// DefaultPartitions for auto-created topics. Default 3.
 	DefaultPartitions int
+	// Brokers in the cluster, on consecutive ports from the given one (any
+	// free ports for port 0). Default 1.
+	Brokers int
 }
 
-// StartKafka starts a one-broker kfake cluster listening on addr
-// ("127.0.0.1:0" for any port), with topic auto-creation on so that kcat can
-// produce to a new topic. Close the cluster when done.
+// StartKafka starts a kfake cluster (one broker unless opts say more)
+// listening on addr ("127.0.0.1:0" for any port), with topic auto-creation on
+// so that kcat can produce to a new topic, and returns the first broker's
+// address. Close the cluster when done.
 func StartKafka(addr string, opts KafkaOptions) (*kfake.Cluster, string, error) {
 	port, err := loopbackPort(addr)
 	if err != nil {
@@ -41,9 +45,18 @@ func StartKafka(addr string, opts KafkaOptions) (*kfake.Cluster, string, error) 
 	if opts.DefaultPartitions <= 0 {
 		opts.DefaultPartitions = 3
 	}
+	if opts.Brokers <= 0 {
+		opts.Brokers = 1
+	}
+	ports := make([]int, opts.Brokers)
+	for i := range ports {
+		if port != 0 {
+			ports[i] = port + i
+		}
+	}
 	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.Ports(port),
+		kfake.NumBrokers(opts.Brokers),
+		kfake.Ports(ports...),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(opts.DefaultPartitions),
 		kfake.BrokerConfigs(map[string]string{
