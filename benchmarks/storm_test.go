@@ -99,6 +99,7 @@ func (p *producer) finish(tb testing.TB) map[int]int64 {
 type loop struct {
 	*sseload.Clients
 	stop, done chan struct{}
+	closed     sync.Once
 }
 
 func runClients(tb testing.TB, o sseload.DialOptions) *loop {
@@ -109,9 +110,12 @@ func runClients(tb testing.TB, o sseload.DialOptions) *loop {
 	}
 	l := &loop{Clients: cl, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() { defer close(l.done); cl.Run(l.stop) }()
-	tb.Cleanup(func() { l.finish(); cl.Close() })
+	tb.Cleanup(l.close)
 	return l
 }
+
+// close stops reading and closes the connections, once.
+func (l *loop) close() { l.closed.Do(func() { l.finish(); l.Clients.Close() }) }
 
 // finish stops reading; the counters are final after it.
 func (l *loop) finish() {
@@ -253,6 +257,115 @@ func BenchmarkStorm(b *testing.B) {
 			res := storm(b, bl.bin, *stormClients, *stormOwn, *stormRate)
 			b.Logf("%s: %v", bl.name, res)
 			fmt.Printf("storm %s: %v\n", bl.name, res)
+		}
+	}
+}
+
+// produceState writes one record to each of keys distinct keys, round
+// robin over 3 partitions, and returns what a new client's state part must
+// hold: the record count and the sum of p<<40|seq.
+func produceState(tb testing.TB, brokers string, keys int) (n, sum int64) {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("storm"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	seqs := map[int]int64{}
+	var recs []*kgo.Record
+	for i := range keys {
+		p := i % 3
+		seqs[p]++
+		recs = append(recs, &kgo.Record{Partition: int32(p), Key: []byte(fmt.Sprintf("key-%d-%d", p, seqs[p])),
+			Value: sseload.Payload(p, seqs[p], time.Now().UnixNano())})
+		sum += int64(p)<<40 | seqs[p]
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+	return int64(keys), sum
+}
+
+// newClientStormResult is what thousands of new clients at once cost.
+type newClientStormResult struct {
+	Clients, Keys  int
+	Exact          int64   // clients whose state part was exactly the topic's state
+	AllReadyMs     float64 // from the first connect until the last ready
+	OneClient      float64 // state requests one client alone needs
+	StateRequests  float64 // state requests the storm cost the cache tier
+	ConnectSeconds float64
+}
+
+func (r newClientStormResult) String() string {
+	return fmt.Sprintf("%d new clients on %d keys: %d exact, all ready in %.0f ms (connects took %.2f s); "+
+		"%.0f state requests, %.1f× what one client needs (%.0f)",
+		r.Clients, r.Keys, r.Exact, r.AllReadyMs, r.ConnectSeconds, r.StateRequests, r.StateRequests/max(r.OneClient, 1), r.OneClient)
+}
+
+// newClientStorm starts a cache and an edge from bin, writes a state of
+// keys keys, and connects clients new clients at once.
+func newClientStorm(tb testing.TB, bin string, clients, keys int) newClientStormResult {
+	tb.Helper()
+	c := startProcCluster(tb, bin, stormConfig, 1)
+	stateN, stateSum := produceState(tb, c.Kafka, keys)
+	url := c.EdgeURLs[0] + "/t"
+	// One client, alone, once the cache holds the whole state: what it costs.
+	var one float64
+	waitUntil(tb, time.Minute, "one client with the exact state", func() bool {
+		before := c.cacheCounter(tb, "ssekafka_cache_state_requests_total")
+		l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: 1, StateN: stateN, StateSum: stateSum})
+		defer l.close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if poll.Wait(ctx, 5*time.Millisecond, func() bool { return l.Ready() == 1 }) != nil || l.ExactStates() != 1 {
+			return false
+		}
+		one = c.cacheCounter(tb, "ssekafka_cache_state_requests_total") - before
+		return true
+	})
+	before := c.cacheCounter(tb, "ssekafka_cache_state_requests_total")
+	start := time.Now()
+	l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: clients, StateN: stateN, StateSum: stateSum})
+	connected := time.Since(start)
+	waitUntil(tb, 3*time.Minute, "every new client ready", func() bool { return l.Ready() == int64(clients) })
+	allReady := time.Since(start)
+	l.finish()
+	return newClientStormResult{Clients: clients, Keys: keys, Exact: l.ExactStates(),
+		AllReadyMs: float64(allReady.Milliseconds()), ConnectSeconds: connected.Seconds(), OneClient: one,
+		StateRequests: c.cacheCounter(tb, "ssekafka_cache_state_requests_total") - before}
+}
+
+// Many new clients at once each get exactly the topic's state.
+func TestNewClientStormSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the cluster as processes")
+	}
+	bin := buildSSEKafka(t, t.TempDir(), "")
+	res := newClientStorm(t, bin, 200, 2_000)
+	t.Log(res)
+	if res.Exact != 200 {
+		t.Fatalf("new-client storm: %v", res)
+	}
+}
+
+// BenchmarkNewClientStorm: -storm-new-clients clients connect at once to
+// one edge on a topic of -storm-keys keys (3 partitions). With
+// -storm-baseline REF the same scenario runs first on that commit.
+//
+//	go test -run '^$' -bench NewClientStorm -benchtime 1x -storm-baseline main ./benchmarks/
+func BenchmarkNewClientStorm(b *testing.B) {
+	dir := b.TempDir()
+	type build struct{ name, bin string }
+	var builds []build
+	if *stormBaseline != "" {
+		builds = append(builds, build{*stormBaseline, buildSSEKafka(b, dir, *stormBaseline)})
+	}
+	builds = append(builds, build{"this tree", buildSSEKafka(b, dir, "")})
+	for range b.N {
+		for _, bl := range builds {
+			res := newClientStorm(b, bl.bin, *stormNew, *stormKeys)
+			fmt.Printf("new-client storm %s: %v\n", bl.name, res)
 		}
 	}
 }
