@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,19 +246,25 @@ func TestStormSmall(t *testing.T) {
 //
 //	go test -run '^$' -bench Storm -benchtime 1x -storm-baseline main ./benchmarks/
 func BenchmarkStorm(b *testing.B) {
+	eachBuild(b, func(b *testing.B, name, bin string) {
+		res := storm(b, bin, *stormClients, *stormOwn, *stormRate)
+		fmt.Printf("storm, %s: %v\n", name, res)
+	})
+}
+
+// eachBuild runs f as a sub-benchmark on the baseline's binaries (with
+// -storm-baseline) and then on this tree's, so that each cluster is gone
+// before the next starts.
+func eachBuild(b *testing.B, f func(b *testing.B, name, bin string)) {
 	dir := b.TempDir()
 	type build struct{ name, bin string }
 	var builds []build
 	if *stormBaseline != "" {
-		builds = append(builds, build{*stormBaseline, buildSSEKafka(b, dir, *stormBaseline)})
+		builds = append(builds, build{"baseline " + *stormBaseline, buildSSEKafka(b, dir, *stormBaseline)})
 	}
 	builds = append(builds, build{"this tree", buildSSEKafka(b, dir, "")})
-	for range b.N {
-		for _, bl := range builds {
-			res := storm(b, bl.bin, *stormClients, *stormOwn, *stormRate)
-			b.Logf("%s: %v", bl.name, res)
-			fmt.Printf("storm %s: %v\n", bl.name, res)
-		}
+	for _, bl := range builds {
+		b.Run(strings.ReplaceAll(bl.name, " ", "_"), func(b *testing.B) { f(b, bl.name, bl.bin) })
 	}
 }
 
@@ -355,17 +362,8 @@ func TestNewClientStormSmall(t *testing.T) {
 //
 //	go test -run '^$' -bench NewClientStorm -benchtime 1x -storm-baseline main ./benchmarks/
 func BenchmarkNewClientStorm(b *testing.B) {
-	dir := b.TempDir()
-	type build struct{ name, bin string }
-	var builds []build
-	if *stormBaseline != "" {
-		builds = append(builds, build{*stormBaseline, buildSSEKafka(b, dir, *stormBaseline)})
-	}
-	builds = append(builds, build{"this tree", buildSSEKafka(b, dir, "")})
-	for range b.N {
-		for _, bl := range builds {
-			res := newClientStorm(b, bl.bin, *stormNew, *stormKeys)
-			fmt.Printf("new-client storm %s: %v\n", bl.name, res)
-		}
-	}
+	eachBuild(b, func(b *testing.B, name, bin string) {
+		res := newClientStorm(b, bin, *stormNew, *stormKeys)
+		fmt.Printf("new-client storm, %s: %v\n", name, res)
+	})
 }
