@@ -70,13 +70,17 @@ type routeConfig struct {
 }
 
 type kafkaConfig struct {
-	Brokers   []string `yaml:"brokers"`
-	Bootstrap []string `yaml:"bootstrap"`
+	Brokers   []string   `yaml:"brokers"`
+	Bootstrap []string   `yaml:"bootstrap"`
+	TLS       *tlsConfig `yaml:"tls"`
+	SASL      *kafkaSASL `yaml:"sasl"`
 }
 
 type natsConfig struct {
-	URL    string `yaml:"url"`
-	Prefix string `yaml:"prefix"`
+	URL         string          `yaml:"url"`
+	Prefix      string          `yaml:"prefix"`
+	TLS         *tlsConfig      `yaml:"tls"`
+	Credentials natsCredentials `yaml:"credentials"`
 }
 
 type clusterConfig struct {
@@ -162,6 +166,9 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	}
 	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " \t\r\n*>") {
 		return nil, fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
+	}
+	if err := cfg.validateSecurity(at); err != nil {
+		return nil, err
 	}
 	for _, d := range []struct {
 		field string

@@ -44,6 +44,6 @@ func runEdge(args []string) error {
 		return err
 	}
 	return serveEdge(ctx, cfg, cfg.SSE.Listen, cfg.NATS.URL, log, newRegistry(), func(a net.Addr) {
-		log.Info("edge serving", "http", a.String(), "nats", cfg.NATS.URL)
+		log.Info("edge serving", "http", a.String(), "nats", redactURL(cfg.NATS.URL))
 	})
 }

@@ -31,10 +31,15 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// connectNATS connects with unlimited reconnects: the edge fills what it
-// missed from the cache tier after a reconnect.
-func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+// connectNATS connects with unlimited reconnects (the edge fills what it
+// missed from the cache tier after a reconnect), with the TLS and
+// credentials of nc.
+func connectNATS(nc *natsConfig, url, name string, log *slog.Logger) (*nats.Conn, error) {
+	secure, err := nc.options()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := nats.Connect(url, append(secure,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -44,11 +49,11 @@ func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
-	return nc, nil
+	return conn, nil
 }
 
 // runningCache is a started cache node.
@@ -62,7 +67,11 @@ type runningCache struct {
 // cluster.gossip is set); it returns once the node serves requests and its
 // bootstrap topics are caught up, or after 30s.
 func startCache(ctx context.Context, cfg *config, brokers []string, natsURL string, log *slog.Logger, reg prometheus.Registerer) (*runningCache, error) {
-	nc, err := connectNATS(natsURL, "ssekafka-cache", log)
+	kafkaOpts, err := cfg.Kafka.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-cache", log)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +97,7 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 	}
 	rc.node, err = cache.New(cache.Config{
 		Brokers:          brokers,
+		KafkaOptions:     kafkaOpts,
 		NATS:             nc,
 		SubjectPrefix:    cfg.NATS.Prefix,
 		Bootstrap:        cfg.Kafka.Bootstrap,
@@ -172,7 +182,7 @@ func serveCacheHTTP(ctx context.Context, addr string, c *runningCache, reg *prom
 // serveEdge runs an edge node's HTTP server on addr until ctx ends. Besides
 // the routes it serves /_ssekafka/metrics and /_ssekafka/health.
 func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, ready func(net.Addr)) error {
-	nc, err := connectNATS(natsURL, "ssekafka-edge", log)
+	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log)
 	if err != nil {
 		return err
 	}
