@@ -98,6 +98,8 @@ type cacheConfig struct {
 	MaxPageBytes     int           `yaml:"maxPageBytes"`
 	MaxBytes         int64         `yaml:"maxBytes"`
 	Listen           string        `yaml:"listen"`
+	MaxTopics        int           `yaml:"maxTopics"`
+	TopicIdle        time.Duration `yaml:"topicIdle"`
 }
 
 func defaultConfig() config {
@@ -175,12 +177,16 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		value time.Duration
 	}{
 		{"cache.tombstoneHorizon", cfg.Cache.TombstoneHorizon},
+		{"cache.topicIdle", cfg.Cache.TopicIdle},
 		{"cluster.probeInterval", cfg.Cluster.ProbeInterval},
 		{"cluster.probeTimeout", cfg.Cluster.ProbeTimeout},
 	} {
 		if d.value < 0 {
 			return nil, fmt.Errorf("%s: must not be negative", at(d.field))
 		}
+	}
+	if cfg.Cache.MaxTopics < 0 || (cfg.Cache.MaxTopics > 0 && cfg.Cache.MaxTopics < len(cfg.Kafka.Bootstrap)) {
+		return nil, fmt.Errorf("%s: must be at least the %d bootstrap topics (0: the default, 1000)", at("cache.maxTopics"), len(cfg.Kafka.Bootstrap))
 	}
 	if cfg.Cache.MaxPageBytes < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))

@@ -105,6 +105,8 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 		TombstoneHorizon: cfg.Cache.TombstoneHorizon,
 		MaxPageBytes:     cfg.Cache.MaxPageBytes,
 		MaxBytes:         cfg.Cache.MaxBytes,
+		MaxTopics:        cfg.Cache.MaxTopics,
+		TopicIdle:        cfg.Cache.TopicIdle,
 		Logger:           log.With("component", "cache"),
 		Registerer:       reg,
 	})
