@@ -117,6 +117,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
 		return
 	}
+	if !route.allowsTopic(topic) {
+		e.fail(w, http.StatusNotFound, "no such topic")
+		return
+	}
 	filters, filterKey := route.resolveFilters(params)
 	e.stream(w, r, route, topic, filters, filterKey)
 }

@@ -69,7 +69,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			{Paths: []string{"/tasks"}, Topic: "tasks"},
 			{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
 			{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
-			{Paths: []string{"/t/{topic}"}, Topic: "${params.topic}"},
+			{Paths: []string{"/t/{topic}"}, Topic: "${params.topic}", TopicPattern: ".+"},
+			{Paths: []string{"/public/{topic}"}, Topic: "${params.topic}", TopicPattern: `public\..+`},
 		}
 	}
 	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})

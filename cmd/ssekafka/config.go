@@ -57,8 +57,9 @@ type routeConfig struct {
 	} `yaml:"when"`
 	Exit string `yaml:"exit"`
 	With struct {
-		Topic   string `yaml:"topic"`
-		Filters []struct {
+		Topic        string `yaml:"topic"`
+		TopicPattern string `yaml:"topicPattern"`
+		Filters      []struct {
 			Key     *string           `yaml:"key"`
 			Headers map[string]string `yaml:"headers"`
 		} `yaml:"filters"`
@@ -223,7 +224,7 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		if len(rc.Guarded) > 0 {
 			return nil, fmt.Errorf("%s: guards are not supported yet", at(prefix+".guarded"))
 		}
-		erc := edge.RouteConfig{Topic: rc.With.Topic, EventID: rc.With.Event.ID}
+		erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID}
 		for _, w := range rc.When {
 			erc.Paths = append(erc.Paths, w.Path)
 		}
