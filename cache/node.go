@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -169,6 +170,7 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Logger = ratelog.Wrap(c.Logger) // bad requests may repeat without end
 	return nil
 }
 

@@ -18,11 +18,14 @@ import (
 
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
 )
 
+// newLogger logs text to stderr; warnings of one message are rate-limited
+// (ratelog), as bad input from the network may repeat without end.
 func newLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return ratelog.Wrap(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 }
 
 func newRegistry() *prometheus.Registry {
