@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -165,4 +167,30 @@ func outOfRange(cfg *config) string {
 		}
 	}
 	return ""
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, exampleConfig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("sse:\n  retry: -1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := runValidate([]string{"--config", good}, &out); err != nil || !strings.Contains(out.String(), "ok (2 routes") {
+		t.Fatalf("good config: %v, %q", err, out.String())
+	}
+	if err := runValidate([]string{"--config", bad}, &out); err == nil || !strings.Contains(err.Error(), "line 2: sse.retry") {
+		t.Fatalf("bad config: %v", err)
+	}
+	if err := runValidate(nil, &out); err == nil {
+		t.Fatal("no --config accepted")
+	}
+	var v strings.Builder
+	printVersion(&v)
+	if !strings.HasPrefix(v.String(), "ssekafka ") || !strings.Contains(v.String(), "go1.") {
+		t.Fatalf("version %q", v.String())
+	}
 }

@@ -22,10 +22,15 @@ import (
 	"github.com/ssekafka/ssekafka/membership"
 )
 
-// newLogger logs text to stderr; warnings of one message are rate-limited
+// newLogger logs to stderr as --log-format says; warnings of one message are rate-limited
 // (ratelog), as bad input from the network may repeat without end.
 func newLogger() *slog.Logger {
-	return ratelog.Wrap(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return ratelog.Wrap(slog.New(h))
 }
 
 func newRegistry() *prometheus.Registry {
