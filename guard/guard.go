@@ -140,6 +140,10 @@ func New(ctx context.Context, o Options) (*Guard, error) {
 	if len(o.Keys) > 0 {
 		store := jwkset.NewMemoryStorage()
 		for i, raw := range o.Keys {
+			raw, err := base64urlFields(raw)
+			if err != nil {
+				return nil, fmt.Errorf("guard %s: keys[%d]: %w", o.Name, i, err)
+			}
 			jwk, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("guard %s: keys[%d]: %w", o.Name, i, err)
@@ -250,6 +254,23 @@ func (o *Options) setDefaults() error {
 		}
 	}
 	return nil
+}
+
+// base64urlFields rewrites a JWK's key material from standard base64 to
+// base64url without padding, as RFC 7517 wants: Zilla's examples write `n`
+// in standard base64 (with + / and =) and Zilla reads it, so a pasted
+// configuration must work here too.
+func base64urlFields(raw json.RawMessage) (json.RawMessage, error) {
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	for _, f := range []string{"n", "e", "x", "y", "k", "d", "p", "q", "dp", "dq", "qi"} {
+		if v, ok := m[f].(string); ok {
+			m[f] = strings.TrimRight(strings.NewReplacer("+", "-", "/", "_").Replace(v), "=")
+		}
+	}
+	return json.Marshal(m)
 }
 
 func valuesOf(m map[string]string) []string {

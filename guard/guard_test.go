@@ -419,3 +419,30 @@ func TestHMACKey(t *testing.T) {
 		t.Fatal("HS512 with a 32-byte key verified")
 	}
 }
+
+// Zilla's sse.proxy.jwt example writes the RSA modulus in standard base64
+// (with + / and =padding); such a key works here as it does there.
+func TestStandardBase64KeyFromZillaExample(t *testing.T) {
+	k := keys()
+	var m map[string]any
+	if err := json.Unmarshal(publicJWK(t, &k.rsa.PublicKey, "example"), &m); err != nil {
+		t.Fatal(err)
+	}
+	n, err := base64.RawURLEncoding.DecodeString(m["n"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m["n"] = base64.StdEncoding.EncodeToString(n)
+	if !strings.ContainsAny(m["n"].(string), "+/=") {
+		t.Log("this modulus happens to have no + / or =; the test still checks the round trip")
+	}
+	m["alg"] = "RS256"
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGuard(t, Options{Name: "jwt0", Keys: []json.RawMessage{raw}})
+	if _, err := g.Verify(context.Background(), sign(t, jwt.SigningMethodRS256, k.rsa, "example", goodClaims()), nil); err != nil {
+		t.Fatal(err)
+	}
+}
