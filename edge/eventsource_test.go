@@ -291,7 +291,7 @@ func TestEventSourceSurvivesFullSetupQueue(t *testing.T) {
 func TestEventSourceSurvivesDrain(t *testing.T) {
 	s := newStack(t, esOptions(nil))
 	other := s.addEdge()
-	lb := newBalancer(t, s.edge, s.url, other.edge, other.url)
+	lb := newBalancer(t, s.url, other.url)
 	want := map[string]string{}
 	s.produceKeys(want, "a", "1", "b", "2")
 	es := startEventSource(t, lb.url+"/keyed")
@@ -321,7 +321,6 @@ func TestEventSourceSurvivesDrain(t *testing.T) {
 type runningEdge struct {
 	edge *edge.Edge
 	url  string
-	reg  *prometheus.Registry
 }
 
 func (s *stack) addEdge() runningEdge {
@@ -351,7 +350,7 @@ func (s *stack) addEdge() runningEdge {
 	go func() { _ = e.Serve(ln, srv) }()
 	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
 	s.t.Cleanup(e.Close)
-	return runningEdge{edge: e, url: "http://" + ln.Addr().String(), reg: reg}
+	return runningEdge{edge: e, url: "http://" + ln.Addr().String()}
 }
 
 // balancer is a TCP load balancer with two backends: it sends every new
@@ -361,7 +360,7 @@ type balancer struct {
 	moved atomic.Bool
 }
 
-func newBalancer(t *testing.T, _ *edge.Edge, first string, _ *edge.Edge, second string) *balancer {
+func newBalancer(t *testing.T, first, second string) *balancer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

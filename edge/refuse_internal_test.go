@@ -91,4 +91,21 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	if lo, hi := retry(0); lo < 1000 || hi > 2000 {
 		t.Fatalf("none waiting: retries in [%d, %d], want [1000, 2000]", lo, hi)
 	}
+	// A stream started with 100 waiting behind it gets Retry with its
+	// jitter (20%) plus up to the 5s backlog.
+	q.waiting = make([]rawRequest, 100)
+	lo, hi := int64(1<<62), int64(0)
+	for range 200 {
+		ms := e.retryMs()
+		lo, hi = min(lo, ms), max(hi, ms)
+	}
+	if lo < 1000 || hi > 6200 || hi-lo < 2500 {
+		t.Fatalf("stream retries with 100 waiting in [%d, %d], want spread over [1000, 6200]", lo, hi)
+	}
+	q.waiting = nil
+	for range 50 {
+		if ms := e.retryMs(); ms < 1000 || ms > 1200 {
+			t.Fatalf("stream retry %d with none waiting, want sse.retry with its jitter", ms)
+		}
+	}
 }

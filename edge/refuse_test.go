@@ -165,7 +165,15 @@ func (s *stack) gauge(name string) float64 {
 // Drain ends a live stream with a final retry, refuses new ones with 200,
 // makes the edge not ready, and returns once no stream is left.
 func TestDrainClosesWithRetryAndRefuses(t *testing.T) {
-	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.Retry = 500 * time.Millisecond }})
+	for _, noHijack := range []bool{false, true} {
+		t.Run(map[bool]string{false: "hijacked", true: "ResponseWriter"}[noHijack], func(t *testing.T) {
+			testDrain(t, noHijack)
+		})
+	}
+}
+
+func testDrain(t *testing.T, noHijack bool) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.Retry, c.NoHijack = 500*time.Millisecond, noHijack }})
 	s.produce("tasks", rec(0, "a", "1"))
 	c := s.connect("/tasks", nil)
 	c.untilReady()

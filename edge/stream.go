@@ -106,6 +106,11 @@ func (e *Edge) retryMs() int64 {
 	if e.cfg.RetryJitter > 0 {
 		ms += rand.Int64N(int64(float64(ms)*e.cfg.RetryJitter) + 1)
 	}
+	// In a storm, streams started together would come back together: they
+	// are spread over the time the setup queue now takes to drain.
+	if b := min(e.setupBacklog(), e.cfg.RetryMax/2).Milliseconds(); b > 0 {
+		ms = min(ms+rand.Int64N(b+1), e.cfg.RetryMax.Milliseconds())
+	}
 	return ms
 }
 
