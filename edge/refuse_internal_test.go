@@ -109,3 +109,25 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 		}
 	}
 }
+
+// A feed that stays stopped between lookup and join (here: one left in the
+// map, stopped) is looked up again, then refused as restarting, through
+// ServeHTTP: 200 and the reason, not 503.
+func TestRefusedWhileFeedRestarting(t *testing.T) {
+	r, err := CompileRoute(RouteConfig{Paths: []string{"/tasks"}, Topic: "tasks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEdge(t, Config{Routes: []*Route{r}, Retry: time.Second})
+	f := &feed{e: e, topic: "tasks", ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}, stopped: true}
+	close(f.ready)
+	e.feeds["tasks"] = f
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil))
+	if reason, ms := refusal(t, rec); reason != refuseFeedRestarting || ms < 1000 || ms > 2000 {
+		t.Fatalf("refusal %q retry %d", reason, ms)
+	}
+	if f.clients != 0 {
+		t.Fatalf("%d clients joined a stopped feed", f.clients)
+	}
+}
