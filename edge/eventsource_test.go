@@ -223,7 +223,7 @@ func TestEventSourceSurvivesCacheTierDown(t *testing.T) {
 	s.produceKeys(want, "a", "1", "b", "2", "c", "3")
 	s.stopCache()
 	es := startEventSource(t, s.url+"/keyed")
-	eventually(t, 20*time.Second, "two refusals of the same client", func() bool {
+	es.waitFor("two refusals of the same client", func(map[string]string, int, int) bool {
 		return s.refusals(s.edgeReg, "cache_unavailable") >= 2
 	})
 	s.startCache(nil)
@@ -277,7 +277,9 @@ func TestEventSourceSurvivesFullSetupQueue(t *testing.T) {
 	rawGet(t, s.url, "/tasks") // waits in the queue
 	eventually(t, 10*time.Second, "a queued stream", func() bool { return s.gauge("ssekafka_edge_setup_waiting") == 1 })
 	es := startEventSource(t, s.url+"/keyed")
-	eventually(t, 20*time.Second, "two refusals of the client", func() bool { return s.refusals(s.edgeReg, "queue_full") >= 2 })
+	es.waitFor("two refusals of the client", func(map[string]string, int, int) bool {
+		return s.refusals(s.edgeReg, "queue_full") >= 2
+	})
 	once.Do(func() { close(release) })
 	es.exactly(want)
 	s.produceKeys(want, "c", "3")
@@ -299,7 +301,7 @@ func TestEventSourceSurvivesDrain(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- s.edge.Drain(t.Context(), 300*time.Millisecond) }()
 	s.produceKeys(want, "b", "3", "c", "4") // while it drains, or after
-	eventually(t, 20*time.Second, "the EventSource refused by the draining edge", func() bool {
+	es.waitFor("the EventSource refused by the draining edge", func(map[string]string, int, int) bool {
 		return s.refusals(s.edgeReg, "draining") >= 1
 	})
 	lb.moveOn() // a load balancer sees /_ssekafka/ready fail and moves on
