@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -39,7 +40,13 @@ type Edge struct {
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
 
-	holdFeed func() // tests: each feed calls it before it applies anything
+	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
+	draining atomic.Bool                // set by Drain: streams are refused
+	probe    sync.Once                  // starts the cache-tier probe of Ready
+	cacheOK  atomic.Bool                // the last probe was answered
+
+	holdFeed  func() // tests: each feed calls it before it applies anything
+	holdSetup func() // tests: each setup worker calls it before it serves a request
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -52,14 +59,16 @@ func New(cfg Config) (*Edge, error) {
 	for i, r := range cfg.Routes {
 		r.index = i
 	}
-	return &Edge{
+	e := &Edge{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
 		done:     make(chan struct{}),
-	}, nil
+	}
+	e.metrics.registerFuncs(cfg.Registerer, e)
+	return e, nil
 }
 
 // feedList returns the running feeds, to work on without e.mu.
@@ -77,7 +86,10 @@ func (e *Edge) Close() {
 		close(e.done)
 	}
 	for _, f := range e.feedList() {
-		f.fail(reasonShutdown)
+		<-f.ready // an init under way ends with e.done
+		if f.err == nil {
+			f.fail(reasonShutdown)
+		}
 	}
 }
 
@@ -135,6 +147,13 @@ func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.RequestTimeout)
 			defer cancel()
+			go func() {
+				select {
+				case <-e.done: // Close waits for this init
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			if err := f.init(ctx); err != nil {
 				f.err = err
 				e.mu.Lock()

@@ -160,7 +160,7 @@ func TestCacheAndEdgeOnAuthenticatedNATS(t *testing.T) {
 	addr := make(chan net.Addr, 1)
 	edgeDone := make(chan error, 1)
 	go func() {
-		edgeDone <- serveEdge(ctx, edgeCfg, "127.0.0.1:0", url, log, newRegistry(), func(a net.Addr) { addr <- a })
+		edgeDone <- serveEdge(ctx, edgeCfg, "127.0.0.1:0", url, log, newRegistry(), nil, func(a net.Addr) { addr <- a })
 	}()
 	var a net.Addr
 	select {
