@@ -37,6 +37,7 @@ type Edge struct {
 	feeds map[string]*feed
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
+	hangups   hangupWatcher // notices clients that leave (hangup.go)
 	done      chan struct{} // closed by Close
 
 	holdFeed func() // tests: each feed calls it before it applies anything
@@ -79,6 +80,7 @@ func (e *Edge) Close() {
 	for _, f := range e.feedList() {
 		f.fail(reasonShutdown)
 	}
+	e.hangups.close()
 }
 
 func (e *Edge) fail(w http.ResponseWriter, status int, reason string) {

@@ -75,8 +75,9 @@ var headerEnd = []byte("\r\n\r\n")
 
 // rawRequest is a request read by serveConn, waiting for a setup worker.
 type rawRequest struct {
-	conn net.Conn
-	req  *http.Request
+	conn  net.Conn
+	req   *http.Request
+	watch *connWatch // hang-up watch (hangup.go), if any
 }
 
 // serveConn reads the first request's header and queues it for a setup
@@ -111,7 +112,9 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	release() // an SSE client sends nothing after its GET
 	_ = conn.SetReadDeadline(time.Time{})
 
-	if !queue.push(rawRequest{conn, req}) {
+	watch := e.watchConn(conn)
+	if !queue.push(rawRequest{conn, req, watch}) {
+		watch.stop()
 		e.metrics.setupRejected.Inc()
 		rw := newRawResponse(conn, req)
 		rw.header.Set("Retry-After", "1")
@@ -121,7 +124,7 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 }
 
 func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(req.Context())
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()

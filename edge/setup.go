@@ -15,7 +15,12 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 		if !ok {
 			return
 		}
-		e.serveRaw(r.conn, r.req)
+		if r.watch.gone() {
+			_ = r.conn.Close() // hung up while it waited
+		} else {
+			e.serveRaw(r.conn, r.req.WithContext(r.watch.context()))
+		}
+		r.watch.endSetup()
 		queue.done()
 	}
 }
@@ -108,6 +113,7 @@ func (q *setupQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	for _, r := range q.waiting {
+		r.watch.stop()
 		_ = r.conn.Close()
 	}
 	q.waiting = nil

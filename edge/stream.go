@@ -188,6 +188,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 				e.keepAlive.Do(func() { go e.keepAliveLoop() })
 			}
 			lc.flush()
+			e.watchLive(ctx, lc)
 			return
 		}
 		// No raw socket (TLS, not Linux): the live phase gets a goroutine

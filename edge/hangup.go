@@ -1,0 +1,124 @@
+// Hang-up watch. A connection the edge serves itself is never read once its
+// request is in, so without a watch a client that leaves would keep its file
+// descriptor (and its place in its feed) until a write to it fails: about a
+// keep-alive period, or for ever with keep-alives off. Where the platform
+// allows (hangup_linux.go), one watcher per edge learns of every hang-up
+// with no goroutine per connection and releases the connection at once.
+
+package edge
+
+import (
+	"context"
+	"net"
+	"syscall"
+)
+
+// reasonHangup is why a stream whose client hung up ended.
+const reasonHangup = "client hung up"
+
+// connWatch is one connection watched for hang-up, from its queued request
+// to the end of its stream. Its fields past raw are guarded by the
+// watcher's mu, a leaf lock; onHangup runs without it, on the watcher's
+// goroutine, at most once.
+type connWatch struct {
+	w   *hangupWatcher
+	id  uint64 // never reused: an event for a watch already gone finds nothing
+	raw syscall.RawConn
+
+	ctx    context.Context // the setup's context: cancelled by a hang-up
+	cancel context.CancelFunc
+
+	onHangup func()
+	fired    bool // the watcher saw the hang-up (and forgot the watch)
+	stopped  bool // unregistered without a hang-up
+	live     bool // the stream is live: onHangup releases its liveConn
+}
+
+type watchKey struct{}
+
+// watchConn starts watching conn, whose request waits for a setup worker.
+// Until the stream is live, a hang-up cancels the watch's context (the
+// setup's) and closes conn: a queued request is skipped, a state part ends
+// at its next wait or write. Nil when conn cannot be watched; a nil watch's
+// methods do nothing.
+func (e *Edge) watchConn(conn net.Conn) *connWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	cw := e.hangups.watch(e, conn, func() {
+		cancel()
+		_ = conn.Close()
+	})
+	if cw == nil {
+		cancel()
+		return nil
+	}
+	cw.ctx, cw.cancel = context.WithValue(ctx, watchKey{}, cw), cancel
+	return cw
+}
+
+// watchFrom returns the watch a setup's context carries, if any.
+func watchFrom(ctx context.Context) *connWatch {
+	cw, _ := ctx.Value(watchKey{}).(*connWatch)
+	return cw
+}
+
+// context is the context a setup runs under.
+func (cw *connWatch) context() context.Context {
+	if cw == nil {
+		return context.Background()
+	}
+	return cw.ctx
+}
+
+// gone reports whether the client has hung up.
+func (cw *connWatch) gone() bool {
+	if cw == nil {
+		return false
+	}
+	cw.w.mu.Lock()
+	defer cw.w.mu.Unlock()
+	return cw.fired
+}
+
+// goLive hands the watch to a live stream: a hang-up now calls release
+// (at once, if the client has already left).
+func (cw *connWatch) goLive(release func()) {
+	cw.w.mu.Lock()
+	cw.live = true
+	fired := cw.fired
+	if !fired {
+		cw.onHangup = release
+	}
+	cw.w.mu.Unlock()
+	if fired {
+		release()
+	}
+}
+
+// endSetup ends the setup's part of the watch: one whose stream did not go
+// live is stopped (its connection is closed or about to be).
+func (cw *connWatch) endSetup() {
+	if cw == nil {
+		return
+	}
+	cw.cancel()
+	cw.w.mu.Lock()
+	live := cw.live
+	cw.w.mu.Unlock()
+	if !live {
+		cw.stop()
+	}
+}
+
+// stop unregisters the watch. Call it before the connection is closed.
+func (cw *connWatch) stop() {
+	if cw == nil {
+		return
+	}
+	cw.w.mu.Lock()
+	defer cw.w.mu.Unlock()
+	if cw.fired || cw.stopped {
+		return
+	}
+	cw.stopped = true
+	cw.w.unregisterLocked(cw)
+}
