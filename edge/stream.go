@@ -130,7 +130,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.fail(w, http.StatusServiceUnavailable, "topic feed restarting")
 		return
 	}
-	handedOver := false // a hijacked connection lives on after this handler
+	e.metrics.clients.Inc() // joined: every way out below leaves and decrements
+	handedOver := false     // a hijacked connection lives on after this handler
 	defer func() {
 		if !handedOver {
 			f.leave(viewKey, c)
@@ -152,7 +153,6 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	}
 
 	e.metrics.connections.Inc()
-	e.metrics.clients.Inc()
 	cw, conn := e.startResponse(w, r)
 	if conn != nil {
 		defer func() {
