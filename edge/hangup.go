@@ -17,8 +17,8 @@ import (
 const reasonHangup = "client hung up"
 
 // connWatch is one connection watched for hang-up, from its queued request
-// to the end of its stream. Its fields past raw are guarded by the
-// watcher's mu, a leaf lock; onHangup runs without it, on the watcher's
+// to the end of its stream. Its fields past cancel are guarded by the
+// watcher's mu, a leaf lock; the hang-up runs without it, on the watcher's
 // goroutine, at most once.
 type connWatch struct {
 	w   *hangupWatcher
@@ -28,10 +28,10 @@ type connWatch struct {
 	ctx    context.Context // the setup's context: cancelled by a hang-up
 	cancel context.CancelFunc
 
-	onHangup func()
-	fired    bool // the watcher saw the hang-up (and forgot the watch)
-	stopped  bool // unregistered without a hang-up
-	live     bool // the stream is live: onHangup releases its liveConn
+	onHangup func()    // until the stream is live
+	lc       *liveConn // once it is: a hang-up calls lc.hangup
+	fired    bool      // the watcher saw the hang-up (and forgot the watch)
+	stopped  bool      // unregistered without a hang-up
 }
 
 type watchKey struct{}
@@ -79,18 +79,17 @@ func (cw *connWatch) gone() bool {
 	return cw.fired
 }
 
-// goLive hands the watch to a live stream: a hang-up now calls release
-// (at once, if the client has already left).
-func (cw *connWatch) goLive(release func()) {
+// goLive hands the watch to a live stream: a hang-up now releases lc (at
+// once, if the client has already left).
+func (cw *connWatch) goLive(lc *liveConn) {
 	cw.w.mu.Lock()
-	cw.live = true
 	fired := cw.fired
 	if !fired {
-		cw.onHangup = release
+		cw.lc, cw.onHangup = lc, nil
 	}
 	cw.w.mu.Unlock()
 	if fired {
-		release()
+		lc.hangup()
 	}
 }
 
@@ -101,8 +100,9 @@ func (cw *connWatch) endSetup() {
 		return
 	}
 	cw.cancel()
+	cw.ctx, cw.cancel = nil, nil // a live stream keeps only what it needs
 	cw.w.mu.Lock()
-	live := cw.live
+	live := cw.lc != nil
 	cw.w.mu.Unlock()
 	if !live {
 		cw.stop()

@@ -41,8 +41,8 @@ type hangupWatcher struct {
 	wakeups atomic.Uint64 // epoll_wait returns (tests check nothing spins)
 }
 
-// watch registers conn's socket; onHangup (which may be nil until goLive)
-// runs on the watcher's goroutine when the peer hangs up. Nil if conn has
+// watch registers conn's socket; onHangup (nil for a stream about to go
+// live) runs on the watcher's goroutine when the peer hangs up. Nil if conn has
 // no raw socket or epoll is unavailable.
 func (w *hangupWatcher) watch(e *Edge, conn net.Conn, onHangup func()) *connWatch {
 	sc, ok := conn.(syscall.Conn)
@@ -117,7 +117,7 @@ func (w *hangupWatcher) start(e *Edge) {
 // loop waits for hang-ups and releases their connections, until close.
 func (w *hangupWatcher) loop(e *Edge) {
 	events := make([]unix.EpollEvent, 256)
-	var release []func()
+	var release []*connWatch
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -141,18 +141,21 @@ func (w *hangupWatcher) loop(e *Edge) {
 			}
 			delete(w.watches, id) // one-shot: no other event comes
 			cw.fired = true
-			if cw.live {
-				e.metrics.hangupsLive.Inc()
-			} else {
-				e.metrics.hangupsSetup.Inc()
-			}
-			if cw.onHangup != nil {
-				release = append(release, cw.onHangup)
-			}
+			release = append(release, cw)
 		}
 		w.mu.Unlock()
-		for i, f := range release {
-			f()
+		// Read without w.mu: fired is set, so no goLive changes them now.
+		for i, cw := range release {
+			switch {
+			case cw.lc != nil:
+				e.metrics.hangupsLive.Inc()
+				cw.lc.hangup()
+			case cw.onHangup != nil:
+				e.metrics.hangupsSetup.Inc()
+				cw.onHangup()
+			default: // a net/http connection between its watch and goLive, which releases it
+				e.metrics.hangupsLive.Inc()
+			}
 			release[i] = nil
 		}
 		release = release[:0]

@@ -92,6 +92,20 @@ func TestHangupReleasesLiveClient(t *testing.T) {
 	})
 }
 
+// A stream net/http hijacked for the edge is watched from its live phase.
+func TestHangupReleasesNetHTTPClient(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: noKeepAlive, viaNetHTTP: true})
+	s.produce("tasks", rec(0, "a", "1"))
+	c := s.connect("/tasks", nil)
+	c.untilReady()
+	sockets := edgeSockets(t, strings.TrimPrefix(s.url, "http://"), 1)
+	c.close()
+	eventually(t, 5*time.Second, "the edge to release the client", func() bool {
+		return openSockets(t, sockets) == 0 && gauge(t, s.edgeReg, "ssekafka_edge_clients") == 0 &&
+			s.edgeCounter("ssekafka_edge_hangups_total") == 1
+	})
+}
+
 // A thousand clients leaving at once are all released.
 func TestHangupReleasesManyAtOnce(t *testing.T) {
 	const n = 1000

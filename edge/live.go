@@ -210,7 +210,7 @@ func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
 		cw.stop()
 		return
 	}
-	cw.goLive(lc.hangup)
+	cw.goLive(lc)
 }
 
 // hangup releases a live connection whose client has gone, within the

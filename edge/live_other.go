@@ -20,3 +20,5 @@ func newLiveConn(*feed, string, *client, net.Conn) (*liveConn, bool) { return ni
 func (lc *liveConn) flush() {}
 
 func (e *Edge) watchLive(context.Context, *liveConn) {}
+
+func (lc *liveConn) hangup() {}
