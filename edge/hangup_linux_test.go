@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -240,13 +241,13 @@ func readUntilErr(br *bufio.Reader, line string) (string, error) {
 
 // edgeSockets returns the socket inodes of the edge's established
 // connections (local port that of addr), which must number want.
-func edgeSockets(t *testing.T, addr string, want int) map[string]bool {
+func edgeSockets(t testing.TB, addr string, want int) map[string]bool {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	local := fmt.Sprintf("0100007F:%04X", p)
 	var inodes map[string]bool
-	eventually(t, 5*time.Second, fmt.Sprintf("%d connections in /proc/net/tcp", want), func() bool {
+	poll.Until(t, 5*time.Second, fmt.Sprintf("%d connections in /proc/net/tcp", want), func() bool {
 		b, err := os.ReadFile("/proc/net/tcp")
 		if err != nil {
 			t.Fatal(err)
@@ -264,7 +265,7 @@ func edgeSockets(t *testing.T, addr string, want int) map[string]bool {
 }
 
 // openSockets counts the sockets of inodes that this process still has open.
-func openSockets(t *testing.T, inodes map[string]bool) int {
+func openSockets(t testing.TB, inodes map[string]bool) int {
 	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
