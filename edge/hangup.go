@@ -17,21 +17,25 @@ import (
 const reasonHangup = "client hung up"
 
 // connWatch is one connection watched for hang-up, from its queued request
-// to the end of its stream. Its fields past cancel are guarded by the
-// watcher's mu, a leaf lock; the hang-up runs without it, on the watcher's
-// goroutine, at most once.
+// to the end of its stream. Its fields past id are guarded by the watcher's
+// mu, a leaf lock; the hang-up is handled without it, on the watcher's
+// goroutine, at most once. It is kept small: a live stream holds it.
 type connWatch struct {
-	w   *hangupWatcher
-	id  uint64 // never reused: an event for a watch already gone finds nothing
-	raw syscall.RawConn
+	w  *hangupWatcher
+	id uint64 // never reused: an event for a watch already gone finds nothing
 
+	setup   *watchSetup // until the stream is live: a hang-up cancels and closes
+	lc      *liveConn   // once it is: a hang-up calls lc.hangup
+	fired   bool        // the watcher saw the hang-up (and forgot the watch)
+	stopped bool        // unregistered without a hang-up
+}
+
+// watchSetup is what a watch needs only until its stream is live.
+type watchSetup struct {
+	conn   net.Conn
+	raw    syscall.RawConn
 	ctx    context.Context // the setup's context: cancelled by a hang-up
 	cancel context.CancelFunc
-
-	onHangup func()    // until the stream is live
-	lc       *liveConn // once it is: a hang-up calls lc.hangup
-	fired    bool      // the watcher saw the hang-up (and forgot the watch)
-	stopped  bool      // unregistered without a hang-up
 }
 
 type watchKey struct{}
@@ -42,16 +46,22 @@ type watchKey struct{}
 // at its next wait or write. Nil when conn cannot be watched; a nil watch's
 // methods do nothing.
 func (e *Edge) watchConn(conn net.Conn) *connWatch {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cw := e.hangups.watch(e, conn, func() {
-		cancel()
-		_ = conn.Close()
-	})
-	if cw == nil {
+	s := &watchSetup{conn: conn, raw: raw, cancel: cancel}
+	cw := &connWatch{setup: s}
+	s.ctx = context.WithValue(ctx, watchKey{}, cw)
+	if !e.hangups.watch(e, cw, raw) {
 		cancel()
 		return nil
 	}
-	cw.ctx, cw.cancel = context.WithValue(ctx, watchKey{}, cw), cancel
 	return cw
 }
 
@@ -61,12 +71,13 @@ func watchFrom(ctx context.Context) *connWatch {
 	return cw
 }
 
-// context is the context a setup runs under.
-func (cw *connWatch) context() context.Context {
+// context is the context a setup runs under (a hang-up cancels it), and
+// its cancel.
+func (cw *connWatch) context() (context.Context, context.CancelFunc) {
 	if cw == nil {
-		return context.Background()
+		return context.WithCancel(context.Background())
 	}
-	return cw.ctx
+	return cw.setup.ctx, cw.setup.cancel // set before the watch was shared
 }
 
 // gone reports whether the client has hung up.
@@ -85,7 +96,7 @@ func (cw *connWatch) goLive(lc *liveConn) {
 	cw.w.mu.Lock()
 	fired := cw.fired
 	if !fired {
-		cw.lc, cw.onHangup = lc, nil
+		cw.lc, cw.setup = lc, nil
 	}
 	cw.w.mu.Unlock()
 	if fired {
@@ -99,8 +110,6 @@ func (cw *connWatch) endSetup() {
 	if cw == nil {
 		return
 	}
-	cw.cancel()
-	cw.ctx, cw.cancel = nil, nil // a live stream keeps only what it needs
 	cw.w.mu.Lock()
 	live := cw.lc != nil
 	cw.w.mu.Unlock()

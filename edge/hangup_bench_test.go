@@ -90,7 +90,7 @@ func benchHangupWave(b *testing.B, watch bool) {
 
 // benchEdge starts kfake, nats-server, a cache node and an edge (Serve) with
 // a route /t on an empty topic of 3 partitions; it returns the edge's address.
-func benchEdge(b *testing.B, keepAlive time.Duration, watch bool) string {
+func benchEdge(b testing.TB, keepAlive time.Duration, watch bool) string {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

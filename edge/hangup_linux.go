@@ -4,7 +4,6 @@ package edge
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,35 +40,27 @@ type hangupWatcher struct {
 	wakeups atomic.Uint64 // epoll_wait returns (tests check nothing spins)
 }
 
-// watch registers conn's socket; onHangup (nil for a stream about to go
-// live) runs on the watcher's goroutine when the peer hangs up. Nil if conn has
-// no raw socket or epoll is unavailable.
-func (w *hangupWatcher) watch(e *Edge, conn net.Conn, onHangup func()) *connWatch {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
+// watch registers cw (whose setup or lc is set) for raw's socket, and
+// reports whether it could: not when epoll is unavailable or the
+// connection is closed already.
+func (w *hangupWatcher) watch(e *Edge, cw *connWatch, raw syscall.RawConn) bool {
 	w.once.Do(func() { w.start(e) })
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || !w.running {
-		return nil
+		return false
 	}
 	w.next++
-	cw := &connWatch{w: w, id: w.next, raw: raw, onHangup: onHangup}
+	cw.w, cw.id = w, w.next
 	ev := unix.EpollEvent{Events: hangupEvents, Fd: int32(uint32(cw.id)), Pad: int32(uint32(cw.id >> 32))}
 	var ctlErr error
 	if err := raw.Control(func(fd uintptr) {
 		ctlErr = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	}); err != nil || ctlErr != nil {
-		return nil // closed already, or out of memory: keep-alives remain
+		return false // keep-alives remain
 	}
 	w.watches[cw.id] = cw
-	return cw
+	return true
 }
 
 // unregisterLocked forgets cw and takes its socket out of the epoll set.
@@ -79,9 +70,15 @@ func (w *hangupWatcher) unregisterLocked(cw *connWatch) {
 	if w.closed || !w.running {
 		return
 	}
+	var raw syscall.RawConn
+	if cw.setup != nil {
+		raw = cw.setup.raw
+	} else {
+		raw = cw.lc.rawConn()
+	}
 	// Control fails, calling nothing, once the connection is closed: then
 	// the kernel drops the registration with the socket.
-	_ = cw.raw.Control(func(fd uintptr) {
+	_ = raw.Control(func(fd uintptr) {
 		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	})
 }
@@ -150,11 +147,10 @@ func (w *hangupWatcher) loop(e *Edge) {
 			case cw.lc != nil:
 				e.metrics.hangupsLive.Inc()
 				cw.lc.hangup()
-			case cw.onHangup != nil:
+			default:
 				e.metrics.hangupsSetup.Inc()
-				cw.onHangup()
-			default: // a net/http connection between its watch and goLive, which releases it
-				e.metrics.hangupsLive.Inc()
+				cw.setup.cancel()
+				_ = cw.setup.conn.Close()
 			}
 			release[i] = nil
 		}

@@ -3,8 +3,8 @@
 package edge
 
 import (
-	"net"
 	"sync"
+	"syscall"
 )
 
 // hangupWatcher watches nothing here: a client that leaves is noticed when
@@ -13,7 +13,7 @@ type hangupWatcher struct {
 	mu sync.Mutex
 }
 
-func (w *hangupWatcher) watch(*Edge, net.Conn, func()) *connWatch { return nil }
+func (w *hangupWatcher) watch(*Edge, *connWatch, syscall.RawConn) bool { return false }
 
 func (w *hangupWatcher) unregisterLocked(*connWatch) {}
 

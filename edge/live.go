@@ -197,8 +197,9 @@ func (lc *liveConn) close(why string) {
 // (ctx's), or a new one for a connection served by net/http.
 func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
 	cw := watchFrom(ctx)
-	if cw == nil {
-		if cw = e.hangups.watch(e, lc.conn, nil); cw == nil {
+	fresh := cw == nil
+	if fresh {
+		if cw = (&connWatch{lc: lc}); !e.hangups.watch(e, cw, lc.raw) {
 			return
 		}
 	}
@@ -210,8 +211,12 @@ func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
 		cw.stop()
 		return
 	}
-	cw.goLive(lc)
+	if !fresh {
+		cw.goLive(lc)
+	}
 }
+
+func (lc *liveConn) rawConn() syscall.RawConn { return lc.raw }
 
 // hangup releases a live connection whose client has gone, within the
 // socket's ownership rule: with no writer, it takes the socket and closes

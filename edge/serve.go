@@ -123,9 +123,8 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	}
 }
 
-func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
-	ctx, cancel := context.WithCancel(req.Context())
-	defer cancel()
+// serveRaw serves req under ctx, which the caller cancels once it returns.
+func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
 	rw := newRawResponse(conn, req)

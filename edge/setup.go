@@ -18,7 +18,9 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 		if r.watch.gone() {
 			_ = r.conn.Close() // hung up while it waited
 		} else {
-			e.serveRaw(r.conn, r.req.WithContext(r.watch.context()))
+			ctx, cancel := r.watch.context()
+			e.serveRaw(ctx, r.conn, r.req)
+			cancel()
 		}
 		r.watch.endSetup()
 		queue.done()
