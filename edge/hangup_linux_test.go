@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +91,44 @@ func TestHangupReleasesLiveClient(t *testing.T) {
 		}
 		_ = conn.Close()
 		released(t, sockets)
+	})
+}
+
+// A client that stops reading and then half-closes, while a drain goroutine
+// is blocked writing to its full socket, is released too: the hang-up closes
+// the connection under the writer, whose failed write ends the stream.
+func TestHangupWhileSocketFull(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: noKeepAlive})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "GET /tasks HTTP/1.1\r\nHost: edge\r\n\r\n")
+	br := bufio.NewReader(conn)
+	readUntil(t, br, "event:ready\n")
+	sockets := edgeSockets(t, addr, 1)
+	big := strings.Repeat("v", 100_000)
+	for i := range 70 { // more than both socket buffers (the send buffer grows to 4 MiB): a drain goroutine writes
+		s.produceToKafka("tasks", rec(int32(i%3), fmt.Sprintf("big-%d", i), big))
+	}
+	// Every frame queued, more than the socket holds: the rest waits for a
+	// drain goroutine's blocking write.
+	eventually(t, 10*time.Second, "the edge's socket to the client full", func() bool {
+		return s.edgeCounter("ssekafka_edge_frames_queued_total") >= 70 && sendQueue(t, addr) > 0
+	})
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the edge to release the client", func() bool {
+		return openSockets(t, sockets) == 0 && gauge(t, s.edgeReg, "ssekafka_edge_clients") == 0 &&
+			s.edgeCounter("ssekafka_edge_hangups_total") == 1
 	})
 }
 
@@ -262,6 +301,29 @@ func edgeSockets(t testing.TB, addr string, want int) map[string]bool {
 		return len(inodes) == want
 	})
 	return inodes
+}
+
+// sendQueue is the bytes waiting in the send queue of the edge's
+// established connections (local port that of addr).
+func sendQueue(t testing.TB, addr string) int64 {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	local := fmt.Sprintf("0100007F:%04X", p)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == local && f[3] == "01" {
+			tx, _, _ := strings.Cut(f[4], ":")
+			n, _ := strconv.ParseInt(tx, 16, 64)
+			total += n
+		}
+	}
+	return total
 }
 
 // openSockets counts the sockets of inodes that this process still has open.
