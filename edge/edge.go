@@ -10,7 +10,9 @@
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
 // without blocking, and only a full socket gets a goroutine until it
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
-// writing its frames. Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
+// writing its frames. On Linux one epoll watcher per edge notices a client
+// that hangs up, queued, in its state part or live, and releases it at
+// once (hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
 package edge
 
 import (

@@ -21,7 +21,7 @@ import (
 const hangupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLONESHOT
 
 // hangupWatcher is an edge's epoll instance for hang-ups, started on first
-// use, and the goroutine that waits on it. Sockets are registered with an
+// use, and the goroutine that waits on it (in epoll_wait, so one thread). Sockets are registered with an
 // id of their own, never looked up by descriptor number: a number may be
 // reused once its connection is closed. A socket is unregistered only
 // through its RawConn (which keeps the number valid meanwhile), and the
