@@ -147,7 +147,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			return
 		}
 	}
-	handedOver := false // a hijacked connection lives on after this handler
+	e.metrics.clients.Inc() // joined: every way out below leaves and decrements
+	handedOver := false     // a hijacked connection lives on after this handler
 	defer func() {
 		if !handedOver {
 			f.leave(viewKey, c)
@@ -168,7 +169,6 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	}
 
 	e.metrics.connections.Inc()
-	e.metrics.clients.Inc()
 	cw, conn := e.startResponse(w, r)
 	if conn != nil {
 		defer func() {
@@ -204,6 +204,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 				e.keepAlive.Do(func() { go e.keepAliveLoop() })
 			}
 			lc.flush()
+			e.watchLive(ctx, lc)
 			return
 		}
 		// No raw socket (TLS, not Linux): the live phase gets a goroutine
