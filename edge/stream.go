@@ -131,6 +131,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		case errors.Is(err, errTopicNotFound):
 			e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
 			return
+		case err != nil && ctx.Err() != nil:
+			return // the client hung up while it waited
 		case err != nil:
 			e.log.Warn("topic feed", "topic", topic, "err", err)
 			e.refuse(w, refuseCacheUnavailable)
@@ -158,6 +160,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	start, reset := e.startProgress(r, f, live)
 	if reset == "" {
 		ahead, err := e.aheadOfCache(ctx, f, start, live)
+		if err != nil && ctx.Err() != nil {
+			return // the client hung up while it waited
+		}
 		if err != nil {
 			e.log.Warn("check position", "topic", topic, "err", err)
 			e.refuse(w, refuseCacheUnavailable)
