@@ -36,10 +36,13 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
+	pages pageShare // state requests in flight and answered lately
+
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
 
-	holdFeed func() // tests: each feed calls it before it applies anything
+	holdFeed    func() // tests: each feed calls it before it applies anything
+	shareAlways bool   // tests: a lone stream shares work as in a storm
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -58,6 +61,7 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
+		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}, nil
 }

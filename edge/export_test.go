@@ -4,3 +4,7 @@ package edge
 // or a probe tick: a test holds the live feed behind the state pages by
 // blocking in hold. Set it before the first stream.
 func HoldFeeds(e *Edge, hold func()) { e.holdFeed = hold }
+
+// ShareAlways makes e serve every stream as in a storm: from the resume
+// ring and from pages answered lately. Set it before the first stream.
+func ShareAlways(e *Edge) { e.shareAlways = true }

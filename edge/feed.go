@@ -19,10 +19,11 @@ import (
 // from the cache tier before anything newer (DESIGN rule 5).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
-// writer of progress, parts, the slab and the views' frames, and it calls
-// the cache tier without holding mu. Everything a stream's goroutine
-// touches (join, goLive, waitCovers, leave) is read or changed under mu;
-// meta and horizonWindow are fixed once init returns.
+// writer of progress, parts, the resume ring, the slab and the views'
+// frames, and it calls the cache tier without holding mu. Everything a
+// stream's goroutine touches (join, goLive, waitCovers, ringFrom, leave) is
+// read or changed under mu; meta and horizonWindow are fixed once init
+// returns.
 type feed struct {
 	e          *Edge
 	topic      string
@@ -41,6 +42,8 @@ type feed struct {
 	progress proto.Progress
 	parts    []partCursor
 	views    map[string]*view
+	ring     ring // recent changes, for resumes from memory
+	inState  int  // streams in their state part
 	clients  int
 	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
 	waiters  int
@@ -98,6 +101,7 @@ func (f *feed) init(ctx context.Context) error {
 		f.progress.Offsets[p] = head.Next
 		f.parts[p] = partCursor{probeNext: head.Next}
 	}
+	f.ring = newRing(e.cfg.ResumeRingBytes, e.cfg.ResumeRingAge, f.progress.Offsets)
 	go f.run()
 	return nil
 }
@@ -132,6 +136,7 @@ func (f *feed) run() {
 					break more
 				}
 			}
+			f.markBehind()
 			f.flushDirty()
 		case <-tick.C:
 			if f.e.holdFeed != nil {
@@ -147,6 +152,10 @@ func (f *feed) run() {
 			if !f.probe() {
 				return // the feed ended: the topic is gone or changed
 			}
+			f.mu.Lock()
+			f.ring.trim(time.Now())
+			f.mu.Unlock()
+			f.markBehind()
 			for p := range f.parts {
 				if f.parts[p].needFill {
 					f.fill(int32(p), 0)
@@ -214,6 +223,17 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 		return false
 	}
 	return true
+}
+
+// markBehind tells the ring which partitions the feed knows to be behind
+// the cache tier (a gap not filled yet): no stream resumes from those.
+func (f *feed) markBehind() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p := range f.parts {
+		st := &f.parts[p]
+		f.ring.parts[p].behind = st.needFill || st.fillTarget > f.progress.Offsets[p] || st.probeNext > f.progress.Offsets[p]
+	}
 }
 
 // fill brings partition p up to the cache's head from state pages,
@@ -344,6 +364,7 @@ func (f *feed) checkTopic() bool {
 // matches. The caller holds f.mu.
 func (f *feed) deliver(p int32, rec *proto.Record) {
 	f.advance(p, rec.Offset+1)
+	f.ring.add(p, rec, time.Now())
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -440,7 +461,9 @@ func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *clie
 // holds. Pending frames already covered are dropped, the rest queued, then
 // the ready marker with the feed's progress.
 func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at proto.Progress, timeout time.Duration) {
-	f.waitCovers(ctx, at, timeout)
+	if !f.waitCovers(ctx, at, timeout) && ctx.Err() == nil {
+		f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
+	}
 	defer f.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -464,8 +487,8 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 }
 
 // waitCovers waits, up to timeout, until the feed has delivered everything
-// below at. It returns with f.mu held.
-func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.Duration) {
+// below at, and reports whether it has. It returns with f.mu held.
+func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	f.mu.Lock()
@@ -479,15 +502,56 @@ func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.D
 		select {
 		case <-ch:
 		case <-deadline.C:
-			f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
 			f.mu.Lock()
-			return
+			return f.covers(at)
 		case <-ctx.Done():
 			f.mu.Lock()
-			return
+			return f.covers(at)
 		}
 		f.mu.Lock()
 	}
+	return true
+}
+
+// waitFor waits, up to timeout, until the feed has delivered everything
+// below at, and reports whether it has.
+func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Duration) bool {
+	defer f.mu.Unlock()
+	return f.waitCovers(ctx, at, timeout)
+}
+
+// ringFrom returns partition p's state records at or after since, from the
+// resume ring, latest per key in offset order, and the feed's position in
+// p; ok is false when since lies outside the ring (before start, its first
+// offset, or past the feed's position) or the feed is behind in p.
+func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
+	f.mu.Lock()
+	next, start = f.progress.Offsets[p], f.ring.parts[p].start
+	if since <= next && !f.ring.parts[p].behind {
+		recs, ok = f.ring.from(p, since)
+	}
+	f.mu.Unlock()
+	return latestPerKey(recs), next, start, ok
+}
+
+// enterState and leaveState count the streams in their state part;
+// crowded reports whether there is more than one (a storm).
+func (f *feed) enterState() {
+	f.mu.Lock()
+	f.inState++
+	f.mu.Unlock()
+}
+
+func (f *feed) leaveState() {
+	f.mu.Lock()
+	f.inState--
+	f.mu.Unlock()
+}
+
+func (f *feed) crowded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inState > 1
 }
 
 // covers reports whether the feed has delivered everything below at. The

@@ -188,6 +188,8 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
+		ResumeRingBytes:   cfg.SSE.ResumeRingBytes,
+		ResumeRingAge:     cfg.SSE.ResumeRingAge,
 		Logger:            log.With("component", "edge"),
 		Registerer:        reg,
 	})

@@ -1,0 +1,300 @@
+package edge_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// otherEdge is a second edge node on a stack's NATS server.
+type otherEdge struct {
+	url string
+	reg *prometheus.Registry
+}
+
+func (s *stack) addEdge(tweak func(*edge.Config)) *otherEdge {
+	s.t.Helper()
+	var routes []*edge.Route
+	for _, rc := range []edge.RouteConfig{
+		{Paths: []string{"/tasks"}, Topic: "tasks"},
+		{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
+		{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
+	} {
+		r, err := edge.CompileRoute(rc)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		routes = append(routes, r)
+	}
+	o := &otherEdge{reg: prometheus.NewRegistry()}
+	cfg := edge.Config{NATS: s.connectNATS(), Logger: testLogger(s.t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
+		Registerer: o.reg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e, err := edge.New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e}
+	go func() { _ = e.Serve(ln, srv) }()
+	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
+	s.t.Cleanup(e.Close)
+	o.url = "http://" + ln.Addr().String()
+	return o
+}
+
+// connectTo is connect, to the edge at url.
+func (s *stack) connectTo(url, path string, header http.Header) *sseClient {
+	s.t.Helper()
+	saved := s.url
+	s.url = url
+	defer func() { s.url = saved }()
+	return s.connect(path, header)
+}
+
+// stateRequests is the state requests the stack's edge has sent (with
+// ProbeInterval long, only its streams' and fills').
+func (s *stack) stateRequests() int64 {
+	return int64(s.edgeCounter("ssekafka_edge_state_requests_total"))
+}
+
+// readAll returns the raw bytes of a stream up to and including ready.
+func readAll(c *sseClient) string {
+	var b strings.Builder
+	for _, ev := range c.untilReady() {
+		b.WriteString(ev.Raw)
+	}
+	return b.String()
+}
+
+// caughtUp waits until a client of the edge at url has seen an event whose
+// id is at next: the edge's feed has applied every record produced.
+func caughtUp(t *testing.T, c *sseClient, next []int64) {
+	t.Helper()
+	for {
+		ev := c.mustNext()
+		if !ev.HasID {
+			continue
+		}
+		_, p, _ := keyedEvent(t, ev)
+		if fmt.Sprint(p.Offsets) == fmt.Sprint(next) {
+			return
+		}
+	}
+}
+
+// randomStream produces a random stream of values, tombstones, records with
+// an etag header or a tenant header and null-key records, ending with a
+// value in every partition; the model gets the keyed records.
+func randomStream(s *stack, m *model, rng *rand.Rand, n int) {
+	var batch []*kgo.Record
+	for i := range n {
+		k := rng.IntN(12)
+		p := int32(k % 3)
+		key := fmt.Sprintf("k%d", k)
+		var r *kgo.Record
+		switch x := rng.IntN(10); {
+		case x < 2:
+			r = tombstone(p, key)
+		case x < 3:
+			r = &kgo.Record{Partition: p, Value: []byte(fmt.Sprintf("nokey-%d", i))}
+		default:
+			r = rec(p, key, fmt.Sprintf("v%d", i))
+			if x == 9 {
+				r.Headers = []kgo.RecordHeader{{Key: "etag", Value: []byte(fmt.Sprintf("e%d", i))}}
+			}
+		}
+		batch = append(batch, r)
+		if len(batch) == 8 || i == n-1 {
+			s.produce("tasks", batch...)
+			for _, r := range batch {
+				if r.Key != nil {
+					m.add(r)
+				}
+			}
+			batch = batch[:0]
+		}
+	}
+	for p := range int32(3) {
+		m.add(s.produce("tasks", rec(p, fmt.Sprintf("k%d", p), fmt.Sprintf("last-%d", p)))...)
+	}
+}
+
+// A resume from the ring is byte for byte the resume from state pages: for
+// random positions inside a random stream (values, deletes, etag headers,
+// null keys), on three views (two id formats, a key filter), the edge that
+// resumes from its ring writes exactly what an edge without a ring writes
+// from the cache tier, with no state request, and every id it writes is a
+// true position.
+func TestRingResumeIsTheStatePath(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.ProbeInterval = time.Hour }})
+	stateEdge := s.addEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off })
+	ep := s.epoch("tasks")
+	// The feeds start before the stream: their rings hold all of it.
+	ringKeeper := s.connect("/keyed", nil)
+	ringKeeper.untilReady()
+	stateKeeper := s.connectTo(stateEdge.url, "/keyed", nil)
+	stateKeeper.untilReady()
+
+	seed := propertySeed(t)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var m model
+	randomStream(s, &m, rng, 150)
+	next := m.next(3)
+	caughtUp(t, ringKeeper, next)
+	caughtUp(t, stateKeeper, next)
+	final := m.asOf(proto.Progress{Offsets: next})
+
+	ringResumes := func() float64 { return labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring") }
+	for i := range 40 {
+		offsets := make([]int64, 3)
+		for p := range offsets {
+			offsets[p] = 1 + rng.Int64N(next[p]) // in 1..next: inside the ring
+		}
+		id := handID(ep, offsets...)
+		for _, path := range []string{"/keyed", "/tasks", "/tasks/k4"} {
+			before, resumes := s.stateRequests(), ringResumes()
+			h := http.Header{"Last-Event-Id": {id}}
+			got := readAll(s.connect(path, h))
+			if n := s.stateRequests() - before; n != 0 {
+				t.Fatalf("position %v %s: %d state requests for a resume inside the ring", offsets, path, n)
+			}
+			if ringResumes() != resumes+1 {
+				t.Fatalf("position %v %s: resumes_total did not count the resume", offsets, path)
+			}
+			want := readAll(s.connectTo(stateEdge.url, path, h))
+			if got != want {
+				t.Fatalf("position %v %s (seed %d):\nring  %q\nstate %q", offsets, path, seed, got, want)
+			}
+			if path != "/keyed" || i%4 != 0 {
+				continue
+			}
+			// Every id is true: what the client holds there plus rule 2
+			// from it is the state.
+			view := m.asOf(proto.Progress{Offsets: offsets})
+			c := s.connect(path, h)
+			for _, ev := range c.untilReady()[1:] {
+				_, p, change := keyedEvent(t, ev)
+				apply(view, change)
+				delete(view, "")
+				trueAt(t, &m, view, p, 3, final)
+			}
+			sameView(t, "resumed view", view, final)
+		}
+	}
+	if all, ring := s.counter(s.edgeReg, "ssekafka_edge_resumes_total"), ringResumes(); all != ring {
+		t.Fatalf("resumes: %v, of which %v from the ring", all, ring)
+	}
+}
+
+// labeled is the value of the counter name's series with label=value.
+func labeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A storm of clients resuming at the same position costs at most one state
+// request per partition, and each gets the same stream; a storm of new
+// clients shares its state pages.
+func TestStormSharesResumesAndPages(t *testing.T) {
+	const n = 200
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 512; c.ProbeInterval = time.Hour }})
+	var m model
+	rng := rand.New(rand.NewPCG(1, 2))
+	var big []*kgo.Record
+	for k := range 90 { // several pages per partition
+		big = append(big, rec(int32(k%3), fmt.Sprintf("big-%02d", k), strings.Repeat("x", 30+k)))
+	}
+	m.add(s.produce("tasks", big...)...)
+	// The feed starts here: its ring holds what follows, not the pages.
+	keeper := s.connect("/keyed", nil)
+	keeper.untilReady()
+	randomStream(s, &m, rng, 60)
+	next := m.next(3)
+	caughtUp(t, keeper, next)
+	ep := s.epoch("tasks")
+
+	storm := func(h http.Header) []string {
+		out := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				c, status := s.open("/keyed", h)
+				if status != http.StatusOK {
+					t.Errorf("client %d: status %d", i, status)
+					return
+				}
+				out[i] = readAll(c)
+				c.close()
+			})
+		}
+		wg.Wait()
+		return out
+	}
+	sameStreams := func(what string, got []string) {
+		t.Helper()
+		for i, g := range got {
+			if g != got[0] {
+				t.Fatalf("%s: client %d got\n%q\nclient 0 got\n%q", what, i, g, got[0])
+			}
+		}
+	}
+
+	// Resumes at one position (what clients of a killed edge hold).
+	at := []int64{next[0] - 3, next[1] - 2, max(next[2]-5, 1)}
+	before := s.stateRequests()
+	got := storm(http.Header{"Last-Event-Id": {handID(ep, at...)}})
+	sameStreams("resume storm", got)
+	if requests := s.stateRequests() - before; requests > 3 {
+		t.Fatalf("resume storm of %d clients: %d state requests, want at most one per partition", n, requests)
+	}
+
+	// New clients: pages shared, within twice what one client needs.
+	before = s.stateRequests()
+	one := readAll(s.connect("/keyed", nil))
+	perClient := s.stateRequests() - before
+	before = s.stateRequests()
+	got = storm(nil)
+	sameStreams("new-client storm", got)
+	if got[0] != one {
+		t.Fatalf("new-client storm:\n%q\nalone:\n%q", got[0], one)
+	}
+	requests := s.stateRequests() - before
+	if requests > 2*perClient {
+		t.Fatalf("new-client storm of %d clients: %d state requests, one client needs %d", n, requests, perClient)
+	}
+	t.Logf("one client: %d state requests; storm of %d: %d; shared pages %v, shared encodings %v", perClient, n, requests,
+		s.counter(s.edgeReg, "ssekafka_edge_state_pages_shared_total"), s.counter(s.edgeReg, "ssekafka_edge_state_frames_shared_total"))
+}
