@@ -298,3 +298,62 @@ func TestStormSharesResumesAndPages(t *testing.T) {
 	t.Logf("one client: %d state requests; storm of %d: %d; shared pages %v, shared encodings %v", perClient, n, requests,
 		s.counter(s.edgeReg, "ssekafka_edge_state_pages_shared_total"), s.counter(s.edgeReg, "ssekafka_edge_state_frames_shared_total"))
 }
+
+// In a storm, a state page answered a moment ago is given again; by then
+// the feed has applied more changes. The stream built from it (the page
+// without what those changes superseded, then the ring) is byte for byte
+// what the state path gives now, for new clients and for resumes before
+// the ring's start.
+func TestReusedPageIsTheStatePathNow(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 300; c.ProbeInterval = time.Hour }})
+	edge.ShareAlways(s.edge)
+	stateEdge := s.addEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off; c.PageBytes = 300 })
+	var m model
+	var recs []*kgo.Record
+	for k := range 45 {
+		recs = append(recs, rec(int32(k%3), fmt.Sprintf("k%02d", k), fmt.Sprintf("v0-%02d", k)))
+	}
+	m.add(s.produce("tasks", recs...)...)
+	ep := s.epoch("tasks")
+	keeper := s.connect("/keyed", nil) // the feed and its ring start here
+	keeper.untilReady()
+	stateKeeper := s.connectTo(stateEdge.url, "/keyed", nil)
+	stateKeeper.untilReady()
+	positions := [][]int64{{0, 0, 0}, {3, 5, 0}, {7, 2, 11}}
+	for _, path := range []string{"/keyed", "/tasks"} { // the pages are answered and kept
+		for _, at := range positions {
+			readAll(s.connect(path, http.Header{"Last-Event-Id": {handID(ep, at...)}}))
+		}
+	}
+	// Updates and deletes after those pages, some of keys they hold.
+	rng := rand.New(rand.NewPCG(propertySeed(t), 3))
+	for i := range 30 {
+		k := rng.IntN(60)
+		if rng.IntN(4) == 0 {
+			m.add(s.produce("tasks", tombstone(int32(k%3), fmt.Sprintf("k%02d", k)))...)
+		} else {
+			m.add(s.produce("tasks", rec(int32(k%3), fmt.Sprintf("k%02d", k), fmt.Sprintf("v1-%02d", i)))...)
+		}
+	}
+	for p := range int32(3) {
+		m.add(s.produce("tasks", rec(p, fmt.Sprintf("last-%d", p), "x"))...)
+	}
+	next := m.next(3)
+	caughtUp(t, keeper, next)
+	caughtUp(t, stateKeeper, next)
+
+	shared := s.edgeCounter("ssekafka_edge_state_pages_shared_total")
+	for _, path := range []string{"/keyed", "/tasks"} {
+		for _, at := range positions {
+			h := http.Header{"Last-Event-Id": {handID(ep, at...)}}
+			got := readAll(s.connect(path, h))
+			want := readAll(s.connectTo(stateEdge.url, path, h))
+			if got != want {
+				t.Fatalf("%s from %v:\nreused %q\nstate  %q", path, at, got, want)
+			}
+		}
+	}
+	if s.edgeCounter("ssekafka_edge_state_pages_shared_total") == shared {
+		t.Fatal("no page was reused: the test tests nothing")
+	}
+}

@@ -324,10 +324,10 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 				kind = resumeCoalesced
 			}
 			page := &sp.StatePage
-			skipBelow = min(skipBelow, page.Next)
 			// A page taken before the feed's last changes (a shared one)
 			// leaves out what they superseded: the stream gets those
-			// changes from the ring or its live frames.
+			// changes from the ring or its live frames, and the page is
+			// then as of the feed's position.
 			var superseded map[string]struct{}
 			current := int64(-1)
 			if newer, next, _, ok := f.ringFrom(pp, page.Next); ok && len(newer) > 0 {
@@ -337,6 +337,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 				}
 				current = next
 			}
+			skipBelow = min(skipBelow, max(page.Next, current))
 			if err := e.writePage(cw, sp, viewKey, format, filters, pp, skipBelow, superseded, current, &at); err != nil {
 				return at, kind, err
 			}
