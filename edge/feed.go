@@ -52,6 +52,11 @@ type feed struct {
 	scratch  []byte    // a frame being encoded
 	linger   *time.Timer
 	stopped  bool
+
+	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
+	enc      map[string]encodedPage
+	encOrder []string
+	encBytes int
 }
 
 // partCursor is what the feed knows of one partition besides its progress.
@@ -520,9 +525,9 @@ func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Dura
 	return f.waitCovers(ctx, at, timeout)
 }
 
-// ringFrom returns partition p's state records at or after since, from the
-// resume ring, latest per key in offset order, and the feed's position in
-// p; ok is false when since lies outside the ring (before start, its first
+// ringFrom returns partition p's records at or after since, from the
+// resume ring in offset order (latestPerKey makes them what the state path
+// gives), and the feed's position in p; ok is false when since lies outside the ring (before start, its first
 // offset, or past the feed's position) or the feed is behind in p.
 func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
 	f.mu.Lock()
@@ -531,8 +536,45 @@ func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start
 		recs, ok = f.ring.from(p, since)
 	}
 	f.mu.Unlock()
-	return latestPerKey(recs), next, start, ok
+	return recs, next, start, ok
 }
+
+// ringEncoded returns the frames encoded under key from the ring, if any.
+func (f *feed) ringEncoded(key string) (encodedPage, bool) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	enc, ok := f.enc[key]
+	return enc, ok
+}
+
+// keepRingEncoded keeps frames encoded from the ring for other streams of
+// the view at the same position, the oldest dropped past a bound. Records
+// below the feed's position never change, so they stay true.
+func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
+	if len(enc.frames) > maxBytes {
+		return
+	}
+	if f.enc == nil {
+		f.enc = map[string]encodedPage{}
+	}
+	if _, ok := f.enc[key]; ok {
+		return
+	}
+	f.enc[key] = enc
+	f.encOrder = append(f.encOrder, key)
+	f.encBytes += len(enc.frames)
+	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
+		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
+		delete(f.enc, f.encOrder[0])
+		f.encOrder = f.encOrder[1:]
+	}
+}
+
+// maxRingEncodings bounds the encodings kept per feed.
+const maxRingEncodings = 64
 
 // enterState and leaveState count the streams in their state part;
 // crowded reports whether there is more than one (a storm).

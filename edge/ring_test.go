@@ -274,9 +274,12 @@ func TestStormSharesResumesAndPages(t *testing.T) {
 
 	// Resumes at one position (what clients of a killed edge hold).
 	at := []int64{next[0] - 3, next[1] - 2, max(next[2]-5, 1)}
-	before := s.stateRequests()
+	before, encoded := s.stateRequests(), s.edgeCounter("ssekafka_edge_state_frames_shared_total")
 	got := storm(http.Header{"Last-Event-Id": {handID(ep, at...)}})
 	sameStreams("resume storm", got)
+	if s.edgeCounter("ssekafka_edge_state_frames_shared_total") == encoded {
+		t.Fatal("resume storm: every client's frames encoded on their own")
+	}
 	if requests := s.stateRequests() - before; requests > 3 {
 		t.Fatalf("resume storm of %d clients: %d state requests, want at most one per partition", n, requests)
 	}

@@ -279,7 +279,6 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 	kind := resumeRing
 	f.enterState()
 	defer f.leaveState()
-	var buf []byte
 	for p := range at.Offsets {
 		pp := int32(p)
 		since := start.Offsets[p]
@@ -300,17 +299,28 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			recs, next, ringStart, ok := f.ringFrom(pp, since)
 			if ok && since > 0 {
 				skipBelow = min(skipBelow, next)
-				buf = buf[:0]
-				for _, rec := range recs {
-					n := len(buf)
-					if buf = e.appendStateRecord(buf, format, filters, rec, pp, skipBelow, &at); len(buf) > n {
-						e.metrics.stateEventsWritten.Inc()
+				if len(recs) > 0 {
+					// The same records for every stream of the view at
+					// this position: encoded once.
+					key := encodingKey(viewKey, 'r', pp, skipBelow, next, &at)
+					enc, shared := f.ringEncoded(key)
+					if shared {
+						e.metrics.framesShared.Inc()
+						e.metrics.stateEventsWritten.Add(float64(enc.events))
+					} else {
+						for _, rec := range latestPerKey(recs) {
+							n := len(enc.frames)
+							if enc.frames = e.appendStateRecord(enc.frames, format, filters, rec, pp, skipBelow, &at); len(enc.frames) > n {
+								enc.events++
+							}
+						}
+						f.keepRingEncoded(key, enc)
+					}
+					if err := cw.write(enc.frames); err != nil {
+						return at, kind, err
 					}
 				}
 				at.Offsets[p] = max(at.Offsets[p], next)
-				if err := cw.write(buf); err != nil {
-					return at, kind, err
-				}
 				break
 			}
 			sp, shared, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, since, min(next, ringStart), e.shareAlways || f.crowded())
@@ -380,15 +390,8 @@ func (e *Edge) writePage(cw *connWriter, sp *sharedPage, viewKey string, format 
 	if len(recs) == 0 {
 		return nil
 	}
-	key := make([]byte, 0, len(viewKey)+64)
-	key = append(key, viewKey...)
-	key = append(key, 0)
-	key = strconv.AppendInt(key, skipBelow, 10)
-	key = append(key, 0)
-	key = strconv.AppendInt(key, current, 10)
-	key = append(key, 0)
-	key = proto.AppendProgress(key, at)
-	enc, ok := sp.encoded(string(key))
+	key := encodingKey(viewKey, 'p', p, skipBelow, current, at)
+	enc, ok := sp.encoded(key)
 	if ok {
 		e.metrics.framesShared.Inc()
 		e.metrics.stateEventsWritten.Add(float64(enc.events))
@@ -403,10 +406,26 @@ func (e *Edge) writePage(cw *connWriter, sp *sharedPage, viewKey string, format 
 				enc.events++
 			}
 		}
-		sp.keep(string(key), enc)
+		sp.keep(key, enc)
 	}
 	at.Offsets[p] = recs[len(recs)-1].Offset + 1
 	return cw.write(enc.frames)
+}
+
+// encodingKey names the frames of a stretch of state records written for a
+// view from position at: whatever else decides them (what the stretch is,
+// which deletes are left out) is in tag, p, a and b.
+func encodingKey(viewKey string, tag byte, p int32, a, b int64, at *proto.Progress) string {
+	key := make([]byte, 0, len(viewKey)+64)
+	key = append(key, viewKey...)
+	key = append(key, 0, tag)
+	key = strconv.AppendInt(key, int64(p), 10)
+	key = append(key, 0)
+	key = strconv.AppendInt(key, a, 10)
+	key = append(key, 0)
+	key = strconv.AppendInt(key, b, 10)
+	key = append(key, 0)
+	return string(proto.AppendProgress(key, at))
 }
 
 // appendStateRecord appends rec's frame, when the client is to get it, with
