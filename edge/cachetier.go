@@ -171,6 +171,7 @@ func (e *Edge) sharedPage(ctx context.Context, topic string, epoch uint32, p int
 	s := &e.pages
 	key := pageKey{topic: topic, p: p, epoch: epoch, since: since, maxBytes: e.cfg.PageBytes}
 	s.mu.Lock()
+	s.trimLocked(time.Now())
 	if c := s.recent[key]; c != nil && time.Since(c.at) <= pageShareAge && reuse && c.page.Next >= minNext {
 		s.mu.Unlock()
 		e.metrics.pagesShared.Inc()

@@ -2,9 +2,10 @@
 //
 // It holds no durable state. For each topic with clients it keeps one feed (a
 // NATS subscription to the topic's live changes); a new or returning client is
-// sent the topic's state from its position, paged from the cache tier, then
-// joins the feed's live changes without loss or duplicates (DESIGN rules 2
-// and 5). Concurrency: each feed has one goroutine applying changes. A
+// sent the topic's state from its position, paged from the cache tier (or,
+// for a position inside the feed's ring of recent changes, from memory),
+// then joins the feed's live changes without loss or duplicates (DESIGN
+// rules 2, 5 and 8). Concurrency: each feed has one goroutine applying changes. A
 // connection has no goroutine while it waits for a setup worker (Serve),
 // which writes its state part. Live, a hijacked connection on a raw socket
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames

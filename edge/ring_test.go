@@ -359,4 +359,42 @@ func TestReusedPageIsTheStatePathNow(t *testing.T) {
 	if s.edgeCounter("ssekafka_edge_state_pages_shared_total") == shared {
 		t.Fatal("no page was reused: the test tests nothing")
 	}
+	if labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "coalesced") == 0 {
+		t.Fatal("no resume counted as coalesced")
+	}
+}
+
+// A position before the ring's start (the ring is small and has moved on)
+// is resumed from the state path, exactly as an edge without a ring does.
+func TestResumeBeforeRingStartUsesStatePages(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = 1500; c.ProbeInterval = time.Hour }})
+	stateEdge := s.addEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off })
+	ep := s.epoch("tasks")
+	keeper := s.connect("/keyed", nil)
+	keeper.untilReady()
+	var m model
+	randomStream(s, &m, rand.New(rand.NewPCG(5, 6)), 90)
+	next := m.next(3)
+	caughtUp(t, keeper, next)
+	for _, at := range [][]int64{{1, 1, 1}, {2, 0, 3}} {
+		h := http.Header{"Last-Event-Id": {handID(ep, at...)}}
+		before := labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "state")
+		got := readAll(s.connect("/keyed", h))
+		if labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "state") != before+1 {
+			t.Fatalf("from %v: not resumed from state pages", at)
+		}
+		if want := readAll(s.connectTo(stateEdge.url, "/keyed", h)); got != want {
+			t.Fatalf("from %v:\ngot  %q\nwant %q", at, got, want)
+		}
+	}
+	// Near the feed's position the small ring still serves.
+	h := http.Header{"Last-Event-Id": {handID(ep, next[0]-1, next[1], next[2])}}
+	ring := labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring")
+	got := readAll(s.connect("/keyed", h))
+	if labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring") != ring+1 {
+		t.Fatal("a position inside the ring was not resumed from it")
+	}
+	if want := readAll(s.connectTo(stateEdge.url, "/keyed", h)); got != want {
+		t.Fatalf("near the end:\ngot  %q\nwant %q", got, want)
+	}
 }
