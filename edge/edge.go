@@ -42,8 +42,9 @@ type Edge struct {
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
 
-	holdFeed    func() // tests: each feed calls it before it applies anything
-	shareAlways bool   // tests: a lone stream shares work as in a storm
+	holdFeed    func()                // tests: each feed calls it before it applies anything
+	shareAlways bool                  // tests: a lone stream shares work as in a storm
+	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
 
 var _ http.Handler = (*Edge)(nil)

@@ -21,9 +21,11 @@ import (
 // The goroutine boundary: run (and init, before run starts) is the only
 // writer of progress, parts, the resume ring, the slab and the views'
 // frames, and it calls the cache tier without holding mu. Everything a
-// stream's goroutine touches (join, goLive, waitCovers, ringFrom, leave) is
-// read or changed under mu; meta and horizonWindow are fixed once init
-// returns.
+// stream's goroutine touches (join, goLive, waitCovers, ringFrom,
+// enterState, leave) is read or changed under mu, but the frames encoded
+// from the ring, under encMu; meta and horizonWindow are fixed once init
+// returns. The ring's records are never changed once added: a stream may
+// read those ringFrom returned without mu.
 type feed struct {
 	e          *Edge
 	topic      string
@@ -38,20 +40,21 @@ type feed struct {
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
 
-	mu       sync.Mutex // guards everything below, and clients' registration
-	progress proto.Progress
-	parts    []partCursor
-	views    map[string]*view
-	ring     ring // recent changes, for resumes from memory
-	inState  int  // streams in their state part
-	clients  int
-	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
-	waiters  int
-	dirty    []*client // hijacked clients with frames to flush
-	slab     []byte    // frames are carved from it (see encode)
-	scratch  []byte    // a frame being encoded
-	linger   *time.Timer
-	stopped  bool
+	mu        sync.Mutex // guards everything below, and clients' registration
+	progress  proto.Progress
+	parts     []partCursor
+	views     map[string]*view
+	ring      ring      // recent changes, for resumes from memory
+	inState   int       // streams in their state part
+	lastState time.Time // when the last one began it
+	clients   int
+	advanced  chan struct{} // closed and replaced when progress moves and waiters > 0
+	waiters   int
+	dirty     []*client // hijacked clients with frames to flush
+	slab      []byte    // frames are carved from it (see encode)
+	scratch   []byte    // a frame being encoded
+	linger    *time.Timer
+	stopped   bool
 
 	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
 	enc      map[string]encodedPage
@@ -577,12 +580,21 @@ func (f *feed) keepRingEncoded(key string, enc encodedPage) {
 const maxRingEncodings = 64
 
 // enterState and leaveState count the streams in their state part;
-// crowded reports whether there is more than one (a storm).
-func (f *feed) enterState() {
+// crowded reports whether there is more than one. enterState reports
+// whether another stream began its state part less than stormWindow ago
+// (streams arriving together: a storm).
+func (f *feed) enterState() (storm bool) {
+	now := time.Now()
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.inState++
-	f.mu.Unlock()
+	storm = !f.lastState.IsZero() && now.Sub(f.lastState) < stormWindow
+	f.lastState = now
+	return storm
 }
+
+// stormWindow: streams starting closer together than this are a storm.
+const stormWindow = time.Second
 
 func (f *feed) leaveState() {
 	f.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,5 +397,67 @@ func TestResumeBeforeRingStartUsesStatePages(t *testing.T) {
 	}
 	if want := readAll(s.connectTo(stateEdge.url, "/keyed", h)); got != want {
 		t.Fatalf("near the end:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+// A key a new client got in its first state page and that is deleted
+// before its next page: the delete is in that page (past where the first
+// one stood), and the client gets it; the live delete is covered by the
+// state part, so it is its only chance. Left out, the client would keep the
+// key for good.
+func TestDeleteBetweenStatePagesReachesNewClient(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 200 }})
+	var m model
+	var recs []*kgo.Record
+	for k := range 12 {
+		recs = append(recs, rec(0, fmt.Sprintf("k%02d", k), fmt.Sprintf("value-%02d", k)))
+	}
+	m.add(s.produce("tasks", recs...)...)
+	var armed atomic.Bool
+	var once sync.Once
+	edge.AfterStatePage(s.edge, func(p int32) {
+		if p == 0 && armed.Load() {
+			once.Do(func() { m.add(s.produce("tasks", tombstone(0, "k00"))...) }) // k00 was in the first page
+		}
+	})
+	s.connect("/keyed", nil).untilReady() // the feed runs
+	armed.Store(true)
+	view := map[string]string{}
+	evs := s.connect("/keyed", nil).untilReady()
+	for _, ev := range evs[1:] {
+		_, _, change := keyedEvent(t, ev)
+		apply(view, change)
+	}
+	delete(view, "")
+	sameView(t, "view at ready", view, m.asOf(proto.Progress{Offsets: m.next(3)}))
+}
+
+// A partition empty when its feed started (the ring covers it from zero):
+// a page of it answered then, empty, is reused by a new client after
+// records arrived; the ring gives what followed, and the stream is the
+// state path's.
+func TestReusedEmptyPageThenRing(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.ProbeInterval = time.Hour }})
+	edge.ShareAlways(s.edge)
+	stateEdge := s.addEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off })
+	s.epoch("tasks")
+	keeper := s.connect("/keyed", nil) // empty topic: pages with Next 0, kept
+	keeper.untilReady()
+	stateKeeper := s.connectTo(stateEdge.url, "/keyed", nil)
+	stateKeeper.untilReady()
+	var m model
+	randomStream(s, &m, rand.New(rand.NewPCG(7, 8)), 40)
+	next := m.next(3)
+	caughtUp(t, keeper, next)
+	caughtUp(t, stateKeeper, next)
+	shared := s.edgeCounter("ssekafka_edge_state_pages_shared_total")
+	got := readAll(s.connect("/keyed", nil))
+	if want := readAll(s.connectTo(stateEdge.url, "/keyed", nil)); got != want {
+		t.Fatalf("new client:\nreused %q\nstate  %q", got, want)
+	}
+	// Each partition's empty page read once, not again and again until it
+	// is too old to reuse.
+	if n := s.edgeCounter("ssekafka_edge_state_pages_shared_total") - shared; n > 3 {
+		t.Fatalf("%v shared pages read for one client's 3 partitions", n)
 	}
 }

@@ -277,7 +277,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 		at.TimeMs = min(at.TimeMs, start.TimeMs)
 	}
 	kind := resumeRing
-	f.enterState()
+	storm := f.enterState() || e.shareAlways
 	defer f.leaveState()
 	for p := range at.Offsets {
 		pp := int32(p)
@@ -292,12 +292,17 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			skipBelow = math.MaxInt64
 		}
 		behind := time.Duration(0)
+		paged, again := false, false
 		for {
-			// A resume inside the ring is written from it, up to the
-			// feed's position, as if the client had never left; from
-			// zero, the cache tier's state (it may be ahead of the feed).
+			// In a storm, a resume inside the ring is written from it, up
+			// to the feed's position, as if the client had never left;
+			// from zero, the cache tier's state (it may be ahead of the
+			// feed), then the ring for what follows the pages. A lone
+			// stream reads the cache tier's state, and its ready then
+			// covers all the tier had (so the ring resumes of a storm's
+			// others are at least as current).
 			recs, next, ringStart, ok := f.ringFrom(pp, since)
-			if ok && since > 0 {
+			if ok && storm && (since > 0 || paged) {
 				skipBelow = min(skipBelow, next)
 				if len(recs) > 0 {
 					// The same records for every stream of the view at
@@ -323,10 +328,24 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 				at.Offsets[p] = max(at.Offsets[p], next)
 				break
 			}
-			sp, shared, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, since, min(next, ringStart), e.shareAlways || f.crowded())
+			if again {
+				// The node that answered lags the live feed: ask again,
+				// for a page of now.
+				if behind += 10 * time.Millisecond; behind > e.cfg.RequestTimeout {
+					return at, kind, fmt.Errorf("state %s/%d: cache stays at %d, behind the live feed at %d", f.topic, p, at.Offsets[p], joined.Offset(pp))
+				}
+				select {
+				case <-ctx.Done():
+					return at, kind, ctx.Err()
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			reuse := !again && (e.shareAlways || f.crowded())
+			sp, shared, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, since, min(next, ringStart), reuse)
 			if err != nil {
 				return at, kind, err
 			}
+			paged = true
 			switch {
 			case !shared:
 				kind = resumeState
@@ -351,6 +370,9 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			if err := e.writePage(cw, sp, viewKey, format, filters, pp, skipBelow, superseded, current, &at); err != nil {
 				return at, kind, err
 			}
+			if e.afterPage != nil {
+				e.afterPage(pp)
+			}
 			if page.More {
 				if page.Cursor <= since { // a page that does not move on would never end
 					e.metrics.badPages.Inc()
@@ -363,20 +385,10 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			if at.Offsets[p] >= joined.Offset(pp) {
 				break
 			}
-			// The node that answered lags the live feed: the ring covers
-			// the rest, or ask again.
-			since = at.Offsets[p]
-			if since >= ringStart {
-				continue
-			}
-			if behind += 10 * time.Millisecond; behind > e.cfg.RequestTimeout {
-				return at, kind, fmt.Errorf("state %s/%d: cache stays at %d, behind the live feed at %d", f.topic, p, at.Offsets[p], joined.Offset(pp))
-			}
-			select {
-			case <-ctx.Done():
-				return at, kind, ctx.Err()
-			case <-time.After(10 * time.Millisecond):
-			}
+			// Short of the feed (a page shared from before its last
+			// changes, or a node that lags): the ring covers the rest, or
+			// the cache tier is asked again.
+			since, again = at.Offsets[p], true
 		}
 	}
 	return at, kind, nil
