@@ -82,14 +82,14 @@ func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p in
 }
 
 // Shared state pages (DESIGN rule 8). Streams that ask for the same page
-// while a request for it is in flight share that request; a page answered
-// in the last pageShareAge is given again to a stream that asks for it.
-// A page answered lately is given again only while other streams of the
-// topic are in their state part too (a storm: a lone stream gets the
-// freshest state), and only if its Next is at least minNext: the feed's
-// position, or the start of its resume ring, from which the stream drops
-// the page's records superseded since (writeState), so that it is the page
-// the state path would give now.
+// while a request for it is in flight share that request. While other
+// streams of the topic are in their state part too, a page answered in the
+// last pageShareAge is given again if its Next is at least minNext (the
+// feed's position, or the start of its resume ring); writeState leaves out
+// the page's records that the feed's later changes superseded, which makes
+// it the page the state path would give now. A lone stream gets a page of
+// its own. Kept: pages up to pageShare.maxBytes of records (32 pages), each
+// with up to maxPageEncodings encodings.
 
 const pageShareAge = 5 * time.Second
 
