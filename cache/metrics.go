@@ -15,6 +15,7 @@ type metrics struct {
 	valueHits, valueMisses, valuesGone       prometheus.Counter
 	notOwnerReplies, readBackRetries         prometheus.Counter
 	pagesCut                                 prometheus.Counter
+	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	lag                                      *prometheus.GaugeVec
 	held                                     *prometheus.GaugeVec
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valuesGone:        c("values_gone_total", "Values no longer in Kafka when read back (superseded and compacted)."),
 		notOwnerReplies:   c("not_owner_replies_total", "State requests answered NotOwner (partition released, or not caught up)."),
 		readBackRetries:   c("read_back_retries_total", "Value read-backs retried after the partition's leader moved or was unknown."),
+		topicsRefused:     c("topics_refused_total", "Requests for a topic refused because MaxTopics were held."),
+		topicsIdleDropped: c("topics_idle_dropped_total", "Topics taken up on demand and dropped after TopicIdle without a request."),
 		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",
 			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),

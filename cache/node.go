@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -66,6 +67,15 @@ type Config struct {
 	// metadata (a recreated topic gets a new epoch; added partitions are
 	// taken up). Default 30s.
 	TopicCheckInterval time.Duration
+	// MaxTopics bounds the topics held at once, Bootstrap ones included: a
+	// request for one more is refused (and idle ones are dropped) so that
+	// clients asking for arbitrary topics cannot make the node consume the
+	// whole cluster. Default 1000; at least len(Bootstrap).
+	MaxTopics int
+	// TopicIdle: a topic taken up on demand (not in Bootstrap) that got no
+	// request for this long is dropped; edges with live clients probe every
+	// few seconds. Default 10m.
+	TopicIdle time.Duration
 	// MaxConcurrentRequests bounds request handlers running at once. Default 256.
 	MaxConcurrentRequests int
 	// KafkaOptions are added to the franz-go client options (TLS, SASL, ...).
@@ -106,6 +116,7 @@ func (c *Config) setDefaults() error {
 		{"CatchUpWait", c.CatchUpWait},
 		{"HeadInterval", c.HeadInterval},
 		{"TopicCheckInterval", c.TopicCheckInterval},
+		{"TopicIdle", c.TopicIdle},
 	} {
 		if f.value < 0 {
 			return fmt.Errorf("cache config: %s %v: must not be negative", f.name, f.value)
@@ -113,6 +124,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxPageBytes < 0 {
 		return fmt.Errorf("cache config: MaxPageBytes %d: must not be negative", c.MaxPageBytes)
+	}
+	if c.MaxTopics < 0 || (c.MaxTopics > 0 && c.MaxTopics < len(c.Bootstrap)) {
+		return fmt.Errorf("cache config: MaxTopics %d: must be at least the %d bootstrap topics", c.MaxTopics, len(c.Bootstrap))
 	}
 	if c.MaxConcurrentRequests < 0 {
 		return fmt.Errorf("cache config: MaxConcurrentRequests %d: must not be negative", c.MaxConcurrentRequests)
@@ -147,9 +161,16 @@ func (c *Config) setDefaults() error {
 	if c.MaxConcurrentRequests == 0 {
 		c.MaxConcurrentRequests = 256
 	}
+	if c.MaxTopics == 0 {
+		c.MaxTopics = max(1000, len(c.Bootstrap))
+	}
+	if c.TopicIdle == 0 {
+		c.TopicIdle = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Logger = ratelog.Wrap(c.Logger) // bad requests may repeat without end
 	return nil
 }
 
@@ -258,6 +279,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.checkTopic(ctx, t)
 		}
 	})
+	go every(ctx, min(n.cfg.TopicIdle/4, time.Minute), func() { n.dropIdleTopics(time.Now()) })
 	n.consume(ctx)
 	return nil
 }
@@ -418,9 +440,10 @@ func (n *Node) handleMeta(m *nats.Msg) {
 		reply(&proto.Meta{Status: proto.StatusError, Error: err.Error()})
 		return
 	}
-	if len(t.held()) == 0 {
-		return // every node hears this; the owners answer
-	}
+	// Every node that knows the topic answers (the edge takes the first
+	// reply): while ownership moves, or after its holders crashed, a node
+	// that holds nothing yet may be the only one left to say what the topic
+	// is; silence would hold the edge until its request timed out.
 	caughtUp := t.waitCaughtUp(ctx, n.cfg.CatchUpWait)
 	reply(&proto.Meta{
 		Status:     proto.StatusOK,
@@ -461,6 +484,7 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 		}
 	}
 	n.metrics.stateRequests.Inc()
+	t.used()
 	q, err := proto.DecodeStateRequest(m.Data)
 	if err != nil {
 		n.metrics.badRequests.Inc()

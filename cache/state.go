@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"bytes"
+	"slices"
 	"sync"
 
 	"github.com/google/btree"
@@ -17,6 +19,9 @@ import (
 type entry struct {
 	rec      proto.Record
 	valueLen int
+	// headersChanged: the key's records since its last tombstone did not
+	// all carry the same headers, so a header filter may hold an older one.
+	headersChanged bool
 }
 
 // size is what the entry counts for in a page budget.
@@ -82,16 +87,23 @@ func (s *partitionState) apply(r *proto.Record) bool {
 		return false
 	}
 	old, hadOld := s.byKey[string(r.Key)]
+	changed := hadOld && !old.rec.Tombstone && (old.headersChanged || !slices.EqualFunc(old.rec.Headers, r.Headers, sameHeader))
 	if r.Tombstone && hadOld {
 		// Say what the tombstone deletes, for header filters at the edge;
 		// a tombstone over a tombstone passes on what the first one knew.
-		if old.rec.Tombstone {
+		// When the key's headers changed since it was last deleted, a
+		// client may hold any of its records: the delete goes to all whose
+		// key filter matches.
+		switch {
+		case old.rec.Tombstone:
 			r.SupersededKnown, r.SupersededHeaders = old.rec.SupersededKnown, old.rec.SupersededHeaders
-		} else {
+		case old.headersChanged:
+			r.SupersededKnown, r.SupersededHeaders = false, nil
+		default:
 			r.SupersededKnown, r.SupersededHeaders = true, old.rec.Headers
 		}
 	}
-	e := &entry{rec: *r}
+	e := &entry{rec: *r, headersChanged: changed && !r.Tombstone}
 	if len(r.Value) > 0 {
 		e.rec.Value, e.valueLen = nil, len(r.Value)
 	}
@@ -124,6 +136,8 @@ func (s *partitionState) page(since int64, maxBytes int) (recs []proto.Record, m
 	})
 	return recs, more
 }
+
+func sameHeader(a, b proto.Header) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }
 
 // dropTombstonesBefore removes tombstones older than cutoffMs and returns how
 // many it removed. The caller holds mu.

@@ -142,3 +142,32 @@ func TestTombstoneKeepsSupersededHeaders(t *testing.T) {
 		t.Fatalf("a tombstone with nothing before it: %+v", recs[1])
 	}
 }
+
+// A key whose records did not all carry the same headers may be held by a
+// header filter that no longer matches its latest record: its tombstone
+// then says nothing of what it deletes, so every client whose key filter
+// matches gets the delete (a tenant=a client holding "a" from offset 0 is
+// not left with it when the key moved to tenant=b and was deleted).
+func TestTombstoneAfterHeadersChangedReachesEveryone(t *testing.T) {
+	s := newPartitionState(0, 0)
+	a1 := record(0, "a", "1")
+	a1.Headers = []proto.Header{{Key: "tenant", Value: []byte("a")}}
+	a2 := record(1, "a", "2")
+	a2.Headers = []proto.Header{{Key: "tenant", Value: []byte("b")}}
+	s.apply(a1)
+	s.apply(a2)
+	del := record(2, "a", "")
+	s.apply(del)
+	if del.SupersededKnown || del.SupersededHeaders != nil {
+		t.Fatalf("tombstone after the headers changed: %+v", del)
+	}
+	// Deleted, the key starts afresh: the next tombstone knows again.
+	b1 := record(3, "a", "3")
+	b1.Headers = a2.Headers
+	s.apply(b1)
+	del2 := record(4, "a", "")
+	s.apply(del2)
+	if !del2.SupersededKnown || fmt.Sprint(del2.SupersededHeaders) != fmt.Sprint(a2.Headers) {
+		t.Fatalf("tombstone of a key with one set of headers: %+v", del2)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,8 @@ type topicState struct {
 	deleteRetention atomic.Int64  // nanoseconds: Kafka's delete.retention.ms, or its default while unread
 	retentionRead   atomic.Bool   // deleteRetention was read from the topic's config
 	reconciled      chan struct{} // closed after the first reconcile that saw the topic
+	onDemand        bool          // taken up for a request, not a bootstrap topic
+	lastUsed        atomic.Int64  // unix nanos of the last request for it
 
 	mu    sync.RWMutex
 	parts []*partitionState
@@ -59,6 +62,9 @@ func (t *topicState) setLeader(p, leader int32) {
 		t.leaders[p] = leader
 	}
 }
+
+// used records a request for the topic.
+func (t *topicState) used() { t.lastUsed.Store(time.Now().UnixNano()) }
 
 // partitions is the topic's partition count as this node knows it.
 func (t *topicState) partitions() int {
@@ -127,6 +133,12 @@ func (n *Node) topic(ctx context.Context, name string) (*topicState, error) {
 	n.mu.Lock()
 	tu, ok := n.topics[name]
 	if !ok {
+		if len(n.topics) >= n.cfg.MaxTopics {
+			n.mu.Unlock()
+			n.metrics.topicsRefused.Inc()
+			n.dropIdleTopics(time.Now())
+			return nil, fmt.Errorf("topic %s: %w (%d held)", name, errTooManyTopics, n.cfg.MaxTopics)
+		}
 		tu = &takeUp{done: make(chan struct{})}
 		n.topics[name] = tu
 		go n.takeUp(name, tu)
@@ -134,9 +146,34 @@ func (n *Node) topic(ctx context.Context, name string) (*topicState, error) {
 	n.mu.Unlock()
 	select {
 	case <-tu.done:
+		if tu.t != nil {
+			tu.t.used()
+		}
 		return tu.t, tu.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+var errTooManyTopics = errors.New("too many topics held")
+
+// dropIdleTopics drops the topics taken up on demand that got no request
+// for TopicIdle: reconcile releases them, and a later request takes them up
+// again.
+func (n *Node) dropIdleTopics(now time.Time) {
+	for _, t := range n.loadedTopics() {
+		if !t.onDemand || now.Sub(time.Unix(0, t.lastUsed.Load())) < n.cfg.TopicIdle {
+			continue
+		}
+		t.mu.Lock()
+		drop := !t.gone
+		t.gone = true
+		t.mu.Unlock()
+		if drop {
+			n.metrics.topicsIdleDropped.Inc()
+			n.log.Info("dropping idle topic", LogKeyTopic, t.name, "idle", now.Sub(time.Unix(0, t.lastUsed.Load())).Round(time.Second))
+			n.signal()
+		}
 	}
 }
 
@@ -194,7 +231,9 @@ func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) 
 		epoch:      topicEpoch(name, d.ID),
 		reconciled: make(chan struct{}),
 		parts:      make([]*partitionState, len(d.Partitions)),
+		onDemand:   !slices.Contains(n.cfg.Bootstrap, name),
 	}
+	t.used()
 	t.deleteRetention.Store(int64(retention))
 	t.retentionRead.Store(err == nil)
 	return t, nil

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -91,5 +94,52 @@ func TestTopicConfigUnreadable(t *testing.T) {
 	n.checkTopic(ctx, ts)
 	if h := n.horizon(ts); h != time.Minute {
 		t.Fatalf("horizon %v after the topic check, want the topic's delete.retention.ms 1m", h)
+	}
+}
+
+// A node holds at most MaxTopics: a request for one more is refused, and
+// topics taken up on demand that nobody asked for in TopicIdle are dropped,
+// making room; bootstrap topics stay.
+func TestTopicsBoundedAndIdleDropped(t *testing.T) {
+	tt := newTestTier(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := devstack.CreateCompactedTopics(ctx, []string{tt.addr}, 1, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	n := tt.run(t, Config{Bootstrap: []string{"v"}, MaxTopics: 2, TopicIdle: 300 * time.Millisecond})
+	if err := poll.Wait(ctx, 10*time.Millisecond, n.Ready); err != nil {
+		t.Fatal("node never ready")
+	}
+	meta := func(topic string) proto.Meta {
+		t.Helper()
+		msg, err := tt.nc.Request(proto.Subjects{Prefix: "ssekafka"}.Meta(topic), proto.AppendMetaRequest(nil), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := proto.DecodeMeta(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := meta("a"); m.Status != proto.StatusOK {
+		t.Fatalf("a: %+v", m)
+	}
+	if m := meta("b"); m.Status != proto.StatusError || !strings.Contains(m.Error, "too many topics") {
+		t.Fatalf("a third topic over MaxTopics 2: %+v", m)
+	}
+	// a goes idle and is dropped; then b fits. v, a bootstrap topic, stays.
+	if err := poll.Wait(ctx, 20*time.Millisecond, func() bool { return n.loaded("a") == nil }); err != nil {
+		t.Fatal("idle topic a never dropped")
+	}
+	if m := meta("b"); m.Status != proto.StatusOK {
+		t.Fatalf("b after a was dropped: %+v", m)
+	}
+	if n.loaded("v") == nil {
+		t.Fatal("the bootstrap topic was dropped")
+	}
+	if counter(t, n.metrics.topicsRefused) < 1 || counter(t, n.metrics.topicsIdleDropped) < 1 {
+		t.Fatal("not counted")
 	}
 }

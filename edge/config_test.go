@@ -49,6 +49,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"SetupQueue":       func(c *Config) { c.SetupQueue = -1 },
 		"ResumeRingBytes":  func(c *Config) { c.ResumeRingBytes = -2 },
 		"ResumeRingAge":    func(c *Config) { c.ResumeRingAge = -time.Second },
+		"RetryMax":         func(c *Config) { c.RetryMax = time.Second },
+		"RetryMax:":        func(c *Config) { c.Retry, c.RetryMax = 20*time.Second, 30*time.Second },
+		"ReadyProbe":       func(c *Config) { c.ReadyProbe = -1 },
 	} {
 		c := Config{NATS: &nats.Conn{}}
 		tweak(&c)

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -42,7 +43,13 @@ type Edge struct {
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
 
+	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
+	draining atomic.Bool                // set by Drain: streams are refused
+	probe    sync.Once                  // starts the cache-tier probe of Ready
+	cacheOK  atomic.Bool                // the last probe was answered
+
 	holdFeed    func()                // tests: each feed calls it before it applies anything
+	holdSetup   func()                // tests: each setup worker calls it before it serves a request
 	shareAlways bool                  // tests: a lone stream shares work as in a storm
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
@@ -57,7 +64,7 @@ func New(cfg Config) (*Edge, error) {
 	for i, r := range cfg.Routes {
 		r.index = i
 	}
-	return &Edge{
+	e := &Edge{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
@@ -65,7 +72,9 @@ func New(cfg Config) (*Edge, error) {
 		feeds:    make(map[string]*feed),
 		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
-	}, nil
+	}
+	e.metrics.registerFuncs(cfg.Registerer, e)
+	return e, nil
 }
 
 // feedList returns the running feeds, to work on without e.mu.
@@ -83,7 +92,10 @@ func (e *Edge) Close() {
 		close(e.done)
 	}
 	for _, f := range e.feedList() {
-		f.fail(reasonShutdown)
+		<-f.ready // an init under way ends with e.done
+		if f.err == nil {
+			f.fail(reasonShutdown)
+		}
 	}
 }
 
@@ -123,6 +135,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
 		return
 	}
+	if !route.allowsTopic(topic) {
+		e.fail(w, http.StatusNotFound, "no such topic")
+		return
+	}
 	filters, filterKey := route.resolveFilters(params)
 	e.stream(w, r, route, topic, filters, filterKey)
 }
@@ -137,6 +153,13 @@ func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.RequestTimeout)
 			defer cancel()
+			go func() {
+				select {
+				case <-e.done: // Close waits for this init
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			if err := f.init(ctx); err != nil {
 				f.err = err
 				e.mu.Lock()

@@ -12,3 +12,15 @@ func ShareAlways(e *Edge) { e.shareAlways = true }
 // AfterStatePage makes every stream of e call fn after it writes a state
 // page of partition p. Set it before the first stream.
 func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }
+
+// HoldSetups makes every setup worker of e call hold before it serves a
+// request: a test fills the setup queue by blocking in hold. Set it before Serve.
+func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }
+
+// FailFeeds ends every topic feed of e as a topic change does: their
+// clients are disconnected and start again on a new feed.
+func FailFeeds(e *Edge) {
+	for _, f := range e.feedList() {
+		f.fail("test")
+	}
+}

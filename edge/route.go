@@ -16,6 +16,11 @@ type RouteConfig struct {
 	Paths []string
 	// Topic is the Kafka topic, a template.
 	Topic string
+	// TopicPattern is a regular expression (anchored at both ends) that a
+	// topic made from a template must match, checked before any cache
+	// request. Required when Topic has an expression: a route must not serve
+	// every topic of the cluster.
+	TopicPattern string
 	// Filters: the fields of one filter are ANDed, the filters ORed. Empty: every record.
 	Filters []FilterConfig
 	// EventID is the id template: "${etag}" (default) or `["${base64(key)}","${etag}"]`.
@@ -33,6 +38,7 @@ type Route struct {
 	index    int
 	paths    []*regexp.Regexp
 	topic    template
+	topicsOK *regexp.Regexp // TopicPattern; nil for a literal topic
 	filters  []filterTemplate
 	idFormat proto.IDFormat
 }
@@ -142,9 +148,19 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 	if r.topic, err = parseTemplate(rc.Topic, known); err != nil {
 		return nil, fmt.Errorf("with.topic: %w", err)
 	}
-	if len(r.topic.parts) == 1 && r.topic.parts[0].expr == "" {
+	literal := len(r.topic.parts) == 1 && r.topic.parts[0].expr == ""
+	switch {
+	case literal && rc.TopicPattern != "":
+		return nil, fmt.Errorf("with.topicPattern: the topic %q has no expression to check", rc.Topic)
+	case literal:
 		if err := proto.ValidTopic(rc.Topic); err != nil {
 			return nil, fmt.Errorf("with.topic: %w", err)
+		}
+	case rc.TopicPattern == "":
+		return nil, fmt.Errorf("with.topicPattern: required with a topic made from a template (%q), or any client could read any topic", rc.Topic)
+	default:
+		if r.topicsOK, err = regexp.Compile(`^(?:` + rc.TopicPattern + `)$`); err != nil {
+			return nil, fmt.Errorf("with.topicPattern: %w", err)
 		}
 	}
 	for i, fc := range rc.Filters {
@@ -173,6 +189,11 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 		return nil, fmt.Errorf("with.event.id: %w", err)
 	}
 	return r, nil
+}
+
+// allowsTopic reports whether a resolved topic may be served by the route.
+func (r *Route) allowsTopic(topic string) bool {
+	return r.topicsOK == nil || r.topicsOK.MatchString(topic)
 }
 
 // compilePath turns a Zilla path pattern into an anchored regexp.

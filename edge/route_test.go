@@ -9,9 +9,10 @@ import (
 
 func TestRouteMatchAndResolve(t *testing.T) {
 	r, err := CompileRoute(RouteConfig{
-		Paths:   []string{"/items/{id}", "/v1/*/things/{id}"},
-		Topic:   "items-${params.id}",
-		Filters: []FilterConfig{{Key: ptr("${params.id}"), Headers: map[string]string{"tenant": "t-${params.id}"}}},
+		Paths:        []string{"/items/{id}", "/v1/*/things/{id}"},
+		Topic:        "items-${params.id}",
+		TopicPattern: `items-[0-9]+`,
+		Filters:      []FilterConfig{{Key: ptr("${params.id}"), Headers: map[string]string{"tenant": "t-${params.id}"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -30,8 +31,13 @@ func TestRouteMatchAndResolve(t *testing.T) {
 		}
 	}
 	ctx, _ := r.match("/items/7")
-	if got := r.topic.resolve(ctx); got != "items-7" {
+	if got := r.topic.resolve(ctx); got != "items-7" || !r.allowsTopic(got) {
 		t.Fatal(got)
+	}
+	for _, topic := range []string{"items-7x", "xitems-7", "secret-internal", "items-"} {
+		if r.allowsTopic(topic) {
+			t.Errorf("topic %q allowed by items-[0-9]+", topic)
+		}
 	}
 	fs, key := r.resolveFilters(ctx)
 	if *fs[0].key != "7" || string(fs[0].headers[0].value) != "t-7" || key == "" {
@@ -95,7 +101,10 @@ func TestCompileRouteErrors(t *testing.T) {
 		{RouteConfig{Paths: []string{"x"}, Topic: "t"}, "must start with /"},
 		{RouteConfig{Paths: []string{"/x/{id"}, Topic: "t"}, "unclosed"},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${params.id}"}, "has no {id}"},
-		{RouteConfig{Paths: []string{"/x/{id}", "/y"}, Topic: "${params.id}"}, `path "/y" has no {id}`},
+		{RouteConfig{Paths: []string{"/x/{id}"}, Topic: "${params.id}"}, "with.topicPattern: required"},
+		{RouteConfig{Paths: []string{"/x/{id}"}, Topic: "${params.id}", TopicPattern: "("}, "with.topicPattern: error parsing"},
+		{RouteConfig{Paths: []string{"/x"}, Topic: "tasks", TopicPattern: "t.*"}, "no expression to check"},
+		{RouteConfig{Paths: []string{"/x/{id}", "/y"}, Topic: "${params.id}", TopicPattern: ".+"}, `path "/y" has no {id}`},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${guarded['jwt'].identity}"}, "guards are not supported yet"},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${nope}"}, "unknown expression"},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${params.id"}, "unclosed ${"},

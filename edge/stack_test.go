@@ -49,6 +49,7 @@ type stackOptions struct {
 	topics     []string
 	routes     []edge.RouteConfig
 	edgeCfg    func(*edge.Config)
+	edgeHook   func(*edge.Edge) // before the edge serves
 	cacheCfg   func(*cache.Config)
 	noCache    bool // the test starts its own cache nodes
 	viaNetHTTP bool // serve with net/http (hijacking its connections), not Edge.Serve
@@ -69,7 +70,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			{Paths: []string{"/tasks"}, Topic: "tasks"},
 			{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
 			{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
-			{Paths: []string{"/t/{topic}"}, Topic: "${params.topic}"},
+			{Paths: []string{"/t/{topic}"}, Topic: "${params.topic}", TopicPattern: ".+"},
+			{Paths: []string{"/public/{topic}"}, Topic: "${params.topic}", TopicPattern: `public\..+`},
 		}
 	}
 	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
@@ -119,6 +121,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	s.edge, err = edge.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.edgeHook != nil {
+		o.edgeHook(s.edge)
 	}
 	if o.viaNetHTTP {
 		srv := httptest.NewServer(s.edge)

@@ -169,6 +169,8 @@ func TestHTTPErrors(t *testing.T) {
 		{http.MethodGet, "/nope", http.StatusNotFound},
 		{http.MethodGet, "/t/missing-topic", http.StatusNotFound},
 		{http.MethodGet, "/t/bad$topic", http.StatusBadRequest},
+		// tasks exists, but this route serves only public.* topics.
+		{http.MethodGet, "/public/tasks", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(tc.method, s.url+tc.path, nil)
 		resp, err := http.DefaultClient.Do(req)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,21 +23,60 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// conn is one SSE connection, owned by the epoll loop.
+// conn is one SSE client: a connection owned by the epoll loop and, when
+// the client reconnects, what it carries from one connection to the next
+// (its last id, its sequence positions), as an EventSource would.
 type conn struct {
 	fd      int
 	partial []byte // the unfinished event carried between reads
-	ready   bool   // saw event:ready
+	ready   bool   // saw event:ready on this connection
 	lastSeq map[int]int64
 	stalled bool // a slow client: never read again
+
+	target   int           // index into Clients.targets of this connection
+	lastID   []byte        // the last id: line seen, sent as Last-Event-ID on reconnect
+	retry    time.Duration // the last retry: the server sent
+	downAt   int64         // unix nanos when the last connection ended (0: never)
+	due      int64         // unix nanos when a closed client dials again
+	stateN   int64         // data events before ready on this connection
+	stateSum int64         // sum of p<<40|seq over them
+	reset    bool          // saw event:reset on this connection, before ready
 }
 
-// Clients is a set of SSE connections to one URL, read by one epoll loop.
+// target is one server the clients can connect to.
+type target struct {
+	sa   *unix.SockaddrInet4
+	host string
+	uri  string
+}
+
+// DialOptions describe a set of clients.
+type DialOptions struct {
+	// URLs are the servers (plain http, same path) a client may use: each
+	// starts on the first; a reconnecting client whose server refuses the
+	// connection tries the next, as a load balancer fails over.
+	URLs    []string
+	Clients int
+	Stalled int // of Clients, never read (slow clients)
+	// Reconnect makes a client whose stream ended connect again after the
+	// server's retry: (RetryDefault before one was seen), with its last id
+	// as Last-Event-ID, as an EventSource does.
+	Reconnect    bool
+	RetryDefault time.Duration
+	// StateSum, when not 0, is the sum of p<<40|seq over the records a new
+	// client's state part must hold (StateN of them): a client whose state
+	// part matches is counted by ExactStates.
+	StateN, StateSum int64
+}
+
+// Clients is a set of SSE connections, read by one epoll loop.
 type Clients struct {
-	epfd  int
-	conns map[int]*conn
-	req   []byte
-	sa    *unix.SockaddrInet4
+	epfd    int
+	conns   map[int]*conn
+	targets []target
+	sa      *unix.SockaddrInet4 // targets[0], for churn
+	opts    DialOptions
+	down    []*conn // clients waiting to reconnect
 
 	churnPerTick atomic.Int64 // connections replaced every churnTick
 	reconnects   atomic.Int64 // connections opened by churn
@@ -44,36 +84,56 @@ type Clients struct {
 
 	mu        sync.Mutex
 	latency   *hdrhistogram.Histogram // microseconds, live events only
+	resumedAt []int64                 // unix nanos of each ready after a reconnect
 	delivered atomic.Int64            // live events received
-	missed    atomic.Int64            // sequence gaps seen after ready
+	missed    atomic.Int64            // sequence gaps seen after ready (or, on a reconnect, since the last connection)
+	dupes     atomic.Int64            // sequence numbers seen twice by one client
 	readyN    atomic.Int64
 	closed    atomic.Int64 // connections the server closed
+	redials   atomic.Int64 // reconnects after a closed stream
+	dialFails atomic.Int64 // reconnect attempts refused by every target
+	exact     atomic.Int64 // new clients whose state part matched StateN/StateSum
+	resets    atomic.Int64 // event:reset received
 }
 
 // Dial opens n connections to rawURL (plain http) and sends the request on
 // each; stalled of them will never be read (slow clients). Requests are
 // HTTP/1.0, so the stream comes unchunked and is read as it is.
 func Dial(rawURL string, n, stalled int) (*Clients, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("url: %w", err)
+	return DialWith(DialOptions{URLs: []string{rawURL}, Clients: n, Stalled: stalled})
+}
+
+// DialWith opens the clients o describes.
+func DialWith(o DialOptions) (*Clients, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("no URL")
 	}
-	addr, err := net.ResolveTCPAddr("tcp4", u.Host)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", u.Host, err)
+	if o.RetryDefault <= 0 {
+		o.RetryDefault = 3 * time.Second // EventSource's default
 	}
+	c := &Clients{conns: make(map[int]*conn, o.Clients), opts: o,
+		latency: hdrhistogram.New(1, 60_000_000, 3)}
+	for _, raw := range o.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		addr, err := net.ResolveTCPAddr("tcp4", u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", u.Host, err)
+		}
+		sa := &unix.SockaddrInet4{Port: addr.Port}
+		copy(sa.Addr[:], addr.IP.To4())
+		c.targets = append(c.targets, target{sa: sa, host: u.Host, uri: u.RequestURI()})
+	}
+	c.sa = c.targets[0].sa
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	c := &Clients{epfd: epfd, conns: make(map[int]*conn, n),
-		latency: hdrhistogram.New(1, 60_000_000, 3)}
-	req := []byte("GET " + u.RequestURI() + " HTTP/1.0\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\n\r\n")
-	sa := &unix.SockaddrInet4{Port: addr.Port}
-	copy(sa.Addr[:], addr.IP.To4())
-	c.req, c.sa = req, sa
-	for i := range n {
-		if err := c.dialOne(i < stalled); err != nil {
+	c.epfd = epfd
+	for i := range o.Clients {
+		if err := c.dialOne(i < o.Stalled); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("connection %d: %w", i, err)
 		}
@@ -81,18 +141,34 @@ func Dial(rawURL string, n, stalled int) (*Clients, error) {
 	return c, nil
 }
 
+// request is the HTTP request of a client on target t.
+func (c *Clients) request(t target, lastID []byte) []byte {
+	req := "GET " + t.uri + " HTTP/1.0\r\nHost: " + t.host + "\r\nAccept: text/event-stream\r\n"
+	if lastID != nil {
+		req += "Last-Event-ID: " + string(lastID) + "\r\n"
+	}
+	return []byte(req + "\r\n")
+}
+
 // dialOne opens one connection and sends the request; a stalled one is
 // never read.
 func (c *Clients) dialOne(stalled bool) error {
+	cn := &conn{lastSeq: map[int]int64{}, stalled: stalled, retry: c.opts.RetryDefault}
+	return c.connect(cn)
+}
+
+// connect opens cn's connection to its target and sends its request.
+func (c *Clients) connect(cn *conn) error {
+	t := c.targets[cn.target]
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Connect(fd, c.sa); err != nil {
+	if err := unix.Connect(fd, t.sa); err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("connect: %w", err)
 	}
-	if _, err := unix.Write(fd, c.req); err != nil {
+	if _, err := unix.Write(fd, c.request(t, cn.lastID)); err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("request: %w", err)
 	}
@@ -100,15 +176,43 @@ func (c *Clients) dialOne(stalled bool) error {
 		unix.Close(fd)
 		return err
 	}
-	cn := &conn{fd: fd, lastSeq: map[int]int64{}, stalled: stalled}
+	cn.fd, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = fd, false, false, cn.partial[:0], 0, 0
 	c.conns[fd] = cn
-	if stalled {
+	if cn.stalled {
 		return nil
 	}
 	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 		return fmt.Errorf("epoll add: %w", err)
 	}
 	return nil
+}
+
+// redial connects the clients whose retry delay has passed, each to its
+// target or, refused, to the next ones in turn.
+func (c *Clients) redial(now int64) {
+	waiting := c.down[:0]
+	for _, cn := range c.down {
+		if cn.due > now {
+			waiting = append(waiting, cn)
+			continue
+		}
+		ok := false
+		for range c.targets {
+			if c.connect(cn) == nil {
+				ok = true
+				break
+			}
+			cn.target = (cn.target + 1) % len(c.targets)
+		}
+		if !ok {
+			c.dialFails.Add(1)
+			cn.due = now + int64(cn.retry)
+			waiting = append(waiting, cn)
+			continue
+		}
+		c.redials.Add(1)
+	}
+	c.down = waiting
 }
 
 // churn closes up to n reading connections and opens as many new ones; it
@@ -159,6 +263,9 @@ func (c *Clients) Run(stop <-chan struct{}) {
 			c.churn(int(n))
 			nextChurn = time.Now().Add(churnTick)
 		}
+		if len(c.down) > 0 {
+			c.redial(time.Now().UnixNano())
+		}
 		n, err := unix.EpollWait(c.epfd, events, 50)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
@@ -188,6 +295,11 @@ func (c *Clients) read(cn *conn, buf []byte, now int64) {
 			unix.Close(cn.fd)
 			delete(c.conns, cn.fd)
 			c.closed.Add(1)
+			if c.opts.Reconnect {
+				cn.downAt = now
+				cn.due = now + int64(cn.retry)
+				c.down = append(c.down, cn)
+			}
 			return
 		}
 	}
@@ -210,41 +322,112 @@ func (c *Clients) consume(cn *conn, data []byte, now int64) {
 	}
 }
 
-var (
-	readyLine = []byte("\nevent:ready\n")
-	dataLine  = []byte("\ndata:")
-)
+var readyLine = []byte("\nevent:ready\n")
+
+// field is the value of the event's first line that starts with name.
+func field(ev []byte, name string) ([]byte, bool) {
+	for len(ev) > 0 {
+		line := ev
+		if i := bytes.IndexByte(ev, '\n'); i >= 0 {
+			line, ev = ev[:i], ev[i+1:]
+		} else {
+			ev = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte(name)); ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
 
 func (c *Clients) event(cn *conn, ev []byte, now int64) {
-	if !cn.ready {
-		if bytes.Contains(ev, readyLine) {
-			cn.ready = true
-			c.readyN.Add(1)
-		}
-		return // the state part: old values
+	if id, ok := field(ev, "id:"); ok {
+		cn.lastID = append(cn.lastID[:0], id...)
 	}
-	i := bytes.Index(ev, dataLine)
-	if i < 0 {
+	if r, ok := field(ev, "retry:"); ok {
+		if ms, err := strconv.Atoi(string(r)); err == nil && ms >= 0 {
+			cn.retry = time.Duration(ms) * time.Millisecond
+		}
+	}
+	if kind, ok := field(ev, "event:"); ok && string(kind) == "reset" {
+		// Start over: the whole state follows, compacted, so no sequence
+		// can be checked until ready.
+		c.resets.Add(1)
+		cn.reset = true
+		clear(cn.lastSeq)
 		return
 	}
-	line := ev[i+len(dataLine):]
-	if j := bytes.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
+	if !cn.ready {
+		if bytes.Contains(ev, readyLine) || bytes.HasPrefix(ev, readyLine[1:]) {
+			cn.ready, cn.reset = true, false
+			c.readyN.Add(1)
+			c.checkState(cn, now)
+			return
+		}
+		if cn.downAt == 0 {
+			// A new client's state part: old values, summed for ExactStates.
+			if p, seq, _, ok := payloadOf(ev); ok {
+				cn.stateN++
+				cn.stateSum += int64(p)<<40 | seq
+			}
+			return
+		}
+		// A resumed client's state part is what it missed: sequence checked
+		// (unless it was reset).
+		if p, seq, _, ok := payloadOf(ev); ok {
+			if cn.reset {
+				cn.lastSeq[p] = max(cn.lastSeq[p], seq)
+			} else {
+				c.sequence(cn, p, seq)
+			}
+		}
+		return
 	}
-	p, seq, ts, ok := parsePayload(line)
+	p, seq, ts, ok := payloadOf(ev)
 	if !ok {
 		return
 	}
 	c.delivered.Add(1)
-	if last, seen := cn.lastSeq[p]; seen && seq > last+1 {
-		c.missed.Add(seq - last - 1)
-	}
-	if last, seen := cn.lastSeq[p]; !seen || seq > last {
-		cn.lastSeq[p] = seq
-	}
+	c.sequence(cn, p, seq)
 	c.mu.Lock()
 	_ = c.latency.RecordValue(max((now-ts)/1000, 1))
 	c.mu.Unlock()
+}
+
+// checkState runs at a connection's ready: a resumed client's time to be
+// current again is kept; a new one's state part is checked.
+func (c *Clients) checkState(cn *conn, now int64) {
+	if cn.downAt != 0 {
+		c.mu.Lock()
+		c.resumedAt = append(c.resumedAt, now)
+		c.mu.Unlock()
+		return
+	}
+	if c.opts.StateSum != 0 && cn.stateN == c.opts.StateN && cn.stateSum == c.opts.StateSum {
+		c.exact.Add(1)
+	}
+}
+
+// sequence counts gaps and repeats in a client's records of partition p.
+func (c *Clients) sequence(cn *conn, p int, seq int64) {
+	last, seen := cn.lastSeq[p]
+	switch {
+	case seen && seq > last+1:
+		c.missed.Add(seq - last - 1)
+	case seen && seq <= last:
+		c.dupes.Add(1)
+		return
+	}
+	cn.lastSeq[p] = seq
+}
+
+// payloadOf parses the event's data line as Payload wrote it.
+func payloadOf(ev []byte) (partition int, seq, ts int64, ok bool) {
+	line, found := field(ev, "data:")
+	if !found {
+		return 0, 0, 0, false
+	}
+	return parsePayload(line)
 }
 
 // Payload is what Producer writes and Clients parse.
@@ -279,6 +462,59 @@ func (c *Clients) Delivered() int64 { return c.delivered.Load() }
 
 // Missed is how many sequence numbers were skipped, across connections.
 func (c *Clients) Missed() int64 { return c.missed.Load() }
+
+// Redials is how many streams were opened again after they ended.
+func (c *Clients) Redials() int64 { return c.redials.Load() }
+
+// DialFails is how many reconnect attempts every target refused.
+func (c *Clients) DialFails() int64 { return c.dialFails.Load() }
+
+// Duplicates is how many records a client received twice.
+func (c *Clients) Duplicates() int64 { return c.dupes.Load() }
+
+// ExactStates is how many new clients' state parts matched DialOptions.
+func (c *Clients) ExactStates() int64 { return c.exact.Load() }
+
+// Resets is how many event:reset the clients received.
+func (c *Clients) Resets() int64 { return c.resets.Load() }
+
+// Behind counts the clients (connected or waiting to reconnect) whose last
+// record of some partition p is below final[p]. Call it after Run returned.
+func (c *Clients) Behind(final map[int]int64) int {
+	behind := 0
+	check := func(cn *conn) {
+		if cn.stalled {
+			return
+		}
+		for p, seq := range final {
+			if cn.lastSeq[p] < seq {
+				behind++
+				return
+			}
+		}
+	}
+	for _, cn := range c.conns {
+		check(cn)
+	}
+	for _, cn := range c.down {
+		check(cn)
+	}
+	return behind
+}
+
+// ResumedAt returns when each reconnected client was ready again (unix nanos).
+func (c *Clients) ResumedAt() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.resumedAt)
+}
+
+// ResetLatency starts the latency histogram afresh (to measure a window).
+func (c *Clients) ResetLatency() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.latency.Reset()
+}
 
 // Reconnects is how many connections churn opened.
 func (c *Clients) Reconnects() int64 { return c.reconnects.Load() }

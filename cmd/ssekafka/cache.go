@@ -70,6 +70,6 @@ func runCache(args []string) error {
 		return err
 	}
 	serveCacheHTTP(ctx, cfg.Cache.Listen, c, reg, log)
-	log.Info("cache node running", "kafka", cfg.Kafka.Brokers, "nats", cfg.NATS.URL, "gossip", cfg.Cluster.Gossip, "http", cfg.Cache.Listen)
+	log.Info("cache node running", "kafka", cfg.Kafka.Brokers, "nats", redactURL(cfg.NATS.URL), "gossip", cfg.Cluster.Gossip, "http", cfg.Cache.Listen)
 	return <-c.done
 }

@@ -32,6 +32,19 @@ type composeService struct {
 	DependsOn   composeDependsOn  `yaml:"depends_on"`
 	Healthcheck map[string]any    `yaml:"healthcheck"`
 	Restart     string            `yaml:"restart"`
+	Volumes     []string          `yaml:"volumes"`
+}
+
+// mounted returns the file of the repository (relative to its root) that
+// the service mounts at path, or "".
+func (s composeService) mounted(path string) string {
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[1] == path && strings.HasPrefix(parts[0], "./") {
+			return parts[0]
+		}
+	}
+	return ""
 }
 
 // composeDependsOn maps a service to its condition; the short (list) form
@@ -71,6 +84,12 @@ func (d *composeDependsOn) UnmarshalYAML(n *yaml.Node) error {
 // parsers accept and whose addresses, ports and start order agree with one
 // another. It returns every problem found.
 func checkCompose(data []byte) []error {
+	return checkComposeIn(data, filepath.Join("..", ".."))
+}
+
+// checkComposeIn is checkCompose with the files the compose file mounts
+// read relative to root.
+func checkComposeIn(data []byte, root string) []error {
 	var f composeFile
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(false)
@@ -99,6 +118,37 @@ func checkCompose(data []byte) []error {
 			bad("%s: %s %q: no service %s", who, flag, addr, host)
 		}
 		return host, p
+	}
+	// config checks that a --config path is mounted from a file of the
+	// repository that parses, and that the secrets it reads from the
+	// environment are set on the service.
+	config := func(who string, s composeService, path string, needRoutes bool) {
+		if path == "" {
+			bad("%s: no --config: it would run without NATS credentials", who)
+			return
+		}
+		file := s.mounted(path)
+		if file == "" {
+			bad("%s: --config %s is not mounted from the repository", who, path)
+			return
+		}
+		data, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			bad("%s: %v", who, err)
+			return
+		}
+		cfg, err := parseConfig(data, needRoutes)
+		if err != nil {
+			bad("%s: %s: %v", who, file, err)
+			return
+		}
+		if cfg.NATS.Credentials.Password == nil {
+			bad("%s: %s gives no NATS password", who, file)
+			return
+		}
+		if env := cfg.NATS.Credentials.Password.Env; env != "" && s.Environment[env] == "" {
+			bad("%s: %s reads $%s, which the service does not set", who, file, env)
+		}
 	}
 	for name, s := range f.Services {
 		if strings.Contains(name, "zookeeper") {
@@ -158,6 +208,15 @@ func checkCompose(data []byte) []error {
 		} else {
 			bad("nats: command %q sets no --port", nats.Command)
 		}
+		if i := slices.Index(nats.Command, "-c"); i < 0 || i+1 >= len(nats.Command) ||
+			nats.mounted(nats.Command[i+1]) != "./deploy/nats/nats-server.conf" {
+			bad("nats: does not run deploy/nats/nats-server.conf: anyone could connect")
+		}
+		for _, env := range []string{"SSEKAFKA_NATS_CACHE_PASSWORD", "SSEKAFKA_NATS_EDGE_PASSWORD"} {
+			if nats.Environment[env] == "" {
+				bad("nats: $%s not set", env)
+			}
+		}
 	}
 
 	gossipPort := map[string]int{}
@@ -186,6 +245,7 @@ func checkCompose(data []byte) []error {
 		if fs.NArg() > 0 {
 			bad("%s: command %q: arguments after the flags: %q", name, s.Command, fs.Args())
 		}
+		config(name, s, fl.config, false)
 		if host, port := service(name, "--kafka", fl.kafka); host != "kafka" || port != kafkaPort {
 			bad("%s: --kafka %q is not kafka:%d", name, fl.kafka, kafkaPort)
 		}
@@ -236,6 +296,7 @@ func checkCompose(data []byte) []error {
 			if host, port := service("edge", "--nats", fl.nats); host != "nats" || port != natsPort {
 				bad("edge: --nats %q is not nats:%d", fl.nats, natsPort)
 			}
+			config("edge", edge, fl.config, true)
 			_, httpPort, err := net.SplitHostPort(fl.http)
 			if err != nil {
 				bad("edge: --http %q: %v", fl.http, err)
@@ -278,42 +339,22 @@ func TestComposeCheckCatchesBrokenFiles(t *testing.T) {
 		{"image: apache/kafka:3.9.1\n    environment", "image: bitnami/kafka:3.9\n    environment", "kafka: image"},
 		{"KAFKA_PROCESS_ROLES: broker,controller", "KAFKA_PROCESS_ROLES: broker", "KRaft"},
 		{"image: nats:2.11-alpine", "image: natz:2.11", "nats: image"},
-		{`["--port", "4222"`, `["--port", "4333"`, `--nats "nats://nats:4222" is not nats:4333`},
-		{`"cache", "--kafka", "kafka:9092", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
-              "--gossip", "0.0.0.0:7946", "--name", "cache-2"`, `"cache", "--kafka", "kafka:9093", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
+		{`"--port", "4222"`, `"--port", "4333"`, `--nats "nats://nats:4222" is not nats:4333`},
+		{`["-c", "/etc/nats/nats-server.conf"`, `["-c", "/etc/nats/other.conf"`, "nats: does not run deploy/nats/nats-server.conf"},
+		{"      SSEKAFKA_NATS_EDGE_PASSWORD: ${SSEKAFKA_NATS_EDGE_PASSWORD:-change-me-edge}\n\n  cache-1", "\n  cache-1", "nats: $SSEKAFKA_NATS_EDGE_PASSWORD not set"},
+		{`"--name", "cache-2", "--replicas"`, `"--name", "cache-2", "--config", "/etc/x.yaml", "--replicas"`, "cache-2: --config /etc/x.yaml is not mounted"},
+		{`command: ["edge", "--config", "/etc/ssekafka/edge.yaml", `, `command: ["edge", `, "edge: no --config"},
+		{`"--kafka", "kafka:9092", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
+              "--gossip", "0.0.0.0:7946", "--name", "cache-2"`, `"--kafka", "kafka:9093", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9464",
               "--gossip", "0.0.0.0:7946", "--name", "cache-2"`, "cache-2: --kafka"},
 		{`"--name", "cache-3"`, `"--name", "cache-1"`, "cache-3: --name"},
 		{`"--name", "cache-3", "--replicas", "2"`, `"--name", "cache-3", "--replica", "2"`, "cache-3: command"},
-		{`"--replicas", "2", "--join", "cache-1:7946"]
-    depends_on:
-      cache-1:
-        condition: service_started
-    restart: unless-stopped
-
-  cache-3`, `"--replicas", "2", "--join", "cache-9:7946"]
-    depends_on:
-      cache-1:
-        condition: service_started
-    restart: unless-stopped
-
-  cache-3`, "no service cache-9"},
-		{`"--join", "cache-1:7946"]
-    depends_on:
-      cache-1:
-        condition: service_started
-    restart: unless-stopped
-
-  edge`, `"--join", "cache-1:7000"]
-    depends_on:
-      cache-1:
-        condition: service_started
-    restart: unless-stopped
-
-  edge`, "cache-3: --join"},
+		{`"--name", "cache-2", "--replicas", "2", "--join", "cache-1:7946"]`, `"--name", "cache-2", "--replicas", "2", "--join", "cache-9:7946"]`, "no service cache-9"},
+		{`"--name", "cache-3", "--replicas", "2", "--join", "cache-1:7946"]`, `"--name", "cache-3", "--replicas", "2", "--join", "cache-1:7000"]`, "cache-3: --join"},
 		{"  cache-2:\n    image: ssekafka:dev", "  cache-2:\n    image: ssekafka:latest", "cache-2: image"},
 		{"    build: .\n", "", "0 cache services build"},
-		{`"edge", "--nats", "nats://nats:4222", "--http", "0.0.0.0:8080"`, `"edge", "--nats", "nats://nats:4222", "--http", "0.0.0.0:9090"`, "edge: ports"},
-		{`"edge", "--nats"`, `"edge", "--natz"`, "edge: command"},
+		{`"--nats", "nats://nats:4222", "--http", "0.0.0.0:8080"`, `"--nats", "nats://nats:4222", "--http", "0.0.0.0:9090"`, "edge: ports"},
+		{`"edge", "--config"`, `"edge", "--natz"`, "edge: command"},
 		{"--bootstrap-server=kafka:9092", "--bootstrap-server=kafka:9094", "kafka-init: --bootstrap-server"},
 		{"        condition: service_healthy", "        condition: service_started", "kafka-init: does not wait"},
 		{"    healthcheck:\n", "    x-healthcheck:\n", "which has no healthcheck"},

@@ -31,11 +31,15 @@ type config struct {
 	Cache   cacheConfig   `yaml:"cache"`
 	Cluster clusterConfig `yaml:"cluster"`
 
-	routes []*edge.Route // compiled by validate
+	routes   []*edge.Route // compiled by validate
+	demoPath string        // the route the demo page shows; "" if none fits
 }
 
 type sseConfig struct {
 	Listen string `yaml:"listen"`
+	// Demo serves a page at / that shows the first route with a literal
+	// path and the key-form id live (dev mode turns it on).
+	Demo *bool `yaml:"demo"`
 	// Retry is in milliseconds, as in Zilla; 0 writes "retry:0".
 	Retry int `yaml:"retry"`
 	// KeepAlive is the idle time before a comment line; 0 or off: none.
@@ -54,6 +58,14 @@ type sseConfig struct {
 	ResumeRingBytes int `yaml:"resumeRingBytes"`
 	// ResumeRingAge is how long a change stays in the resume ring at most; 0: the default.
 	ResumeRingAge time.Duration `yaml:"resumeRingAge"`
+	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
+	SetupQueue int `yaml:"setupQueue"`
+	// RetryMax (ms) bounds a refusal's retry; 0: the default.
+	RetryMax int `yaml:"retryMax"`
+	// Admin is the address of the admin listener (health, ready, metrics, drain); empty: none.
+	Admin string `yaml:"admin"`
+	// DrainWindow spreads a drain's closes; 0 or off: all at once.
+	DrainWindow offDuration `yaml:"drainWindow"`
 }
 
 type routeConfig struct {
@@ -62,8 +74,9 @@ type routeConfig struct {
 	} `yaml:"when"`
 	Exit string `yaml:"exit"`
 	With struct {
-		Topic   string `yaml:"topic"`
-		Filters []struct {
+		Topic        string `yaml:"topic"`
+		TopicPattern string `yaml:"topicPattern"`
+		Filters      []struct {
 			Key     *string           `yaml:"key"`
 			Headers map[string]string `yaml:"headers"`
 		} `yaml:"filters"`
@@ -75,13 +88,17 @@ type routeConfig struct {
 }
 
 type kafkaConfig struct {
-	Brokers   []string `yaml:"brokers"`
-	Bootstrap []string `yaml:"bootstrap"`
+	Brokers   []string   `yaml:"brokers"`
+	Bootstrap []string   `yaml:"bootstrap"`
+	TLS       *tlsConfig `yaml:"tls"`
+	SASL      *kafkaSASL `yaml:"sasl"`
 }
 
 type natsConfig struct {
-	URL    string `yaml:"url"`
-	Prefix string `yaml:"prefix"`
+	URL         string          `yaml:"url"`
+	Prefix      string          `yaml:"prefix"`
+	TLS         *tlsConfig      `yaml:"tls"`
+	Credentials natsCredentials `yaml:"credentials"`
 }
 
 type clusterConfig struct {
@@ -99,11 +116,14 @@ type cacheConfig struct {
 	MaxPageBytes     int           `yaml:"maxPageBytes"`
 	MaxBytes         int64         `yaml:"maxBytes"`
 	Listen           string        `yaml:"listen"`
+	MaxTopics        int           `yaml:"maxTopics"`
+	TopicIdle        time.Duration `yaml:"topicIdle"`
 }
 
 func defaultConfig() config {
 	return config{
-		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20},
+		SSE: sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20,
+			DrainWindow: offDuration(10 * time.Second)},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
 		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
@@ -168,17 +188,24 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " \t\r\n*>") {
 		return nil, fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
 	}
+	if err := cfg.validateSecurity(at); err != nil {
+		return nil, err
+	}
 	for _, d := range []struct {
 		field string
 		value time.Duration
 	}{
 		{"cache.tombstoneHorizon", cfg.Cache.TombstoneHorizon},
+		{"cache.topicIdle", cfg.Cache.TopicIdle},
 		{"cluster.probeInterval", cfg.Cluster.ProbeInterval},
 		{"cluster.probeTimeout", cfg.Cluster.ProbeTimeout},
 	} {
 		if d.value < 0 {
 			return nil, fmt.Errorf("%s: must not be negative", at(d.field))
 		}
+	}
+	if cfg.Cache.MaxTopics < 0 || (cfg.Cache.MaxTopics > 0 && cfg.Cache.MaxTopics < len(cfg.Kafka.Bootstrap)) {
+		return nil, fmt.Errorf("%s: must be at least the %d bootstrap topics (0: the default, 1000)", at("cache.maxTopics"), len(cfg.Kafka.Bootstrap))
 	}
 	if cfg.Cache.MaxPageBytes < 0 {
 		return nil, fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
@@ -215,7 +242,7 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		if len(rc.Guarded) > 0 {
 			return nil, fmt.Errorf("%s: guards are not supported yet", at(prefix+".guarded"))
 		}
-		erc := edge.RouteConfig{Topic: rc.With.Topic, EventID: rc.With.Event.ID}
+		erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID}
 		for _, w := range rc.When {
 			erc.Paths = append(erc.Paths, w.Path)
 		}
@@ -229,8 +256,28 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 			return nil, fmt.Errorf("%s: %s", at(prefix+"."+field), msg)
 		}
 		cfg.routes = append(cfg.routes, r)
+		if id, err := proto.ParseIDFormat(rc.With.Event.ID); err == nil && id == proto.IDKeyEtag && cfg.demoPath == "" {
+			for _, w := range rc.When {
+				if !strings.ContainsAny(w.Path, "{*") {
+					cfg.demoPath = w.Path
+					break
+				}
+			}
+		}
+	}
+	if cfg.SSE.Demo != nil && *cfg.SSE.Demo && cfg.demoPath == "" {
+		return nil, fmt.Errorf("%s: the demo page needs a route with a literal path and the key-form id (event.id: '[\"${base64(key)}\",\"${etag}\"]')", at("sse.demo"))
 	}
 	return &cfg, nil
+}
+
+// demo reports whether the edge serves the demo page: sse.demo, or in dev
+// mode (devDefault) unless sse.demo says false.
+func (cfg *config) demo(devDefault bool) bool {
+	if cfg.SSE.Demo != nil {
+		return *cfg.SSE.Demo && cfg.demoPath != ""
+	}
+	return devDefault && cfg.demoPath != ""
 }
 
 // validate checks every number of the sse section that is passed to the edge.
@@ -252,6 +299,17 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must be -1 (no ring), 0 (the default, 4194304) or more", at("sse.resumeRingBytes"))
 	case s.ResumeRingAge < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
+	case s.SetupQueue < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
+	case s.RetryMax < 0 || s.RetryMax > 0 && (s.RetryMax < 2000 || s.RetryMax < 2*s.Retry):
+		return fmt.Errorf("%s: must be 0 (the default: 30000, or twice sse.retry) or at least 2000 and twice sse.retry", at("sse.retryMax"))
+	case s.DrainWindow < 0:
+		return fmt.Errorf("%s: must not be negative (0 closes every stream at once)", at("sse.drainWindow"))
+	}
+	if s.Admin != "" {
+		if err := checkHostPort(s.Admin); err != nil {
+			return fmt.Errorf("%s: %w", at("sse.admin"), err)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,7 +22,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.routes) != 2 || cfg.SSE.Retry != 2000 || cfg.SSE.keepAlive() != 15*time.Second ||
+	if len(cfg.routes) != 3 || cfg.demoPath != "/keyed/tasks" || !cfg.demo(true) || cfg.demo(false) || cfg.SSE.Retry != 2000 || cfg.SSE.keepAlive() != 15*time.Second ||
 		cfg.Kafka.Bootstrap[0] != "tasks" || cfg.Cache.TombstoneHorizon != 24*time.Hour || cfg.NATS.Prefix != "ssekafka" {
 		t.Fatalf("%+v", cfg)
 	}
@@ -57,6 +59,11 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  resumeRingBytes: -2\n", "line 2: sse.resumeRingBytes: must be -1"},
 		{"sse:\n  resumeRingAge: -1s\n", "line 2: sse.resumeRingAge: must not be negative"},
 		{"sse:\n  ready: maybe\n", "line 2"},
+		{"sse:\n  setupQueue: -1\n", "line 2: sse.setupQueue: must not be negative"},
+		{"sse:\n  retryMax: 1000\n", "line 2: sse.retryMax: must be 0"},
+		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0"},
+		{"sse:\n  drainWindow: -1s\n", "line 2: sse.drainWindow: must not be negative"},
+		{"sse:\n  admin: nowhere\n", "line 2: sse.admin"},
 		{"sse:\n  maxQueueBytes: -1\n", "line 2: sse.maxQueueBytes: must not be negative"},
 		{"sse:\n  keepalive: soon\n", "line 2"},
 		{"nats:\n  prefix: 'a b'\n", "line 2: nats.prefix"},
@@ -167,4 +174,41 @@ func outOfRange(cfg *config) string {
 		}
 	}
 	return ""
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, exampleConfig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("sse:\n  retry: -1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := runValidate([]string{"--config", good}, &out); err != nil || !strings.Contains(out.String(), "ok (3 routes") {
+		t.Fatalf("good config: %v, %q", err, out.String())
+	}
+	if err := runValidate([]string{"--config", bad}, &out); err == nil || !strings.Contains(err.Error(), "line 2: sse.retry") {
+		t.Fatalf("bad config: %v", err)
+	}
+	if err := runValidate(nil, &out); err == nil {
+		t.Fatal("no --config accepted")
+	}
+	var v strings.Builder
+	printVersion(&v)
+	if !strings.HasPrefix(v.String(), "ssekafka ") || !strings.Contains(v.String(), "go1.") {
+		t.Fatalf("version %q", v.String())
+	}
+}
+
+func TestDemoNeedsAKeyedLiteralRoute(t *testing.T) {
+	_, err := parseConfig([]byte("sse: {demo: true}\nroutes: [{when: [{path: /t}], with: {topic: t}}]\n"), true)
+	if err == nil || !strings.Contains(err.Error(), "sse.demo") {
+		t.Fatalf("error %v", err)
+	}
+	cfg, err := parseConfig([]byte("sse: {demo: false}\nroutes: [{when: [{path: /k}], with: {topic: t, event: {id: '[\"${base64(key)}\",\"${etag}\"]'}}}]\n"), true)
+	if err != nil || cfg.demo(true) {
+		t.Fatalf("sse.demo false in dev mode: %v, %v", err, cfg.demo(true))
+	}
 }

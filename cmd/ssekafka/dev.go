@@ -21,7 +21,12 @@ import (
 
 var devParts = []string{"kafka", "nats", "cache", "edge"}
 
+// devMode is set by runDev: the edge then serves the demo page unless the
+// config says sse.demo: false.
+var devMode bool
+
 func runDev(args []string) error {
+	devMode = true
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML config file (default: the built-in example)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "edge HTTP listen address")
@@ -90,7 +95,7 @@ func runDev(args []string) error {
 	edgeUp := make(chan net.Addr, 1)
 	if run["edge"] {
 		go func() {
-			errc <- serveEdge(ctx, cfg, *httpAddr, natsURL, log, reg, func(a net.Addr) { edgeUp <- a })
+			errc <- serveEdge(ctx, cfg, *httpAddr, natsURL, log, reg, nil, func(a net.Addr) { edgeUp <- a })
 		}()
 		select {
 		case a := <-edgeUp:

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,12 +18,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/demo"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
 )
 
+// newLogger logs to stderr as --log-format says; warnings of one message are rate-limited
+// (ratelog), as bad input from the network may repeat without end.
 func newLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return ratelog.Wrap(slog.New(h))
 }
 
 func newRegistry() *prometheus.Registry {
@@ -31,10 +41,15 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// connectNATS connects with unlimited reconnects: the edge fills what it
-// missed from the cache tier after a reconnect.
-func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+// connectNATS connects with unlimited reconnects (the edge fills what it
+// missed from the cache tier after a reconnect), with the TLS and
+// credentials of nc.
+func connectNATS(nc *natsConfig, url, name string, log *slog.Logger) (*nats.Conn, error) {
+	secure, err := nc.options()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := nats.Connect(url, append(secure,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -44,11 +59,11 @@ func connectNATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect nats %s: %w", redactURL(url), err)
 	}
-	return nc, nil
+	return conn, nil
 }
 
 // runningCache is a started cache node.
@@ -62,7 +77,11 @@ type runningCache struct {
 // cluster.gossip is set); it returns once the node serves requests and its
 // bootstrap topics are caught up, or after 30s.
 func startCache(ctx context.Context, cfg *config, brokers []string, natsURL string, log *slog.Logger, reg prometheus.Registerer) (*runningCache, error) {
-	nc, err := connectNATS(natsURL, "ssekafka-cache", log)
+	kafkaOpts, err := cfg.Kafka.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-cache", log)
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +107,7 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 	}
 	rc.node, err = cache.New(cache.Config{
 		Brokers:          brokers,
+		KafkaOptions:     kafkaOpts,
 		NATS:             nc,
 		SubjectPrefix:    cfg.NATS.Prefix,
 		Bootstrap:        cfg.Kafka.Bootstrap,
@@ -95,6 +115,8 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 		TombstoneHorizon: cfg.Cache.TombstoneHorizon,
 		MaxPageBytes:     cfg.Cache.MaxPageBytes,
 		MaxBytes:         cfg.Cache.MaxBytes,
+		MaxTopics:        cfg.Cache.MaxTopics,
+		TopicIdle:        cfg.Cache.TopicIdle,
 		Logger:           log.With("component", "cache"),
 		Registerer:       reg,
 	})
@@ -169,10 +191,19 @@ func serveCacheHTTP(ctx context.Context, addr string, c *runningCache, reg *prom
 	}()
 }
 
-// serveEdge runs an edge node's HTTP server on addr until ctx ends. Besides
-// the routes it serves /_ssekafka/metrics and /_ssekafka/health.
-func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, ready func(net.Addr)) error {
-	nc, err := connectNATS(natsURL, "ssekafka-edge", log)
+// drainGrace is how long a drain may take past its window before the
+// streams left are closed at once.
+const drainGrace = 5 * time.Second
+
+// serveEdge runs an edge node's HTTP server on addr until ctx ends (then it
+// stops at once) or drain is closed or a POST /_ssekafka/drain reaches the
+// admin listener (then it drains: no new streams, not ready, the live
+// streams closed over sse.drainWindow; it returns once they are gone).
+// Besides the routes, addr serves /_ssekafka/metrics, /_ssekafka/health and
+// /_ssekafka/ready; sse.admin, if set, serves those (also as /metrics and
+// /health) and /_ssekafka/drain, which the public listener never does.
+func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, drain <-chan struct{}, ready func(net.Addr)) error {
+	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log)
 	if err != nil {
 		return err
 	}
@@ -182,11 +213,13 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		SubjectPrefix:     cfg.NATS.Prefix,
 		Routes:            cfg.routes,
 		Retry:             cfg.SSE.retry(),
+		RetryMax:          time.Duration(cfg.SSE.RetryMax) * time.Millisecond,
 		KeepAlive:         cfg.SSE.keepAlive(),
 		NoReady:           !cfg.SSE.Ready,
 		MaxQueue:          cfg.SSE.MaxQueue,
 		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
+		SetupQueue:        cfg.SSE.SetupQueue,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
 		ResumeRingBytes:   cfg.SSE.ResumeRingBytes,
 		ResumeRingAge:     cfg.SSE.ResumeRingAge,
@@ -196,13 +229,44 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	if err != nil {
 		return err
 	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	health := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux := http.NewServeMux()
-	mux.Handle("/_ssekafka/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/_ssekafka/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/_ssekafka/metrics", metrics)
+	mux.Handle("/_ssekafka/health", health)
+	mux.Handle("/_ssekafka/ready", e.ReadyHandler())
+	if cfg.demo(devMode) {
+		page := demo.Handler(cfg.demoPath)
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET "+demo.ClientPath, page)
+		mux.Handle("GET "+demo.ScriptPath, page)
+	}
 	mux.Handle("/", e)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("edge listen %s: %w", addr, err)
+	}
+	drainReq := make(chan time.Duration, 1)
+	var admin *http.Server
+	if cfg.SSE.Admin != "" {
+		aln, err := net.Listen("tcp", cfg.SSE.Admin)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("edge admin listen %s: %w", cfg.SSE.Admin, err)
+		}
+		amux := http.NewServeMux()
+		for _, p := range []string{"/metrics", "/_ssekafka/metrics"} {
+			amux.Handle(p, metrics)
+		}
+		for _, p := range []string{"/health", "/_ssekafka/health"} {
+			amux.Handle(p, health)
+		}
+		amux.Handle("/_ssekafka/ready", e.ReadyHandler())
+		amux.Handle("/_ssekafka/drain", drainHandler(time.Duration(cfg.SSE.DrainWindow), drainReq))
+		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = admin.Serve(aln) }()
+		defer admin.Close()
+		log.Info("edge admin serving", "admin", aln.Addr().String())
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if ready != nil {
@@ -214,6 +278,10 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	case err := <-errc:
 		return fmt.Errorf("edge http: %w", err)
 	case <-ctx.Done():
+	case <-drain:
+		drainEdge(ctx, e, time.Duration(cfg.SSE.DrainWindow), log)
+	case window := <-drainReq:
+		drainEdge(ctx, e, window, log)
 	}
 	e.Close() // ends the streams, so that Shutdown does not wait on them
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -222,4 +290,45 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	return nil
+}
+
+// drainEdge drains e over window, for at most window+drainGrace or until
+// ctx ends.
+func drainEdge(ctx context.Context, e *edge.Edge, window time.Duration, log *slog.Logger) {
+	dctx, cancel := context.WithTimeout(ctx, window+drainGrace)
+	defer cancel()
+	t0 := time.Now()
+	if err := e.Drain(dctx, window); err != nil {
+		log.Warn("drain ended with streams left; closing them", "err", err, "took", time.Since(t0))
+		return
+	}
+	log.Info("edge drained", "took", time.Since(t0))
+}
+
+// drainHandler serves POST /_ssekafka/drain[?window=DURATION]: it asks
+// serveEdge to drain (once) and answers 202.
+func drainHandler(window time.Duration, req chan<- time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST to drain", http.StatusMethodNotAllowed)
+			return
+		}
+		if v := r.URL.Query().Get("window"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				http.Error(w, "window: "+strconv.Quote(v)+" is not a duration of 0 or more", http.StatusBadRequest)
+				return
+			}
+			window = d
+		}
+		select {
+		case req <- window:
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, "draining over %v\n", window)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintln(w, "already draining")
+		}
+	})
 }

@@ -28,6 +28,8 @@ type KafkaOptions struct {
 	// Brokers in the cluster, on consecutive ports from the given one (any
 	// free ports for port 0). Default 1.
 	Brokers int
+	// Extra kfake options (TLS, SASL users, ...).
+	Extra []kfake.Opt
 }
 
 // StartKafka starts a kfake cluster (one broker unless opts say more)
@@ -54,7 +56,7 @@ func StartKafka(addr string, opts KafkaOptions) (*kfake.Cluster, string, error) 
 			ports[i] = port + i
 		}
 	}
-	c, err := kfake.NewCluster(
+	c, err := kfake.NewCluster(append([]kfake.Opt{
 		kfake.NumBrokers(opts.Brokers),
 		kfake.Ports(ports...),
 		kfake.AllowAutoTopicCreation(),
@@ -62,7 +64,7 @@ func StartKafka(addr string, opts KafkaOptions) (*kfake.Cluster, string, error) 
 		kfake.BrokerConfigs(map[string]string{
 			"log.cleaner.backoff.ms": strconv.FormatInt(opts.CompactEvery.Milliseconds(), 10),
 		}),
-	)
+	}, opts.Extra...)...)
 	if err != nil {
 		return nil, "", fmt.Errorf("start kafka on %s: %w", addr, err)
 	}
@@ -71,7 +73,13 @@ func StartKafka(addr string, opts KafkaOptions) (*kfake.Cluster, string, error) 
 
 // CreateCompactedTopics creates each missing topic with cleanup.policy=compact.
 func CreateCompactedTopics(ctx context.Context, brokers []string, partitions int32, topics ...string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	return CreateCompactedTopicsWith(ctx, brokers, nil, partitions, topics...)
+}
+
+// CreateCompactedTopicsWith is CreateCompactedTopics with client options
+// (TLS, SASL, ...) for a cluster that needs them.
+func CreateCompactedTopicsWith(ctx context.Context, brokers []string, opts []kgo.Opt, partitions int32, topics ...string) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}

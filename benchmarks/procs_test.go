@@ -1,0 +1,184 @@
+//go:build linux
+
+package benchmarks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ssekafka/ssekafka/internal/poll"
+)
+
+// buildSSEKafka builds cmd/ssekafka into dir: from this tree when ref is
+// empty, else from that git commit (checked out in a temporary worktree),
+// so that a scenario measures a baseline and the change in one run.
+func buildSSEKafka(tb testing.TB, dir, ref string) string {
+	tb.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name := "ssekafka"
+	src := root
+	if ref != "" {
+		name = "ssekafka-" + strings.NewReplacer("/", "_", "~", "_", "^", "_").Replace(ref)
+		src = filepath.Join(dir, "src-"+name)
+		run(tb, root, "git", "worktree", "add", "--detach", "--force", src, ref)
+		tb.Cleanup(func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", src).Run() })
+	}
+	bin := filepath.Join(dir, name)
+	run(tb, src, "go", "build", "-o", bin, "./cmd/ssekafka")
+	return bin
+}
+
+func run(tb testing.TB, dir string, name string, args ...string) {
+	tb.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// proc is a running ssekafka process whose output is kept and searched.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+func startProc(tb testing.TB, bin, name string, args ...string) *proc {
+	tb.Helper()
+	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			if p.out.Len() < 4<<20 {
+				p.out.Write(sc.Bytes())
+				p.out.WriteByte('\n')
+			}
+			p.mu.Unlock()
+		}
+	}()
+	go func() { _ = p.cmd.Wait(); w.Close(); close(p.done) }()
+	tb.Cleanup(func() {
+		p.kill()
+		if tb.Failed() {
+			tb.Logf("%s output:\n%s", name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// waitFor waits until the process has printed line, or fails.
+func (p *proc) waitFor(tb testing.TB, line string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := poll.Wait(ctx, 20*time.Millisecond, func() bool { return strings.Contains(p.output(), line) }); err != nil {
+		tb.Fatalf("%s: no %q within 30s:\n%s", p.name, line, p.output())
+	}
+}
+
+// kill ends the process with SIGKILL: no goodbye, as a crash.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// procCluster is embedded Kafka and NATS (one `ssekafka dev --only
+// kafka,nats` process), one cache node and some edges, each its own
+// process, as they are deployed.
+type procCluster struct {
+	Kafka, NATSURL, CacheHTTP string
+	Edges                     []*proc
+	EdgeURLs                  []string
+	cache                     *proc
+}
+
+// startProcCluster starts the cluster from bin with config (YAML) and
+// edges edge processes, and waits until each serves.
+func startProcCluster(tb testing.TB, bin, config string, edges int) *procCluster {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "ssekafka.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	kafka, natsAddr := freeAddr(tb), freeAddr(tb)
+	c := &procCluster{Kafka: kafka, NATSURL: "nats://" + natsAddr, CacheHTTP: freeAddr(tb)}
+	svc := startProc(tb, bin, "kafka+nats", "dev", "--config", path, "--only", "kafka,nats", "--kafka", kafka, "--nats", natsAddr)
+	svc.waitFor(tb, "embedded nats listening")
+	c.cache = startProc(tb, bin, "cache", "cache", "--config", path, "--kafka", kafka, "--nats", c.NATSURL, "--http", c.CacheHTTP)
+	c.cache.waitFor(tb, "cache node running")
+	for i := range edges {
+		addr := freeAddr(tb)
+		e := startProc(tb, bin, fmt.Sprintf("edge %d", i), "edge", "--config", path, "--nats", c.NATSURL, "--http", addr)
+		e.waitFor(tb, "edge serving")
+		c.Edges = append(c.Edges, e)
+		c.EdgeURLs = append(c.EdgeURLs, "http://"+addr)
+	}
+	return c
+}
+
+// cacheCounter reads one counter from the cache node's /metrics.
+func (c *procCluster) cacheCounter(tb testing.TB, name string) float64 {
+	tb.Helper()
+	resp, err := http.Get("http://" + c.CacheHTTP + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				tb.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	tb.Fatalf("no %s in the cache's metrics", name)
+	return 0
+}
