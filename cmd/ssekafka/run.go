@@ -221,6 +221,8 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		SetupQueue:        cfg.SSE.SetupQueue,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
+		ResumeRingBytes:   cfg.SSE.ResumeRingBytes,
+		ResumeRingAge:     cfg.SSE.ResumeRingAge,
 		Logger:            log.With("component", "edge"),
 		Registerer:        reg,
 	})
