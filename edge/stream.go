@@ -368,6 +368,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 				return at, kind, err
 			}
 			paged = true
+			f.cacheAt(pp, sp.Next)
 			switch {
 			case !shared:
 				kind = resumeState
