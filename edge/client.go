@@ -22,11 +22,12 @@ type client struct {
 	live     bool
 	pending  []pendingFrame
 	queue    []queued
-	qptr     *[]queued // the pooled array queue came from, if any
-	overflow bool      // fell too far behind: disconnect with a retry hint
-	closing  string    // non-empty: the feed ended; disconnect
-	lc       *liveConn // set for a hijacked connection: written by flushes, no goroutine
-	dirty    bool      // lc has frames queued since its last flush
+	qptr     *[]queued   // the pooled array queue came from, if any
+	overflow bool        // fell too far behind: disconnect with a retry hint
+	closing  string      // non-empty: the feed ended; disconnect
+	lc       *liveConn   // set for a hijacked connection: written by flushes, no goroutine
+	dirty    bool        // lc has frames queued since its last flush
+	auth     *authStream // a guarded stream's expiry (renew.go)
 }
 
 // queued is a frame waiting for one client: buf holds the frame (shared by

@@ -39,6 +39,8 @@ type Edge struct {
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	done      chan struct{} // closed by Close
 
+	auth *authority // guarded streams; nil without guards (renew.go)
+
 	holdFeed func() // tests: each feed calls it before it applies anything
 }
 
@@ -52,14 +54,24 @@ func New(cfg Config) (*Edge, error) {
 	for i, r := range cfg.Routes {
 		r.index = i
 	}
-	return &Edge{
+	if err := cfg.checkGuards(); err != nil {
+		return nil, err
+	}
+	if err := cfg.CORS.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Edge{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
 		done:     make(chan struct{}),
-	}, nil
+	}
+	if err := e.startAuth(); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // feedList returns the running feeds, to work on without e.mu.
@@ -75,6 +87,7 @@ func (e *Edge) Close() {
 	case <-e.done:
 	default:
 		close(e.done)
+		e.auth.stop()
 	}
 	for _, f := range e.feedList() {
 		f.fail(reasonShutdown)
@@ -102,7 +115,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
 		return
 	}
-	if r.Method != http.MethodGet {
+	e.corsHeaders(w.Header(), r)
+	switch {
+	case r.Method == http.MethodOptions && e.cfg.CORS != nil:
+		e.preflight(w, r)
+		return
+	case r.Method == http.MethodPost && route.guard != "":
+		e.renewHTTP(w, r, route)
+		return
+	case r.Method != http.MethodGet:
 		w.Header().Set("Allow", http.MethodGet)
 		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
@@ -111,6 +132,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Zilla resets such a stream; a 400 says why.
 		e.fail(w, http.StatusBadRequest, "an SSE request has no body")
 		return
+	}
+	if route.guard != "" {
+		sess, ok := e.authorize(w, r, route, params)
+		if !ok {
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
 	}
 	topic := route.topic.resolve(params)
 	if err := proto.ValidTopic(topic); err != nil {
