@@ -197,6 +197,11 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	defer nc.Close()
+	guards, closeGuards, err := cfg.startGuards(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeGuards()
 	e, err := edge.New(edge.Config{
 		NATS:              nc,
 		SubjectPrefix:     cfg.NATS.Prefix,
@@ -208,6 +213,8 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
+		Guards:            guards,
+		CORS:              cfg.SSE.CORS.edge(),
 		Logger:            log.With("component", "edge"),
 		Registerer:        reg,
 	})

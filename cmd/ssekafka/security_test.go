@@ -110,6 +110,20 @@ func TestNATSPermissions(t *testing.T) {
 	if reply, err := edgeNC.Request(subj.State("t", 0), nil, 5*time.Second); err != nil || string(reply.Data) != "page" {
 		t.Fatalf("state request: %v, %v", reply, err)
 	}
+	// An edge answers another edge's renewal of a stream it holds.
+	otherEdge := connect("edge", "edge-secret-2")
+	if _, err := otherEdge.Subscribe(subj.Renew("e2"), func(m *nats.Msg) { _ = m.Respond([]byte("204")) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = otherEdge.Flush()
+	if reply, err := edgeNC.Request(subj.Renew("e2"), []byte("{}"), 5*time.Second); err != nil || string(reply.Data) != "204" {
+		t.Fatalf("renewal between edges: %v, %v", reply, err)
+	}
+	// A cache cannot take an edge's renewals.
+	if _, err := cacheNC.Subscribe(subj.Renew("e3"), func(*nats.Msg) {}); err == nil {
+		_ = cacheNC.Flush()
+		waitViolation(t, violations, "subscription")
+	}
 }
 
 func waitViolation(t *testing.T, violations <-chan error, kind string) {
