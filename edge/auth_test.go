@@ -46,7 +46,7 @@ type jwksServer struct {
 	url  string
 }
 
-func newJWKS(t *testing.T) *jwksServer {
+func newJWKS(t testing.TB) *jwksServer {
 	ks := rsaKeys()
 	j := &jwksServer{keys: map[string]*rsa.PrivateKey{"k1": ks[0], "k2": ks[1]}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -77,7 +77,7 @@ func (j *jwksServer) remove(kid string) {
 }
 
 // token signs claims for sub with key kid, expiring at exp.
-func token(t *testing.T, kid, sub string, exp time.Time, scope string) string {
+func token(t testing.TB, kid, sub string, exp time.Time, scope string) string {
 	t.Helper()
 	key := rsaKeys()[0]
 	if kid == "k2" {
@@ -110,11 +110,11 @@ func guardedRoutes() []edge.RouteConfig {
 
 // guardConfig returns an edge.Config tweak with the "jwt" guard reading
 // keys from j; each edge gets a guard of its own, as separate processes do.
-func guardConfig(t *testing.T, j *jwksServer, challenge time.Duration, cors *edge.CORS) func(*edge.Config) {
+func guardConfig(t testing.TB, j *jwksServer, challenge time.Duration, cors *edge.CORS) func(*edge.Config) {
 	return func(c *edge.Config) {
 		g, err := guard.New(context.Background(), guard.Options{Name: "jwt", Issuer: testIssuer, Audience: "sse",
 			KeysURL: j.url, Challenge: challenge, Refresh: 200 * time.Millisecond, UnknownKeyRefresh: 50 * time.Millisecond,
-			Attributes: map[string]string{"tenant": "tenant"}, Logger: testLogger(t)})
+			Attributes: map[string]string{"tenant": "tenant"}, Logger: c.Logger})
 		if err != nil {
 			t.Fatal(err)
 		}

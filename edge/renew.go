@@ -42,6 +42,14 @@ type authority struct {
 	next    uint64
 	streams map[uint64]*authStream
 	due     authHeap
+	signers map[signer]int // streams per signing key, for checkKeys
+}
+
+// signer is a guard's key, by kid.
+type signer struct {
+	name string // the guard's name in Config.Guards
+	g    *guard.Guard
+	kid  string
 }
 
 // authStream is one guarded stream; guarded by authority.mu.
@@ -86,7 +94,7 @@ func (e *Edge) startAuth() error {
 	if len(e.cfg.Guards) == 0 {
 		return nil
 	}
-	a := &authority{e: e, id: newEdgeID(), m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}}
+	a := &authority{e: e, id: newEdgeID(), m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
 	sub, err := e.cfg.NATS.Subscribe(e.subjects.Renew(a.id), a.serveRenewal)
 	if err != nil {
 		return err
@@ -116,6 +124,7 @@ func (a *authority) track(ctx context.Context, c *client) {
 	s.id = a.next
 	a.streams[s.id] = s
 	heap.Push(&a.due, s)
+	a.signers[signer{s.guardName, s.guard, s.kid}]++
 	a.mu.Unlock()
 	c.mu.Lock()
 	c.auth = s
@@ -146,7 +155,15 @@ func (a *authority) removeLocked(s *authStream) {
 	}
 	heap.Remove(&a.due, s.index)
 	delete(a.streams, s.id)
+	a.unsignLocked(s)
 	a.m.tracked.Dec()
+}
+
+func (a *authority) unsignLocked(s *authStream) {
+	k := signer{s.guardName, s.guard, s.kid}
+	if a.signers[k]--; a.signers[k] <= 0 {
+		delete(a.signers, k)
+	}
 }
 
 func (a *authority) poke() {
@@ -276,24 +293,21 @@ func (a *authority) challenge(s *authStream) bool {
 	return true
 }
 
-// checkKeys closes the streams whose signing key has left their guard's keys.
+// checkKeys closes the streams whose signing key has left their guard's
+// keys. It looks at each key once; only a key gone costs a walk of the streams.
 func (a *authority) checkKeys() {
-	type gk struct {
-		g   *guard.Guard
-		kid string
-	}
 	a.mu.Lock()
-	kids := map[gk]bool{}
-	for _, s := range a.streams {
-		if s.guard.Refresh() > 0 && !a.e.cfg.Guards[s.guardName].KeepOnKeyRemoval {
-			kids[gk{s.guard, s.kid}] = true
+	var kids []signer
+	for k := range a.signers {
+		if k.g.Refresh() > 0 && !a.e.cfg.Guards[k.name].KeepOnKeyRemoval {
+			kids = append(kids, k)
 		}
 	}
 	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	gone := map[gk]bool{}
-	for k := range kids {
+	gone := map[signer]bool{}
+	for _, k := range kids {
 		if !k.g.KeyPresent(ctx, k.kid) {
 			gone[k] = true
 		}
@@ -304,7 +318,7 @@ func (a *authority) checkKeys() {
 	var ended []*authStream
 	a.mu.Lock()
 	for _, s := range a.streams {
-		if gone[gk{s.guard, s.kid}] {
+		if gone[signer{s.guardName, s.guard, s.kid}] {
 			a.removeLocked(s)
 			ended = append(ended, s)
 		}
@@ -338,7 +352,9 @@ func (a *authority) renew(r renewal) int {
 		return http.StatusForbidden
 	}
 	if exp := time.UnixMilli(r.Expires); exp.After(s.expires) {
+		a.unsignLocked(s)
 		s.expires, s.kid, s.challenged = exp, r.KeyID, false
+		a.signers[signer{s.guardName, s.guard, s.kid}]++
 		s.schedule()
 		heap.Fix(&a.due, s.index)
 		a.poke()
