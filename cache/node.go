@@ -440,9 +440,10 @@ func (n *Node) handleMeta(m *nats.Msg) {
 		reply(&proto.Meta{Status: proto.StatusError, Error: err.Error()})
 		return
 	}
-	if len(t.held()) == 0 {
-		return // every node hears this; the owners answer
-	}
+	// Every node that knows the topic answers (the edge takes the first
+	// reply): while ownership moves, or after its holders crashed, a node
+	// that holds nothing yet may be the only one left to say what the topic
+	// is; silence would hold the edge until its request timed out.
 	caughtUp := t.waitCaughtUp(ctx, n.cfg.CatchUpWait)
 	reply(&proto.Meta{
 		Status:     proto.StatusOK,

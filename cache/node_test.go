@@ -225,3 +225,35 @@ func TestStateRequestDuringReleaseIsRetried(t *testing.T) {
 			a.page.Status, a.page.Next, len(a.page.Records), proto.StatusNotOwner)
 	}
 }
+
+// nothingOwned is an ownership that gives this node no partition.
+type nothingOwned struct{}
+
+func (nothingOwned) Role(string, int32) membership.Role { return membership.RoleNone }
+func (nothingOwned) Changed() <-chan struct{}           { return nil }
+func (nothingOwned) SetCaughtUp(bool)                   {}
+
+// A node that holds none of a topic's partitions still answers metadata
+// requests: after the holders crashed it may be the only node left, and
+// silence held every edge's feed of the topic until its request timed out.
+func TestMetaAnsweredByANodeHoldingNothing(t *testing.T) {
+	tt := newTestTier(t)
+	n := tt.run(t, Config{Bootstrap: []string{"v"}, Ownership: nothingOwned{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := poll.Wait(ctx, 10*time.Millisecond, func() bool { return n.loaded("v") != nil }); err != nil {
+		t.Fatal("topic never loaded")
+	}
+	start := time.Now()
+	msg, err := tt.nc.Request(proto.Subjects{Prefix: "ssekafka"}.Meta("v"), proto.AppendMetaRequest(nil), 5*time.Second)
+	if err != nil {
+		t.Fatalf("no answer from a node holding nothing: %v", err)
+	}
+	m, err := proto.DecodeMeta(msg.Data)
+	if err != nil || m.Status != proto.StatusOK || m.Partitions != 1 {
+		t.Fatalf("meta %+v, %v", m, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("answered after %v", d)
+	}
+}

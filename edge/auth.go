@@ -121,7 +121,7 @@ func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, p
 	a := e.cfg.Guards[route.guard]
 	s, err := e.verify(r.Context(), r, a, route, a.Credentials.Token)
 	if err != nil {
-		e.refuse(w, r, route.guard, err)
+		e.refuseAuth(w, r, route.guard, err)
 		return nil, false
 	}
 	params[guardedKey(route.guard, "identity")] = s.Identity
@@ -147,8 +147,8 @@ func (e *Edge) verify(ctx context.Context, r *http.Request, a Authorization, rou
 	return s, err
 }
 
-// refuse answers a refused request, counts it and logs it (without the token).
-func (e *Edge) refuse(w http.ResponseWriter, r *http.Request, guardName string, err error) {
+// refuseAuth answers a request its guard refused, counts it and logs it (without the token).
+func (e *Edge) refuseAuth(w http.ResponseWriter, r *http.Request, guardName string, err error) {
 	var ref *guard.Refusal
 	if !errors.As(err, &ref) {
 		ref = &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "invalid token"}

@@ -127,8 +127,8 @@ func guardConfig(t testing.TB, j *jwksServer, challenge time.Duration, cors *edg
 	}
 }
 
-// addEdge starts another edge on the stack's NATS, with the same routes.
-func (s *stack) addEdge(routes []edge.RouteConfig, tweak func(*edge.Config)) string {
+// addGuardedEdge starts another edge on the stack's NATS, with the same routes.
+func (s *stack) addGuardedEdge(routes []edge.RouteConfig, tweak func(*edge.Config)) string {
 	s.t.Helper()
 	var rs []*edge.Route
 	for _, rc := range routes {
@@ -310,7 +310,7 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 	j := newJWKS(t)
 	tweak := guardConfig(t, j, time.Second, nil)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: tweak})
-	other := s.addEdge(guardedRoutes(), guardConfig(t, j, time.Second, nil))
+	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, time.Second, nil))
 	exp := time.Unix(time.Now().Add(2500*time.Millisecond).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
 	c.untilReady()

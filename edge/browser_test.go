@@ -62,10 +62,8 @@ func TestBrowserCrossOriginStreamAndRenewal(t *testing.T) {
 	j := newJWKS(t)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, time.Second, &edge.CORS{Origins: []string{allowed.URL}})})
 	s.produce("tasks", rec(0, "k", "before"))
-	exp := time.Unix(time.Now().Add(3500*time.Millisecond).Unix(), 0)
-	short, fresh := token(t, "k1", "alice", exp, "read"), token(t, "k1", "alice", time.Now().Add(time.Hour), "read")
-	stream := s.url + "/tasks?access_token=" + short
-	html.Store(fmt.Sprintf(page, stream, fresh, s.url+"/tasks"))
+	fresh := token(t, "k1", "alice", time.Now().Add(time.Hour), "read")
+	html.Store(fmt.Sprintf(page, s.url+"/tasks?access_token="+fresh, fresh, s.url+"/tasks"))
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -94,6 +92,9 @@ func TestBrowserCrossOriginStreamAndRenewal(t *testing.T) {
 		t.Fatalf("the refused origin read %q", got)
 	}
 
+	// The token is made now, the browser being up: it must outlive the page's start.
+	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
+	html.Store(fmt.Sprintf(page, s.url+"/tasks?access_token="+token(t, "k1", "alice", exp, "read"), fresh, s.url+"/tasks"))
 	tab := open(allowed.URL)
 	eventually(t, 10*time.Second, "the allowed origin's first record", func() bool {
 		got := eval[[]string](t, tab, "window.got")

@@ -25,6 +25,7 @@ type client struct {
 	qptr     *[]queued   // the pooled array queue came from, if any
 	overflow bool        // fell too far behind: disconnect with a retry hint
 	closing  string      // non-empty: the feed ended; disconnect
+	final    []byte      // with closing: written (instead of what is queued) before the stream ends
 	lc       *liveConn   // set for a hijacked connection: written by flushes, no goroutine
 	dirty    bool        // lc has frames queued since its last flush
 	auth     *authStream // a guarded stream's expiry (renew.go)
@@ -147,9 +148,14 @@ func conflate(q []queued) ([]queued, int) {
 // close asks the handler (or, hijacked, a flush) to end the stream. It may
 // be called with feed locks held: a hijacked connection closes on a
 // goroutine of its own.
-func (c *client) close(reason string) {
+func (c *client) close(reason string) { c.closeWith(reason, nil) }
+
+// closeWith is close, with final written last (a drain's "retry:"); the
+// frames still queued are dropped: the client resumes from the last id it
+// received.
+func (c *client) closeWith(reason string, final []byte) {
 	c.mu.Lock()
-	c.closing = reason
+	c.closing, c.final = reason, final
 	lc := c.lc
 	if lc == nil {
 		c.signalLocked()
@@ -192,10 +198,26 @@ func (c *client) takeLocked() *iovecs {
 // the queued frames (nil if none), or end the stream (overflow: with a retry
 // hint) without writing them. The caller holds c.mu.
 func (c *client) nextLocked() (frames *iovecs, overflow bool, closing string) {
+	if iv := c.finalLocked(); iv != nil {
+		return iv, false, ""
+	}
 	if c.overflow || c.closing != "" {
 		return nil, c.overflow, c.closing
 	}
 	return c.takeLocked(), false, ""
+}
+
+// finalLocked returns, once, the frame a closing client is to be sent
+// last, dropping what is queued; nil if none. The caller holds c.mu.
+func (c *client) finalLocked() *iovecs {
+	if c.closing == "" || c.final == nil || c.overflow {
+		return nil
+	}
+	c.dropLocked()
+	iv := iovecPool.Get().(*iovecs)
+	iv.bufs = append(iv.bufs, c.final)
+	c.final = nil
+	return iv
 }
 
 var queuePool = sync.Pool{New: func() any { return new([]queued) }}
@@ -205,6 +227,9 @@ var queuePool = sync.Pool{New: func() any { return new([]queued) }}
 func (c *client) take() (frames *iovecs, overflow bool, closing string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if iv := c.finalLocked(); iv != nil {
+		return iv, false, c.closing
+	}
 	return c.takeLocked(), c.overflow, c.closing
 }
 

@@ -29,6 +29,16 @@ type Config struct {
 	// RetryJitter adds up to this fraction of Retry at random, so that clients
 	// of a failed edge do not come back at once. At most 1. Default 0.2; Off: none.
 	RetryJitter float64
+	// RetryMax bounds the "retry:" of a refusal (a stream answered 200 with
+	// a retry because it cannot be served now: cache tier unavailable, setup
+	// queue full, draining), which is drawn from [R, 2R], R being Retry
+	// (1s when Off) plus the estimated setup-queue backlog, at most
+	// RetryMax/2. At least 2s and at least twice Retry. Default 30s (or
+	// twice Retry if more).
+	RetryMax time.Duration
+	// ReadyProbe is how often Ready asks the cache tier whether it answers
+	// (a topics request), once Ready has been called. Default 2s.
+	ReadyProbe time.Duration
 	// KeepAlive is the idle time after which a comment line is sent, at
 	// least 1ms. Default 15s; Off: no comments (as Zilla by default).
 	KeepAlive time.Duration
@@ -67,7 +77,8 @@ type Config struct {
 	// Default 64.
 	SetupConcurrency int
 	// SetupQueue is how many streams may wait to start; past it a new one
-	// is answered 503 with Retry-After. Default 65536.
+	// is refused (200, a comment and a retry growing with the backlog).
+	// Default 65536.
 	SetupQueue int
 	// ReleaseAfterBurst: once this many streams have started since the last
 	// time, and none is starting, the edge returns free memory to the OS
@@ -114,6 +125,7 @@ func (c *Config) setDefaults() error {
 		{"WriteTimeout", &c.WriteTimeout, 30 * time.Second, false},
 		{"ProbeInterval", &c.ProbeInterval, 5 * time.Second, false},
 		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
+		{"ReadyProbe", &c.ReadyProbe, 2 * time.Second, false},
 	}
 	for _, d := range durations {
 		switch {
@@ -131,6 +143,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
 		return fmt.Errorf("edge config: Retry: %v is not whole milliseconds", c.Retry)
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(30*time.Second, 2*c.Retry)
+	}
+	if c.RetryMax < 2*time.Second || c.Retry != Off && c.RetryMax < 2*c.Retry {
+		return fmt.Errorf("edge config: RetryMax: %v is below 2s or twice Retry (%v)", c.RetryMax, c.Retry)
 	}
 	switch {
 	case c.RetryJitter == 0:

@@ -46,6 +46,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"FeedLinger":       func(c *Config) { c.FeedLinger = -1 },
 		"SetupConcurrency": func(c *Config) { c.SetupConcurrency = -1 },
 		"SetupQueue":       func(c *Config) { c.SetupQueue = -1 },
+		"RetryMax":         func(c *Config) { c.RetryMax = time.Second },
+		"RetryMax:":        func(c *Config) { c.Retry, c.RetryMax = 20*time.Second, 30*time.Second },
+		"ReadyProbe":       func(c *Config) { c.ReadyProbe = -1 },
 	} {
 		c := Config{NATS: &nats.Conn{}}
 		tweak(&c)

@@ -101,3 +101,16 @@ func corsLines(h http.Header) string {
 	}
 	return b.String()
 }
+
+// allowed is a route's Allow header: GET, POST for a guarded route's
+// renewals, OPTIONS with CORS.
+func allowed(r *Route, cors bool) string {
+	a := http.MethodGet
+	if r.guard != "" {
+		a += ", " + http.MethodPost
+	}
+	if cors {
+		a += ", " + http.MethodOptions
+	}
+	return a
+}

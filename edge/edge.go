@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -41,7 +42,13 @@ type Edge struct {
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
-	holdFeed func() // tests: each feed calls it before it applies anything
+	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
+	draining atomic.Bool                // set by Drain: streams are refused
+	probe    sync.Once                  // starts the cache-tier probe of Ready
+	cacheOK  atomic.Bool                // the last probe was answered
+
+	holdFeed  func() // tests: each feed calls it before it applies anything
+	holdSetup func() // tests: each setup worker calls it before it serves a request
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -68,6 +75,7 @@ func New(cfg Config) (*Edge, error) {
 		feeds:    make(map[string]*feed),
 		done:     make(chan struct{}),
 	}
+	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err
 	}
@@ -90,7 +98,10 @@ func (e *Edge) Close() {
 		e.auth.stop()
 	}
 	for _, f := range e.feedList() {
-		f.fail(reasonShutdown)
+		<-f.ready // an init under way ends with e.done
+		if f.err == nil {
+			f.fail(reasonShutdown)
+		}
 	}
 }
 
@@ -124,7 +135,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.renewHTTP(w, r, route)
 		return
 	case r.Method != http.MethodGet:
-		w.Header().Set("Allow", http.MethodGet)
+		w.Header().Set("Allow", allowed(route, e.cfg.CORS != nil))
 		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
 	}
@@ -163,6 +174,13 @@ func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.RequestTimeout)
 			defer cancel()
+			go func() {
+				select {
+				case <-e.done: // Close waits for this init
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			if err := f.init(ctx); err != nil {
 				f.err = err
 				e.mu.Lock()

@@ -4,3 +4,15 @@ package edge
 // or a probe tick: a test holds the live feed behind the state pages by
 // blocking in hold. Set it before the first stream.
 func HoldFeeds(e *Edge, hold func()) { e.holdFeed = hold }
+
+// HoldSetups makes every setup worker of e call hold before it serves a
+// request: a test fills the setup queue by blocking in hold. Set it before Serve.
+func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }
+
+// FailFeeds ends every topic feed of e as a topic change does: their
+// clients are disconnected and start again on a new feed.
+func FailFeeds(e *Edge) {
+	for _, f := range e.feedList() {
+		f.fail("test")
+	}
+}

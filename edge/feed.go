@@ -321,7 +321,10 @@ func (f *feed) probe() bool {
 // clients reconnect and get 404, or event:reset and the new state. It
 // reports whether the feed goes on.
 func (f *feed) checkTopic() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+	// PageTimeout, not RequestTimeout: this runs on the feed goroutine, and
+	// while ownership moves no node may answer at all (only holders do);
+	// waiting longer would hold back every live change of the topic.
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
 	defer cancel()
 	meta, err := f.e.requestMeta(ctx, f.topic)
 	switch {

@@ -89,7 +89,7 @@ func (lc *liveConn) flush() {
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
-	more := len(c.queue) > 0 && !lc.writing
+	more := (len(c.queue) > 0 || c.closing != "") && !lc.writing
 	if more {
 		lc.writing = true
 	}

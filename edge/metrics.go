@@ -14,6 +14,9 @@ type metrics struct {
 	overflows, feedFailures, stateEventsWritten prometheus.Counter
 	writes, acceptErrors, setupRejected         prometheus.Counter
 	memoryReleases, conflated                   prometheus.Counter
+	refusals                                    *prometheus.CounterVec
+	setupWait                                   prometheus.Histogram
+	drainClosed, probeFailures                  prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -37,9 +40,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		overflows:          c("overflow_disconnects_total", "Clients disconnected for falling behind."),
 		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
-		setupRejected:      c("setup_rejected_total", "Connections answered 503 because the queue of streams waiting to start was full."),
-		conflated:          c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
-		memoryReleases:     c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
-		acceptErrors:       c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
+		setupRejected:      c("setup_rejected_total", "Connections refused (200 with a retry) because the queue of streams waiting to start was full."),
+		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "refusals_total",
+			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining)."}, []string{"reason"}),
+		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
+			Help: "Time a stream waited for a setup worker.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
+		drainClosed:    c("drain_closed_total", "Streams closed by a drain, each after a final retry."),
+		probeFailures:  c("cache_probe_failures_total", "Readiness probes of the cache tier that got no answer."),
+		conflated:      c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
+		memoryReleases: c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
+		acceptErrors:   c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
 	}
+}
+
+// registerFuncs registers the gauges read from e when scraped.
+func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_waiting",
+		Help: "Streams waiting for a setup worker."}, func() float64 {
+		if q := e.queue.Load(); q != nil {
+			n, _ := q.load()
+			return float64(n)
+		}
+		return 0
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
+		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {
+		if e.draining.Load() {
+			return 1
+		}
+		return 0
+	})
 }

@@ -397,7 +397,7 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 	sess, err := e.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
 	if err != nil {
 		a.m.renewals.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
-		e.refuse(w, r, route.guard, err)
+		e.refuseAuth(w, r, route.guard, err)
 		return
 	}
 	msg := renewal{Stream: id, Guard: route.guard, Identity: sess.Identity, KeyID: sess.KeyID, Expires: sess.Expires.UnixMilli()}

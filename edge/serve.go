@@ -32,6 +32,7 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 	}
 	queue := &setupQueue{max: e.cfg.SetupQueue}
 	queue.ready = sync.NewCond(&queue.mu)
+	e.queue.Store(queue)
 	for range e.cfg.SetupConcurrency {
 		go e.setupWorker(queue)
 	}
@@ -75,8 +76,9 @@ var headerEnd = []byte("\r\n\r\n")
 
 // rawRequest is a request read by serveConn, waiting for a setup worker.
 type rawRequest struct {
-	conn net.Conn
-	req  *http.Request
+	conn   net.Conn
+	req    *http.Request
+	queued time.Time
 }
 
 // serveConn reads the first request's header and queues it for a setup
@@ -111,12 +113,9 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	release() // an SSE client sends nothing after its GET
 	_ = conn.SetReadDeadline(time.Time{})
 
-	if !queue.push(rawRequest{conn, req}) {
+	if !queue.push(rawRequest{conn, req, time.Now()}) {
 		e.metrics.setupRejected.Inc()
-		rw := newRawResponse(conn, req)
-		rw.header.Set("Retry-After", "1")
-		http.Error(rw, "too many connections waiting to start: retry", http.StatusServiceUnavailable)
-		_ = conn.Close()
+		e.refuseConn(conn, req, refuseQueueFull)
 	}
 }
 
@@ -171,7 +170,6 @@ func parseRequest(head []byte) (*http.Request, error) {
 func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
 	if e.cfg.NoHijack || req.ContentLength != 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" ||
 		req.Method == http.MethodPost || req.Method == http.MethodOptions { // renewals and preflights do not wait behind state parts
-
 		return false
 	}
 	switch h := srv.Handler.(type) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FuzzPeekHeader: whatever arrives, peekHeader returns the input up to its
@@ -67,11 +68,11 @@ func TestSetupQueue(t *testing.T) {
 	if started, idle := q.stats(); started != 1 || idle {
 		t.Fatalf("stats %d %v, want 1 started, busy", started, idle)
 	}
-	q.done()
+	q.done(time.Millisecond)
 	if r, ok := q.pop(); !ok || r.conn != b {
 		t.Fatalf("second pop %v %v", r.conn, ok)
 	}
-	q.done()
+	q.done(time.Millisecond)
 	if started, idle := q.stats(); started != 2 || !idle {
 		t.Fatalf("stats %d %v, want 2 started, idle", started, idle)
 	}

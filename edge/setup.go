@@ -15,8 +15,13 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 		if !ok {
 			return
 		}
+		e.metrics.setupWait.Observe(time.Since(r.queued).Seconds())
+		if e.holdSetup != nil {
+			e.holdSetup()
+		}
+		t0 := time.Now()
 		e.serveRaw(r.conn, r.req)
-		queue.done()
+		queue.done(time.Since(t0))
 	}
 }
 
@@ -53,15 +58,24 @@ type setupQueue struct {
 	waiting []rawRequest
 	max     int
 	closed  bool
-	started uint64 // requests taken by a worker, ever
-	busy    int    // workers serving a request
+	started uint64        // requests taken by a worker, ever
+	busy    int           // workers serving a request
+	mean    time.Duration // moving average of a setup's duration
 }
 
-// done marks the end of a request's setup.
-func (q *setupQueue) done() {
+// done marks the end of a request's setup, which took d.
+func (q *setupQueue) done(d time.Duration) {
 	q.mu.Lock()
 	q.busy--
+	q.mean += (d - q.mean) / 8
 	q.mu.Unlock()
+}
+
+// load reports how many requests wait and the mean setup time.
+func (q *setupQueue) load() (waiting int, mean time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting), q.mean
 }
 
 // stats reports how many setups have started and whether none is running or waiting.

@@ -106,29 +106,46 @@ func (e *Edge) retryMs() int64 {
 	if e.cfg.RetryJitter > 0 {
 		ms += rand.Int64N(int64(float64(ms)*e.cfg.RetryJitter) + 1)
 	}
+	// In a storm, streams started together would come back together: they
+	// are spread over the time the setup queue now takes to drain.
+	if b := min(e.setupBacklog(), e.cfg.RetryMax/2).Milliseconds(); b > 0 {
+		ms = min(ms+rand.Int64N(b+1), e.cfg.RetryMax.Milliseconds())
+	}
 	return ms
 }
 
 func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topic string, filters []filter, filterKey string) {
-	ctx := r.Context()
-	f, err := e.feedFor(ctx, topic)
-	switch {
-	case errors.Is(err, errTopicNotFound):
-		e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
-		return
-	case err != nil:
-		e.log.Warn("topic feed", "topic", topic, "err", err)
-		w.Header().Set("Retry-After", "2")
-		e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
+	if e.draining.Load() {
+		e.refuse(w, refuseDraining)
 		return
 	}
+	ctx := r.Context()
 	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
 	viewKey := fmt.Sprintf("%d%s", route.index, filterKey)
-	live, ok := f.join(viewKey, filters, route.idFormat, c)
-	if !ok { // the feed stopped between lookup and join
-		w.Header().Set("Retry-After", "1")
-		e.fail(w, http.StatusServiceUnavailable, "topic feed restarting")
-		return
+	var f *feed
+	var live proto.Progress
+	for attempt := 0; ; attempt++ {
+		var err error
+		f, err = e.feedFor(ctx, topic)
+		switch {
+		case errors.Is(err, errTopicNotFound):
+			e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
+			return
+		case err != nil:
+			e.log.Warn("topic feed", "topic", topic, "err", err)
+			e.refuse(w, refuseCacheUnavailable)
+			return
+		}
+		var ok bool
+		if live, ok = f.join(viewKey, filters, route.idFormat, c); ok {
+			break
+		}
+		// The feed stopped between lookup and join (a topic change, or
+		// its linger ended): the next lookup starts a new one.
+		if attempt == 2 {
+			e.refuse(w, refuseFeedRestarting)
+			return
+		}
 	}
 	e.auth.track(ctx, c) // a guarded stream ends at its token's expiry
 	handedOver := false  // a hijacked connection lives on after this handler
@@ -143,8 +160,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		ahead, err := e.aheadOfCache(ctx, f, start, live)
 		if err != nil {
 			e.log.Warn("check position", "topic", topic, "err", err)
-			w.Header().Set("Retry-After", "2")
-			e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
+			e.refuse(w, refuseCacheUnavailable)
 			return
 		}
 		if ahead {

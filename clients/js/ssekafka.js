@@ -80,7 +80,9 @@ export class SSEKafka {
     this._attempt = 0;
     this._timer = null;
     this._closed = false;
-    this._open();
+    // Open after the constructor returned: no callback runs before the
+    // caller holds the object.
+    queueMicrotask(() => this._open());
   }
 
   /** Stops the stream for good. */

@@ -51,6 +51,14 @@ type sseConfig struct {
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
 	ReleaseAfterBurst int `yaml:"releaseAfterBurst"`
+	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
+	SetupQueue int `yaml:"setupQueue"`
+	// RetryMax (ms) bounds a refusal's retry; 0: the default.
+	RetryMax int `yaml:"retryMax"`
+	// Admin is the address of the admin listener (health, ready, metrics, drain); empty: none.
+	Admin string `yaml:"admin"`
+	// DrainWindow spreads a drain's closes; 0 or off: all at once.
+	DrainWindow offDuration `yaml:"drainWindow"`
 	// Authorization says, per guard, where requests carry their tokens
 	// (Zilla's http binding options.authorization).
 	Authorization map[string]authorizationConfig `yaml:"authorization"`
@@ -112,7 +120,8 @@ type cacheConfig struct {
 
 func defaultConfig() config {
 	return config{
-		SSE:     sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20},
+		SSE: sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20,
+			DrainWindow: offDuration(10 * time.Second)},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
 		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
@@ -264,6 +273,17 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must not be negative (0: the default, 64)", at("sse.setupConcurrency"))
 	case s.ReleaseAfterBurst < -1:
 		return fmt.Errorf("%s: must be -1 (never), 0 (the default, 1000) or more", at("sse.releaseAfterBurst"))
+	case s.SetupQueue < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
+	case s.RetryMax < 0 || s.RetryMax > 0 && (s.RetryMax < 2000 || s.RetryMax < 2*s.Retry):
+		return fmt.Errorf("%s: must be 0 (the default: 30000, or twice sse.retry) or at least 2000 and twice sse.retry", at("sse.retryMax"))
+	case s.DrainWindow < 0:
+		return fmt.Errorf("%s: must not be negative (0 closes every stream at once)", at("sse.drainWindow"))
+	}
+	if s.Admin != "" {
+		if err := checkHostPort(s.Admin); err != nil {
+			return fmt.Errorf("%s: %w", at("sse.admin"), err)
+		}
 	}
 	return nil
 }

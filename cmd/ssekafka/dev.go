@@ -90,7 +90,7 @@ func runDev(args []string) error {
 	edgeUp := make(chan net.Addr, 1)
 	if run["edge"] {
 		go func() {
-			errc <- serveEdge(ctx, cfg, *httpAddr, natsURL, log, reg, func(a net.Addr) { edgeUp <- a })
+			errc <- serveEdge(ctx, cfg, *httpAddr, natsURL, log, reg, nil, func(a net.Addr) { edgeUp <- a })
 		}()
 		select {
 		case a := <-edgeUp:

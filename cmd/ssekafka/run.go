@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -189,9 +190,18 @@ func serveCacheHTTP(ctx context.Context, addr string, c *runningCache, reg *prom
 	}()
 }
 
-// serveEdge runs an edge node's HTTP server on addr until ctx ends. Besides
-// the routes it serves /_ssekafka/metrics and /_ssekafka/health.
-func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, ready func(net.Addr)) error {
+// drainGrace is how long a drain may take past its window before the
+// streams left are closed at once.
+const drainGrace = 5 * time.Second
+
+// serveEdge runs an edge node's HTTP server on addr until ctx ends (then it
+// stops at once) or drain is closed or a POST /_ssekafka/drain reaches the
+// admin listener (then it drains: no new streams, not ready, the live
+// streams closed over sse.drainWindow; it returns once they are gone).
+// Besides the routes, addr serves /_ssekafka/metrics, /_ssekafka/health and
+// /_ssekafka/ready; sse.admin, if set, serves those (also as /metrics and
+// /health) and /_ssekafka/drain, which the public listener never does.
+func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, drain <-chan struct{}, ready func(net.Addr)) error {
 	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log)
 	if err != nil {
 		return err
@@ -207,11 +217,13 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		SubjectPrefix:     cfg.NATS.Prefix,
 		Routes:            cfg.routes,
 		Retry:             cfg.SSE.retry(),
+		RetryMax:          time.Duration(cfg.SSE.RetryMax) * time.Millisecond,
 		KeepAlive:         cfg.SSE.keepAlive(),
 		NoReady:           !cfg.SSE.Ready,
 		MaxQueue:          cfg.SSE.MaxQueue,
 		MaxQueueBytes:     cfg.SSE.MaxQueueBytes,
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
+		SetupQueue:        cfg.SSE.SetupQueue,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
 		Guards:            guards,
 		CORS:              cfg.SSE.CORS.edge(),
@@ -221,13 +233,38 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	if err != nil {
 		return err
 	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	health := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux := http.NewServeMux()
-	mux.Handle("/_ssekafka/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/_ssekafka/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/_ssekafka/metrics", metrics)
+	mux.Handle("/_ssekafka/health", health)
+	mux.Handle("/_ssekafka/ready", e.ReadyHandler())
 	mux.Handle("/", e)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("edge listen %s: %w", addr, err)
+	}
+	drainReq := make(chan time.Duration, 1)
+	var admin *http.Server
+	if cfg.SSE.Admin != "" {
+		aln, err := net.Listen("tcp", cfg.SSE.Admin)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("edge admin listen %s: %w", cfg.SSE.Admin, err)
+		}
+		amux := http.NewServeMux()
+		for _, p := range []string{"/metrics", "/_ssekafka/metrics"} {
+			amux.Handle(p, metrics)
+		}
+		for _, p := range []string{"/health", "/_ssekafka/health"} {
+			amux.Handle(p, health)
+		}
+		amux.Handle("/_ssekafka/ready", e.ReadyHandler())
+		amux.Handle("/_ssekafka/drain", drainHandler(time.Duration(cfg.SSE.DrainWindow), drainReq))
+		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = admin.Serve(aln) }()
+		defer admin.Close()
+		log.Info("edge admin serving", "admin", aln.Addr().String())
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if ready != nil {
@@ -239,6 +276,10 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	case err := <-errc:
 		return fmt.Errorf("edge http: %w", err)
 	case <-ctx.Done():
+	case <-drain:
+		drainEdge(ctx, e, time.Duration(cfg.SSE.DrainWindow), log)
+	case window := <-drainReq:
+		drainEdge(ctx, e, window, log)
 	}
 	e.Close() // ends the streams, so that Shutdown does not wait on them
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -247,4 +288,45 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	return nil
+}
+
+// drainEdge drains e over window, for at most window+drainGrace or until
+// ctx ends.
+func drainEdge(ctx context.Context, e *edge.Edge, window time.Duration, log *slog.Logger) {
+	dctx, cancel := context.WithTimeout(ctx, window+drainGrace)
+	defer cancel()
+	t0 := time.Now()
+	if err := e.Drain(dctx, window); err != nil {
+		log.Warn("drain ended with streams left; closing them", "err", err, "took", time.Since(t0))
+		return
+	}
+	log.Info("edge drained", "took", time.Since(t0))
+}
+
+// drainHandler serves POST /_ssekafka/drain[?window=DURATION]: it asks
+// serveEdge to drain (once) and answers 202.
+func drainHandler(window time.Duration, req chan<- time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST to drain", http.StatusMethodNotAllowed)
+			return
+		}
+		if v := r.URL.Query().Get("window"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				http.Error(w, "window: "+strconv.Quote(v)+" is not a duration of 0 or more", http.StatusBadRequest)
+				return
+			}
+			window = d
+		}
+		select {
+		case req <- window:
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, "draining over %v\n", window)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintln(w, "already draining")
+		}
+	})
 }

@@ -1,0 +1,133 @@
+package edge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+var refusalBody = regexp.MustCompile(`^: ([a-z ]+)\nretry:(\d+)\n\n$`)
+
+// refusal returns a refusal's reason and retry, failing unless it is a 200
+// event stream an EventSource reads to its end.
+func refusal(t *testing.T, rec *httptest.ResponseRecorder) (string, int64) {
+	t.Helper()
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, Content-Type %q: want 200 text/event-stream", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	m := refusalBody.FindStringSubmatch(rec.Body.String())
+	if m == nil {
+		t.Fatalf("body %q", rec.Body.String())
+	}
+	ms, _ := strconv.ParseInt(m[2], 10, 64)
+	return m[1], ms
+}
+
+func testEdge(t *testing.T, cfg Config) *Edge {
+	t.Helper()
+	cfg.NATS = &nats.Conn{}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Each reason is a 200 event stream: the reason as a comment, then a retry
+// drawn from [Retry, 2·Retry] (spread even with RetryJitter off), 1s when
+// Retry is Off (retry:0 would bring refused clients straight back).
+func TestRefusalBytes(t *testing.T) {
+	for _, tc := range []struct {
+		retry  time.Duration
+		lo, hi int64
+	}{{time.Second, 1000, 2000}, {Off, 1000, 2000}, {250 * time.Millisecond, 250, 500}} {
+		e := testEdge(t, Config{Retry: tc.retry, RetryJitter: Off})
+		seen := map[int64]bool{}
+		for _, reason := range []string{refuseCacheUnavailable, refuseFeedRestarting, refuseQueueFull, refuseDraining} {
+			for range 20 {
+				rec := httptest.NewRecorder()
+				e.refuse(rec, reason)
+				got, ms := refusal(t, rec)
+				if got != reason || ms < tc.lo || ms > tc.hi {
+					t.Fatalf("Retry %v: reason %q retry %d, want %q in [%d, %d]", tc.retry, got, ms, reason, tc.lo, tc.hi)
+				}
+				seen[ms] = true
+			}
+		}
+		if len(seen) < 10 {
+			t.Fatalf("Retry %v: 80 refusals drew only %d distinct retries", tc.retry, len(seen))
+		}
+	}
+}
+
+// Under queue pressure the refusal's retry grows with the backlog (waiting
+// × mean setup time / workers), up to RetryMax.
+func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
+	e := testEdge(t, Config{Retry: time.Second, SetupConcurrency: 2, RetryMax: 20 * time.Second})
+	q := &setupQueue{max: 1 << 20, mean: 100 * time.Millisecond}
+	e.queue.Store(q)
+	retry := func(waiting int) (lo, hi int64) {
+		q.waiting = make([]rawRequest, waiting)
+		lo, hi = 1<<62, 0
+		for range 200 {
+			ms := e.refusalRetryMs()
+			lo, hi = min(lo, ms), max(hi, ms)
+		}
+		return lo, hi
+	}
+	// 100 waiting: 100 × 100ms / 2 = 5s backlog, R = 6s: [6s, 12s].
+	if lo, hi := retry(100); lo < 6000 || hi > 12000 || hi-lo < 3000 {
+		t.Fatalf("100 waiting: retries in [%d, %d], want spread over [6000, 12000]", lo, hi)
+	}
+	// 10,000 waiting: capped at RetryMax/2 = 10s: [10s, 20s].
+	if lo, hi := retry(10000); lo < 10000 || hi > 20000 || hi-lo < 5000 {
+		t.Fatalf("10000 waiting: retries in [%d, %d], want spread over [10000, 20000]", lo, hi)
+	}
+	if lo, hi := retry(0); lo < 1000 || hi > 2000 {
+		t.Fatalf("none waiting: retries in [%d, %d], want [1000, 2000]", lo, hi)
+	}
+	// A stream started with 100 waiting behind it gets Retry with its
+	// jitter (20%) plus up to the 5s backlog.
+	q.waiting = make([]rawRequest, 100)
+	lo, hi := int64(1<<62), int64(0)
+	for range 200 {
+		ms := e.retryMs()
+		lo, hi = min(lo, ms), max(hi, ms)
+	}
+	if lo < 1000 || hi > 6200 || hi-lo < 2500 {
+		t.Fatalf("stream retries with 100 waiting in [%d, %d], want spread over [1000, 6200]", lo, hi)
+	}
+	q.waiting = nil
+	for range 50 {
+		if ms := e.retryMs(); ms < 1000 || ms > 1200 {
+			t.Fatalf("stream retry %d with none waiting, want sse.retry with its jitter", ms)
+		}
+	}
+}
+
+// A feed that stays stopped between lookup and join (here: one left in the
+// map, stopped) is looked up again, then refused as restarting, through
+// ServeHTTP: 200 and the reason, not 503.
+func TestRefusedWhileFeedRestarting(t *testing.T) {
+	r, err := CompileRoute(RouteConfig{Paths: []string{"/tasks"}, Topic: "tasks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEdge(t, Config{Routes: []*Route{r}, Retry: time.Second})
+	f := &feed{e: e, topic: "tasks", ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}, stopped: true}
+	close(f.ready)
+	e.feeds["tasks"] = f
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil))
+	if reason, ms := refusal(t, rec); reason != refuseFeedRestarting || ms < 1000 || ms > 2000 {
+		t.Fatalf("refusal %q retry %d", reason, ms)
+	}
+	if f.clients != 0 {
+		t.Fatalf("%d clients joined a stopped feed", f.clients)
+	}
+}
