@@ -218,6 +218,13 @@ func TestGuardedRouteRefusals(t *testing.T) {
 			}
 		})
 	}
+	if status, h, _ := do(t, http.MethodPut, s.url+"/tasks", nil); status != 405 || h.Get("Allow") != "GET, POST" {
+		t.Fatalf("PUT on a guarded route: %d, Allow %q; want 405, GET, POST (renewals)", status, h.Get("Allow"))
+	}
+	// A renewal is verified before anything else, and needs its headers.
+	if status, _, _ := do(t, http.MethodPost, s.url+"/tasks", bearer(good)); status != 400 {
+		t.Fatalf("a renewal without its content-type: %d, want 400", status)
+	}
 	if n := s.edgeCounter("ssekafka_edge_auth_refusals_total"); n != 7 {
 		t.Fatalf("auth_refusals_total %v, want 7", n)
 	}

@@ -125,11 +125,11 @@ func (a *authority) track(ctx context.Context, c *client) {
 	a.streams[s.id] = s
 	heap.Push(&a.due, s)
 	a.signers[signer{s.guardName, s.guard, s.kid}]++
+	a.m.tracked.Inc()
 	a.mu.Unlock()
 	c.mu.Lock()
 	c.auth = s
 	c.mu.Unlock()
-	a.m.tracked.Inc()
 	a.poke()
 }
 
