@@ -177,7 +177,13 @@ func storm(tb testing.TB, bin string, clients, own, rate int) stormResult {
 	b.ResetLatency()
 	killed := time.Now()
 	c.Edges[0].kill()
+	lastReport := time.Now()
 	waitUntil(tb, 2*time.Minute, "every client of the killed edge current again", func() bool {
+		if time.Since(lastReport) >= 2*time.Second {
+			lastReport = time.Now()
+			tb.Logf("%v after the kill: %d of %d current again, %d reconnects, %d closed by the server, %d refused by every edge",
+				time.Since(killed).Round(time.Second), len(a.ResumedAt()), clients, a.Redials(), a.Closed(), a.DialFails())
+		}
 		return len(a.ResumedAt()) >= clients
 	})
 	ownLatency := b.Latency()

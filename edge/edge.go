@@ -10,7 +10,9 @@
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
 // without blocking, and only a full socket gets a goroutine until it
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
-// writing its frames. Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
+// writing its frames. On Linux one epoll watcher per edge notices a client
+// that hangs up, queued, in its state part or live, and releases it at
+// once (hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
 package edge
 
 import (
@@ -38,6 +40,7 @@ type Edge struct {
 	feeds map[string]*feed
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
+	hangups   hangupWatcher // notices clients that leave (hangup.go)
 	done      chan struct{} // closed by Close
 
 	auth *authority // guarded streams; nil without guards (renew.go)
@@ -103,6 +106,7 @@ func (e *Edge) Close() {
 			f.fail(reasonShutdown)
 		}
 	}
+	e.hangups.close()
 }
 
 func (e *Edge) fail(w http.ResponseWriter, status int, reason string) {

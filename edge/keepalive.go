@@ -3,8 +3,9 @@ package edge
 import "time"
 
 // keepAliveLoop sends a comment to every hijacked connection idle for
-// KeepAlive: it keeps proxies from closing the stream, and a write is how a
-// connection with no reader finds out that its peer has gone.
+// KeepAlive: it keeps proxies from closing the stream, and where no hang-up
+// watch runs (hangup.go) a write is how a connection with no reader finds
+// out that its peer has gone.
 func (e *Edge) keepAliveLoop() {
 	tick := time.NewTicker(min(e.cfg.KeepAlive/2, time.Second))
 	defer tick.Stop()

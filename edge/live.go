@@ -3,6 +3,7 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -24,8 +25,9 @@ type liveConn struct {
 	conn    net.Conn
 	raw     syscall.RawConn
 
-	writing   bool // guarded by c.mu: a flush or a drain goroutine owns the socket
-	closed    bool // guarded by c.mu
+	writing   bool       // guarded by c.mu: a flush or a drain goroutine owns the socket
+	closed    bool       // guarded by c.mu
+	watch     *connWatch // guarded by c.mu: its hang-up watch, if any
 	lastWrite atomic.Int64
 }
 
@@ -178,13 +180,69 @@ func (lc *liveConn) close(why string) {
 	lc.c.mu.Lock()
 	closed := lc.closed
 	lc.closed = true
+	watch := lc.watch
 	lc.c.mu.Unlock()
 	if closed {
 		return
 	}
 	e := lc.f.e
 	e.log.Debug("stream closed", "why", why)
+	watch.stop()
 	_ = lc.conn.Close()
 	lc.f.leave(lc.viewKey, lc.c)
 	e.metrics.clients.Dec()
+}
+
+// watchLive watches lc for hang-up: with the watch its setup ran under
+// (ctx's), or a new one for a connection served by net/http.
+func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
+	cw := watchFrom(ctx)
+	fresh := cw == nil
+	if fresh {
+		if cw = (&connWatch{lc: lc}); !e.hangups.watch(e, cw, lc.raw) {
+			return
+		}
+	}
+	lc.c.mu.Lock()
+	lc.watch = cw
+	closed := lc.closed
+	lc.c.mu.Unlock()
+	if closed { // lc.close may have run without seeing the watch
+		cw.stop()
+		return
+	}
+	if !fresh {
+		cw.goLive(lc)
+	}
+}
+
+func (lc *liveConn) rawConn() syscall.RawConn { return lc.raw }
+
+// hangup releases a live connection whose client has gone, within the
+// socket's ownership rule: with no writer, it takes the socket and closes
+// the stream; a flush or drain goroutine that owns the socket ends the
+// stream itself, on the closing reason or on the failed write that closing
+// the connection here causes (Close wakes a drain blocked in a write, and
+// the runtime closes the descriptor only once no call is using it, so no
+// write can reach a reused number).
+func (lc *liveConn) hangup() {
+	c := lc.c
+	c.mu.Lock()
+	if lc.closed {
+		c.mu.Unlock()
+		return
+	}
+	if c.closing == "" {
+		c.closing = reasonHangup
+	}
+	owned := !lc.writing
+	if owned {
+		lc.writing = true
+	}
+	c.mu.Unlock()
+	if owned {
+		lc.close(reasonHangup)
+		return
+	}
+	_ = lc.conn.Close()
 }

@@ -3,6 +3,7 @@
 package edge
 
 import (
+	"context"
 	"net"
 	"sync/atomic"
 )
@@ -17,3 +18,7 @@ type liveConn struct {
 func newLiveConn(*feed, string, *client, net.Conn) (*liveConn, bool) { return nil, false }
 
 func (lc *liveConn) flush() {}
+
+func (e *Edge) watchLive(context.Context, *liveConn) {}
+
+func (lc *liveConn) hangup() {}

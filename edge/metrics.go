@@ -17,6 +17,7 @@ type metrics struct {
 	refusals                                    *prometheus.CounterVec
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
+	hangupsSetup, hangupsLive                   prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -25,7 +26,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	c := func(name, help string) prometheus.Counter {
 		return f.NewCounter(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: name, Help: help})
 	}
+	hangups := f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "hangups_total",
+		Help: "Clients released as soon as they hung up, by phase: setup (waiting for or in their state part) or live."}, []string{"phase"})
 	return &metrics{
+		hangupsSetup:       hangups.WithLabelValues("setup"),
+		hangupsLive:        hangups.WithLabelValues("live"),
 		clients:            f.NewGauge(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "clients", Help: "SSE clients connected."}),
 		connections:        c("connections_total", "SSE streams started."),
 		badLastEventID:     c("bad_last_event_id_total", "Last-Event-IDs that could not be parsed (client started from zero)."),

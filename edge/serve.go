@@ -79,6 +79,7 @@ type rawRequest struct {
 	conn   net.Conn
 	req    *http.Request
 	queued time.Time
+	watch  *connWatch // hang-up watch (hangup.go), if any
 }
 
 // serveConn reads the first request's header and queues it for a setup
@@ -113,15 +114,16 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	release() // an SSE client sends nothing after its GET
 	_ = conn.SetReadDeadline(time.Time{})
 
-	if !queue.push(rawRequest{conn, req, time.Now()}) {
+	watch := e.watchConn(conn)
+	if !queue.push(rawRequest{conn: conn, req: req, queued: time.Now(), watch: watch}) {
+		watch.stop()
 		e.metrics.setupRejected.Inc()
 		e.refuseConn(conn, req, refuseQueueFull)
 	}
 }
 
-func (e *Edge) serveRaw(conn net.Conn, req *http.Request) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// serveRaw serves req under ctx, which the caller cancels once it returns.
+func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
 	rw := newRawResponse(conn, req)

@@ -19,8 +19,17 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 		if e.holdSetup != nil {
 			e.holdSetup()
 		}
+		if r.watch.gone() {
+			_ = r.conn.Close() // hung up while it waited
+			r.watch.endSetup()
+			queue.done(-1)
+			continue
+		}
 		t0 := time.Now()
-		e.serveRaw(r.conn, r.req)
+		ctx, cancel := r.watch.context()
+		e.serveRaw(ctx, r.conn, r.req)
+		cancel()
+		r.watch.endSetup()
 		queue.done(time.Since(t0))
 	}
 }
@@ -67,7 +76,9 @@ type setupQueue struct {
 func (q *setupQueue) done(d time.Duration) {
 	q.mu.Lock()
 	q.busy--
-	q.mean += (d - q.mean) / 8
+	if d >= 0 { // a request whose client left before it started took no time to measure
+		q.mean += (d - q.mean) / 8
+	}
 	q.mu.Unlock()
 }
 
@@ -122,6 +133,7 @@ func (q *setupQueue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	for _, r := range q.waiting {
+		r.watch.stop()
 		_ = r.conn.Close()
 	}
 	q.waiting = nil

@@ -131,6 +131,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		case errors.Is(err, errTopicNotFound):
 			e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
 			return
+		case err != nil && ctx.Err() != nil:
+			return // the client hung up while it waited
 		case err != nil:
 			e.log.Warn("topic feed", "topic", topic, "err", err)
 			e.refuse(w, refuseCacheUnavailable)
@@ -147,8 +149,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			return
 		}
 	}
-	e.auth.track(ctx, c) // a guarded stream ends at its token's expiry
-	handedOver := false  // a hijacked connection lives on after this handler
+	e.metrics.clients.Inc() // joined: every way out below leaves and decrements
+	e.auth.track(ctx, c)    // a guarded stream ends at its token's expiry
+	handedOver := false     // a hijacked connection lives on after this handler
 	defer func() {
 		if !handedOver {
 			f.leave(viewKey, c)
@@ -158,6 +161,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	start, reset := e.startProgress(r, f, live)
 	if reset == "" {
 		ahead, err := e.aheadOfCache(ctx, f, start, live)
+		if err != nil && ctx.Err() != nil {
+			return // the client hung up while it waited
+		}
 		if err != nil {
 			e.log.Warn("check position", "topic", topic, "err", err)
 			e.refuse(w, refuseCacheUnavailable)
@@ -169,7 +175,6 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	}
 
 	e.metrics.connections.Inc()
-	e.metrics.clients.Inc()
 	cw, conn := e.startResponse(w, r)
 	if conn != nil {
 		defer func() {
@@ -205,6 +210,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 				e.keepAlive.Do(func() { go e.keepAliveLoop() })
 			}
 			lc.flush()
+			e.watchLive(ctx, lc)
 			return
 		}
 		// No raw socket (TLS, not Linux): the live phase gets a goroutine

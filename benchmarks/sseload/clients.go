@@ -41,6 +41,8 @@ type conn struct {
 	stateN   int64         // data events before ready on this connection
 	stateSum int64         // sum of p<<40|seq over them
 	reset    bool          // saw event:reset on this connection, before ready
+	dialing  bool          // a non-blocking reconnect waits for its connect to finish
+	tries    int           // targets tried in this round of reconnecting
 }
 
 // target is one server the clients can connect to.
@@ -187,32 +189,89 @@ func (c *Clients) connect(cn *conn) error {
 	return nil
 }
 
-// redial connects the clients whose retry delay has passed, each to its
-// target or, refused, to the next ones in turn.
+// maxDialsPerLoop bounds the reconnects started in one loop iteration, so
+// that a storm of them does not stop the loop from reading.
+const maxDialsPerLoop = 256
+
+// redial starts reconnecting the clients whose retry delay has passed,
+// each to its target; connectDone finishes them.
 func (c *Clients) redial(now int64) {
 	waiting := c.down[:0]
+	started := 0
 	for _, cn := range c.down {
-		if cn.due > now {
+		if cn.due > now || started == maxDialsPerLoop {
 			waiting = append(waiting, cn)
 			continue
 		}
-		ok := false
-		for range c.targets {
-			if c.connect(cn) == nil {
-				ok = true
-				break
+		started++
+		cn.tries = 0
+		c.dialNext(cn, now, false)
+	}
+	c.down = waiting
+}
+
+// dialNext starts a non-blocking connect of cn to its target; after a
+// failure (failed) it moves to the next target first, and after every
+// target failed this round it waits for its retry delay.
+func (c *Clients) dialNext(cn *conn, now int64, failed bool) {
+	for {
+		if failed {
+			cn.tries++
+			if cn.tries >= len(c.targets) {
+				c.dialFails.Add(1)
+				cn.due = now + int64(cn.retry)
+				c.down = append(c.down, cn)
+				return
 			}
 			cn.target = (cn.target + 1) % len(c.targets)
 		}
-		if !ok {
-			c.dialFails.Add(1)
-			cn.due = now + int64(cn.retry)
-			waiting = append(waiting, cn)
-			continue
+		if c.startConnect(cn) == nil {
+			return
 		}
-		c.redials.Add(1)
+		failed = true
 	}
-	c.down = waiting
+}
+
+// startConnect opens a non-blocking socket to cn's target and waits for it
+// in the epoll set (EPOLLOUT: connected or refused).
+func (c *Clients) startConnect(cn *conn) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Connect(fd, c.targets[cn.target].sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return err
+	}
+	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	cn.fd, cn.dialing = fd, true
+	c.conns[fd] = cn
+	return nil
+}
+
+// connectDone finishes a reconnect whose socket became writable: refused,
+// it tries the next target; connected, it sends the request and reads.
+func (c *Clients) connectDone(cn *conn, now int64) {
+	soErr, err := unix.GetsockoptInt(cn.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soErr == 0 {
+		_, err = unix.Write(cn.fd, c.request(c.targets[cn.target], cn.lastID))
+	}
+	if err == nil && soErr == 0 {
+		err = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, cn.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(cn.fd)})
+	}
+	if err != nil || soErr != 0 {
+		_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, cn.fd, nil)
+		unix.Close(cn.fd)
+		delete(c.conns, cn.fd)
+		cn.dialing = false
+		c.dialNext(cn, now, true)
+		return
+	}
+	cn.dialing, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = false, false, false, cn.partial[:0], 0, 0
+	c.redials.Add(1)
 }
 
 // churn closes up to n reading connections and opens as many new ones; it
@@ -274,6 +333,10 @@ func (c *Clients) Run(stop <-chan struct{}) {
 		for _, ev := range events[:max(n, 0)] {
 			cn := c.conns[int(ev.Fd)]
 			if cn == nil {
+				continue
+			}
+			if cn.dialing {
+				c.connectDone(cn, now)
 				continue
 			}
 			c.read(cn, buf, now)

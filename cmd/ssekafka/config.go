@@ -33,11 +33,15 @@ type config struct {
 	// Guards are Zilla's top-level guards (type jwt), named by routes' guarded.
 	Guards map[string]guardConfig `yaml:"guards"`
 
-	routes []*edge.Route // compiled by validate
+	routes   []*edge.Route // compiled by validate
+	demoPath string        // the route the demo page shows; "" if none fits
 }
 
 type sseConfig struct {
 	Listen string `yaml:"listen"`
+	// Demo serves a page at / that shows the first route with a literal
+	// path and the key-form id live (dev mode turns it on).
+	Demo *bool `yaml:"demo"`
 	// Retry is in milliseconds, as in Zilla; 0 writes "retry:0".
 	Retry int `yaml:"retry"`
 	// KeepAlive is the idle time before a comment line; 0 or off: none.
@@ -254,8 +258,28 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 			return nil, fmt.Errorf("%s: %s", at(prefix+"."+field), msg)
 		}
 		cfg.routes = append(cfg.routes, r)
+		if id, err := proto.ParseIDFormat(rc.With.Event.ID); err == nil && id == proto.IDKeyEtag && cfg.demoPath == "" {
+			for _, w := range rc.When {
+				if !strings.ContainsAny(w.Path, "{*") {
+					cfg.demoPath = w.Path
+					break
+				}
+			}
+		}
+	}
+	if cfg.SSE.Demo != nil && *cfg.SSE.Demo && cfg.demoPath == "" {
+		return nil, fmt.Errorf("%s: the demo page needs a route with a literal path and the key-form id (event.id: '[\"${base64(key)}\",\"${etag}\"]')", at("sse.demo"))
 	}
 	return &cfg, nil
+}
+
+// demo reports whether the edge serves the demo page: sse.demo, or in dev
+// mode (devDefault) unless sse.demo says false.
+func (cfg *config) demo(devDefault bool) bool {
+	if cfg.SSE.Demo != nil {
+		return *cfg.SSE.Demo && cfg.demoPath != ""
+	}
+	return devDefault && cfg.demoPath != ""
 }
 
 // validate checks every number of the sse section that is passed to the edge.

@@ -23,7 +23,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.routes) != 2 || cfg.SSE.Retry != 2000 || cfg.SSE.keepAlive() != 15*time.Second ||
+	if len(cfg.routes) != 3 || cfg.demoPath != "/keyed/tasks" || !cfg.demo(true) || cfg.demo(false) || cfg.SSE.Retry != 2000 || cfg.SSE.keepAlive() != 15*time.Second ||
 		cfg.Kafka.Bootstrap[0] != "tasks" || cfg.Cache.TombstoneHorizon != 24*time.Hour || cfg.NATS.Prefix != "ssekafka" {
 		t.Fatalf("%+v", cfg)
 	}
@@ -187,7 +187,7 @@ func TestValidateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := runValidate([]string{"--config", good}, &out); err != nil || !strings.Contains(out.String(), "ok (2 routes") {
+	if err := runValidate([]string{"--config", good}, &out); err != nil || !strings.Contains(out.String(), "ok (3 routes") {
 		t.Fatalf("good config: %v, %q", err, out.String())
 	}
 	if err := runValidate([]string{"--config", bad}, &out); err == nil || !strings.Contains(err.Error(), "line 2: sse.retry") {
@@ -200,5 +200,16 @@ func TestValidateCommand(t *testing.T) {
 	printVersion(&v)
 	if !strings.HasPrefix(v.String(), "ssekafka ") || !strings.Contains(v.String(), "go1.") {
 		t.Fatalf("version %q", v.String())
+	}
+}
+
+func TestDemoNeedsAKeyedLiteralRoute(t *testing.T) {
+	_, err := parseConfig([]byte("sse: {demo: true}\nroutes: [{when: [{path: /t}], with: {topic: t}}]\n"), true)
+	if err == nil || !strings.Contains(err.Error(), "sse.demo") {
+		t.Fatalf("error %v", err)
+	}
+	cfg, err := parseConfig([]byte("sse: {demo: false}\nroutes: [{when: [{path: /k}], with: {topic: t, event: {id: '[\"${base64(key)}\",\"${etag}\"]'}}}]\n"), true)
+	if err != nil || cfg.demo(true) {
+		t.Fatalf("sse.demo false in dev mode: %v, %v", err, cfg.demo(true))
 	}
 }

@@ -21,7 +21,12 @@ import (
 
 var devParts = []string{"kafka", "nats", "cache", "edge"}
 
+// devMode is set by runDev: the edge then serves the demo page unless the
+// config says sse.demo: false.
+var devMode bool
+
 func runDev(args []string) error {
+	devMode = true
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML config file (default: the built-in example)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "edge HTTP listen address")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -307,6 +308,19 @@ func TestDevModeWithKcat(t *testing.T) {
 	p := start(t, "dev", "--http", httpAddr, "--kafka", kafkaAddr, "--nats", natsAddr)
 	p.waitFor(t, "ssekafka dev is up")
 	checkTasksFlow(t, httpAddr, kafkaAddr)
+	// The demo page and the client module it loads are served at /.
+	for path, want := range map[string]string{"/": `<meta name="ssekafka-stream" content="/keyed/tasks">`,
+		"/_ssekafka/ssekafka.js": "export class SSEKafka", "/_ssekafka/demo.js": "new SSEKafka(stream"} {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
 }
 
 func TestSeparateCacheAndEdgeProcesses(t *testing.T) {

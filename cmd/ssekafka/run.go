@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/demo"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
@@ -239,6 +240,12 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	mux.Handle("/_ssekafka/metrics", metrics)
 	mux.Handle("/_ssekafka/health", health)
 	mux.Handle("/_ssekafka/ready", e.ReadyHandler())
+	if cfg.demo(devMode) {
+		page := demo.Handler(cfg.demoPath)
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET "+demo.ClientPath, page)
+		mux.Handle("GET "+demo.ScriptPath, page)
+	}
 	mux.Handle("/", e)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
