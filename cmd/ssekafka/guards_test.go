@@ -242,3 +242,23 @@ func TestZillaJWTConfigEnforced(t *testing.T) {
 	}
 	<-rc.done
 }
+
+// A guard whose JWKS cannot be read does not start: the edge would refuse
+// every stream, or worse, serve none it should.
+func TestGuardWithUnreachableJWKSDoesNotStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/jwks.json"
+	ln.Close() // nothing listens there now
+	cfg, err := parseConfig([]byte("guards: {g: {type: jwt, options: {keys: '"+url+"'}}}\n"+
+		"sse: {authorization: {g: {credentials: {query: {access_token: '{credentials}'}}}}}\n"+
+		"routes: [{when: [{path: /x}], with: {topic: t}, guarded: {g: [r]}}]\n"), true)
+	if err != nil {
+		t.Fatal(err) // validate reads no URL
+	}
+	if _, _, err := cfg.startGuards(context.Background(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "guard g: keys: read "+url) {
+		t.Fatalf("start: %v, want the guard, the field and the URL", err)
+	}
+}
