@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -166,8 +167,9 @@ func do(t *testing.T, method, url string, h http.Header) (int, http.Header, stri
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	// A stream that is answered 200 is not read: the header is enough.
-	ctx, cancel := context.WithCancel(context.Background())
+	// A stream answered 200 is read to its ready marker (its state part
+	// done), then closed.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
@@ -177,8 +179,37 @@ func do(t *testing.T, method, url string, h http.Header) (int, http.Header, stri
 	var body []byte
 	if resp.StatusCode != http.StatusOK {
 		body, _ = io.ReadAll(resp.Body)
+	} else if resp.Header.Get("Content-Type") == "text/event-stream" {
+		br := bufio.NewReader(resp.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s %s: %v before event:ready", method, url, err)
+			}
+			if line == "event:ready\n" {
+				break
+			}
+		}
 	}
 	return resp.StatusCode, resp.Header, string(body)
+}
+
+// waitNoClients waits until the edge has let every stream go: none is
+// left to log after the test.
+func (s *stack) waitNoClients() {
+	s.t.Helper()
+	eventually(s.t, 10*time.Second, "every stream released", func() bool {
+		mfs, err := s.edgeReg.Gather()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "ssekafka_edge_clients" {
+				return mf.GetMetric()[0].GetGauge().GetValue() == 0
+			}
+		}
+		return true
+	})
 }
 
 func TestGuardedRouteRefusals(t *testing.T) {
@@ -231,6 +262,7 @@ func TestGuardedRouteRefusals(t *testing.T) {
 	if n := s.edgeCounter("ssekafka_edge_auth_refusals_total"); n != 8 {
 		t.Fatalf("auth_refusals_total %v, want 8", n)
 	}
+	s.waitNoClients()
 }
 
 // A key filter and a topic made from the token's identity give each user
@@ -442,6 +474,7 @@ func TestCORS(t *testing.T) {
 					t.Fatalf("preflight: %v", rh)
 				}
 			}
+			s.waitNoClients()
 		})
 	}
 	// Default: no CORS headers at all.
@@ -449,4 +482,5 @@ func TestCORS(t *testing.T) {
 	if _, rh, _ := do(t, "GET", s.url+"/tasks", http.Header{"Origin": {"https://app.example.com"}}); rh.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("CORS headers without sse.cors: %v", rh)
 	}
+	s.waitNoClients()
 }
