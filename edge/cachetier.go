@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ssekafka/ssekafka/proto"
@@ -57,6 +58,7 @@ func (e *Edge) requestPageRetrying(ctx context.Context, topic string, epoch uint
 }
 
 func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p int32, since int64) (proto.StatePage, error) {
+	e.metrics.stateRequests.Inc()
 	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: since, MaxBytes: e.cfg.PageBytes})
 	msg, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.State(topic, p), req)
 	if err != nil {
@@ -77,4 +79,188 @@ func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p in
 		return page, fmt.Errorf("fetch state %s/%d: epoch %d, want %d", topic, p, page.Epoch, epoch)
 	}
 	return page, nil
+}
+
+// Shared state pages (DESIGN rule 8). Streams that ask for the same page
+// while a request for it is in flight share that request. While other
+// streams of the topic are in their state part too, a page answered in the
+// last pageShareAge is given again if its Next is at least minNext (the
+// feed's position, or the start of its resume ring); writeState leaves out
+// the page's records that the feed's later changes superseded, which makes
+// it the page the state path would give now. A lone stream gets a page of
+// its own. Kept: pages up to pageShare.maxBytes of records (32 pages), each
+// with up to maxPageEncodings encodings.
+
+const pageShareAge = 5 * time.Second
+
+type pageKey struct {
+	topic    string
+	p        int32
+	epoch    uint32
+	since    int64
+	maxBytes int
+}
+
+// pageCall is one request to the cache tier and its answer.
+type pageCall struct {
+	done chan struct{} // closed once page and err are set
+	page *sharedPage
+	err  error
+	at   time.Time // when answered
+}
+
+// sharedPage is a state page shared by streams, with the frames encoded
+// from it per view and position.
+type sharedPage struct {
+	proto.StatePage
+	size int
+
+	mu  sync.Mutex
+	enc map[string]encodedPage
+}
+
+type encodedPage struct {
+	frames []byte
+	events int
+}
+
+// maxPageEncodings bounds the encodings kept per shared page.
+const maxPageEncodings = 4
+
+// encoded returns the frames encoded under key, if any.
+func (sp *sharedPage) encoded(key string) (encodedPage, bool) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	ep, ok := sp.enc[key]
+	return ep, ok
+}
+
+// keep stores frames encoded under key, while there is room.
+func (sp *sharedPage) keep(key string, ep encodedPage) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.enc == nil {
+		sp.enc = map[string]encodedPage{}
+	}
+	if len(sp.enc) < maxPageEncodings {
+		sp.enc[key] = ep
+	}
+}
+
+type recentPage struct {
+	key pageKey
+	c   *pageCall
+}
+
+// pageShare is the edge's in-flight and recent state requests. mu is a leaf.
+type pageShare struct {
+	mu       sync.Mutex
+	inflight map[pageKey]*pageCall
+	recent   map[pageKey]*pageCall
+	order    []recentPage // recent, oldest first (with stale duplicates)
+	bytes    int          // of recent pages
+	maxBytes int
+}
+
+// sharedPage returns the page of (topic, p, since) under epoch: one
+// answered lately (when reuse is set, and only if its Next is at least
+// minNext), one being asked for, or a new request's. shared says it was not
+// this call's own request. The request is made with a context of its own, so that a
+// stream that leaves does not fail the others waiting for it.
+func (e *Edge) sharedPage(ctx context.Context, topic string, epoch uint32, p int32, since, minNext int64, reuse bool) (sp *sharedPage, shared bool, err error) {
+	s := &e.pages
+	key := pageKey{topic: topic, p: p, epoch: epoch, since: since, maxBytes: e.cfg.PageBytes}
+	s.mu.Lock()
+	s.trimLocked(time.Now())
+	if c := s.recent[key]; c != nil && time.Since(c.at) <= pageShareAge && reuse && c.page.Next >= minNext {
+		s.mu.Unlock()
+		e.metrics.pagesShared.Inc()
+		return c.page, true, nil
+	}
+	c := s.inflight[key]
+	if c != nil {
+		shared = true
+	} else {
+		c = &pageCall{done: make(chan struct{})}
+		if s.inflight == nil {
+			s.inflight = map[pageKey]*pageCall{}
+		}
+		s.inflight[key] = c
+		go e.askPage(key, c)
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	if shared && c.err == nil {
+		e.metrics.pagesShared.Inc()
+	}
+	return c.page, shared, c.err
+}
+
+// askPage makes c's request and shares its answer.
+func (e *Edge) askPage(key pageKey, c *pageCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.PageTimeout)
+	page, err := e.requestPage(ctx, key.topic, key.epoch, key.p, key.since)
+	cancel()
+	sp := &sharedPage{StatePage: page}
+	for i := range page.Records {
+		sp.size += page.Records[i].Size()
+	}
+	c.page, c.err, c.at = sp, err, time.Now()
+	s := &e.pages
+	s.mu.Lock()
+	delete(s.inflight, key)
+	if err == nil && sp.size <= s.maxBytes {
+		if old := s.recent[key]; old != nil {
+			s.bytes -= old.page.size
+		}
+		s.order = append(s.order, recentPage{key, c})
+		if s.recent == nil {
+			s.recent = map[pageKey]*pageCall{}
+		}
+		s.recent[key] = c
+		s.bytes += sp.size
+		s.trimLocked(c.at)
+	}
+	s.mu.Unlock()
+	close(c.done)
+}
+
+// trimLocked drops recent pages that are too old, then the oldest until
+// they fit in maxBytes. The caller holds s.mu.
+func (s *pageShare) trimLocked(now time.Time) {
+	n := 0
+	for _, r := range s.order {
+		if s.recent[r.key] != r.c { // replaced by a newer answer
+			n++
+			continue
+		}
+		if now.Sub(r.c.at) <= pageShareAge && s.bytes <= s.maxBytes {
+			break
+		}
+		s.bytes -= r.c.page.size
+		delete(s.recent, r.key)
+		n++
+	}
+	s.order = append(s.order[:0], s.order[n:]...)
+}
+
+// sharedPageRetrying is sharedPage, asked again while the cache tier does
+// not answer, as requestPageRetrying.
+func (e *Edge) sharedPageRetrying(ctx context.Context, topic string, epoch uint32, p int32, since, minNext int64, reuse bool) (*sharedPage, bool, error) {
+	deadline := time.Now().Add(e.cfg.RequestTimeout)
+	for {
+		page, shared, err := e.sharedPage(ctx, topic, epoch, p, since, minNext, reuse)
+		if err == nil || !errors.Is(err, errUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
+			return page, shared, err
+		}
+		select {
+		case <-ctx.Done():
+			return page, shared, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

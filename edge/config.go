@@ -72,6 +72,13 @@ type Config struct {
 	ProbeInterval time.Duration
 	// FeedLinger is how long a topic feed outlives its last client. Default 30s.
 	FeedLinger time.Duration
+	// ResumeRingBytes bounds each topic feed's ring of recent changes: a
+	// client whose Last-Event-ID lies inside it resumes from memory, without
+	// a state request. Default 4 MiB; Off: no ring.
+	ResumeRingBytes int
+	// ResumeRingAge is how long a change stays in the resume ring at most.
+	// Default 1m.
+	ResumeRingAge time.Duration
 	// SetupConcurrency is how many streams served by Serve may be in their
 	// state part at once; more wait in a queue, costing no goroutine.
 	// Default 64.
@@ -125,6 +132,7 @@ func (c *Config) setDefaults() error {
 		{"WriteTimeout", &c.WriteTimeout, 30 * time.Second, false},
 		{"ProbeInterval", &c.ProbeInterval, 5 * time.Second, false},
 		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
+		{"ResumeRingAge", &c.ResumeRingAge, time.Minute, false},
 		{"ReadyProbe", &c.ReadyProbe, 2 * time.Second, false},
 	}
 	for _, d := range durations {
@@ -176,6 +184,13 @@ func (c *Config) setDefaults() error {
 		case *n.v < 0:
 			return fmt.Errorf("edge config: %s: %d is negative", n.name, *n.v)
 		}
+	}
+	switch {
+	case c.ResumeRingBytes == 0:
+		c.ResumeRingBytes = 4 << 20
+	case c.ResumeRingBytes == Off:
+	case c.ResumeRingBytes < 0:
+		return fmt.Errorf("edge config: ResumeRingBytes: %d is negative (Off turns it off)", c.ResumeRingBytes)
 	}
 	if c.ReleaseAfterBurst == 0 {
 		c.ReleaseAfterBurst = 1000

@@ -14,7 +14,8 @@ func TestConfigDefaultsAndOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Retry != 2*time.Second || c.KeepAlive != 15*time.Second || c.RetryJitter != 0.2 || c.PageBytes != 256<<10 ||
-		c.MaxQueue != 16384 || c.PageTimeout != 2*time.Second || c.RequestTimeout != 15*time.Second || c.NoReady {
+		c.MaxQueue != 16384 || c.PageTimeout != 2*time.Second || c.RequestTimeout != 15*time.Second || c.NoReady ||
+		c.ResumeRingBytes != 4<<20 || c.ResumeRingAge != time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 	c = Config{NATS: &nats.Conn{}, Retry: Off, KeepAlive: Off, RetryJitter: Off}
@@ -46,6 +47,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"FeedLinger":       func(c *Config) { c.FeedLinger = -1 },
 		"SetupConcurrency": func(c *Config) { c.SetupConcurrency = -1 },
 		"SetupQueue":       func(c *Config) { c.SetupQueue = -1 },
+		"ResumeRingBytes":  func(c *Config) { c.ResumeRingBytes = -2 },
+		"ResumeRingAge":    func(c *Config) { c.ResumeRingAge = -time.Second },
 		"RetryMax":         func(c *Config) { c.RetryMax = time.Second },
 		"RetryMax:":        func(c *Config) { c.Retry, c.RetryMax = 20*time.Second, 30*time.Second },
 		"ReadyProbe":       func(c *Config) { c.ReadyProbe = -1 },

@@ -2,9 +2,10 @@
 //
 // It holds no durable state. For each topic with clients it keeps one feed (a
 // NATS subscription to the topic's live changes); a new or returning client is
-// sent the topic's state from its position, paged from the cache tier, then
-// joins the feed's live changes without loss or duplicates (DESIGN rules 2
-// and 5). Concurrency: each feed has one goroutine applying changes. A
+// sent the topic's state from its position, paged from the cache tier (or,
+// for a position inside the feed's ring of recent changes, from memory),
+// then joins the feed's live changes without loss or duplicates (DESIGN
+// rules 2, 5 and 8). Concurrency: each feed has one goroutine applying changes. A
 // connection has no goroutine while it waits for a setup worker (Serve),
 // which writes its state part. Live, a hijacked connection on a raw socket
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
@@ -39,6 +40,8 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
+	pages pageShare // state requests in flight and answered lately
+
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	hangups   hangupWatcher // notices clients that leave (hangup.go)
 	done      chan struct{} // closed by Close
@@ -50,8 +53,10 @@ type Edge struct {
 	probe    sync.Once                  // starts the cache-tier probe of Ready
 	cacheOK  atomic.Bool                // the last probe was answered
 
-	holdFeed  func() // tests: each feed calls it before it applies anything
-	holdSetup func() // tests: each setup worker calls it before it serves a request
+	holdFeed    func()                // tests: each feed calls it before it applies anything
+	holdSetup   func()                // tests: each setup worker calls it before it serves a request
+	shareAlways bool                  // tests: a lone stream shares work as in a storm
+	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -76,6 +81,7 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
+		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
 	e.metrics.registerFuncs(cfg.Registerer, e)

@@ -5,6 +5,14 @@ package edge
 // blocking in hold. Set it before the first stream.
 func HoldFeeds(e *Edge, hold func()) { e.holdFeed = hold }
 
+// ShareAlways makes e serve every stream as in a storm: from the resume
+// ring and from pages answered lately. Set it before the first stream.
+func ShareAlways(e *Edge) { e.shareAlways = true }
+
+// AfterStatePage makes every stream of e call fn after it writes a state
+// page of partition p. Set it before the first stream.
+func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }
+
 // HoldSetups makes every setup worker of e call hold before it serves a
 // request: a test fills the setup queue by blocking in hold. Set it before Serve.
 func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }

@@ -19,10 +19,13 @@ import (
 // from the cache tier before anything newer (DESIGN rule 5).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
-// writer of progress, parts, the slab and the views' frames, and it calls
-// the cache tier without holding mu. Everything a stream's goroutine
-// touches (join, goLive, waitCovers, leave) is read or changed under mu;
-// meta and horizonWindow are fixed once init returns.
+// writer of progress, parts, the resume ring, the slab and the views'
+// frames, and it calls the cache tier without holding mu. Everything a
+// stream's goroutine touches (join, goLive, waitCovers, ringFrom,
+// enterState, leave) is read or changed under mu, but the frames encoded
+// from the ring, under encMu; meta and horizonWindow are fixed once init
+// returns. The ring's records are never changed once added: a stream may
+// read those ringFrom returned without mu.
 type feed struct {
 	e          *Edge
 	topic      string
@@ -37,18 +40,26 @@ type feed struct {
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
 
-	mu       sync.Mutex // guards everything below, and clients' registration
-	progress proto.Progress
-	parts    []partCursor
-	views    map[string]*view
-	clients  int
-	advanced chan struct{} // closed and replaced when progress moves and waiters > 0
-	waiters  int
-	dirty    []*client // hijacked clients with frames to flush
-	slab     []byte    // frames are carved from it (see encode)
-	scratch  []byte    // a frame being encoded
-	linger   *time.Timer
-	stopped  bool
+	mu        sync.Mutex // guards everything below, and clients' registration
+	progress  proto.Progress
+	parts     []partCursor
+	views     map[string]*view
+	ring      ring      // recent changes, for resumes from memory
+	inState   int       // streams in their state part
+	lastState time.Time // when the last one began it
+	clients   int
+	advanced  chan struct{} // closed and replaced when progress moves and waiters > 0
+	waiters   int
+	dirty     []*client // hijacked clients with frames to flush
+	slab      []byte    // frames are carved from it (see encode)
+	scratch   []byte    // a frame being encoded
+	linger    *time.Timer
+	stopped   bool
+
+	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
+	enc      map[string]encodedPage
+	encOrder []string
+	encBytes int
 }
 
 // partCursor is what the feed knows of one partition besides its progress.
@@ -98,6 +109,7 @@ func (f *feed) init(ctx context.Context) error {
 		f.progress.Offsets[p] = head.Next
 		f.parts[p] = partCursor{probeNext: head.Next}
 	}
+	f.ring = newRing(e.cfg.ResumeRingBytes, e.cfg.ResumeRingAge, f.progress.Offsets)
 	go f.run()
 	return nil
 }
@@ -132,6 +144,7 @@ func (f *feed) run() {
 					break more
 				}
 			}
+			f.markBehind()
 			f.flushDirty()
 		case <-tick.C:
 			if f.e.holdFeed != nil {
@@ -147,6 +160,10 @@ func (f *feed) run() {
 			if !f.probe() {
 				return // the feed ended: the topic is gone or changed
 			}
+			f.mu.Lock()
+			f.ring.trim(time.Now())
+			f.mu.Unlock()
+			f.markBehind()
 			for p := range f.parts {
 				if f.parts[p].needFill {
 					f.fill(int32(p), 0)
@@ -214,6 +231,17 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 		return false
 	}
 	return true
+}
+
+// markBehind tells the ring which partitions the feed knows to be behind
+// the cache tier (a gap not filled yet): no stream resumes from those.
+func (f *feed) markBehind() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p := range f.parts {
+		st := &f.parts[p]
+		f.ring.parts[p].behind = st.needFill || st.fillTarget > f.progress.Offsets[p] || st.probeNext > f.progress.Offsets[p]
+	}
 }
 
 // fill brings partition p up to the cache's head from state pages,
@@ -347,6 +375,7 @@ func (f *feed) checkTopic() bool {
 // matches. The caller holds f.mu.
 func (f *feed) deliver(p int32, rec *proto.Record) {
 	f.advance(p, rec.Offset+1)
+	f.ring.add(p, rec, time.Now())
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -443,7 +472,9 @@ func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *clie
 // holds. Pending frames already covered are dropped, the rest queued, then
 // the ready marker with the feed's progress.
 func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at proto.Progress, timeout time.Duration) {
-	f.waitCovers(ctx, at, timeout)
+	if !f.waitCovers(ctx, at, timeout) && ctx.Err() == nil {
+		f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
+	}
 	defer f.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -467,8 +498,8 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 }
 
 // waitCovers waits, up to timeout, until the feed has delivered everything
-// below at. It returns with f.mu held.
-func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.Duration) {
+// below at, and reports whether it has. It returns with f.mu held.
+func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	f.mu.Lock()
@@ -482,15 +513,102 @@ func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.D
 		select {
 		case <-ch:
 		case <-deadline.C:
-			f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
 			f.mu.Lock()
-			return
+			return f.covers(at)
 		case <-ctx.Done():
 			f.mu.Lock()
-			return
+			return f.covers(at)
 		}
 		f.mu.Lock()
 	}
+	return true
+}
+
+// waitFor waits, up to timeout, until the feed has delivered everything
+// below at, and reports whether it has.
+func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Duration) bool {
+	defer f.mu.Unlock()
+	return f.waitCovers(ctx, at, timeout)
+}
+
+// ringFrom returns partition p's records at or after since, from the
+// resume ring in offset order (latestPerKey makes them what the state path
+// gives), and the feed's position in p; ok is false when since lies outside the ring (before start, its first
+// offset, or past the feed's position) or the feed is behind in p.
+func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
+	f.mu.Lock()
+	next, start = f.progress.Offsets[p], f.ring.parts[p].start
+	if since <= next && !f.ring.parts[p].behind {
+		recs, ok = f.ring.from(p, since)
+	}
+	f.mu.Unlock()
+	return recs, next, start, ok
+}
+
+// ringEncoded returns the frames encoded under key from the ring, if any.
+func (f *feed) ringEncoded(key string) (encodedPage, bool) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	enc, ok := f.enc[key]
+	return enc, ok
+}
+
+// keepRingEncoded keeps frames encoded from the ring for other streams of
+// the view at the same position, the oldest dropped past a bound. Records
+// below the feed's position never change, so they stay true.
+func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
+	if len(enc.frames) > maxBytes {
+		return
+	}
+	if f.enc == nil {
+		f.enc = map[string]encodedPage{}
+	}
+	if _, ok := f.enc[key]; ok {
+		return
+	}
+	f.enc[key] = enc
+	f.encOrder = append(f.encOrder, key)
+	f.encBytes += len(enc.frames)
+	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
+		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
+		delete(f.enc, f.encOrder[0])
+		f.encOrder = f.encOrder[1:]
+	}
+}
+
+// maxRingEncodings bounds the encodings kept per feed.
+const maxRingEncodings = 64
+
+// enterState and leaveState count the streams in their state part;
+// crowded reports whether there is more than one. enterState reports
+// whether another stream began its state part less than stormWindow ago
+// (streams arriving together: a storm).
+func (f *feed) enterState() (storm bool) {
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inState++
+	storm = !f.lastState.IsZero() && now.Sub(f.lastState) < stormWindow
+	f.lastState = now
+	return storm
+}
+
+// stormWindow: streams starting closer together than this are a storm.
+const stormWindow = time.Second
+
+func (f *feed) leaveState() {
+	f.mu.Lock()
+	f.inState--
+	f.mu.Unlock()
+}
+
+func (f *feed) crowded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inState > 1
 }
 
 // covers reports whether the feed has delivered everything below at. The

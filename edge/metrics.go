@@ -14,6 +14,8 @@ type metrics struct {
 	overflows, feedFailures, stateEventsWritten prometheus.Counter
 	writes, acceptErrors, setupRejected         prometheus.Counter
 	memoryReleases, conflated                   prometheus.Counter
+	stateRequests, pagesShared, framesShared    prometheus.Counter
+	resumes                                     *prometheus.CounterVec
 	refusals                                    *prometheus.CounterVec
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
@@ -55,6 +57,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		conflated:      c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
 		memoryReleases: c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
 		acceptErrors:   c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
+		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
+		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
+		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
+			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
 }
 

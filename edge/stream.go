@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/ssekafka/ssekafka/proto"
@@ -20,8 +22,8 @@ import (
 // else the lastEventId query parameter), or live with ?from=live. A header
 // that is present but empty wins over the parameter and means zero, as in
 // Zilla. A non-empty reset reason means its position cannot resume: it starts from
-// zero after "event:reset".
-func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p proto.Progress, reset string) {
+// zero after "event:reset". resumed says the client resumes from its id.
+func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p proto.Progress, reset string, resumed bool) {
 	n := int(f.meta.Partitions)
 	zero := proto.Progress{Epoch: f.meta.Epoch, Offsets: make([]int64, n)}
 	id, inHeader := "", false
@@ -31,19 +33,19 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 		id = r.URL.Query().Get("lastEventId")
 	}
 	if inHeader && id == "" {
-		return zero, ""
+		return zero, "", false
 	}
 	if id == "" {
 		if r.URL.Query().Get("from") == "live" {
-			return live, ""
+			return live, "", false
 		}
-		return zero, ""
+		return zero, "", false
 	}
 	p, err := proto.ParseEventID(id)
 	if err != nil {
 		e.metrics.badLastEventID.Inc()
 		e.log.Debug("bad Last-Event-ID", "err", err)
-		return zero, ""
+		return zero, "", false
 	}
 	switch {
 	case p.Epoch != 0 && p.Epoch != f.meta.Epoch:
@@ -54,13 +56,13 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 		reset = resetHorizon
 	}
 	if reset != "" {
-		return zero, reset
+		return zero, reset, false
 	}
 	for len(p.Offsets) < n {
 		p.Offsets = append(p.Offsets, 0)
 	}
 	p.Epoch = f.meta.Epoch
-	return p, ""
+	return p, "", true
 }
 
 // aheadOfCache reports whether start names, for some partition, an offset
@@ -70,6 +72,18 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 // a node that seems behind is asked again for up to PageTimeout, since the
 // node that answers may lag the one whose changes the client saw.
 func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Progress) (bool, error) {
+	ahead := false
+	for p, o := range start.Offsets {
+		ahead = ahead || o > live.Offset(int32(p))
+	}
+	if !ahead {
+		return false, nil
+	}
+	// The client's last edge heard the same changes a moment before this
+	// feed: once the feed is there, the cache tier is too (no request).
+	if f.waitFor(ctx, start, min(e.cfg.PageTimeout, 500*time.Millisecond)) {
+		return false, nil
+	}
 	// A holder in ordinary consumer lag catches up well within PageTimeout;
 	// an id of another incarnation never does.
 	deadline := time.Now().Add(e.cfg.PageTimeout)
@@ -78,7 +92,7 @@ func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Prog
 			continue
 		}
 		for {
-			page, err := e.requestPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), o)
+			page, _, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), o, o, true)
 			if err != nil {
 				return false, err
 			}
@@ -158,7 +172,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			e.metrics.clients.Dec()
 		}
 	}()
-	start, reset := e.startProgress(r, f, live)
+	start, reset, resumed := e.startProgress(r, f, live)
 	if reset == "" {
 		ahead, err := e.aheadOfCache(ctx, f, start, live)
 		if err != nil && ctx.Err() != nil {
@@ -192,12 +206,15 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	if err := cw.write(buf); err != nil {
 		return
 	}
-	at, err := e.writeState(ctx, cw, f, route.idFormat, filters, start, live)
+	at, kind, err := e.writeState(ctx, cw, f, viewKey, route.idFormat, filters, start, live)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("state part", "topic", topic, "err", err)
 		}
 		return
+	}
+	if resumed {
+		e.metrics.resumes.WithLabelValues(kind).Inc()
 	}
 	if conn != nil {
 		if lc, ok := newLiveConn(f, viewKey, c, conn); ok {
@@ -258,70 +275,206 @@ func (e *Edge) startResponse(w http.ResponseWriter, r *http.Request) (*connWrite
 	return &connWriter{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: e.cfg.WriteTimeout}, nil
 }
 
+// How a stream's state part was served, in resumes_total.
+const (
+	resumeRing      = "ring"      // from the feed's resume ring only
+	resumeCoalesced = "coalesced" // state pages shared with other streams
+	resumeState     = "state"     // some state request of its own
+)
+
 // writeState writes every current entry at or after start, partition by
 // partition in offset order, each with its true progress (DESIGN rule 2),
-// and returns the progress reached. It pages each partition at least up to
-// joined, the feed's position when the client joined it: what came before
-// that is not among the client's pending live frames, so a page from a cache
-// node that lags the feed is followed by another until it is covered.
-func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, format proto.IDFormat, filters []filter, start, joined proto.Progress) (proto.Progress, error) {
+// and returns the progress reached and how it was served. A partition whose
+// position lies in the feed's resume ring is written from it; otherwise
+// from state pages (shared with other streams asking for the same, see
+// sharedPage) until the ring covers the rest or the pages reach joined, the
+// feed's position when the client joined it: what came before that is not
+// among the client's pending live frames, so a page from a cache node that
+// lags the feed is followed by another until it is covered.
+func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey string, format proto.IDFormat, filters []filter, start, joined proto.Progress) (proto.Progress, string, error) {
 	at := start.Clone()
-	at.TimeMs = e.cfg.Now().UnixMilli()
+	// In whole seconds (a time a little early is safe against the horizon),
+	// so that streams starting together have the same ids and share frames.
+	at.TimeMs = e.cfg.Now().UnixMilli() / 1000 * 1000
 	if start.TimeMs != 0 {
 		at.TimeMs = min(at.TimeMs, start.TimeMs)
 	}
-	var buf []byte
+	kind := resumeRing
+	storm := f.enterState() || e.shareAlways
+	defer f.leaveState()
 	for p := range at.Offsets {
+		pp := int32(p)
 		since := start.Offsets[p]
+		// A client that starts from zero in p cannot hold the key of a
+		// tombstone the cache had applied at the first page it reads (any
+		// page's Next tells what its node had applied): below skipBelow,
+		// tombstones are left out. One applied later may delete a key an
+		// earlier page gave it, so it is sent.
+		skipBelow := int64(-1)
+		if since == 0 {
+			skipBelow = math.MaxInt64
+		}
 		behind := time.Duration(0)
+		paged, again := false, false
 		for {
-			page, err := e.requestPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), since)
+			// In a storm, a resume inside the ring is written from it, up
+			// to the feed's position, as if the client had never left;
+			// from zero, the cache tier's state (it may be ahead of the
+			// feed), then the ring for what follows the pages. A lone
+			// stream reads the cache tier's state, and its ready then
+			// covers all the tier had (so the ring resumes of a storm's
+			// others are at least as current).
+			recs, next, ringStart, ok := f.ringFrom(pp, since)
+			if ok && storm && (since > 0 || paged) {
+				skipBelow = min(skipBelow, next)
+				if len(recs) > 0 {
+					// The same records for every stream of the view at
+					// this position: encoded once.
+					key := encodingKey(viewKey, 'r', pp, skipBelow, next, &at)
+					enc, shared := f.ringEncoded(key)
+					if shared {
+						e.metrics.framesShared.Inc()
+						e.metrics.stateEventsWritten.Add(float64(enc.events))
+					} else {
+						for _, rec := range latestPerKey(recs) {
+							n := len(enc.frames)
+							if enc.frames = e.appendStateRecord(enc.frames, format, filters, rec, pp, skipBelow, &at); len(enc.frames) > n {
+								enc.events++
+							}
+						}
+						f.keepRingEncoded(key, enc)
+					}
+					if err := cw.write(enc.frames); err != nil {
+						return at, kind, err
+					}
+				}
+				at.Offsets[p] = max(at.Offsets[p], next)
+				break
+			}
+			if again {
+				// The node that answered lags the live feed: ask again,
+				// for a page of now.
+				if behind += 10 * time.Millisecond; behind > e.cfg.RequestTimeout {
+					return at, kind, fmt.Errorf("state %s/%d: cache stays at %d, behind the live feed at %d", f.topic, p, at.Offsets[p], joined.Offset(pp))
+				}
+				select {
+				case <-ctx.Done():
+					return at, kind, ctx.Err()
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			reuse := !again && (e.shareAlways || f.crowded())
+			sp, shared, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, since, min(next, ringStart), reuse)
 			if err != nil {
-				return at, err
+				return at, kind, err
 			}
-			buf = buf[:0]
-			for i := range page.Records {
-				rec := &page.Records[i]
-				at.Offsets[p] = rec.Offset + 1
-				if rec.Tombstone && (start.Offsets[p] == 0 || rec.KeyNull) {
-					continue // the client cannot hold this key
+			paged = true
+			switch {
+			case !shared:
+				kind = resumeState
+			case kind == resumeRing:
+				kind = resumeCoalesced
+			}
+			page := &sp.StatePage
+			// A page taken before the feed's last changes (a shared one)
+			// leaves out what they superseded: the stream gets those
+			// changes from the ring or its live frames, and the page is
+			// then as of the feed's position.
+			var superseded map[string]struct{}
+			current := int64(-1)
+			if newer, next, _, ok := f.ringFrom(pp, page.Next); ok && len(newer) > 0 {
+				superseded = make(map[string]struct{}, len(newer))
+				for _, r := range newer {
+					superseded[string(r.Key)] = struct{}{}
 				}
-				if !matches(filters, rec) {
-					continue
-				}
-				buf = appendRecordFrame(buf, format, rec, &at)
-				e.metrics.stateEventsWritten.Inc()
+				current = next
 			}
-			if !page.More {
-				at.Offsets[p] = max(at.Offsets[p], page.Next)
+			skipBelow = min(skipBelow, max(page.Next, current))
+			if err := e.writePage(cw, sp, viewKey, format, filters, pp, skipBelow, superseded, current, &at); err != nil {
+				return at, kind, err
 			}
-			if err := cw.write(buf); err != nil {
-				return at, err
+			if e.afterPage != nil {
+				e.afterPage(pp)
 			}
 			if page.More {
 				if page.Cursor <= since { // a page that does not move on would never end
 					e.metrics.badPages.Inc()
-					return at, fmt.Errorf("state %s/%d: page cursor %d does not advance past %d", f.topic, p, page.Cursor, since)
+					return at, kind, fmt.Errorf("state %s/%d: page cursor %d does not advance past %d", f.topic, p, page.Cursor, since)
 				}
 				since = page.Cursor
 				continue
 			}
-			if at.Offsets[p] >= joined.Offset(int32(p)) {
+			at.Offsets[p] = max(at.Offsets[p], page.Next)
+			if at.Offsets[p] >= joined.Offset(pp) {
 				break
 			}
-			// The node that answered lags the live feed: ask again.
-			if behind += 10 * time.Millisecond; behind > e.cfg.RequestTimeout {
-				return at, fmt.Errorf("state %s/%d: cache stays at %d, behind the live feed at %d", f.topic, p, at.Offsets[p], joined.Offset(int32(p)))
-			}
-			select {
-			case <-ctx.Done():
-				return at, ctx.Err()
-			case <-time.After(10 * time.Millisecond):
-			}
-			since = at.Offsets[p]
+			// Short of the feed (a page shared from before its last
+			// changes, or a node that lags): the ring covers the rest, or
+			// the cache tier is asked again.
+			since, again = at.Offsets[p], true
 		}
 	}
-	return at, nil
+	return at, kind, nil
+}
+
+// writePage writes the frames of a state page of partition p but those of
+// the keys superseded (as of the feed's position current), encoded once for
+// every stream of the view at the same position, and moves at past it.
+func (e *Edge) writePage(cw *connWriter, sp *sharedPage, viewKey string, format proto.IDFormat, filters []filter, p int32, skipBelow int64, superseded map[string]struct{}, current int64, at *proto.Progress) error {
+	recs := sp.Records
+	if len(recs) == 0 {
+		return nil
+	}
+	key := encodingKey(viewKey, 'p', p, skipBelow, current, at)
+	enc, ok := sp.encoded(key)
+	if ok {
+		e.metrics.framesShared.Inc()
+		e.metrics.stateEventsWritten.Add(float64(enc.events))
+	} else {
+		for i := range recs {
+			if _, old := superseded[string(recs[i].Key)]; old {
+				continue
+			}
+			n := len(enc.frames)
+			enc.frames = e.appendStateRecord(enc.frames, format, filters, &recs[i], p, skipBelow, at)
+			if len(enc.frames) > n {
+				enc.events++
+			}
+		}
+		sp.keep(key, enc)
+	}
+	at.Offsets[p] = recs[len(recs)-1].Offset + 1
+	return cw.write(enc.frames)
+}
+
+// encodingKey names the frames of a stretch of state records written for a
+// view from position at: whatever else decides them (what the stretch is,
+// which deletes are left out) is in tag, p, a and b.
+func encodingKey(viewKey string, tag byte, p int32, a, b int64, at *proto.Progress) string {
+	key := make([]byte, 0, len(viewKey)+64)
+	key = append(key, viewKey...)
+	key = append(key, 0, tag)
+	key = strconv.AppendInt(key, int64(p), 10)
+	key = append(key, 0)
+	key = strconv.AppendInt(key, a, 10)
+	key = append(key, 0)
+	key = strconv.AppendInt(key, b, 10)
+	key = append(key, 0)
+	return string(proto.AppendProgress(key, at))
+}
+
+// appendStateRecord appends rec's frame, when the client is to get it, with
+// its true progress (at, moved past it). A tombstone below skipBelow, or
+// without a key, is left out: the client cannot hold its key.
+func (e *Edge) appendStateRecord(buf []byte, format proto.IDFormat, filters []filter, rec *proto.Record, p int32, skipBelow int64, at *proto.Progress) []byte {
+	at.Offsets[p] = rec.Offset + 1
+	if rec.Tombstone && (rec.Offset < skipBelow || rec.KeyNull) {
+		return buf
+	}
+	if !matches(filters, rec) {
+		return buf
+	}
+	return appendRecordFrame(buf, format, rec, at)
 }
 
 // writeLive writes the client's queued frames until it leaves, falls too far

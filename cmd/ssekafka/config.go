@@ -55,6 +55,11 @@ type sseConfig struct {
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
 	ReleaseAfterBurst int `yaml:"releaseAfterBurst"`
+	// ResumeRingBytes bounds each topic feed's ring of recent changes, from
+	// which clients resume without a state request; 0: the default, -1: no ring.
+	ResumeRingBytes int `yaml:"resumeRingBytes"`
+	// ResumeRingAge is how long a change stays in the resume ring at most; 0: the default.
+	ResumeRingAge time.Duration `yaml:"resumeRingAge"`
 	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
 	SetupQueue int `yaml:"setupQueue"`
 	// RetryMax (ms) bounds a refusal's retry; 0: the default.
@@ -297,6 +302,10 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must not be negative (0: the default, 64)", at("sse.setupConcurrency"))
 	case s.ReleaseAfterBurst < -1:
 		return fmt.Errorf("%s: must be -1 (never), 0 (the default, 1000) or more", at("sse.releaseAfterBurst"))
+	case s.ResumeRingBytes < -1:
+		return fmt.Errorf("%s: must be -1 (no ring), 0 (the default, 4194304) or more", at("sse.resumeRingBytes"))
+	case s.ResumeRingAge < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
 	case s.SetupQueue < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
 	case s.RetryMax < 0 || s.RetryMax > 0 && (s.RetryMax < 2000 || s.RetryMax < 2*s.Retry):

@@ -57,6 +57,8 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  maxQueue: -3\n", "line 2: sse.maxQueue: must be at least 1"},
 		{"sse:\n  setupConcurrency: -1\n", "line 2: sse.setupConcurrency: must not be negative"},
 		{"sse:\n  releaseAfterBurst: -2\n", "line 2: sse.releaseAfterBurst: must be -1"},
+		{"sse:\n  resumeRingBytes: -2\n", "line 2: sse.resumeRingBytes: must be -1"},
+		{"sse:\n  resumeRingAge: -1s\n", "line 2: sse.resumeRingAge: must not be negative"},
 		{"sse:\n  ready: maybe\n", "line 2"},
 		{"sse:\n  setupQueue: -1\n", "line 2: sse.setupQueue: must not be negative"},
 		{"sse:\n  retryMax: 1000\n", "line 2: sse.retryMax: must be 0"},

@@ -228,6 +228,8 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
 		Guards:            guards,
 		CORS:              cfg.SSE.CORS.edge(),
+		ResumeRingBytes:   cfg.SSE.ResumeRingBytes,
+		ResumeRingAge:     cfg.SSE.ResumeRingAge,
 		Logger:            log.With("component", "edge"),
 		Registerer:        reg,
 	})
