@@ -19,10 +19,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/demo"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 )
 
 // runningEdge is an edge serving the demo page and the stream on addr.
@@ -91,35 +90,8 @@ func TestDemoPageInChromium(t *testing.T) {
 	browser := chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 3, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	connect := func() *nats.Conn {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
-	node, err := cache.New(cache.Config{Brokers: []string{kafka}, NATS: connect(), Bootstrap: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, ccancel := context.WithCancel(ctx)
-	cacheDone := make(chan struct{})
-	go func() { defer close(cacheDone); _ = node.Run(cctx) }()
-	defer func() { ccancel(); <-cacheDone }()
+	tiers := teststack.Start(t, "tasks")
+	kafka, connect := tiers.Kafka, tiers.Connect
 	enc := connect()
 	addrLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -188,6 +188,9 @@ func (f *feed) handle(m *nats.Msg) {
 			f.e.metrics.gaps.Inc()
 			f.fill(h.Partition, h.Next)
 		}
+		if f.progress.Offsets[h.Partition] >= h.Next {
+			f.heard(h.Partition)
+		}
 		return
 	}
 	ch, err := proto.DecodeChange(m.Data)
@@ -201,6 +204,7 @@ func (f *feed) handle(m *nats.Msg) {
 	}
 	p := ch.Partition
 	if ch.Record.Offset < f.progress.Offsets[p] {
+		f.heard(p)
 		return // already covered
 	}
 	if ch.From > f.progress.Offsets[p] || f.parts[p].needFill {
@@ -217,6 +221,7 @@ func (f *feed) handle(m *nats.Msg) {
 	f.mu.Lock()
 	f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
 	f.deliver(p, &ch.Record)
+	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
 }
 
@@ -231,6 +236,21 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 		return false
 	}
 	return true
+}
+
+// ringFresh is how recently a partition's primary must have been heard (a
+// head, every second by default, or a change) for streams to resume from
+// the ring: with no primary (it crashed, and another is catching up) the
+// feed cannot know it lags, and a ready given from the ring would miss what
+// the cache tier already holds.
+const ringFresh = 3 * time.Second
+
+// heard records a head or change of partition p from its primary. It runs
+// on the feed goroutine.
+func (f *feed) heard(p int32) {
+	f.mu.Lock()
+	f.ring.parts[p].heard = time.Now()
+	f.mu.Unlock()
 }
 
 // markBehind tells the ring which partitions the feed knows to be behind
@@ -538,7 +558,8 @@ func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Dura
 func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
 	f.mu.Lock()
 	next, start = f.progress.Offsets[p], f.ring.parts[p].start
-	if since <= next && !f.ring.parts[p].behind {
+	fresh := time.Since(f.ring.parts[p].heard) <= ringFresh
+	if since <= next && !f.ring.parts[p].behind && fresh {
 		recs, ok = f.ring.from(p, since)
 	}
 	f.mu.Unlock()

@@ -27,6 +27,7 @@ type ring struct {
 type ringPart struct {
 	start  int64
 	behind bool      // the feed knows it lacks changes here (see markBehind)
+	heard  time.Time // when the last head or change of the partition came (see ringFresh)
 	recs   []ringRec // in offset order; recs[head:] are live
 	head   int
 }

@@ -25,12 +25,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 )
 
 func TestBrowserClient(t *testing.T) {
@@ -45,35 +43,8 @@ func TestBrowserClient(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 3, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	connect := func() *nats.Conn {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
-	node, err := cache.New(cache.Config{Brokers: []string{kafka}, NATS: connect(), Bootstrap: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, ccancel := context.WithCancel(ctx)
-	cacheDone := make(chan struct{})
-	go func() { defer close(cacheDone); _ = node.Run(cctx) }()
-	defer func() { ccancel(); <-cacheDone }()
+	tiers := teststack.Start(t, "tasks")
+	kafka, connect := tiers.Kafka, tiers.Connect
 
 	route, err := edge.CompileRoute(edge.RouteConfig{Paths: []string{"/tasks"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`})
 	if err != nil {
