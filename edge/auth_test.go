@@ -324,7 +324,8 @@ func TestStreamChallengedThenEndsAtExpiry(t *testing.T) {
 			j := newJWKS(t)
 			tweak := guardConfig(t, j, time.Second, nil)
 			s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: func(c *edge.Config) { tweak(c); c.NoHijack = noHijack }})
-			exp := time.Unix(time.Now().Add(2500*time.Millisecond).Unix(), 0)
+			// Seconds: exp is whole seconds; the margin is for a loaded machine.
+			exp := time.Unix(time.Now().Add(4*time.Second).Unix(), 0)
 			c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
 			c.untilReady()
 			ev, err := c.next(5 * time.Second)
@@ -350,10 +351,10 @@ func TestStreamChallengedThenEndsAtExpiry(t *testing.T) {
 // it keeps its connection and receives changes after the old expiry.
 func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 	j := newJWKS(t)
-	tweak := guardConfig(t, j, time.Second, nil)
+	tweak := guardConfig(t, j, 2*time.Second, nil)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: tweak})
-	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, time.Second, nil))
-	exp := time.Unix(time.Now().Add(2500*time.Millisecond).Unix(), 0)
+	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, 2*time.Second, nil))
+	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
 	c.untilReady()
 	ev := c.mustNext()
@@ -376,12 +377,14 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 		header http.Header
 		want   int
 	}{
+		// The renewal first: the refusals after it change nothing, and the
+		// old expiry is near.
+		{"fresh token, signed by the other key", bearer(token(t, "k2", "alice", later, "read")), 204},
 		{"no token", http.Header{}, 401},
 		{"another identity", bearer(token(t, "k1", "bob", later, "read")), 403},
 		{"role missing", bearer(token(t, "k1", "alice", later, "write")), 403},
 		{"unknown stream", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {strings.Split(m[1], "-")[0] + "-999"}}, 404},
 		{"no such edge", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {"0123456789abcdef-1"}}, 404},
-		{"fresh token, signed by the other key", bearer(token(t, "k2", "alice", later, "read")), 204},
 	} {
 		if got := renew(tc.header); got != tc.want {
 			t.Fatalf("%s: %d, want %d", tc.name, got, tc.want)

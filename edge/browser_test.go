@@ -60,7 +60,7 @@ func TestBrowserCrossOriginStreamAndRenewal(t *testing.T) {
 	t.Cleanup(refused.Close)
 
 	j := newJWKS(t)
-	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, time.Second, &edge.CORS{Origins: []string{allowed.URL}})})
+	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, &edge.CORS{Origins: []string{allowed.URL}})})
 	s.produce("tasks", rec(0, "k", "before"))
 	fresh := token(t, "k1", "alice", time.Now().Add(time.Hour), "read")
 	html.Store(fmt.Sprintf(page, s.url+"/tasks?access_token="+fresh, fresh, s.url+"/tasks"))
@@ -93,7 +93,7 @@ func TestBrowserCrossOriginStreamAndRenewal(t *testing.T) {
 	}
 
 	// The token is made now, the browser being up: it must outlive the page's start.
-	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
+	exp := time.Unix(time.Now().Add(6*time.Second).Unix(), 0)
 	html.Store(fmt.Sprintf(page, s.url+"/tasks?access_token="+token(t, "k1", "alice", exp, "read"), fresh, s.url+"/tasks"))
 	tab := open(allowed.URL)
 	eventually(t, 10*time.Second, "the allowed origin's first record", func() bool {

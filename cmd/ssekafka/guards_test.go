@@ -189,7 +189,7 @@ func TestZillaJWTConfigEnforced(t *testing.T) {
 	var s *stream
 	var exp time.Time
 	waitUntil(t, "alice's state", func() bool {
-		exp = time.Unix(time.Now().Add(3500*time.Millisecond).Unix(), 0)
+		exp = time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
 		s = openStream(t, edges[0]+"/tasks?access_token="+zillaToken(t, "alice", exp), "")
 		data, _ := s.untilReady(t)
 		if len(data) > 1 || len(data) == 1 && data[0] != "a1" {
