@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"sync"
 )
 
@@ -22,13 +23,16 @@ type client struct {
 	live     bool
 	pending  []pendingFrame
 	queue    []queued
-	qptr     *[]queued   // the pooled array queue came from, if any
-	overflow bool        // fell too far behind: disconnect with a retry hint
-	closing  string      // non-empty: the feed ended; disconnect
-	final    []byte      // with closing: written (instead of what is queued) before the stream ends
-	lc       *liveConn   // set for a hijacked connection: written by flushes, no goroutine
-	dirty    bool        // lc has frames queued since its last flush
-	auth     *authStream // a guarded stream's expiry (renew.go)
+	qptr     *[]queued // the pooled array queue came from, if any
+	overflow bool      // fell too far behind: disconnect with a retry hint
+	closing  string    // non-empty: the feed ended; disconnect
+	final    []byte    // with closing: written (instead of what is queued) before the stream ends
+	lc       *liveConn // set for a hijacked connection: written by flushes, no goroutine
+	// cancelSetup ends the stream's setup (state part, waits on the cache
+	// tier) when it is closed before it goes live; nil once live.
+	cancelSetup context.CancelCauseFunc
+	dirty       bool        // lc has frames queued since its last flush
+	auth        *authStream // a guarded stream's expiry (renew.go)
 }
 
 // queued is a frame waiting for one client: buf holds the frame (shared by
@@ -156,13 +160,15 @@ func (c *client) close(reason string) { c.closeWith(reason, nil) }
 func (c *client) closeWith(reason string, final []byte) {
 	c.mu.Lock()
 	c.closing, c.final = reason, final
-	lc := c.lc
+	lc, cancelSetup := c.lc, c.cancelSetup
 	if lc == nil {
 		c.signalLocked()
 	}
 	c.mu.Unlock()
 	if lc != nil {
 		go lc.flush()
+	} else if cancelSetup != nil && final != nil {
+		cancelSetup(errSetupClosed) // a drain: the setup ends now, with a refusal
 	}
 }
 

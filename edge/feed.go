@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,7 @@ type feed struct {
 	err        error
 	done       chan struct{} // closed to stop run
 	msgs       chan *nats.Msg
+	handling   atomic.Bool // a batch taken from msgs is being applied
 	sub        *nats.Subscription
 	batch      int // changes delivered before clients are written to
 	batchBytes int // or bytes of changes, whichever comes first
@@ -124,6 +126,7 @@ func (f *feed) run() {
 		case <-f.done:
 			return
 		case m := <-f.msgs:
+			f.handling.Store(true) // until the batch is applied: see ringFrom
 			if f.e.holdFeed != nil {
 				f.e.holdFeed()
 			}
@@ -145,6 +148,7 @@ func (f *feed) run() {
 				}
 			}
 			f.markBehind()
+			f.handling.Store(false)
 			f.flushDirty()
 		case <-tick.C:
 			if f.e.holdFeed != nil {
@@ -184,6 +188,7 @@ func (f *feed) handle(m *nats.Msg) {
 		if err != nil || !f.check(h.Epoch, h.Partition, m) {
 			return
 		}
+		f.cacheAt(h.Partition, h.Next)
 		if h.Next > f.progress.Offsets[h.Partition] {
 			f.e.metrics.gaps.Inc()
 			f.fill(h.Partition, h.Next)
@@ -245,6 +250,15 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 // the cache tier already holds.
 const ringFresh = 3 * time.Second
 
+// cacheAt records that the cache tier has applied partition p up to next
+// (a head, a state page): until the feed is there, no stream resumes from
+// the ring, whose ready would lack it.
+func (f *feed) cacheAt(p int32, next int64) {
+	f.mu.Lock()
+	f.ring.parts[p].known = max(f.ring.parts[p].known, next)
+	f.mu.Unlock()
+}
+
 // heard records a head or change of partition p from its primary. It runs
 // on the feed goroutine.
 func (f *feed) heard(p int32) {
@@ -273,6 +287,11 @@ func (f *feed) markBehind() {
 func (f *feed) fill(p int32, target int64) bool {
 	st := &f.parts[p]
 	st.fillTarget = max(st.fillTarget, target)
+	// Behind until the fill is done: a half-filled partition (its pages are
+	// compacted) must not serve ring resumes. markBehind sets it right after.
+	f.mu.Lock()
+	f.ring.parts[p].behind = true
+	f.mu.Unlock()
 	since := f.progress.Offsets[p]
 	for short := 0; ; {
 		ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
@@ -558,7 +577,9 @@ func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Dura
 func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
 	f.mu.Lock()
 	next, start = f.progress.Offsets[p], f.ring.parts[p].start
-	fresh := time.Since(f.ring.parts[p].heard) <= ringFresh
+	// Not while changes wait for the feed goroutine: the cache tier has
+	// applied them, so a ready from the ring would lack them.
+	fresh := time.Since(f.ring.parts[p].heard) <= ringFresh && len(f.msgs) == 0 && !f.handling.Load() && next >= f.ring.parts[p].known
 	if since <= next && !f.ring.parts[p].behind && fresh {
 		recs, ok = f.ring.from(p, since)
 	}

@@ -28,6 +28,7 @@ type ringPart struct {
 	start  int64
 	behind bool      // the feed knows it lacks changes here (see markBehind)
 	heard  time.Time // when the last head or change of the partition came (see ringFresh)
+	known  int64     // the highest Next the cache tier has shown (heads, pages): the ring serves only once the feed is there
 	recs   []ringRec // in offset order; recs[head:] are live
 	head   int
 }

@@ -6,12 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 // Serve accepts connections on ln until it fails or is closed. A
@@ -63,14 +66,27 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 }
 
 var (
-	// headerReaders read a connection's header, and parse it from a copy.
-	headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
-	bytesReaders  = sync.Pool{New: func() any { return new(bytes.Reader) }}
+	// headerReaders read a connection's header, and parse it from a copy;
+	// a header that does not fit goes on in a large reader.
+	headerReaders      = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	largeHeaderReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxHeaderBytes) }}
+	bytesReaders       = sync.Pool{New: func() any { return new(bytes.Reader) }}
 )
 
-// headerPeekBytes bounds a request header read without net/http; a larger
-// one goes to net/http, which has its own limit.
+// headerPeekBytes is the header most requests fit in, read with a small
+// pooled buffer; a larger one (big cookies, a long Last-Event-ID) is read
+// on in a buffer of MaxHeaderBytes, and takes the same path: the setup
+// queue and the hang-up watch.
 const headerPeekBytes = 4096
+
+// MaxHeaderBytes bounds a request header; a larger one is answered 431.
+// Room for the longest Last-Event-ID the codec reads, and 16 KiB besides.
+const MaxHeaderBytes = proto.MaxEventIDLen + 16<<10
+
+const tooLargeBody = "request header too large\n"
+
+var tooLargeAnswer = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+	strconv.Itoa(len(tooLargeBody)) + "\r\nConnection: close\r\n\r\n" + tooLargeBody
 
 var headerEnd = []byte("\r\n\r\n")
 
@@ -95,12 +111,29 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	head, err := peekHeader(br)
+	if errors.Is(err, errHeaderTooLarge) {
+		// Go on in a large buffer, after what the small one holds.
+		buffered, _ := br.Peek(br.Buffered())
+		start := bytesReaders.Get().(*bytes.Reader)
+		start.Reset(bytes.Clone(buffered))
+		release()
+		large := largeHeaderReaders.Get().(*bufio.Reader)
+		large.Reset(io.MultiReader(start, conn))
+		br = large
+		release = func() {
+			large.Reset(nil)
+			start.Reset(nil)
+			largeHeaderReaders.Put(large)
+			bytesReaders.Put(start)
+		}
+		head, err = peekHeader(br)
+	}
 	if err != nil {
 		if errors.Is(err, errHeaderTooLarge) {
-			e.handOver(conn, br, handoff)
-		} else {
-			_ = conn.Close() // gone, or silent past the header timeout
+			e.metrics.badRequests.Inc()
+			_, _ = io.WriteString(conn, tooLargeAnswer)
 		}
+		_ = conn.Close() // too large, gone, or silent past the header timeout
 		release()
 		return
 	}
@@ -201,6 +234,16 @@ func (e *Edge) handOver(conn net.Conn, br *bufio.Reader, handoff *handoffListene
 type prefixedConn struct {
 	net.Conn
 	prefix []byte
+}
+
+// SyscallConn is the connection's own: a stream hijacked from net/http is
+// then written and watched for hang-up as one accepted directly.
+func (c *prefixedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a syscall.Conn")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *prefixedConn) Read(p []byte) (int, error) {

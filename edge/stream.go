@@ -133,8 +133,10 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
-	ctx := r.Context()
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
 	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
+	c.cancelSetup = cancel // a drain ends a stream still in its setup
 	viewKey := fmt.Sprintf("%d%s", route.index, filterKey)
 	var f *feed
 	var live proto.Progress
@@ -145,8 +147,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		case errors.Is(err, errTopicNotFound):
 			e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
 			return
-		case err != nil && ctx.Err() != nil:
-			return // the client hung up while it waited
+		case err != nil && e.setupEnded(w, ctx):
+			return
 		case err != nil:
 			e.log.Warn("topic feed", "topic", topic, "err", err)
 			e.refuse(w, refuseCacheUnavailable)
@@ -175,8 +177,8 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	start, reset, resumed := e.startProgress(r, f, live)
 	if reset == "" {
 		ahead, err := e.aheadOfCache(ctx, f, start, live)
-		if err != nil && ctx.Err() != nil {
-			return // the client hung up while it waited
+		if err != nil && e.setupEnded(w, ctx) {
+			return
 		}
 		if err != nil {
 			e.log.Warn("check position", "topic", topic, "err", err)
@@ -219,7 +221,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	if conn != nil {
 		if lc, ok := newLiveConn(f, viewKey, c, conn); ok {
 			c.mu.Lock()
-			c.lc = lc
+			c.lc, c.cancelSetup = lc, nil
 			c.mu.Unlock()
 			f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 			handedOver = true
@@ -281,6 +283,22 @@ const (
 	resumeCoalesced = "coalesced" // state pages shared with other streams
 	resumeState     = "state"     // some state request of its own
 )
+
+// errSetupClosed ends the setup of a stream closed by a drain.
+var errSetupClosed = errors.New("stream closed during its setup")
+
+// setupEnded answers a setup whose context ended: one a drain closed gets
+// the draining refusal (its client comes back, to another edge); one whose
+// client hung up gets nothing. It reports whether ctx ended.
+func (e *Edge) setupEnded(w http.ResponseWriter, ctx context.Context) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	if errors.Is(context.Cause(ctx), errSetupClosed) {
+		e.refuse(w, refuseDraining)
+	}
+	return true
+}
 
 // writeState writes every current entry at or after start, partition by
 // partition in offset order, each with its true progress (DESIGN rule 2),
@@ -369,6 +387,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 				return at, kind, err
 			}
 			paged = true
+			f.cacheAt(pp, sp.Next)
 			switch {
 			case !shared:
 				kind = resumeState

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -123,9 +124,20 @@ func TestResetAndGarbageIDs(t *testing.T) {
 	}
 	full(evs, 2)
 	// Garbage, or an id past the codec's limit: the full state, no reset.
-	for _, bad := range []string{"garbage!", "AQ", strings.Repeat("A", 300<<10), `["x",`} {
+	for _, bad := range []string{"garbage!", "AQ", strings.Repeat("A", proto.MaxEventIDLen+1), `["x",`} {
 		evs = s.connect("/tasks", http.Header{"Last-Event-Id": {bad}}).untilReady()
 		full(evs, 1)
+	}
+	// A header past MaxHeaderBytes: 431, from the edge's own reader.
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/tasks", nil)
+	req.Header.Set("Last-Event-Id", strings.Repeat("A", edge.MaxHeaderBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a header past MaxHeaderBytes: %d", resp.StatusCode)
 	}
 }
 
