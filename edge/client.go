@@ -31,7 +31,8 @@ type client struct {
 	// cancelSetup ends the stream's setup (state part, waits on the cache
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc
-	dirty       bool // lc has frames queued since its last flush
+	dirty       bool        // lc has frames queued since its last flush
+	auth        *authStream // a guarded stream's expiry (renew.go)
 }
 
 // queued is a frame waiting for one client: buf holds the frame (shared by

@@ -97,6 +97,12 @@ type Config struct {
 	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
 	// are hijacked and cost no goroutine while idle.
 	NoHijack bool
+	// Guards are the guards routes may name in Guarded, with where requests
+	// carry their tokens. Default: none.
+	Guards map[string]Authorization
+	// CORS lets pages of other origins use the edge. Default nil: no CORS
+	// headers, so a browser lets only same-origin pages read the streams.
+	CORS *CORS
 	// Now is the clock for position times. Default time.Now.
 	Now func() time.Time
 	// Logger receives the edge's logs. Default: discard.

@@ -46,6 +46,8 @@ type Edge struct {
 	hangups   hangupWatcher // notices clients that leave (hangup.go)
 	done      chan struct{} // closed by Close
 
+	auth *authority // guarded streams; nil without guards (renew.go)
+
 	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
 	draining atomic.Bool                // set by Drain: streams are refused
 	probe    sync.Once                  // starts the cache-tier probe of Ready
@@ -67,6 +69,12 @@ func New(cfg Config) (*Edge, error) {
 	for i, r := range cfg.Routes {
 		r.index = i
 	}
+	if err := cfg.checkGuards(); err != nil {
+		return nil, err
+	}
+	if err := cfg.CORS.Validate(); err != nil {
+		return nil, err
+	}
 	e := &Edge{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -77,6 +85,9 @@ func New(cfg Config) (*Edge, error) {
 		done:     make(chan struct{}),
 	}
 	e.metrics.registerFuncs(cfg.Registerer, e)
+	if err := e.startAuth(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -93,6 +104,7 @@ func (e *Edge) Close() {
 	case <-e.done:
 	default:
 		close(e.done)
+		e.auth.stop()
 	}
 	for _, f := range e.feedList() {
 		<-f.ready // an init under way ends with e.done
@@ -124,8 +136,16 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
+	e.corsHeaders(w.Header(), r)
+	switch {
+	case r.Method == http.MethodOptions && e.cfg.CORS != nil:
+		e.preflight(w, r)
+		return
+	case r.Method == http.MethodPost && route.guard != "":
+		e.renewHTTP(w, r, route)
+		return
+	case r.Method != http.MethodGet:
+		w.Header().Set("Allow", allowed(route, e.cfg.CORS != nil))
 		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
 	}
@@ -133,6 +153,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Zilla resets such a stream; a 400 says why.
 		e.fail(w, http.StatusBadRequest, "an SSE request has no body")
 		return
+	}
+	if route.guard != "" {
+		sess, ok := e.authorize(w, r, route, params)
+		if !ok {
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
 	}
 	topic := route.topic.resolve(params)
 	if err := proto.ValidTopic(topic); err != nil {

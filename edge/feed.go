@@ -681,6 +681,7 @@ func (f *feed) leave(key string, c *client) {
 		return
 	}
 	delete(v.clients, c)
+	f.e.auth.forget(c)
 	if len(v.clients) == 0 {
 		delete(f.views, key)
 	}

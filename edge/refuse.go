@@ -88,6 +88,8 @@ func (e *Edge) refuse(w http.ResponseWriter, reason string) {
 // setup queue is full) and closes its connection.
 func (e *Edge) refuseConn(conn net.Conn, req *http.Request, reason string) {
 	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout))
-	e.refuse(newRawResponse(conn, req), reason)
+	rw := newRawResponse(conn, req)
+	e.corsHeaders(rw.Header(), req) // a cross-origin page must read the refusal, or its EventSource ends
+	e.refuse(rw, reason)
 	_ = conn.Close()
 }

@@ -25,6 +25,11 @@ type RouteConfig struct {
 	Filters []FilterConfig
 	// EventID is the id template: "${etag}" (default) or `["${base64(key)}","${etag}"]`.
 	EventID string
+	// Guarded names the guard (one) that verifies the route's clients and
+	// the roles their tokens must grant, as Zilla's routes[].guarded.
+	// Its expressions ${guarded['NAME'].identity} and
+	// ${guarded['NAME'].attributes.x} may be used in the topic and filters.
+	Guarded map[string][]string
 }
 
 // FilterConfig matches a record by key and/or headers; values are templates.
@@ -41,6 +46,8 @@ type Route struct {
 	topicsOK *regexp.Regexp // TopicPattern; nil for a literal topic
 	filters  []filterTemplate
 	idFormat proto.IDFormat
+	guard    string   // the guard's name; empty: not guarded
+	roles    []string // the roles the guard's tokens must grant
 }
 
 type filterTemplate struct {
@@ -67,7 +74,9 @@ type templatePart struct {
 // "guarded['jwt'].identity" for one request.
 type Context map[string]string
 
-func parseTemplate(s string, known func(expr string) error) (template, error) {
+// parseTemplate parses s; known checks an expression and returns its
+// canonical form (the key it is resolved by).
+func parseTemplate(s string, known func(expr string) (string, error)) (template, error) {
 	var t template
 	for len(s) > 0 {
 		i := strings.Index(s, "${")
@@ -82,8 +91,8 @@ func parseTemplate(s string, known func(expr string) error) (template, error) {
 		if j < 0 {
 			return template{}, fmt.Errorf("unclosed ${ in %q", s)
 		}
-		expr := strings.TrimSpace(s[i+2 : i+j])
-		if err := known(expr); err != nil {
+		expr, err := known(strings.TrimSpace(s[i+2 : i+j]))
+		if err != nil {
 			return template{}, err
 		}
 		t.parts = append(t.parts, templatePart{expr: expr})
@@ -110,8 +119,8 @@ func (t template) resolve(ctx Context) string {
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // CompileRoute validates and compiles a route. Every ${params.x} used must be
-// captured by every path of the route; guard expressions are refused until
-// guards exist.
+// captured by every path of the route; ${guarded['NAME']...} needs the route
+// to be guarded by NAME.
 func CompileRoute(rc RouteConfig) (*Route, error) {
 	if len(rc.Paths) == 0 {
 		return nil, fmt.Errorf("when: at least one path is required")
@@ -120,6 +129,15 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 		return nil, fmt.Errorf("with.topic: required")
 	}
 	r := &Route{}
+	if len(rc.Guarded) > 1 {
+		return nil, fmt.Errorf("guarded: one guard per route, not %d", len(rc.Guarded))
+	}
+	for name, roles := range rc.Guarded {
+		if name == "" {
+			return nil, fmt.Errorf("guarded: an empty guard name")
+		}
+		r.guard, r.roles = name, roles
+	}
 	var captures []map[string]bool
 	for i, p := range rc.Paths {
 		re, names, err := compilePath(p)
@@ -129,20 +147,20 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 		r.paths = append(r.paths, re)
 		captures = append(captures, names)
 	}
-	known := func(expr string) error {
+	known := func(expr string) (string, error) {
 		name, ok := strings.CutPrefix(expr, "params.")
 		switch {
 		case ok:
 			for i, names := range captures {
 				if !names[name] {
-					return fmt.Errorf("${%s}: path %q has no {%s}", expr, rc.Paths[i], name)
+					return "", fmt.Errorf("${%s}: path %q has no {%s}", expr, rc.Paths[i], name)
 				}
 			}
-			return nil
+			return expr, nil
 		case strings.HasPrefix(expr, "guarded["):
-			return fmt.Errorf("${%s}: guards are not supported yet", expr)
+			return guardedExpr(expr, r.guard)
 		}
-		return fmt.Errorf("${%s}: unknown expression (want ${params.NAME})", expr)
+		return "", fmt.Errorf("${%s}: unknown expression (want ${params.NAME} or ${guarded['NAME'].identity})", expr)
 	}
 	var err error
 	if r.topic, err = parseTemplate(rc.Topic, known); err != nil {

@@ -203,7 +203,8 @@ func parseRequest(head []byte) (*http.Request, error) {
 // servesRequest reports whether srv would give req to this edge, with no
 // body to read.
 func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
-	if e.cfg.NoHijack || req.ContentLength != 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" {
+	if e.cfg.NoHijack || req.ContentLength != 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" ||
+		req.Method == http.MethodPost || req.Method == http.MethodOptions { // renewals and preflights do not wait behind state parts
 		return false
 	}
 	switch h := srv.Handler.(type) {

@@ -166,6 +166,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}
 	}
 	e.metrics.clients.Inc() // joined: every way out below leaves and decrements
+	e.auth.track(ctx, c)    // a guarded stream ends at its token's expiry
 	handedOver := false     // a hijacked connection lives on after this handler
 	defer func() {
 		if !handedOver {
@@ -264,7 +265,7 @@ func (e *Edge) startResponse(w http.ResponseWriter, r *http.Request) (*connWrite
 	if r.ProtoMajor == 1 && !e.cfg.NoHijack {
 		if conn, _, err := rc.Hijack(); err == nil {
 			head := r.Proto + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-				"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+				"X-Accel-Buffering: no\r\n" + corsLines(h) + "Connection: close\r\n\r\n"
 			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: e.cfg.WriteTimeout}
 			if err := cw.write([]byte(head)); err != nil {
 				_ = conn.Close()

@@ -446,3 +446,43 @@ func TestStandardBase64KeyFromZillaExample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkVerifyJWKS is a new stream's verification with keys from a JWKS
+// URL: "cached" is every stream but the first after start (the set is held
+// in memory and refreshed in the background); "cold" is a guard made for
+// the token, the JWKS fetched from a loopback server first.
+func BenchmarkVerifyJWKS(b *testing.B) {
+	k := keys()
+	t := &testing.T{}
+	set, _ := json.Marshal(map[string]any{"keys": []json.RawMessage{publicJWK(t, &k.rsa.PublicKey, "rsa1")}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(set) }))
+	defer srv.Close()
+	opts := Options{Name: "g", Issuer: "https://auth.example.com", Audience: "sse", KeysURL: srv.URL + "/jwks.json"}
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa, "rsa1", goodClaims())
+	b.Run("cached", func(b *testing.B) {
+		g, err := New(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer g.Close()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := g.Verify(context.Background(), tok, []string{"read:tasks"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			g, err := New(context.Background(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := g.Verify(context.Background(), tok, []string{"read:tasks"}); err != nil {
+				b.Fatal(err)
+			}
+			g.Close()
+		}
+	})
+}

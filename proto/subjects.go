@@ -55,6 +55,10 @@ func (s Subjects) MetaAll() string { return s.Prefix + ".meta.*" }
 // Topics is the request subject on which cache nodes list the topics they hold.
 func (s Subjects) Topics() string { return s.Prefix + ".topics" }
 
+// Renew is the subject on which an edge takes renewals of its guarded
+// streams, verified by whichever edge received them; edgeID is one token.
+func (s Subjects) Renew(edgeID string) string { return s.Prefix + ".renew." + edgeID }
+
 // ParseStateSubject returns the topic and partition of a state subject.
 func (s Subjects) ParseStateSubject(subject string) (string, int32, error) {
 	rest, ok := strings.CutPrefix(subject, s.Prefix+".state.")

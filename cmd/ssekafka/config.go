@@ -30,6 +30,8 @@ type config struct {
 	NATS    natsConfig    `yaml:"nats"`
 	Cache   cacheConfig   `yaml:"cache"`
 	Cluster clusterConfig `yaml:"cluster"`
+	// Guards are Zilla's top-level guards (type jwt), named by routes' guarded.
+	Guards map[string]guardConfig `yaml:"guards"`
 
 	routes   []*edge.Route // compiled by validate
 	demoPath string        // the route the demo page shows; "" if none fits
@@ -66,6 +68,11 @@ type sseConfig struct {
 	Admin string `yaml:"admin"`
 	// DrainWindow spreads a drain's closes; 0 or off: all at once.
 	DrainWindow offDuration `yaml:"drainWindow"`
+	// Authorization says, per guard, where requests carry their tokens
+	// (Zilla's http binding options.authorization).
+	Authorization map[string]authorizationConfig `yaml:"authorization"`
+	// CORS lets pages of other origins read streams; default: none (same origin only).
+	CORS *corsConfig `yaml:"cors"`
 }
 
 type routeConfig struct {
@@ -234,15 +241,15 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 			return nil, fmt.Errorf("%s: %w", at(fmt.Sprintf("cluster.join[%d]", i)), err)
 		}
 	}
+	if err := cfg.validateGuards(at); err != nil {
+		return nil, err
+	}
 	if needRoutes && len(cfg.Routes) == 0 {
 		return nil, fmt.Errorf("%s: at least one route is required", at("routes"))
 	}
 	for i, rc := range cfg.Routes {
 		prefix := fmt.Sprintf("routes[%d]", i)
-		if len(rc.Guarded) > 0 {
-			return nil, fmt.Errorf("%s: guards are not supported yet", at(prefix+".guarded"))
-		}
-		erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID}
+		erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID, Guarded: rc.Guarded}
 		for _, w := range rc.When {
 			erc.Paths = append(erc.Paths, w.Path)
 		}

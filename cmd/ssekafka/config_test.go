@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -34,7 +35,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := defaultConfig()
-	if cfg.SSE != want.SSE || cfg.NATS != want.NATS || cfg.Cache != want.Cache || cfg.Kafka.Brokers[0] != want.Kafka.Brokers[0] {
+	if !reflect.DeepEqual(cfg.SSE, want.SSE) || cfg.NATS != want.NATS || cfg.Cache != want.Cache || cfg.Kafka.Brokers[0] != want.Kafka.Brokers[0] {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -48,7 +49,7 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"routes:\n  - when: [{path: /x}]\n    with:\n      topic: t\n      filters:\n        - key: ${nope\n", "line 6: routes[0].with.filters[0].key: unclosed ${"},
 		{"routes:\n  - when: [{path: x}]\n    with: {topic: t}\n", "line 2: routes[0].when[0].path:"},
 		{"routes:\n  - when: [{path: /x}]\n    with: {topic: t, event: {id: '${key}'}}\n", "line 3: routes[0].with.event.id:"},
-		{"routes:\n  - when: [{path: /x}]\n    with: {topic: t}\n    guarded: {jwt: [read]}\n", "line 4: routes[0].guarded: guards are not supported yet"},
+		{"routes:\n  - when: [{path: /x}]\n    with: {topic: t}\n    guarded: {jwt: [read]}\n", "line 4: routes[0].guarded: unknown guard \"jwt\""},
 		{"kafka:\n  bootstrap: [ok, 'bad topic']\n", "line 2: kafka.bootstrap[1]"},
 		{"sse:\n  retry: -1\n", "line 2: sse.retry: must not be negative"},
 		{"sse:\n  listen: :1\n  keepalive: -1s\n", "line 3: sse.keepalive: must not be negative"},
@@ -122,7 +123,9 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("sse: {retry: 1}\n"))
 	f.Add([]byte("cache: {tombstoneHorizon: 1h, maxPageBytes: 0, maxBytes: 1048576, listen: ':9464'}\ncluster: {gossip: ':7946', join: ['a:1'], replicas: 3, probeInterval: 1s}\n"))
 	f.Add([]byte("cluster: {replicas: -1}\n"))
-	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster)\b)`)
+	f.Add([]byte(zillaJWTConfig("sse: {cors: {origins: '*', maxAge: 1m}}\n")))
+	f.Add([]byte("guards: {g: {type: jwt, options: {keys: 'https://k/jwks', challenge: 5, leeway: 1s}}}\nsse: {authorization: {g: {credentials: {query: {t: '{credentials}'}}}}}\n"))
+	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster|guards)\b)`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := parseConfig(data, false)
 		if err != nil {

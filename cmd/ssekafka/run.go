@@ -208,6 +208,11 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	defer nc.Close()
+	guards, closeGuards, err := cfg.startGuards(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeGuards()
 	e, err := edge.New(edge.Config{
 		NATS:              nc,
 		SubjectPrefix:     cfg.NATS.Prefix,
@@ -221,6 +226,8 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		SetupConcurrency:  cfg.SSE.SetupConcurrency,
 		SetupQueue:        cfg.SSE.SetupQueue,
 		ReleaseAfterBurst: cfg.SSE.ReleaseAfterBurst,
+		Guards:            guards,
+		CORS:              cfg.SSE.CORS.edge(),
 		ResumeRingBytes:   cfg.SSE.ResumeRingBytes,
 		ResumeRingAge:     cfg.SSE.ResumeRingAge,
 		Logger:            log.With("component", "edge"),

@@ -110,6 +110,20 @@ func TestNATSPermissions(t *testing.T) {
 	if reply, err := edgeNC.Request(subj.State("t", 0), nil, 5*time.Second); err != nil || string(reply.Data) != "page" {
 		t.Fatalf("state request: %v, %v", reply, err)
 	}
+	// An edge answers another edge's renewal of a stream it holds.
+	otherEdge := connect("edge", "edge-secret-2")
+	if _, err := otherEdge.Subscribe(subj.Renew("e2"), func(m *nats.Msg) { _ = m.Respond([]byte("204")) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = otherEdge.Flush()
+	if reply, err := edgeNC.Request(subj.Renew("e2"), []byte("{}"), 5*time.Second); err != nil || string(reply.Data) != "204" {
+		t.Fatalf("renewal between edges: %v, %v", reply, err)
+	}
+	// A cache cannot take an edge's renewals.
+	if _, err := cacheNC.Subscribe(subj.Renew("e3"), func(*nats.Msg) {}); err == nil {
+		_ = cacheNC.Flush()
+		waitViolation(t, violations, "subscription")
+	}
 }
 
 func waitViolation(t *testing.T, violations <-chan error, kind string) {
@@ -176,11 +190,13 @@ func TestCacheAndEdgeOnAuthenticatedNATS(t *testing.T) {
 	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("v1")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	s := openStream(t, "http://"+a.String()+"/t", "")
-	ev := s.next(t)
-	if ev.data != "v1" {
-		t.Fatalf("first event %+v, want v1", ev)
-	}
+	// The ack does not mean the cache has applied v1: a stream that starts
+	// before it is right to show none; open again until it is in the state.
+	waitUntil(t, "a stream whose first event is v1", func() bool {
+		s := openStream(t, "http://"+a.String()+"/t", "")
+		defer s.cancel()
+		return s.next(t).data == "v1"
+	})
 	cancel()
 	<-edgeDone
 	<-rc.done

@@ -1,0 +1,163 @@
+// Authorization of guarded routes: a request is verified before any cache
+// request, and its stream is tracked until its token's expiry (renew.go).
+
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/ssekafka/ssekafka/guard"
+)
+
+// Authorization is one guard as routes use it: the guard and where a
+// request carries its token (Zilla: sse.authorization.NAME.credentials).
+type Authorization struct {
+	Guard       *guard.Guard
+	Credentials guard.Credentials
+	// KeepOnKeyRemoval keeps a stream open when its signing key leaves the
+	// guard's JWKS (until its expiry). Default false: the stream is closed.
+	KeepOnKeyRemoval bool
+}
+
+// guardedExprRE is ${guarded['NAME'].identity} or ${guarded['NAME'].attributes.x}
+// (quotes single or double).
+var guardedExprRE = regexp.MustCompile(`^guarded\[\s*(?:'([^']+)'|"([^"]+)")\s*\]\.(identity|attributes\.([A-Za-z_][A-Za-z0-9_-]*))$`)
+
+// guardedExpr checks a guard expression against the route's guard and
+// returns its canonical form, the key a request's Context holds it by.
+func guardedExpr(expr, routeGuard string) (string, error) {
+	m := guardedExprRE.FindStringSubmatch(expr)
+	if m == nil {
+		return "", fmt.Errorf("${%s}: want ${guarded['NAME'].identity} or ${guarded['NAME'].attributes.NAME}", expr)
+	}
+	name := m[1] + m[2]
+	if name != routeGuard {
+		return "", fmt.Errorf("${%s}: the route is not guarded by %q (guarded: {%s: [...]})", expr, name, name)
+	}
+	if m[4] != "" {
+		return guardedKey(name, "attributes."+m[4]), nil
+	}
+	return guardedKey(name, "identity"), nil
+}
+
+func guardedKey(name, what string) string { return "guarded['" + name + "']." + what }
+
+type authMetrics struct {
+	refusals                      *prometheus.CounterVec
+	renewals                      *prometheus.CounterVec
+	challenges, expired, keyEnded prometheus.Counter
+	verified                      prometheus.Counter
+	tracked                       prometheus.Gauge
+}
+
+func newAuthMetrics(reg prometheus.Registerer) *authMetrics {
+	f := promauto.With(reg)
+	c := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: name, Help: help})
+	}
+	return &authMetrics{
+		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "auth_refusals_total",
+			Help: "Requests to guarded routes refused (401/403), by guard and reason."}, []string{"guard", "reason"}),
+		renewals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "renewals_total",
+			Help: "Renewal POSTs answered, by status (204, 400, 401, 403, 404, 503)."}, []string{"status"}),
+		verified:   c("auth_verified_total", "Tokens verified for new streams."),
+		challenges: c("challenges_total", "event:challenge sent to streams whose token nears its expiry."),
+		expired:    c("streams_expired_total", "Streams closed at their token's expiry."),
+		keyEnded:   c("streams_key_removed_total", "Streams closed because their signing key left the guard's JWKS."),
+		tracked:    f.NewGauge(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "guarded_streams", Help: "Guarded streams being tracked to their expiry."}),
+	}
+}
+
+// sessionKey holds a verified stream's session in its request's context.
+type sessionKey struct{}
+
+func sessionFrom(ctx context.Context) *guard.Session {
+	s, _ := ctx.Value(sessionKey{}).(*guard.Session)
+	return s
+}
+
+// newEdgeID names this edge in stream handles and its renewal subject.
+func newEdgeID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// checkGuards checks that every guarded route's guard is configured.
+func (c *Config) checkGuards() error {
+	for name, a := range c.Guards {
+		if a.Guard == nil {
+			return fmt.Errorf("edge config: Guards[%s]: no guard", name)
+		}
+		if err := a.Credentials.Validate(); err != nil {
+			return fmt.Errorf("edge config: Guards[%s]: %w", name, err)
+		}
+	}
+	for i, r := range c.Routes {
+		if r.guard == "" {
+			continue
+		}
+		if _, ok := c.Guards[r.guard]; !ok {
+			return fmt.Errorf("edge config: Routes[%d]: guarded by %q, which is not among the guards", i, r.guard)
+		}
+	}
+	return nil
+}
+
+// authorize verifies a request to a guarded route and puts the session's
+// identity and attributes into params. It answers the request itself
+// (401 or 403) when it returns false.
+func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, params Context) (*guard.Session, bool) {
+	a := e.cfg.Guards[route.guard]
+	s, err := e.verify(r.Context(), r, a, route, a.Credentials.Token)
+	if err != nil {
+		e.refuseAuth(w, r, route.guard, err)
+		return nil, false
+	}
+	params[guardedKey(route.guard, "identity")] = s.Identity
+	for k, v := range s.Attributes {
+		params[guardedKey(route.guard, "attributes."+k)] = v
+	}
+	return s, true
+}
+
+// verify finds the token with find and verifies it for route.
+func (e *Edge) verify(ctx context.Context, r *http.Request, a Authorization, route *Route, find func(*http.Request) (string, error)) (*guard.Session, error) {
+	token, err := find(r)
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, &guard.Refusal{Status: http.StatusUnauthorized, Reason: "no credentials"}
+	}
+	s, err := a.Guard.Verify(ctx, token, route.roles)
+	if err == nil {
+		e.auth.m.verified.Inc()
+	}
+	return s, err
+}
+
+// refuseAuth answers a request its guard refused, counts it and logs it (without the token).
+func (e *Edge) refuseAuth(w http.ResponseWriter, r *http.Request, guardName string, err error) {
+	var ref *guard.Refusal
+	if !errors.As(err, &ref) {
+		ref = &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "invalid token"}
+	}
+	e.auth.m.refusals.WithLabelValues(guardName, ref.Reason).Inc()
+	e.log.Warn("request refused by guard", "guard", guardName, "status", ref.Status, "reason", ref.Reason,
+		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	if ref.Status == http.StatusUnauthorized || ref.Status == http.StatusForbidden {
+		w.Header().Set("WWW-Authenticate", ref.WWWAuthenticate(guardName))
+	}
+	e.fail(w, ref.Status, strings.ToLower(http.StatusText(ref.Status))+": "+ref.Reason)
+}

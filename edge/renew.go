@@ -1,0 +1,449 @@
+// Continuous authorization: every guarded stream is tracked until its
+// token's expiry by one loop per edge (a heap of deadlines, no timer or
+// goroutine per stream). At expiry minus the guard's challenge the client
+// gets event:challenge; a renewal POST with a fresh token, to any edge, is
+// verified there and routed over NATS to the edge holding the stream, whose
+// expiry becomes the later of the two. At expiry the stream is closed; a
+// stream whose signing key leaves its guard's JWKS is closed too.
+
+package edge
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/guard"
+)
+
+// Renewal headers, as event:challenge lists them.
+const (
+	challengeContentType = "application/x-challenge-response"
+	streamHeader         = "X-Ssekafka-Stream"
+)
+
+// authority tracks this edge's guarded streams.
+type authority struct {
+	e    *Edge
+	id   string // this edge's name in stream handles
+	m    *authMetrics
+	sub  *nats.Subscription
+	wake chan struct{} // capacity 1: the earliest deadline may have moved
+
+	mu      sync.Mutex // a leaf: nothing is taken while it is held
+	next    uint64
+	streams map[uint64]*authStream
+	due     authHeap
+	signers map[signer]int // streams per signing key, for checkKeys
+}
+
+// signer is a guard's key, by kid.
+type signer struct {
+	name string // the guard's name in Config.Guards
+	g    *guard.Guard
+	kid  string
+}
+
+// authStream is one guarded stream; guarded by authority.mu.
+type authStream struct {
+	id         uint64
+	c          *client
+	guard      *guard.Guard
+	guardName  string
+	identity   string
+	kid        string
+	expires    time.Time
+	challenged bool      // event:challenge sent for this expiry
+	at         time.Time // next deadline: challenge or expiry
+	index      int       // in the heap; -1 once removed
+}
+
+func (s *authStream) schedule() {
+	s.at = s.expires
+	if ch := s.guard.Challenge(); ch > 0 && !s.challenged {
+		s.at = s.expires.Add(-ch)
+	}
+}
+
+type authHeap []*authStream
+
+func (h authHeap) Len() int           { return len(h) }
+func (h authHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h authHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *authHeap) Push(x any)        { s := x.(*authStream); s.index = len(*h); *h = append(*h, s) }
+func (h *authHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.index = -1
+	return s
+}
+
+// startAuth sets up authorization when guards are configured: the renewal
+// subscription and the deadline loop.
+func (e *Edge) startAuth() error {
+	if len(e.cfg.Guards) == 0 {
+		return nil
+	}
+	a := &authority{e: e, id: newEdgeID(), m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
+	sub, err := e.cfg.NATS.Subscribe(e.subjects.Renew(a.id), a.serveRenewal)
+	if err != nil {
+		return err
+	}
+	a.sub = sub
+	e.auth = a
+	go a.loop()
+	return nil
+}
+
+func (a *authority) stop() {
+	if a != nil {
+		_ = a.sub.Unsubscribe()
+	}
+}
+
+// track registers a guarded stream's client, once it has joined its feed.
+func (a *authority) track(ctx context.Context, c *client) {
+	sess := sessionFrom(ctx)
+	if a == nil || sess == nil {
+		return
+	}
+	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, kid: sess.KeyID, expires: sess.Expires}
+	s.schedule()
+	a.mu.Lock()
+	a.next++
+	s.id = a.next
+	a.streams[s.id] = s
+	heap.Push(&a.due, s)
+	a.signers[signer{s.guardName, s.guard, s.kid}]++
+	a.m.tracked.Inc()
+	a.mu.Unlock()
+	c.mu.Lock()
+	c.auth = s
+	c.mu.Unlock()
+	a.poke()
+}
+
+// forget unregisters c, if it is tracked. It is called with feed.mu held.
+func (a *authority) forget(c *client) {
+	if a == nil {
+		return
+	}
+	c.mu.Lock()
+	s := c.auth
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	a.mu.Lock()
+	a.removeLocked(s)
+	a.mu.Unlock()
+}
+
+func (a *authority) removeLocked(s *authStream) {
+	if s.index < 0 {
+		return
+	}
+	heap.Remove(&a.due, s.index)
+	delete(a.streams, s.id)
+	a.unsignLocked(s)
+	a.m.tracked.Dec()
+}
+
+func (a *authority) unsignLocked(s *authStream) {
+	k := signer{s.guardName, s.guard, s.kid}
+	if a.signers[k]--; a.signers[k] <= 0 {
+		delete(a.signers, k)
+	}
+}
+
+func (a *authority) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// handle is the stream's name in event:challenge: the edge and the stream.
+func (a *authority) handle(s *authStream) string {
+	return a.id + "-" + strconv.FormatUint(s.id, 10)
+}
+
+func parseHandle(h string) (edgeID string, id uint64, ok bool) {
+	edgeID, n, found := strings.Cut(h, "-")
+	if !found || edgeID == "" || strings.ContainsAny(edgeID, ".*> \t") {
+		return "", 0, false
+	}
+	id, err := strconv.ParseUint(n, 10, 64)
+	return edgeID, id, err == nil
+}
+
+// loop sends challenges and closes streams at their deadlines, and checks
+// the streams' signing keys as often as a quarter of the shortest JWKS
+// refresh interval.
+func (a *authority) loop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var keyTick <-chan time.Time
+	var every time.Duration
+	for _, g := range a.e.cfg.Guards {
+		if r := g.Guard.Refresh(); r > 0 && (every == 0 || r < every) {
+			every = r
+		}
+	}
+	if every > 0 {
+		t := time.NewTicker(max(every/4, 10*time.Millisecond))
+		defer t.Stop()
+		keyTick = t.C
+	}
+	for {
+		wait := a.runDue(time.Now())
+		timer.Reset(wait)
+		select {
+		case <-a.e.done:
+			return
+		case <-a.wake:
+		case <-timer.C:
+		case <-keyTick:
+			a.checkKeys()
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// runDue acts on every deadline passed and returns the time to the next.
+func (a *authority) runDue(now time.Time) time.Duration {
+	var challenge, expire []*authStream
+	a.mu.Lock()
+	for len(a.due) > 0 && !a.due[0].at.After(now) {
+		s := a.due[0]
+		if !now.Before(s.expires) {
+			a.removeLocked(s)
+			expire = append(expire, s)
+			continue
+		}
+		s.challenged = true
+		s.schedule()
+		heap.Fix(&a.due, 0)
+		challenge = append(challenge, s)
+	}
+	a.mu.Unlock()
+	for _, s := range expire {
+		a.m.expired.Inc()
+		s.c.close("token expired")
+	}
+	for _, s := range challenge {
+		if !a.challenge(s) { // still in its state part: again shortly
+			a.mu.Lock()
+			if s.index >= 0 && s.challenged {
+				s.challenged = false
+				s.at = now.Add(50 * time.Millisecond)
+				heap.Fix(&a.due, s.index)
+			}
+			a.mu.Unlock()
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.due) == 0 {
+		return time.Hour
+	}
+	return max(time.Until(a.due[0].at), 0)
+}
+
+// challenge queues event:challenge to a live client and flushes it, as the
+// keep-alive loop does; false if the client is not live yet.
+func (a *authority) challenge(s *authStream) bool {
+	// Zilla's shape: the method, then every header the renewal must carry.
+	data, _ := json.Marshal(struct {
+		Method  string            `json:"method"`
+		Headers map[string]string `json:"headers"`
+	}{http.MethodPost, map[string]string{"content-type": challengeContentType, "x-ssekafka-stream": a.handle(s)}})
+	frame := append(append([]byte("event:challenge\ndata:"), data...), "\n\n"...)
+	c := s.c
+	c.mu.Lock()
+	if !c.live {
+		c.mu.Unlock()
+		return false
+	}
+	c.appendLocked(marker(frame))
+	lc := c.lc
+	if lc == nil {
+		c.signalLocked()
+	}
+	c.mu.Unlock()
+	if lc != nil {
+		lc.flush()
+	}
+	a.m.challenges.Inc()
+	return true
+}
+
+// checkKeys closes the streams whose signing key has left their guard's
+// keys. It looks at each key once; only a key gone costs a walk of the streams.
+func (a *authority) checkKeys() {
+	a.mu.Lock()
+	var kids []signer
+	for k := range a.signers {
+		if k.g.Refresh() > 0 && !a.e.cfg.Guards[k.name].KeepOnKeyRemoval {
+			kids = append(kids, k)
+		}
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	gone := map[signer]bool{}
+	for _, k := range kids {
+		if !k.g.KeyPresent(ctx, k.kid) {
+			gone[k] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	var ended []*authStream
+	a.mu.Lock()
+	for _, s := range a.streams {
+		if gone[signer{s.guardName, s.guard, s.kid}] {
+			a.removeLocked(s)
+			ended = append(ended, s)
+		}
+	}
+	a.mu.Unlock()
+	for _, s := range ended {
+		a.m.keyEnded.Inc()
+		a.e.log.Info("stream closed: its signing key left the JWKS", "guard", s.guardName, "kid", s.kid)
+		s.c.close("signing key removed")
+	}
+}
+
+// renewal is what a verifying edge sends to the edge holding the stream.
+type renewal struct {
+	Stream   uint64 `json:"stream"`
+	Guard    string `json:"guard"`
+	Identity string `json:"identity"`
+	KeyID    string `json:"kid"`
+	Expires  int64  `json:"expires"` // Unix milliseconds
+}
+
+// renew extends a tracked stream; it returns the HTTP status to answer.
+func (a *authority) renew(r renewal) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.streams[r.Stream]
+	switch {
+	case s == nil:
+		return http.StatusNotFound
+	case s.guardName != r.Guard || s.identity != r.Identity:
+		return http.StatusForbidden
+	}
+	if exp := time.UnixMilli(r.Expires); exp.After(s.expires) {
+		a.unsignLocked(s)
+		s.expires, s.kid, s.challenged = exp, r.KeyID, false
+		a.signers[signer{s.guardName, s.guard, s.kid}]++
+		s.schedule()
+		heap.Fix(&a.due, s.index)
+		a.poke()
+	}
+	return http.StatusNoContent
+}
+
+// serveRenewal answers a renewal routed here by another edge.
+func (a *authority) serveRenewal(m *nats.Msg) {
+	var r renewal
+	status := http.StatusBadRequest
+	if err := json.Unmarshal(m.Data, &r); err == nil {
+		status = a.renew(r)
+	}
+	_ = m.Respond([]byte(strconv.Itoa(status)))
+}
+
+// renewHTTP serves a renewal POST: verified here, then applied here or
+// routed to the edge that holds the stream.
+func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
+	a := e.auth
+	answer := func(status int, msg string) {
+		a.m.renewals.WithLabelValues(strconv.Itoa(status)).Inc()
+		if status == http.StatusNoContent {
+			w.WriteHeader(status)
+			return
+		}
+		e.fail(w, status, msg)
+	}
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), challengeContentType) {
+		answer(http.StatusBadRequest, "a renewal has content-type "+challengeContentType)
+		return
+	}
+	edgeID, id, ok := parseHandle(r.Header.Get(streamHeader))
+	if !ok {
+		answer(http.StatusBadRequest, "a renewal names its stream in "+streamHeader)
+		return
+	}
+	auth := e.cfg.Guards[route.guard]
+	sess, err := e.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
+	if err != nil {
+		a.m.renewals.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
+		e.refuseAuth(w, r, route.guard, err)
+		return
+	}
+	msg := renewal{Stream: id, Guard: route.guard, Identity: sess.Identity, KeyID: sess.KeyID, Expires: sess.Expires.UnixMilli()}
+	if edgeID == a.id {
+		answer(a.renew(msg), "no such stream")
+		return
+	}
+	data, _ := json.Marshal(msg)
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	reply, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.Renew(edgeID), data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		answer(http.StatusNotFound, "no such stream (its edge is gone)")
+		return
+	case err != nil:
+		e.log.Warn("renewal routing", "err", err)
+		w.Header().Set("Retry-After", "1")
+		answer(http.StatusServiceUnavailable, "the stream's edge did not answer")
+		return
+	}
+	status, err := strconv.Atoi(string(reply.Data))
+	if err != nil {
+		status = http.StatusBadGateway
+	}
+	answer(status, strings.ToLower(http.StatusText(status)))
+}
+
+// renewalToken finds a renewal's token in a header or cookie first, else in
+// the query: a page's stream URL may still carry the old token in its query
+// while the renewal brings the fresh one in a header.
+func renewalToken(c guard.Credentials) func(*http.Request) (string, error) {
+	hc := guard.Credentials{Headers: c.Headers, Cookies: c.Cookies}
+	q := guard.Credentials{Query: c.Query}
+	return func(r *http.Request) (string, error) {
+		if tok, err := hc.Token(r); tok != "" || err != nil {
+			return tok, err
+		}
+		return q.Token(r)
+	}
+}
+
+func statusOf(err error) int {
+	var ref *guard.Refusal
+	if errors.As(err, &ref) {
+		return ref.Status
+	}
+	return http.StatusUnauthorized
+}
