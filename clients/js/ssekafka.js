@@ -58,6 +58,9 @@ export class SSEKafka {
    * @param {Function} [opts.EventSource] the EventSource class (default: the browser's)
    * @param {() => Promise<string>|string} [opts.getToken] fresh credentials for event:challenge
    * @param {string} [opts.tokenHeader] header the renewal carries them in (default "authorization", as "Bearer <token>")
+   * @param {string} [opts.tokenParam] query parameter (e.g. "access_token") that carries a fresh token from
+   *   getToken() on every open and reopen, for guards that read credentials from the query: a stream that
+   *   ended at its token's expiry then comes back with a valid one
    * @param {(view: Map<string,string>, id: string) => void} [opts.onReady]
    * @param {(key: string|undefined, value: string, id: string) => void} [opts.onChange]
    * @param {(key: string, id: string) => void} [opts.onDelete]
@@ -98,18 +101,30 @@ export class SSEKafka {
     this.opts.onState?.(s, detail);
   }
 
-  _streamURL() {
-    if (!this.lastEventId) return this.url;
+  _streamURL(token) {
+    if (!this.lastEventId && token === undefined) return this.url;
     const u = new URL(this.url, globalThis.location?.href ?? 'http://localhost/');
-    u.searchParams.set('lastEventId', this.lastEventId);
+    if (this.lastEventId) u.searchParams.set('lastEventId', this.lastEventId);
+    if (token !== undefined) u.searchParams.set(this.opts.tokenParam, token);
     // Keep a relative URL relative (same origin in a browser).
     return /^[a-z][a-z0-9+.-]*:/i.test(this.url) ? u.toString() : u.pathname + u.search;
   }
 
-  _open() {
+  async _open() {
     if (this._closed) return;
     this._state(this._attempt === 0 ? 'connecting' : 'reopening', { attempt: this._attempt });
-    const es = new this._ES(this._streamURL(), { withCredentials: !!this.opts.withCredentials });
+    let token;
+    if (this.opts.tokenParam && this.opts.getToken) {
+      try {
+        token = await this.opts.getToken();
+      } catch (err) {
+        this.opts.onError?.(new Error('ssekafka: getToken failed: ' + err.message));
+        this._reopen();
+        return;
+      }
+      if (this._closed) return;
+    }
+    const es = new this._ES(this._streamURL(token), { withCredentials: !!this.opts.withCredentials });
     this._es = es;
     es.onopen = () => {
       this._attempt = 0;

@@ -107,3 +107,27 @@ for (const status of ['502', '503']) {
     }
   });
 }
+
+test('with tokenParam, every open carries a fresh token from getToken in the query', async () => {
+  const urls = [];
+  let n = 0;
+  class FakeES {
+    constructor(url) {
+      urls.push(url);
+      this.readyState = 0;
+      queueMicrotask(() => {
+        this.readyState = 2; // ended for good, as after a 401
+        this.onerror?.();
+      });
+    }
+    addEventListener() {}
+    close() {}
+  }
+  const s = new SSEKafka('http://edge.example/tasks', {
+    EventSource: FakeES, tokenParam: 'access_token', getToken: async () => `t${++n}`, minDelay: 1, maxDelay: 2,
+  });
+  await until('two opens', () => urls.length >= 2, 2000);
+  s.close();
+  assert.equal(new URL(urls[0]).searchParams.get('access_token'), 't1');
+  assert.equal(new URL(urls[1]).searchParams.get('access_token'), 't2');
+});
