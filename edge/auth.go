@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -124,9 +125,23 @@ func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, p
 		e.refuseAuth(w, r, route.guard, err)
 		return nil, false
 	}
+	if !s.Expires.After(time.Now()) {
+		// Within the guard's leeway, but a stream must not start past its
+		// token's expiry: it would be closed at once, and come back again.
+		e.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "expired"})
+		return nil, false
+	}
 	params[guardedKey(route.guard, "identity")] = s.Identity
 	for k, v := range s.Attributes {
 		params[guardedKey(route.guard, "attributes."+k)] = v
+	}
+	for _, k := range route.claims {
+		if _, ok := params[k]; !ok {
+			// A missing claim is not the empty value: that would be a
+			// filter on "" (someone else's records, maybe).
+			e.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "claim missing for " + k})
+			return nil, false
+		}
 	}
 	return s, true
 }

@@ -59,6 +59,7 @@ type authStream struct {
 	guard      *guard.Guard
 	guardName  string
 	identity   string
+	roles      []string // its route's: a renewal's token must grant them too
 	kid        string
 	expires    time.Time
 	challenged bool      // event:challenge sent for this expiry
@@ -112,12 +113,12 @@ func (a *authority) stop() {
 }
 
 // track registers a guarded stream's client, once it has joined its feed.
-func (a *authority) track(ctx context.Context, c *client) {
+func (a *authority) track(ctx context.Context, c *client, roles []string) {
 	sess := sessionFrom(ctx)
 	if a == nil || sess == nil {
 		return
 	}
-	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, kid: sess.KeyID, expires: sess.Expires}
+	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, roles: roles, kid: sess.KeyID, expires: sess.Expires}
 	s.schedule()
 	a.mu.Lock()
 	a.next++
@@ -331,29 +332,47 @@ func (a *authority) checkKeys() {
 	}
 }
 
-// renewal is what a verifying edge sends to the edge holding the stream.
+// renewal is what an edge that received a renewal POST sends to the edge
+// holding the stream: the token itself, which the holder verifies again
+// with the stream's own guard and roles. Nothing else in it is trusted, so
+// a message forged by anyone who may publish on NATS extends nothing.
 type renewal struct {
-	Stream   uint64 `json:"stream"`
-	Guard    string `json:"guard"`
-	Identity string `json:"identity"`
-	KeyID    string `json:"kid"`
-	Expires  int64  `json:"expires"` // Unix milliseconds
+	Stream uint64 `json:"stream"`
+	Token  string `json:"token"`
 }
 
-// renew extends a tracked stream; it returns the HTTP status to answer.
-func (a *authority) renew(r renewal) int {
+// renew verifies a renewal's token against the tracked stream (its guard,
+// its identity, its route's roles) and extends the stream; it returns the
+// HTTP status to answer: 204, 404 (no such stream of this identity) or the
+// token's refusal.
+func (a *authority) renew(ctx context.Context, r renewal) int {
+	a.mu.Lock()
+	s := a.streams[r.Stream]
+	var g *guard.Guard
+	var identity string
+	var roles []string
+	if s != nil {
+		g, identity, roles = s.guard, s.identity, s.roles
+	}
+	a.mu.Unlock()
+	if s == nil {
+		return http.StatusNotFound
+	}
+	sess, err := g.Verify(ctx, r.Token, roles) // outside a.mu: a JWKS fetch may wait
+	if err != nil {
+		return statusOf(err)
+	}
+	if sess.Identity != identity {
+		return http.StatusNotFound // not this identity's stream: say no more than for none
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.streams[r.Stream]
-	switch {
-	case s == nil:
-		return http.StatusNotFound
-	case s.guardName != r.Guard || s.identity != r.Identity:
-		return http.StatusForbidden
+	if a.streams[r.Stream] != s {
+		return http.StatusNotFound // ended meanwhile
 	}
-	if exp := time.UnixMilli(r.Expires); exp.After(s.expires) {
+	if exp := sess.Expires; exp.After(s.expires) {
 		a.unsignLocked(s)
-		s.expires, s.kid, s.challenged = exp, r.KeyID, false
+		s.expires, s.kid, s.challenged = exp, sess.KeyID, false
 		a.signers[signer{s.guardName, s.guard, s.kid}]++
 		s.schedule()
 		heap.Fix(&a.due, s.index)
@@ -367,7 +386,9 @@ func (a *authority) serveRenewal(m *nats.Msg) {
 	var r renewal
 	status := http.StatusBadRequest
 	if err := json.Unmarshal(m.Data, &r); err == nil {
-		status = a.renew(r)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		status = a.renew(ctx, r)
+		cancel()
 	}
 	_ = m.Respond([]byte(strconv.Itoa(status)))
 }
@@ -394,15 +415,23 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 		return
 	}
 	auth := e.cfg.Guards[route.guard]
-	sess, err := e.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
+	token, err := renewalToken(auth.Credentials)(r)
+	if err == nil && token == "" {
+		err = &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_request", Reason: "no credentials"}
+	}
+	if err == nil {
+		// Checked here too, so that a bad token is refused without a trip
+		// over NATS; the holder checks it again against the stream.
+		_, err = e.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
+	}
 	if err != nil {
 		a.m.renewals.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
 		e.refuseAuth(w, r, route.guard, err)
 		return
 	}
-	msg := renewal{Stream: id, Guard: route.guard, Identity: sess.Identity, KeyID: sess.KeyID, Expires: sess.Expires.UnixMilli()}
+	msg := renewal{Stream: id, Token: token}
 	if edgeID == a.id {
-		answer(a.renew(msg), "no such stream")
+		answer(a.renew(r.Context(), msg), "no such stream")
 		return
 	}
 	data, _ := json.Marshal(msg)
@@ -420,8 +449,12 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 		return
 	}
 	status, err := strconv.Atoi(string(reply.Data))
-	if err != nil {
+	switch {
+	case err != nil:
 		status = http.StatusBadGateway
+	case status == http.StatusNoContent, status == http.StatusNotFound, status == http.StatusUnauthorized, status == http.StatusForbidden:
+	default:
+		status = http.StatusBadGateway // only these come from an edge
 	}
 	answer(status, strings.ToLower(http.StatusText(status)))
 }

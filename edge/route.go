@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,6 +49,7 @@ type Route struct {
 	idFormat proto.IDFormat
 	guard    string   // the guard's name; empty: not guarded
 	roles    []string // the roles the guard's tokens must grant
+	claims   []string // the guarded expressions its templates use: a token must have each
 }
 
 type filterTemplate struct {
@@ -158,7 +160,11 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 			}
 			return expr, nil
 		case strings.HasPrefix(expr, "guarded["):
-			return guardedExpr(expr, r.guard)
+			key, err := guardedExpr(expr, r.guard)
+			if err == nil && !slices.Contains(r.claims, key) {
+				r.claims = append(r.claims, key)
+			}
+			return key, err
 		}
 		return "", fmt.Errorf("${%s}: unknown expression (want ${params.NAME} or ${guarded['NAME'].identity})", expr)
 	}

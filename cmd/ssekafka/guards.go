@@ -52,17 +52,17 @@ func (k *jwkKeys) UnmarshalYAML(n *yaml.Node) error {
 		for _, item := range n.Content {
 			var m map[string]any
 			if err := item.Decode(&m); err != nil {
-				return fmt.Errorf("line %d: a JWK is a mapping: %w", item.Line, err)
+				return fmt.Errorf("line %d: guards.*.options.keys: a JWK is a mapping: %w", item.Line, err)
 			}
 			b, err := json.Marshal(m)
 			if err != nil {
-				return fmt.Errorf("line %d: %w", item.Line, err)
+				return fmt.Errorf("line %d: guards.*.options.keys: %w", item.Line, err)
 			}
 			k.inline = append(k.inline, b)
 		}
 		return nil
 	}
-	return fmt.Errorf("line %d: keys is a list of JWKs or a JWKS URL", n.Line)
+	return fmt.Errorf("line %d: guards.*.options.keys: a list of JWKs or a JWKS URL", n.Line)
 }
 
 // MarshalYAML writes keys as they are read: the URL, or the JWKs.
