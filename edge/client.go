@@ -167,8 +167,14 @@ func (c *client) closeWith(reason string, final []byte) {
 	c.mu.Unlock()
 	if lc != nil {
 		go lc.flush()
-	} else if cancelSetup != nil && final != nil {
-		cancelSetup(errSetupClosed) // a drain: the setup ends now, with a refusal
+	} else if cancelSetup != nil {
+		// Still in its setup: it ends now (a drain's with a refusal, so its
+		// client comes back elsewhere; an expired token's without more).
+		cause := errSetupClosed
+		if final != nil {
+			cause = errSetupDrained
+		}
+		cancelSetup(cause)
 	}
 }
 

@@ -575,11 +575,6 @@ func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Dura
 // gives), and the feed's position in p; ok is false when since lies outside the ring (before start, its first
 // offset, or past the feed's position) or the feed is behind in p.
 func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
-	// A feed applying a batch is done within milliseconds: wait for it a
-	// little rather than send the stream to the cache tier.
-	for i := 0; i < 20 && (f.handling.Load() || len(f.msgs) > 0); i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
 	f.mu.Lock()
 	next, start = f.progress.Offsets[p], f.ring.parts[p].start
 	// Not while changes wait for the feed goroutine: the cache tier has

@@ -284,8 +284,12 @@ const (
 	resumeState     = "state"     // some state request of its own
 )
 
-// errSetupClosed ends the setup of a stream closed by a drain.
-var errSetupClosed = errors.New("stream closed during its setup")
+// errSetupDrained and errSetupClosed end the setup of a stream closed by a
+// drain, or for another reason (its token expired, its feed ended).
+var (
+	errSetupDrained = errors.New("stream drained during its setup")
+	errSetupClosed  = errors.New("stream closed during its setup")
+)
 
 // setupEnded answers a setup whose context ended: one a drain closed gets
 // the draining refusal (its client comes back, to another edge); one whose
@@ -294,7 +298,7 @@ func (e *Edge) setupEnded(w http.ResponseWriter, ctx context.Context) bool {
 	if ctx.Err() == nil {
 		return false
 	}
-	if errors.Is(context.Cause(ctx), errSetupClosed) {
+	if errors.Is(context.Cause(ctx), errSetupDrained) {
 		e.refuse(w, refuseDraining)
 	}
 	return true
