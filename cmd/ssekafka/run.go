@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,11 +27,14 @@ import (
 
 // newLogger logs to stderr as --log-format says; warnings of one message are rate-limited
 // (ratelog), as bad input from the network may repeat without end.
-func newLogger() *slog.Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+func newLogger() *slog.Logger { return newLoggerTo(os.Stderr, slog.LevelInfo) }
+
+// newLoggerTo is newLogger writing to w from level on.
+func newLoggerTo(w io.Writer, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if logFormat == "json" {
-		h = slog.NewJSONHandler(os.Stderr, opts)
+		h = slog.NewJSONHandler(w, opts)
 	}
 	return ratelog.Wrap(slog.New(h))
 }
