@@ -88,8 +88,6 @@ const tooLargeBody = "request header too large\n"
 var tooLargeAnswer = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
 	strconv.Itoa(len(tooLargeBody)) + "\r\nConnection: close\r\n\r\n" + tooLargeBody
 
-var headerEnd = []byte("\r\n\r\n")
-
 // rawRequest is a request read by serveConn, waiting for a setup worker.
 type rawRequest struct {
 	conn   net.Conn
@@ -128,6 +126,14 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 		}
 		head, err = peekHeader(br)
 	}
+	if err != nil && !errors.Is(err, errHeaderTooLarge) && br.Buffered() > 0 {
+		// Part of a header, then silence or the end: net/http answers what
+		// it makes of those bytes (a partial request line is a 400) and then
+		// meets the same end, without waiting a header timeout of its own.
+		e.handOverEnded(conn, br, handoff, err)
+		release()
+		return
+	}
 	if err != nil {
 		if errors.Is(err, errHeaderTooLarge) {
 			e.metrics.badRequests.Inc()
@@ -138,7 +144,15 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 		return
 	}
 	req, err := parseRequest(head)
-	if err != nil || req.ProtoMajor != 1 || !e.servesRequest(srv, req) {
+	if err == nil {
+		if status, reason := outOfBounds(req, head); status != 0 {
+			e.metrics.badRequests.Inc()
+			answerAndClose(conn, status, reason)
+			release()
+			return
+		}
+	}
+	if err != nil || req.ProtoMajor != 1 || refusedByNetHTTP(req, head) || !e.servesRequest(srv, req) {
 		e.handOver(conn, br, handoff)
 		release()
 		return
@@ -177,8 +191,8 @@ func peekHeader(br *bufio.Reader) ([]byte, error) {
 		}
 		_, err := br.Peek(n) // waits for one more byte than was buffered
 		buf, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(buf, headerEnd); i >= 0 {
-			return buf[:i+len(headerEnd)], nil
+		if n := headerEndIndex(buf); n >= 0 {
+			return buf[:n], nil
 		}
 		if err != nil {
 			return nil, err
@@ -219,13 +233,19 @@ func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
 
 // handOver gives conn to srv, with the bytes already read from it first.
 func (e *Edge) handOver(conn net.Conn, br *bufio.Reader, handoff *handoffListener) {
+	e.handOverEnded(conn, br, handoff, nil)
+}
+
+// handOverEnded hands conn over with what br buffered; when end is not nil,
+// reads past those bytes return end rather than wait on conn.
+func (e *Edge) handOverEnded(conn net.Conn, br *bufio.Reader, handoff *handoffListener, end error) {
 	var buffered []byte
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		buffered = bytes.Clone(b)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	if !handoff.offer(&prefixedConn{Conn: conn, prefix: buffered}) {
+	if !handoff.offer(&prefixedConn{Conn: conn, prefix: buffered, end: end}) {
 		_ = conn.Close()
 	}
 }
@@ -234,6 +254,7 @@ func (e *Edge) handOver(conn net.Conn, br *bufio.Reader, handoff *handoffListene
 type prefixedConn struct {
 	net.Conn
 	prefix []byte
+	end    error // returned once prefix is read, when not nil
 }
 
 // SyscallConn is the connection's own: a stream hijacked from net/http is
@@ -251,6 +272,9 @@ func (c *prefixedConn) Read(p []byte) (int, error) {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
 		return n, nil
+	}
+	if c.end != nil {
+		return 0, c.end
 	}
 	return c.Conn.Read(p)
 }
@@ -302,7 +326,7 @@ type rawResponse struct {
 }
 
 func newRawResponse(conn net.Conn, req *http.Request) *rawResponse {
-	return &rawResponse{conn: conn, header: make(http.Header, 4), proto: req.Proto, head: req.Method == http.MethodHead}
+	return &rawResponse{conn: conn, header: make(http.Header, 4), proto: statusLineProto(req), head: req.Method == http.MethodHead}
 }
 
 func (w *rawResponse) Header() http.Header { return w.header }

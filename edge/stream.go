@@ -264,7 +264,7 @@ func (e *Edge) startResponse(w http.ResponseWriter, r *http.Request) (*connWrite
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 && !e.cfg.NoHijack {
 		if conn, _, err := rc.Hijack(); err == nil {
-			head := r.Proto + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+			head := statusLineProto(r) + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
 				"X-Accel-Buffering: no\r\n" + corsLines(h) + "Connection: close\r\n\r\n"
 			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: e.cfg.WriteTimeout}
 			if err := cw.write([]byte(head)); err != nil {
