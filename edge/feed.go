@@ -41,6 +41,7 @@ type feed struct {
 
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
+	topicChecked  time.Time     // the last metadata request for a message of another epoch (see check)
 
 	mu        sync.Mutex // guards everything below, and clients' registration
 	progress  proto.Progress
@@ -68,7 +69,8 @@ type feed struct {
 type partCursor struct {
 	probeNext  int64 // the cache's next offset at the previous probe
 	needFill   bool
-	fillTarget int64 // a fill is complete only once the feed reaches this offset
+	fillTarget int64     // a fill is complete only once the feed reaches this offset
+	denied     time.Time // when the cache tier last denied a far live message (see plausible)
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -188,6 +190,10 @@ func (f *feed) handle(m *nats.Msg) {
 		if err != nil || !f.check(h.Epoch, h.Partition, m) {
 			return
 		}
+		if !f.plausible(h.Partition, h.Next) {
+			f.dropUnconfirmed("head", h.Partition, h.Next)
+			return
+		}
 		f.cacheAt(h.Partition, h.Next)
 		if h.Next > f.progress.Offsets[h.Partition] {
 			f.e.metrics.gaps.Inc()
@@ -212,6 +218,10 @@ func (f *feed) handle(m *nats.Msg) {
 		f.heard(p)
 		return // already covered
 	}
+	if !f.plausible(p, ch.Record.Offset+1) {
+		f.dropUnconfirmed("change", p, ch.Record.Offset)
+		return
+	}
 	if ch.From > f.progress.Offsets[p] || f.parts[p].needFill {
 		f.e.metrics.gaps.Inc()
 		// The fill must reach this change's From: a page that ends short
@@ -230,17 +240,69 @@ func (f *feed) handle(m *nats.Msg) {
 	f.mu.Unlock()
 }
 
-// check ends the feed when a message shows the topic changed under it.
+// check reports whether a live message is of the feed's epoch and
+// partitions. One that is not is checked against the topic's metadata
+// before the feed acts on it: a topic changed under the feed ends it, a
+// message the cache tier does not confirm (stale, or forged by anyone who
+// can publish on NATS) is dropped, so that one message cannot disconnect
+// every client of a topic.
 func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
-	switch {
-	case epoch != f.progress.Epoch:
-		f.fail(resetEpoch)
-		return false
-	case int(partition) >= len(f.parts):
-		f.fail(resetPartitions)
+	if epoch == f.progress.Epoch && partition >= 0 && int(partition) < len(f.parts) {
+		return true
+	}
+	// At most one metadata request a second for such messages; a real
+	// change of epoch meanwhile is found by the next probe.
+	if time.Since(f.topicChecked) >= time.Second {
+		f.topicChecked = time.Now()
+		if !f.checkTopic() {
+			return false // the topic did change: the feed ended
+		}
+	}
+	f.e.metrics.badChanges.Inc()
+	f.e.log.Warn("live message of another epoch or partition, not confirmed by the cache tier: dropped",
+		"topic", f.topic, "subject", m.Subject, "epoch", epoch, "partition", partition)
+	return false
+}
+
+// plausibleJump is how far a live change or head may stand past what the
+// feed knows the cache tier holds before the feed asks the cache tier to
+// confirm it. Real jumps that far are rare (records compacted away before
+// the cache read them) and cost one head request.
+const plausibleJump = 1 << 20
+
+// plausible reports whether partition p's cache tier may have reached next:
+// near what the feed knows, or confirmed by a head request. A far message
+// the cache tier does not confirm would otherwise move the feed past every
+// real record (a blackhole) or stop the ring serving. After a denial,
+// far messages of p are dropped unasked for a second; what was real is
+// then found by the probe and filled.
+func (f *feed) plausible(p int32, next int64) bool {
+	st := &f.parts[p]
+	f.mu.Lock()
+	known := max(f.progress.Offsets[p], st.probeNext, f.ring.parts[p].known)
+	f.mu.Unlock()
+	if next <= known || next-known <= plausibleJump {
+		return true
+	}
+	if time.Since(st.denied) < time.Second {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
+	head, err := f.e.requestPage(ctx, f.topic, f.progress.Epoch, p, math.MaxInt64)
+	cancel()
+	if err != nil || head.Next < next {
+		st.denied = time.Now()
+		return false
+	}
+	st.probeNext = max(st.probeNext, head.Next)
 	return true
+}
+
+// dropUnconfirmed counts and logs a live message plausible refused.
+func (f *feed) dropUnconfirmed(kind string, p int32, offset int64) {
+	f.e.metrics.badChanges.Inc()
+	f.e.log.Warn("live "+kind+" far past the cache tier's head, not confirmed by it: dropped",
+		"topic", f.topic, "partition", p, "offset", offset)
 }
 
 // ringFresh is how recently a partition's primary must have been heard (a

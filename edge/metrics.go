@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateEventsWritten: c("state_events_total", "Events written from state pages."),
 		gaps:               c("live_gaps_total", "Gaps detected in the live feed."),
 		fills:              c("gap_fills_total", "Gap fills completed from the cache tier."),
-		badChanges:         c("bad_changes_total", "Live messages that could not be decoded."),
+		badChanges:         c("bad_changes_total", "Live messages dropped: undecodable, or of an epoch, partition or offset the cache tier does not confirm."),
 		badPages:           c("bad_state_pages_total", "State pages refused: a cursor that does not advance."),
 		overflows:          c("overflow_disconnects_total", "Clients disconnected for falling behind."),
 		feedFailures:       c("feed_failures_total", "Topic feeds ended by an epoch or partition change."),
