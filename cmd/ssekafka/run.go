@@ -39,6 +39,13 @@ func newLoggerTo(w io.Writer, level slog.Leveler) *slog.Logger {
 	return ratelog.Wrap(slog.New(h))
 }
 
+// registry is what serveEdge registers the edge's metrics with and serves
+// them from (a *prometheus.Registry).
+type registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -206,7 +213,7 @@ const drainGrace = 5 * time.Second
 // Besides the routes, addr serves /_ssekafka/metrics, /_ssekafka/health and
 // /_ssekafka/ready; sse.admin, if set, serves those (also as /metrics and
 // /health) and /_ssekafka/drain, which the public listener never does.
-func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg *prometheus.Registry, drain <-chan struct{}, ready func(net.Addr)) error {
+func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg registry, drain <-chan struct{}, ready func(net.Addr)) error {
 	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log)
 	if err != nil {
 		return err

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssekafka/ssekafka/internal/devstack"
+)
+
+// recordingRegistry is a real registry that also records the name and
+// variable labels of every metric registered with it, whether or not it has
+// a sample yet (a vector has none until a label value is used).
+type recordingRegistry struct {
+	*prometheus.Registry
+	mu     sync.Mutex
+	labels map[string][]string // metric name -> variable labels
+}
+
+var descRE = regexp.MustCompile(`^Desc\{fqName: "([^"]+)".*variableLabels: \{([^}]*)\}\}$`)
+
+func (r *recordingRegistry) Register(c prometheus.Collector) error {
+	if err := r.Registry.Register(c); err != nil {
+		return err
+	}
+	ch := make(chan *prometheus.Desc)
+	go func() { c.Describe(ch); close(ch) }()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range ch {
+		m := descRE.FindStringSubmatch(d.String())
+		if m == nil {
+			panic("unparsed desc " + d.String())
+		}
+		var ls []string
+		if m[2] != "" {
+			ls = strings.Split(m[2], ",")
+		}
+		sort.Strings(ls)
+		r.labels[m[1]] = ls
+	}
+	return nil
+}
+
+func (r *recordingRegistry) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// docRow is a row of README's Metrics table.
+type docRow struct {
+	line   int
+	name   string
+	labels []string
+}
+
+// readmeMetrics parses the table under "## Metrics" in README.md: the first
+// cell names the metric in backticks, the third its labels (backticked,
+// comma-separated) or "—".
+func readmeMetrics(t *testing.T) []docRow {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []docRow
+	in, seen := false, 0
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "## ") {
+			in = line == "## Metrics"
+			continue
+		}
+		if !in || !strings.HasPrefix(line, "|") {
+			continue
+		}
+		if seen++; seen <= 2 { // header and separator
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 {
+			t.Errorf("README.md:%d: a Metrics row needs name, type, labels, meaning, alert: %s", i+1, line)
+			continue
+		}
+		name := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		var ls []string
+		if l := strings.TrimSpace(cells[3]); l != "—" && l != "" {
+			for _, x := range strings.Split(l, ",") {
+				ls = append(ls, strings.Trim(strings.TrimSpace(x), "`"))
+			}
+		}
+		sort.Strings(ls)
+		rows = append(rows, docRow{line: i + 1, name: name, labels: ls})
+	}
+	if seen == 0 {
+		t.Fatal("README.md has no table under ## Metrics")
+	}
+	return rows
+}
+
+// README's Metrics table names every metric the cache and the edge register,
+// with its labels, and nothing else: the cache and an edge (with a guard, so
+// that the auth metrics exist) are started as `ssekafka dev` starts them,
+// sharing one registry.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	ns, err := devstack.StartNATS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "t"); err != nil {
+		t.Fatal(err)
+	}
+	yaml := zillaJWTConfig(fmt.Sprintf("kafka: {brokers: [%s], bootstrap: [t]}\nnats: {url: %q}\n", kafka, ns.ClientURL()))
+	cacheCfg, err := parseConfig([]byte(yaml), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCfg, err := parseConfig([]byte(yaml), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	reg := &recordingRegistry{Registry: prometheus.NewRegistry(), labels: map[string][]string{}}
+	rc, err := startCache(ctx, cacheCfg, cacheCfg.Kafka.Brokers, ns.ClientURL(), log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	edgeDone := make(chan error, 1)
+	go func() {
+		edgeDone <- serveEdge(ctx, edgeCfg, "127.0.0.1:0", ns.ClientURL(), log, reg, nil, func(a net.Addr) { addr <- a })
+	}()
+	select {
+	case <-addr:
+	case err := <-edgeDone:
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		<-edgeDone
+		<-rc.done
+	}()
+
+	reg.mu.Lock()
+	registered := maps.Clone(reg.labels)
+	reg.mu.Unlock()
+	for _, want := range []string{"ssekafka_cache_", "ssekafka_edge_auth_"} {
+		if !slices.ContainsFunc(slices.Sorted(maps.Keys(registered)), func(n string) bool { return strings.HasPrefix(n, want) }) {
+			t.Fatalf("no %s* metric registered: %v", want, slices.Sorted(maps.Keys(registered)))
+		}
+	}
+	documented := map[string]bool{}
+	for _, row := range readmeMetrics(t) {
+		ls, ok := registered[row.name]
+		switch {
+		case !ok:
+			t.Errorf("README.md:%d: %q is in the Metrics table but no such metric is registered", row.line, row.name)
+		case documented[row.name]:
+			t.Errorf("README.md:%d: %s is in the Metrics table twice", row.line, row.name)
+		case !slices.Equal(ls, row.labels):
+			t.Errorf("README.md:%d: %s has labels %v, the table says %v", row.line, row.name, ls, row.labels)
+		}
+		documented[row.name] = true
+	}
+	for _, n := range slices.Sorted(maps.Keys(registered)) {
+		if !documented[n] {
+			t.Errorf("metric %s (labels %v) is missing from README's Metrics table", n, registered[n])
+		}
+	}
+}
