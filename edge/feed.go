@@ -321,6 +321,14 @@ func (f *feed) cacheAt(p int32, next int64) {
 	f.mu.Unlock()
 }
 
+// cacheKnown is how far the cache tier has applied partition p, as far as
+// the feed has heard (heads, state pages).
+func (f *feed) cacheKnown(p int32) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ring.parts[p].known
+}
+
 // heard records a head or change of partition p from its primary. It runs
 // on the feed goroutine.
 func (f *feed) heard(p int32) {
@@ -623,13 +631,6 @@ func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.D
 		f.mu.Lock()
 	}
 	return true
-}
-
-// waitFor waits, up to timeout, until the feed has delivered everything
-// below at, and reports whether it has.
-func (f *feed) waitFor(ctx context.Context, at proto.Progress, timeout time.Duration) bool {
-	defer f.mu.Unlock()
-	return f.waitCovers(ctx, at, timeout)
 }
 
 // ringFrom returns partition p's records at or after since, from the

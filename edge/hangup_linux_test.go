@@ -4,7 +4,9 @@ package edge_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/proto"
@@ -201,23 +205,24 @@ func TestHangupReleasesManyAtOnce(t *testing.T) {
 // setup waits on the cache tier, does not keep the worker: the next client
 // is served at once.
 func TestHangupFreesSetupWorker(t *testing.T) {
+	var cacheNC *nats.Conn
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
 		noKeepAlive(c)
 		c.SetupConcurrency = 1
-		c.PageTimeout = time.Minute // a position past the cache's end is waited for this long
-	}})
+		c.RequestTimeout = time.Minute // a state part asks an absent cache tier again for this long
+	}, cacheCfg: func(c *cache.Config) { cacheNC = c.NATS }})
 	s.produce("tasks", rec(0, "a", "1"))
 	addr := strings.TrimPrefix(s.url, "http://")
 	first := s.connect("/tasks", nil) // keeps the feed up
 	first.untilReady()
-	requests := s.counter(s.cacheReg, "ssekafka_cache_state_requests_total")
 
-	// An id past partition 0's end: its setup asks the cache again and again.
-	ahead := string(proto.AppendProgress(nil, &proto.Progress{Offsets: []int64{1000, 0, 0}}))
+	// With no cache node, a new stream's state part asks again and again.
+	// (An id past the cache's end no longer waits: it is reset at once.)
+	s.stopCacheTier(cacheNC, "tasks")
 	stuck := dial(t, addr)
-	fmt.Fprintf(stuck, "GET /tasks HTTP/1.1\r\nHost: edge\r\nLast-Event-ID: %s\r\n\r\n", ahead)
-	eventually(t, 5*time.Second, "the stuck setup to ask the cache", func() bool {
-		return s.counter(s.cacheReg, "ssekafka_cache_state_requests_total") > requests+2
+	fmt.Fprintf(stuck, "GET /tasks HTTP/1.1\r\nHost: edge\r\n\r\n")
+	eventually(t, 5*time.Second, "the stuck stream to join its feed", func() bool {
+		return gauge(t, s.edgeReg, "ssekafka_edge_clients") == 2
 	})
 
 	// A queued client that hangs up is released while the worker is busy.
@@ -230,6 +235,10 @@ func TestHangupFreesSetupWorker(t *testing.T) {
 	})
 
 	_ = stuck.Close()
+	eventually(t, 5*time.Second, "the stuck stream to leave", func() bool {
+		return gauge(t, s.edgeReg, "ssekafka_edge_clients") == 1
+	})
+	s.startCache(nil)
 	next := s.connect("/tasks", nil)
 	if evs := next.untilReady(); evs[len(evs)-2].Data != "1" {
 		t.Fatalf("next client got %v", evs)
@@ -356,4 +365,20 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// stopCacheTier stops the stack's cache node and closes its NATS
+// connection, cacheNC (a stopped node's subscriptions would otherwise still
+// answer, with an error), then waits until no node answers for topic.
+func (s *stack) stopCacheTier(cacheNC *nats.Conn, topic string) {
+	s.t.Helper()
+	s.stopCache()
+	cacheNC.Close()
+	nc := s.connectNATS()
+	subject := proto.Subjects{Prefix: "ssekafka"}.State(topic, 0)
+	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: math.MaxInt64})
+	eventually(s.t, 5*time.Second, "no cache node answering", func() bool {
+		_, err := nc.Request(subject, req, time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
 }

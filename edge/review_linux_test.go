@@ -20,8 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/proto"
 )
 
 // bigCookie is a header line that pushes a request past the peek buffer.
@@ -145,20 +147,21 @@ func TestReviewHeadAndPreflight(t *testing.T) {
 }
 
 // A drain ends the streams still in their setup too: one whose setup waits
-// on the cache tier (an id past the cache's end, asked again for up to
-// PageTimeout) keeps Drain from returning until its context ends.
+// on the cache tier (absent, asked again for up to RequestTimeout) keeps
+// Drain from returning until its context ends.
 func TestReviewDrainEndsStreamInSetup(t *testing.T) {
-	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageTimeout = time.Minute }})
+	var cacheNC *nats.Conn
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.RequestTimeout = time.Minute },
+		cacheCfg: func(c *cache.Config) { cacheNC = c.NATS }})
 	s.produce("tasks", rec(0, "a", "1"))
 	addr := strings.TrimPrefix(s.url, "http://")
 	first := s.connect("/tasks", nil) // keeps the feed up
 	first.untilReady()
-	requests := s.counter(s.cacheReg, "ssekafka_cache_state_requests_total")
-	ahead := string(proto.AppendProgress(nil, &proto.Progress{Offsets: []int64{1000, 0, 0}}))
+	s.stopCacheTier(cacheNC, "tasks")
 	stuck := dial(t, addr)
-	fmt.Fprintf(stuck, "GET /tasks HTTP/1.1\r\nHost: edge\r\nLast-Event-ID: %s\r\n\r\n", ahead)
-	eventually(t, 5*time.Second, "the stuck setup to ask the cache", func() bool {
-		return s.counter(s.cacheReg, "ssekafka_cache_state_requests_total") > requests+2
+	fmt.Fprintf(stuck, "GET /tasks HTTP/1.1\r\nHost: edge\r\n\r\n")
+	eventually(t, 5*time.Second, "the stuck stream to join its feed", func() bool {
+		return gauge(t, s.edgeReg, "ssekafka_edge_clients") == 2
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -67,46 +67,27 @@ func (e *Edge) startProgress(r *http.Request, f *feed, live proto.Progress) (p p
 
 // aheadOfCache reports whether start names, for some partition, an offset
 // past that partition's end as the cache tier knows it: an id from another
-// incarnation of the topic (a Zilla id carries no epoch), which cannot
-// resume. Only offsets past the feed's position (live) are asked about, and
-// a node that seems behind is asked again for up to PageTimeout, since the
-// node that answers may lag the one whose changes the client saw.
+// incarnation of the topic (a Zilla id carries no epoch), or a made-up one,
+// which cannot resume. Only offsets past both the feed's position (live)
+// and the cache's head as the feed last heard it are asked about, once: a
+// node answers for a partition only when caught up, and no setup worker
+// waits for offsets that may never come (issue 11: each such id used to
+// hold one for PageTimeout). A client whose id came from a node a moment
+// ahead of the one answering gets a reset and the full state: correct, and
+// rare (its last edge went away and it came back within that moment).
 func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Progress) (bool, error) {
-	ahead := false
 	for p, o := range start.Offsets {
-		ahead = ahead || o > live.Offset(int32(p))
-	}
-	if !ahead {
-		return false, nil
-	}
-	// The client's last edge heard the same changes a moment before this
-	// feed: once the feed is there, the cache tier is too (no request).
-	if f.waitFor(ctx, start, min(e.cfg.PageTimeout, 500*time.Millisecond)) {
-		return false, nil
-	}
-	// A holder in ordinary consumer lag catches up well within PageTimeout;
-	// an id of another incarnation never does.
-	deadline := time.Now().Add(e.cfg.PageTimeout)
-	for p, o := range start.Offsets {
-		if o <= live.Offset(int32(p)) {
+		pp := int32(p)
+		if o <= live.Offset(pp) || o <= f.cacheKnown(pp) {
 			continue
 		}
-		for {
-			page, _, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, int32(p), o, o, true)
-			if err != nil {
-				return false, err
-			}
-			if page.Next >= o {
-				break
-			}
-			if time.Now().After(deadline) {
-				return true, nil
-			}
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
+		page, _, err := e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, o, o, true)
+		if err != nil {
+			return false, err
+		}
+		f.cacheAt(pp, page.Next)
+		if page.Next < o {
+			return true, nil
 		}
 	}
 	return false, nil
