@@ -251,6 +251,7 @@ func (n *Node) Run(ctx context.Context) error {
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
 		}
+		n.leaveStateGroups()
 	}()
 	if err := n.subscribe(ctx, n.subjects.MetaAll(), n.handleMeta); err != nil {
 		return err
@@ -452,6 +453,35 @@ func (n *Node) handleMeta(m *nats.Msg) {
 		HorizonMs:  n.horizon(t).Milliseconds(),
 		CaughtUp:   caughtUp,
 	})
+}
+
+// leaveStateGroups unsubscribes every held partition's state requests, so
+// that a stopped node leaves them to live holders (its values and Kafka
+// client are closed: it could answer only errors).
+func (n *Node) leaveStateGroups() {
+	n.mu.Lock() // nothing is taken under Node.mu (LOCKS.md)
+	var held []*topicState
+	for _, tu := range n.topics {
+		if tu.t != nil {
+			held = append(held, tu.t)
+		}
+	}
+	n.mu.Unlock()
+	for _, t := range held {
+		t.mu.RLock()
+		for _, ps := range t.parts {
+			if ps == nil {
+				continue
+			}
+			ps.mu.RLock()
+			sub := ps.sub
+			ps.mu.RUnlock()
+			if sub != nil {
+				_ = sub.Unsubscribe()
+			}
+		}
+		t.mu.RUnlock()
+	}
 }
 
 // serveState answers state requests for one held partition. Its holders

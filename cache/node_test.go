@@ -257,3 +257,37 @@ func TestMetaAnsweredByANodeHoldingNothing(t *testing.T) {
 		t.Fatalf("answered after %v", d)
 	}
 }
+
+// A node that has stopped answers no state request: on main before this
+// test it kept its partitions' queue subscriptions, so a stopped node
+// sharing a NATS connection (dev mode, tests) answered edges with errors
+// ("client closed") instead of leaving them to a live holder.
+func TestStoppedNodeLeavesStateRequests(t *testing.T) {
+	tt := newTestTier(t)
+	produceValues(t, tt.prod, &kgo.Record{Key: []byte("k"), Value: []byte("v")})
+	cfg := Config{Bootstrap: []string{"v"}, Brokers: []string{tt.addr}, NATS: tt.nc}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = n.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := poll.Wait(wait, 10*time.Millisecond, func() bool {
+		page, err := tt.state(t, 0)
+		return err == nil && page.Status == proto.StatusOK && page.Next == 1
+	}); err != nil {
+		t.Fatal("the node never answered the state")
+	}
+	cancel()
+	<-done
+	if page, err := tt.state(t, 0); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("a stopped node answered a state request: %s %q (err %v), want no responders", page.Status, page.Error, err)
+	}
+}
