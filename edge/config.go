@@ -87,6 +87,21 @@ type Config struct {
 	// is refused (200, a comment and a retry growing with the backlog).
 	// Default 65536.
 	SetupQueue int
+	// MaxConnections bounds the connections Serve holds at once (from
+	// accept to close: streams, and requests handed to net/http); past it a
+	// new one is answered at once and closed: a stream with a refusal (200,
+	// a comment and a retry) its EventSource comes back from, anything else
+	// 503. Keep it below the open-file limit, so that the edge still has
+	// files for the admin listener, NATS and these answers. Default: the
+	// process's RLIMIT_NOFILE less a tenth of it, at least 256 (10000 where
+	// the limit is not known).
+	MaxConnections int
+	// MaxConnectionsPerIP bounds, like MaxConnections, the connections from
+	// one client address (an IPv6 /64 counts as one). Default 1000: a NAT
+	// in front of a large audience (an office, a carrier-grade NAT) may
+	// carry hundreds of browsers, each with a stream or two, while one host
+	// cannot take the whole edge. Off: no cap per address.
+	MaxConnectionsPerIP int
 	// ReleaseAfterBurst: once this many streams have started since the last
 	// time, and none is starting, the edge returns free memory to the OS
 	// (debug.FreeOSMemory, a few milliseconds): the runtime would otherwise
@@ -191,6 +206,19 @@ func (c *Config) setDefaults() error {
 	case c.ResumeRingBytes == Off:
 	case c.ResumeRingBytes < 0:
 		return fmt.Errorf("edge config: ResumeRingBytes: %d is negative (Off turns it off)", c.ResumeRingBytes)
+	}
+	switch {
+	case c.MaxConnections == 0:
+		c.MaxConnections = defaultMaxConnections()
+	case c.MaxConnections < 0:
+		return fmt.Errorf("edge config: MaxConnections: %d is negative (0: the default, below the open-file limit)", c.MaxConnections)
+	}
+	switch {
+	case c.MaxConnectionsPerIP == 0:
+		c.MaxConnectionsPerIP = 1000
+	case c.MaxConnectionsPerIP == Off:
+	case c.MaxConnectionsPerIP < 0:
+		return fmt.Errorf("edge config: MaxConnectionsPerIP: %d is negative (Off: no cap per address)", c.MaxConnectionsPerIP)
 	}
 	if c.ReleaseAfterBurst == 0 {
 		c.ReleaseAfterBurst = 1000

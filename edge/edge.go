@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -48,6 +49,7 @@ type Edge struct {
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
+	limiter  *connLimiter               // Serve's connections, against MaxConnections and MaxConnectionsPerIP
 	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
 	draining atomic.Bool                // set by Drain: streams are refused
 	probe    sync.Once                  // starts the cache-tier probe of Ready
@@ -77,7 +79,8 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e := &Edge{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      ratelog.Wrap(cfg.Logger), // over-limit connections may repeat without end
+		limiter:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),

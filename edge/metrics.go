@@ -16,7 +16,7 @@ type metrics struct {
 	memoryReleases, conflated                   prometheus.Counter
 	stateRequests, pagesShared, framesShared    prometheus.Counter
 	resumes                                     *prometheus.CounterVec
-	refusals                                    *prometheus.CounterVec
+	refusals, connectionsRefused                *prometheus.CounterVec
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
 	hangupsSetup, hangupsLive                   prometheus.Counter
@@ -49,7 +49,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
 		setupRejected:      c("setup_rejected_total", "Connections refused (200 with a retry) because the queue of streams waiting to start was full."),
 		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "refusals_total",
-			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining)."}, []string{"reason"}),
+			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip)."}, []string{"reason"}),
+		connectionsRefused: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "connections_refused_total",
+			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
 			Help: "Time a stream waited for a setup worker.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 		drainClosed:    c("drain_closed_total", "Streams closed by a drain, each after a final retry."),
@@ -75,6 +77,10 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 			return float64(n)
 		}
 		return 0
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
+		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
+		return float64(e.limiter.open())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {

@@ -33,6 +33,10 @@ func refusalLabel(reason string) string {
 		return "queue_full"
 	case refuseDraining:
 		return "draining"
+	case refuseMaxConnections:
+		return "max_connections"
+	case refuseMaxConnectionsPerIP:
+		return "max_connections_per_ip"
 	}
 	return "other"
 }

@@ -61,6 +61,12 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 			return fmt.Errorf("edge accept: %w", err)
 		}
 		backoff = 0
+		release, reason := e.limiter.acquire(conn.RemoteAddr())
+		if reason != "" {
+			e.refuseOverLimit(conn, srv, reason)
+			continue
+		}
+		conn = &countedConn{Conn: conn, release: release}
 		go e.serveConn(conn, srv, handoff, headerTimeout, queue)
 	}
 }
