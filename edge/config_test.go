@@ -30,28 +30,30 @@ func TestConfigDefaultsAndOff(t *testing.T) {
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	for field, tweak := range map[string]func(*Config){
-		"NATS":             func(c *Config) { c.NATS = nil },
-		"Retry":            func(c *Config) { c.Retry = -2 * time.Second },
-		"Retry:":           func(c *Config) { c.Retry = 1500 * time.Microsecond },
-		"RetryJitter":      func(c *Config) { c.RetryJitter = 1.5 },
-		"RetryJitter:":     func(c *Config) { c.RetryJitter = -0.5 },
-		"KeepAlive":        func(c *Config) { c.KeepAlive = -time.Second },
-		"KeepAlive:":       func(c *Config) { c.KeepAlive = time.Nanosecond },
-		"PageBytes":        func(c *Config) { c.PageBytes = -1 },
-		"PageTimeout":      func(c *Config) { c.PageTimeout = -time.Second },
-		"RequestTimeout":   func(c *Config) { c.RequestTimeout = -1 },
-		"WriteTimeout":     func(c *Config) { c.WriteTimeout = -1 },
-		"MaxQueue":         func(c *Config) { c.MaxQueue = -1 },
-		"FeedBuffer":       func(c *Config) { c.FeedBuffer = -5 },
-		"ProbeInterval":    func(c *Config) { c.ProbeInterval = -1 },
-		"FeedLinger":       func(c *Config) { c.FeedLinger = -1 },
-		"SetupConcurrency": func(c *Config) { c.SetupConcurrency = -1 },
-		"SetupQueue":       func(c *Config) { c.SetupQueue = -1 },
-		"ResumeRingBytes":  func(c *Config) { c.ResumeRingBytes = -2 },
-		"ResumeRingAge":    func(c *Config) { c.ResumeRingAge = -time.Second },
-		"RetryMax":         func(c *Config) { c.RetryMax = time.Second },
-		"RetryMax:":        func(c *Config) { c.Retry, c.RetryMax = 20*time.Second, 30*time.Second },
-		"ReadyProbe":       func(c *Config) { c.ReadyProbe = -1 },
+		"NATS":                func(c *Config) { c.NATS = nil },
+		"Retry":               func(c *Config) { c.Retry = -2 * time.Second },
+		"Retry:":              func(c *Config) { c.Retry = 1500 * time.Microsecond },
+		"RetryJitter":         func(c *Config) { c.RetryJitter = 1.5 },
+		"RetryJitter:":        func(c *Config) { c.RetryJitter = -0.5 },
+		"KeepAlive":           func(c *Config) { c.KeepAlive = -time.Second },
+		"KeepAlive:":          func(c *Config) { c.KeepAlive = time.Nanosecond },
+		"PageBytes":           func(c *Config) { c.PageBytes = -1 },
+		"PageTimeout":         func(c *Config) { c.PageTimeout = -time.Second },
+		"RequestTimeout":      func(c *Config) { c.RequestTimeout = -1 },
+		"WriteTimeout":        func(c *Config) { c.WriteTimeout = -1 },
+		"MaxQueue":            func(c *Config) { c.MaxQueue = -1 },
+		"FeedBuffer":          func(c *Config) { c.FeedBuffer = -5 },
+		"ProbeInterval":       func(c *Config) { c.ProbeInterval = -1 },
+		"FeedLinger":          func(c *Config) { c.FeedLinger = -1 },
+		"SetupConcurrency":    func(c *Config) { c.SetupConcurrency = -1 },
+		"SetupQueue":          func(c *Config) { c.SetupQueue = -1 },
+		"ResumeRingBytes":     func(c *Config) { c.ResumeRingBytes = -2 },
+		"ResumeRingAge":       func(c *Config) { c.ResumeRingAge = -time.Second },
+		"RetryMax":            func(c *Config) { c.RetryMax = time.Second },
+		"RetryMax:":           func(c *Config) { c.Retry, c.RetryMax = 20*time.Second, 30*time.Second },
+		"ReadyProbe":          func(c *Config) { c.ReadyProbe = -1 },
+		"MaxConnections":      func(c *Config) { c.MaxConnections = -1 },
+		"MaxConnectionsPerIP": func(c *Config) { c.MaxConnectionsPerIP = -2 },
 	} {
 		c := Config{NATS: &nats.Conn{}}
 		tweak(&c)
@@ -59,5 +61,27 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		if name := strings.TrimSuffix(field, ":"); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: error %v, want one naming it", field, err)
 		}
+	}
+}
+
+// The default connection cap leaves files below the open-file limit.
+func TestDefaultMaxConnectionsBelowFileLimit(t *testing.T) {
+	c := Config{NATS: &nats.Conn{}}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConnectionsPerIP != 1000 {
+		t.Errorf("MaxConnectionsPerIP = %d, want 1000", c.MaxConnectionsPerIP)
+	}
+	limit, ok := openFileLimit()
+	if !ok {
+		t.Skip("no open-file limit here")
+	}
+	if limit = min(limit, 1<<24); c.MaxConnections < 1 || uint64(c.MaxConnections)+min(256, limit/2) > limit {
+		t.Fatalf("MaxConnections = %d with RLIMIT_NOFILE %d, want room for 256 other files", c.MaxConnections, limit)
+	}
+	c = Config{NATS: &nats.Conn{}, MaxConnections: 7, MaxConnectionsPerIP: Off}
+	if err := c.setDefaults(); err != nil || c.MaxConnections != 7 || c.MaxConnectionsPerIP != Off {
+		t.Fatalf("set values not kept: %+v, %v", c, err)
 	}
 }

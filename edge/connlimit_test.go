@@ -1,0 +1,151 @@
+package edge_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssekafka/ssekafka/edge"
+)
+
+// tryStream opens a stream on a connection of its own and reports whether
+// it got its state part (false: refused, or ended before event:ready).
+func tryStream(t *testing.T, addr, path string) bool {
+	t.Helper()
+	conn := dial(t, addr)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return false
+	}
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		if line == "event:ready\n" {
+			_ = conn.SetDeadline(time.Time{})
+			return true
+		}
+	}
+}
+
+// connectionsRefused is ssekafka_edge_connections_refused_total{reason} in reg.
+func connectionsRefused(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "ssekafka_edge_connections_refused_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// Issue 11: one address held 15,000 slowloris connections, as many as it
+// liked. Now the connections of one address are capped from accept to
+// close, a silent one included: past the cap a stream is refused the way
+// an EventSource comes back from, and once one closes a new one is served.
+// (On main the third stream below got its state part: no cap.)
+func TestServeMaxConnectionsPerIP(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.MaxConnectionsPerIP = 2 }})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+	if !tryStream(t, addr, "/tasks") {
+		t.Fatal("first stream refused")
+	}
+	silent := dial(t, addr)
+	fmt.Fprintf(silent, "GET /tasks HTTP/1.1\r\n") // a slowloris client: half a header
+	eventually(t, 10*time.Second, "two open connections", func() bool { return s.gauge("ssekafka_edge_open_connections") == 2 })
+
+	conn, br := rawGet(t, s.url, "/tasks")
+	readRefusal(t, conn, br, "too many connections from this address", 2000, 4000)
+	if n := s.refusals(s.edgeReg, "max_connections_per_ip"); n != 1 {
+		t.Fatalf("refusals{max_connections_per_ip} = %v, want 1", n)
+	}
+	if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+		t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+	}
+
+	_ = silent.Close()
+	eventually(t, 10*time.Second, "a stream served once a connection closed", func() bool { return tryStream(t, addr, "/tasks") })
+	if g := s.gauge("ssekafka_edge_open_connections"); g != 2 {
+		t.Fatalf("open_connections = %v, want 2", g)
+	}
+}
+
+// Issue 11: at 20,000 files the edge went silent for 40 s, health and
+// metrics included. Now the edge's connections are capped below the
+// open-file limit: past the cap a stream is refused browser-safe, another
+// request gets a 503, a second listener (the admin one) still answers, and
+// once a stream closes a new one is served. (On main the third stream got
+// its state part: no cap.)
+func TestServeMaxConnections(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.MaxConnections, c.MaxConnectionsPerIP = 2, edge.Off }})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := serveWithMux(t, s, 10*time.Second)
+	admin := httptestAdmin(t)
+
+	first := dial(t, addr)
+	fmt.Fprintf(first, "GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n\r\n")
+	if !tryStream(t, addr, "/tasks") {
+		t.Fatal("second stream refused")
+	}
+	eventually(t, 10*time.Second, "two open connections", func() bool { return s.gauge("ssekafka_edge_open_connections") == 2 })
+
+	conn, br := rawGet(t, "http://"+addr, "/tasks")
+	readRefusal(t, conn, br, "edge at its connection limit", 2000, 4000)
+
+	health := dial(t, addr)
+	fmt.Fprintf(health, "GET /_ssekafka/health HTTP/1.1\r\nHost: edge\r\n\r\n")
+	got, _ := io.ReadAll(health)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 503 Service Unavailable\r\n") || !strings.Contains(string(got), "\r\nRetry-After: 1\r\n") {
+		t.Fatalf("health over the cap: %q, want a 503 with Retry-After", got)
+	}
+	resp, err := http.Get(admin + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("admin listener at the cap: %d %q", resp.StatusCode, body)
+	}
+	if n := connectionsRefused(t, s.edgeReg, "max_connections"); n != 2 {
+		t.Fatalf("connections_refused{max_connections} = %v, want 2", n)
+	}
+
+	_ = first.Close()
+	eventually(t, 10*time.Second, "a stream served once one closed", func() bool { return tryStream(t, addr, "/tasks") })
+}
+
+// httptestAdmin serves a health handler on a listener of its own, as the
+// binary's admin listener does, and returns its URL.
+func httptestAdmin(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
