@@ -149,3 +149,61 @@ func httptestAdmin(t *testing.T) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// Each connection is counted from accept to its one close, whichever path
+// it takes (served here, answered raw, handed to net/http, hijacked from
+// it, timed out): once every client is gone the count is back at zero,
+// never below.
+func TestServeCountsEachConnectionUntilClosed(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := serveWithMux(t, s, 300*time.Millisecond)
+	send := func(raw string) net.Conn {
+		c := dial(t, addr)
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	readsUntil := func(c net.Conn, want string) {
+		t.Helper()
+		var got strings.Builder
+		br := bufio.NewReader(c)
+		for !strings.Contains(got.String(), want) {
+			line, err := br.ReadString('\n')
+			got.WriteString(line)
+			if err != nil {
+				t.Fatalf("got %q, %v; want %q", got.String(), err, want)
+			}
+		}
+	}
+	var conns []net.Conn
+	stream := send("GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n\r\n")
+	readsUntil(stream, "event:ready\n")
+	conns = append(conns, stream)
+	health := send("GET /_ssekafka/health HTTP/1.1\r\nHost: edge\r\n\r\n") // kept alive by net/http
+	readsUntil(health, "ok\n")
+	conns = append(conns, health)
+	hijacked := send("GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\nUpgrade: x\r\n\r\n") // an Upgrade header: via net/http
+	readsUntil(hijacked, "event:ready\n")
+	conns = append(conns, hijacked)
+	conns = append(conns,
+		send("DELETE /tasks HTTP/1.1\r\nHost: edge\r\n\r\n"),                         // 405, raw
+		send("GET /tasks HTTP/1.1\r\nHost: edge\r\nX: "+strings.Repeat("x", 40<<10)), // 431
+		send("GET /tasks HTTP/1.1\r\nHost: edge\r\n"),                                // silent: header timeout
+		send("GET /ta"), // a partial request line, then nothing
+	)
+	if g := s.gauge("ssekafka_edge_open_connections"); g < 3 {
+		t.Fatalf("open_connections = %v with three open streams or keep-alives", g)
+	}
+	for _, c := range conns[:3] {
+		_ = c.Close()
+	}
+	eventually(t, 10*time.Second, "no connection counted", func() bool {
+		g := s.gauge("ssekafka_edge_open_connections")
+		if g < 0 {
+			t.Fatalf("open_connections = %v", g)
+		}
+		return g == 0
+	})
+}
