@@ -62,6 +62,10 @@ type sseConfig struct {
 	ResumeRingAge time.Duration `yaml:"resumeRingAge"`
 	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
 	SetupQueue int `yaml:"setupQueue"`
+	// MaxConnections bounds the edge's connections; 0: the default, below the open-file limit.
+	MaxConnections int `yaml:"maxConnections"`
+	// MaxConnectionsPerIP bounds one address's connections (an IPv6 /64's); 0: the default, 1000; -1: none.
+	MaxConnectionsPerIP int `yaml:"maxConnectionsPerIP"`
 	// RetryMax (ms) bounds a refusal's retry; 0: the default.
 	RetryMax int `yaml:"retryMax"`
 	// Admin is the address of the admin listener (health, ready, metrics, drain); empty: none.
@@ -308,6 +312,10 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
 	case s.SetupQueue < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
+	case s.MaxConnections < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, the open-file limit less a tenth, at least 256)", at("sse.maxConnections"))
+	case s.MaxConnectionsPerIP < -1:
+		return fmt.Errorf("%s: must be -1 (no cap per address), 0 (the default, 1000) or more", at("sse.maxConnectionsPerIP"))
 	case s.RetryMax < 0 || s.RetryMax > 0 && (s.RetryMax < 2000 || s.RetryMax < 2*s.Retry):
 		return fmt.Errorf("%s: must be 0 (the default: 30000, or twice sse.retry) or at least 2000 and twice sse.retry", at("sse.retryMax"))
 	case s.DrainWindow < 0:

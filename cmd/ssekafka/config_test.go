@@ -61,6 +61,8 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  resumeRingAge: -1s\n", "line 2: sse.resumeRingAge: must not be negative"},
 		{"sse:\n  ready: maybe\n", "line 2"},
 		{"sse:\n  setupQueue: -1\n", "line 2: sse.setupQueue: must not be negative"},
+		{"sse:\n  maxConnections: -1\n", "line 2: sse.maxConnections: must not be negative"},
+		{"sse:\n  maxConnectionsPerIP: -2\n", "line 2: sse.maxConnectionsPerIP: must be -1"},
 		{"sse:\n  retryMax: 1000\n", "line 2: sse.retryMax: must be 0"},
 		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0"},
 		{"sse:\n  drainWindow: -1s\n", "line 2: sse.drainWindow: must not be negative"},
