@@ -30,9 +30,11 @@ var (
 )
 
 // stormConfig is the cluster's configuration: one topic of 3 partitions.
+// Every load client dials from 127.0.0.1: no cap per address.
 const stormConfig = `
 sse:
   retry: 2000
+  maxConnectionsPerIP: -1
 routes:
   - when: [{path: /t}]
     with: {topic: storm}
