@@ -129,9 +129,8 @@ type countedConn struct {
 }
 
 func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.release()
-	return err
+	c.release() // first: a client that sees the close may dial again at once
+	return c.Conn.Close()
 }
 
 // SyscallConn is the connection's own, so that it is written and watched
