@@ -188,7 +188,7 @@ func (e *Edge) answerOverLimit(conn net.Conn, srv *http.Server, reason string) {
 	if err == nil {
 		req, err = parseRequest(head)
 	}
-	if err == nil && req.ProtoMajor == 1 && e.servesRequest(srv, req) {
+	if err == nil && req.ProtoMajor == 1 && req.Method == http.MethodGet && e.handles(srv, req) {
 		e.refuseConn(conn, req, reason)
 		return
 	}

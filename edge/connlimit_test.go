@@ -207,3 +207,15 @@ func TestServeCountsEachConnectionUntilClosed(t *testing.T) {
 		return g == 0
 	})
 }
+
+// With NoHijack every stream goes through net/http; one over a cap is still
+// refused the browser-safe way, not with a 503 that ends an EventSource.
+func TestServeMaxConnectionsPerIPNoHijack(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.MaxConnectionsPerIP, c.NoHijack = 1, true }})
+	s.produce("tasks", rec(0, "a", "1"))
+	if !tryStream(t, strings.TrimPrefix(s.url, "http://"), "/tasks") {
+		t.Fatal("first stream refused")
+	}
+	conn, br := rawGet(t, s.url, "/tasks")
+	readRefusal(t, conn, br, "too many connections from this address", 2000, 4000)
+}

@@ -227,6 +227,11 @@ func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
 		req.Method == http.MethodPost || req.Method == http.MethodOptions { // renewals and preflights do not wait behind state parts
 		return false
 	}
+	return e.handles(srv, req)
+}
+
+// handles reports whether srv gives req to this edge.
+func (e *Edge) handles(srv *http.Server, req *http.Request) bool {
 	switch h := srv.Handler.(type) {
 	case *Edge:
 		return h == e
