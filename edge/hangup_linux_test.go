@@ -153,7 +153,8 @@ func TestHangupReleasesNetHTTPClient(t *testing.T) {
 // A thousand clients leaving at once are all released.
 func TestHangupReleasesManyAtOnce(t *testing.T) {
 	const n = 1000
-	s := newStack(t, stackOptions{edgeCfg: noKeepAlive})
+	// All from 127.0.0.1: no per-address cap (its default is n).
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { noKeepAlive(c); c.MaxConnectionsPerIP = edge.Off }})
 	s.produce("tasks", rec(0, "a", "1"), rec(1, "b", "2"), rec(2, "c", "3"))
 	addr := strings.TrimPrefix(s.url, "http://")
 	conns := make([]net.Conn, n)
