@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func setZillaEnv(t *testing.T, kafka string) {
+	t.Setenv("KAFKA_BOOTSTRAP_SERVER", kafka)
+	t.Setenv("ZILLA_TEST_JWK_N", base64.StdEncoding.EncodeToString(testKey().N.Bytes()))
+}
+
+// The fanout example loads as what it describes: the tcp port, CORS for
+// any origin, the sse retry, /events (the http binding's path through the
+// sse-kafka route /{topic}) on topic events, the bootstrap topic and the
+// Kafka servers; the file serving and telemetry are logged as ignored.
+func TestZillaFanoutLoads(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SSE.Listen != "127.0.0.1:7114" || cfg.SSE.Retry != 3000 || cfg.SSE.CORS == nil || !reflect.DeepEqual([]string(cfg.SSE.CORS.Origins), []string{"*"}) {
+		t.Fatalf("sse: %+v", cfg.SSE)
+	}
+	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"127.0.0.1:9999"}) || !reflect.DeepEqual(cfg.Kafka.Bootstrap, []string{"events"}) {
+		t.Fatalf("kafka: %+v", cfg.Kafka)
+	}
+	if len(cfg.Routes) != 1 || len(cfg.routes) != 1 || cfg.Routes[0].When[0].Path != "/events" || cfg.Routes[0].With.Topic != "events" || len(cfg.Guards) != 0 {
+		t.Fatalf("routes: %+v", cfg.Routes)
+	}
+	notes := strings.Join(cfg.notes, "\n")
+	for _, want := range []string{`"east_filesystem_server" (filesystem) ignored`, `"east_http_filesystem_mapping" (http-filesystem) ignored`, "telemetry ignored"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes %q lack %q", notes, want)
+		}
+	}
+	var out bytes.Buffer
+	if err := runValidate([]string{"--config", "testdata/zilla/sse.kafka.fanout.yaml"}, &out); err != nil || !strings.Contains(out.String(), "ok (1 routes, 1 bootstrap topics)") {
+		t.Fatalf("validate: %v %q", err, out.String())
+	}
+}
+
+// The jwt example loads with its guard (issuer, audience, key, challenge),
+// the credentials' places, CORS with its origin, credentials and max-age,
+// and the route guarded with its role.
+func TestZillaFanoutJWTLoads(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.jwt.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := cfg.Guards["jwt0"]
+	if !ok || g.Type != "jwt" || g.Options.Issuer != "https://auth.example.com" || g.Options.Audience != "https://api.example.com" || len(g.Options.Keys.inline) != 1 || g.Options.Challenge != 2 {
+		t.Fatalf("guard: %+v", g)
+	}
+	a := cfg.SSE.Authorization["jwt0"].Credentials
+	if a.Headers["authorization"] != "Bearer {credentials}" || a.Query["access_token"] != "{credentials}" {
+		t.Fatalf("authorization: %+v", a)
+	}
+	c := cfg.SSE.CORS
+	if c == nil || !reflect.DeepEqual([]string(c.Origins), []string{"https://app.example.com"}) || !c.Credentials || c.MaxAge != time.Minute {
+		t.Fatalf("cors: %+v", c)
+	}
+	r := cfg.Routes[0]
+	if len(cfg.Routes) != 1 || r.When[0].Path != "/events" || r.With.Topic != "events" || !reflect.DeepEqual(r.Guarded, map[string][]string{"jwt0": {"read:items"}}) ||
+		*r.With.Filters[0].Key != "${guarded['jwt0'].identity}" || r.With.Event.ID != `["${base64(key)}","${etag}"]` || cfg.SSE.Listen != "127.0.0.1:7114" {
+		t.Fatalf("route: %+v", r)
+	}
+}
+
+// What cannot be honoured is refused, naming the binding and the field.
+func TestZillaRefusalsNameBindingAndField(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	base := readFile(t, "testdata/zilla/sse.kafka.fanout.yaml")
+	jwt := readFile(t, "testdata/zilla/sse.kafka.fanout.jwt.yaml")
+	for _, tc := range []struct{ old, new, want string }{
+		{"access-control:", "foo: 1\n      access-control:", `binding "north_http_server" options.foo: not supported`},
+		{"policy: cross-origin", "policy: everyone", `binding "north_http_server" options.access-control.policy: "everyone" is not a policy`},
+		{"retry: 3000", "retry: 3000\n      bogus: true", `binding "north_sse_server" options.bogus: not supported`},
+		{"retry: 3000", "retry: -1", `line 52: binding "north_sse_server" options.retry: must not be negative`},
+		{"- 7114\n", "- 7114\n        - 7115\n", `binding "north_tcp_server" options.port: want one port`},
+		{"topic: ${params.topic}", "topic: ${params.topic}\n          merge: true", `binding "north_sse_kafka_mapping" routes[0].with.merge: not supported`},
+		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
+		{":scheme: http\n              :path", ":scheme: https\n              :path", `binding "north_http_server" routes[0].when[0].headers.:scheme: "https" is not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: []\n", `binding "south_kafka_cache_server" options.topics: not supported`},
+		{"name: example\n", "name: example\nvaults:\n  v: {type: filesystem}\n", "vaults.v: not supported"},
+		{"name: example\n", "name: example\nextra: 1\n", "extra: not supported"},
+		{"${{env.KAFKA_BOOTSTRAP_SERVER}}", "${{env.ZILLA_TEST_UNSET}}", "${{env.ZILLA_TEST_UNSET}}: the environment variable is not set"},
+	} {
+		if !strings.Contains(base, tc.old) {
+			t.Fatalf("%q not in the fanout file", tc.old)
+		}
+		_, err := parseConfig([]byte(strings.Replace(base, tc.old, tc.new, 1)), true)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "zilla: ") {
+			t.Errorf("%q -> %q: error %v, want %q", tc.old, tc.new, err, tc.want)
+		}
+	}
+	// Without the http binding's :path, the topic comes from the request:
+	// served only for the bootstrap topics (a pattern), refused without any.
+	open := strings.Replace(base, "              :path: /events\n", "", 1)
+	cfg, err := parseConfig([]byte(open), true)
+	if err != nil || len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}" || cfg.Routes[0].With.TopicPattern != "events" {
+		t.Fatalf("no :path: %v %+v", err, cfg)
+	}
+	_, err = parseConfig([]byte(strings.Replace(open, "      bootstrap:\n        - events\n", "      bootstrap: []\n", 1)), true)
+	if want := `binding "north_sse_kafka_mapping" routes[0].with.topic: the topic "${params.topic}" is made from the request`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("no :path, no bootstrap: error %v, want %q", err, want)
+	}
+	for _, tc := range []struct{ old, new, want string }{
+		{"challenge: 2", "challenge: 2\n      foo: x", "guards.jwt0.options.foo: not supported"},
+		{"type: jwt", "type: oauth", `guards.jwt0.type: "oauth" is not a guard type`},
+		{"        jwt0:\n          credentials:", "        jwt1:\n          credentials:", `binding "north_http_server" options.authorization.jwt1: no guard "jwt1"`},
+		{"      authorization:\n        jwt0:\n          credentials:\n            headers:\n              authorization: Bearer {credentials}\n            query:\n              access_token: \"{credentials}\"\n", "", `binding "north_http_server" options.authorization: no credentials for guard jwt0`},
+	} {
+		if !strings.Contains(jwt, tc.old) {
+			t.Fatalf("%q not in the jwt file", tc.old)
+		}
+		_, err := parseConfig([]byte(strings.Replace(jwt, tc.old, tc.new, 1)), true)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("jwt %q -> %q: error %v, want %q", tc.old, tc.new, err, tc.want)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
