@@ -2,12 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/internal/devstack"
 )
 
 func setZillaEnv(t *testing.T, kafka string) {
@@ -135,4 +143,114 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// `ssekafka dev --config` of the fanout example serves /events from topic
+// events: a record produced to Kafka reaches an SSE client, with the
+// example's CORS; the ignored parts are logged.
+func TestZillaFanoutDevEndToEnd(t *testing.T) {
+	httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	setZillaEnv(t, kafkaAddr)
+	p := start(t, "dev", "--config", "testdata/zilla/sse.kafka.fanout.yaml", "--http", httpAddr, "--kafka", kafkaAddr, "--nats", natsAddr)
+	p.waitFor(t, "telemetry ignored")
+	p.waitFor(t, "ssekafka dev is up")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	s := openStream(t, "http://"+httpAddr+"/events", "")
+	s.untilReady(t)
+	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("k1"), Value: []byte("hello")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.next(t); ev.data != "hello" || ev.id == "" {
+		t.Fatalf("event %+v, want data hello", ev)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/events", nil)
+	req.Header.Set("Origin", "https://elsewhere.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") == "" {
+		t.Fatalf("cross-origin GET: %s, allow-origin %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	// Only the paths the http binding routes to sse are streams.
+	if resp, err := http.Get("http://" + httpAddr + "/other"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /other: %v %v", resp, err)
+	}
+}
+
+// The jwt example is never served unguarded: 401 without a token, and a
+// token's user sees only its own records (the identity filter).
+func TestZillaFanoutJWTServes401WithoutToken(t *testing.T) {
+	ns, err := devstack.StartNATS("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "events"); err != nil {
+		t.Fatal(err)
+	}
+	setZillaEnv(t, kafka)
+	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.jwt.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(&syncWriter{w: &strings.Builder{}}, nil))
+	rc, err := startCache(ctx, cfg, cfg.Kafka.Brokers, ns.ClientURL(), log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-rc.done }()
+	addr := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serveEdge(ctx, cfg, "127.0.0.1:0", ns.ClientURL(), log, newRegistry(), nil, func(a net.Addr) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a.String()
+	case err := <-errc:
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kafka), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	for _, kv := range [][2]string{{"alice", "a1"}, {"bob", "b1"}} {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte(kv[0]), Value: []byte(kv[1])}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Get(base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %s, want 401", resp.Status)
+	}
+	waitUntil(t, "alice's record", func() bool {
+		s := openStream(t, base+"/events?access_token="+zillaToken(t, "alice", time.Now().Add(time.Minute)), "")
+		defer s.cancel()
+		data, _ := s.untilReady(t)
+		if len(data) > 1 || len(data) == 1 && data[0] != "a1" {
+			t.Fatalf("alice's state: %q, want [a1]", data)
+		}
+		return len(data) == 1
+	})
 }
