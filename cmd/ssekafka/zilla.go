@@ -101,6 +101,8 @@ type zillaCacheServerOptions struct {
 	Bootstrap []string `yaml:"bootstrap"`
 }
 
+// zillaKafkaClientOptions: sasl is refused by checkFields (our secrets are
+// files or environment variables, not inline values).
 type zillaKafkaClientOptions struct {
 	Servers []string `yaml:"servers"`
 }
@@ -420,7 +422,7 @@ func (t *zillaTranslation) tcpServer(name string) error {
 	}
 	host := o.Host
 	if host == "" {
-		host = "0.0.0.0"
+		host = "127.0.0.1" // our default; Zilla's examples write host: 0.0.0.0
 	}
 	t.cfg.SSE.Listen = net.JoinHostPort(host, strconv.Itoa(ports[0]))
 	t.origin["sse.listen"] = "bindings." + name + ".options.port"
@@ -432,6 +434,11 @@ func (t *zillaTranslation) tcpServer(name string) error {
 			}
 			if w.Cidr != "" {
 				return fmt.Errorf("%s: not supported", bindingField(name, fmt.Sprintf("routes[%d].when[%d].cidr", i, j)))
+			}
+			if w.Port.Kind != 0 {
+				if p, err := zillaPorts(&w.Port); err != nil || len(p) != 1 || p[0] != ports[0] {
+					return fmt.Errorf("%s: want the listen port %d", bindingField(name, fmt.Sprintf("routes[%d].when[%d].port", i, j)), ports[0])
+				}
 			}
 		}
 		if len(r.Guarded) > 0 || r.With.Kind != 0 {

@@ -92,6 +92,9 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		{"policy: cross-origin", "policy: everyone", `binding "north_http_server" options.access-control.policy: "everyone" is not a policy`},
 		{"retry: 3000", "retry: 3000\n      bogus: true", `binding "north_sse_server" options.bogus: not supported`},
 		{"retry: 3000", "retry: -1", `line 52: binding "north_sse_server" options.retry: must not be negative`},
+		{"          - port: 7114", "          - port: 7115", `binding "north_tcp_server" routes[0].when[0].port: want the listen port 7114`},
+		{"type: tcp\n    kind: client\n", "type: tls\n    kind: client\n", `binding "south_tcp_client" type: tls client is not supported`},
+		{"    options:\n      servers:", "    options:\n      sasl: {mechanism: plain}\n      servers:", `binding "south_kafka_client" options.sasl: not supported`},
 		{"- 7114\n", "- 7114\n        - 7115\n", `binding "north_tcp_server" options.port: want one port`},
 		{"topic: ${params.topic}", "topic: ${params.topic}\n          merge: true", `binding "north_sse_kafka_mapping" routes[0].with.merge: not supported`},
 		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
@@ -253,4 +256,38 @@ func TestZillaFanoutJWTServes401WithoutToken(t *testing.T) {
 		}
 		return len(data) == 1
 	})
+}
+
+// A guard is never dropped: guarded on the sse server's routes (as in
+// Zilla's sse.jwt) guards the sse-kafka routes behind it, and the http
+// binding's authorization alone guards every stream (no roles), with a note.
+func TestZillaGuardsAreNeverDropped(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	jwt := readFile(t, "testdata/zilla/sse.kafka.fanout.jwt.yaml")
+	routeGuard := "      - guarded:\n          jwt0:\n            - read:items\n        when:"
+	if !strings.Contains(jwt, routeGuard) {
+		t.Fatal("the jwt file changed")
+	}
+	unguarded := strings.Replace(jwt, routeGuard, "      - when:", 1)
+	onSSE := strings.Replace(unguarded, "    kind: server\n    exit: north_sse_kafka_mapping\n",
+		"    kind: server\n    routes:\n      - guarded:\n          jwt0: [read:items]\n        exit: north_sse_kafka_mapping\n", 1)
+	for _, tc := range []struct {
+		name, yaml string
+		want       map[string][]string
+		note       string
+	}{
+		{"on the sse server", onSSE, map[string][]string{"jwt0": {"read:items"}}, ""},
+		{"authorization only", unguarded, map[string][]string{"jwt0": nil}, `options.authorization.jwt0: no route names the guard`},
+	} {
+		cfg, err := parseConfig([]byte(tc.yaml), true)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(cfg.Routes) != 1 || !reflect.DeepEqual(cfg.Routes[0].Guarded, tc.want) {
+			t.Errorf("%s: guarded %v, want %v", tc.name, cfg.Routes[0].Guarded, tc.want)
+		}
+		if notes := strings.Join(cfg.notes, "\n"); !strings.Contains(notes, tc.note) {
+			t.Errorf("%s: notes %q lack %q", tc.name, notes, tc.note)
+		}
+	}
 }
