@@ -316,6 +316,14 @@ func (t *zillaTranslation) translate() error {
 	var tcpServers, httpServers, sseServers, sseKafka []string
 	for _, name := range sortedKeys(z.Bindings) {
 		b := z.Bindings[name]
+		if _, ok := z.Bindings[b.Exit]; b.Exit != "" && !ok {
+			return fmt.Errorf("%s: no binding %q", bindingField(name, "exit"), b.Exit)
+		}
+		for i, r := range b.Routes {
+			if _, ok := z.Bindings[r.Exit]; !ok {
+				return fmt.Errorf("%s: no binding %q", bindingField(name, fmt.Sprintf("routes[%d].exit", i)), r.Exit)
+			}
+		}
 		if b.Vault != "" {
 			return fmt.Errorf("%s: not supported (no vaults)", bindingField(name, "vault"))
 		}

@@ -95,6 +95,8 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		{"          - port: 7114", "          - port: 7115", `binding "north_tcp_server" routes[0].when[0].port: want the listen port 7114`},
 		{"type: tcp\n    kind: client\n", "type: tls\n    kind: client\n", `binding "south_tcp_client" type: tls client is not supported`},
 		{"    options:\n      servers:", "    options:\n      sasl: {mechanism: plain}\n      servers:", `binding "south_kafka_client" options.sasl: not supported`},
+		{"    exit: south_kafka_client\n", "    exit: south_kafka_clinet\n", `binding "south_kafka_cache_server" exit: no binding "south_kafka_clinet"`},
+		{"        exit: north_kafka_cache_client\n", "        exit: nowhere\n", `binding "north_sse_kafka_mapping" routes[0].exit: no binding "nowhere"`},
 		{"- 7114\n", "- 7114\n        - 7115\n", `binding "north_tcp_server" options.port: want one port`},
 		{"topic: ${params.topic}", "topic: ${params.topic}\n          merge: true", `binding "north_sse_kafka_mapping" routes[0].with.merge: not supported`},
 		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
