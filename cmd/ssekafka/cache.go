@@ -62,6 +62,7 @@ func runCache(args []string) error {
 	defer stop()
 	log := newLogger()
 	reg := newRegistry()
+	cfg.logNotes(log)
 	if err := servePprof(ctx, f.pprof, log); err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ type config struct {
 
 	routes   []*edge.Route // compiled by validate
 	demoPath string        // the route the demo page shows; "" if none fits
+	notes    []string      // what a zilla.yaml had that is ignored, logged at start
 }
 
 type sseConfig struct {
@@ -161,6 +162,9 @@ func loadConfig(path string, needRoutes bool) (*config, error) {
 
 // parseConfig decodes and validates a config. Errors name the field and line.
 func parseConfig(data []byte, needRoutes bool) (*config, error) {
+	if isZilla(data) {
+		return parseZilla(data, needRoutes)
+	}
 	cfg := defaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -177,30 +181,38 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		}
 		return path
 	}
-	if err := cfg.SSE.validate(at); err != nil {
+	if err := cfg.validate(needRoutes, at); err != nil {
 		return nil, err
 	}
+	return &cfg, nil
+}
+
+// validate checks cfg and compiles its routes; at names a field (with its line).
+func (cfg *config) validate(needRoutes bool, at func(string) string) error {
+	if err := cfg.SSE.validate(at); err != nil {
+		return err
+	}
 	if len(cfg.Kafka.Brokers) == 0 {
-		return nil, fmt.Errorf("%s: at least one broker is required", at("kafka.brokers"))
+		return fmt.Errorf("%s: at least one broker is required", at("kafka.brokers"))
 	}
 	for i, b := range cfg.Kafka.Brokers {
 		if b == "" || strings.ContainsAny(b, " \t\r\n,") {
-			return nil, fmt.Errorf("%s: %q is not a broker address", at(fmt.Sprintf("kafka.brokers[%d]", i)), b)
+			return fmt.Errorf("%s: %q is not a broker address", at(fmt.Sprintf("kafka.brokers[%d]", i)), b)
 		}
 	}
 	for i, t := range cfg.Kafka.Bootstrap {
 		if err := proto.ValidTopic(t); err != nil {
-			return nil, fmt.Errorf("%s: %w", at(fmt.Sprintf("kafka.bootstrap[%d]", i)), err)
+			return fmt.Errorf("%s: %w", at(fmt.Sprintf("kafka.bootstrap[%d]", i)), err)
 		}
 	}
 	if cfg.NATS.URL == "" || strings.ContainsAny(cfg.NATS.URL, " \t\r\n") {
-		return nil, fmt.Errorf("%s: %q is not a NATS URL", at("nats.url"), cfg.NATS.URL)
+		return fmt.Errorf("%s: %q is not a NATS URL", at("nats.url"), cfg.NATS.URL)
 	}
 	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " \t\r\n*>") {
-		return nil, fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
+		return fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
 	}
 	if err := cfg.validateSecurity(at); err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range []struct {
 		field string
@@ -212,44 +224,44 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		{"cluster.probeTimeout", cfg.Cluster.ProbeTimeout},
 	} {
 		if d.value < 0 {
-			return nil, fmt.Errorf("%s: must not be negative", at(d.field))
+			return fmt.Errorf("%s: must not be negative", at(d.field))
 		}
 	}
 	if cfg.Cache.MaxTopics < 0 || (cfg.Cache.MaxTopics > 0 && cfg.Cache.MaxTopics < len(cfg.Kafka.Bootstrap)) {
-		return nil, fmt.Errorf("%s: must be at least the %d bootstrap topics (0: the default, 1000)", at("cache.maxTopics"), len(cfg.Kafka.Bootstrap))
+		return fmt.Errorf("%s: must be at least the %d bootstrap topics (0: the default, 1000)", at("cache.maxTopics"), len(cfg.Kafka.Bootstrap))
 	}
 	if cfg.Cache.MaxPageBytes < 0 {
-		return nil, fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
+		return fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
 	}
 	if cfg.Cache.MaxBytes < 1<<20 {
-		return nil, fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))
+		return fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))
 	}
 	if cfg.Cache.Listen != "" {
 		if err := checkHostPort(cfg.Cache.Listen); err != nil {
-			return nil, fmt.Errorf("%s: %w", at("cache.listen"), err)
+			return fmt.Errorf("%s: %w", at("cache.listen"), err)
 		}
 	}
 	if cfg.Cluster.Replicas < 1 {
-		return nil, fmt.Errorf("%s: must be at least 1", at("cluster.replicas"))
+		return fmt.Errorf("%s: must be at least 1", at("cluster.replicas"))
 	}
 	if cfg.Cluster.SuspicionMult < 0 {
-		return nil, fmt.Errorf("%s: must not be negative", at("cluster.suspicionMult"))
+		return fmt.Errorf("%s: must not be negative", at("cluster.suspicionMult"))
 	}
 	if cfg.Cluster.Gossip != "" {
 		if err := checkHostPort(cfg.Cluster.Gossip); err != nil {
-			return nil, fmt.Errorf("%s: %w", at("cluster.gossip"), err)
+			return fmt.Errorf("%s: %w", at("cluster.gossip"), err)
 		}
 	}
 	for i, j := range cfg.Cluster.Join {
 		if err := checkHostPort(j); err != nil {
-			return nil, fmt.Errorf("%s: %w", at(fmt.Sprintf("cluster.join[%d]", i)), err)
+			return fmt.Errorf("%s: %w", at(fmt.Sprintf("cluster.join[%d]", i)), err)
 		}
 	}
 	if err := cfg.validateGuards(at); err != nil {
-		return nil, err
+		return err
 	}
 	if needRoutes && len(cfg.Routes) == 0 {
-		return nil, fmt.Errorf("%s: at least one route is required", at("routes"))
+		return fmt.Errorf("%s: at least one route is required", at("routes"))
 	}
 	for i, rc := range cfg.Routes {
 		prefix := fmt.Sprintf("routes[%d]", i)
@@ -264,7 +276,7 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		if err != nil {
 			// CompileRoute's errors start with the field they are about.
 			field, msg, _ := strings.Cut(err.Error(), ": ")
-			return nil, fmt.Errorf("%s: %s", at(prefix+"."+field), msg)
+			return fmt.Errorf("%s: %s", at(prefix+"."+field), msg)
 		}
 		cfg.routes = append(cfg.routes, r)
 		if id, err := proto.ParseIDFormat(rc.With.Event.ID); err == nil && id == proto.IDKeyEtag && cfg.demoPath == "" {
@@ -277,9 +289,9 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 		}
 	}
 	if cfg.SSE.Demo != nil && *cfg.SSE.Demo && cfg.demoPath == "" {
-		return nil, fmt.Errorf("%s: the demo page needs a route with a literal path and the key-form id (event.id: '[\"${base64(key)}\",\"${etag}\"]')", at("sse.demo"))
+		return fmt.Errorf("%s: the demo page needs a route with a literal path and the key-form id (event.id: '[\"${base64(key)}\",\"${etag}\"]')", at("sse.demo"))
 	}
-	return &cfg, nil
+	return nil
 }
 
 // demo reports whether the edge serves the demo page: sse.demo, or in dev

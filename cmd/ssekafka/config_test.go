@@ -127,7 +127,14 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("cluster: {replicas: -1}\n"))
 	f.Add([]byte(zillaJWTConfig("sse: {cors: {origins: '*', maxAge: 1m}}\n")))
 	f.Add([]byte("guards: {g: {type: jwt, options: {keys: 'https://k/jwks', challenge: 5, leeway: 1s}}}\nsse: {authorization: {g: {credentials: {query: {t: '{credentials}'}}}}}\n"))
-	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster|guards)\b)`)
+	for _, z := range []string{"testdata/zilla/sse.kafka.fanout.yaml", "testdata/zilla/sse.kafka.fanout.jwt.yaml"} {
+		b, err := os.ReadFile(z)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(zillaEnv.ReplaceAll(b, []byte("127.0.0.1:9092"))) // n: not a key, refused by name
+	}
+	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster|guards)\b|zilla: (yaml: |(line \d+: )?(binding "|bindings|guards|vaults|telemetry|[^ :]+: not supported|\$\{\{env\.)))`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := parseConfig(data, false)
 		if err != nil {

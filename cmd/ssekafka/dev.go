@@ -54,6 +54,7 @@ func runDev(args []string) error {
 	defer stop()
 	log := newLogger()
 	reg := newRegistry()
+	cfg.logNotes(log)
 	if err := servePprof(ctx, *pprofAddr, log); err != nil {
 		return err
 	}

@@ -62,6 +62,7 @@ func runEdge(args []string) error {
 		stop()
 	}()
 	log := newLogger()
+	cfg.logNotes(log)
 	if err := servePprof(ctx, f.pprof, log); err != nil {
 		return err
 	}
