@@ -218,7 +218,7 @@ func (f *feed) handle(m *nats.Msg) {
 		f.heard(p)
 		return // already covered
 	}
-	if !f.plausible(p, ch.Record.Offset+1) {
+	if ch.Record.Offset < 0 || ch.Record.Offset == math.MaxInt64 || !f.plausible(p, ch.Record.Offset+1) {
 		f.dropUnconfirmed("change", p, ch.Record.Offset)
 		return
 	}
@@ -252,9 +252,12 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 	}
 	// At most one metadata request a second for such messages; a real
 	// change of epoch meanwhile is found by the next probe.
+	// Timed from the answer: requests that time out (PageTimeout) cannot
+	// keep the feed goroutine busy.
 	if time.Since(f.topicChecked) >= time.Second {
+		ok := f.checkTopic()
 		f.topicChecked = time.Now()
-		if !f.checkTopic() {
+		if !ok {
 			return false // the topic did change: the feed ended
 		}
 	}
@@ -265,10 +268,13 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 }
 
 // plausibleJump is how far a live change or head may stand past what the
-// feed knows the cache tier holds before the feed asks the cache tier to
-// confirm it. Real jumps that far are rare (records compacted away before
-// the cache read them) and cost one head request.
-const plausibleJump = 1 << 20
+// cache tier has confirmed (the feed's position, the last probe) before the
+// feed asks it to confirm. Changes come in order, each a few offsets past
+// the last (transaction markers), and heads on the same subject after them;
+// a real jump further (the edge lost changes, an aborted transaction) costs
+// one head request. A forger on an unauthenticated NATS can still displace
+// this many offsets: authentication keeps it out.
+const plausibleJump = 1024
 
 // plausible reports whether partition p's cache tier may have reached next:
 // near what the feed knows, or confirmed by a head request. A far message
@@ -278,9 +284,12 @@ const plausibleJump = 1 << 20
 // then found by the probe and filled.
 func (f *feed) plausible(p int32, next int64) bool {
 	st := &f.parts[p]
-	f.mu.Lock()
-	known := max(f.progress.Offsets[p], st.probeNext, f.ring.parts[p].known)
-	f.mu.Unlock()
+	if next <= 0 || next == math.MaxInt64 {
+		return false // an offset no record has (MaxInt64+1 would wrap)
+	}
+	// Not ring.known: heads raise it, and a run of heads each just within
+	// reach would ratchet the bound past any limit.
+	known := max(f.progress.Offsets[p], st.probeNext)
 	if next <= known || next-known <= plausibleJump {
 		return true
 	}
@@ -416,6 +425,10 @@ func (f *feed) fill(p int32, target int64) bool {
 			st.needFill = true
 			f.e.log.Warn("fill short of its target: lowered to what the cache tier holds", "topic", f.topic, "partition", p, "at", f.progress.Offsets[p], "target", st.fillTarget)
 			st.fillTarget = f.progress.Offsets[p]
+			// Nor does the ring wait for a head no holder confirms.
+			f.mu.Lock()
+			f.ring.parts[p].known = min(f.ring.parts[p].known, f.progress.Offsets[p])
+			f.mu.Unlock()
 			return false
 		}
 		time.Sleep(10 * time.Millisecond) // then ask again, maybe another holder

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"testing"
 	"time"
@@ -74,32 +75,61 @@ func TestForgedEpochDoesNotEndStreams(t *testing.T) {
 	expectLive(t, s, c, "b", "2")
 }
 
-// A forged head far past the cache's head leaves the ring usable: on
-// 5f6c6aa it raised what the feed believed the cache tier held, so no
-// stream resumed from memory again.
+// A forged head past the cache's head leaves the ring usable: on 5f6c6aa
+// it raised what the feed believed the cache tier held, so no stream
+// resumed from memory again. Far heads are dropped unbelieved; a near one
+// is filled towards, and the fill that no holder confirms lowers the bound.
 func TestForgedFarHeadIsNotBelieved(t *testing.T) {
+	for _, next := range []int64{1 << 40, 1 << 20, 1000} {
+		t.Run(fmt.Sprint(next), func(t *testing.T) {
+			s := newStack(t, stackOptions{partitions: 1})
+			s.produce("tasks", rec(0, "a", "1"))
+			c := s.connect("/tasks", nil)
+			c.untilReady()
+			h := proto.Head{Epoch: s.epoch("tasks"), Partition: 0, Next: next}
+			s.forge(proto.AppendHead(nil, &h))
+			b := expectLive(t, s, c, "b", "2")
+			expectLive(t, s, c, "c", "3")
+			ring := labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring")
+			var got []string
+			eventually(t, 15*time.Second, "a resume just behind the feed served from the ring", func() bool {
+				got = got[:0]
+				r := s.connect("/tasks", http.Header{"Last-Event-Id": {b.ID}})
+				defer r.close()
+				for _, ev := range r.untilReady() {
+					if ev.HasData || ev.Event != "" {
+						got = append(got, ev.Event+":"+ev.Data)
+					}
+				}
+				return labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring") > ring
+			})
+			if fmt.Sprint(got) != "[:3 ready:{}]" {
+				t.Fatalf("resumed from the ring with %q, want c's value then ready", got)
+			}
+		})
+	}
+}
+
+// Offsets that would wrap (MaxInt64 + 1), and a run of heads each just
+// within reach of the last (a ratchet), do not move the feed: found by
+// review of the first version of this defence, which delivered both.
+func TestForgedOffsetsThatWrapOrRatchet(t *testing.T) {
 	s := newStack(t, stackOptions{partitions: 1})
 	s.produce("tasks", rec(0, "a", "1"))
 	c := s.connect("/tasks", nil)
 	c.untilReady()
-	h := proto.Head{Epoch: s.epoch("tasks"), Partition: 0, Next: 1 << 40}
-	s.forge(proto.AppendHead(nil, &h))
-	b := expectLive(t, s, c, "b", "2")
-	expectLive(t, s, c, "c", "3")
-	ring := labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring")
-	var got []string
-	eventually(t, 10*time.Second, "a resume just behind the feed served from the ring", func() bool {
-		got = got[:0]
-		r := s.connect("/tasks", http.Header{"Last-Event-Id": {b.ID}})
-		defer r.close()
-		for _, ev := range r.untilReady() {
-			if ev.HasData || ev.Event != "" {
-				got = append(got, ev.Event+":"+ev.Data)
-			}
-		}
-		return labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", "ring") > ring
-	})
-	if fmt.Sprint(got) != "[:3 ready:{}]" {
-		t.Fatalf("resumed from the ring with %q, want c's value then ready", got)
+	ep := s.epoch("tasks")
+	wrap := proto.Change{Epoch: ep, Partition: 0, From: 0,
+		Record: proto.Record{Offset: math.MaxInt64, Key: []byte("x"), Value: []byte("forged"), Etag: "f"}}
+	s.forge(proto.AppendChange(nil, &wrap))
+	expectLive(t, s, c, "b", "2")
+	for i := int64(1); i <= 50; i++ {
+		h := proto.Head{Epoch: ep, Partition: 0, Next: i * 1000}
+		s.forge(proto.AppendHead(nil, &h))
 	}
+	far := proto.Change{Epoch: ep, Partition: 0, From: 1,
+		Record: proto.Record{Offset: 50 * 1000, Key: []byte("x"), Value: []byte("forged"), Etag: "f"}}
+	s.forge(proto.AppendChange(nil, &far))
+	expectLive(t, s, c, "c", "3")
+	expectLive(t, s, c, "d", "4")
 }
