@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -55,6 +56,11 @@ func headerEndIndex(buf []byte) int {
 func refusedByNetHTTP(req *http.Request, head []byte) bool {
 	hosts := hostFields(head)
 	switch {
+	case hasFoldedLine(head):
+		return true // obs-fold: textproto joins the lines, and its Host rules apply to the result
+	case len(req.Header["Expect"]) > 0:
+		return true // net/http answers 100 Continue or 417
+
 	case req.ProtoAtLeast(1, 1) && len(hosts) == 0 && req.Method != http.MethodConnect:
 		return true
 	case len(hosts) > 1:
@@ -84,10 +90,16 @@ func hostFields(head []byte) []string {
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if ok && bytes.EqualFold(name, []byte("Host")) {
-			hosts = append(hosts, string(bytes.TrimSpace(value)))
+			hosts = append(hosts, string(bytes.Trim(value, " \t\r"))) // textproto trims SP and HT only
 		}
 	}
 	return hosts
+}
+
+// hasFoldedLine reports whether a header line of head continues the one
+// before it (starts with SP or HT).
+func hasFoldedLine(head []byte) bool {
+	return bytes.Contains(head, []byte("\n ")) || bytes.Contains(head, []byte("\n\t"))
 }
 
 // outOfBounds returns the status and reason for a request past the bounds,
@@ -108,6 +120,19 @@ func answerAndClose(conn net.Conn, status int, reason string) {
 	_, _ = io.WriteString(conn, "HTTP/1.1 "+strconv.Itoa(status)+" "+http.StatusText(status)+
 		"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "+strconv.Itoa(len(reason))+
 		"\r\nConnection: close\r\n\r\n"+reason)
+	closeAfterAnswer(conn)
+}
+
+// closeAfterAnswer closes conn after an answer to a request whose rest may
+// still arrive: closing with unread data sends a RST, which can destroy the
+// answer before the client reads it. So, as net/http does, the write side
+// is closed first and what the client still sends is read and dropped, for
+// at most half a second and 256 KiB.
+func closeAfterAnswer(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.CopyN(io.Discard, conn, 256<<10)
+	}
 	_ = conn.Close()
 }
 

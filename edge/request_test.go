@@ -89,6 +89,11 @@ func TestRequestAnsweredAlikeOnBothPaths(t *testing.T) {
 		{"HTTP/1.0 without Host", "GET /tasks HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK", false},
 		{"HTTP/1.2 is answered as 1.1", "GET /tasks HTTP/1.2\r\nHost: e\r\n\r\n", "HTTP/1.1 200 OK", false},
 		{"space before a colon", "GET /tasks HTTP/1.1\r\nHost: e\r\nTransfer-Encoding : chunked\r\n\r\n", "HTTP/1.1 400 Bad Request: invalid header name", false},
+		// Found by review of the first version: obs-fold after Host, a Host
+		// ending in Unicode space, and Expect were streams on the edge's path.
+		{"obs-fold after Host", "GET /tasks HTTP/1.1\r\nHost: e\r\n x\r\n\r\n", "HTTP/1.1 400 Bad Request: malformed Host header", false},
+		{"Host ending in NBSP", "GET /tasks HTTP/1.1\r\nHost: e\xc2\xa0\r\n\r\n", "HTTP/1.1 400 Bad Request: malformed Host header", false},
+		{"Expect other than 100-continue", "GET /tasks HTTP/1.1\r\nHost: e\r\nExpect: foo\r\n\r\n", "HTTP/1.1 417 Expectation Failed", false},
 		{"URI too long", "GET /tasks/" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
 		{"URI too long, health", "GET /_ssekafka/health/" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
 		{"too many headers", "GET /tasks HTTP/1.1\r\nHost: e\r\n" + manyHeaders + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large", true},
@@ -128,6 +133,10 @@ func FuzzRequestPathsAgree(f *testing.F) {
 		"GET http://other/tasks HTTP/1.1\r\nHost: e\r\n\r\n",
 		"GET /tasks HTTP/1.1\r\nHost: e\r\nX: a\x00b\r\n\r\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"GET /tasks HTTP/1.1\r\nHost: e\r\n x\r\n\r\n",
+		"GET /tasks HTTP/1.1\r\nHost: e\xc2\x85\r\n\r\n",
+		"GET /tasks HTTP/1.1\r\nHost: e\r\nExpect: 100-continue\r\n\r\n",
+		"GET /tasks HTTP/1.1\r\nHost: e\r\nExpect: foo\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -144,8 +144,11 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 		if errors.Is(err, errHeaderTooLarge) {
 			e.metrics.badRequests.Inc()
 			_, _ = io.WriteString(conn, tooLargeAnswer)
+			release()
+			closeAfterAnswer(conn)
+			return
 		}
-		_ = conn.Close() // too large, gone, or silent past the header timeout
+		_ = conn.Close() // gone, or silent past the header timeout
 		release()
 		return
 	}
