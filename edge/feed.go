@@ -250,8 +250,9 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 	if epoch == f.progress.Epoch && partition >= 0 && int(partition) < len(f.parts) {
 		return true
 	}
-	// At most one metadata request a second for such messages; a real
-	// change of epoch meanwhile is found by the next probe.
+	// At most one metadata request a second for such messages; a real new
+	// epoch meanwhile is found by the next probe, new partitions by their
+	// next heads (HeadInterval) once a second has passed.
 	// Timed from the answer: requests that time out (PageTimeout) cannot
 	// keep the feed goroutine busy.
 	if time.Since(f.topicChecked) >= time.Second {
