@@ -531,8 +531,9 @@ func checkLB(lb composeService, root string, edgeHTTP, edgeAdmin map[string]stri
 	}
 	var lines [][]string
 	for _, l := range strings.Split(string(data), "\n") {
-		if l, _, _ = strings.Cut(l, "#"); strings.TrimSpace(l) != "" {
-			lines = append(lines, slices.DeleteFunc(strings.Fields(l), func(w string) bool { return w == "{" }))
+		l, _, _ = strings.Cut(l, "#")
+		if f := slices.DeleteFunc(strings.Fields(l), func(w string) bool { return w == "{" }); len(f) > 0 {
+			lines = append(lines, f)
 		}
 	}
 	// directive returns the arguments of the first line starting with word.
