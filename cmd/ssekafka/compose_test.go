@@ -738,3 +738,57 @@ func checkGrafana(g composeService, root string, promPort int, bad func(string, 
 		bad("grafana: the dashboard has no queries")
 	}
 }
+
+// TestComposeCheckCatchesBrokenConfigs: each variant breaks one thing of a
+// config file the compose file mounts (in a copy of deploy/), and the check
+// must say what.
+func TestComposeCheckCatchesBrokenConfigs(t *testing.T) {
+	repo := filepath.Join("..", "..")
+	compose, err := os.ReadFile(filepath.Join(repo, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, old, new, want string }{
+		{"deploy/caddy/Caddyfile", "flush_interval -1", "flush_interval 1s", "lb: flush_interval"},
+		{"deploy/caddy/Caddyfile", "lb_try_duration 5s\n", "", "lb: lb_try_duration"},
+		{"deploy/caddy/Caddyfile", "read_timeout 10m", "read_timeout 30s", "lb: read_timeout"},
+		{"deploy/caddy/Caddyfile", "tls internal", "tls off", "lb: tls"},
+		{"deploy/caddy/Caddyfile", "protocols h1 h2", "protocols h1", "lb: protocols"},
+		{"deploy/caddy/Caddyfile", "edge-1:8080 edge-2:8080", "edge-1:8080", "does not name edge-2:8080"},
+		{"deploy/caddy/Caddyfile", "health_port 9465", "health_port 8080", "lb: health_port"},
+		{"deploy/prometheus/prometheus.yml", `"edge-1:9465", `, "", "does not scrape edge-1:9465/metrics"},
+		{"deploy/prometheus/prometheus.yml", `"cache-3:9464"`, `"cache-3:9646"`, "does not scrape cache-3:9464/metrics"},
+		{"deploy/grafana/dashboards/ssekafka.json", "ssekafka_edge_frames_conflated_total", "ssekafka_edge_frames_conflated", "ssekafka_edge_frames_conflated is not a metric"},
+		{"deploy/grafana/dashboards/ssekafka.json", "ssekafka_cache_partition_lag", "ssekafka_cache_lag", "ssekafka_cache_lag is not a metric"},
+		{"deploy/grafana/provisioning/datasources/prometheus.yaml", "http://prometheus:9090", "http://prometheus:9091", "grafana: datasource"},
+		{"deploy/nats/nats-server.conf", "  authorization {\n    user: route\n    password: $SSEKAFKA_NATS_ROUTE_PASSWORD\n  }\n", "", "nats-1: cluster routes accept anyone"},
+		{"deploy/nats/nats-server.conf", "    $SSEKAFKA_NATS_ROUTE_3\n", "", "nats-1: no cluster route to nats-3"},
+		{"deploy/nats/nats-server.conf", "port: 6222", "port: 6333", "is not at the cluster port 6333"},
+		{"deploy/nats/nats-server.conf", "user: edge\n", "user: edgy\n", "want cache and edge"},
+	} {
+		root := t.TempDir()
+		if err := os.CopyFS(filepath.Join(root, "deploy"), os.DirFS(filepath.Join(repo, "deploy"))); err != nil {
+			t.Fatal(err)
+		}
+		for _, pkg := range []string{"edge", "cache"} {
+			abs, _ := filepath.Abs(filepath.Join(repo, pkg))
+			if err := os.Symlink(abs, filepath.Join(root, pkg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(root, tc.file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), tc.old) {
+			t.Fatalf("variant %q: %s no longer contains %q; update the table", tc.want, tc.file, tc.old)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(data), tc.old, tc.new, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(checkComposeIn(compose, root)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("variant %q: got %v", tc.want, err)
+		}
+	}
+}
