@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 )
@@ -103,6 +106,19 @@ func checkComposeIn(data []byte, root string) []error {
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	// First as docker compose loads it: the compose specification's schema,
+	// interpolation with nothing set, merge keys, references between services.
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return []error{err}
+	}
+	if _, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  abs,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(abs, "docker-compose.yml"), Content: data}},
+		Environment: types.Mapping{},
+	}); err != nil {
+		bad("compose-go: %v", err)
+	}
 	svc := func(name string) (composeService, bool) {
 		s, ok := f.Services[name]
 		if !ok {
@@ -406,6 +422,8 @@ func TestComposeCheckCatchesBrokenFiles(t *testing.T) {
 		{"\n  nats-1:\n", "\n  zookeeper:\n    image: zookeeper:3.9\n  nats-1:\n", "ZooKeeper"},
 		{"\n  edge-2:\n", "\n  edgy:\n", "service edge-2: missing"},
 		{"services:", "services: [", "compose: "},
+		{"    stop_grace_period: 20s\n", "    stop_grace_priod: 20s\n", "compose-go: "},
+		{"  caddy-data:\n", "  cady-data:\n", "compose-go: "},
 	} {
 		tc.old = strings.ReplaceAll(tc.old, "NATSURL", natsURLs)
 		tc.new = strings.ReplaceAll(tc.new, "NATSURL", natsURLs)
