@@ -36,10 +36,17 @@ func startNATSFromConf(t *testing.T) string {
 	t.Helper()
 	t.Setenv("SSEKAFKA_NATS_CACHE_PASSWORD", "cache-secret-1")
 	t.Setenv("SSEKAFKA_NATS_EDGE_PASSWORD", "edge-secret-2")
+	// The cluster of docker-compose.yml is left out: this is one server.
+	t.Setenv("SSEKAFKA_NATS_NAME", "nats-1")
+	t.Setenv("SSEKAFKA_NATS_ROUTE_PASSWORD", "route-secret-3")
+	for _, n := range []string{"1", "2", "3"} {
+		t.Setenv("SSEKAFKA_NATS_ROUTE_"+n, "nats://route:route-secret-3@127.0.0.1:6222")
+	}
 	opts, err := server.ProcessConfigFile(filepath.Join("..", "..", "deploy", "nats", "nats-server.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
 	opts.Host, opts.Port, opts.HTTPPort, opts.NoSigs, opts.NoLog = "127.0.0.1", server.RANDOM_PORT, 0, true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
