@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -34,6 +35,7 @@ const reasonShutdown = "shutdown"
 type Edge struct {
 	cfg      Config
 	log      *slog.Logger
+	tlsLog   *slog.Logger // log, rate-limited: failed handshakes may repeat without end
 	subjects proto.Subjects
 	metrics  *metrics
 
@@ -78,6 +80,7 @@ func New(cfg Config) (*Edge, error) {
 	e := &Edge{
 		cfg:      cfg,
 		log:      cfg.Logger,
+		tlsLog:   ratelog.Wrap(cfg.Logger),
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
