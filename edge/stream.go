@@ -236,15 +236,20 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		// of its own, so that a setup worker serves only state parts.
 		f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 		handedOver = true
+		// The request's context ends with its handler; a hijacked stream
+		// ends on a failed write, when its feed ends or on a hang-up.
+		liveCtx, end := context.WithCancel(context.WithoutCancel(ctx))
+		watch := watchFrom(ctx)
+		watch.goLiveEnd(end)
 		go func() {
 			defer func() {
+				end()
+				watch.stop()
 				_ = conn.Close()
 				f.leave(viewKey, c)
 				e.metrics.clients.Dec()
 			}()
-			// The request's context ends with its handler; a hijacked
-			// stream ends on a failed write or when its feed ends.
-			e.writeLive(context.WithoutCancel(ctx), cw, c)
+			e.writeLive(liveCtx, cw, c)
 		}()
 		return
 	}
