@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/tlsfiles"
 )
 
@@ -76,7 +77,10 @@ func tlsStack(t *testing.T, h2 bool) (s *stack, certFile, keyFile string) {
 		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	s = newStack(t, stackOptions{tls: r.ServerConfig(), client: &http.Client{Transport: tr}})
+	s = newStack(t, stackOptions{tls: r.ServerConfig(), client: &http.Client{Transport: tr}, edgeCfg: func(c *edge.Config) {
+		c.SetupConcurrency = 1 // a stream that kept its worker would stall the next
+		c.KeepAlive = 200 * time.Millisecond
+	}})
 	return s, certFile, keyFile
 }
 
@@ -108,11 +112,35 @@ func TestTLSStream(t *testing.T) {
 			if ev := c.mustNext(); ev.Data != "live" {
 				t.Fatalf("live change %+v", ev)
 			}
+			// With one setup worker, more streams still start: a live one
+			// does not keep it.
+			more := []*sseClient{c}
+			for i := range 2 {
+				more = append(more, s.connect("/tasks", nil))
+				if evs := more[i+1].untilReady(); len(evs) != 4 { // retry, a, b, ready
+					t.Fatalf("stream %d: state part %+v", i+2, evs)
+				}
+			}
+			// An idle stream gets keep-alive comments, flushed.
+			deadline := time.After(10 * time.Second)
+			for comment := false; !comment; {
+				select {
+				case ev, ok := <-c.events:
+					if !ok {
+						t.Fatal("stream ended")
+					}
+					comment = ev.Comment && !ev.HasData
+				case <-deadline:
+					t.Fatal("no keep-alive")
+				}
+			}
 			// Over HTTP/2 the stream's reset ends its handler's context; over
 			// HTTP/1.1 the hang-up watch sees the TCP connection close
 			// (before it watched the TLS connection's socket, the stream was
 			// kept until a keep-alive write failed: 15s).
-			c.close()
+			for _, c := range more {
+				c.close()
+			}
 			s.waitNoClients()
 		})
 	}
