@@ -92,7 +92,7 @@ func BenchmarkIdleStreamMemoryTLS(b *testing.B) {
 			after := rssOf(r.pid)
 			conns.Store(int64(tcpConns(r.pid)))
 			per := float64(after-before) / float64(*tlsStreams)
-			fmt.Printf("%s: %d streams on %d connections, edge RSS %.1f → %.1f MiB, %.0f B per stream\n",
+			fmt.Printf("%s: %d streams, %d sockets in the edge, edge RSS %.1f → %.1f MiB, %.0f B per stream\n",
 				r.name, *tlsStreams, conns.Load(), float64(before)/(1<<20), float64(after)/(1<<20), per)
 			b.ReportMetric(per, strings.NewReplacer(" ", "-", "/", "").Replace(r.name)+"-B/stream")
 			cancel()
@@ -101,7 +101,7 @@ func BenchmarkIdleStreamMemoryTLS(b *testing.B) {
 	}
 }
 
-// tcpConns counts the process's sockets (less its listeners and NATS).
+// tcpConns counts the process's sockets (its listener and NATS included).
 func tcpConns(pid int) int {
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	n := 0
