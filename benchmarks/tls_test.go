@@ -48,18 +48,19 @@ func BenchmarkIdleStreamMemoryTLS(b *testing.B) {
 		pid  int
 		url  string
 		tr   *http.Transport
+		prof string // the edge's --pprof address, if any
 	}
-	runs := []edgeRun{{"plain HTTP/1.1", c.Edges[0].pid(), c.EdgeURLs[0], &http.Transport{}}}
+	runs := []edgeRun{{"plain HTTP/1.1", c.Edges[0].pid(), c.EdgeURLs[0], &http.Transport{}, ""}}
 	for _, h2 := range []bool{false, true} {
-		addr := freeAddr(b)
-		e := startProc(b, bin, fmt.Sprintf("tls edge h2=%v", h2), "edge", "--config", tlsPath, "--nats", c.NATSURL, "--http", addr)
+		addr, prof := freeAddr(b), freeAddr(b)
+		e := startProc(b, bin, fmt.Sprintf("tls edge h2=%v", h2), "edge", "--config", tlsPath, "--nats", c.NATSURL, "--http", addr, "--pprof", prof)
 		e.waitFor(b, "edge serving")
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
 		name := "TLS HTTP/2"
 		if !h2 {
 			tr.TLSClientConfig.NextProtos, name = []string{"http/1.1"}, "TLS HTTP/1.1"
 		}
-		runs = append(runs, edgeRun{name, e.pid(), "https://" + addr, tr})
+		runs = append(runs, edgeRun{name, e.pid(), "https://" + addr, tr, prof})
 	}
 	for range b.N {
 		for _, r := range runs {
@@ -94,6 +95,9 @@ func BenchmarkIdleStreamMemoryTLS(b *testing.B) {
 			per := float64(after-before) / float64(*tlsStreams)
 			fmt.Printf("%s: %d streams, %d sockets in the edge, edge RSS %.1f → %.1f MiB, %.0f B per stream\n",
 				r.name, *tlsStreams, conns.Load(), float64(before)/(1<<20), float64(after)/(1<<20), per)
+			if r.prof != "" {
+				fmt.Printf("  %s\n", memStats(b, r.prof))
+			}
 			b.ReportMetric(per, strings.NewReplacer(" ", "-", "/", "").Replace(r.name)+"-B/stream")
 			cancel()
 			r.tr.CloseIdleConnections()
@@ -141,4 +145,24 @@ func benchCert(b *testing.B, dir string) (certFile, keyFile string, pool *x509.C
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// memStats reads the heap and stack figures from an edge's heap profile.
+func memStats(b *testing.B, addr string) string {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		for _, k := range []string{"# HeapInuse = ", "# HeapIdle = ", "# HeapReleased = ", "# Stack = ", "# Sys = "} {
+			if v, ok := strings.CutPrefix(sc.Text(), k); ok {
+				out = append(out, strings.TrimPrefix(k, "# ")+v)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
