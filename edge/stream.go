@@ -133,6 +133,11 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
+	endSetup := func() {}
+	if q := e.queue.Load(); q != nil && r.ProtoMajor >= 2 {
+		endSetup = q.beginDirect() // not on a setup worker: net/http's HTTP/2 goroutine
+		defer endSetup()
+	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
@@ -254,6 +259,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		return
 	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
+	endSetup()
 	e.writeLive(ctx, cw, c)
 }
 
