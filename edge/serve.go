@@ -24,7 +24,7 @@ import (
 // served here without net/http: its header is read with pooled buffers and
 // nothing but the connection is kept once the stream is live, which is most
 // of an idle SSE client's cost. Every other connection (metrics, health,
-// a header too large to peek) is handed to srv as it arrived.
+// HTTP/2, a header too large to peek) is handed to srv as it arrived.
 // srv must not serve elsewhere; shut it down after Serve returns.
 //
 // For TLS, ln is a tls.NewListener and srv.TLSConfig the same configuration:
