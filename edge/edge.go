@@ -35,6 +35,7 @@ const reasonShutdown = "shutdown"
 type Edge struct {
 	cfg      Config
 	log      *slog.Logger
+	tlsLog   *slog.Logger // log, rate-limited: failed handshakes may repeat without end
 	subjects proto.Subjects
 	metrics  *metrics
 
@@ -80,6 +81,7 @@ func New(cfg Config) (*Edge, error) {
 	e := &Edge{
 		cfg:      cfg,
 		log:      ratelog.Wrap(cfg.Logger), // over-limit connections may repeat without end
+		tlsLog:   ratelog.Wrap(cfg.Logger),
 		limiter:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),

@@ -9,6 +9,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"syscall"
 )
@@ -26,6 +27,7 @@ type connWatch struct {
 
 	setup   *watchSetup // until the stream is live: a hang-up cancels and closes
 	lc      *liveConn   // once it is: a hang-up calls lc.hangup
+	end     func()      // or, for a live stream with no raw socket (TLS), end
 	fired   bool        // the watcher saw the hang-up (and forgot the watch)
 	stopped bool        // unregistered without a hang-up
 }
@@ -46,6 +48,12 @@ type watchKey struct{}
 // at its next wait or write. Nil when conn cannot be watched; a nil watch's
 // methods do nothing.
 func (e *Edge) watchConn(conn net.Conn) *connWatch {
+	if tc, ok := conn.(*tls.Conn); ok {
+		// The TCP connection under TLS: a hang-up closes it without
+		// waiting on the TLS connection's locks (a close_notify behind a
+		// blocked write).
+		conn = tc.NetConn()
+	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil
@@ -104,6 +112,24 @@ func (cw *connWatch) goLive(lc *liveConn) {
 	}
 }
 
+// goLiveEnd hands the watch to a live stream written by a goroutine of its
+// own (no raw socket: TLS): a hang-up now calls end (at once, if the client
+// has already left). The stream stops the watch when it ends.
+func (cw *connWatch) goLiveEnd(end func()) {
+	if cw == nil {
+		return
+	}
+	cw.w.mu.Lock()
+	fired := cw.fired
+	if !fired {
+		cw.end, cw.setup = end, nil
+	}
+	cw.w.mu.Unlock()
+	if fired {
+		end()
+	}
+}
+
 // endSetup ends the setup's part of the watch: one whose stream did not go
 // live is stopped (its connection is closed or about to be).
 func (cw *connWatch) endSetup() {
@@ -111,7 +137,7 @@ func (cw *connWatch) endSetup() {
 		return
 	}
 	cw.w.mu.Lock()
-	live := cw.lc != nil
+	live := cw.lc != nil || cw.end != nil
 	cw.w.mu.Unlock()
 	if !live {
 		cw.stop()

@@ -147,6 +147,9 @@ func (w *hangupWatcher) loop(e *Edge) {
 			case cw.lc != nil:
 				e.metrics.hangupsLive.Inc()
 				cw.lc.hangup()
+			case cw.end != nil:
+				e.metrics.hangupsLive.Inc()
+				cw.end()
 			default:
 				e.metrics.hangupsSetup.Inc()
 				cw.setup.cancel()

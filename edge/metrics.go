@@ -20,6 +20,7 @@ type metrics struct {
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
 	hangupsSetup, hangupsLive                   prometheus.Counter
+	tlsHandshakeErrors                          prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -54,14 +55,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
 			Help: "Time a stream waited for a setup worker.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
-		drainClosed:    c("drain_closed_total", "Streams closed by a drain, each after a final retry."),
-		probeFailures:  c("cache_probe_failures_total", "Readiness probes of the cache tier that got no answer."),
-		conflated:      c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
-		memoryReleases: c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
-		acceptErrors:   c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
-		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
-		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
-		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+		drainClosed:        c("drain_closed_total", "Streams closed by a drain, each after a final retry."),
+		probeFailures:      c("cache_probe_failures_total", "Readiness probes of the cache tier that got no answer."),
+		conflated:          c("frames_conflated_total", "Queued frames dropped because a newer frame for the same key followed (a client behind)."),
+		memoryReleases:     c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
+		tlsHandshakeErrors: c("tls_handshake_errors_total", "TLS handshakes that failed or timed out (sse.tls); the connection is closed."),
+		acceptErrors:       c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
+		stateRequests:      c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
+		pagesShared:        c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
+		framesShared:       c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,12 @@ import (
 // of an idle SSE client's cost. Every other connection (metrics, health,
 // HTTP/2, a header too large to peek) is handed to srv as it arrived.
 // srv must not serve elsewhere; shut it down after Serve returns.
+//
+// For TLS, ln is a tls.NewListener and srv.TLSConfig the same configuration:
+// the handshake runs under the header timeout; a connection that negotiates
+// "h2" goes to srv as the *tls.Conn itself, which net/http serves as HTTP/2
+// when srv.TLSConfig.NextProtos lists "h2"; any other goes on as above,
+// over TLS.
 func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 	handoff := &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
 	go func() { _ = srv.Serve(handoff) }()
@@ -107,6 +114,9 @@ type rawRequest struct {
 // waiting for its state part costs no goroutine (DESIGN rule 8: new
 // connections are admitted at a bounded rate).
 func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListener, headerTimeout time.Duration, queue *setupQueue) {
+	if tc, ok := conn.(*tls.Conn); ok && !e.handshake(tc, handoff, headerTimeout) {
+		return
+	}
 	br := headerReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	release := func() {
@@ -176,6 +186,49 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 		e.metrics.setupRejected.Inc()
 		e.refuseConn(conn, req, refuseQueueFull)
 	}
+}
+
+// handshake runs a TLS handshake under the header timeout. It reports
+// whether serveConn goes on with the connection: not when the handshake
+// failed (the connection is closed) or negotiated HTTP/2 (it is handed to
+// net/http as the *tls.Conn, which its HTTP/2 server needs).
+func (e *Edge) handshake(tc *tls.Conn, handoff *handoffListener, headerTimeout time.Duration) bool {
+	_ = tc.SetDeadline(time.Now().Add(headerTimeout))
+	if err := tc.Handshake(); err != nil {
+		e.metrics.tlsHandshakeErrors.Inc()
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			// Like net/http: a plain HTTP request to the TLS port gets a reason.
+			_, _ = io.WriteString(re.Conn, plainToTLSAnswer)
+			_ = re.Conn.Close()
+		}
+		_ = tc.Close()
+		e.tlsLog.Warn("tls handshake", "remote", tc.RemoteAddr().String(), "err", err)
+		return false
+	}
+	_ = tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		if !handoff.offer(tc) {
+			_ = tc.Close()
+		}
+		return false
+	}
+	return true
+}
+
+const plainToTLSBody = "client sent an HTTP request to an HTTPS server\n"
+
+var plainToTLSAnswer = "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+	strconv.Itoa(len(plainToTLSBody)) + "\r\nConnection: close\r\n\r\n" + plainToTLSBody
+
+// looksLikeHTTP reports whether a TLS record header is the start of an
+// HTTP/1.x request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 // serveRaw serves req under ctx, which the caller cancels once it returns.

@@ -96,6 +96,24 @@ func (q *setupQueue) stats() (started uint64, idle bool) {
 	return q.started, q.busy == 0 && len(q.waiting) == 0
 }
 
+// beginDirect counts a setup that runs without a worker (an HTTP/2 stream,
+// on net/http's goroutine) among the started and running ones, so that the
+// release after a burst counts it and waits for it; end must be called once.
+func (q *setupQueue) beginDirect() (end func()) {
+	q.mu.Lock()
+	q.started++
+	q.busy++
+	q.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			q.mu.Lock()
+			q.busy--
+			q.mu.Unlock()
+		})
+	}
+}
+
 func (q *setupQueue) push(r rawRequest) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

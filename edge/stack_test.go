@@ -3,6 +3,7 @@ package edge_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +44,8 @@ type stack struct {
 	nc        *nats.Conn
 	stopCache func()
 	nats      *server.Server
+	client    *http.Client // default: http.DefaultClient
+	accepted  atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
 }
 
 type stackOptions struct {
@@ -51,8 +55,10 @@ type stackOptions struct {
 	edgeCfg    func(*edge.Config)
 	edgeHook   func(*edge.Edge) // before the edge serves
 	cacheCfg   func(*cache.Config)
-	noCache    bool // the test starts its own cache nodes
-	viaNetHTTP bool // serve with net/http (hijacking its connections), not Edge.Serve
+	noCache    bool        // the test starts its own cache nodes
+	viaNetHTTP bool        // serve with net/http (hijacking its connections), not Edge.Serve
+	tls        *tls.Config // Edge.Serve over TLS with this configuration
+	client     *http.Client
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -79,7 +85,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	s := &stack{t: t, brokers: []string{addr}}
+	s := &stack{t: t, brokers: []string{addr}, client: o.client}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
@@ -135,12 +141,31 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			t.Fatal(err)
 		}
 		srv := &http.Server{Handler: s.edge}
-		go func() { _ = s.edge.Serve(ln, srv) }()
-		t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
 		s.url = "http://" + ln.Addr().String()
+		var serveLn net.Listener = countingListener{ln, &s.accepted}
+		if o.tls != nil {
+			serveLn, srv.TLSConfig = tls.NewListener(serveLn, o.tls), o.tls
+			s.url = "https://" + ln.Addr().String()
+		}
+		go func() { _ = s.edge.Serve(serveLn, srv) }()
+		t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
 	}
 	t.Cleanup(s.edge.Close)
 	return s
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 // restartNATS stops the NATS server and starts a new one on the same
@@ -339,7 +364,11 @@ func (s *stack) open(path string, header http.Header) (*sseClient, int) {
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := s.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		s.t.Fatal(err)

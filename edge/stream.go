@@ -114,6 +114,11 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
+	endSetup := func() {}
+	if q := e.queue.Load(); q != nil && r.ProtoMajor >= 2 {
+		endSetup = q.beginDirect() // not on a setup worker: net/http's HTTP/2 goroutine
+		defer endSetup()
+	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
@@ -217,19 +222,25 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		// of its own, so that a setup worker serves only state parts.
 		f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 		handedOver = true
+		// The request's context ends with its handler; a hijacked stream
+		// ends on a failed write, when its feed ends or on a hang-up.
+		liveCtx, end := context.WithCancel(context.WithoutCancel(ctx))
+		watch := watchFrom(ctx)
+		watch.goLiveEnd(end)
 		go func() {
 			defer func() {
+				end()
+				watch.stop()
 				_ = conn.Close()
 				f.leave(viewKey, c)
 				e.metrics.clients.Dec()
 			}()
-			// The request's context ends with its handler; a hijacked
-			// stream ends on a failed write or when its feed ends.
-			e.writeLive(context.WithoutCancel(ctx), cw, c)
+			e.writeLive(liveCtx, cw, c)
 		}()
 		return
 	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
+	endSetup()
 	e.writeLive(ctx, cw, c)
 }
 

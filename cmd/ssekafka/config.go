@@ -78,6 +78,15 @@ type sseConfig struct {
 	Authorization map[string]authorizationConfig `yaml:"authorization"`
 	// CORS lets pages of other origins read streams; default: none (same origin only).
 	CORS *corsConfig `yaml:"cors"`
+	// TLS serves sse.listen over TLS (HTTP/2 and HTTP/1.1); default: plain HTTP/1.1.
+	TLS *sseTLS `yaml:"tls"`
+}
+
+// sseTLS is the edge listener's certificate and key, PEM files read again
+// when they change.
+type sseTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 type routeConfig struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -262,9 +263,16 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		mux.Handle("GET "+demo.ScriptPath, page)
 	}
 	mux.Handle("/", e)
+	tlsCfg, err := cfg.SSE.edgeTLS(log.With("component", "edge"))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("edge listen %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg) // Edge.Serve hands h2 to srv, which needs srv.TLSConfig
 	}
 	drainReq := make(chan time.Duration, 1)
 	var admin *http.Server
@@ -288,7 +296,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		defer admin.Close()
 		log.Info("edge admin serving", "admin", aln.Addr().String())
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
 	if ready != nil {
 		ready(ln.Addr())
 	}

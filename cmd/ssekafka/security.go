@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -131,6 +133,9 @@ func (cfg *config) validateSecurity(at func(string) string) error {
 			return fmt.Errorf("%s: cert and key: give both or neither", at(t.field))
 		}
 	}
+	if t := cfg.SSE.TLS; t != nil && (t.Cert == "" || t.Key == "") {
+		return fmt.Errorf("%s: cert and key: give both, or leave sse.tls out", at("sse.tls"))
+	}
 	if s := cfg.Kafka.SASL; s != nil {
 		switch s.Mechanism {
 		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
@@ -233,4 +238,24 @@ func redactURL(raw string) string {
 		u.User = url.User("REDACTED")
 	}
 	return u.String()
+}
+
+// edgeTLS is the edge listener's TLS that sse.tls says, nil for none.
+func (s *sseConfig) edgeTLS(log *slog.Logger) (*tls.Config, error) {
+	t := s.TLS
+	if t == nil {
+		return nil, nil
+	}
+	for _, f := range []struct{ field, path string }{{"sse.tls.cert", t.Cert}, {"sse.tls.key", t.Key}} {
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.field, err)
+		}
+		_ = fh.Close()
+	}
+	r, err := tlsfiles.NewReloader(t.Cert, t.Key, log)
+	if err != nil {
+		return nil, fmt.Errorf("sse.tls: %w", err)
+	}
+	return r.ServerConfig(), nil
 }

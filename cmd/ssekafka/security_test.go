@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +377,43 @@ func TestCacheOnKafkaWithTLSAndSASL(t *testing.T) {
 		}
 		rcancel()
 		<-rc.done
+	}
+}
+
+// sse.tls: both files or none; a file that cannot be read, or a pair that
+// does not load, is refused at start with the field named.
+func TestSSETLSConfig(t *testing.T) {
+	base := "routes: [{when: [{path: /t}], with: {topic: t}}]\n"
+	for _, y := range []string{"sse:\n  tls: {cert: a.pem}\n", "sse:\n  tls: {key: a.pem}\n", "sse:\n  tls: {}\n"} {
+		if _, err := parseConfig([]byte(base+y), true); err == nil || !strings.Contains(err.Error(), "line 3: sse.tls: cert and key") {
+			t.Errorf("%q: error %v", y, err)
+		}
+	}
+	certFile, keyFile, _ := selfSigned(t)
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	if err := os.WriteFile(junk, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tc := range []struct{ cert, key, want string }{
+		{missing, keyFile, "sse.tls.cert: open"},
+		{certFile, missing, "sse.tls.key: open"},
+		{certFile, junk, "sse.tls: "},
+	} {
+		cfg, err := parseConfig([]byte(base+"sse:\n  tls: {cert: "+tc.cert+", key: "+tc.key+"}\n"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.SSE.edgeTLS(nil); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("cert %s key %s: error %v, want %q", tc.cert, tc.key, err, tc.want)
+		}
+	}
+	cfg, err := parseConfig([]byte(base+"sse:\n  tls: {cert: "+certFile+", key: "+keyFile+"}\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := cfg.SSE.edgeTLS(nil)
+	if err != nil || !slices.Equal(tc.NextProtos, []string{"h2", "http/1.1"}) || tc.GetCertificate == nil {
+		t.Fatalf("config %+v, %v", tc, err)
 	}
 }

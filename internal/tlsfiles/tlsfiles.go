@@ -118,3 +118,9 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 	}
 	return r.current, nil
 }
+
+// ServerConfig is a listener's TLS serving r's certificate, with ALPN h2
+// then http/1.1 (net/http serves HTTP/2 only when NextProtos lists h2).
+func (r *Reloader) ServerConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate, NextProtos: []string{"h2", "http/1.1"}}
+}
