@@ -27,12 +27,16 @@ import (
 // HTTP/2, a header too large to peek) is handed to srv as it arrived.
 // srv must not serve elsewhere; shut it down after Serve returns.
 //
-// For TLS, ln is a tls.NewListener and srv.TLSConfig the same configuration:
-// the handshake runs under the header timeout; a connection that negotiates
+// For TLS, ln is a plain listener and srv.TLSConfig the configuration:
+// each connection is counted against the caps, then served over TLS, whose
+// handshake runs under the header timeout; a connection that negotiates
 // "h2" goes to srv as the *tls.Conn itself, which net/http serves as HTTP/2
 // when srv.TLSConfig.NextProtos lists "h2"; any other goes on as above,
 // over TLS.
 func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
+	// Read before srv.Serve runs: net/http sets a TLSConfig of its own
+	// (for HTTP/2) on a server that has none.
+	tlsConfig := srv.TLSConfig
 	handoff := &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
 	go func() { _ = srv.Serve(handoff) }()
 	defer handoff.Close()
@@ -70,10 +74,18 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 		backoff = 0
 		release, reason := e.limiter.acquire(conn.RemoteAddr())
 		if reason != "" {
+			if tlsConfig != nil {
+				conn = tls.Server(conn, tlsConfig) // the refusal is read over TLS
+			}
 			e.refuseOverLimit(conn, srv, reason)
 			continue
 		}
 		conn = &countedConn{Conn: conn, release: release}
+		if tlsConfig != nil {
+			// Counted below TLS, so the count is the TCP connection's; the
+			// hang-up watch reads its socket through NetConn.
+			conn = tls.Server(conn, tlsConfig)
+		}
 		go e.serveConn(conn, srv, handoff, headerTimeout, queue)
 	}
 }

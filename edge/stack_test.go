@@ -144,7 +144,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		s.url = "http://" + ln.Addr().String()
 		var serveLn net.Listener = countingListener{ln, &s.accepted}
 		if o.tls != nil {
-			serveLn, srv.TLSConfig = tls.NewListener(serveLn, o.tls), o.tls
+			srv.TLSConfig = o.tls // Serve counts, then serves over TLS
 			s.url = "https://" + ln.Addr().String()
 		}
 		go func() { _ = s.edge.Serve(serveLn, srv) }()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -270,9 +269,6 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("edge listen %s: %w", addr, err)
-	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg) // Edge.Serve hands h2 to srv, which needs srv.TLSConfig
 	}
 	drainReq := make(chan time.Duration, 1)
 	var admin *http.Server
