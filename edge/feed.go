@@ -71,6 +71,7 @@ type partCursor struct {
 	needFill   bool
 	fillTarget int64     // a fill is complete only once the feed reaches this offset
 	denied     time.Time // when the cache tier last denied a far live message (see plausible)
+	shortAt    time.Time // when a fill last ended short of its target (see fillAllowed)
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -197,7 +198,9 @@ func (f *feed) handle(m *nats.Msg) {
 		f.cacheAt(h.Partition, h.Next)
 		if h.Next > f.progress.Offsets[h.Partition] {
 			f.e.metrics.gaps.Inc()
-			f.fill(h.Partition, h.Next)
+			if f.fillAllowed(h.Partition) {
+				f.fill(h.Partition, h.Next)
+			}
 		}
 		if f.progress.Offsets[h.Partition] >= h.Next {
 			f.heard(h.Partition)
@@ -222,7 +225,14 @@ func (f *feed) handle(m *nats.Msg) {
 		f.dropUnconfirmed("change", p, ch.Record.Offset)
 		return
 	}
-	if ch.From > f.progress.Offsets[p] || f.parts[p].needFill {
+	gap := ch.From > f.progress.Offsets[p]
+	if !f.fillAllowed(p) && (gap || f.parts[p].needFill) {
+		if gap {
+			f.e.metrics.gaps.Inc()
+			return // found again by the next change, head or probe
+		}
+		// Follows on from the feed's position: nothing is missing before it.
+	} else if gap || f.parts[p].needFill {
 		f.e.metrics.gaps.Inc()
 		// The fill must reach this change's From: a page that ends short
 		// (a holder that lags) would otherwise let the change jump a hole.
@@ -238,6 +248,15 @@ func (f *feed) handle(m *nats.Msg) {
 	f.deliver(p, &ch.Record)
 	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
+}
+
+// fillAllowed reports whether a live message may start a fill of p: not
+// within a second of a fill that no holder could complete, so that a run of
+// messages whose gaps no holder confirms (stale, or forged) costs one fill
+// a second rather than one each, and live changes go on meanwhile. A real
+// gap is filled once the second has passed, or by the probe.
+func (f *feed) fillAllowed(p int32) bool {
+	return time.Since(f.parts[p].shortAt) >= time.Second
 }
 
 // check reports whether a live message is of the feed's epoch and
@@ -426,6 +445,7 @@ func (f *feed) fill(p int32, target int64) bool {
 			st.needFill = true
 			f.e.log.Warn("fill short of its target: lowered to what the cache tier holds", "topic", f.topic, "partition", p, "at", f.progress.Offsets[p], "target", st.fillTarget)
 			st.fillTarget = f.progress.Offsets[p]
+			st.shortAt = time.Now()
 			// Nor does the ring wait for a head no holder confirms.
 			f.mu.Lock()
 			f.ring.parts[p].known = min(f.ring.parts[p].known, f.progress.Offsets[p])
