@@ -58,6 +58,15 @@ func newTestTier(t *testing.T) *testTier {
 // run starts a cache node on the tier; it stops at the test's end.
 func (tt *testTier) run(t *testing.T, cfg Config) *Node {
 	t.Helper()
+	n, stop := tt.start(t, cfg)
+	t.Cleanup(stop)
+	return n
+}
+
+// start starts a cache node on the tier; stop stops it and waits for Run
+// to return.
+func (tt *testTier) start(t *testing.T, cfg Config) (n *Node, stop func()) {
+	t.Helper()
 	cfg.Brokers, cfg.NATS = []string{tt.addr}, tt.nc
 	n, err := New(cfg)
 	if err != nil {
@@ -69,8 +78,7 @@ func (tt *testTier) run(t *testing.T, cfg Config) *Node {
 		defer close(done)
 		_ = n.Run(ctx)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return n
+	return n, func() { cancel(); <-done }
 }
 
 func (tt *testTier) state(t *testing.T, since int64) (proto.StatePage, error) {
@@ -265,18 +273,9 @@ func TestMetaAnsweredByANodeHoldingNothing(t *testing.T) {
 func TestStoppedNodeLeavesStateRequests(t *testing.T) {
 	tt := newTestTier(t)
 	produceValues(t, tt.prod, &kgo.Record{Key: []byte("k"), Value: []byte("v")})
-	cfg := Config{Bootstrap: []string{"v"}, Brokers: []string{tt.addr}, NATS: tt.nc}
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = n.Run(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	_, stopNode := tt.start(t, Config{Bootstrap: []string{"v"}})
+	var once sync.Once
+	defer once.Do(stopNode)
 	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	if err := poll.Wait(wait, 10*time.Millisecond, func() bool {
@@ -285,8 +284,7 @@ func TestStoppedNodeLeavesStateRequests(t *testing.T) {
 	}); err != nil {
 		t.Fatal("the node never answered the state")
 	}
-	cancel()
-	<-done
+	once.Do(stopNode)
 	if page, err := tt.state(t, 0); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("a stopped node answered a state request: %s %q (err %v), want no responders", page.Status, page.Error, err)
 	}
