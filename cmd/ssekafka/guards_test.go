@@ -17,8 +17,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/ssekafka/ssekafka/internal/devstack"
 )
 
 var testKey = sync.OnceValue(func() *rsa.PrivateKey {
@@ -127,16 +125,9 @@ func TestGuardConfigErrorsNameTheField(t *testing.T) {
 // past the first token's expiry.
 func TestZillaJWTConfigEnforced(t *testing.T) {
 	url := startNATSFromConf(t)
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	kafka := startKafkaTopic(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "t"); err != nil {
-		t.Fatal(err)
-	}
 	common := fmt.Sprintf("kafka: {brokers: [%s], bootstrap: [t]}\n", kafka)
 	cacheCfg, err := parseConfig([]byte(common+"nats: {url: "+url+", credentials: {user: cache, password: {env: SSEKAFKA_NATS_CACHE_PASSWORD}}}\n"), false)
 	if err != nil {

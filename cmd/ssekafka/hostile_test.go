@@ -35,16 +35,9 @@ func TestHostileInputLogsAreBoundedAndFreeOfSecrets(t *testing.T) {
 	// (which a production URL would carry) without checking them.
 	const urlPassword = "url-secret-3"
 	natsURL := strings.Replace(ns.ClientURL(), "nats://", "nats://ssekafka:"+urlPassword+"@", 1)
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	kafka := startKafkaTopic(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "t"); err != nil {
-		t.Fatal(err)
-	}
 	yaml := zillaJWTConfig(fmt.Sprintf("kafka: {brokers: [%s], bootstrap: [t]}\nnats: {url: %q}\n", kafka, natsURL))
 	cacheCfg, err := parseConfig([]byte(yaml), false)
 	if err != nil {
@@ -227,4 +220,21 @@ func counterSum(reg prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// startKafkaTopic starts kfake on 127.0.0.1 with one compacted topic of one
+// partition, stopped at the test's end, and returns its address.
+func startKafkaTopic(t *testing.T, topic string) string {
+	t.Helper()
+	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	return kafka
 }

@@ -122,16 +122,9 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	kafka := startKafkaTopic(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "t"); err != nil {
-		t.Fatal(err)
-	}
 	yaml := zillaJWTConfig(fmt.Sprintf("kafka: {brokers: [%s], bootstrap: [t]}\nnats: {url: %q}\n", kafka, ns.ClientURL()))
 	cacheCfg, err := parseConfig([]byte(yaml), false)
 	if err != nil {

@@ -145,16 +145,9 @@ func waitViolation(t *testing.T, violations <-chan error, kind string) {
 // environment and from a file, and never logs them.
 func TestCacheAndEdgeOnAuthenticatedNATS(t *testing.T) {
 	url := startNATSFromConf(t)
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	kafka := startKafkaTopic(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "t"); err != nil {
-		t.Fatal(err)
-	}
 	pwFile := filepath.Join(t.TempDir(), "edge-password")
 	if err := os.WriteFile(pwFile, []byte("edge-secret-2\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -198,16 +198,9 @@ func TestZillaFanoutJWTServes401WithoutToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	kafka := startKafkaTopic(t, "events")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 1, "events"); err != nil {
-		t.Fatal(err)
-	}
 	setZillaEnv(t, kafka)
 	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.jwt.yaml", true)
 	if err != nil {
