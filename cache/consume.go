@@ -96,8 +96,17 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 	n.metrics.records.WithLabelValues(t.name, part).Add(float64(len(recs)))
 	n.metrics.lag.WithLabelValues(t.name, part).Set(float64(lag))
 	subject := n.subjects.Event(t.name, ps.partition)
+	room := n.messageRoom()
 	for i := range changes {
 		buf = proto.AppendChange(buf[:0], &changes[i])
+		if r := &changes[i].Record; len(buf) > room && len(r.Value) > 0 {
+			// Too large for one message: the value goes apart, kept at
+			// hand for the edges that ask for it next.
+			n.apart.put(valueKey(t.name, ps.partition, r.Offset), r.Value)
+			r.ValueApart, r.ValueLen, r.Value = true, len(r.Value), nil
+			buf = proto.AppendChange(buf[:0], &changes[i])
+			n.metrics.recordsApart.Inc()
+		}
 		if err := n.cfg.NATS.Publish(subject, buf); err != nil {
 			// Edges see the gap at the next change or head and fill it.
 			n.metrics.publishErrors.Inc()

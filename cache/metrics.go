@@ -15,6 +15,7 @@ type metrics struct {
 	valueHits, valueMisses, valuesGone       prometheus.Counter
 	notOwnerReplies, readBackRetries         prometheus.Counter
 	pagesCut                                 prometheus.Counter
+	valueRequests, valueParts, recordsApart  prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	lag                                      *prometheus.GaugeVec
@@ -44,6 +45,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		readBackRetries:   c("read_back_retries_total", "Value read-backs retried after the partition's leader moved or was unknown."),
 		topicsRefused:     c("topics_refused_total", "Requests for a topic refused because MaxTopics were held."),
 		topicsIdleDropped: c("topics_idle_dropped_total", "Topics taken up on demand and dropped after TopicIdle without a request."),
+		valueRequests:     c("value_requests_total", "Requests for part of a value sent apart (too large for one NATS message)."),
+		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
+		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",
 			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),

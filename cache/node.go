@@ -192,6 +192,7 @@ type Node struct {
 	sem      chan struct{}
 	wake     chan struct{} // capacity 1: reconcile before the next poll
 	values   *values
+	apart    recentValues // values sent apart lately
 
 	mu     sync.Mutex
 	topics map[string]*takeUp
@@ -508,6 +509,10 @@ func (n *Node) serveState(t *topicState, ps *partitionState) error {
 }
 
 func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
+	if proto.IsValueRequest(m.Data) {
+		n.handleValue(t, ps, m)
+		return
+	}
 	reply := func(p *proto.StatePage) {
 		if m.Reply != "" {
 			_ = m.Respond(proto.AppendStatePage(nil, p))
@@ -525,6 +530,10 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	if maxBytes <= 0 || maxBytes > n.cfg.MaxPageBytes {
 		maxBytes = n.cfg.MaxPageBytes
 	}
+	// A page is one NATS message: records that would not fit in one alone
+	// go with their values apart (see apart.go).
+	room := n.messageRoom()
+	maxBytes = min(maxBytes, room)
 	page := proto.StatePage{Status: proto.StatusOK, Epoch: t.epoch, Partition: ps.partition}
 	ps.mu.RLock()
 	if !ps.answers() {
@@ -535,9 +544,14 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 		reply(&proto.StatePage{Status: proto.StatusNotOwner, Epoch: t.epoch, Partition: ps.partition, Error: "partition not held or not caught up"})
 		return
 	}
-	page.Records, page.More = ps.page(q.Since, maxBytes)
+	page.Records, page.More = ps.page(q.Since, maxBytes, room)
 	page.Next = ps.next
 	ps.mu.RUnlock()
+	for i := range page.Records {
+		if page.Records[i].ValueApart {
+			n.metrics.recordsApart.Inc()
+		}
+	}
 	page.Cursor = q.Since
 	if len(page.Records) > 0 {
 		page.Cursor = page.Records[len(page.Records)-1].Offset + 1

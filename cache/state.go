@@ -121,17 +121,22 @@ func (s *partitionState) apply(r *proto.Record) bool {
 
 // page returns copies of the records with offset >= since, in offset order,
 // until their size with values reaches maxBytes (at least one record), and
-// whether more follow. Values not in the index are nil: see fillValues. The
-// caller holds mu for reading.
-func (s *partitionState) page(since int64, maxBytes int) (recs []proto.Record, more bool) {
+// whether more follow. Values not in the index are nil: see fillValues. A
+// record larger than room (one message's worth) goes with its value apart,
+// counted without it. The caller holds mu for reading.
+func (s *partitionState) page(since int64, maxBytes, room int) (recs []proto.Record, more bool) {
 	size := 0
 	s.byOffset.AscendGreaterOrEqual(&entry{rec: proto.Record{Offset: since}}, func(e *entry) bool {
-		if len(recs) > 0 && size+e.size() > maxBytes {
+		r, n := e.rec, e.size()
+		if n > room && e.valueLen > 0 {
+			r.ValueApart, r.ValueLen, n = true, e.valueLen, e.rec.Size()
+		}
+		if len(recs) > 0 && size+n > maxBytes {
 			more = true
 			return false
 		}
-		recs = append(recs, e.rec)
-		size += e.size()
+		recs = append(recs, r)
+		size += n
 		return true
 	})
 	return recs, more

@@ -44,14 +44,14 @@ func TestPartitionStateKeepsLatestPerKey(t *testing.T) {
 	if s.next != 6 {
 		t.Fatalf("next %d, want 6", s.next)
 	}
-	recs, more := s.page(0, 1<<20)
+	recs, more := s.page(0, 1<<20, 1<<30)
 	if got := offsets(recs); got != "2:a 3:c 4:b- " || more {
 		t.Fatalf("page: %s more=%v", got, more)
 	}
-	if recs, _ := s.page(3, 1<<20); offsets(recs) != "3:c 4:b- " {
+	if recs, _ := s.page(3, 1<<20, 1<<30); offsets(recs) != "3:c 4:b- " {
 		t.Fatalf("page since 3: %s", offsets(recs))
 	}
-	if recs, more := s.page(5, 1<<20); len(recs) != 0 || more {
+	if recs, more := s.page(5, 1<<20, 1<<30); len(recs) != 0 || more {
 		t.Fatalf("page past the end: %s", offsets(recs))
 	}
 }
@@ -65,7 +65,7 @@ func TestPartitionStatePagesBySize(t *testing.T) {
 	var all []proto.Record
 	since, pages := int64(0), 0
 	for {
-		recs, more := s.page(since, 10*size)
+		recs, more := s.page(since, 10*size, 1<<30)
 		pages++
 		all = append(all, recs...)
 		if !more {
@@ -82,7 +82,7 @@ func TestPartitionStatePagesBySize(t *testing.T) {
 		}
 	}
 	// A page always holds at least one record, however small the budget.
-	if recs, _ := s.page(0, 1); len(recs) != 1 {
+	if recs, _ := s.page(0, 1, 1<<30); len(recs) != 1 {
 		t.Fatalf("tiny budget gave %d records", len(recs))
 	}
 }
@@ -95,7 +95,7 @@ func TestDropTombstonesBefore(t *testing.T) {
 	if n := s.dropTombstonesBefore(3000); n != 1 {
 		t.Fatalf("dropped %d, want 1", n)
 	}
-	recs, _ := s.page(0, 1<<20)
+	recs, _ := s.page(0, 1<<20, 1<<30)
 	if offsets(recs) != "2:b 5:c- " || len(s.byKey) != 2 {
 		t.Fatalf("after drop: %s", offsets(recs))
 	}
@@ -112,7 +112,7 @@ func BenchmarkPage(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		recs, _ := s.page(int64(i%100_000), 16<<10)
+		recs, _ := s.page(int64(i%100_000), 16<<10, 1<<30)
 		if len(recs) == 0 {
 			b.Fatal("empty page")
 		}
@@ -134,7 +134,7 @@ func TestTombstoneKeepsSupersededHeaders(t *testing.T) {
 	if !delA.SupersededKnown || fmt.Sprint(delA.SupersededHeaders) != fmt.Sprint(tenant) {
 		t.Fatalf("the applied tombstone (published as the change) lacks the headers: %+v", delA)
 	}
-	recs, _ := s.page(0, 1<<20)
+	recs, _ := s.page(0, 1<<20, 1<<30)
 	if len(recs) != 2 || !recs[0].SupersededKnown || fmt.Sprint(recs[0].SupersededHeaders) != fmt.Sprint(tenant) {
 		t.Fatalf("second tombstone in the page: %+v", recs)
 	}
@@ -169,5 +169,27 @@ func TestTombstoneAfterHeadersChangedReachesEveryone(t *testing.T) {
 	s.apply(del2)
 	if !del2.SupersededKnown || fmt.Sprint(del2.SupersededHeaders) != fmt.Sprint(a2.Headers) {
 		t.Fatalf("tombstone of a key with one set of headers: %+v", del2)
+	}
+}
+
+// A record that would not fit in one message (room) goes with its value
+// apart, and counts in the page's budget without it: the page that carries
+// it stays within one message.
+func TestPartitionStatePageSendsLargeValuesApart(t *testing.T) {
+	s := newPartitionState(0, 0)
+	s.apply(record(0, "small", "v"))
+	s.apply(record(1, "big", string(make([]byte, 5000))))
+	s.apply(record(2, "after", "w"))
+	recs, more := s.page(0, 1000, 1000)
+	if offsets(recs) != "0:small 1:big 2:after " || more {
+		t.Fatalf("page: %s more=%v", offsets(recs), more)
+	}
+	for _, r := range recs {
+		if apart := string(r.Key) == "big"; r.ValueApart != apart || (apart && r.ValueLen != 5000) {
+			t.Fatalf("%s: apart %v, %d bytes", r.Key, r.ValueApart, r.ValueLen)
+		}
+	}
+	if recs, more := s.page(1, 1000, 1<<20); len(recs) != 1 || recs[0].ValueApart || !more {
+		t.Fatalf("with room, the value stays inline (alone in its page): %s apart=%v more=%v", offsets(recs), recs[0].ValueApart, more)
 	}
 }

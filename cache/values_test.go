@@ -94,7 +94,7 @@ func TestFillValuesReadsBackWhatRistrettoLacks(t *testing.T) {
 		ps.apply(r)
 		n.values.set("v", 0, r.Offset, r.Value) // asynchronous, and mostly refused
 	}
-	page, _ := ps.page(0, 1<<30)
+	page, _ := ps.page(0, 1<<30, 1<<30)
 	got, cut, err := n.fillValues(ctx, ts, 0, page)
 	if err != nil || cut >= 0 {
 		t.Fatal(err)

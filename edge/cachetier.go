@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -78,7 +79,91 @@ func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p in
 	if page.Epoch != epoch {
 		return page, fmt.Errorf("fetch state %s/%d: epoch %d, want %d", topic, p, page.Epoch, epoch)
 	}
+	return e.assembleValues(ctx, topic, epoch, p, page)
+}
+
+// assembleValues reads the values the page's records carry apart (too
+// large for one NATS message) from the cache tier, in parts. A record whose
+// value is gone (superseded since the page was read) is left out: its key's
+// newer record is later in the partition. Each part has PageTimeout of its
+// own: ctx's deadline was the page request's; its cancellation still holds.
+func (e *Edge) assembleValues(ctx context.Context, topic string, epoch uint32, p int32, page proto.StatePage) (proto.StatePage, error) {
+	if !slices.ContainsFunc(page.Records, func(r proto.Record) bool { return r.ValueApart }) {
+		return page, nil
+	}
+	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	defer stop()
+	gone := false
+	for i := range page.Records {
+		r := &page.Records[i]
+		if !r.ValueApart {
+			continue
+		}
+		v, err := e.requestValue(vctx, topic, epoch, p, r.Offset, r.ValueLen)
+		if errors.Is(err, errValueGone) {
+			e.metrics.valuesGone.Inc()
+			r.Offset, gone = -1, true
+			continue
+		}
+		if err != nil {
+			return page, err
+		}
+		r.Value, r.ValueApart, r.ValueLen = v, false, 0
+	}
+	if gone {
+		page.Records = slices.DeleteFunc(page.Records, func(r proto.Record) bool { return r.Offset < 0 })
+	}
 	return page, nil
+}
+
+var errValueGone = errors.New("value gone")
+
+// partSlack is what a value part's reply needs besides its bytes.
+const partSlack = 1 << 10
+
+// requestValue reads the size bytes of the value of the record at offset
+// in parts that fit this edge's NATS messages. The value grows with what the
+// parts carry, never by what a reply claims.
+func (e *Edge) requestValue(ctx context.Context, topic string, epoch uint32, p int32, offset int64, size int) ([]byte, error) {
+	room := max(int(e.cfg.NATS.MaxPayload())-partSlack, partSlack)
+	var v []byte
+	for len(v) < size || v == nil {
+		e.metrics.valueRequests.Inc()
+		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(v), MaxBytes: room})
+		pctx, cancel := context.WithTimeout(ctx, e.cfg.PageTimeout)
+		msg, err := e.cfg.NATS.RequestWithContext(pctx, e.subjects.State(topic, p), req)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("value %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
+		}
+		part, err := proto.DecodeValuePart(msg.Data)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("value %s/%d@%d: %w", topic, p, offset, err)
+		case part.Status == proto.StatusGone:
+			return nil, fmt.Errorf("value %s/%d@%d: %w: %s", topic, p, offset, errValueGone, part.Error)
+		case part.Status == proto.StatusNotOwner:
+			return nil, fmt.Errorf("value %s/%d@%d: %w: %s", topic, p, offset, errUnavailable, part.Error)
+		case part.Status != proto.StatusOK:
+			return nil, fmt.Errorf("value %s/%d@%d: %s: %s", topic, p, offset, part.Status, part.Error)
+		case part.Epoch != epoch || part.Partition != p || part.Offset != offset || part.Total != size || part.From != len(v):
+			return nil, fmt.Errorf("value %s/%d@%d: a part of another value (epoch %d, %d@%d, %d bytes from %d): %w",
+				topic, p, offset, part.Epoch, part.Partition, part.Offset, part.Total, part.From, proto.ErrMalformed)
+		case len(part.Data) == 0 && size > 0:
+			return nil, fmt.Errorf("value %s/%d@%d: an empty part at %d: %w", topic, p, offset, len(v), proto.ErrMalformed)
+		}
+		v = append(v, part.Data...)
+		if size == 0 {
+			break
+		}
+	}
+	return v, nil
 }
 
 // Shared state pages (DESIGN rule 8). Streams that ask for the same page

@@ -226,6 +226,16 @@ func (f *feed) handle(m *nats.Msg) {
 		return
 	}
 	gap := ch.From > f.progress.Offsets[p]
+	if ch.Record.ValueApart {
+		// Its value did not fit in the message: the record comes from the
+		// state pages, which read it in parts, as for a gap up to it.
+		if f.fillAllowed(p) {
+			f.fill(p, ch.Record.Offset+1)
+		} else {
+			f.parts[p].needFill = true
+		}
+		return
+	}
 	if !f.fillAllowed(p) && (gap || f.parts[p].needFill) {
 		if gap {
 			f.e.metrics.gaps.Inc()

@@ -21,6 +21,7 @@ type metrics struct {
 	drainClosed, probeFailures                  prometheus.Counter
 	hangupsSetup, hangupsLive                   prometheus.Counter
 	tlsHandshakeErrors                          prometheus.Counter
+	valueRequests, valuesGone                   prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -61,6 +62,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		memoryReleases:     c("memory_releases_total", "Free memory returned to the OS after a burst of new streams."),
 		tlsHandshakeErrors: c("tls_handshake_errors_total", "TLS handshakes that failed or timed out (sse.tls); the connection is closed."),
 		acceptErrors:       c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
+		valueRequests:      c("value_requests_total", "Requests for part of a value too large for one NATS message (sent apart by the cache tier)."),
+		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
 		stateRequests:      c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
 		pagesShared:        c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
 		framesShared:       c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),

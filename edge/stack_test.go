@@ -33,19 +33,20 @@ import (
 // stack is a whole path in one process: kfake, nats-server, one cache node,
 // one edge serving on a loopback port, and a producer.
 type stack struct {
-	t         *testing.T
-	brokers   []string
-	producer  *kgo.Client
-	edge      *edge.Edge
-	url       string
-	edgeReg   *prometheus.Registry
-	cacheReg  *prometheus.Registry
-	natsURL   string
-	nc        *nats.Conn
-	stopCache func()
-	nats      *server.Server
-	client    *http.Client // default: http.DefaultClient
-	accepted  atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
+	t          *testing.T
+	brokers    []string
+	producer   *kgo.Client
+	edge       *edge.Edge
+	url        string
+	edgeReg    *prometheus.Registry
+	cacheReg   *prometheus.Registry
+	natsURL    string
+	nc         *nats.Conn
+	stopCache  func()
+	nats       *server.Server
+	client     *http.Client // default: http.DefaultClient
+	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
+	maxPayload int32
 }
 
 type stackOptions struct {
@@ -59,6 +60,7 @@ type stackOptions struct {
 	viaNetHTTP bool        // serve with net/http (hijacking its connections), not Edge.Serve
 	tls        *tls.Config // Edge.Serve over TLS with this configuration
 	client     *http.Client
+	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -91,7 +93,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
+	if o.maxPayload == 0 {
+		o.maxPayload = 8 << 20
+	}
+	s.maxPayload = o.maxPayload
+	ns, err := devstack.StartNATSMaxPayload("127.0.0.1:0", o.maxPayload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +180,7 @@ func (s *stack) restartNATS() {
 	s.t.Helper()
 	addr := s.nats.Addr().String()
 	s.nats.Shutdown()
-	ns, err := devstack.StartNATS(addr)
+	ns, err := devstack.StartNATSMaxPayload(addr, s.maxPayload)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ const (
 	typeMetaReq   = 'M'
 	typeMeta      = 'T'
 	typeHead      = 'H'
+	typeValueReq  = 'V'
+	typeValuePart = 'W'
 )
 
 // Header is a Kafka record header.
@@ -45,6 +47,11 @@ type Record struct {
 	// when set, behind its own flag bit.)
 	SupersededKnown   bool
 	SupersededHeaders []Header
+	// ValueApart is set when the value did not travel with the record (it
+	// would not fit in one NATS message): Value is nil and ValueLen is its
+	// size; the receiver reads it in parts (ValueRequest) by Offset.
+	ValueApart bool
+	ValueLen   int
 }
 
 // Size is the record's approximate encoded size, for page budgets.
@@ -64,6 +71,7 @@ const (
 	flagKeyNull    = 1 << 1
 	flagEtagHeader = 1 << 2
 	flagSuperseded = 1 << 3 // the superseded record's headers follow the headers
+	flagValueApart = 1 << 4 // the value's length follows the headers; the value is not in the message
 )
 
 func appendRecord(b []byte, r *Record) []byte {
@@ -82,13 +90,24 @@ func appendRecord(b []byte, r *Record) []byte {
 	if r.SupersededKnown {
 		flags |= flagSuperseded
 	}
+	apart := r.ValueApart && !r.Tombstone
+	if apart {
+		flags |= flagValueApart
+	}
 	b = append(b, flags)
 	b = appendBytes(b, r.Key)
-	b = appendBytes(b, r.Value)
+	if apart {
+		b = appendBytes(b, nil)
+	} else {
+		b = appendBytes(b, r.Value)
+	}
 	b = appendString(b, r.Etag)
 	b = appendHeaders(b, r.Headers)
 	if r.SupersededKnown {
 		b = appendHeaders(b, r.SupersededHeaders)
+	}
+	if apart {
+		b = binary.AppendUvarint(b, uint64(max(r.ValueLen, 0)))
 	}
 	return b
 }
@@ -106,7 +125,7 @@ func (rd *reader) record(r *Record) {
 	r.Offset = int64(rd.uvarint("offset") & (1<<63 - 1))
 	r.TimeMs = rd.varint("time")
 	flags := rd.byte("flags")
-	if flags&^(flagTombstone|flagKeyNull|flagEtagHeader|flagSuperseded) != 0 {
+	if flags&^(flagTombstone|flagKeyNull|flagEtagHeader|flagSuperseded|flagValueApart) != 0 {
 		// A field this version does not know: fail as a version mismatch, loudly.
 		rd.fail(ErrVersion, "record flags")
 	}
@@ -123,6 +142,13 @@ func (rd *reader) record(r *Record) {
 	r.SupersededKnown = flags&flagSuperseded != 0
 	if r.SupersededKnown {
 		r.SupersededHeaders = rd.headers("superseded header count", "superseded header key", "superseded header value")
+	}
+	if flags&flagValueApart != 0 {
+		if r.Tombstone || len(r.Value) != 0 {
+			rd.fail(ErrMalformed, "value apart: on a tombstone or with a value")
+		}
+		r.ValueApart, r.Value = true, nil
+		r.ValueLen = rd.count("value length", MaxValueBytes)
 	}
 }
 
@@ -267,6 +293,8 @@ const (
 	StatusNotOwner
 	// StatusError: anything else; the reply's Error says what.
 	StatusError
+	// StatusGone: the record asked for is no longer held (a ValuePart).
+	StatusGone
 )
 
 func (s Status) String() string {
@@ -277,6 +305,8 @@ func (s Status) String() string {
 		return "unknown topic"
 	case StatusNotOwner:
 		return "not owner"
+	case StatusGone:
+		return "gone"
 	}
 	return "error"
 }
@@ -340,6 +370,91 @@ func DecodeStatePage(b []byte) (StatePage, error) {
 		}
 	}
 	return p, r.end("state page")
+}
+
+// MaxValueBytes bounds a value sent apart, which a receiver assembles in memory.
+const MaxValueBytes = maxBytesField
+
+// ValueRequest asks for part of the value of the record at Offset of a
+// partition (a record sent with ValueApart): its bytes from From, up to
+// MaxBytes. It goes on the partition's state subject.
+type ValueRequest struct {
+	Offset   int64
+	From     int
+	MaxBytes int
+}
+
+// AppendValueRequest appends the encoded request to b.
+func AppendValueRequest(b []byte, q *ValueRequest) []byte {
+	b = header(b, typeValueReq)
+	b = binary.AppendUvarint(b, uint64(max(q.Offset, 0)))
+	b = binary.AppendUvarint(b, uint64(max(q.From, 0)))
+	return binary.AppendUvarint(b, uint64(max(q.MaxBytes, 0)))
+}
+
+// DecodeValueRequest decodes a value request.
+func DecodeValueRequest(b []byte) (ValueRequest, error) {
+	r, err := openMessage(b, typeValueReq, "value request")
+	if err != nil {
+		return ValueRequest{}, err
+	}
+	var q ValueRequest
+	q.Offset = int64(r.uvarint("offset") & (1<<63 - 1))
+	q.From = r.count("from", MaxValueBytes)
+	q.MaxBytes = r.count("max bytes", 1<<30)
+	return q, r.end("value request")
+}
+
+// IsValueRequest tells a value request from a state request on the state subject.
+func IsValueRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeValueReq }
+
+// ValuePart answers a ValueRequest: Data is the value's bytes from From;
+// Total is the whole value's length. StatusGone: the record is no longer
+// there (superseded and compacted away): its key's newer record follows.
+type ValuePart struct {
+	Status    Status
+	Error     string
+	Epoch     uint32
+	Partition int32
+	Offset    int64
+	Total     int
+	From      int
+	Data      []byte
+}
+
+// AppendValuePart appends the encoded part to b.
+func AppendValuePart(b []byte, v *ValuePart) []byte {
+	b = header(b, typeValuePart)
+	b = append(b, byte(v.Status))
+	b = appendString(b, v.Error)
+	b = binary.AppendUvarint(b, uint64(v.Epoch))
+	b = binary.AppendUvarint(b, uint64(max(v.Partition, 0)))
+	b = binary.AppendUvarint(b, uint64(max(v.Offset, 0)))
+	b = binary.AppendUvarint(b, uint64(max(v.Total, 0)))
+	b = binary.AppendUvarint(b, uint64(max(v.From, 0)))
+	return appendBytes(b, v.Data)
+}
+
+// DecodeValuePart decodes a value part; the result does not alias b. A
+// part that does not lie within Total is malformed.
+func DecodeValuePart(b []byte) (ValuePart, error) {
+	r, err := openMessage(b, typeValuePart, "value part")
+	if err != nil {
+		return ValuePart{}, err
+	}
+	var v ValuePart
+	v.Status = Status(r.byte("status"))
+	v.Error = r.string("error")
+	v.Epoch = r.uint32("epoch")
+	v.Partition = int32(r.count("partition", MaxPartitions))
+	v.Offset = int64(r.uvarint("offset") & (1<<63 - 1))
+	v.Total = r.count("total", MaxValueBytes)
+	v.From = r.count("from", MaxValueBytes)
+	v.Data = r.bytes("data")
+	if r.err == nil && v.From+len(v.Data) > v.Total {
+		r.fail(ErrMalformed, "value part: past the value's end")
+	}
+	return v, r.end("value part")
 }
 
 // AppendMetaRequest appends a metadata request (the topic is in the subject).

@@ -25,8 +25,10 @@ func samplePage() StatePage {
 		Headers: []Header{{Key: "why", Value: []byte("x")}}, SupersededKnown: true,
 		SupersededHeaders: []Header{{Key: "tenant", Value: []byte("a")}}}
 	knownNone := Record{Offset: 52, TimeMs: 5, Key: []byte("bare"), Tombstone: true, SupersededKnown: true}
-	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 53, Cursor: 53, More: true,
-		Records: []Record{sampleRecord, tomb, known, knownNone}}
+	apart := Record{Offset: 53, TimeMs: 6, Key: []byte("big"), Etag: "e", ValueApart: true, ValueLen: 10 << 20,
+		Headers: []Header{{Key: "h", Value: []byte("v")}}}
+	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 54, Cursor: 54, More: true,
+		Records: []Record{sampleRecord, tomb, known, knownNone, apart}}
 }
 
 func TestMessagesRoundTrip(t *testing.T) {
@@ -53,6 +55,16 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err := DecodeMetaRequest(AppendMetaRequest(nil)); err != nil {
 		t.Fatal(err)
 	}
+	vq := ValueRequest{Offset: 1 << 40, From: 3 << 20, MaxBytes: 1 << 20}
+	gotVQ, err := DecodeValueRequest(AppendValueRequest(nil, &vq))
+	if err != nil || gotVQ != vq || !IsValueRequest(AppendValueRequest(nil, &vq)) || IsValueRequest(AppendStateRequest(nil, &q)) {
+		t.Fatalf("value request: %+v, %v", gotVQ, err)
+	}
+	vp := ValuePart{Status: StatusOK, Epoch: 9, Partition: 2, Offset: 77, Total: 10, From: 4, Data: []byte("456789")}
+	gotVP, err := DecodeValuePart(AppendValuePart(nil, &vp))
+	if err != nil || !reflect.DeepEqual(gotVP, vp) {
+		t.Fatalf("value part: %+v, %v", gotVP, err)
+	}
 	h := Head{Epoch: 3, Partition: 7, Next: 1 << 40}
 	enc := AppendHead(nil, &h)
 	gotH, err := DecodeHead(enc)
@@ -78,6 +90,29 @@ func TestMessagesRejectBadInput(t *testing.T) {
 	}
 	if _, err := DecodeChange(append(enc, 0)); err == nil {
 		t.Fatal("trailing byte accepted")
+	}
+}
+
+// A value sent apart carries its length, never bytes; a part must lie
+// within the value, so a receiver's buffer of Total bytes bounds it.
+func TestValueApartRejectsBadInput(t *testing.T) {
+	r := Record{Offset: 1, Key: []byte("k"), Value: []byte("dropped"), ValueApart: true, ValueLen: 7}
+	enc := AppendChange(nil, &Change{Epoch: 1, Record: r})
+	got, err := DecodeChange(enc)
+	if err != nil || got.Record.Value != nil || !got.Record.ValueApart || got.Record.ValueLen != 7 {
+		t.Fatalf("apart change: %+v, %v", got.Record, err)
+	}
+	tomb := AppendChange(nil, &Change{Epoch: 1, Record: Record{Offset: 1, Key: []byte("k"), Tombstone: true, ValueApart: true}})
+	if got, err := DecodeChange(tomb); err != nil || got.Record.ValueApart {
+		t.Fatalf("a tombstone is never apart: %+v, %v", got.Record, err)
+	}
+	past := AppendValuePart(nil, &ValuePart{Total: 4, From: 2, Data: []byte("abc")})
+	if _, err := DecodeValuePart(past); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("part past the end: %v", err)
+	}
+	huge := AppendValuePart(nil, &ValuePart{Total: MaxValueBytes + 1})
+	if _, err := DecodeValuePart(huge); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("value over MaxValueBytes: %v", err)
 	}
 }
 
@@ -137,7 +172,19 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendMeta(nil, &Meta{Epoch: 1, Partitions: 3, HorizonMs: 5}))
 	f.Add(AppendMetaRequest(nil))
 	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3}))
+	f.Add(AppendValueRequest(nil, &ValueRequest{Offset: 5, From: 6, MaxBytes: 7}))
+	f.Add(AppendValuePart(nil, &ValuePart{Offset: 5, Total: 9, From: 6, Data: []byte("abc")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if q, err := DecodeValueRequest(b); err == nil {
+			if back, err := DecodeValueRequest(AppendValueRequest(nil, &q)); err != nil || back != q {
+				t.Fatalf("value request re-encode: %+v vs %+v", back, q)
+			}
+		}
+		if v, err := DecodeValuePart(b); err == nil {
+			if back, err := DecodeValuePart(AppendValuePart(nil, &v)); err != nil || !reflect.DeepEqual(back, v) {
+				t.Fatalf("value part re-encode: %+v vs %+v", back, v)
+			}
+		}
 		if h, err := DecodeHead(b); err == nil {
 			if back, err := DecodeHead(AppendHead(nil, &h)); err != nil || back != h {
 				t.Fatalf("head re-encode: %+v vs %+v", back, h)

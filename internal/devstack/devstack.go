@@ -99,8 +99,13 @@ func CreateCompactedTopicsWith(ctx context.Context, brokers []string, opts []kgo
 }
 
 // StartNATS starts an in-process nats-server on addr ("127.0.0.1:0" for any
-// port) and waits until it accepts clients. Shut it down when done.
-func StartNATS(addr string) (*server.Server, error) {
+// port) and waits until it accepts clients. Shut it down when done. Its max
+// payload is 8 MiB.
+func StartNATS(addr string) (*server.Server, error) { return StartNATSMaxPayload(addr, 8<<20) }
+
+// StartNATSMaxPayload is StartNATS with a max payload of maxPayload bytes
+// (a stock nats-server's is 1 MiB).
+func StartNATSMaxPayload(addr string, maxPayload int32) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", addr, err)
@@ -112,7 +117,7 @@ func StartNATS(addr string) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	s, err := server.NewServer(&server.Options{Host: host, Port: port, NoSigs: true, NoLog: true, MaxPayload: 8 << 20})
+	s, err := server.NewServer(&server.Options{Host: host, Port: port, NoSigs: true, NoLog: true, MaxPayload: maxPayload})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}

@@ -1,0 +1,177 @@
+// Values too large for one NATS message (issue 11): Kafka accepts a record
+// far over NATS's max payload (a 10 MiB value compresses under Kafka's 1 MB
+// limit), and one change or state page that cannot be published stops its
+// partition for every client. Such a value travels apart: the change or page
+// carries the record with ValueApart and the value's length, and edges read
+// the value in parts (proto.ValueRequest) on the partition's state subject,
+// so no new subject or permission is needed.
+
+package cache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// messageSlack is what a message keeps free of the server's max payload
+// besides the records (the page or change header, an error string).
+const messageSlack = 4 << 10
+
+// defaultMaxPayload is assumed while the connection has not said its
+// server's (a stock nats-server's).
+const defaultMaxPayload = 1 << 20
+
+// messageRoom is how many bytes of records one message to NATS may carry:
+// the connected server's max payload (from its INFO; it can change with a
+// reconnect to another server), less messageSlack.
+func (n *Node) messageRoom() int {
+	mp := n.cfg.NATS.MaxPayload()
+	if mp <= 0 {
+		mp = defaultMaxPayload
+	}
+	return max(int(mp)-messageSlack, 1<<10)
+}
+
+// recentApartBytes bounds the values sent apart that a node keeps at hand
+// for the parts edges ask next: ristretto may refuse a large value (its
+// admission policy), and reading it back from Kafka for every part of every
+// edge costs a fetch each.
+const recentApartBytes = 64 << 20
+
+// recentValues holds the last values sent apart, newest last, within
+// recentApartBytes. Values are never changed once stored.
+type recentValues struct {
+	mu    sync.Mutex
+	items []recentValue
+	bytes int
+}
+
+type recentValue struct {
+	key   string
+	value []byte
+}
+
+func (r *recentValues) get(key string) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.items) - 1; i >= 0; i-- {
+		if r.items[i].key == key {
+			return r.items[i].value, true
+		}
+	}
+	return nil, false
+}
+
+func (r *recentValues) put(key string, value []byte) {
+	if len(value) > recentApartBytes {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, it := range r.items {
+		if it.key == key {
+			return
+		}
+	}
+	r.items = append(r.items, recentValue{key, value})
+	r.bytes += len(value)
+	drop := 0
+	for r.bytes > recentApartBytes {
+		r.bytes -= len(r.items[drop].value)
+		r.items[drop] = recentValue{}
+		drop++
+	}
+	r.items = append(r.items[:0], r.items[drop:]...)
+}
+
+// handleValue answers a value request: part of the value of the record at
+// the requested offset, while that record is its key's latest. A superseded
+// record's value is gone (StatusGone): the edge fills from its position
+// instead, and gets the key's newer record.
+func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
+	reply := func(v *proto.ValuePart) {
+		if m.Reply != "" {
+			_ = m.Respond(proto.AppendValuePart(nil, v))
+		}
+	}
+	n.metrics.valueRequests.Inc()
+	q, err := proto.DecodeValueRequest(m.Data)
+	if err != nil {
+		n.metrics.badRequests.Inc()
+		reply(&proto.ValuePart{Status: proto.StatusError, Error: err.Error()})
+		return
+	}
+	part := proto.ValuePart{Epoch: t.epoch, Partition: ps.partition, Offset: q.Offset}
+	ps.mu.RLock()
+	if !ps.answers() {
+		ps.mu.RUnlock()
+		n.metrics.notOwnerReplies.Inc()
+		part.Status, part.Error = proto.StatusNotOwner, "partition not held or not caught up"
+		reply(&part)
+		return
+	}
+	e, held := ps.byOffset.Get(&entry{rec: proto.Record{Offset: q.Offset}})
+	ps.mu.RUnlock()
+	if !held || e.rec.Tombstone {
+		part.Status, part.Error = proto.StatusGone, "no longer the key's latest record"
+		reply(&part)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	value, err := n.valueAt(ctx, t, ps.partition, q.Offset)
+	switch {
+	case err != nil:
+		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)
+		part.Status, part.Error = proto.StatusError, err.Error()
+	case value == nil:
+		part.Status, part.Error = proto.StatusGone, "no longer in Kafka"
+	case len(value) != e.valueLen:
+		part.Status, part.Error = proto.StatusError, fmt.Sprintf("value of %d bytes read, %d held", len(value), e.valueLen)
+	case q.From > len(value):
+		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the value's %d bytes", q.From, len(value))
+	default:
+		room := n.messageRoom()
+		if q.MaxBytes > 0 {
+			room = min(room, q.MaxBytes)
+		}
+		part.Status, part.Total, part.From = proto.StatusOK, len(value), q.From
+		part.Data = value[q.From:min(len(value), q.From+room)]
+		n.metrics.valueParts.Inc()
+	}
+	reply(&part)
+}
+
+// valueAt returns the value of the record at offset: from the values sent
+// apart lately, the value cache, or read back from Kafka (then kept among
+// the recent ones). It is nil when Kafka no longer has the record.
+func (n *Node) valueAt(ctx context.Context, t *topicState, partition int32, offset int64) ([]byte, error) {
+	key := valueKey(t.name, partition, offset)
+	if v, ok := n.apart.get(key); ok {
+		return v, nil
+	}
+	if v, ok := n.values.get(t.name, partition, offset); ok {
+		n.metrics.valueHits.Inc()
+		return v, nil
+	}
+	n.metrics.valueMisses.Inc()
+	recs, _, err := n.fetchFrom(ctx, t, partition, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, offset, err)
+	}
+	for _, kr := range recs {
+		if kr.Offset == offset && kr.Value != nil {
+			v := append([]byte(nil), kr.Value...)
+			n.apart.put(key, v)
+			return v, nil
+		}
+	}
+	n.metrics.valuesGone.Inc()
+	return nil, nil
+}

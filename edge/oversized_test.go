@@ -1,0 +1,147 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/edge"
+)
+
+// bigValue is size bytes that zstd compresses well (so that Kafka's 1 MB
+// limit takes them) and that differ block by block, so that parts put
+// together in a wrong order, or one lost, do not pass for the value.
+func bigValue(tag string, size int) string {
+	var b strings.Builder
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "%s block %08d %s|", tag, i, strings.Repeat("x", 1000))
+	}
+	return b.String()[:size]
+}
+
+// bigProducer writes records of up to 16 MiB, zstd-compressed: the way a
+// producer gets a 10 MiB value past Kafka's default 1 MB message limit.
+func (s *stack) bigProducer() *kgo.Client {
+	s.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerBatchMaxBytes(16<<20))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(cl.Close)
+	return cl
+}
+
+// messages keeps the message events of evs (no retry, no ready).
+func messages(evs []event) []event {
+	var ms []event
+	for _, ev := range evs {
+		if ev.Event == "" && ev.HasData {
+			ms = append(ms, ev)
+		}
+	}
+	return ms
+}
+
+// nextMessage returns c's next message event, skipping retry and ready.
+func nextMessage(c *sseClient) event {
+	c.t.Helper()
+	for {
+		if ev := c.mustNext(); ev.Event == "" && ev.HasData {
+			return ev
+		}
+	}
+}
+
+func (s *stack) produceWith(cl *kgo.Client, topic string, recs ...*kgo.Record) {
+	s.t.Helper()
+	for _, r := range recs {
+		r.Topic = topic
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		s.t.Fatal(err)
+	}
+	for _, r := range recs {
+		s.waitApplied(topic, r.Partition, r.Offset)
+	}
+}
+
+// A record Kafka accepts reaches every client, however far it is over
+// NATS's max payload (issue 11: a 10 MiB record stopped its partition for
+// every client, and new clients looped without ready, until the key was
+// overwritten). Here, with a 1 MiB max payload: live, in a new client's
+// state, on a resume, overwritten by another, and read back from Kafka
+// once the cache no longer holds it in memory.
+func TestOversizedRecordReachesClients(t *testing.T) {
+	// Frames of distinct keys over MaxQueueBytes/2 waiting for one client
+	// disconnect it (it resumes): a burst of 11 MiB values needs a bound
+	// above the default 8 MiB.
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 1 << 20, edgeCfg: func(c *edge.Config) { c.MaxQueueBytes = 256 << 20 },
+		cacheCfg: func(c *cache.Config) { c.MaxBytes = 1 << 20 }}) // no value of these fits the value cache
+	big := s.bigProducer()
+	s.produce("tasks", rec(0, "small", "v1"))
+
+	live := s.connect("/tasks", nil)
+	evs := messages(live.untilReady())
+	if len(evs) != 1 || evs[0].Data != "v1" {
+		t.Fatalf("state: %+v", evs)
+	}
+	lastSmall := evs[0].ID
+
+	first := bigValue("first", 10<<20)
+	s.produceWith(big, "tasks", rec(0, "big", first))
+	if ev := nextMessage(live); ev.Data != first {
+		t.Fatalf("live: %d bytes, want the 10 MiB value (%.40q...)", len(ev.Data), ev.Data)
+	}
+
+	fresh := s.connect("/tasks", nil)
+	evs = messages(fresh.untilReady())
+	if len(evs) != 2 || evs[0].Data != "v1" || evs[1].Data != first {
+		t.Fatalf("new client's state: %d events", len(evs))
+	}
+
+	resumed := s.connect("/tasks", http.Header{"Last-Event-ID": {lastSmall}})
+	if ev := nextMessage(resumed); ev.Data != first {
+		t.Fatalf("resume: %d bytes, want the 10 MiB value", len(ev.Data))
+	}
+
+	second := bigValue("second", 12<<20)
+	s.produceWith(big, "tasks", rec(0, "big", second))
+	for _, c := range []*sseClient{live, fresh} {
+		if ev := nextMessage(c); ev.Data != second {
+			t.Fatalf("overwrite: %d bytes, want the 12 MiB value", len(ev.Data))
+		}
+	}
+
+	// More values apart than the cache keeps at hand (64 MiB): a new client
+	// gets the oldest one read back from Kafka.
+	var want []string
+	for i := range 6 {
+		want = append(want, bigValue(fmt.Sprintf("many%d", i), 11<<20))
+		s.produceWith(big, "tasks", rec(0, fmt.Sprintf("many%d", i), want[i]))
+	}
+	misses := s.counter(s.cacheReg, "ssekafka_cache_value_misses_total")
+	evs = messages(s.connect("/tasks", nil).untilReady())
+	if len(evs) != 8 || evs[1].Data != second {
+		t.Fatalf("state after many: %d events", len(evs))
+	}
+	for i, w := range want {
+		if evs[2+i].Data != w {
+			t.Fatalf("state after many: value %d is %d bytes (%.30q), want %d", i, len(evs[2+i].Data), evs[2+i].Data, len(w))
+		}
+	}
+	if got := s.counter(s.cacheReg, "ssekafka_cache_value_misses_total"); got <= misses {
+		t.Fatalf("no value was read back from Kafka (misses %v, before %v): the test did not reach that path", got, misses)
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n == 0 {
+		t.Fatal("no record was sent apart")
+	}
+}
