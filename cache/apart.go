@@ -38,15 +38,13 @@ func (n *Node) messageRoom() int {
 	return max(int(mp)-messageSlack, 1<<10)
 }
 
-// recentApartBytes bounds the values sent apart that a node keeps at hand
-// for the parts edges ask next: ristretto may refuse a large value (its
-// admission policy), and reading it back from Kafka for every part of every
-// edge costs a fetch each.
-const recentApartBytes = 64 << 20
-
-// recentValues holds the last values sent apart, newest last, within
-// recentApartBytes. Values are never changed once stored.
+// recentValues holds the last values sent apart, newest last, within max
+// bytes (Config.ApartBytes), for the parts edges ask next: ristretto may
+// refuse a large value (its admission policy), and reading it back from
+// Kafka for every part of every edge costs a fetch each. Values are never
+// changed once stored.
 type recentValues struct {
+	max   int
 	mu    sync.Mutex
 	items []recentValue
 	bytes int
@@ -69,7 +67,7 @@ func (r *recentValues) get(key string) ([]byte, bool) {
 }
 
 func (r *recentValues) put(key string, value []byte) {
-	if len(value) > recentApartBytes {
+	if len(value) > r.max {
 		return
 	}
 	r.mu.Lock()
@@ -82,7 +80,7 @@ func (r *recentValues) put(key string, value []byte) {
 	r.items = append(r.items, recentValue{key, value})
 	r.bytes += len(value)
 	drop := 0
-	for r.bytes > recentApartBytes {
+	for r.bytes > r.max {
 		r.bytes -= len(r.items[drop].value)
 		r.items[drop] = recentValue{}
 		drop++

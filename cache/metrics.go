@@ -16,6 +16,7 @@ type metrics struct {
 	notOwnerReplies, readBackRetries         prometheus.Counter
 	pagesCut                                 prometheus.Counter
 	valueRequests, valueParts, recordsApart  prometheus.Counter
+	keyRequests                              prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	lag                                      *prometheus.GaugeVec
@@ -46,6 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		topicsRefused:     c("topics_refused_total", "Requests for a topic refused because MaxTopics were held."),
 		topicsIdleDropped: c("topics_idle_dropped_total", "Topics taken up on demand and dropped after TopicIdle without a request."),
 		valueRequests:     c("value_requests_total", "Requests for part of a value sent apart (too large for one NATS message)."),
+		keyRequests:       c("key_requests_total", "Requests for one key's latest record (JSON reads of keyed routes)."),
 		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),

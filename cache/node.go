@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,11 @@ type Config struct {
 	// value size). The key index is always complete; a value not in memory
 	// is read back from Kafka by offset. Default 256 MiB; at least 1 MiB.
 	MaxBytes int64
+	// ApartBytes bounds the values too large for one NATS message (sent
+	// apart, read by edges in parts) that the node keeps at hand besides
+	// MaxBytes, newest first: an edge reads a value's parts one after the
+	// other, and one not at hand is read back from Kafka. Default 64 MiB.
+	ApartBytes int64
 	// HeadInterval is how often a primary publishes its position in each
 	// partition, so that edges notice lost changes. Default 1s.
 	HeadInterval time.Duration
@@ -131,6 +137,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxConcurrentRequests < 0 {
 		return fmt.Errorf("cache config: MaxConcurrentRequests %d: must not be negative", c.MaxConcurrentRequests)
 	}
+	if c.ApartBytes < 0 {
+		return fmt.Errorf("cache config: ApartBytes %d: must not be negative", c.ApartBytes)
+	}
 	if c.MaxBytes != 0 && c.MaxBytes < minMaxBytes {
 		return fmt.Errorf("cache config: MaxBytes %d: must be at least %d (1 MiB)", c.MaxBytes, minMaxBytes)
 	}
@@ -151,6 +160,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = 256 << 20
+	}
+	if c.ApartBytes == 0 {
+		c.ApartBytes = 64 << 20
 	}
 	if c.HeadInterval == 0 {
 		c.HeadInterval = time.Second
@@ -230,6 +242,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	return &Node{
 		values:   vals,
+		apart:    recentValues{max: int(min(cfg.ApartBytes, math.MaxInt32))},
 		reader:   reader,
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -509,8 +522,12 @@ func (n *Node) serveState(t *topicState, ps *partitionState) error {
 }
 
 func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
-	if proto.IsValueRequest(m.Data) {
+	switch {
+	case proto.IsValueRequest(m.Data):
 		n.handleValue(t, ps, m)
+		return
+	case proto.IsKeyRequest(m.Data):
+		n.handleKey(t, ps, m)
 		return
 	}
 	reply := func(p *proto.StatePage) {

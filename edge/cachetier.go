@@ -129,9 +129,12 @@ const partSlack = 1 << 10
 
 // requestValue reads the size bytes of the value of the record at offset
 // in parts that fit this edge's NATS messages. The value grows with what the
-// parts carry, never by what a reply claims.
+// parts carry, never by what a reply claims. A part not answered within
+// PageTimeout is asked again, up to RequestTimeout for the value: a holder
+// that reads the value back from Kafka keeps it at hand for the next ask.
 func (e *Edge) requestValue(ctx context.Context, topic string, epoch uint32, p int32, offset int64, size int) ([]byte, error) {
 	room := max(int(e.cfg.NATS.MaxPayload())-partSlack, partSlack)
+	deadline := time.Now().Add(e.cfg.RequestTimeout)
 	var v []byte
 	for len(v) < size || v == nil {
 		e.metrics.valueRequests.Inc()
@@ -140,7 +143,16 @@ func (e *Edge) requestValue(ctx context.Context, topic string, epoch uint32, p i
 		msg, err := e.cfg.NATS.RequestWithContext(pctx, e.subjects.State(topic, p), req)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("value %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
+			err = fmt.Errorf("value %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
+			if time.Now().After(deadline) {
+				return nil, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(50 * time.Millisecond): // no responders answers at once
+			}
+			continue
 		}
 		part, err := proto.DecodeValuePart(msg.Data)
 		switch {

@@ -22,8 +22,8 @@ type CORS struct {
 	MaxAge time.Duration
 }
 
-// The headers a renewal or a stream may carry (preflight).
-const corsAllowHeaders = "authorization, content-type, last-event-id, x-ssekafka-stream"
+// The headers a renewal, a stream or a JSON read may carry (preflight).
+const corsAllowHeaders = "authorization, content-type, last-event-id, x-ssekafka-stream, if-none-match"
 
 // Validate checks the origins (New calls it).
 func (c *CORS) Validate() error {

@@ -149,7 +149,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && route.guard != "":
 		e.renewHTTP(w, r, route)
 		return
-	case r.Method != http.MethodGet:
+	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !wantsJSON(r)):
 		w.Header().Set("Allow", allowed(route, e.cfg.CORS != nil))
 		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
@@ -176,6 +176,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	filters, filterKey := route.resolveFilters(params)
+	if wantsJSON(r) {
+		e.readKey(w, r, topic, filters)
+		return
+	}
 	e.stream(w, r, route, topic, filters, filterKey)
 }
 

@@ -292,7 +292,8 @@ func parseRequest(head []byte) (*http.Request, error) {
 // body to read.
 func (e *Edge) servesRequest(srv *http.Server, req *http.Request) bool {
 	if e.cfg.NoHijack || req.ContentLength != 0 || len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" ||
-		req.Method == http.MethodPost || req.Method == http.MethodOptions { // renewals and preflights do not wait behind state parts
+		req.Method == http.MethodPost || req.Method == http.MethodOptions || // renewals and preflights do not wait behind state parts
+		wantsJSON(req) { // nor do JSON reads, answered like any request (keep-alive, Content-Length)
 		return false
 	}
 	return e.handles(srv, req)

@@ -65,6 +65,21 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(gotVP, vp) {
 		t.Fatalf("value part: %+v, %v", gotVP, err)
 	}
+	kq := KeyRequest{Key: []byte("k\x00ey")}
+	gotKQ, err := DecodeKeyRequest(AppendKeyRequest(nil, &kq))
+	if err != nil || !reflect.DeepEqual(gotKQ, kq) || !IsKeyRequest(AppendKeyRequest(nil, &kq)) || IsKeyRequest(AppendStateRequest(nil, &q)) {
+		t.Fatalf("key request: %+v, %v", gotKQ, err)
+	}
+	for _, kr := range []KeyReply{
+		{Status: StatusOK, Epoch: 4, Partition: 2, Found: true, Record: sampleRecord},
+		{Status: StatusOK, Epoch: 4, Partition: 3},
+		{Status: StatusNotOwner, Error: "not held", Epoch: 4, Partition: 1},
+	} {
+		got, err := DecodeKeyReply(AppendKeyReply(nil, &kr))
+		if err != nil || !reflect.DeepEqual(got, kr) {
+			t.Fatalf("key reply:\n got %+v\nwant %+v, %v", got, kr, err)
+		}
+	}
 	h := Head{Epoch: 3, Partition: 7, Next: 1 << 40}
 	enc := AppendHead(nil, &h)
 	gotH, err := DecodeHead(enc)
@@ -173,11 +188,23 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendMetaRequest(nil))
 	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3}))
 	f.Add(AppendValueRequest(nil, &ValueRequest{Offset: 5, From: 6, MaxBytes: 7}))
+	f.Add(AppendKeyRequest(nil, &KeyRequest{Key: []byte("k")}))
+	f.Add(AppendKeyReply(nil, &KeyReply{Found: true, Record: sampleRecord}))
 	f.Add(AppendValuePart(nil, &ValuePart{Offset: 5, Total: 9, From: 6, Data: []byte("abc")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if q, err := DecodeValueRequest(b); err == nil {
 			if back, err := DecodeValueRequest(AppendValueRequest(nil, &q)); err != nil || back != q {
 				t.Fatalf("value request re-encode: %+v vs %+v", back, q)
+			}
+		}
+		if q, err := DecodeKeyRequest(b); err == nil {
+			if back, err := DecodeKeyRequest(AppendKeyRequest(nil, &q)); err != nil || !reflect.DeepEqual(back, q) {
+				t.Fatalf("key request re-encode: %+v vs %+v", back, q)
+			}
+		}
+		if k, err := DecodeKeyReply(b); err == nil {
+			if back, err := DecodeKeyReply(AppendKeyReply(nil, &k)); err != nil || !reflect.DeepEqual(back, k) {
+				t.Fatalf("key reply re-encode: %+v vs %+v", back, k)
 			}
 		}
 		if v, err := DecodeValuePart(b); err == nil {

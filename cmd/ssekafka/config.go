@@ -136,6 +136,7 @@ type cacheConfig struct {
 	TombstoneHorizon time.Duration `yaml:"tombstoneHorizon"`
 	MaxPageBytes     int           `yaml:"maxPageBytes"`
 	MaxBytes         int64         `yaml:"maxBytes"`
+	ApartBytes       int64         `yaml:"apartBytes"`
 	Listen           string        `yaml:"listen"`
 	MaxTopics        int           `yaml:"maxTopics"`
 	TopicIdle        time.Duration `yaml:"topicIdle"`
@@ -241,6 +242,9 @@ func (cfg *config) validate(needRoutes bool, at func(string) string) error {
 	}
 	if cfg.Cache.MaxPageBytes < 0 {
 		return fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
+	}
+	if cfg.Cache.ApartBytes < 0 {
+		return fmt.Errorf("%s: must not be negative (0: the default, 64 MiB)", at("cache.apartBytes"))
 	}
 	if cfg.Cache.MaxBytes < 1<<20 {
 		return fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))

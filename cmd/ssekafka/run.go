@@ -126,6 +126,7 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 		TombstoneHorizon: cfg.Cache.TombstoneHorizon,
 		MaxPageBytes:     cfg.Cache.MaxPageBytes,
 		MaxBytes:         cfg.Cache.MaxBytes,
+		ApartBytes:       cfg.Cache.ApartBytes,
 		MaxTopics:        cfg.Cache.MaxTopics,
 		TopicIdle:        cfg.Cache.TopicIdle,
 		Logger:           log.With("component", "cache"),

@@ -1,0 +1,65 @@
+package cache
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// handleKey answers a key request: the key's latest record in the
+// partition, with its value (apart, if it would not fit in one message),
+// or not found (no record, or a tombstone).
+func (n *Node) handleKey(t *topicState, ps *partitionState, m *nats.Msg) {
+	reply := func(k *proto.KeyReply) {
+		if m.Reply != "" {
+			_ = m.Respond(proto.AppendKeyReply(nil, k))
+		}
+	}
+	n.metrics.keyRequests.Inc()
+	t.used()
+	q, err := proto.DecodeKeyRequest(m.Data)
+	if err != nil {
+		n.metrics.badRequests.Inc()
+		reply(&proto.KeyReply{Status: proto.StatusError, Error: err.Error()})
+		return
+	}
+	kr := proto.KeyReply{Status: proto.StatusOK, Epoch: t.epoch, Partition: ps.partition}
+	ps.mu.RLock()
+	if !ps.answers() {
+		ps.mu.RUnlock()
+		n.metrics.notOwnerReplies.Inc()
+		kr.Status, kr.Error = proto.StatusNotOwner, "partition not held or not caught up"
+		reply(&kr)
+		return
+	}
+	e := ps.byKey[string(q.Key)]
+	ps.mu.RUnlock()
+	if e == nil || e.rec.Tombstone {
+		reply(&kr)
+		return
+	}
+	rec := e.rec
+	if e.valueLen > 0 && e.size() > n.messageRoom() {
+		rec.ValueApart, rec.ValueLen = true, e.valueLen
+		n.metrics.recordsApart.Inc()
+		kr.Found, kr.Record = true, rec
+		reply(&kr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, _, err := n.fillValues(ctx, t, ps.partition, []proto.Record{rec})
+	if err != nil {
+		n.log.Warn("key read value", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "err", err)
+		kr.Status, kr.Error = proto.StatusError, err.Error()
+		reply(&kr)
+		return
+	}
+	if len(recs) == 1 { // else gone from Kafka: not found
+		kr.Found, kr.Record = true, recs[0]
+	}
+	reply(&kr)
+}
