@@ -29,7 +29,7 @@ func runDev(args []string) error {
 	devMode = true
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML config file (default: the built-in example)")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "edge HTTP listen address")
+	httpAddr := fs.String("http", "", "edge HTTP listen address (default: the config's sse.listen, 127.0.0.1:8080, or a zilla.yaml's tcp server)")
 	kafkaAddr := fs.String("kafka", "127.0.0.1:9092", "embedded Kafka (kfake) listen address")
 	natsAddr := fs.String("nats", "127.0.0.1:4222", "embedded NATS listen address")
 	only := fs.String("only", strings.Join(devParts, ","), "which of kafka,nats,cache,edge to run here")
@@ -49,6 +49,9 @@ func runDev(args []string) error {
 	cfg, err := loadConfig(*configPath, run["edge"])
 	if err != nil {
 		return err
+	}
+	if *httpAddr == "" {
+		*httpAddr = cfg.SSE.Listen
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -301,7 +301,7 @@ func (t *zillaTranslation) binding(name, typ, kind string) (zillaBinding, error)
 func (t *zillaTranslation) translate() error {
 	z := &t.z
 	if len(z.Vaults) > 0 {
-		return fmt.Errorf("vaults.%s: not supported (ssekafka reads TLS keys from files: kafka.tls, nats.tls; terminate the edge's TLS in front of it)", sortedKeys(z.Vaults)[0])
+		return fmt.Errorf("vaults.%s: not supported (ssekafka reads TLS keys from files: sse.tls for the edge, kafka.tls, nats.tls)", sortedKeys(z.Vaults)[0])
 	}
 	if z.Telemetry.Kind != 0 {
 		t.note("telemetry ignored: ssekafka's metrics are Prometheus text at the admin listener's /metrics (sse.admin), logs go to stderr")
@@ -516,7 +516,7 @@ func (t *zillaTranslation) httpServer(name string, used map[string]bool) error {
 					paths = append(paths, v)
 				case ":scheme":
 					if v != "http" {
-						return fmt.Errorf("%s: %q is not supported (ssekafka serves http; terminate TLS in front)", bindingField(name, fmt.Sprintf("%s.when[%d].headers.:scheme", field, j)), v)
+						return fmt.Errorf("%s: %q is not supported here (a zilla.yaml translates to plain http; for TLS set sse.tls in an ssekafka config)", bindingField(name, fmt.Sprintf("%s.when[%d].headers.:scheme", field, j)), v)
 					}
 				default:
 					return fmt.Errorf("%s: not supported", bindingField(name, fmt.Sprintf("%s.when[%d].headers.%s", field, j, h)))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -151,12 +152,22 @@ func readFile(t *testing.T, path string) string {
 }
 
 // `ssekafka dev --config` of the fanout example serves /events from topic
-// events: a record produced to Kafka reaches an SSE client, with the
-// example's CORS; the ignored parts are logged.
+// events on the tcp binding's port (no --http): a record produced to Kafka
+// reaches an SSE client, with the example's CORS; the ignored parts are
+// logged.
 func TestZillaFanoutDevEndToEnd(t *testing.T) {
 	httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	setZillaEnv(t, kafkaAddr)
-	p := start(t, "dev", "--config", "testdata/zilla/sse.kafka.fanout.yaml", "--http", httpAddr, "--kafka", kafkaAddr, "--nats", natsAddr)
+	example, err := os.ReadFile("testdata/zilla/sse.kafka.fanout.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(httpAddr)
+	config := filepath.Join(t.TempDir(), "zilla.yaml")
+	if err := os.WriteFile(config, []byte(strings.ReplaceAll(string(example), "7114", port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "dev", "--config", config, "--kafka", kafkaAddr, "--nats", natsAddr)
 	p.waitFor(t, "telemetry ignored")
 	p.waitFor(t, "ssekafka dev is up")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
