@@ -58,6 +58,7 @@ type Edge struct {
 
 	holdFeed    func()                // tests: each feed calls it before it applies anything
 	holdSetup   func()                // tests: each setup worker calls it before it serves a request
+	holdState   func(context.Context) // tests: each stream calls it as its state part begins
 	shareAlways bool                  // tests: a lone stream shares work as in a storm
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }

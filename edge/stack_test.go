@@ -358,7 +358,17 @@ func (s *stack) connect(path string, header http.Header) *sseClient {
 }
 
 func (s *stack) open(path string, header http.Header) (*sseClient, int) {
-	ctx, cancel := context.WithCancel(context.Background())
+	c, status, err := s.request(context.Background(), path, header)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c, status
+}
+
+// request opens a stream under ctx; cancelling ctx ends it, before its
+// response header too.
+func (s *stack) request(parent context.Context, path string, header http.Header) (*sseClient, int, error) {
+	ctx, cancel := context.WithCancel(parent)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
 	req.Header.Set("Accept", "text/event-stream")
 	for k, v := range header {
@@ -371,18 +381,18 @@ func (s *stack) open(path string, header http.Header) (*sseClient, int) {
 	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
-		s.t.Fatal(err)
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		cancel()
-		return nil, resp.StatusCode
+		return nil, resp.StatusCode, nil
 	}
 	c := &sseClient{t: s.t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: cancel}
 	go c.read()
 	s.t.Cleanup(c.close)
-	return c, resp.StatusCode
+	return c, resp.StatusCode, nil
 }
 
 func (c *sseClient) close() {

@@ -119,6 +119,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		endSetup = q.beginDirect() // not on a setup worker: net/http's HTTP/2 goroutine
 		defer endSetup()
 	}
+	if e.holdState != nil {
+		e.holdState(r.Context())
+	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	c := newClient(e.cfg.MaxQueue, e.cfg.MaxQueueBytes)
