@@ -55,9 +55,10 @@ type stackOptions struct {
 	edgeCfg    func(*edge.Config)
 	edgeHook   func(*edge.Edge) // before the edge serves
 	cacheCfg   func(*cache.Config)
-	noCache    bool        // the test starts its own cache nodes
-	viaNetHTTP bool        // serve with net/http (hijacking its connections), not Edge.Serve
-	tls        *tls.Config // Edge.Serve over TLS with this configuration
+	noCache    bool                          // the test starts its own cache nodes
+	viaNetHTTP bool                          // serve with net/http (hijacking its connections), not Edge.Serve
+	tls        *tls.Config                   // Edge.Serve over TLS with this configuration
+	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
 }
 
@@ -141,6 +142,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			t.Fatal(err)
 		}
 		srv := &http.Server{Handler: s.edge}
+		if o.handler != nil {
+			srv.Handler = o.handler(s.edge)
+		}
 		s.url = "http://" + ln.Addr().String()
 		var serveLn net.Listener = countingListener{ln, &s.accepted}
 		if o.tls != nil {
