@@ -79,9 +79,10 @@ type Config struct {
 	// ResumeRingAge is how long a change stays in the resume ring at most.
 	// Default 1m.
 	ResumeRingAge time.Duration
-	// SetupConcurrency is how many streams served by Serve may be in their
-	// state part at once; more wait in a queue, costing no goroutine.
-	// Default 64.
+	// SetupConcurrency is how many streams may be in their state part at
+	// once; more wait in a queue: a stream Serve reads costing no
+	// goroutine, one on net/http's goroutine (HTTP/2, or the edge under
+	// net/http) keeping it. Default 64.
 	SetupConcurrency int
 	// SetupQueue is how many streams may wait to start; past it a new one
 	// is refused (200, a comment and a retry growing with the backlog).

@@ -7,7 +7,9 @@
 // then joins the feed's live changes without loss or duplicates (DESIGN
 // rules 2, 5 and 8). Concurrency: each feed has one goroutine applying changes. A
 // connection has no goroutine while it waits for a setup worker (Serve),
-// which writes its state part. Live, a hijacked connection on a raw socket
+// which writes its state part; a stream on net/http's goroutine (HTTP/2,
+// or the edge under net/http) waits in the same queue for a worker to
+// grant it a slot for its state part (setup.go). Live, a hijacked connection on a raw socket
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
 // without blocking, and only a full socket gets a goroutine until it
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
@@ -50,14 +52,16 @@ type Edge struct {
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
-	limiter  *connLimiter               // Serve's connections, against MaxConnections and MaxConnectionsPerIP
-	queue    atomic.Pointer[setupQueue] // Serve's, for the backlog a refusal's retry grows with
-	draining atomic.Bool                // set by Drain: streams are refused
-	probe    sync.Once                  // starts the cache-tier probe of Ready
-	cacheOK  atomic.Bool                // the last probe was answered
+	limiter    *connLimiter               // Serve's connections, against MaxConnections and MaxConnectionsPerIP
+	setupsOnce sync.Once                  // starts the setup workers (setups)
+	queue      atomic.Pointer[setupQueue] // the streams waiting for a setup worker, once started
+	draining   atomic.Bool                // set by Drain: streams are refused
+	probe      sync.Once                  // starts the cache-tier probe of Ready
+	cacheOK    atomic.Bool                // the last probe was answered
 
 	holdFeed    func()                // tests: each feed calls it before it applies anything
 	holdSetup   func()                // tests: each setup worker calls it before it serves a request
+	holdState   func(context.Context) // tests: each stream calls it as its state part begins
 	shareAlways bool                  // tests: a lone stream shares work as in a storm
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
@@ -111,6 +115,7 @@ func (e *Edge) Close() {
 		close(e.done)
 		e.auth.stop()
 	}
+	e.setups().close() // its workers end; the streams still waiting are closed or refused
 	for _, f := range e.feedList() {
 		<-f.ready // an init under way ends with e.done
 		if f.err == nil {

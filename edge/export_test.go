@@ -1,5 +1,7 @@
 package edge
 
+import "context"
+
 // HoldFeeds makes every feed of e call hold before it applies a live change
 // or a probe tick: a test holds the live feed behind the state pages by
 // blocking in hold. Set it before the first stream.
@@ -16,6 +18,11 @@ func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }
 // HoldSetups makes every setup worker of e call hold before it serves a
 // request: a test fills the setup queue by blocking in hold. Set it before Serve.
 func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }
+
+// HoldStateParts makes every stream of e call hold, with its request's
+// context, as its state part begins: a test counts the streams in their
+// state part at once, or holds one there. Set it before Serve.
+func HoldStateParts(e *Edge, hold func(context.Context)) { e.holdState = hold }
 
 // FailFeeds ends every topic feed of e as a topic change does: their
 // clients are disconnected and start again on a new feed.

@@ -72,7 +72,7 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	q := &setupQueue{max: 1 << 20, mean: 100 * time.Millisecond}
 	e.queue.Store(q)
 	retry := func(waiting int) (lo, hi int64) {
-		q.waiting = make([]rawRequest, waiting)
+		q.waiting = make([]setupRequest, waiting)
 		lo, hi = 1<<62, 0
 		for range 200 {
 			ms := e.refusalRetryMs()
@@ -93,7 +93,7 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	}
 	// A stream started with 100 waiting behind it gets Retry with its
 	// jitter (20%) plus up to the 5s backlog.
-	q.waiting = make([]rawRequest, 100)
+	q.waiting = make([]setupRequest, 100)
 	lo, hi := int64(1<<62), int64(0)
 	for range 200 {
 		ms := e.retryMs()

@@ -25,7 +25,11 @@ import (
 // nothing but the connection is kept once the stream is live, which is most
 // of an idle SSE client's cost. Every other connection (metrics, health,
 // HTTP/2, a header too large to peek) is handed to srv as it arrived.
-// srv must not serve elsewhere; shut it down after Serve returns.
+// srv must not serve elsewhere; shut it down after Serve returns. A stream
+// read here waits in the edge's setup queue for one of SetupConcurrency
+// workers, which writes its state part; a stream srv serves (HTTP/2) waits
+// in the same queue, on its handler goroutine. The queue is the edge's,
+// shared by every Serve: Close, not Serve's return, ends it.
 //
 // For TLS, ln is a plain listener and srv.TLSConfig the configuration:
 // each connection is counted against the caps, then served over TLS, whose
@@ -44,18 +48,7 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 	if headerTimeout <= 0 {
 		headerTimeout = 10 * time.Second
 	}
-	queue := &setupQueue{max: e.cfg.SetupQueue}
-	queue.ready = sync.NewCond(&queue.mu)
-	e.queue.Store(queue)
-	for range e.cfg.SetupConcurrency {
-		go e.setupWorker(queue)
-	}
-	defer queue.close()
-	if e.cfg.ReleaseAfterBurst > 0 {
-		stop := make(chan struct{})
-		defer close(stop)
-		go e.releaseAfterBursts(queue, stop)
-	}
+	queue := e.setups() // the edge's, shared with its streams on net/http's goroutines
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -113,12 +106,14 @@ const tooLargeBody = "request header too large\n"
 var tooLargeAnswer = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
 	strconv.Itoa(len(tooLargeBody)) + "\r\nConnection: close\r\n\r\n" + tooLargeBody
 
-// rawRequest is a request read by serveConn, waiting for a setup worker.
-type rawRequest struct {
+// setupRequest is a stream waiting for a setup worker: a request read by
+// serveConn, or a stream on net/http's goroutine (direct).
+type setupRequest struct {
 	conn   net.Conn
 	req    *http.Request
 	queued time.Time
-	watch  *connWatch // hang-up watch (hangup.go), if any
+	watch  *connWatch   // hang-up watch (hangup.go), if any
+	direct *directSetup // set for a stream on net/http's goroutine, which has none of the above
 }
 
 // serveConn reads the first request's header and queues it for a setup
@@ -193,10 +188,12 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	_ = conn.SetReadDeadline(time.Time{})
 
 	watch := e.watchConn(conn)
-	if !queue.push(rawRequest{conn: conn, req: req, queued: time.Now(), watch: watch}) {
+	if refusal := queue.push(setupRequest{conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {
 		watch.stop()
-		e.metrics.setupRejected.Inc()
-		e.refuseConn(conn, req, refuseQueueFull)
+		if refusal == refuseQueueFull {
+			e.metrics.setupRejected.Inc()
+		}
+		e.refuseConn(conn, req, refusal)
 	}
 }
 

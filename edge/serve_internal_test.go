@@ -3,9 +3,9 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -76,10 +76,9 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 
 // The setup queue refuses past its bound, hands out in order, and reports idle.
 func TestSetupQueue(t *testing.T) {
-	q := &setupQueue{max: 2}
-	q.ready = sync.NewCond(&q.mu)
+	q := newSetupQueue(2)
 	a, b := &net.TCPConn{}, &net.TCPConn{}
-	if !q.push(rawRequest{conn: a}) || !q.push(rawRequest{conn: b}) || q.push(rawRequest{conn: a}) {
+	if q.push(setupRequest{conn: a}) != "" || q.push(setupRequest{conn: b}) != "" || q.push(setupRequest{conn: a}) != refuseQueueFull {
 		t.Fatal("want two accepted, the third refused")
 	}
 	if r, ok := q.pop(); !ok || r.conn != a {
@@ -97,6 +96,72 @@ func TestSetupQueue(t *testing.T) {
 		t.Fatalf("stats %d %v, want 2 started, idle", started, idle)
 	}
 	go q.close()
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop after close")
+	}
+}
+
+// A direct stream whose client goes while it waits leaves the queue at
+// once (it no longer counts as waiting, nor against the bound); a worker
+// skips its entry, and one taken by a worker cannot leave.
+func TestSetupQueueLeave(t *testing.T) {
+	q := newSetupQueue(3)
+	direct := func() *directSetup {
+		d := &directSetup{ctx: context.Background(), granted: make(chan struct{}), ended: make(chan struct{})}
+		if q.push(setupRequest{direct: d}) != "" {
+			t.Fatal("refused")
+		}
+		return d
+	}
+	a, b, c := direct(), direct(), direct()
+	if !q.leave(b) {
+		t.Fatal("a waiting stream could not leave")
+	}
+	if n, _ := q.load(); n != 2 {
+		t.Fatalf("%d waiting, want 2", n)
+	}
+	d := direct() // b's place counts no more
+	if r, ok := q.pop(); !ok || r.direct != a {
+		t.Fatal("first pop is not a")
+	}
+	if q.leave(a) {
+		t.Fatal("a stream a worker took left the queue")
+	}
+	if r, ok := q.pop(); !ok || r.direct != c {
+		t.Fatal("second pop did not skip b for c")
+	}
+	if !q.leave(d) {
+		t.Fatal("d could not leave")
+	}
+	if n, _ := q.load(); n != 0 || len(q.waiting) != 0 {
+		t.Fatalf("%d waiting in %d entries, want none", n, len(q.waiting))
+	}
+	q.done(time.Millisecond)
+	q.done(time.Millisecond)
+	if _, idle := q.stats(); !idle {
+		t.Fatal("not idle")
+	}
+	// Many gone in a long queue: their entries are dropped with the rest
+	// kept in order, not when a worker reaches them.
+	q = newSetupQueue(100)
+	var all []*directSetup
+	for range 100 {
+		all = append(all, direct())
+	}
+	for i, d := range all {
+		if i%3 != 0 && !q.leave(d) {
+			t.Fatalf("stream %d could not leave", i)
+		}
+	}
+	if n, _ := q.load(); n != 34 || len(q.waiting) > 2*34 {
+		t.Fatalf("%d waiting in %d entries, want 34 in at most 68", n, len(q.waiting))
+	}
+	for i := 0; i < 100; i += 3 {
+		if r, ok := q.pop(); !ok || r.direct != all[i] {
+			t.Fatalf("pop: not stream %d", i)
+		}
+	}
+	q.close()
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop after close")
 	}

@@ -56,9 +56,10 @@ type stackOptions struct {
 	edgeCfg    func(*edge.Config)
 	edgeHook   func(*edge.Edge) // before the edge serves
 	cacheCfg   func(*cache.Config)
-	noCache    bool        // the test starts its own cache nodes
-	viaNetHTTP bool        // serve with net/http (hijacking its connections), not Edge.Serve
-	tls        *tls.Config // Edge.Serve over TLS with this configuration
+	noCache    bool                          // the test starts its own cache nodes
+	viaNetHTTP bool                          // serve with net/http (hijacking its connections), not Edge.Serve
+	tls        *tls.Config                   // Edge.Serve over TLS with this configuration
+	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
 	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
 }
@@ -147,6 +148,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			t.Fatal(err)
 		}
 		srv := &http.Server{Handler: s.edge}
+		if o.handler != nil {
+			srv.Handler = o.handler(s.edge)
+		}
 		s.url = "http://" + ln.Addr().String()
 		var serveLn net.Listener = countingListener{ln, &s.accepted}
 		if o.tls != nil {
@@ -364,7 +368,17 @@ func (s *stack) connect(path string, header http.Header) *sseClient {
 }
 
 func (s *stack) open(path string, header http.Header) (*sseClient, int) {
-	ctx, cancel := context.WithCancel(context.Background())
+	c, status, err := s.request(context.Background(), path, header)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c, status
+}
+
+// request opens a stream under ctx; cancelling ctx ends it, before its
+// response header too.
+func (s *stack) request(parent context.Context, path string, header http.Header) (*sseClient, int, error) {
+	ctx, cancel := context.WithCancel(parent)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
 	req.Header.Set("Accept", "text/event-stream")
 	for k, v := range header {
@@ -377,18 +391,18 @@ func (s *stack) open(path string, header http.Header) (*sseClient, int) {
 	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
-		s.t.Fatal(err)
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		cancel()
-		return nil, resp.StatusCode
+		return nil, resp.StatusCode, nil
 	}
 	c := &sseClient{t: s.t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: cancel}
 	go c.read()
 	s.t.Cleanup(c.close)
-	return c, resp.StatusCode
+	return c, resp.StatusCode, nil
 }
 
 func (c *sseClient) close() {

@@ -115,9 +115,25 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		return
 	}
 	endSetup := func() {}
-	if q := e.queue.Load(); q != nil && r.ProtoMajor >= 2 {
-		endSetup = q.beginDirect() // not on a setup worker: net/http's HTTP/2 goroutine
-		defer endSetup()
+	defer func() { endSetup() }() // a slot taken below goes back however the setup ends
+	if _, onWorker := w.(*rawResponse); !onWorker {
+		// On net/http's goroutine (HTTP/2, or the edge under net/http): the
+		// state part waits for a setup slot as Serve's requests do.
+		release, refusal, ok := e.awaitSetup(r.Context())
+		if !ok {
+			if refusal != "" {
+				e.refuse(w, refusal)
+			}
+			return
+		}
+		endSetup = release
+		if e.draining.Load() { // the drain began while it waited
+			e.refuse(w, refuseDraining)
+			return
+		}
+	}
+	if e.holdState != nil {
+		e.holdState(r.Context())
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -241,6 +257,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	}
 	f.goLive(ctx, c, route.idFormat, at, e.cfg.RequestTimeout)
 	endSetup()
+	endSetup = func() {} // an idle stream keeps nothing of its slot
 	e.writeLive(ctx, cw, c)
 }
 

@@ -36,6 +36,13 @@ func writeCert(t *testing.T, certFile, keyFile, name string) *x509.Certificate {
 // speaks HTTP/2 (h2) or only HTTP/1.1.
 func tlsStack(t *testing.T, h2 bool, tweak ...func(*edge.Config)) (s *stack, certFile, keyFile string) {
 	t.Helper()
+	return tlsStackWith(t, h2, stackOptions{}, tweak...)
+}
+
+// tlsStackWith is tlsStack with more of the stack's options (its tls,
+// client and edgeCfg are tlsStack's).
+func tlsStackWith(t *testing.T, h2 bool, o stackOptions, tweak ...func(*edge.Config)) (s *stack, certFile, keyFile string) {
+	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	ca := writeCert(t, certFile, keyFile, "first")
@@ -50,13 +57,15 @@ func tlsStack(t *testing.T, h2 bool, tweak ...func(*edge.Config)) (s *stack, cer
 		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	s = newStack(t, stackOptions{tls: r.ServerConfig(), client: &http.Client{Transport: tr}, edgeCfg: func(c *edge.Config) {
+	o.tls, o.client = r.ServerConfig(), &http.Client{Transport: tr}
+	o.edgeCfg = func(c *edge.Config) {
 		c.SetupConcurrency = 1 // a stream that kept its worker would stall the next
 		c.KeepAlive = 200 * time.Millisecond
 		for _, f := range tweak {
 			f(c)
 		}
-	}})
+	}
+	s = newStack(t, o)
 	return s, certFile, keyFile
 }
 

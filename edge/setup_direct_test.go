@@ -1,0 +1,233 @@
+package edge_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ssekafka/ssekafka/edge"
+)
+
+// directStack is a stack whose streams run on net/http's goroutines, not
+// on the edge's own path: HTTP/2 over TLS (Edge.Serve hands the connection
+// to net/http), or every stream of an edge served by net/http (ServeHTTP).
+func directStack(t *testing.T, h2 bool, hold func(context.Context), tweak func(*edge.Config)) *stack {
+	t.Helper()
+	hook := func(e *edge.Edge) { edge.HoldStateParts(e, hold) }
+	if h2 {
+		s, _, _ := tlsStackWith(t, true, stackOptions{edgeHook: hook}, tweak)
+		return s
+	}
+	return newStack(t, stackOptions{viaNetHTTP: true, edgeHook: hook, edgeCfg: tweak})
+}
+
+// directModes are the two ways a stream runs on net/http's goroutine.
+var directModes = []struct {
+	name string
+	h2   bool
+}{{"h2", true}, {"net-http", false}}
+
+// opened is what openAsync sends: a stream, or why there is none.
+type opened struct {
+	c      *sseClient
+	status int
+	err    error
+}
+
+// openAsync opens a stream under ctx in the background (its response
+// header comes only once its state part has begun).
+func (s *stack) openAsync(ctx context.Context, path string) <-chan opened {
+	got := make(chan opened, 1)
+	go func() {
+		c, status, err := s.request(ctx, path, nil)
+		got <- opened{c, status, err}
+	}()
+	return got
+}
+
+// receive waits for a stream openAsync opened.
+func receive(t *testing.T, got <-chan opened, what string) *sseClient {
+	t.Helper()
+	select {
+	case o := <-got:
+		if o.err != nil || o.status != http.StatusOK {
+			t.Fatalf("%s: status %d, %v", what, o.status, o.err)
+		}
+		return o.c
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no response header", what)
+	}
+	return nil
+}
+
+// Streams on net/http's goroutines (HTTP/2; an edge under net/http) take
+// a setup slot for their state part as the streams Serve reads itself do:
+// a burst of 6 with SetupConcurrency 2 has at most 2 in their state part
+// at once and the others waiting in the setup queue (before, HTTP/2 setups
+// were not bounded: 6 ran at once, and a burst of 10,000 ran 10,000
+// against the cache tier), and each then gets its full state, ready and
+// a live change.
+func TestDirectStreamSetupsAreBounded(t *testing.T) {
+	for _, mode := range directModes {
+		t.Run(mode.name, func(t *testing.T) {
+			const streams, slots = 6, 2
+			var mu sync.Mutex
+			inState, most := 0, 0
+			release := make(chan struct{})
+			var once sync.Once
+			hold := func(context.Context) {
+				mu.Lock()
+				inState++
+				most = max(most, inState)
+				mu.Unlock()
+				<-release
+				mu.Lock()
+				inState--
+				mu.Unlock()
+			}
+			s := directStack(t, mode.h2, hold, func(c *edge.Config) { c.SetupConcurrency = slots })
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			s.produce("tasks", rec(0, "a", "1"), rec(1, "b", "2"), rec(2, "c", "3"))
+			var streamsOpened []<-chan opened
+			for range streams {
+				streamsOpened = append(streamsOpened, s.openAsync(context.Background(), "/tasks"))
+			}
+			current := func() int {
+				mu.Lock()
+				defer mu.Unlock()
+				return inState
+			}
+			eventually(t, 10*time.Second, "every stream in its state part or waiting for a slot", func() bool {
+				return current()+int(s.gauge("ssekafka_edge_setup_waiting")) == streams
+			})
+			mu.Lock()
+			got := most
+			mu.Unlock()
+			if got > slots {
+				t.Fatalf("%d streams in their state part at once, SetupConcurrency %d", got, slots)
+			}
+			once.Do(func() { close(release) })
+			var clients []*sseClient
+			for i, o := range streamsOpened {
+				c := receive(t, o, "stream")
+				if c.resp.ProtoMajor != map[bool]int{true: 2, false: 1}[mode.h2] {
+					t.Fatalf("stream %d over %s", i, c.resp.Proto)
+				}
+				evs := c.untilReady()
+				var data []string
+				for _, ev := range evs[1 : len(evs)-1] { // after the retry, before ready
+					data = append(data, ev.Data)
+				}
+				if strings.Join(data, ",") != "1,2,3" {
+					t.Fatalf("stream %d: state %q, want 1,2,3", i, data)
+				}
+				clients = append(clients, c)
+			}
+			s.produce("tasks", rec(0, "a", "live"))
+			for i, c := range clients {
+				if ev := c.mustNext(); ev.Data != "live" {
+					t.Fatalf("stream %d: live change %+v", i, ev)
+				}
+			}
+			if got := s.gauge("ssekafka_edge_setup_waiting"); got != 0 {
+				t.Fatalf("%v streams still waiting", got)
+			}
+		})
+	}
+}
+
+// A stream on net/http's goroutine gives its setup slot back however its
+// setup ends (an error, a refusal, its client gone in its state part), and
+// one whose client goes while it waits leaves the queue: with one slot, the
+// streams after each still start.
+func TestDirectStreamSetupSlotReleasedOnEveryExit(t *testing.T) {
+	for _, mode := range directModes {
+		t.Run(mode.name, func(t *testing.T) {
+			held := make(chan context.Context, 1)
+			release := make(chan struct{})
+			var once sync.Once
+			var armed atomic.Bool // the next stream's state part is held
+			hold := func(ctx context.Context) {
+				if armed.CompareAndSwap(true, false) {
+					held <- ctx
+					<-release
+				}
+			}
+			s := directStack(t, mode.h2, hold, func(c *edge.Config) {
+				c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 2, 200*time.Millisecond
+			})
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			s.produce("tasks", rec(0, "a", "1"))
+
+			// An error: a topic that does not exist is answered 404.
+			if _, status := s.open("/t/nosuch", nil); status != http.StatusNotFound {
+				t.Fatalf("missing topic: status %d, want 404", status)
+			}
+
+			// The next stream holds the only slot, in its state part; two
+			// more wait for it.
+			armed.Store(true)
+			inSetupCtx, leaveInSetup := context.WithCancel(context.Background())
+			defer leaveInSetup()
+			s.openAsync(inSetupCtx, "/tasks")
+			var serverCtx context.Context
+			select {
+			case serverCtx = <-held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no state part began")
+			}
+			waitingCtx, leaveWaiting := context.WithCancel(context.Background())
+			defer leaveWaiting()
+			s.openAsync(waitingCtx, "/tasks")
+			eventually(t, 10*time.Second, "a stream waiting", func() bool { return s.gauge("ssekafka_edge_setup_waiting") == 1 })
+			next := s.openAsync(context.Background(), "/tasks")
+			eventually(t, 10*time.Second, "two streams waiting", func() bool { return s.gauge("ssekafka_edge_setup_waiting") == 2 })
+
+			// A refusal: the queue is full.
+			refused := s.connect("/tasks", nil)
+			select {
+			case <-refused.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the refused stream did not end")
+			}
+			refused.mu.Lock()
+			body := refused.raw.String()
+			refused.mu.Unlock()
+			if !strings.HasPrefix(body, ": setup queue full\nretry:") {
+				t.Fatalf("refusal %q, want the setup queue full", body)
+			}
+			if n := s.refusals(s.edgeReg, "queue_full"); n != 1 {
+				t.Fatalf("refusals{queue_full} = %v, want 1", n)
+			}
+
+			// A waiting stream whose client goes leaves the queue.
+			leaveWaiting()
+			eventually(t, 10*time.Second, "the gone stream to leave the queue", func() bool {
+				return s.gauge("ssekafka_edge_setup_waiting") == 1
+			})
+
+			// The stream in its state part loses its client, then goes on:
+			// its slot comes back, and the last stream starts.
+			leaveInSetup()
+			select {
+			case <-serverCtx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the edge did not see the client go")
+			}
+			once.Do(func() { close(release) })
+			c := receive(t, next, "the last stream")
+			if evs := c.untilReady(); len(evs) != 3 || evs[1].Data != "1" { // retry, a, ready
+				t.Fatalf("the last stream: %+v", evs)
+			}
+			if got := s.gauge("ssekafka_edge_setup_waiting"); got != 0 {
+				t.Fatalf("%v streams still waiting", got)
+			}
+			c.close()
+			s.waitNoClients()
+		})
+	}
+}
