@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +219,138 @@ func TestServeMaxConnectionsPerIPNoHijack(t *testing.T) {
 	}
 	conn, br := rawGet(t, s.url, "/tasks")
 	readRefusal(t, conn, br, "too many connections from this address", 2000, 4000)
+}
+
+// proxyPeer is the address the tests' "proxy" connects from.
+var proxyPeer = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+// forwardedStream opens a stream from local (nil: the default address)
+// with an X-Forwarded-For header (none when xff is ""), and returns its
+// connection and whether it got its state part; otherwise the whole
+// response, which the edge closed.
+func forwardedStream(t *testing.T, local *net.TCPAddr, addr, xff string) (net.Conn, bool, string) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != nil {
+		d.LocalAddr = local
+	}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	header := "GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n"
+	if xff != "" {
+		header += "X-Forwarded-For: " + xff + "\r\n"
+	}
+	if _, err := io.WriteString(conn, header+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	br := bufio.NewReader(conn)
+	for {
+		line, err := br.ReadString('\n')
+		got.WriteString(line)
+		if line == "event:ready\n" {
+			_ = conn.SetDeadline(time.Time{})
+			return conn, true, got.String()
+		}
+		if err != nil {
+			return conn, false, got.String()
+		}
+	}
+}
+
+// Behind a proxy every connection comes from the proxy's address, so the
+// per-address cap refused the whole site's 1001st client. Connections from
+// a trusted proxy are now not capped per address; each stream through one
+// counts against its forwarded client address, for as long as it lives:
+// one address is capped, another is not capped by it, and a closed stream
+// gives its place back. (Without TrustedProxies the fourth stream below,
+// from the proxy's one address, was refused at accept.)
+func TestTrustedProxyCapsPerForwardedAddress(t *testing.T) {
+	for _, noHijack := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHijack=%v", noHijack), func(t *testing.T) {
+			s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+				c.MaxConnectionsPerIP, c.NoHijack = 2, noHijack
+				c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+			}})
+			s.produce("tasks", rec(0, "a", "1"))
+			addr := strings.TrimPrefix(s.url, "http://")
+
+			first, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+			if !ok {
+				t.Fatal("first stream of 198.51.100.7 refused")
+			}
+			// The rightmost address not a trusted proxy is the client.
+			if _, ok, _ := forwardedStream(t, proxyPeer, addr, "203.0.113.50, 198.51.100.7, 127.0.0.2"); !ok {
+				t.Fatal("second stream of 198.51.100.7 refused")
+			}
+			_, ok, got := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+			if ok {
+				t.Fatal("third stream of 198.51.100.7 served, over its cap of 2")
+			}
+			checkRefusal(t, got, "too many connections from this address", 2000, 4000)
+			for i := range 2 {
+				if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.8"); !ok {
+					t.Fatalf("stream %d of 198.51.100.8 refused: capped by 198.51.100.7's", i+1)
+				}
+			}
+			if n := s.refusals(s.edgeReg, "max_connections_per_ip"); n != 1 {
+				t.Fatalf("refusals{max_connections_per_ip} = %v, want 1", n)
+			}
+			if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+				t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+			}
+			if g := s.gauge("ssekafka_edge_open_connections"); g != 4 {
+				t.Fatalf("open_connections = %v, want the proxy's 4 streams counted in the total", g)
+			}
+
+			_ = first.Close()
+			eventually(t, 10*time.Second, "198.51.100.7 served once one of its streams closed", func() bool {
+				_, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+				return ok
+			})
+			// A malformed header counts against the proxy: its own two, then refused.
+			for i := range 2 {
+				if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7, not-an-address"); !ok {
+					t.Fatalf("malformed stream %d refused", i+1)
+				}
+			}
+			if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.9, not-an-address"); ok {
+				t.Fatal("third malformed stream served: not counted against the proxy")
+			}
+		})
+	}
+}
+
+// An untrusted peer's X-Forwarded-For is never read: its connections are
+// capped by its own address whatever it claims, and what it claims costs
+// the claimed address nothing.
+func TestUntrustedForwardedForChangesNothing(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.MaxConnectionsPerIP = 2
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	}})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+	for i, forged := range []string{"198.51.100.7", "198.51.100.7, 127.0.0.2"} {
+		if _, ok, _ := forwardedStream(t, nil, addr, forged); !ok {
+			t.Fatalf("untrusted stream %d refused", i+1)
+		}
+	}
+	_, ok, got := forwardedStream(t, nil, addr, "203.0.113.99")
+	if ok {
+		t.Fatal("a third stream from 127.0.0.1 served: its forged X-Forwarded-For was believed")
+	}
+	checkRefusal(t, got, "too many connections from this address", 2000, 4000)
+	if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+		t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+	}
+	for i := range 2 {
+		if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7"); !ok {
+			t.Fatalf("stream %d of 198.51.100.7 through the proxy refused: the forgeries were counted against it", i+1)
+		}
+	}
 }
