@@ -299,28 +299,62 @@ func (e *Edge) answerOverLimit(conn net.Conn, srv *http.Server, reason string) {
 	_ = conn.Close()
 }
 
+// forwardedPeer is the trusted proxy r came from, or false.
+func (e *Edge) forwardedPeer(r *http.Request) (netip.Addr, bool) {
+	l := e.limiter
+	if len(l.trusted) == 0 || l.perIP == Off {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false // not TCP: no cap per address
+	}
+	peer := ap.Addr().Unmap().WithZone("")
+	return peer, l.isTrusted(peer)
+}
+
+// refuseForwardedEarly refuses a request that came through a trusted proxy
+// for a client address already at its cap, before it waits in the setup
+// queue, and reports whether it did; a stream's own count is taken by
+// admitForwarded.
+func (e *Edge) refuseForwardedEarly(conn net.Conn, r *http.Request) bool {
+	peer, ok := e.forwardedPeer(r)
+	if !ok {
+		return false
+	}
+	l := e.limiter
+	client := l.forwardedClient(peer, r.Header)
+	l.mu.Lock()
+	over := l.byAddr[addrKey(client)] >= l.perIP
+	l.mu.Unlock()
+	if over {
+		e.refusedForwarded(r, client)
+		e.refuseConn(conn, r, refuseMaxConnectionsPerIP)
+	}
+	return over
+}
+
+// refusedForwarded counts and logs a stream refused at its forwarded
+// client address's cap.
+func (e *Edge) refusedForwarded(r *http.Request, client netip.Addr) {
+	label := refusalLabel(refuseMaxConnectionsPerIP)
+	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+	e.log.Warn("stream over limit", "reason", label, "remote", r.RemoteAddr, "client", client.String())
+}
+
 // admitForwarded counts a stream that came through a trusted proxy against
 // its client's address (forwardedClient) until release; a stream from any
 // other peer gets a nil release: its connection was counted at accept, and
 // its X-Forwarded-For is never read. ok is false over the cap.
 func (e *Edge) admitForwarded(r *http.Request) (release func(), ok bool) {
-	l := e.limiter
-	if len(l.trusted) == 0 || l.perIP == Off {
-		return nil, true
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return nil, true // not TCP: no cap per address
-	}
-	peer := ap.Addr().Unmap().WithZone("")
-	if !l.isTrusted(peer) {
-		return nil, true
-	}
-	client := l.forwardedClient(peer, r.Header)
-	release, ok = l.acquireForwarded(client)
+	peer, ok := e.forwardedPeer(r)
 	if !ok {
-		e.metrics.connectionsRefused.WithLabelValues(refusalLabel(refuseMaxConnectionsPerIP)).Inc()
-		e.log.Warn("stream over limit", "reason", refusalLabel(refuseMaxConnectionsPerIP), "remote", r.RemoteAddr, "client", client.String())
+		return nil, true
+	}
+	client := e.limiter.forwardedClient(peer, r.Header)
+	release, ok = e.limiter.acquireForwarded(client)
+	if !ok {
+		e.refusedForwarded(r, client)
 	}
 	return release, ok
 }
