@@ -6,7 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -226,8 +229,8 @@ var proxyPeer = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 
 // forwardedStream opens a stream from local (nil: the default address)
 // with an X-Forwarded-For header (none when xff is ""), and returns its
-// connection and whether it got its state part; otherwise the whole
-// response, which the edge closed.
+// connection and whether it got its state part; otherwise its answer, read
+// to its end, as "STATUS CONTENT-TYPE\nBODY".
 func forwardedStream(t *testing.T, local *net.TCPAddr, addr, xff string) (net.Conn, bool, string) {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
@@ -247,18 +250,33 @@ func forwardedStream(t *testing.T, local *net.TCPAddr, addr, xff string) (net.Co
 	if _, err := io.WriteString(conn, header+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	var got strings.Builder
-	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return conn, false, err.Error()
+	}
+	answer := fmt.Sprintf("%d %s\n", resp.StatusCode, resp.Header.Get("Content-Type"))
+	br := bufio.NewReader(resp.Body)
 	for {
 		line, err := br.ReadString('\n')
-		got.WriteString(line)
+		answer += line
 		if line == "event:ready\n" {
 			_ = conn.SetDeadline(time.Time{})
-			return conn, true, got.String()
+			return conn, true, answer
 		}
 		if err != nil {
-			return conn, false, got.String()
+			return conn, false, answer
 		}
+	}
+}
+
+var forwardedRefusal = regexp.MustCompile(`^200 text/event-stream\n: too many connections from this address\nretry:\d+\n\n$`)
+
+// checkPerAddressRefusal fails t unless answer (forwardedStream's) is the
+// refusal of a stream over its address's cap.
+func checkPerAddressRefusal(t *testing.T, answer string) {
+	t.Helper()
+	if !forwardedRefusal.MatchString(answer) {
+		t.Fatalf("answer %q, want the 200 refusal: too many connections from this address", answer)
 	}
 }
 
@@ -291,7 +309,7 @@ func TestTrustedProxyCapsPerForwardedAddress(t *testing.T) {
 			if ok {
 				t.Fatal("third stream of 198.51.100.7 served, over its cap of 2")
 			}
-			checkRefusal(t, got, "too many connections from this address", 2000, 4000)
+			checkPerAddressRefusal(t, got)
 			for i := range 2 {
 				if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.8"); !ok {
 					t.Fatalf("stream %d of 198.51.100.8 refused: capped by 198.51.100.7's", i+1)
@@ -344,13 +362,56 @@ func TestUntrustedForwardedForChangesNothing(t *testing.T) {
 	if ok {
 		t.Fatal("a third stream from 127.0.0.1 served: its forged X-Forwarded-For was believed")
 	}
-	checkRefusal(t, got, "too many connections from this address", 2000, 4000)
+	checkPerAddressRefusal(t, got)
 	if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
 		t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
 	}
 	for i := range 2 {
 		if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7"); !ok {
 			t.Fatalf("stream %d of 198.51.100.7 through the proxy refused: the forgeries were counted against it", i+1)
+		}
+	}
+}
+
+// Through a real reverse proxy (net/http/httputil's, which like nginx
+// appends the address it was connected from to any X-Forwarded-For it was
+// sent), from two browser addresses: each is capped by its own address, a
+// browser that forges the header is still capped by its own, and the
+// refusal reaches the browser as the 200 it comes back from.
+func TestTrustedReverseProxyCapsEachBrowser(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.MaxConnectionsPerIP = 2
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	}})
+	s.produce("tasks", rec(0, "a", "1"))
+	target, _ := url.Parse(s.url)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	proxy.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: proxyPeer}).DialContext}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := &http.Server{Handler: proxy}
+	go func() { _ = front.Serve(ln) }()
+	t.Cleanup(func() { _ = front.Close() })
+	proxyAddr := ln.Addr().String()
+
+	browser3 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}
+	browser4 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)}
+	for i := range 2 {
+		if _, ok, got := forwardedStream(t, browser3, proxyAddr, ""); !ok {
+			t.Fatalf("stream %d of 127.0.0.3 refused: %q", i+1, got)
+		}
+	}
+	_, ok, got := forwardedStream(t, browser3, proxyAddr, "198.51.100.1")
+	if ok {
+		t.Fatal("a third stream of 127.0.0.3 served: its forged X-Forwarded-For was believed")
+	}
+	checkPerAddressRefusal(t, got)
+	for i := range 2 {
+		if _, ok, got := forwardedStream(t, browser4, proxyAddr, ""); !ok {
+			t.Fatalf("stream %d of 127.0.0.4 refused, capped by 127.0.0.3's: %q", i+1, got)
 		}
 	}
 }
