@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -103,6 +104,17 @@ type Config struct {
 	// carry hundreds of browsers, each with a stream or two, while one host
 	// cannot take the whole edge. Off: no cap per address.
 	MaxConnectionsPerIP int
+	// TrustedProxies are the proxies and load balancers in front of the
+	// edge (Caddy, nginx, a cloud load balancer) whose X-Forwarded-For is
+	// believed. A connection from one counts against MaxConnections but not
+	// MaxConnectionsPerIP: it carries many clients. Each stream through one
+	// counts instead, for as long as it lives, against the cap of its
+	// client's address: the rightmost X-Forwarded-For address that is not
+	// itself a trusted proxy (the proxy's own address when the header is
+	// missing or malformed); over it the stream gets the refusal a stream
+	// over the cap gets at accept. An untrusted peer's X-Forwarded-For is
+	// never read. Default: none.
+	TrustedProxies []netip.Prefix
 	// ReleaseAfterBurst: once this many streams have started since the last
 	// time, and none is starting, the edge returns free memory to the OS
 	// (debug.FreeOSMemory, a few milliseconds): the runtime would otherwise
@@ -221,6 +233,20 @@ func (c *Config) setDefaults() error {
 	case c.MaxConnectionsPerIP < 0:
 		return fmt.Errorf("edge config: MaxConnectionsPerIP: %d is negative (Off: no cap per address)", c.MaxConnectionsPerIP)
 	}
+	trusted := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			return fmt.Errorf("edge config: TrustedProxies[%d]: %v is not a valid prefix", i, p)
+		}
+		if p.Addr().Zone() != "" {
+			return fmt.Errorf("edge config: TrustedProxies[%d]: %v has a zone", i, p)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104: addresses are compared unmapped
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		trusted = append(trusted, p.Masked())
+	}
+	c.TrustedProxies = trusted // a copy: the caller's slice may change
 	if c.ReleaseAfterBurst == 0 {
 		c.ReleaseAfterBurst = 1000
 	}

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"ReadyProbe":          func(c *Config) { c.ReadyProbe = -1 },
 		"MaxConnections":      func(c *Config) { c.MaxConnections = -1 },
 		"MaxConnectionsPerIP": func(c *Config) { c.MaxConnectionsPerIP = -2 },
+		"TrustedProxies[1]":   func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}} },
 	} {
 		c := Config{NATS: &nats.Conn{}}
 		tweak(&c)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,9 +52,13 @@ func defaultMaxConnections() int {
 }
 
 // connLimiter counts Serve's connections from accept to close, in total
-// and per client address (an IPv4 address, or an IPv6 /64: one host's).
+// and per client address (an IPv4 address, or an IPv6 /64: one host's). A
+// connection from a trusted proxy counts in the total only; each stream
+// through it counts against its forwarded client address instead
+// (acquireForwarded).
 type connLimiter struct {
-	max, perIP int // perIP Off: no cap per address
+	max, perIP int            // perIP Off: no cap per address
+	trusted    []netip.Prefix // Config.TrustedProxies
 
 	mu     sync.Mutex
 	total  int
@@ -62,29 +67,47 @@ type connLimiter struct {
 	refusing atomic.Int64
 }
 
-func newConnLimiter(max, perIP int) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, byAddr: make(map[netip.Prefix]int)}
+func newConnLimiter(max, perIP int, trusted []netip.Prefix) *connLimiter {
+	return &connLimiter{max: max, perIP: perIP, trusted: trusted, byAddr: make(map[netip.Prefix]int)}
 }
 
-// addrKey is the per-address key of a remote address; false for one that
-// is not TCP (a Unix socket: no cap per address).
-func addrKey(a net.Addr) (netip.Prefix, bool) {
+// tcpAddr is the IP address of a remote address; false for one that is not
+// TCP (a Unix socket: no cap per address).
+func tcpAddr(a net.Addr) (netip.Addr, bool) {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
-		return netip.Prefix{}, false
+		return netip.Addr{}, false
 	}
-	ip := ta.AddrPort().Addr().Unmap()
+	return ta.AddrPort().Addr().Unmap().WithZone(""), true
+}
+
+// addrKey is the per-address key of ip: itself for IPv4, its /64 for IPv6.
+func addrKey(ip netip.Addr) netip.Prefix {
 	if ip.Is4() {
-		return netip.PrefixFrom(ip, 32), true
+		return netip.PrefixFrom(ip, 32)
 	}
-	p, err := ip.Prefix(64)
-	return p, err == nil
+	p, _ := ip.Prefix(64) // cannot fail for a valid IPv6 address
+	return p
+}
+
+// isTrusted reports whether ip is one of the trusted proxies.
+func (l *connLimiter) isTrusted(ip netip.Addr) bool {
+	for _, p := range l.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // acquire counts a connection from remote, or returns the reason it is over a limit.
 func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
-	key, keyed := addrKey(remote)
-	keyed = keyed && l.perIP != Off
+	ip, keyed := tcpAddr(remote)
+	keyed = keyed && l.perIP != Off && !l.isTrusted(ip) // a proxy's connections carry many clients
+	var key netip.Prefix
+	if keyed {
+		key = addrKey(ip)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= l.max {
@@ -106,13 +129,90 @@ func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
 		defer l.mu.Unlock()
 		l.total--
 		if keyed {
-			if n := l.byAddr[key] - 1; n > 0 {
-				l.byAddr[key] = n
-			} else {
-				delete(l.byAddr, key)
-			}
+			l.releaseKeyLocked(key)
 		}
 	}, ""
+}
+
+// acquireForwarded counts a stream that came through a trusted proxy
+// against the cap of its client's address ip (its connection is in the
+// total already); false when that address is at the cap.
+func (l *connLimiter) acquireForwarded(ip netip.Addr) (release func(), ok bool) {
+	if l.perIP == Off {
+		return func() {}, true
+	}
+	key := addrKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddr[key] >= l.perIP {
+		return nil, false
+	}
+	l.byAddr[key]++
+	var once atomic.Bool
+	return func() {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.releaseKeyLocked(key)
+	}, true
+}
+
+func (l *connLimiter) releaseKeyLocked(key netip.Prefix) {
+	if n := l.byAddr[key] - 1; n > 0 {
+		l.byAddr[key] = n
+	} else {
+		delete(l.byAddr, key)
+	}
+}
+
+// forwardedClient is the client address of a request from peer, a trusted
+// proxy: the rightmost X-Forwarded-For address that is not itself a
+// trusted proxy (the leftmost when all are). A missing header is the
+// proxy's own request, and a malformed one (an entry that is not an
+// address, met before the client's) cannot be told apart from a forgery:
+// both count against peer.
+func (l *connLimiter) forwardedClient(peer netip.Addr, h http.Header) netip.Addr {
+	values := h.Values("X-Forwarded-For")
+	var leftmost netip.Addr
+	for i := len(values) - 1; i >= 0; i-- {
+		rest := values[i]
+		for more := true; more; {
+			field := rest
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				field, rest = rest[j+1:], rest[:j]
+			} else {
+				more = false
+			}
+			ip, ok := parseForwardedAddr(strings.TrimSpace(field))
+			if !ok {
+				return peer
+			}
+			if !l.isTrusted(ip) {
+				return ip
+			}
+			leftmost = ip
+		}
+	}
+	if leftmost.IsValid() {
+		return leftmost
+	}
+	return peer
+}
+
+// parseForwardedAddr reads one X-Forwarded-For entry: an address, or an
+// address and port as some proxies write them ("192.0.2.1:4711", "[2001:db8::1]:4711").
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		ip = ap.Addr()
+	}
+	return ip.Unmap().WithZone(""), true
 }
 
 func (l *connLimiter) open() int {
@@ -197,4 +297,87 @@ func (e *Edge) answerOverLimit(conn net.Conn, srv *http.Server, reason string) {
 	_, _ = io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "+
 		strconv.Itoa(len(body))+"\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"+body)
 	_ = conn.Close()
+}
+
+// forwardedPeer is the trusted proxy r came from, or false.
+func (e *Edge) forwardedPeer(r *http.Request) (netip.Addr, bool) {
+	l := e.limiter
+	if len(l.trusted) == 0 || l.perIP == Off {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false // not TCP: no cap per address
+	}
+	peer := ap.Addr().Unmap().WithZone("")
+	return peer, l.isTrusted(peer)
+}
+
+// refuseForwardedEarly refuses a request that came through a trusted proxy
+// for a client address already at its cap, before it waits in the setup
+// queue, and reports whether it did; a stream's own count is taken by
+// admitForwarded.
+func (e *Edge) refuseForwardedEarly(conn net.Conn, r *http.Request) bool {
+	peer, ok := e.forwardedPeer(r)
+	if !ok {
+		return false
+	}
+	l := e.limiter
+	client := l.forwardedClient(peer, r.Header)
+	l.mu.Lock()
+	over := l.byAddr[addrKey(client)] >= l.perIP
+	l.mu.Unlock()
+	if over {
+		e.refusedForwarded(r, client)
+		e.refuseConn(conn, r, refuseMaxConnectionsPerIP)
+	}
+	return over
+}
+
+// refusedForwarded counts and logs a stream refused at its forwarded
+// client address's cap.
+func (e *Edge) refusedForwarded(r *http.Request, client netip.Addr) {
+	label := refusalLabel(refuseMaxConnectionsPerIP)
+	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+	e.log.Warn("stream over limit", "reason", label, "remote", r.RemoteAddr, "client", client.String())
+}
+
+// admitForwarded counts a stream that came through a trusted proxy against
+// its client's address (forwardedClient) until release; a stream from any
+// other peer gets a nil release: its connection was counted at accept, and
+// its X-Forwarded-For is never read. ok is false over the cap.
+func (e *Edge) admitForwarded(r *http.Request) (release func(), ok bool) {
+	peer, ok := e.forwardedPeer(r)
+	if !ok {
+		return nil, true
+	}
+	client := e.limiter.forwardedClient(peer, r.Header)
+	release, ok = e.limiter.acquireForwarded(client)
+	if !ok {
+		e.refusedForwarded(r, client)
+	}
+	return release, ok
+}
+
+// releasingConn is a hijacked stream's connection that gives up its
+// client's count of a trusted proxy's stream (admitForwarded) at its first
+// Close, whichever path ends the stream.
+type releasingConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *releasingConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// SyscallConn is the connection's own, so that a live stream is written
+// and watched for hang-up as one not wrapped.
+func (c *releasingConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a syscall.Conn")
+	}
+	return sc.SyscallConn()
 }

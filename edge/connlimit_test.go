@@ -6,6 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +222,196 @@ func TestServeMaxConnectionsPerIPNoHijack(t *testing.T) {
 	}
 	conn, br := rawGet(t, s.url, "/tasks")
 	readRefusal(t, conn, br, "too many connections from this address", 2000, 4000)
+}
+
+// proxyPeer is the address the tests' "proxy" connects from.
+var proxyPeer = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+// forwardedStream opens a stream from local (nil: the default address)
+// with an X-Forwarded-For header (none when xff is ""), and returns its
+// connection and whether it got its state part; otherwise its answer, read
+// to its end, as "STATUS CONTENT-TYPE\nBODY".
+func forwardedStream(t *testing.T, local *net.TCPAddr, addr, xff string) (net.Conn, bool, string) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != nil {
+		d.LocalAddr = local
+	}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	header := "GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n"
+	if xff != "" {
+		header += "X-Forwarded-For: " + xff + "\r\n"
+	}
+	if _, err := io.WriteString(conn, header+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return conn, false, err.Error()
+	}
+	answer := fmt.Sprintf("%d %s\n", resp.StatusCode, resp.Header.Get("Content-Type"))
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		answer += line
+		if line == "event:ready\n" {
+			_ = conn.SetDeadline(time.Time{})
+			return conn, true, answer
+		}
+		if err != nil {
+			return conn, false, answer
+		}
+	}
+}
+
+var forwardedRefusal = regexp.MustCompile(`^200 text/event-stream\n: too many connections from this address\nretry:\d+\n\n$`)
+
+// checkPerAddressRefusal fails t unless answer (forwardedStream's) is the
+// refusal of a stream over its address's cap.
+func checkPerAddressRefusal(t *testing.T, answer string) {
+	t.Helper()
+	if !forwardedRefusal.MatchString(answer) {
+		t.Fatalf("answer %q, want the 200 refusal: too many connections from this address", answer)
+	}
+}
+
+// Behind a proxy every connection comes from the proxy's address, so the
+// per-address cap refused the whole site's 1001st client. Connections from
+// a trusted proxy are now not capped per address; each stream through one
+// counts against its forwarded client address, for as long as it lives:
+// one address is capped, another is not capped by it, and a closed stream
+// gives its place back. (Without TrustedProxies the fourth stream below,
+// from the proxy's one address, was refused at accept.)
+func TestTrustedProxyCapsPerForwardedAddress(t *testing.T) {
+	for _, noHijack := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHijack=%v", noHijack), func(t *testing.T) {
+			s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+				c.MaxConnectionsPerIP, c.NoHijack = 2, noHijack
+				c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+			}})
+			s.produce("tasks", rec(0, "a", "1"))
+			addr := strings.TrimPrefix(s.url, "http://")
+
+			first, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+			if !ok {
+				t.Fatal("first stream of 198.51.100.7 refused")
+			}
+			// The rightmost address not a trusted proxy is the client.
+			if _, ok, _ := forwardedStream(t, proxyPeer, addr, "203.0.113.50, 198.51.100.7, 127.0.0.2"); !ok {
+				t.Fatal("second stream of 198.51.100.7 refused")
+			}
+			_, ok, got := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+			if ok {
+				t.Fatal("third stream of 198.51.100.7 served, over its cap of 2")
+			}
+			checkPerAddressRefusal(t, got)
+			for i := range 2 {
+				if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.8"); !ok {
+					t.Fatalf("stream %d of 198.51.100.8 refused: capped by 198.51.100.7's", i+1)
+				}
+			}
+			if n := s.refusals(s.edgeReg, "max_connections_per_ip"); n != 1 {
+				t.Fatalf("refusals{max_connections_per_ip} = %v, want 1", n)
+			}
+			if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+				t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+			}
+			if g := s.gauge("ssekafka_edge_open_connections"); g != 4 {
+				t.Fatalf("open_connections = %v, want the proxy's 4 streams counted in the total", g)
+			}
+
+			_ = first.Close()
+			eventually(t, 10*time.Second, "198.51.100.7 served once one of its streams closed", func() bool {
+				_, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7")
+				return ok
+			})
+			// A malformed header counts against the proxy: its own two, then refused.
+			for i := range 2 {
+				if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7, not-an-address"); !ok {
+					t.Fatalf("malformed stream %d refused", i+1)
+				}
+			}
+			if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.9, not-an-address"); ok {
+				t.Fatal("third malformed stream served: not counted against the proxy")
+			}
+		})
+	}
+}
+
+// An untrusted peer's X-Forwarded-For is never read: its connections are
+// capped by its own address whatever it claims, and what it claims costs
+// the claimed address nothing.
+func TestUntrustedForwardedForChangesNothing(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.MaxConnectionsPerIP = 2
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	}})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+	for i, forged := range []string{"198.51.100.7", "198.51.100.7, 127.0.0.2"} {
+		if _, ok, _ := forwardedStream(t, nil, addr, forged); !ok {
+			t.Fatalf("untrusted stream %d refused", i+1)
+		}
+	}
+	_, ok, got := forwardedStream(t, nil, addr, "203.0.113.99")
+	if ok {
+		t.Fatal("a third stream from 127.0.0.1 served: its forged X-Forwarded-For was believed")
+	}
+	checkPerAddressRefusal(t, got)
+	if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+		t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+	}
+	for i := range 2 {
+		if _, ok, _ := forwardedStream(t, proxyPeer, addr, "198.51.100.7"); !ok {
+			t.Fatalf("stream %d of 198.51.100.7 through the proxy refused: the forgeries were counted against it", i+1)
+		}
+	}
+}
+
+// Through a real reverse proxy (net/http/httputil's, which like nginx
+// appends the address it was connected from to any X-Forwarded-For it was
+// sent), from two browser addresses: each is capped by its own address, a
+// browser that forges the header is still capped by its own, and the
+// refusal reaches the browser as the 200 it comes back from.
+func TestTrustedReverseProxyCapsEachBrowser(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.MaxConnectionsPerIP = 2
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	}})
+	s.produce("tasks", rec(0, "a", "1"))
+	target, _ := url.Parse(s.url)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	proxy.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: proxyPeer}).DialContext}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := &http.Server{Handler: proxy}
+	go func() { _ = front.Serve(ln) }()
+	t.Cleanup(func() { _ = front.Close() })
+	proxyAddr := ln.Addr().String()
+
+	browser3 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}
+	browser4 := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)}
+	for i := range 2 {
+		if _, ok, got := forwardedStream(t, browser3, proxyAddr, ""); !ok {
+			t.Fatalf("stream %d of 127.0.0.3 refused: %q", i+1, got)
+		}
+	}
+	_, ok, got := forwardedStream(t, browser3, proxyAddr, "198.51.100.1")
+	if ok {
+		t.Fatal("a third stream of 127.0.0.3 served: its forged X-Forwarded-For was believed")
+	}
+	checkPerAddressRefusal(t, got)
+	for i := range 2 {
+		if _, ok, got := forwardedStream(t, browser4, proxyAddr, ""); !ok {
+			t.Fatalf("stream %d of 127.0.0.4 refused, capped by 127.0.0.3's: %q", i+1, got)
+		}
+	}
 }

@@ -86,7 +86,7 @@ func New(cfg Config) (*Edge, error) {
 		cfg:      cfg,
 		log:      ratelog.Wrap(cfg.Logger), // over-limit connections may repeat without end
 		tlsLog:   ratelog.Wrap(cfg.Logger),
-		limiter:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
+		limiter:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.TrustedProxies),
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),

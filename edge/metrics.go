@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "refusals_total",
 			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		connectionsRefused: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "connections_refused_total",
-			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
+			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), and streams through a trusted proxy over their client address's limit, by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
 			Help: "Time a stream waited for a setup worker.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 		drainClosed:        c("drain_closed_total", "Streams closed by a drain, each after a final retry."),

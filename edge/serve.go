@@ -186,6 +186,10 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	_, _ = br.Discard(len(head))
 	release() // an SSE client sends nothing after its GET
 	_ = conn.SetReadDeadline(time.Time{})
+	req.RemoteAddr = conn.RemoteAddr().String()
+	if e.refuseForwardedEarly(conn, req) {
+		return
+	}
 
 	watch := e.watchConn(conn)
 	if refusal := queue.push(setupRequest{conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {

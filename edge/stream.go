@@ -114,6 +114,21 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
+	// A stream through a trusted proxy counts against its client's address
+	// until it ends: when this handler returns, or once hijacked, when its
+	// connection closes.
+	releaseForwarded, ok := e.admitForwarded(r)
+	if !ok {
+		e.refuse(w, refuseMaxConnectionsPerIP)
+		return
+	}
+	if releaseForwarded != nil {
+		defer func() {
+			if releaseForwarded != nil {
+				releaseForwarded()
+			}
+		}()
+	}
 	endSetup := func() {}
 	defer func() { endSetup() }() // a slot taken below goes back however the setup ends
 	if _, onWorker := w.(*rawResponse); !onWorker {
@@ -194,6 +209,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 
 	e.metrics.connections.Inc()
 	cw, conn := e.startResponse(w, r)
+	if conn != nil && releaseForwarded != nil {
+		conn, releaseForwarded = &releasingConn{Conn: conn, release: releaseForwarded}, nil
+	}
 	if conn != nil {
 		defer func() {
 			if !handedOver {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,6 +27,13 @@ import (
 type composeFile struct {
 	Name     string                    `yaml:"name"`
 	Services map[string]composeService `yaml:"services"`
+	Networks map[string]struct {
+		IPAM struct {
+			Config []struct {
+				Subnet string `yaml:"subnet"`
+			} `yaml:"config"`
+		} `yaml:"ipam"`
+	} `yaml:"networks"`
 }
 
 type composeService struct {
@@ -39,6 +47,39 @@ type composeService struct {
 	Healthcheck map[string]any    `yaml:"healthcheck"`
 	Restart     string            `yaml:"restart"`
 	Volumes     []string          `yaml:"volumes"`
+	Networks    composeNetworks   `yaml:"networks"`
+}
+
+// composeNetworks is a service's networks, a list of names or a map of
+// names to their settings; only a fixed IPv4 address is read.
+type composeNetworks map[string]string
+
+func (n *composeNetworks) UnmarshalYAML(node *yaml.Node) error {
+	*n = composeNetworks{}
+	if node.Kind == yaml.SequenceNode {
+		var names []string
+		if err := node.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			(*n)[name] = ""
+		}
+		return nil
+	}
+	var m map[string]*struct {
+		IPv4Address string `yaml:"ipv4_address"`
+	}
+	if err := node.Decode(&m); err != nil {
+		return err
+	}
+	for name, v := range m {
+		if v != nil {
+			(*n)[name] = v.IPv4Address
+		} else {
+			(*n)[name] = ""
+		}
+	}
+	return nil
 }
 
 // mounted returns the file of the repository (relative to its root) that
@@ -143,34 +184,37 @@ func checkComposeIn(data []byte, root string) []error {
 	// config checks that a --config path is mounted from a file of the
 	// repository that parses, and that the secrets it reads from the
 	// environment are set on the service.
-	config := func(who string, s composeService, path string, needRoutes bool) {
+	config := func(who string, s composeService, path string, needRoutes bool) (*config, string) {
 		if path == "" {
 			bad("%s: no --config: it would run without NATS credentials", who)
-			return
+			return nil, ""
 		}
 		file := s.mounted(path)
 		if file == "" {
 			bad("%s: --config %s is not mounted from the repository", who, path)
-			return
+			return nil, ""
 		}
 		data, err := os.ReadFile(filepath.Join(root, file))
 		if err != nil {
 			bad("%s: %v", who, err)
-			return
+			return nil, ""
 		}
 		cfg, err := parseConfig(data, needRoutes)
 		if err != nil {
 			bad("%s: %s: %v", who, file, err)
-			return
+			return nil, ""
 		}
 		if cfg.NATS.Credentials.Password == nil {
 			bad("%s: %s gives no NATS password", who, file)
-			return
+			return cfg, file
 		}
 		if env := cfg.NATS.Credentials.Password.Env; env != "" && s.Environment[env] == "" {
 			bad("%s: %s reads $%s, which the service does not set", who, file, env)
 		}
+		return cfg, file
 	}
+	// The load balancer's fixed address, which the edges trust as a proxy.
+	lbAddr := checkLBAddress(f, bad)
 	for name, s := range f.Services {
 		if strings.Contains(name, "zookeeper") {
 			bad("service %s: KRaft needs no ZooKeeper", name)
@@ -332,7 +376,17 @@ func checkComposeIn(data []byte, root string) []error {
 			bad("%s: command %q: flags refused", name, edge.Command)
 		default:
 			natsURL(name, fl.nats)
-			config(name, edge, fl.config, true)
+			if cfg, file := config(name, edge, fl.config, true); cfg != nil && lbAddr.IsValid() {
+				trusted := cfg.SSE.trustedProxies
+				if !slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(lbAddr) }) {
+					bad("%s: %s: sse.trustedProxies %q leaves out the load balancer's %v: every stream through it would count against one address", name, file, cfg.SSE.TrustedProxies, lbAddr)
+				}
+				for _, p := range trusted {
+					if p.Bits() < lbAddr.BitLen() {
+						bad("%s: %s: sse.trustedProxies %v trusts more than the load balancer: any container there could forge X-Forwarded-For", name, file, p)
+					}
+				}
+			}
 			if err := checkHostPort(fl.http); err != nil {
 				bad("%s: --http %q: %v", name, fl.http, err)
 			}
@@ -356,6 +410,29 @@ func checkComposeIn(data []byte, root string) []error {
 		checkGrafana(g, root, promPort, bad)
 	}
 	return errs
+}
+
+// checkLBAddress returns the load balancer's fixed address on the default
+// network, which must lie in the subnet the file gives that network.
+func checkLBAddress(f composeFile, bad func(string, ...any)) netip.Addr {
+	lb, ok := f.Services["lb"]
+	if !ok {
+		return netip.Addr{}
+	}
+	addr, err := netip.ParseAddr(lb.Networks["default"])
+	if err != nil {
+		bad("lb: no fixed ipv4_address on the default network (%v): the edges could not tell it as their trusted proxy", err)
+		return netip.Addr{}
+	}
+	var subnets []string
+	for _, c := range f.Networks["default"].IPAM.Config {
+		subnets = append(subnets, c.Subnet)
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Contains(addr) {
+			return addr
+		}
+	}
+	bad("lb: ipv4_address %v is not in the default network's subnets %q", addr, subnets)
+	return addr
 }
 
 type discard struct{}
@@ -399,6 +476,9 @@ func TestComposeCheckCatchesBrokenFiles(t *testing.T) {
 		{",\n              \"--admin\", \"0.0.0.0:9465\"]", "]", "edge-1: --admin"},
 		{"./deploy/caddy/Caddyfile:", "./deploy/caddy/Caddyfile.gone:", "service lb: volume ./deploy/caddy/Caddyfile.gone"},
 		{"image: caddy:2.10-alpine", "image: traefik:v3", "lb: image"},
+		{"        ipv4_address: 172.30.80.10\n", "", "lb: no fixed ipv4_address"},
+		{"ipv4_address: 172.30.80.10", "ipv4_address: 172.30.81.10", "lb: ipv4_address 172.30.81.10 is not in the default network's subnets"},
+		{"ipv4_address: 172.30.80.10", "ipv4_address: 172.30.80.11", "leaves out the load balancer's 172.30.80.11"},
 		{"GF_SECURITY_ADMIN_PASSWORD:", "GF_SECURITY_ADMIN_PASS:", "grafana: GF_SECURITY_ADMIN_PASSWORD not set"},
 		{"  prometheus:\n    image: prom/prometheus:v3.5.0\n", "  prometheus:\n", "service prometheus: no image and no build"},
 		{`"--name", "cache-2", "--replicas"`, `"--name", "cache-2", "--config", "/etc/x.yaml", "--replicas"`, "cache-2: --config /etc/x.yaml is not mounted"},
@@ -785,6 +865,8 @@ func TestComposeCheckCatchesBrokenConfigs(t *testing.T) {
 		{"deploy/nats/nats-server.conf", "    $SSEKAFKA_NATS_ROUTE_3\n", "", "nats-1: no cluster route to nats-3"},
 		{"deploy/nats/nats-server.conf", "port: 6222", "port: 6333", "is not at the cluster port 6333"},
 		{"deploy/nats/nats-server.conf", "user: edge\n", "user: edgy\n", "want cache and edge"},
+		{"deploy/edge.yaml", "trustedProxies: [172.30.80.10]", "trustedProxies: []", "leaves out the load balancer's 172.30.80.10"},
+		{"deploy/edge.yaml", "trustedProxies: [172.30.80.10]", "trustedProxies: [172.30.80.0/24]", "trusts more than the load balancer"},
 	} {
 		root := t.TempDir()
 		if err := os.CopyFS(filepath.Join(root, "deploy"), os.DirFS(filepath.Join(repo, "deploy"))); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -67,6 +68,10 @@ type sseConfig struct {
 	MaxConnections int `yaml:"maxConnections"`
 	// MaxConnectionsPerIP bounds one address's connections (an IPv6 /64's); 0: the default, 1000; -1: none.
 	MaxConnectionsPerIP int `yaml:"maxConnectionsPerIP"`
+	// TrustedProxies are the proxies in front of the edge (CIDRs or single
+	// addresses) whose X-Forwarded-For the per-address cap believes.
+	TrustedProxies []string       `yaml:"trustedProxies"`
+	trustedProxies []netip.Prefix // parsed by validate
 	// RetryMax (ms) bounds a refusal's retry; 0: the default.
 	RetryMax int `yaml:"retryMax"`
 	// Admin is the address of the admin listener (health, ready, metrics, drain); empty: none.
@@ -351,7 +356,32 @@ func (s *sseConfig) validate(at func(string) string) error {
 			return fmt.Errorf("%s: %w", at("sse.admin"), err)
 		}
 	}
+	s.trustedProxies = nil
+	for i, v := range s.TrustedProxies {
+		p, err := parseTrustedProxy(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at(fmt.Sprintf("sse.trustedProxies[%d]", i)), err)
+		}
+		s.trustedProxies = append(s.trustedProxies, p)
+	}
 	return nil
+}
+
+// parseTrustedProxy reads a CIDR ("10.0.0.0/8") or a single address (its
+// own /32 or /128).
+func parseTrustedProxy(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil || p.Addr().Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (10.0.0.0/8, fd00::/8) or an address", v)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (10.0.0.0/8, fd00::/8) or an address", v)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // offDuration is a duration that may also be written "off" (or 0, which

@@ -64,6 +64,8 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  maxConnections: -1\n", "line 2: sse.maxConnections: must not be negative"},
 		{"sse:\n  maxConnectionsPerIP: -2\n", "line 2: sse.maxConnectionsPerIP: must be -1"},
 		{"sse:\n  retryMax: 1000\n", "line 2: sse.retryMax: must be 0"},
+		{"sse:\n  trustedProxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/33\n", "line 4: sse.trustedProxies[1]: \"10.0.0.0/33\" is not a CIDR"},
+		{"sse:\n  trustedProxies: [caddy]\n", "line 2: sse.trustedProxies[0]: \"caddy\" is not a CIDR"},
 		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0"},
 		{"sse:\n  drainWindow: -1s\n", "line 2: sse.drainWindow: must not be negative"},
 		{"sse:\n  admin: nowhere\n", "line 2: sse.admin"},
@@ -90,6 +92,19 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("config %q: error %v, want it to contain %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// sse.trustedProxies takes CIDRs and single addresses, down to the edge's
+// prefixes.
+func TestTrustedProxiesParsed(t *testing.T) {
+	cfg, err := parseConfig([]byte("sse: {trustedProxies: [172.16.0.0/12, 127.0.0.2, 'fd00::/8']}\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(cfg.SSE.trustedProxies)
+	if want := "[172.16.0.0/12 127.0.0.2/32 fd00::/8]"; got != want {
+		t.Fatalf("trusted proxies %s, want %s", got, want)
 	}
 }
 

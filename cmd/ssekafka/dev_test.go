@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,12 +82,24 @@ func freeAddr(t *testing.T) string {
 type process struct {
 	lines chan string
 	cmd   *exec.Cmd
+
+	mu      sync.Mutex
+	log     strings.Builder
+	logLine int // lines written so far
 }
 
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startWrapped(t, nil, args...)
+}
+
+// startWrapped is start with the binary run by a wrapper command (such as
+// prlimit and its flags, ending in "--"), which execs it.
+func startWrapped(t *testing.T, wrapper []string, args ...string) *process {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, binary(t), args...)
+	argv := append(append(slices.Clone(wrapper), binary(t)), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 5 * time.Second
 	stdout, _ := cmd.StdoutPipe()
@@ -95,16 +108,15 @@ func start(t *testing.T, args ...string) *process {
 		t.Fatal(err)
 	}
 	p := &process{lines: make(chan string, 1024), cmd: cmd}
-	var log strings.Builder
-	var mu sync.Mutex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			mu.Unlock()
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.logLine++
+			p.mu.Unlock()
 			select {
 			case p.lines <- sc.Text():
 			default:
@@ -116,12 +128,19 @@ func start(t *testing.T, args ...string) *process {
 		<-done
 		_ = cmd.Wait()
 		if t.Failed() {
-			mu.Lock()
-			t.Logf("ssekafka %s output:\n%s", strings.Join(args, " "), log.String())
-			mu.Unlock()
+			p.mu.Lock()
+			t.Logf("ssekafka %s output:\n%s", strings.Join(args, " "), p.log.String())
+			p.mu.Unlock()
 		}
 	})
 	return p
+}
+
+// logLines is how many lines the process has written.
+func (p *process) logLines() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logLine
 }
 
 func (p *process) waitFor(t *testing.T, substr string) {

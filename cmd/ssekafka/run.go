@@ -239,6 +239,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		SetupQueue:          cfg.SSE.SetupQueue,
 		MaxConnections:      cfg.SSE.MaxConnections,
 		MaxConnectionsPerIP: cfg.SSE.MaxConnectionsPerIP,
+		TrustedProxies:      cfg.SSE.trustedProxies,
 		ReleaseAfterBurst:   cfg.SSE.ReleaseAfterBurst,
 		Guards:              guards,
 		CORS:                cfg.SSE.CORS.edge(),
