@@ -34,15 +34,22 @@ type Cluster struct {
 // Option changes what StartCluster starts.
 type Option func(*options)
 
-type options struct{ noCache bool }
+type options struct {
+	noCache    bool
+	maxPayload int32
+}
 
 // WithoutCache starts no cache node: the caller starts its own.
 func WithoutCache() Option { return func(o *options) { o.noCache = true } }
 
+// WithNATSMaxPayload sets the NATS server's max payload (default 8 MiB; a
+// stock server's is 1 MiB).
+func WithNATSMaxPayload(n int32) Option { return func(o *options) { o.maxPayload = n } }
+
 // StartCluster starts kfake with topic (compacted, partitions), nats-server,
 // a cache node and an edge serving /t on the topic.
 func StartCluster(ctx context.Context, topic string, partitions int32, opts ...Option) (*Cluster, error) {
-	var o options
+	o := options{maxPayload: 8 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -62,7 +69,7 @@ func StartCluster(ctx context.Context, topic string, partitions int32, opts ...O
 	if err := devstack.CreateCompactedTopics(ctx, c.Brokers, partitions, topic); err != nil {
 		return nil, err
 	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
+	ns, err := devstack.StartNATSMaxPayload("127.0.0.1:0", o.maxPayload)
 	if err != nil {
 		return nil, err
 	}
