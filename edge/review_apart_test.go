@@ -1,0 +1,183 @@
+package edge_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// A JSON read answered to an allowed origin keeps the Vary: Origin that
+// CORS added: a shared cache that keyed it on Accept alone would hand one
+// origin's Access-Control-Allow-Origin to another's page, which the browser
+// then refuses. The ETag stays readable by the page on 200 and 304.
+func TestKeyReadKeepsVaryOrigin(t *testing.T) {
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.CORS = &edge.CORS{Origins: []string{"https://app.example.com"}}
+	}})
+	s.produce("tasks", withEtag(rec(0, "a", `{"n":1}`), "rev-1"))
+	origin := http.Header{"Origin": {"https://app.example.com"}}
+	for _, inm := range []string{"", `"rev-1"`} {
+		h := origin.Clone()
+		if inm != "" {
+			h.Set("If-None-Match", inm)
+		}
+		status, got, _ := s.getJSON(http.MethodGet, "/tasks/a", h)
+		vary := strings.Join(got.Values("Vary"), ", ")
+		if (status != 200 && status != 304) || !strings.Contains(vary, "Origin") || !strings.Contains(vary, "Accept") {
+			t.Fatalf("If-None-Match %q: %d, Vary %q: want Origin and Accept", inm, status, vary)
+		}
+		if got.Get("Access-Control-Allow-Origin") != "https://app.example.com" || !strings.Contains(got.Get("Access-Control-Expose-Headers"), "ETag") {
+			t.Fatalf("If-None-Match %q: CORS headers %v", inm, got)
+		}
+	}
+}
+
+// An etag header may hold a comma (an RFC 9110 etagc): If-None-Match
+// naming that entity tag is a 304, as for any other.
+func TestKeyReadIfNoneMatchEtagWithComma(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1})
+	s.produce("tasks", withEtag(rec(0, "a", `{"n":1}`), "v1,2"))
+	status, h, _ := s.getJSON(http.MethodGet, "/tasks/a", nil)
+	if status != 200 || h.Get("ETag") != `"v1,2"` {
+		t.Fatalf("read: %d, ETag %q", status, h.Get("ETag"))
+	}
+	for _, inm := range []string{`"v1,2"`, `"x", "v1,2"`, `W/"v1,2"`} {
+		if status, _, _ := s.getJSON(http.MethodGet, "/tasks/a", http.Header{"If-None-Match": {inm}}); status != 304 {
+			t.Fatalf("If-None-Match %s: %d, want 304", inm, status)
+		}
+	}
+	// A list whose parts are other tags is not a match.
+	if status, _, _ := s.getJSON(http.MethodGet, "/tasks/a", http.Header{"If-None-Match": {`"v1", "2"`}}); status != 200 {
+		t.Fatalf(`If-None-Match "v1", "2": %d, want 200`, status)
+	}
+}
+
+// q=0 in any of its spellings (RFC 9110: up to three decimals) says
+// "not acceptable": such an Accept is not a JSON read.
+func TestKeyReadAcceptQZeroSpellings(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1})
+	s.produce("tasks", rec(0, "a", `{"n":1}`))
+	for _, accept := range []string{"application/json;q=0", "application/json;q=0.00", "application/json; q=0.000", "application/json;Q=0"} {
+		req, err := http.NewRequest(http.MethodGet, s.url+"/tasks/a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", accept)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		ct := resp.Header.Get("Content-Type")
+		_ = resp.Body.Close()
+		cancel()
+		if strings.HasPrefix(ct, "application/json") {
+			t.Fatalf("Accept %q: a JSON read (%d %s), want the stream", accept, resp.StatusCode, ct)
+		}
+	}
+}
+
+// A state page's budget (the bytes asked for) bounds what an edge holds
+// for it, values sent apart included: the edge reads every apart value of
+// a page into memory before it delivers the page, so a page of many small
+// apart records (each only its length on the wire) must not stand for many
+// times the budget. Here 20 values of 100 KiB at a 64 KiB max payload and
+// 256 KiB pages.
+func TestStatePageBoundsApartValues(t *testing.T) {
+	const pageBytes, valueSize, count = 256 << 10, 100 << 10, 20
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10})
+	var recs []*kgo.Record
+	for i := range count {
+		recs = append(recs, rec(0, "k"+string(rune('a'+i)), bigValue("v", valueSize)))
+	}
+	s.produce("tasks", recs...)
+
+	req := proto.AppendStateRequest(nil, &proto.StateRequest{Since: 0, MaxBytes: pageBytes})
+	msg, err := s.nc.Request(proto.Subjects{Prefix: "ssekafka"}.State("tasks", 0), req, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := proto.DecodeStatePage(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for _, r := range page.Records {
+		held += len(r.Value) + r.ValueLen
+	}
+	if len(page.Records) > 1 && held > pageBytes {
+		t.Fatalf("a page of %d records (%d apart) stands for %d bytes of values, over its %d byte budget",
+			len(page.Records), countApart(page.Records), held, pageBytes)
+	}
+	// And every value still reaches a new client.
+	evs := messages(s.connect("/tasks", nil).untilReady())
+	if len(evs) != count {
+		t.Fatalf("new client: %d records, want %d", len(evs), count)
+	}
+	for _, ev := range evs {
+		if len(ev.Data) != valueSize {
+			t.Fatalf("a value of %d bytes, want %d", len(ev.Data), valueSize)
+		}
+	}
+}
+
+func countApart(recs []proto.Record) int {
+	n := 0
+	for _, r := range recs {
+		if r.ValueApart {
+			n++
+		}
+	}
+	return n
+}
+
+// A record whose headers (not its value) are over the max payload cannot
+// go apart: it must not stop its partition for every client (the state
+// page that holds it cannot be sent, so a new client never gets ready,
+// and a record after it never arrives live).
+func TestOversizedHeadersDoNotStopPartition(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10})
+	s.produce("tasks", rec(0, "before", "v0"))
+	live := s.connect("/tasks", nil)
+	if evs := messages(live.untilReady()); len(evs) != 1 {
+		t.Fatalf("state: %+v", evs)
+	}
+	fat := rec(0, "fat", "small value")
+	fat.Headers = []kgo.RecordHeader{{Key: "trace", Value: []byte(bigValue("h", 100<<10))}}
+	s.produce("tasks", fat, rec(0, "after", "v2"))
+
+	// The live client gets at least the record after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev, err := live.next(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("live: no record after the one with 100 KiB of headers: %v", err)
+		}
+		if ev.Event == "" && ev.HasData && ev.Data == "v2" {
+			break
+		}
+	}
+	// And a new client gets ready.
+	fresh, status := s.open("/tasks", nil)
+	if status != http.StatusOK {
+		t.Fatalf("new client: %d", status)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		ev, err := fresh.next(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("new client: not ready: %v", err)
+		}
+		if ev.Event == "ready" {
+			return
+		}
+	}
+}
