@@ -74,7 +74,7 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 	etag := found.entityTag()
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-cache")
-	h.Set("Vary", "Accept")
+	h.Add("Vary", "Accept") // beside CORS's Vary: Origin
 	if t := found.rec.TimeMs; t > 0 {
 		h.Set("Last-Modified", time.UnixMilli(t).UTC().Format(http.TimeFormat))
 	}
