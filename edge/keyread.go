@@ -121,14 +121,35 @@ func validETag(s string) bool {
 }
 
 // noneMatch reports whether If-None-Match values name etag (weak
-// comparison, as RFC 9110 asks of If-None-Match), or are "*".
+// comparison, as RFC 9110 asks of If-None-Match), or are "*". The values
+// are lists of entity tags, which may hold commas: they are read tag by
+// tag, not split at commas; a malformed list matches nothing after the
+// fault.
 func noneMatch(values []string, etag string) bool {
 	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			t = strings.TrimSpace(t)
-			if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+		if strings.TrimSpace(v) == "*" {
+			return true
+		}
+		for rest := v; ; {
+			rest = strings.TrimLeft(rest, " \t,")
+			if rest == "" {
+				break
+			}
+			weak := strings.HasPrefix(rest, "W/")
+			if weak {
+				rest = rest[2:]
+			}
+			if !strings.HasPrefix(rest, `"`) {
+				break
+			}
+			end := strings.IndexByte(rest[1:], '"')
+			if end < 0 {
+				break
+			}
+			if rest[:end+2] == etag {
 				return true
 			}
+			rest = rest[end+2:]
 		}
 	}
 	return false
