@@ -27,7 +27,7 @@ func wantsJSON(r *http.Request) bool {
 	for _, accept := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(accept, ",") {
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil || params["q"] == "0" || params["q"] == "0.0" {
+			if err != nil || refused(params["q"]) {
 				continue
 			}
 			switch mt {
@@ -39,6 +39,16 @@ func wantsJSON(r *http.Request) bool {
 		}
 	}
 	return json && !stream
+}
+
+// refused reports whether an Accept q value is zero, in any of its
+// spellings ("0", "0.", "0.000"); a q that does not parse is not a refusal.
+func refused(q string) bool {
+	if q == "" {
+		return false
+	}
+	f, err := strconv.ParseFloat(q, 64)
+	return err == nil && f == 0
 }
 
 // readKey answers a JSON read of topic under filters.
