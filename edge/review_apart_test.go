@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -180,4 +181,108 @@ func TestOversizedHeadersDoNotStopPartition(t *testing.T) {
 			return
 		}
 	}
+}
+
+// A JSON read of a value sent apart goes on when the node answering its
+// parts is killed halfway (two nodes hold each partition): the parts come
+// from the other holder, and the reader gets the whole value, not a 503.
+func TestKeyReadSurvivesHolderKilledMidRead(t *testing.T) {
+	s := newStack(t, stackOptions{noCache: true, maxPayload: 64 << 10})
+	a := s.addCacheMember("a")
+	settled(t, 1, a)
+	b := s.addCacheMember("b", a.members.Addr())
+	settled(t, 2, a, b)
+	value := bigValue("big", 4<<20) // some 70 parts of 60 KiB
+	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
+	eventually(t, 10*time.Second, "both nodes hold the value", func() bool {
+		status, _, body := s.getJSON(http.MethodGet, "/tasks/big", nil)
+		return status == 200 && body == value
+	})
+	start := time.Now()
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/big", nil); status != 200 || body != value {
+		t.Fatalf("read: %d, %d bytes", status, len(body))
+	}
+	t.Logf("one read of 4 MiB in 64 KiB parts: %v", time.Since(start))
+
+	type result struct {
+		status int
+		n      int
+		ok     bool
+	}
+	results := make(chan result, 1)
+	go func() {
+		status, _, body := s.getJSON(http.MethodGet, "/tasks/big", nil)
+		results <- result{status, len(body), body == value}
+	}()
+	// Kill the primary once the read has some 20 of its parts.
+	parts := s.counter(s.edgeReg, "ssekafka_edge_value_requests_total")
+	eventually(t, 10*time.Second, "the read halfway through its parts", func() bool {
+		return s.counter(s.edgeReg, "ssekafka_edge_value_requests_total") >= parts+20
+	})
+	primary, _ := a.members.Owners("tasks", 0)
+	for _, m := range []*cacheMember{a, b} {
+		if m.name == primary {
+			m.stop()
+		}
+	}
+	r := <-results
+	if r.status != 200 || !r.ok {
+		t.Fatalf("read with %s killed halfway: %d, %d bytes (whole: %v)", primary, r.status, r.n, r.ok)
+	}
+}
+
+// A key whose large value is overwritten while edges read its parts: a
+// JSON read answers with one whole value (never parts of two), and after
+// the writes stop the newest one.
+func TestKeyReadWhileValueOverwritten(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10})
+	big := s.bigProducer()
+	values := map[string]bool{}
+	for i := range 3 {
+		v := bigValue(fmt.Sprintf("gen%d", i), 2<<20)
+		values[v] = true
+		s.produceWith(big, "tasks", rec(0, "k", v))
+	}
+	stop := make(chan struct{})
+	wrote := make(chan string, 1)
+	go func() {
+		var last string
+		defer func() { wrote <- last }()
+		// 20 writes a second: a value overwritten about once per two reads.
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 3; i < 100; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			v := bigValue(fmt.Sprintf("gen%d", i), 2<<20)
+			r := rec(0, "k", v)
+			r.Topic = "tasks"
+			if err := big.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Error(err)
+				return
+			}
+			last = v
+		}
+	}()
+	statuses := map[int]int{}
+	for range 10 {
+		status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil)
+		statuses[status]++
+		if status == 200 && (len(body) != 2<<20 || !strings.HasPrefix(body, "gen") || strings.Count(body[:20], "gen") != 1) {
+			t.Fatalf("a read of %d bytes that is no one value (%.30q)", len(body), body)
+		}
+	}
+	close(stop)
+	last := <-wrote
+	t.Logf("reads while overwritten: %v", statuses)
+	if statuses[200] == 0 {
+		t.Errorf("no read got a value while the key was overwritten: %v", statuses)
+	}
+	eventually(t, 10*time.Second, "the newest value", func() bool {
+		status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil)
+		return status == 200 && (last == "" || body == last)
+	})
 }
