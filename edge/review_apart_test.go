@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -285,4 +286,108 @@ func TestKeyReadWhileValueOverwritten(t *testing.T) {
 		status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil)
 		return status == 200 && (last == "" || body == last)
 	})
+}
+
+// What one JSON read costs on a topic of many partitions: every partition
+// is asked (the producer's partitioner is not known).
+func TestKeyReadFanOutCost(t *testing.T) {
+	const partitions = 256
+	s := newStack(t, stackOptions{partitions: partitions})
+	s.produce("tasks", rec(7, "a", `{"n":1}`))
+	before := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total")
+	start := time.Now()
+	const reads = 20
+	for range reads {
+		if status, _, _ := s.getJSON(http.MethodGet, "/tasks/a", nil); status != 200 {
+			t.Fatalf("read: %d", status)
+		}
+	}
+	asked := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total") - before
+	t.Logf("%d partitions: %v a read, %.0f key requests a read", partitions, time.Since(start)/reads, asked/reads)
+	if asked/reads > partitions {
+		t.Fatalf("%.0f key requests a read", asked/reads)
+	}
+}
+
+// getJSONWith is getJSON through client (the stack's, for TLS and h2).
+func (s *stack) getJSONWith(client *http.Client, method, path string, h http.Header) (int, http.Header, string, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := client.Do(req.WithContext(ctx))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(body), resp.Proto
+}
+
+// A JSON read answers the same on the edge's own HTTP/1 path, under
+// net/http, and over HTTP/2 (TLS): keys with odd bytes, long keys, HEAD,
+// If-None-Match.
+func TestKeyReadSameOnEveryPath(t *testing.T) {
+	long := strings.Repeat("k", 16<<10)
+	keys := []string{"é ü", "a b", "x%y", long}
+	paths := map[string]string{"é ü": "/tasks/%C3%A9%20%C3%BC", "a b": "/tasks/a%20b", "x%y": "/tasks/x%25y", long: "/tasks/" + long}
+	type answer struct {
+		status int
+		etag   string
+		length string
+		body   string
+	}
+	answers := map[string][]answer{}
+	run := func(name string, s *stack, client *http.Client) {
+		for _, k := range keys {
+			s.produce("tasks", withEtag(rec(0, k, `"`+k[:min(len(k), 8)]+`"`), "e1"))
+		}
+		var got []answer
+		for _, k := range keys {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				for _, inm := range []string{"", `"e1"`} {
+					var h http.Header
+					if inm != "" {
+						h = http.Header{"If-None-Match": {inm}}
+					}
+					status, hdr, body, proto := s.getJSONWith(client, method, paths[k], h)
+					if name == "h2" && proto != "HTTP/2.0" {
+						t.Fatalf("h2: spoke %s", proto)
+					}
+					got = append(got, answer{status, hdr.Get("ETag"), hdr.Get("Content-Length"), body})
+				}
+			}
+		}
+		answers[name] = got
+	}
+	run("Edge.Serve", newStack(t, stackOptions{partitions: 1}), nil)
+	run("net/http", newStack(t, stackOptions{partitions: 1, viaNetHTTP: true}), nil)
+	h2, _, _ := tlsStack(t, true)
+	run("h2", h2, h2.client)
+	want := answers["net/http"]
+	for i, a := range want {
+		if a.status != 200 && a.status != 304 {
+			t.Errorf("net/http answer %d: %d %q", i, a.status, a.body)
+		}
+	}
+	for _, name := range []string{"Edge.Serve", "h2"} {
+		for i, a := range answers[name] {
+			if a != want[i] {
+				t.Errorf("%s answer %d: %+v, net/http: %+v", name, i, a, want[i])
+			}
+		}
+	}
 }
