@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -389,5 +390,67 @@ func TestKeyReadSameOnEveryPath(t *testing.T) {
 				t.Errorf("%s answer %d: %+v, net/http: %+v", name, i, a, want[i])
 			}
 		}
+	}
+}
+
+// With the edge's default MaxQueueBytes (8 MiB), a value over it (which
+// values sent apart now let through) followed by any other change reaches
+// a live client, a resuming one and a new one: "one frame always fits"
+// (DESIGN rule 10) must hold beside a small frame too, or each reconnect
+// gets the same two frames and is cut off again, for ever.
+func TestValueOverMaxQueueBytesReachesClients(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 1 << 20})
+	s.produce("tasks", rec(0, "small", "v0"))
+	live := s.connect("/tasks", nil)
+	evs := messages(live.untilReady())
+	before := evs[0].ID
+	value := bigValue("big", 9<<20)
+	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
+	s.produce("tasks", rec(0, "small", "v1"))
+	resumed := s.connect("/tasks", http.Header{"Last-Event-ID": {before}})
+	fresh := s.connect("/tasks", nil)
+	for name, c := range map[string]*sseClient{"live": live, "resumed": resumed, "new": fresh} {
+		gotBig, gotSmall := false, false
+		deadline := time.Now().Add(15 * time.Second)
+		for !gotBig || !gotSmall {
+			ev, err := c.next(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("%s client: %v (the 9 MiB value: %v, v1: %v)", name, err, gotBig, gotSmall)
+			}
+			gotBig = gotBig || ev.Data == value
+			gotSmall = gotSmall || ev.Data == "v1"
+		}
+	}
+}
+
+// A value sent apart that the cache no longer holds at hand is read back
+// from Kafka for every part; the edge's feed reads the parts on its one
+// goroutine, so a small change of another partition waits behind them.
+func TestApartReadBackDelaysOtherPartitions(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 2, maxPayload: 256 << 10,
+		cacheCfg: func(c *cache.Config) { c.MaxBytes, c.ApartBytes = 1<<20, 1 }}) // nothing kept at hand
+	s.produce("tasks", rec(1, "small", "v0"))
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+	big := s.bigProducer()
+	value := bigValue("big", 8<<20) // 32 parts, each a read back of 8 MiB
+	r := rec(0, "big", value)
+	r.Topic = "tasks"
+	if err := big.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s.produce("tasks", rec(1, "small", "v1"))
+	produced := time.Since(start)
+	for {
+		ev := nextMessage(live)
+		if ev.Data == "v1" {
+			break
+		}
+	}
+	waited := time.Since(start) - produced
+	t.Logf("a small change of partition 1 waited %v behind an 8 MiB value read back part by part", waited)
+	if waited > time.Second {
+		t.Fatalf("a small change of another partition waited %v", waited)
 	}
 }
