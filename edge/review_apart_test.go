@@ -454,3 +454,45 @@ func TestApartReadBackDelaysOtherPartitions(t *testing.T) {
 		t.Fatalf("a small change of another partition waited %v", waited)
 	}
 }
+
+// Values around the room of one message (the max payload less the
+// cache's slack), live and in a new client's state, and read as JSON,
+// each reach clients whole, inline or apart.
+func TestValuesAtTheRoomBoundary(t *testing.T) {
+	const maxPayload, slack = 64 << 10, 4 << 10
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: maxPayload})
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+	want := map[string]string{}
+	for d := -96; d <= 96; d += 8 {
+		k := fmt.Sprintf("k%+d", d)
+		want[k] = bigValue(k, maxPayload-slack+d)
+		s.produce("tasks", rec(0, k, want[k]))
+	}
+	got := map[string]bool{}
+	for len(got) < len(want) {
+		ev := nextMessage(live)
+		for k, v := range want {
+			if ev.Data == v {
+				got[k] = true
+			}
+		}
+	}
+	evs := messages(s.connect("/tasks", nil).untilReady())
+	if len(evs) != len(want) {
+		t.Fatalf("new client: %d records, want %d", len(evs), len(want))
+	}
+	for _, ev := range evs {
+		if len(ev.Data) < maxPayload-slack-96 {
+			t.Fatalf("new client: a value of %d bytes", len(ev.Data))
+		}
+	}
+	for k, v := range want {
+		if status, _, body := s.getJSON(http.MethodGet, "/tasks/"+k, nil); status != 200 || body != v {
+			t.Fatalf("JSON read of %s: %d, %d bytes, want %d", k, status, len(body), len(v))
+		}
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n == 0 {
+		t.Fatal("no record went apart: the test is not at the boundary")
+	}
+}
