@@ -13,6 +13,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -494,5 +495,59 @@ func TestValuesAtTheRoomBoundary(t *testing.T) {
 	}
 	if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n == 0 {
 		t.Fatal("no record went apart: the test is not at the boundary")
+	}
+}
+
+// A topic deleted and created again starts its offsets at 0: a value sent
+// apart by the old topic must not stand for the new topic's record at the
+// same offset (the cache keeps values sent apart by topic, partition and
+// offset, and one already kept was not replaced).
+func TestRecreatedTopicServesItsOwnApartValue(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, cacheCfg: fastTopicChecks})
+	oldValue, newValue := bigValue("old", 200<<10), bigValue("new", 200<<10)
+	s.produce("tasks", rec(0, "k", oldValue))
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != 200 || body != oldValue {
+		t.Fatalf("old topic: %d, %d bytes", status, len(body))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.adm().DeleteTopics(ctx, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "topic deleted", func() bool {
+		td, err := s.adm().ListTopics(ctx, "tasks")
+		return err == nil && !td.Has("tasks")
+	})
+	if err := devstack.CreateCompactedTopics(ctx, s.brokers, 1, "tasks"); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	r := rec(0, "k", newValue)
+	r.Topic = "tasks"
+	if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Offset != 0 {
+		t.Fatalf("the new topic's record at %d, want 0", r.Offset)
+	}
+	var status int
+	var body string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if status, _, body = s.getJSON(http.MethodGet, "/tasks/k", nil); status == 200 && body == newValue {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // poll pacing
+	}
+	if status != 200 || body != newValue {
+		t.Fatalf("new topic: %d, %d bytes, the old value: %v", status, len(body), body == oldValue)
+	}
+	evs := messages(s.connect("/tasks", nil).untilReady())
+	if len(evs) != 1 || evs[0].Data != newValue {
+		t.Fatalf("new client of the new topic: %d records, the old value: %v", len(evs), len(evs) == 1 && evs[0].Data == oldValue)
 	}
 }
