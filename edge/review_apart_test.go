@@ -14,6 +14,7 @@ import (
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
+	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -536,13 +537,12 @@ func TestRecreatedTopicServesItsOwnApartValue(t *testing.T) {
 	}
 	var status int
 	var body string
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if status, _, body = s.getJSON(http.MethodGet, "/tasks/k", nil); status == 200 && body == newValue {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // poll pacing
-	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	_ = poll.Wait(wctx, 100*time.Millisecond, func() bool {
+		status, _, body = s.getJSON(http.MethodGet, "/tasks/k", nil)
+		return status == 200 && body == newValue
+	})
 	if status != 200 || body != newValue {
 		t.Fatalf("new topic: %d, %d bytes, the old value: %v", status, len(body), body == oldValue)
 	}
