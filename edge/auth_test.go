@@ -472,7 +472,7 @@ func TestCORS(t *testing.T) {
 					t.Fatalf("%s: Allow-Credentials %q", tc.name, rh.Get("Access-Control-Allow-Credentials"))
 				}
 				if tc.method == "OPTIONS" && tc.allow != "" && (rh.Get("Access-Control-Allow-Methods") != "GET, POST" ||
-					rh.Get("Access-Control-Allow-Headers") != "authorization, content-type, last-event-id, x-ssekafka-stream" ||
+					rh.Get("Access-Control-Allow-Headers") != "authorization, content-type, last-event-id, x-ssekafka-stream, if-none-match" ||
 					rh.Get("Access-Control-Max-Age") != "600") {
 					t.Fatalf("preflight: %v", rh)
 				}
