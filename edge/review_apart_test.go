@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -552,4 +555,53 @@ func TestRecreatedTopicServesItsOwnApartValue(t *testing.T) {
 	if len(evs) != 1 || evs[0].Data != newValue {
 		t.Fatalf("new client of the new topic: %d records, the old value: %v", len(evs), len(evs) == 1 && evs[0].Data == oldValue)
 	}
+}
+
+// What concurrent JSON reads of one large value cost the edge: each read
+// assembles the whole value on its own (no sharing between reads), so a
+// client that opens many costs as many copies. A measurement.
+func TestConcurrentKeyReadsOfALargeValueMemory(t *testing.T) {
+	const readers, size = 16, 10 << 20
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 1 << 20})
+	value := bigValue("big", size)
+	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	partsBefore := s.counter(s.edgeReg, "ssekafka_edge_value_requests_total")
+	for range readers {
+		wg.Go(func() {
+			status, _, body := s.getJSON(http.MethodGet, "/tasks/big", nil)
+			if status != 200 || len(body) != size {
+				t.Errorf("read: %d, %d bytes", status, len(body))
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	parts := s.counter(s.edgeReg, "ssekafka_edge_value_requests_total") - partsBefore
+	t.Logf("%d concurrent reads of a %d MiB value: heap in use rose by %d MiB at its peak (test process: edge, cache, clients), %.0f value parts asked",
+		readers, size>>20, (int64(peak.Load())-int64(base.HeapInuse))>>20, parts)
 }
