@@ -55,6 +55,13 @@ type recentValue struct {
 	value []byte
 }
 
+// apartKey names a value sent apart: by the topic's epoch too, since a
+// topic deleted and created again starts its offsets at 0 anew, and an old
+// value kept at hand must not stand for the new record at its offset.
+func apartKey(t *topicState, partition int32, offset int64) string {
+	return fmt.Sprintf("%s@%d", valueKey(t.name, partition, offset), t.epoch)
+}
+
 func (r *recentValues) get(key string) ([]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -150,7 +157,7 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 // apart lately, the value cache, or read back from Kafka (then kept among
 // the recent ones). It is nil when Kafka no longer has the record.
 func (n *Node) valueAt(ctx context.Context, t *topicState, partition int32, offset int64) ([]byte, error) {
-	key := valueKey(t.name, partition, offset)
+	key := apartKey(t, partition, offset)
 	if v, ok := n.apart.get(key); ok {
 		return v, nil
 	}

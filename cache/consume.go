@@ -102,7 +102,7 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 		if r := &changes[i].Record; len(buf) > room && len(r.Value) > 0 {
 			// Too large for one message: the value goes apart, kept at
 			// hand for the edges that ask for it next.
-			n.apart.put(valueKey(t.name, ps.partition, r.Offset), r.Value)
+			n.apart.put(apartKey(t, ps.partition, r.Offset), r.Value)
 			r.ValueApart, r.ValueLen, r.Value = true, len(r.Value), nil
 			buf = proto.AppendChange(buf[:0], &changes[i])
 			n.metrics.recordsApart.Inc()

@@ -123,13 +123,17 @@ func (s *partitionState) apply(r *proto.Record) bool {
 // until their size with values reaches maxBytes (at least one record), and
 // whether more follow. Values not in the index are nil: see fillValues. A
 // record larger than room (one message's worth) goes with its value apart,
-// counted without it. The caller holds mu for reading.
+// and still counts with its value: an edge reads every apart value of a
+// page into memory before it delivers the page, so maxBytes bounds what a
+// page stands for, not only its message (with maxBytes <= room, as
+// handleState asks, such a record goes alone). The caller holds mu for
+// reading.
 func (s *partitionState) page(since int64, maxBytes, room int) (recs []proto.Record, more bool) {
 	size := 0
 	s.byOffset.AscendGreaterOrEqual(&entry{rec: proto.Record{Offset: since}}, func(e *entry) bool {
 		r, n := e.rec, e.size()
 		if n > room && e.valueLen > 0 {
-			r.ValueApart, r.ValueLen, n = true, e.valueLen, e.rec.Size()
+			r.ValueApart, r.ValueLen = true, e.valueLen
 		}
 		if len(recs) > 0 && size+n > maxBytes {
 			more = true

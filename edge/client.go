@@ -17,6 +17,9 @@ type client struct {
 
 	queueBytes   int // held by queue; guarded by mu
 	pendingBytes int // held by pending; guarded by mu
+	// pendingLargest is pending's largest frame (guarded by mu): one frame
+	// is not counted against maxBytes, however large.
+	pendingLargest int
 
 	mu       sync.Mutex
 	wake     chan struct{} // capacity 1: "something to do"; only for a connection not hijacked
@@ -95,19 +98,26 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 		if len(c.queue) > c.maxQueue || c.queueBytes > c.maxBytes {
 			c.queue, conflated = conflate(c.queue)
 			c.queueBytes = 0
+			largest := 0
 			for i := range c.queue {
 				c.queueBytes += len(c.queue[i].buf)
+				largest = max(largest, len(c.queue[i].buf))
 			}
 			// One frame always fits, however large: a record Kafka accepted
-			// must reach a client that reads (DESIGN rule 10).
-			if len(c.queue) > 1 && (len(c.queue) > c.maxQueue/2 || c.queueBytes > c.maxBytes/2) {
+			// must reach a client that reads (DESIGN rule 10), also beside
+			// others (a value over maxBytes and the change after it would
+			// cut the client off at every reconnect). The largest frame is
+			// not counted: a client holds at most maxBytes/2 and one frame.
+			if len(c.queue) > 1 && (len(c.queue) > c.maxQueue/2 || c.queueBytes-largest > c.maxBytes/2) {
 				c.overflow = true // too many distinct keys behind
 				c.dropLocked()
 			}
 		}
-	case len(c.pending) == 0 || len(c.pending) < c.maxQueue && c.pendingBytes+len(q.buf) <= c.maxBytes:
+	case len(c.pending) == 0 || len(c.pending) < c.maxQueue && c.pendingBytes+len(q.buf)-max(c.pendingLargest, len(q.buf)) <= c.maxBytes:
+		// As for the queue, the largest frame is not counted.
 		c.pending = append(c.pending, pendingFrame{partition, offset, q})
 		c.pendingBytes += len(q.buf)
+		c.pendingLargest = max(c.pendingLargest, len(q.buf))
 	default:
 		c.overflow = true
 		c.dropLocked()
@@ -126,7 +136,7 @@ func (c *client) dropLocked() {
 	if iv := c.takeLocked(); iv != nil {
 		putIovecs(iv)
 	}
-	c.pending, c.pendingBytes = nil, 0
+	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
 }
 
 // conflate keeps, of q's keyed frames, only the last per key, in order, and

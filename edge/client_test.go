@@ -141,7 +141,13 @@ func TestClientBoundedInBytes(t *testing.T) {
 		if _, overflow, _ := c.take(); overflow {
 			t.Fatal("overflow below the bound")
 		}
+		// The largest frame is not counted (one frame always fits): a
+		// fifth fits too, a sixth is over.
 		c.push(0, 4, big("a", 4))
+		if _, overflow, _ := c.take(); overflow {
+			t.Fatal("overflow at the bound beside one frame")
+		}
+		c.push(0, 5, big("a", 5))
 		if _, overflow, _ := c.take(); !overflow || c.pending != nil {
 			t.Fatalf("want overflow with pending dropped, got overflow=%v pending=%d", overflow, len(c.pending))
 		}

@@ -636,7 +636,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 			c.appendLocked(pf.queued)
 		}
 	}
-	c.pending, c.pendingBytes = nil, 0
+	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
 	for p, o := range f.progress.Offsets {
 		if p < len(at.Offsets) {
 			at.Offsets[p] = max(at.Offsets[p], o)

@@ -27,7 +27,7 @@ func wantsJSON(r *http.Request) bool {
 	for _, accept := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(accept, ",") {
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err != nil || params["q"] == "0" || params["q"] == "0.0" {
+			if err != nil || refused(params["q"]) {
 				continue
 			}
 			switch mt {
@@ -39,6 +39,16 @@ func wantsJSON(r *http.Request) bool {
 		}
 	}
 	return json && !stream
+}
+
+// refused reports whether an Accept q value is zero, in any of its
+// spellings ("0", "0.", "0.000"); a q that does not parse is not a refusal.
+func refused(q string) bool {
+	if q == "" {
+		return false
+	}
+	f, err := strconv.ParseFloat(q, 64)
+	return err == nil && f == 0
 }
 
 // readKey answers a JSON read of topic under filters.
@@ -74,7 +84,7 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 	etag := found.entityTag()
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-cache")
-	h.Set("Vary", "Accept")
+	h.Add("Vary", "Accept") // beside CORS's Vary: Origin
 	if t := found.rec.TimeMs; t > 0 {
 		h.Set("Last-Modified", time.UnixMilli(t).UTC().Format(http.TimeFormat))
 	}
@@ -121,14 +131,35 @@ func validETag(s string) bool {
 }
 
 // noneMatch reports whether If-None-Match values name etag (weak
-// comparison, as RFC 9110 asks of If-None-Match), or are "*".
+// comparison, as RFC 9110 asks of If-None-Match), or are "*". The values
+// are lists of entity tags, which may hold commas: they are read tag by
+// tag, not split at commas; a malformed list matches nothing after the
+// fault.
 func noneMatch(values []string, etag string) bool {
 	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			t = strings.TrimSpace(t)
-			if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+		if strings.TrimSpace(v) == "*" {
+			return true
+		}
+		for rest := v; ; {
+			rest = strings.TrimLeft(rest, " \t,")
+			if rest == "" {
+				break
+			}
+			weak := strings.HasPrefix(rest, "W/")
+			if weak {
+				rest = rest[2:]
+			}
+			if !strings.HasPrefix(rest, `"`) {
+				break
+			}
+			end := strings.IndexByte(rest[1:], '"')
+			if end < 0 {
+				break
+			}
+			if rest[:end+2] == etag {
 				return true
 			}
+			rest = rest[end+2:]
 		}
 	}
 	return false
