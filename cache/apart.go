@@ -1,10 +1,11 @@
-// Values too large for one NATS message (issue 11): Kafka accepts a record
+// Records too large for one NATS message (issue 11): Kafka accepts a record
 // far over NATS's max payload (a 10 MiB value compresses under Kafka's 1 MB
-// limit), and one change or state page that cannot be published stops its
-// partition for every client. Such a value travels apart: the change or page
-// carries the record with ValueApart and the value's length, and edges read
-// the value in parts (proto.ValueRequest) on the partition's state subject,
-// so no new subject or permission is needed.
+// limit; keys and headers may be large too), and one change or state page
+// that cannot be published stops its partition for every client. Such a
+// record travels apart: the change or page carries a stub (offset, time,
+// flags, the value's length), and edges read the record's encoding in parts
+// (proto.ValueRequest) on the partition's state subject, so no new subject
+// or permission is needed.
 
 package cache
 
@@ -123,44 +124,67 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	}
 	e, held := ps.byOffset.Get(&entry{rec: proto.Record{Offset: q.Offset}})
 	ps.mu.RUnlock()
-	if !held || e.rec.Tombstone {
+	if !held {
 		part.Status, part.Error = proto.StatusGone, "no longer the key's latest record"
 		reply(&part)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	value, err := n.valueAt(ctx, t, ps.partition, q.Offset)
+	enc, err := n.encodedApart(ctx, t, ps.partition, e)
 	switch {
 	case err != nil:
 		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)
 		part.Status, part.Error = proto.StatusError, err.Error()
-	case value == nil:
+	case enc == nil:
 		part.Status, part.Error = proto.StatusGone, "no longer in Kafka"
-	case len(value) != e.valueLen:
-		part.Status, part.Error = proto.StatusError, fmt.Sprintf("value of %d bytes read, %d held", len(value), e.valueLen)
-	case q.From > len(value):
-		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the value's %d bytes", q.From, len(value))
+	case q.From > len(enc):
+		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the record's %d bytes", q.From, len(enc))
 	default:
 		room := n.messageRoom()
 		if q.MaxBytes > 0 {
 			room = min(room, q.MaxBytes)
 		}
-		part.Status, part.Total, part.From = proto.StatusOK, len(value), q.From
-		part.Data = value[q.From:min(len(value), q.From+room)]
+		part.Status, part.Total, part.From = proto.StatusOK, len(enc), q.From
+		part.Data = enc[q.From:min(len(enc), q.From+room)]
 		n.metrics.valueParts.Inc()
 	}
 	reply(&part)
 }
 
-// valueAt returns the value of the record at offset: from the values sent
-// apart lately, the value cache, or read back from Kafka (then kept among
-// the recent ones). It is nil when Kafka no longer has the record.
-func (n *Node) valueAt(ctx context.Context, t *topicState, partition int32, offset int64) ([]byte, error) {
-	key := apartKey(t, partition, offset)
-	if v, ok := n.apart.get(key); ok {
-		return v, nil
+// encodedApart returns the encoding of e's record, value included, that a
+// record sent apart is read in parts of: from those sent apart lately, or
+// made from e and its value (then kept at hand). It is nil when Kafka no
+// longer has the value.
+func (n *Node) encodedApart(ctx context.Context, t *topicState, partition int32, e *entry) ([]byte, error) {
+	key := apartKey(t, partition, e.rec.Offset)
+	if enc, ok := n.apart.get(key); ok {
+		return enc, nil
 	}
+	rec := e.rec
+	if e.valueLen > 0 {
+		v, err := n.valueAt(ctx, t, partition, rec.Offset)
+		if err != nil || v == nil {
+			return nil, err
+		}
+		if len(v) != e.valueLen {
+			return nil, fmt.Errorf("value of %d bytes read, %d held", len(v), e.valueLen)
+		}
+		rec.Value = v
+	}
+	enc := proto.AppendRecord(nil, &rec)
+	n.apart.put(key, enc)
+	return enc, nil
+}
+
+// apartStub is what travels of a record sent apart.
+func apartStub(r *proto.Record, valueLen int) proto.Record {
+	return proto.Record{Offset: r.Offset, TimeMs: r.TimeMs, Tombstone: r.Tombstone, KeyNull: r.KeyNull, Apart: true, ValueLen: valueLen}
+}
+
+// valueAt returns the value of the record at offset: from the value cache,
+// or read back from Kafka. It is nil when Kafka no longer has the record.
+func (n *Node) valueAt(ctx context.Context, t *topicState, partition int32, offset int64) ([]byte, error) {
 	if v, ok := n.values.get(t.name, partition, offset); ok {
 		n.metrics.valueHits.Inc()
 		return v, nil
@@ -172,9 +196,7 @@ func (n *Node) valueAt(ctx context.Context, t *topicState, partition int32, offs
 	}
 	for _, kr := range recs {
 		if kr.Offset == offset && kr.Value != nil {
-			v := append([]byte(nil), kr.Value...)
-			n.apart.put(key, v)
-			return v, nil
+			return append([]byte(nil), kr.Value...), nil
 		}
 	}
 	n.metrics.valuesGone.Inc()

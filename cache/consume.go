@@ -99,11 +99,11 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 	room := n.messageRoom()
 	for i := range changes {
 		buf = proto.AppendChange(buf[:0], &changes[i])
-		if r := &changes[i].Record; len(buf) > room && len(r.Value) > 0 {
-			// Too large for one message: the value goes apart, kept at
+		if r := &changes[i].Record; len(buf) > room {
+			// Too large for one message: the record goes apart, kept at
 			// hand for the edges that ask for it next.
-			n.apart.put(apartKey(t, ps.partition, r.Offset), r.Value)
-			r.ValueApart, r.ValueLen, r.Value = true, len(r.Value), nil
+			n.apart.put(apartKey(t, ps.partition, r.Offset), proto.AppendRecord(nil, r))
+			*r = apartStub(r, len(r.Value))
 			buf = proto.AppendChange(buf[:0], &changes[i])
 			n.metrics.recordsApart.Inc()
 		}

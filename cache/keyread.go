@@ -42,10 +42,9 @@ func (n *Node) handleKey(t *topicState, ps *partitionState, m *nats.Msg) {
 		return
 	}
 	rec := e.rec
-	if e.valueLen > 0 && e.size() > n.messageRoom() {
-		rec.ValueApart, rec.ValueLen = true, e.valueLen
+	if e.size() > n.messageRoom() {
 		n.metrics.recordsApart.Inc()
-		kr.Found, kr.Record = true, rec
+		kr.Found, kr.Record = true, apartStub(&rec, e.valueLen)
 		reply(&kr)
 		return
 	}

@@ -565,7 +565,7 @@ func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
 	page.Next = ps.next
 	ps.mu.RUnlock()
 	for i := range page.Records {
-		if page.Records[i].ValueApart {
+		if page.Records[i].Apart {
 			n.metrics.recordsApart.Inc()
 		}
 	}

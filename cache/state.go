@@ -132,8 +132,8 @@ func (s *partitionState) page(since int64, maxBytes, room int) (recs []proto.Rec
 	size := 0
 	s.byOffset.AscendGreaterOrEqual(&entry{rec: proto.Record{Offset: since}}, func(e *entry) bool {
 		r, n := e.rec, e.size()
-		if n > room && e.valueLen > 0 {
-			r.ValueApart, r.ValueLen = true, e.valueLen
+		if n > room {
+			r = apartStub(&e.rec, e.valueLen)
 		}
 		if len(recs) > 0 && size+n > maxBytes {
 			more = true

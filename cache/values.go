@@ -71,7 +71,7 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 	var missing []int
 	for i := range recs {
 		r := &recs[i]
-		if r.Tombstone || r.Value != nil || r.ValueApart {
+		if r.Tombstone || r.Value != nil || r.Apart {
 			continue
 		}
 		if v, ok := n.values.get(t.name, partition, r.Offset); ok {

@@ -82,13 +82,13 @@ func (e *Edge) requestPage(ctx context.Context, topic string, epoch uint32, p in
 	return e.assembleValues(ctx, topic, epoch, p, page)
 }
 
-// assembleValues reads the values the page's records carry apart (too
-// large for one NATS message) from the cache tier, in parts. A record whose
-// value is gone (superseded since the page was read) is left out: its key's
-// newer record is later in the partition. Each part has PageTimeout of its
-// own: ctx's deadline was the page request's; its cancellation still holds.
+// assembleValues reads the records the page carries apart (too large for
+// one NATS message) from the cache tier, in parts. A record that is gone
+// (superseded since the page was read) is left out: its key's newer record
+// is later in the partition. Each part has PageTimeout of its own: ctx's
+// deadline was the page request's; its cancellation still holds.
 func (e *Edge) assembleValues(ctx context.Context, topic string, epoch uint32, p int32, page proto.StatePage) (proto.StatePage, error) {
-	if !slices.ContainsFunc(page.Records, func(r proto.Record) bool { return r.ValueApart }) {
+	if !slices.ContainsFunc(page.Records, func(r proto.Record) bool { return r.Apart }) {
 		return page, nil
 	}
 	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -102,10 +102,10 @@ func (e *Edge) assembleValues(ctx context.Context, topic string, epoch uint32, p
 	gone := false
 	for i := range page.Records {
 		r := &page.Records[i]
-		if !r.ValueApart {
+		if !r.Apart {
 			continue
 		}
-		v, err := e.requestValue(vctx, topic, epoch, p, r.Offset, r.ValueLen)
+		whole, err := e.requestApart(vctx, topic, epoch, p, r)
 		if errors.Is(err, errValueGone) {
 			e.metrics.valuesGone.Inc()
 			r.Offset, gone = -1, true
@@ -114,7 +114,7 @@ func (e *Edge) assembleValues(ctx context.Context, topic string, epoch uint32, p
 		if err != nil {
 			return page, err
 		}
-		r.Value, r.ValueApart, r.ValueLen = v, false, 0
+		*r = whole
 	}
 	if gone {
 		page.Records = slices.DeleteFunc(page.Records, func(r proto.Record) bool { return r.Offset < 0 })
@@ -127,55 +127,72 @@ var errValueGone = errors.New("value gone")
 // partSlack is what a value part's reply needs besides its bytes.
 const partSlack = 1 << 10
 
-// requestValue reads the size bytes of the value of the record at offset
-// in parts that fit this edge's NATS messages. The value grows with what the
-// parts carry, never by what a reply claims. A part not answered within
-// PageTimeout is asked again, up to RequestTimeout for the value: a holder
-// that reads the value back from Kafka keeps it at hand for the next ask.
-func (e *Edge) requestValue(ctx context.Context, topic string, epoch uint32, p int32, offset int64, size int) ([]byte, error) {
+// requestApart reads the record that stub stands for (one sent apart) in
+// parts that fit this edge's NATS messages, and checks it is the record
+// stub names. The encoding grows with what the parts carry, never by what a
+// reply claims. A part not answered within PageTimeout (or answered
+// NotOwner) is asked again, up to RequestTimeout for the record: a holder
+// that reads the value back from Kafka keeps the record at hand for the
+// next ask.
+func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p int32, stub *proto.Record) (proto.Record, error) {
+	offset := stub.Offset
+	fail := func(format string, args ...any) (proto.Record, error) {
+		return proto.Record{}, fmt.Errorf("record %s/%d@%d: "+format, append([]any{topic, p, offset}, args...)...)
+	}
 	room := max(int(e.cfg.NATS.MaxPayload())-partSlack, partSlack)
 	deadline := time.Now().Add(e.cfg.RequestTimeout)
-	var v []byte
-	for len(v) < size || v == nil {
+	var enc []byte
+	total := -1
+	for total < 0 || len(enc) < total {
 		e.metrics.valueRequests.Inc()
-		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(v), MaxBytes: room})
+		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(enc), MaxBytes: room})
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.PageTimeout)
 		msg, err := e.cfg.NATS.RequestWithContext(pctx, e.subjects.State(topic, p), req)
 		cancel()
+		var part proto.ValuePart
+		if err == nil {
+			part, err = proto.DecodeValuePart(msg.Data)
+			if err != nil {
+				return fail("%w", err)
+			}
+			if part.Status == proto.StatusNotOwner {
+				err = errors.New(part.Error)
+			}
+		}
 		if err != nil {
-			err = fmt.Errorf("value %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
+			err = fmt.Errorf("record %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
 			if time.Now().After(deadline) {
-				return nil, err
+				return proto.Record{}, err
 			}
 			select {
 			case <-ctx.Done():
-				return nil, err
+				return proto.Record{}, err
 			case <-time.After(50 * time.Millisecond): // no responders answers at once
 			}
 			continue
 		}
-		part, err := proto.DecodeValuePart(msg.Data)
 		switch {
-		case err != nil:
-			return nil, fmt.Errorf("value %s/%d@%d: %w", topic, p, offset, err)
 		case part.Status == proto.StatusGone:
-			return nil, fmt.Errorf("value %s/%d@%d: %w: %s", topic, p, offset, errValueGone, part.Error)
-		case part.Status == proto.StatusNotOwner:
-			return nil, fmt.Errorf("value %s/%d@%d: %w: %s", topic, p, offset, errUnavailable, part.Error)
+			return fail("%w: %s", errValueGone, part.Error)
 		case part.Status != proto.StatusOK:
-			return nil, fmt.Errorf("value %s/%d@%d: %s: %s", topic, p, offset, part.Status, part.Error)
-		case part.Epoch != epoch || part.Partition != p || part.Offset != offset || part.Total != size || part.From != len(v):
-			return nil, fmt.Errorf("value %s/%d@%d: a part of another value (epoch %d, %d@%d, %d bytes from %d): %w",
-				topic, p, offset, part.Epoch, part.Partition, part.Offset, part.Total, part.From, proto.ErrMalformed)
-		case len(part.Data) == 0 && size > 0:
-			return nil, fmt.Errorf("value %s/%d@%d: an empty part at %d: %w", topic, p, offset, len(v), proto.ErrMalformed)
+			return fail("%s: %s", part.Status, part.Error)
+		case part.Epoch != epoch || part.Partition != p || part.Offset != offset || part.From != len(enc) || (total >= 0 && part.Total != total):
+			return fail("a part of another record (epoch %d, %d@%d, %d bytes from %d): %w",
+				part.Epoch, part.Partition, part.Offset, part.Total, part.From, proto.ErrMalformed)
+		case len(part.Data) == 0:
+			return fail("an empty part at %d of %d: %w", len(enc), part.Total, proto.ErrMalformed)
 		}
-		v = append(v, part.Data...)
-		if size == 0 {
-			break
-		}
+		total = part.Total
+		enc = append(enc, part.Data...)
 	}
-	return v, nil
+	r, err := proto.DecodeRecord(enc)
+	if err != nil {
+		return fail("%w", err)
+	}
+	if r.Offset != offset || r.Tombstone != stub.Tombstone || r.KeyNull != stub.KeyNull || len(r.Value) != stub.ValueLen {
+		return fail("the parts make another record (offset %d, a %d-byte value): %w", r.Offset, len(r.Value), proto.ErrMalformed)
+	}
+	return r, nil
 }
 
 // Shared state pages (DESIGN rule 8). Streams that ask for the same page

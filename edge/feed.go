@@ -226,7 +226,7 @@ func (f *feed) handle(m *nats.Msg) {
 		return
 	}
 	gap := ch.From > f.progress.Offsets[p]
-	if ch.Record.ValueApart {
+	if ch.Record.Apart {
 		// Its value did not fit in the message: the record comes from the
 		// state pages, which read it in parts, as for a gap up to it.
 		if f.fillAllowed(p) {

@@ -203,8 +203,8 @@ func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (*foundK
 			return nil, errors.Join(errs...) // nil: no partition has it
 		}
 		rec := best.Record
-		if rec.ValueApart {
-			v, err := e.requestValue(ctx, topic, meta.Epoch, best.Partition, rec.Offset, rec.ValueLen)
+		if rec.Apart {
+			whole, err := e.requestApart(ctx, topic, meta.Epoch, best.Partition, &rec)
 			if errors.Is(err, errValueGone) && attempt < keyReadAttempts {
 				e.metrics.valuesGone.Inc()
 				continue // superseded meanwhile: read the newer record
@@ -212,7 +212,7 @@ func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (*foundK
 			if err != nil {
 				return nil, err
 			}
-			rec.Value, rec.ValueApart, rec.ValueLen = v, false, 0
+			rec = whole
 		}
 		return &foundKey{rec: rec, epoch: meta.Epoch, partition: best.Partition}, nil
 	}

@@ -47,11 +47,13 @@ type Record struct {
 	// when set, behind its own flag bit.)
 	SupersededKnown   bool
 	SupersededHeaders []Header
-	// ValueApart is set when the value did not travel with the record (it
-	// would not fit in one NATS message): Value is nil and ValueLen is its
-	// size; the receiver reads it in parts (ValueRequest) by Offset.
-	ValueApart bool
-	ValueLen   int
+	// Apart is set on a record that did not fit in one NATS message (its
+	// value, key or headers too large): only Offset, TimeMs, Tombstone,
+	// KeyNull and ValueLen (the value's size) travel, and the receiver reads
+	// the whole record in parts (ValueRequest by Offset; the parts put
+	// together are AppendRecord's encoding).
+	Apart    bool
+	ValueLen int
 }
 
 // Size is the record's approximate encoded size, for page budgets.
@@ -71,8 +73,24 @@ const (
 	flagKeyNull    = 1 << 1
 	flagEtagHeader = 1 << 2
 	flagSuperseded = 1 << 3 // the superseded record's headers follow the headers
-	flagValueApart = 1 << 4 // the value's length follows the headers; the value is not in the message
+	flagApart      = 1 << 4 // only the value's length follows: the record travels apart
 )
+
+// AppendRecord appends r's encoding (as in a change or a page) to b: what
+// the parts of a record sent apart put together.
+func AppendRecord(b []byte, r *Record) []byte { return appendRecord(b, r) }
+
+// DecodeRecord decodes a record that AppendRecord encoded; one that is
+// itself apart is malformed. The result does not alias b.
+func DecodeRecord(b []byte) (Record, error) {
+	rd := reader{b: b}
+	var r Record
+	rd.record(&r)
+	if rd.err == nil && r.Apart {
+		rd.fail(ErrMalformed, "record: apart within its parts")
+	}
+	return r, rd.end("record")
+}
 
 func appendRecord(b []byte, r *Record) []byte {
 	b = binary.AppendUvarint(b, uint64(r.Offset))
@@ -87,27 +105,21 @@ func appendRecord(b []byte, r *Record) []byte {
 	if r.EtagHeader {
 		flags |= flagEtagHeader
 	}
+	if r.Apart {
+		flags &^= flagEtagHeader
+		b = append(b, flags|flagApart)
+		return binary.AppendUvarint(b, uint64(max(r.ValueLen, 0)))
+	}
 	if r.SupersededKnown {
 		flags |= flagSuperseded
 	}
-	apart := r.ValueApart && !r.Tombstone
-	if apart {
-		flags |= flagValueApart
-	}
 	b = append(b, flags)
 	b = appendBytes(b, r.Key)
-	if apart {
-		b = appendBytes(b, nil)
-	} else {
-		b = appendBytes(b, r.Value)
-	}
+	b = appendBytes(b, r.Value)
 	b = appendString(b, r.Etag)
 	b = appendHeaders(b, r.Headers)
 	if r.SupersededKnown {
 		b = appendHeaders(b, r.SupersededHeaders)
-	}
-	if apart {
-		b = binary.AppendUvarint(b, uint64(max(r.ValueLen, 0)))
 	}
 	return b
 }
@@ -125,12 +137,20 @@ func (rd *reader) record(r *Record) {
 	r.Offset = int64(rd.uvarint("offset") & (1<<63 - 1))
 	r.TimeMs = rd.varint("time")
 	flags := rd.byte("flags")
-	if flags&^(flagTombstone|flagKeyNull|flagEtagHeader|flagSuperseded|flagValueApart) != 0 {
+	if flags&^(flagTombstone|flagKeyNull|flagEtagHeader|flagSuperseded|flagApart) != 0 {
 		// A field this version does not know: fail as a version mismatch, loudly.
 		rd.fail(ErrVersion, "record flags")
 	}
 	r.Tombstone = flags&flagTombstone != 0
 	r.KeyNull = flags&flagKeyNull != 0
+	if flags&flagApart != 0 {
+		if flags&(flagEtagHeader|flagSuperseded) != 0 {
+			rd.fail(ErrMalformed, "record apart: with fields that travel apart")
+		}
+		r.Apart = true
+		r.ValueLen = rd.count("value length", MaxValueBytes)
+		return
+	}
 	r.EtagHeader = flags&flagEtagHeader != 0
 	r.Key = rd.bytes("key")
 	r.Value = rd.bytes("value")
@@ -142,13 +162,6 @@ func (rd *reader) record(r *Record) {
 	r.SupersededKnown = flags&flagSuperseded != 0
 	if r.SupersededKnown {
 		r.SupersededHeaders = rd.headers("superseded header count", "superseded header key", "superseded header value")
-	}
-	if flags&flagValueApart != 0 {
-		if r.Tombstone || len(r.Value) != 0 {
-			rd.fail(ErrMalformed, "value apart: on a tombstone or with a value")
-		}
-		r.ValueApart, r.Value = true, nil
-		r.ValueLen = rd.count("value length", MaxValueBytes)
 	}
 }
 
@@ -372,11 +385,15 @@ func DecodeStatePage(b []byte) (StatePage, error) {
 	return p, r.end("state page")
 }
 
-// MaxValueBytes bounds a value sent apart, which a receiver assembles in memory.
-const MaxValueBytes = maxBytesField
+// MaxValueBytes bounds a value, and MaxRecordBytes a record sent apart
+// (its value, key and headers), which a receiver assembles in memory.
+const (
+	MaxValueBytes  = maxBytesField
+	MaxRecordBytes = 2 * maxBytesField
+)
 
-// ValueRequest asks for part of the value of the record at Offset of a
-// partition (a record sent with ValueApart): its bytes from From, up to
+// ValueRequest asks for part of the record at Offset of a partition (one
+// sent Apart): the bytes of its encoding (AppendRecord) from From, up to
 // MaxBytes. It goes on the partition's state subject.
 type ValueRequest struct {
 	Offset   int64
@@ -400,7 +417,7 @@ func DecodeValueRequest(b []byte) (ValueRequest, error) {
 	}
 	var q ValueRequest
 	q.Offset = int64(r.uvarint("offset") & (1<<63 - 1))
-	q.From = r.count("from", MaxValueBytes)
+	q.From = r.count("from", MaxRecordBytes)
 	q.MaxBytes = r.count("max bytes", 1<<30)
 	return q, r.end("value request")
 }
@@ -408,8 +425,8 @@ func DecodeValueRequest(b []byte) (ValueRequest, error) {
 // IsValueRequest tells a value request from a state request on the state subject.
 func IsValueRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeValueReq }
 
-// ValuePart answers a ValueRequest: Data is the value's bytes from From;
-// Total is the whole value's length. StatusGone: the record is no longer
+// ValuePart answers a ValueRequest: Data is the record encoding's bytes
+// from From; Total is the whole encoding's length. StatusGone: the record is no longer
 // there (superseded and compacted away): its key's newer record follows.
 type ValuePart struct {
 	Status    Status
@@ -448,8 +465,8 @@ func DecodeValuePart(b []byte) (ValuePart, error) {
 	v.Epoch = r.uint32("epoch")
 	v.Partition = int32(r.count("partition", MaxPartitions))
 	v.Offset = int64(r.uvarint("offset") & (1<<63 - 1))
-	v.Total = r.count("total", MaxValueBytes)
-	v.From = r.count("from", MaxValueBytes)
+	v.Total = r.count("total", MaxRecordBytes)
+	v.From = r.count("from", MaxRecordBytes)
 	v.Data = r.bytes("data")
 	if r.err == nil && v.From+len(v.Data) > v.Total {
 		r.fail(ErrMalformed, "value part: past the value's end")

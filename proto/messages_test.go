@@ -25,8 +25,7 @@ func samplePage() StatePage {
 		Headers: []Header{{Key: "why", Value: []byte("x")}}, SupersededKnown: true,
 		SupersededHeaders: []Header{{Key: "tenant", Value: []byte("a")}}}
 	knownNone := Record{Offset: 52, TimeMs: 5, Key: []byte("bare"), Tombstone: true, SupersededKnown: true}
-	apart := Record{Offset: 53, TimeMs: 6, Key: []byte("big"), Etag: "e", ValueApart: true, ValueLen: 10 << 20,
-		Headers: []Header{{Key: "h", Value: []byte("v")}}}
+	apart := Record{Offset: 53, TimeMs: 6, Apart: true, ValueLen: 10 << 20}
 	return StatePage{Status: StatusOK, Epoch: 9, Partition: 1, Next: 54, Cursor: 54, More: true,
 		Records: []Record{sampleRecord, tomb, known, knownNone, apart}}
 }
@@ -110,24 +109,41 @@ func TestMessagesRejectBadInput(t *testing.T) {
 
 // A value sent apart carries its length, never bytes; a part must lie
 // within the value, so a receiver's buffer of Total bytes bounds it.
-func TestValueApartRejectsBadInput(t *testing.T) {
-	r := Record{Offset: 1, Key: []byte("k"), Value: []byte("dropped"), ValueApart: true, ValueLen: 7}
-	enc := AppendChange(nil, &Change{Epoch: 1, Record: r})
-	got, err := DecodeChange(enc)
-	if err != nil || got.Record.Value != nil || !got.Record.ValueApart || got.Record.ValueLen != 7 {
+func TestRecordApartTravelsAsAStub(t *testing.T) {
+	// Only offset, time, flags and the value's length travel; the rest is
+	// read in parts.
+	r := Record{Offset: 1, TimeMs: 2, Key: []byte("k"), Value: []byte("dropped"), Etag: "e", EtagHeader: true,
+		Headers: []Header{{Key: "h", Value: []byte("v")}}, Apart: true, ValueLen: 7}
+	got, err := DecodeChange(AppendChange(nil, &Change{Epoch: 1, Record: r}))
+	want := Record{Offset: 1, TimeMs: 2, Apart: true, ValueLen: 7}
+	if err != nil || !reflect.DeepEqual(got.Record, want) {
 		t.Fatalf("apart change: %+v, %v", got.Record, err)
 	}
-	tomb := AppendChange(nil, &Change{Epoch: 1, Record: Record{Offset: 1, Key: []byte("k"), Tombstone: true, ValueApart: true}})
-	if got, err := DecodeChange(tomb); err != nil || got.Record.ValueApart {
-		t.Fatalf("a tombstone is never apart: %+v, %v", got.Record, err)
+	tomb := Record{Offset: 3, Tombstone: true, Key: []byte("k"), SupersededKnown: true, Apart: true}
+	got, err = DecodeChange(AppendChange(nil, &Change{Epoch: 1, Record: tomb}))
+	if err != nil || !reflect.DeepEqual(got.Record, Record{Offset: 3, Tombstone: true, Apart: true}) {
+		t.Fatalf("a tombstone apart (a large key or headers): %+v, %v", got.Record, err)
+	}
+	// What the parts put together is the whole record.
+	whole, err := DecodeRecord(AppendRecord(nil, &sampleRecord))
+	if err != nil || !reflect.DeepEqual(whole, sampleRecord) {
+		t.Fatalf("record: %+v, %v", whole, err)
+	}
+	if _, err := DecodeRecord(AppendRecord(nil, &want)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a stub as the parts' record: %v", err)
+	}
+	bad := AppendRecord(nil, &want)
+	bad[len(bad)-2] |= flagEtagHeader // the flags byte, before the one-byte length
+	if _, err := DecodeRecord(append([]byte(nil), bad...)); err == nil {
+		t.Fatal("a stub with an etag flag decoded")
 	}
 	past := AppendValuePart(nil, &ValuePart{Total: 4, From: 2, Data: []byte("abc")})
 	if _, err := DecodeValuePart(past); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("part past the end: %v", err)
 	}
-	huge := AppendValuePart(nil, &ValuePart{Total: MaxValueBytes + 1})
+	huge := AppendValuePart(nil, &ValuePart{Total: MaxRecordBytes + 1})
 	if _, err := DecodeValuePart(huge); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("value over MaxValueBytes: %v", err)
+		t.Fatalf("record over MaxRecordBytes: %v", err)
 	}
 }
 
@@ -189,12 +205,18 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3}))
 	f.Add(AppendValueRequest(nil, &ValueRequest{Offset: 5, From: 6, MaxBytes: 7}))
 	f.Add(AppendKeyRequest(nil, &KeyRequest{Key: []byte("k")}))
+	f.Add(AppendRecord(nil, &sampleRecord))
 	f.Add(AppendKeyReply(nil, &KeyReply{Found: true, Record: sampleRecord}))
 	f.Add(AppendValuePart(nil, &ValuePart{Offset: 5, Total: 9, From: 6, Data: []byte("abc")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if q, err := DecodeValueRequest(b); err == nil {
 			if back, err := DecodeValueRequest(AppendValueRequest(nil, &q)); err != nil || back != q {
 				t.Fatalf("value request re-encode: %+v vs %+v", back, q)
+			}
+		}
+		if r, err := DecodeRecord(b); err == nil {
+			if back, err := DecodeRecord(AppendRecord(nil, &r)); err != nil || !reflect.DeepEqual(back, r) {
+				t.Fatalf("record re-encode: %+v vs %+v", back, r)
 			}
 		}
 		if q, err := DecodeKeyRequest(b); err == nil {
