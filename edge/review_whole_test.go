@@ -1,0 +1,258 @@
+package edge_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// Review of 634b3d9 (records apart whole): filters, deletes and event ids
+// of records read in parts must be those of the whole record, never of
+// its stub, on every path (live fill, state, resume from the ring or
+// from the cache).
+
+// apartRoutes are the default routes and a header-filtered one.
+func apartRoutes() []edge.RouteConfig {
+	return []edge.RouteConfig{
+		{Paths: []string{"/tasks"}, Topic: "tasks"},
+		{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
+		{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
+		{Paths: []string{"/tenant/{t}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Headers: map[string]string{"tenant": "${params.t}"}}}},
+	}
+}
+
+// nextEvent returns c's next message or delete event, skipping retry and ready.
+func nextEvent(c *sseClient) event {
+	c.t.Helper()
+	for {
+		if ev := c.mustNext(); ev.HasData && ev.Event != "ready" {
+			return ev
+		}
+	}
+}
+
+// fatRecord is key=value with a tenant header and 100 KiB of other
+// headers: over a 64 KiB max payload, so it travels apart.
+func fatRecord(key, value, tenant string) *kgo.Record {
+	r := rec(0, key, value)
+	r.Headers = []kgo.RecordHeader{{Key: "tenant", Value: []byte(tenant)}, {Key: "trace", Value: []byte(bigValue("h", 100<<10))}}
+	return r
+}
+
+func isDeleteOf(ev event, key string) bool {
+	return ev.Event == "delete" && ev.Data == proto.KeyEncoding.EncodeToString([]byte(key))
+}
+
+// The delete of a key whose headers were large carries those headers as
+// the tombstone's superseded headers, so the tombstone travels apart too:
+// a client whose header filter matched the deleted record gets the
+// delete, live and on a resume (from the ring and, with the ring off,
+// from the cache's pages), and a client whose filter did not match does
+// not; a key filter matches the whole record, not the keyless stub.
+func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
+	for _, ring := range []int{0, edge.Off} {
+		t.Run(fmt.Sprintf("ring=%d", ring), func(t *testing.T) {
+			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
+				edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = ring }})
+			s.produce("tasks", rec(0, "first", "v0"))
+			start := messages(s.connect("/tasks", nil).untilReady())[0].ID
+			tenantA, tenantB, byKey := s.connect("/tenant/a", nil), s.connect("/tenant/b", nil), s.connect("/tasks/fat", nil)
+			for _, c := range []*sseClient{tenantA, tenantB, byKey} {
+				c.untilReady()
+			}
+			apart := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total")
+			s.produce("tasks", fatRecord("fat", "fat value", "a"))
+			for name, c := range map[string]*sseClient{"tenant a": tenantA, "key fat": byKey} {
+				if ev := nextEvent(c); ev.Data != "fat value" {
+					t.Fatalf("%s: %+v, want the record apart", name, ev)
+				}
+			}
+			s.produce("tasks", tombstone(0, "fat"))
+			if got := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); got < apart+2 {
+				t.Fatalf("%v records apart, want the record and its tombstone: the test does not reach the path", got-apart)
+			}
+			for name, c := range map[string]*sseClient{"tenant a": tenantA, "key fat": byKey} {
+				if ev := nextEvent(c); !isDeleteOf(ev, "fat") {
+					t.Fatalf("%s: %+v, want the delete of fat", name, ev)
+				}
+			}
+			s.produce("tasks", fatRecord("mark", "b's marker", "b"))
+			if ev := nextEvent(tenantB); ev.Data != "b's marker" {
+				t.Fatalf("tenant b: %+v, want its marker and no delete of a's record before it", ev)
+			}
+			// A client that resumes from before the record gets the delete
+			// (the key's latest record), and its marker after it.
+			resumed := s.connect("/tenant/a", http.Header{"Last-Event-ID": {start}})
+			if ev := nextEvent(resumed); !isDeleteOf(ev, "fat") {
+				t.Fatalf("resume of tenant a: %+v, want the delete of fat", ev)
+			}
+			resumedB := s.connect("/tenant/b", http.Header{"Last-Event-ID": {start}})
+			if ev := nextEvent(resumedB); ev.Data != "b's marker" {
+				t.Fatalf("resume of tenant b: %+v, want only its marker", ev)
+			}
+		})
+	}
+}
+
+// A tombstone whose key alone is over the max payload travels apart:
+// clients get the delete with the whole key, and a key read of it is 404.
+func TestApartTombstoneWithLargeKey(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	key := bigValue("key", 70<<10)
+	live := s.connect("/keyed", nil)
+	live.untilReady()
+	s.produce("tasks", rec(0, key, "small value"))
+	ev := nextEvent(live)
+	keyB64 := proto.KeyEncoding.EncodeToString([]byte(key))
+	if ev.Data != "small value" || !strings.HasPrefix(ev.ID, `["`+keyB64+`"`) {
+		t.Fatalf("record with a 70 KiB key: data %q, id of %d bytes (with the key: %v)", ev.Data, len(ev.ID), strings.HasPrefix(ev.ID, `["`+keyB64))
+	}
+	s.produce("tasks", tombstone(0, key))
+	if ev := nextEvent(live); !isDeleteOf(ev, key) {
+		t.Fatalf("delete of a 70 KiB key: event %q, %d bytes of data", ev.Event, len(ev.Data))
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n < 2 {
+		t.Fatalf("%v records apart: the test does not reach the path", n)
+	}
+}
+
+// idEtag is what an event id says of the record's etag header: the part
+// after the progress's "/", in either id form.
+func idEtag(id string) string {
+	id = strings.TrimSuffix(id, `"]`)
+	if i := strings.LastIndex(id, `","`); i >= 0 {
+		id = id[i+3:]
+	}
+	_, etag, _ := strings.Cut(id, "/")
+	return etag
+}
+
+// An event id of a record read in parts carries its etag header (the stub
+// has none) as an inline record's does: live, in a new client's state, on
+// a resume, in both id forms; and a JSON read's ETag is the same.
+func TestApartEventIDsCarryEtag(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	s.produce("tasks", rec(0, "first", "v0"))
+	start := messages(s.connect("/tasks", nil).untilReady())[0].ID
+	live, liveKeyed := s.connect("/tasks", nil), s.connect("/keyed", nil)
+	live.untilReady()
+	liveKeyed.untilReady()
+	s.produce("tasks", withEtag(rec(0, "thin", "thin value"), "e-thin"), withEtag(fatRecord("fat", "fat value", "a"), "e-fat"))
+	want := map[string]string{"thin value": "e-thin", "fat value": "e-fat"}
+	check := func(what string, evs []event) {
+		t.Helper()
+		seen := 0
+		for _, ev := range evs {
+			if etag, ok := want[ev.Data]; ok {
+				seen++
+				if idEtag(ev.ID) != etag {
+					t.Errorf("%s: %q has id %q, want its etag %q", what, ev.Data, ev.ID, etag)
+				}
+			}
+		}
+		if seen != len(want) {
+			t.Errorf("%s: %d of the %d records", what, seen, len(want))
+		}
+	}
+	check("live", []event{nextEvent(live), nextEvent(live)})
+	check("live keyed", []event{nextEvent(liveKeyed), nextEvent(liveKeyed)})
+	check("state", messages(s.connect("/tasks", nil).untilReady()))
+	check("state keyed", messages(s.connect("/keyed", nil).untilReady()))
+	resumed := s.connect("/tasks", http.Header{"Last-Event-ID": {start}})
+	check("resume", []event{nextEvent(resumed), nextEvent(resumed)})
+	if status, h, body := s.getJSON(http.MethodGet, "/tasks/fat", nil); status != 200 || body != "fat value" || h.Get("ETag") != `"e-fat"` {
+		t.Errorf("JSON read: %d %q, ETag %q", status, body, h.Get("ETag"))
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n == 0 {
+		t.Fatal("no record apart: the test does not reach the path")
+	}
+}
+
+// readApart reads the encoding of the record at offset of tasks/0 in
+// parts, as an edge does, from whichever node answers.
+func (s *stack) readApart(offset int64, partBytes int) []byte {
+	s.t.Helper()
+	subject := proto.Subjects{Prefix: "ssekafka"}.State("tasks", 0)
+	var enc []byte
+	for total := -1; total < 0 || len(enc) < total; {
+		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(enc), MaxBytes: partBytes})
+		msg, err := s.nc.Request(subject, req, 5*time.Second)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		part, err := proto.DecodeValuePart(msg.Data)
+		if err != nil || part.Status != proto.StatusOK || len(part.Data) == 0 {
+			s.t.Fatalf("part at %d of %d@%d: %+v, %v", len(enc), total, offset, part.Status, err)
+		}
+		total = part.Total
+		enc = append(enc, part.Data...)
+	}
+	return enc
+}
+
+// The parts of a record apart may come from another node than its stub
+// (the state subject is a queue group; a node restarts between the two):
+// each holder must make the same encoding, byte for byte, or parts of two
+// encodings of one length pass for one record. Here, a record with large
+// headers and the tombstone that deletes it (which carries them as its
+// superseded headers), read from the node that published them (the
+// encodings it kept at hand) and again from a node started anew (made
+// from its state and the value read back from Kafka).
+func TestApartEncodingSameAfterCacheRestart(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	recs := s.produce("tasks", fatRecord("kept", bigValue("value", 200<<10), "a"), fatRecord("gone", "v", "a"))
+	tomb := s.produce("tasks", tombstone(0, "gone"))[0]
+	offsets := []int64{recs[0].Offset, tomb.Offset}
+	before := map[int64][]byte{}
+	for _, o := range offsets {
+		before[o] = s.readApart(o, 16<<10)
+	}
+	s.stopCache()
+	s.startCache(nil)
+	s.waitApplied("tasks", 0, tomb.Offset)
+	for _, o := range offsets {
+		after := s.readApart(o, 16<<10)
+		if !bytes.Equal(after, before[o]) {
+			t.Errorf("record at %d: %d bytes from the node started anew, %d from the first", o, len(after), len(before[o]))
+		}
+		r, err := proto.DecodeRecord(after)
+		if err != nil || r.Offset != o {
+			t.Fatalf("record at %d: %+v, %v", o, r.Offset, err)
+		}
+		if o == tomb.Offset && (!r.Tombstone || !r.SupersededKnown || len(r.SupersededHeaders) != 2) {
+			t.Errorf("tombstone: %v, superseded known %v, %d headers", r.Tombstone, r.SupersededKnown, len(r.SupersededHeaders))
+		}
+	}
+	// And clients of the node started anew get the record and the delete.
+	evs := messages(s.connect("/tenant/a", nil).untilReady())
+	if len(evs) != 1 || len(evs[0].Data) != 200<<10 {
+		t.Fatalf("new client of tenant a: %d records", len(evs))
+	}
+}
+
+// A null-key record is not kept in the state, but live clients get it
+// (keyless frames, DESIGN rule 6). Over the max payload it travels apart,
+// and a live change apart is read through the state pages, which never
+// hold it: the live client gets the record after it, never this one.
+func TestApartNullKeyRecordReachesLiveClients(t *testing.T) {
+	t.Skip("not fixed: a null-key record apart is lost to live clients (the fill reads pages, which never hold null keys; the parts answer Gone)")
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+	keyless := &kgo.Record{Partition: 0, Value: []byte(bigValue("keyless", 100<<10))}
+	s.produce("tasks", keyless, rec(0, "after", "after value"))
+	if ev := nextEvent(live); ev.Data != string(keyless.Value) {
+		t.Fatalf("live: %d bytes (%.20q), want the 100 KiB null-key record first", len(ev.Data), ev.Data)
+	}
+	if ev := nextEvent(live); ev.Data != "after value" {
+		t.Fatalf("live: %.20q, want the record after", ev.Data)
+	}
+}
