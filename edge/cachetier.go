@@ -189,8 +189,8 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 	if err != nil {
 		return fail("%w", err)
 	}
-	if r.Offset != offset || r.Tombstone != stub.Tombstone || r.KeyNull != stub.KeyNull || len(r.Value) != stub.ValueLen {
-		return fail("the parts make another record (offset %d, a %d-byte value): %w", r.Offset, len(r.Value), proto.ErrMalformed)
+	if r.Offset != offset || r.TimeMs != stub.TimeMs || r.Tombstone != stub.Tombstone || r.KeyNull != stub.KeyNull || len(r.Value) != stub.ValueLen {
+		return fail("the parts make another record (offset %d, time %d, a %d-byte value): %w", r.Offset, r.TimeMs, len(r.Value), proto.ErrMalformed)
 	}
 	return r, nil
 }

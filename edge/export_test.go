@@ -1,6 +1,10 @@
 package edge
 
-import "context"
+import (
+	"context"
+
+	"github.com/ssekafka/ssekafka/proto"
+)
 
 // HoldFeeds makes every feed of e call hold before it applies a live change
 // or a probe tick: a test holds the live feed behind the state pages by
@@ -30,4 +34,10 @@ func FailFeeds(e *Edge) {
 	for _, f := range e.feedList() {
 		f.fail("test")
 	}
+}
+
+// RequestApart reads the record that stub stands for (one sent apart) in
+// parts, as the state path and key reads do.
+func RequestApart(e *Edge, ctx context.Context, topic string, epoch uint32, p int32, stub proto.Record) (proto.Record, error) {
+	return e.requestApart(ctx, topic, epoch, p, &stub)
 }
