@@ -58,10 +58,21 @@ func isDeleteOf(ev event, key string) bool {
 // from the cache's pages), and a client whose filter did not match does
 // not; a key filter matches the whole record, not the keyless stub.
 func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
-	for _, ring := range []int{0, edge.Off} {
-		t.Run(fmt.Sprintf("ring=%d", ring), func(t *testing.T) {
+	// How a resume is served: from the ring (in a storm), or by state
+	// requests (a lone stream; in a storm with the ring off).
+	for _, mode := range []struct {
+		kind  string
+		ring  int
+		storm bool
+	}{{"ring", 0, true}, {"state", 0, false}, {"state", edge.Off, true}} {
+		t.Run(fmt.Sprintf("%s,ring=%d,storm=%v", mode.kind, mode.ring, mode.storm), func(t *testing.T) {
 			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
-				edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = ring }})
+				edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = mode.ring },
+				edgeHook: func(e *edge.Edge) {
+					if mode.storm {
+						edge.ShareAlways(e)
+					}
+				}})
 			s.produce("tasks", rec(0, "first", "v0"))
 			start := messages(s.connect("/tasks", nil).untilReady())[0].ID
 			tenantA, tenantB, byKey := s.connect("/tenant/a", nil), s.connect("/tenant/b", nil), s.connect("/tasks/fat", nil)
@@ -89,14 +100,30 @@ func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
 				t.Fatalf("tenant b: %+v, want its marker and no delete of a's record before it", ev)
 			}
 			// A client that resumes from before the record gets the delete
-			// (the key's latest record), and its marker after it.
-			resumed := s.connect("/tenant/a", http.Header{"Last-Event-ID": {start}})
-			if ev := nextEvent(resumed); !isDeleteOf(ev, "fat") {
-				t.Fatalf("resume of tenant a: %+v, want the delete of fat", ev)
+			// (the key's latest record), and its marker after it. The ring
+			// serves a resume only while the feed is known current (heads
+			// heard, no fill under way): asked until it does.
+			resume := func() {
+				resumed := s.connect("/tenant/a", http.Header{"Last-Event-ID": {start}})
+				defer resumed.close()
+				if ev := nextEvent(resumed); !isDeleteOf(ev, "fat") {
+					t.Fatalf("resume of tenant a: %+v, want the delete of fat", ev)
+				}
+				resumedB := s.connect("/tenant/b", http.Header{"Last-Event-ID": {start}})
+				defer resumedB.close()
+				if ev := nextEvent(resumedB); ev.Data != "b's marker" {
+					t.Fatalf("resume of tenant b: %+v, want only its marker", ev)
+				}
 			}
-			resumedB := s.connect("/tenant/b", http.Header{"Last-Event-ID": {start}})
-			if ev := nextEvent(resumedB); ev.Data != "b's marker" {
-				t.Fatalf("resume of tenant b: %+v, want only its marker", ev)
+			resumes := func(kind string) float64 { return labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", kind) }
+			resume()
+			if mode.kind == "ring" {
+				eventually(t, 10*time.Second, "resumes from the ring", func() bool {
+					resume()
+					return resumes("ring") >= 2
+				})
+			} else if n := resumes("state") + resumes("coalesced"); n < 2 || resumes("ring") > 0 {
+				t.Fatalf("%v resumes by state requests, %v from the ring: the test does not reach the path", n, resumes("ring"))
 			}
 		})
 	}
