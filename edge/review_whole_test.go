@@ -283,3 +283,64 @@ func TestApartNullKeyRecordReachesLiveClients(t *testing.T) {
 		t.Fatalf("live: %.20q, want the record after", ev.Data)
 	}
 }
+
+// idParts is what an event id says besides the epoch: the key part, the
+// offsets and the etag.
+func idParts(t *testing.T, id string) string {
+	t.Helper()
+	p, err := proto.ParseEventID(id)
+	if err != nil {
+		t.Fatalf("id %q: %v", id, err)
+	}
+	key := ""
+	if strings.HasPrefix(id, `["`) {
+		key, _, _ = strings.Cut(id, `","`)
+	}
+	return fmt.Sprintf("%s %v %d /%s", key, p.Offsets, p.TimeMs, idEtag(id))
+}
+
+// The same records give the same event ids (but for the topic's epoch)
+// whether they travel inline (an 8 MiB max payload) or apart (64 KiB),
+// live and in a new client's state, in both id forms.
+func TestApartEventIDsSameAsInline(t *testing.T) {
+	ids := map[int32][]string{}
+	for _, maxPayload := range []int32{8 << 20, 64 << 10} {
+		s := newStack(t, stackOptions{partitions: 1, maxPayload: maxPayload, routes: apartRoutes()})
+		live, liveKeyed := s.connect("/tasks", nil), s.connect("/keyed", nil)
+		live.untilReady()
+		liveKeyed.untilReady()
+		s.produce("tasks", withEtag(rec(0, "thin", "thin value"), "e-thin"), withEtag(fatRecord("fat", "fat value", "a"), "e-fat"),
+			fatRecord("plain", "no etag", "b"))
+		var got []string
+		read := func(n int) {
+			for _, c := range []*sseClient{live, liveKeyed} {
+				for range n {
+					ev := nextEvent(c)
+					got = append(got, ev.Event+" "+ev.Data+" "+idParts(t, ev.ID))
+				}
+			}
+		}
+		read(3)
+		s.produce("tasks", tombstone(0, "fat")) // apart: fat's headers are its superseded ones
+		read(1)
+		for _, path := range []string{"/tasks", "/keyed"} {
+			for _, ev := range messages(s.connect(path, nil).untilReady()) {
+				got = append(got, ev.Data+" "+idParts(t, ev.ID))
+			}
+		}
+		apart := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total")
+		if (maxPayload < 1<<20) != (apart > 0) {
+			t.Fatalf("max payload %d: %v records apart", maxPayload, apart)
+		}
+		ids[maxPayload] = got
+	}
+	inline, apart := ids[8<<20], ids[64<<10]
+	if len(inline) != len(apart) {
+		t.Fatalf("%d events inline, %d apart", len(inline), len(apart))
+	}
+	for i := range inline {
+		if inline[i] != apart[i] {
+			t.Errorf("event %d: inline %q, apart %q", i, inline[i], apart[i])
+		}
+	}
+}
