@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +369,48 @@ func TestRecordWithManyHeadersDoesNotStopPartition(t *testing.T) {
 	}
 	if evs := messages(s.connect("/tasks", nil).untilReady()); len(evs) != 2 {
 		t.Fatalf("new client: %d records, want 2", len(evs))
+	}
+}
+
+// The cache node that published a record's stub (a live change apart)
+// restarts before the edge reads its parts: the node started anew reads
+// the record from Kafka and makes the same record, so the live client
+// gets it whole, and the record after it.
+func TestApartRecordPartsFromRestartedNode(t *testing.T) {
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
+		edgeHook: func(e *edge.Edge) {
+			edge.HoldFeeds(e, func() {
+				if armed.CompareAndSwap(true, false) {
+					close(held)
+					<-release
+				}
+			})
+		}})
+	live := s.connect("/tenant/a", nil)
+	live.untilReady()
+	armed.Store(true)
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the feed never held")
+	}
+	value := bigValue("restart", 300<<10)
+	s.produce("tasks", fatRecord("fat", value, "a"))
+	s.stopCache()
+	s.startCache(nil)
+	s.waitApplied("tasks", 0, 0)
+	close(release)
+	if ev := nextEvent(live); ev.Data != value {
+		t.Fatalf("live: %d bytes (%.20q), want the record apart whole", len(ev.Data), ev.Data)
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_value_parts_total"); n < 5 {
+		t.Fatalf("the node started anew answered %v parts: the test does not reach the path", n)
+	}
+	s.produce("tasks", rec(0, "after", "b"))
+	s.produce("tasks", fatRecord("after", "after value", "a"))
+	if ev := nextEvent(live); ev.Data != "after value" {
+		t.Fatalf("live: %.20q, want the record after", ev.Data)
 	}
 }
