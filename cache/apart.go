@@ -124,14 +124,19 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	}
 	e, held := ps.byOffset.Get(&entry{rec: proto.Record{Offset: q.Offset}})
 	ps.mu.RUnlock()
-	if !held {
+	// A record just published apart is at hand, held in the index or not (a
+	// null key never is).
+	enc, atHand := n.apart.get(apartKey(t, ps.partition, q.Offset))
+	if !held && !atHand {
 		part.Status, part.Error = proto.StatusGone, "no longer the key's latest record"
 		reply(&part)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	enc, err := n.encodedApart(ctx, t, ps.partition, e)
+	if !atHand {
+		enc, err = n.encodedApart(ctx, t, ps.partition, e)
+	}
 	switch {
 	case err != nil:
 		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)

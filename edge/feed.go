@@ -227,14 +227,18 @@ func (f *feed) handle(m *nats.Msg) {
 	}
 	gap := ch.From > f.progress.Offsets[p]
 	if ch.Record.Apart {
-		// Its value did not fit in the message: the record comes from the
-		// state pages, which read it in parts, as for a gap up to it.
-		if f.fillAllowed(p) {
-			f.fill(p, ch.Record.Offset+1)
-		} else {
-			f.parts[p].needFill = true
+		whole, ok := f.readNullKeyApart(p, &ch.Record, gap)
+		if !ok {
+			// It did not fit in the message: the record comes from the
+			// state pages, which read it in parts, as for a gap up to it.
+			if f.fillAllowed(p) {
+				f.fill(p, ch.Record.Offset+1)
+			} else {
+				f.parts[p].needFill = true
+			}
+			return
 		}
-		return
+		ch.Record = whole
 	}
 	if !f.fillAllowed(p) && (gap || f.parts[p].needFill) {
 		if gap {
@@ -258,6 +262,25 @@ func (f *feed) handle(m *nats.Msg) {
 	f.deliver(p, &ch.Record)
 	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
+}
+
+// readNullKeyApart reads a null-key record sent apart that follows on from
+// the feed's position: no state page holds a null key, so a fill would skip
+// it; its primary keeps it at hand for the parts. It reports false for any
+// other record apart, and when the parts cannot be read (the fill then
+// moves past it, as past any null-key record in a gap).
+func (f *feed) readNullKeyApart(p int32, stub *proto.Record, gap bool) (proto.Record, bool) {
+	if !stub.KeyNull || gap || f.parts[p].needFill {
+		return proto.Record{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
+	defer cancel()
+	whole, err := f.e.requestApart(ctx, f.topic, f.progress.Epoch, p, stub)
+	if err != nil {
+		f.e.log.Warn("null-key record apart", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
+		return proto.Record{}, false
+	}
+	return whole, true
 }
 
 // fillAllowed reports whether a live message may start a fill of p: not

@@ -10,7 +10,7 @@ import (
 const (
 	maxBytesField = 64 << 20 // one key, value or string
 	maxRecords    = 1 << 20  // records in one state page
-	maxHeaders    = 1 << 12  // headers of one record
+	maxHeaders    = 1 << 24  // headers of one record: Kafka has no limit; each takes two bytes or more, so a count allocates no more than the message holds
 	MaxPartitions = 1 << 16  // partitions of one topic
 )
 
