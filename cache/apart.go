@@ -150,7 +150,7 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 		if q.MaxBytes > 0 {
 			room = min(room, q.MaxBytes)
 		}
-		part.Status, part.Total, part.From = proto.StatusOK, len(enc), q.From
+		part.Status, part.Total, part.Sum, part.From = proto.StatusOK, len(enc), proto.PartSum(enc), q.From
 		part.Data = enc[q.From:min(len(enc), q.From+room)]
 		n.metrics.valueParts.Inc()
 	}

@@ -142,7 +142,7 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 	room := max(int(e.cfg.NATS.MaxPayload())-partSlack, partSlack)
 	deadline := time.Now().Add(e.cfg.RequestTimeout)
 	var enc []byte
-	total := -1
+	total, sum := -1, uint32(0)
 	for total < 0 || len(enc) < total {
 		e.metrics.valueRequests.Inc()
 		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(enc), MaxBytes: room})
@@ -176,14 +176,17 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 			return fail("%w: %s", errValueGone, part.Error)
 		case part.Status != proto.StatusOK:
 			return fail("%s: %s", part.Status, part.Error)
-		case part.Epoch != epoch || part.Partition != p || part.Offset != offset || part.From != len(enc) || (total >= 0 && part.Total != total):
+		case part.Epoch != epoch || part.Partition != p || part.Offset != offset || part.From != len(enc) || (total >= 0 && (part.Total != total || part.Sum != sum)):
 			return fail("a part of another record (epoch %d, %d@%d, %d bytes from %d): %w",
 				part.Epoch, part.Partition, part.Offset, part.Total, part.From, proto.ErrMalformed)
 		case len(part.Data) == 0:
 			return fail("an empty part at %d of %d: %w", len(enc), part.Total, proto.ErrMalformed)
 		}
-		total = part.Total
+		total, sum = part.Total, part.Sum
 		enc = append(enc, part.Data...)
+	}
+	if proto.PartSum(enc) != sum {
+		return fail("the parts do not make the record they were cut from (two holders' encodings?): %w", proto.ErrMalformed)
 	}
 	r, err := proto.DecodeRecord(enc)
 	if err != nil {

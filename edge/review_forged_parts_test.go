@@ -23,18 +23,21 @@ func TestForgedPartsOfAnotherRecordAreRefused(t *testing.T) {
 	s := newStack(t, stackOptions{partitions: 1})
 	stub := proto.Record{Offset: 5, TimeMs: 1000, Apart: true, ValueLen: 10}
 	real := proto.Record{Offset: 5, TimeMs: 1000, Key: []byte("k"), Value: []byte("0123456789"), Etag: "e"}
-	forge := func(r proto.Record) (proto.Record, error) {
+	// forgeMixed answers the first part from first's encoding and the rest
+	// from rest's, as two holders that encode a record differently would.
+	forgeMixed := func(first, rest proto.Record) (proto.Record, error) {
 		t.Helper()
 		nc := s.connectNATS()
-		enc := proto.AppendRecord(nil, &r)
+		encs := [][]byte{proto.AppendRecord(nil, &first), proto.AppendRecord(nil, &rest)}
 		sub, err := nc.Subscribe(proto.Subjects{Prefix: "ssekafka"}.State("forged", 0), func(m *nats.Msg) {
 			q, err := proto.DecodeValueRequest(m.Data)
 			if err != nil {
 				return
 			}
+			enc := encs[min(q.From, 1)]
 			end := min(len(enc), q.From+3) // parts of 3 bytes
 			_ = m.Respond(proto.AppendValuePart(nil, &proto.ValuePart{Status: proto.StatusOK, Epoch: 1, Offset: q.Offset,
-				Total: len(enc), From: q.From, Data: enc[q.From:end]}))
+				Total: len(enc), Sum: proto.PartSum(enc), From: q.From, Data: enc[q.From:end]}))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -47,6 +50,7 @@ func TestForgedPartsOfAnotherRecordAreRefused(t *testing.T) {
 		defer cancel()
 		return edge.RequestApart(s.edge, ctx, "forged", 1, 0, stub)
 	}
+	forge := func(r proto.Record) (proto.Record, error) { t.Helper(); return forgeMixed(r, r) }
 	if got, err := forge(real); err != nil || !reflect.DeepEqual(got, real) {
 		t.Fatalf("the record the stub names: %+v, %v", got, err)
 	}
@@ -66,5 +70,10 @@ func TestForgedPartsOfAnotherRecordAreRefused(t *testing.T) {
 		if got, err := forge(r); !errors.Is(err, proto.ErrMalformed) {
 			t.Errorf("parts of %s: %+v, %v; want ErrMalformed", name, got, err)
 		}
+	}
+	// Two holders' encodings of the same length (another key byte): each
+	// part is true to its own, the whole to neither.
+	if got, err := forgeMixed(real, other(func(r *proto.Record) { r.Key = []byte("K") })); !errors.Is(err, proto.ErrMalformed) {
+		t.Errorf("parts from two encodings: %+v, %v; want ErrMalformed", got, err)
 	}
 }

@@ -3,6 +3,7 @@ package proto
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 )
 
 // Version is the version byte every message starts with.
@@ -435,9 +436,18 @@ type ValuePart struct {
 	Partition int32
 	Offset    int64
 	Total     int
-	From      int
-	Data      []byte
+	// Sum is the CRC-32C (Castagnoli) of the whole encoding: holders may
+	// encode a record differently (a tombstone's superseded headers), and a
+	// read whose parts come from two of them must not pass for one record.
+	Sum  uint32
+	From int
+	Data []byte
 }
+
+// PartSum is the checksum of a record's encoding that its parts carry.
+func PartSum(enc []byte) uint32 { return crc32.Checksum(enc, castagnoli) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // AppendValuePart appends the encoded part to b.
 func AppendValuePart(b []byte, v *ValuePart) []byte {
@@ -448,6 +458,7 @@ func AppendValuePart(b []byte, v *ValuePart) []byte {
 	b = binary.AppendUvarint(b, uint64(max(v.Partition, 0)))
 	b = binary.AppendUvarint(b, uint64(max(v.Offset, 0)))
 	b = binary.AppendUvarint(b, uint64(max(v.Total, 0)))
+	b = binary.BigEndian.AppendUint32(b, v.Sum)
 	b = binary.AppendUvarint(b, uint64(max(v.From, 0)))
 	return appendBytes(b, v.Data)
 }
@@ -466,6 +477,7 @@ func DecodeValuePart(b []byte) (ValuePart, error) {
 	v.Partition = int32(r.count("partition", MaxPartitions))
 	v.Offset = int64(r.uvarint("offset") & (1<<63 - 1))
 	v.Total = r.count("total", MaxRecordBytes)
+	v.Sum = r.fixed32("sum")
 	v.From = r.count("from", MaxRecordBytes)
 	v.Data = r.bytes("data")
 	if r.err == nil && v.From+len(v.Data) > v.Total {

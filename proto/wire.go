@@ -75,6 +75,20 @@ func (r *reader) varint(what string) int64 {
 	return v
 }
 
+// fixed32 reads a big-endian uint32.
+func (r *reader) fixed32(what string) uint32 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 4 {
+		r.fail(ErrTruncated, what)
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
 // count reads a length or count no larger than max.
 func (r *reader) count(what string, max int) int {
 	v := r.uvarint(what)
