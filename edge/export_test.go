@@ -23,6 +23,10 @@ func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }
 // request: a test fills the setup queue by blocking in hold. Set it before Serve.
 func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }
 
+// HoldKeyReads makes every shared key lookup of e call hold before it asks
+// the cache tier: a test gathers reads of one key behind it.
+func HoldKeyReads(e *Edge, hold func()) { e.holdKeyRead = hold }
+
 // HoldStateParts makes every stream of e call hold, with its request's
 // context, as its state part begins: a test counts the streams in their
 // state part at once, or holds one there. Set it before Serve.

@@ -60,7 +60,7 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.RequestTimeout)
 	defer cancel()
-	found, err := e.lookupKey(ctx, topic, []byte(*filters[0].key))
+	found, err := e.sharedLookup(ctx, topic, *filters[0].key)
 	switch {
 	case errors.Is(err, errTopicNotFound):
 		e.metrics.keyReads.WithLabelValues("not_found").Inc()
@@ -171,6 +171,62 @@ const keyReadAttempts = 3
 
 // maxKeyRequests bounds the partitions asked at once by one read.
 const maxKeyRequests = 64
+
+// keyCall is one lookup of a key, shared by the reads that ask for it
+// while it is in flight.
+type keyCall struct {
+	done  chan struct{} // closed once found and err are set
+	found *foundKey     // read only, once done
+	err   error
+}
+
+type keyCallKey struct{ topic, key string }
+
+// keyReads are the lookups in flight. mu is a leaf.
+type keyReads struct {
+	mu       sync.Mutex
+	inflight map[keyCallKey]*keyCall
+}
+
+// sharedLookup is lookupKey, shared by the reads of the same key at once: a
+// page polled by a large audience costs one lookup (one request per
+// partition, one copy of a value read in parts) per round, not one per
+// reader. The lookup has a context of its own, so that a reader that
+// leaves does not fail the others.
+func (e *Edge) sharedLookup(ctx context.Context, topic, key string) (*foundKey, error) {
+	s := &e.keyReads
+	k := keyCallKey{topic, key}
+	s.mu.Lock()
+	c := s.inflight[k]
+	if c != nil {
+		e.metrics.keyReadsShared.Inc()
+	} else {
+		c = &keyCall{done: make(chan struct{})}
+		if s.inflight == nil {
+			s.inflight = map[keyCallKey]*keyCall{}
+		}
+		s.inflight[k] = c
+		go func() {
+			if e.holdKeyRead != nil {
+				e.holdKeyRead()
+			}
+			lctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
+			c.found, c.err = e.lookupKey(lctx, topic, []byte(key))
+			cancel()
+			s.mu.Lock()
+			delete(s.inflight, k)
+			s.mu.Unlock()
+			close(c.done)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.found, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // lookupKey asks every partition of topic for key's latest record (a
 // producer may place keys by any partitioner) and returns the newest one

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/edge"
 )
 
 // getJSON sends a JSON read and returns its status, headers and body.
@@ -111,5 +113,56 @@ func TestKeyReadIsGuarded(t *testing.T) {
 	}
 	if status, _, _ := s.getJSON(http.MethodGet, "/mine", bearer(token(t, "k1", "alice", hour, "write"))); status != 403 {
 		t.Fatalf("without the role: %d", status)
+	}
+}
+
+// Reads of one key at once share one lookup (issue 12: a page polled by a
+// large audience): 20 reads of a value read in parts cost the cache tier
+// one key request per partition and one set of parts, and each reader gets
+// the whole value.
+func TestKeyReadsOfOneKeyShareALookup(t *testing.T) {
+	release := make(chan struct{})
+	s := newStack(t, stackOptions{maxPayload: 64 << 10, edgeHook: func(e *edge.Edge) {
+		edge.HoldKeyReads(e, func() { <-release })
+	}})
+	value := bigValue("shared", 1<<20)
+	s.produceWith(s.bigProducer(), "tasks", rec(1, "k", value))
+	keyRequests := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total")
+	parts := s.counter(s.cacheReg, "ssekafka_cache_value_parts_total")
+
+	const readers = 20
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, readers)
+	for range readers {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, s.url+"/tasks/k", nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				answers <- answer{status: -1, body: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	eventually(t, 10*time.Second, "the other reads to join the first one's lookup", func() bool {
+		return s.edgeCounter("ssekafka_edge_key_reads_shared_total") == readers-1
+	})
+	close(release)
+	for range readers {
+		if a := <-answers; a.status != 200 || a.body != value {
+			t.Fatalf("read: %d, %d bytes (%.60q)", a.status, len(a.body), a.body)
+		}
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total") - keyRequests; n != 3 {
+		t.Fatalf("%v key requests for %d reads of a 3-partition topic, want 3", n, readers)
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_value_parts_total") - parts; n > 20 {
+		t.Fatalf("%v value parts for %d reads of 1 MiB at 64 KiB, want one set (17)", n, readers)
 	}
 }

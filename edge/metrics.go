@@ -23,6 +23,7 @@ type metrics struct {
 	tlsHandshakeErrors                          prometheus.Counter
 	valueRequests, valuesGone                   prometheus.Counter
 	keyReads                                    *prometheus.CounterVec
+	keyReadsShared                              prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -67,9 +68,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
 		keyReads: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_reads_total",
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed)."}, []string{"result"}),
-		stateRequests: c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
-		pagesShared:   c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
-		framesShared:  c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+		keyReadsShared: c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
+		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
+		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
+		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
