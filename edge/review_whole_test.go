@@ -110,11 +110,13 @@ func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
 				if ev := nextEvent(resumed); !isDeleteOf(ev, "fat") {
 					t.Fatalf("resume of tenant a: %+v, want the delete of fat", ev)
 				}
+				resumed.untilReady() // its resume is counted once its state part ends
 				resumedB := s.connect("/tenant/b", http.Header{"Last-Event-ID": {start}})
 				defer resumedB.close()
 				if ev := nextEvent(resumedB); ev.Data != "b's marker" {
 					t.Fatalf("resume of tenant b: %+v, want only its marker", ev)
 				}
+				resumedB.untilReady()
 			}
 			resumes := func(kind string) float64 { return labeled(t, s.edgeReg, "ssekafka_edge_resumes_total", "kind", kind) }
 			resume()
