@@ -163,6 +163,11 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 		return nil
 	}
 	join := func(k string) string {
+		if strings.IndexFunc(k, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+		}) >= 0 || k == "" {
+			k = strconv.Quote(k) // a key with spaces, dots or colons, named so it can be found
+		}
 		if path == "" {
 			return k
 		}
