@@ -39,11 +39,11 @@ func (n *Node) messageRoom() int {
 	return max(int(mp)-messageSlack, 1<<10)
 }
 
-// recentValues holds the last values sent apart, newest last, within max
-// bytes (Config.ApartBytes), for the parts edges ask next: ristretto may
-// refuse a large value (its admission policy), and reading it back from
-// Kafka for every part of every edge costs a fetch each. Values are never
-// changed once stored.
+// recentValues holds the encodings of the last records sent apart, newest
+// last, within max bytes (Config.ApartBytes), for the parts edges ask next:
+// ristretto may refuse a large value (its admission policy), and reading it
+// back from Kafka for every part of every edge costs a fetch each. An
+// encoding is never changed once stored.
 type recentValues struct {
 	max   int
 	mu    sync.Mutex
@@ -52,8 +52,15 @@ type recentValues struct {
 }
 
 type recentValue struct {
-	key   string
-	value []byte
+	key string
+	enc encodedRecord
+}
+
+// encodedRecord is a record's encoding (proto.AppendRecord) and the
+// checksum its parts carry, computed once.
+type encodedRecord struct {
+	bytes []byte
+	sum   uint32
 }
 
 // apartKey names a value sent apart: by the topic's epoch too, since a
@@ -63,37 +70,41 @@ func apartKey(t *topicState, partition int32, offset int64) string {
 	return fmt.Sprintf("%s@%d", valueKey(t.name, partition, offset), t.epoch)
 }
 
-func (r *recentValues) get(key string) ([]byte, bool) {
+func (r *recentValues) get(key string) (encodedRecord, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := len(r.items) - 1; i >= 0; i-- {
 		if r.items[i].key == key {
-			return r.items[i].value, true
+			return r.items[i].enc, true
 		}
 	}
-	return nil, false
+	return encodedRecord{}, false
 }
 
-func (r *recentValues) put(key string, value []byte) {
-	if len(value) > r.max {
-		return
+// put keeps enc under key, within max, and returns it with its checksum
+// (kept or not).
+func (r *recentValues) put(key string, enc []byte) encodedRecord {
+	er := encodedRecord{bytes: enc, sum: proto.PartSum(enc)}
+	if len(enc) > r.max {
+		return er
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, it := range r.items {
 		if it.key == key {
-			return
+			return it.enc
 		}
 	}
-	r.items = append(r.items, recentValue{key, value})
-	r.bytes += len(value)
+	r.items = append(r.items, recentValue{key, er})
+	r.bytes += len(enc)
 	drop := 0
 	for r.bytes > r.max {
-		r.bytes -= len(r.items[drop].value)
+		r.bytes -= len(r.items[drop].enc.bytes)
 		r.items[drop] = recentValue{}
 		drop++
 	}
 	r.items = append(r.items[:0], r.items[drop:]...)
+	return er
 }
 
 // handleValue answers a value request: part of the value of the record at
@@ -126,7 +137,8 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	ps.mu.RUnlock()
 	// A record just published apart is at hand, held in the index or not (a
 	// null key never is).
-	enc, atHand := n.apart.get(apartKey(t, ps.partition, q.Offset))
+	key := apartKey(t, ps.partition, q.Offset)
+	enc, atHand := n.apart.get(key)
 	if !held && !atHand {
 		part.Status, part.Error = proto.StatusGone, "no longer the key's latest record"
 		reply(&part)
@@ -135,37 +147,35 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if !atHand {
-		enc, err = n.encodedApart(ctx, t, ps.partition, e)
+		var b []byte
+		if b, err = n.encodeApart(ctx, t, ps.partition, e); b != nil {
+			enc = n.apart.put(key, b)
+		}
 	}
 	switch {
 	case err != nil:
 		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)
 		part.Status, part.Error = proto.StatusError, err.Error()
-	case enc == nil:
+	case enc.bytes == nil:
 		part.Status, part.Error = proto.StatusGone, "no longer in Kafka"
-	case q.From > len(enc):
-		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the record's %d bytes", q.From, len(enc))
+	case q.From > len(enc.bytes):
+		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the record's %d bytes", q.From, len(enc.bytes))
 	default:
 		room := n.messageRoom()
 		if q.MaxBytes > 0 {
 			room = min(room, q.MaxBytes)
 		}
-		part.Status, part.Total, part.Sum, part.From = proto.StatusOK, len(enc), proto.PartSum(enc), q.From
-		part.Data = enc[q.From:min(len(enc), q.From+room)]
+		part.Status, part.Total, part.Sum, part.From = proto.StatusOK, len(enc.bytes), enc.sum, q.From
+		part.Data = enc.bytes[q.From:min(len(enc.bytes), q.From+room)]
 		n.metrics.valueParts.Inc()
 	}
 	reply(&part)
 }
 
-// encodedApart returns the encoding of e's record, value included, that a
-// record sent apart is read in parts of: from those sent apart lately, or
-// made from e and its value (then kept at hand). It is nil when Kafka no
-// longer has the value.
-func (n *Node) encodedApart(ctx context.Context, t *topicState, partition int32, e *entry) ([]byte, error) {
-	key := apartKey(t, partition, e.rec.Offset)
-	if enc, ok := n.apart.get(key); ok {
-		return enc, nil
-	}
+// encodeApart makes the encoding of e's record, value included, that a
+// record sent apart is read in parts of. It is nil when Kafka no longer has
+// the value.
+func (n *Node) encodeApart(ctx context.Context, t *topicState, partition int32, e *entry) ([]byte, error) {
 	rec := e.rec
 	if e.valueLen > 0 {
 		v, err := n.valueAt(ctx, t, partition, rec.Offset)
@@ -177,9 +187,7 @@ func (n *Node) encodedApart(ctx context.Context, t *topicState, partition int32,
 		}
 		rec.Value = v
 	}
-	enc := proto.AppendRecord(nil, &rec)
-	n.apart.put(key, enc)
-	return enc, nil
+	return proto.AppendRecord(nil, &rec), nil
 }
 
 // apartStub is what travels of a record sent apart.

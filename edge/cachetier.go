@@ -37,6 +37,19 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 	return m, fmt.Errorf("meta %s: %s: %s", topic, m.Status, m.Error)
 }
 
+// retryPause waits before a request to the cache tier is made again ("no
+// responders" answers at once), and reports false if ctx ended first.
+func retryPause(ctx context.Context) bool {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // requestPageRetrying asks for a page, again and again while the cache tier
 // does not answer (a node died while answering, or none holds the partition
 // for a moment) or answers NotOwner (the node released the partition, or is
@@ -50,10 +63,8 @@ func (e *Edge) requestPageRetrying(ctx context.Context, topic string, epoch uint
 		if err == nil || !errors.Is(err, errUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
 			return page, err
 		}
-		select {
-		case <-ctx.Done():
+		if !retryPause(ctx) {
 			return page, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -164,10 +175,8 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 			if time.Now().After(deadline) {
 				return proto.Record{}, err
 			}
-			select {
-			case <-ctx.Done():
+			if !retryPause(ctx) {
 				return proto.Record{}, err
-			case <-time.After(50 * time.Millisecond): // no responders answers at once
 			}
 			continue
 		}
@@ -380,10 +389,8 @@ func (e *Edge) sharedPageRetrying(ctx context.Context, topic string, epoch uint3
 		if err == nil || !errors.Is(err, errUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
 			return page, shared, err
 		}
-		select {
-		case <-ctx.Done():
+		if !retryPause(ctx) {
 			return page, shared, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -222,7 +222,8 @@ func (l *connLimiter) open() int {
 }
 
 // countedConn is a connection counted by a connLimiter until its first Close,
-// wherever that happens: in Serve, in net/http, or after a hijack.
+// wherever that happens: in Serve, in net/http, or after a hijack (a
+// stream through a trusted proxy: counted again, against its client).
 type countedConn struct {
 	net.Conn
 	release func()
@@ -357,27 +358,4 @@ func (e *Edge) admitForwarded(r *http.Request) (release func(), ok bool) {
 		e.refusedForwarded(r, client)
 	}
 	return release, ok
-}
-
-// releasingConn is a hijacked stream's connection that gives up its
-// client's count of a trusted proxy's stream (admitForwarded) at its first
-// Close, whichever path ends the stream.
-type releasingConn struct {
-	net.Conn
-	release func()
-}
-
-func (c *releasingConn) Close() error {
-	c.release()
-	return c.Conn.Close()
-}
-
-// SyscallConn is the connection's own, so that a live stream is written
-// and watched for hang-up as one not wrapped.
-func (c *releasingConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("not a syscall.Conn")
-	}
-	return sc.SyscallConn()
 }

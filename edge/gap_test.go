@@ -206,22 +206,7 @@ func TestRecreatedTopicResetsClients(t *testing.T) {
 	lastID := evs[len(evs)-1].ID
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.adm().DeleteTopics(ctx, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "topic deleted", func() bool {
-		td, err := s.adm().ListTopics(ctx, "tasks")
-		return err == nil && !td.Has("tasks")
-	})
-	if err := devstack.CreateCompactedTopics(ctx, s.brokers, 3, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	// A new producer: the stack's one remembers the old topic's id.
-	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := s.recreateTopic(ctx, "tasks", 3)
 	r := rec(2, "c", "new-c")
 	r.Topic = "tasks"
 	if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {

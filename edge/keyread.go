@@ -298,10 +298,8 @@ func (e *Edge) requestKey(ctx context.Context, topic string, epoch uint32, p int
 		default:
 			err = fmt.Errorf("key %s/%d: %w: %w", topic, p, errUnavailable, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !retryPause(ctx) {
 			return k, err
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

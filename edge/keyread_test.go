@@ -15,25 +15,8 @@ import (
 // getJSON sends a JSON read and returns its status, headers and body.
 func (s *stack) getJSON(method, path string, h http.Header) (int, http.Header, string) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, string(body)
+	status, header, body, _ := s.getJSONWith(nil, method, path, h)
+	return status, header, body
 }
 
 func withEtag(r *kgo.Record, etag string) *kgo.Record {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -504,21 +503,7 @@ func TestRecreatedTopicServesItsOwnApartValue(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.adm().DeleteTopics(ctx, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "topic deleted", func() bool {
-		td, err := s.adm().ListTopics(ctx, "tasks")
-		return err == nil && !td.Has("tasks")
-	})
-	if err := devstack.CreateCompactedTopics(ctx, s.brokers, 1, "tasks"); err != nil {
-		t.Fatal(err)
-	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := s.recreateTopic(ctx, "tasks", 1)
 	r := rec(0, "k", newValue)
 	r.Topic = "tasks"
 	if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {

@@ -262,6 +262,29 @@ func sameView(t *testing.T, what string, got, want map[string]string) {
 
 func ptr[T any](v T) *T { return &v }
 
+// recreateTopic deletes topic, waits until Kafka no longer lists it and
+// creates it again (compacted, partitions), and returns a new producer: the
+// stack's one remembers the old topic's id.
+func (s *stack) recreateTopic(ctx context.Context, topic string, partitions int32) *kgo.Client {
+	s.t.Helper()
+	if _, err := s.adm().DeleteTopics(ctx, topic); err != nil {
+		s.t.Fatal(err)
+	}
+	eventually(s.t, 10*time.Second, "topic deleted", func() bool {
+		td, err := s.adm().ListTopics(ctx, topic)
+		return err == nil && !td.Has(topic)
+	})
+	if err := devstack.CreateCompactedTopics(ctx, s.brokers, partitions, topic); err != nil {
+		s.t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(prod.Close)
+	return prod
+}
+
 // produce writes records synchronously (a nil value is a tombstone) and
 // waits until the cache has applied them.
 func (s *stack) produce(topic string, recs ...*kgo.Record) []*kgo.Record {

@@ -210,7 +210,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	e.metrics.connections.Inc()
 	cw, conn := e.startResponse(w, r)
 	if conn != nil && releaseForwarded != nil {
-		conn, releaseForwarded = &releasingConn{Conn: conn, release: releaseForwarded}, nil
+		conn, releaseForwarded = &countedConn{Conn: conn, release: releaseForwarded}, nil
 	}
 	if conn != nil {
 		defer func() {
