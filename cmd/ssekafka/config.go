@@ -76,6 +76,9 @@ type sseConfig struct {
 	RetryMax int `yaml:"retryMax"`
 	// Admin is the address of the admin listener (health, ready, metrics, drain); empty: none.
 	Admin string `yaml:"admin"`
+	// AdminToken, {file: PATH} or {env: NAME}: every POST to the admin
+	// listener must carry Authorization: Bearer TOKEN; default: none.
+	AdminToken *secret `yaml:"adminToken"`
 	// DrainWindow spreads a drain's closes; 0 or off: all at once.
 	DrainWindow offDuration `yaml:"drainWindow"`
 	// Authorization says, per guard, where requests carry their tokens

@@ -137,7 +137,7 @@ func TestEdgeDrainsOnAdminPOST(t *testing.T) {
 		t.Fatalf("GET drain: %d, want 405", code)
 	}
 	// A long window: the process stays up while the refusal is checked.
-	if code, body := get(t, http.MethodPost, "http://"+adminAddr+"/_ssekafka/drain?window=2s"); code != http.StatusAccepted {
+	if code, body := adminRequest(t, http.MethodPost, "http://"+adminAddr+"/_ssekafka/drain?window=2s", http.Header{"X-Ssekafka-Admin": {"1"}}); code != http.StatusAccepted {
 		t.Fatalf("POST drain: %d %q", code, body)
 	}
 	drainedStream(t, tail)
@@ -160,4 +160,58 @@ func TestEdgeDrainsOnSIGTERM(t *testing.T) {
 	}
 	drainedStream(t, tail)
 	exited(t, edgeProc)
+}
+
+// adminRequest sends method to url with headers h and returns the status and body.
+func adminRequest(t *testing.T, method, url string, h http.Header) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader("x"))
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A page in an operator's browser cannot drain an edge: the admin
+// listener refuses cross-site requests (Origin, Sec-Fetch-Site) and POSTs
+// a page could send without a CORS preflight (no Authorization, no
+// X-Ssekafka-Admin), and caps ?window=. The edge stays up and ready.
+func TestAdminListenerRefusesCrossSiteAndSimpleRequests(t *testing.T) {
+	_, _, adminAddr := edgeWithAdmin(t)
+	drain := "http://" + adminAddr + "/_ssekafka/drain"
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header http.Header
+		want   int
+	}{
+		{"cross-site text/plain", drain, http.Header{"Content-Type": {"text/plain"}, "Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden},
+		{"Sec-Fetch-Site cross-site alone", drain, http.Header{"Sec-Fetch-Site": {"cross-site"}, "X-Ssekafka-Admin": {"1"}}, http.StatusForbidden},
+		{"same-site page", drain, http.Header{"Sec-Fetch-Site": {"same-site"}, "X-Ssekafka-Admin": {"1"}}, http.StatusForbidden},
+		{"another origin", drain, http.Header{"Origin": {"http://localhost:1"}, "X-Ssekafka-Admin": {"1"}}, http.StatusForbidden},
+		{"opaque origin", drain, http.Header{"Origin": {"null"}, "X-Ssekafka-Admin": {"1"}}, http.StatusForbidden},
+		{"simple form POST", drain, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, http.StatusForbidden},
+		{"metrics read cross-site", "http://" + adminAddr + "/metrics", http.Header{"Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden},
+		{"window past the cap", drain + "?window=1000h", http.Header{"X-Ssekafka-Admin": {"1"}}, http.StatusBadRequest},
+	} {
+		method := http.MethodPost
+		if strings.HasSuffix(tc.url, "/metrics") {
+			method = http.MethodGet
+		}
+		if code, body := adminRequest(t, method, tc.url, tc.header); code != tc.want {
+			t.Fatalf("%s: %d %q, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	if code, body := get(t, http.MethodGet, "http://"+adminAddr+"/_ssekafka/ready"); code != http.StatusOK {
+		t.Fatalf("ready after the refused drains: %d %q", code, body)
+	}
+	if code, _ := get(t, http.MethodGet, "http://"+adminAddr+"/metrics"); code != http.StatusOK {
+		t.Fatalf("a scrape (no Origin, no Sec-Fetch-Site): %d", code)
+	}
 }

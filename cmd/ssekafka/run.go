@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -273,6 +272,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return fmt.Errorf("edge listen %s: %w", addr, err)
 	}
 	drainReq := make(chan time.Duration, 1)
+	adminRefusals := newAdminRefusals(reg)
 	var admin *http.Server
 	if cfg.SSE.Admin != "" {
 		aln, err := net.Listen("tcp", cfg.SSE.Admin)
@@ -289,7 +289,15 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		}
 		amux.Handle("/_ssekafka/ready", e.ReadyHandler())
 		amux.Handle("/_ssekafka/drain", drainHandler(time.Duration(cfg.SSE.DrainWindow), drainReq))
-		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		var token string
+		if cfg.SSE.AdminToken.set() {
+			if token, err = cfg.SSE.AdminToken.value(); err != nil {
+				_ = ln.Close()
+				_ = aln.Close()
+				return fmt.Errorf("sse.adminToken (%v): %w", cfg.SSE.AdminToken, err)
+			}
+		}
+		admin = &http.Server{Handler: adminGuard(amux, token, adminRefusals, log), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { _ = admin.Serve(aln) }()
 		defer admin.Close()
 		log.Info("edge admin serving", "admin", aln.Addr().String())
@@ -329,32 +337,4 @@ func drainEdge(ctx context.Context, e *edge.Edge, window time.Duration, log *slo
 		return
 	}
 	log.Info("edge drained", "took", time.Since(t0))
-}
-
-// drainHandler serves POST /_ssekafka/drain[?window=DURATION]: it asks
-// serveEdge to drain (once) and answers 202.
-func drainHandler(window time.Duration, req chan<- time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "POST to drain", http.StatusMethodNotAllowed)
-			return
-		}
-		if v := r.URL.Query().Get("window"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				http.Error(w, "window: "+strconv.Quote(v)+" is not a duration of 0 or more", http.StatusBadRequest)
-				return
-			}
-			window = d
-		}
-		select {
-		case req <- window:
-			w.WriteHeader(http.StatusAccepted)
-			fmt.Fprintf(w, "draining over %v\n", window)
-		default:
-			w.WriteHeader(http.StatusAccepted)
-			fmt.Fprintln(w, "already draining")
-		}
-	})
 }
