@@ -77,15 +77,21 @@ func (j *jwksServer) remove(kid string) {
 	j.mu.Unlock()
 }
 
-// token signs claims for sub with key kid, expiring at exp.
+// token signs claims for sub with key kid, expiring at exp, tenant acme.
 func token(t testing.TB, kid, sub string, exp time.Time, scope string) string {
+	t.Helper()
+	return tenantToken(t, kid, sub, exp, scope, "acme")
+}
+
+// tenantToken is token with the tenant attribute given.
+func tenantToken(t testing.TB, kid, sub string, exp time.Time, scope, tenant string) string {
 	t.Helper()
 	key := rsaKeys()[0]
 	if kid == "k2" {
 		key = rsaKeys()[1]
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": testIssuer, "aud": "sse", "sub": sub,
-		"exp": exp.Unix(), "scope": scope, "tenant": "acme"})
+		"exp": exp.Unix(), "scope": scope, "tenant": tenant})
 	tok.Header["kid"] = kid
 	s, err := tok.SignedString(key)
 	if err != nil {
@@ -409,6 +415,62 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 	s.produce("tasks", rec(0, "k", "after k1 left"))
 	if ev := c.mustNext(); ev.Data != "after k1 left" {
 		t.Fatalf("got %q after k1 left the JWKS", ev.Raw)
+	}
+}
+
+// A renewal whose token carries another value for an attribute the
+// stream's route uses (its filter's tenant) is refused with 403, on the
+// holding edge as on another; the stream keeps its grant until its
+// current expiry and then ends. On a route that uses no attribute the
+// same token renews.
+func TestRenewalWithOtherAttributesIsRefused(t *testing.T) {
+	j := newJWKS(t)
+	tweak := guardConfig(t, j, 2*time.Second, nil)
+	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: tweak})
+	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, 2*time.Second, nil))
+	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
+	later := time.Now().Add(time.Hour)
+	handle := func(c *sseClient) string {
+		ev := c.mustNext()
+		m := challengeRE.FindStringSubmatch(ev.Raw)
+		if m == nil {
+			t.Fatalf("got %q, want event:challenge", ev.Raw)
+		}
+		return m[1]
+	}
+	renew := func(base, path, stream, tok string) int {
+		h := bearer(tok)
+		h.Set("Content-Type", "application/x-challenge-response")
+		h.Set("X-Ssekafka-Stream", stream)
+		status, _, body := do(t, http.MethodPost, base+path, h)
+		t.Logf("renewal of %s on %s: %d %q", path, base, status, body)
+		return status
+	}
+	tenant := s.connect("/tenant", bearer(token(t, "k1", "alice", exp, "read")))
+	tenant.untilReady()
+	plain := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
+	plain.untilReady()
+	th, ph := handle(tenant), handle(plain)
+	otherTenant := tenantToken(t, "k1", "alice", later, "read", "globex")
+	if got := renew(other, "/tenant", th, otherTenant); got != http.StatusForbidden {
+		t.Fatalf("renewal with another tenant, on another edge: %d, want 403", got)
+	}
+	if got := renew(s.url, "/tenant", th, otherTenant); got != http.StatusForbidden {
+		t.Fatalf("renewal with another tenant, on the holding edge: %d, want 403", got)
+	}
+	if got := renew(other, "/tasks", ph, otherTenant); got != http.StatusNoContent {
+		t.Fatalf("renewal of a stream whose route uses no attribute: %d, want 204", got)
+	}
+	// The refused stream ends at its first token's expiry; the renewed one lives on.
+	if ev, err := tenant.next(time.Until(exp) + 5*time.Second); err != errStreamEnded {
+		t.Fatalf("the stream refused a renewal: %q, %v; want it ended at its expiry", ev.Raw, err)
+	}
+	if time.Now().Before(exp) {
+		t.Fatalf("stream ended %v before its token's expiry", time.Until(exp))
+	}
+	s.produce("tasks", rec(0, "k", "after the old expiry"))
+	if ev := plain.mustNext(); ev.Data != "after the old expiry" {
+		t.Fatalf("got %q, want the change on the renewed stream", ev.Raw)
 	}
 }
 

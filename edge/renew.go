@@ -59,7 +59,8 @@ type authStream struct {
 	guard      *guard.Guard
 	guardName  string
 	identity   string
-	roles      []string // its route's: a renewal's token must grant them too
+	roles      []string          // its route's: a renewal's token must grant them too
+	attrs      map[string]string // the attributes its route uses, as its first token had them: a renewal's must be the same
 	kid        string
 	expires    time.Time
 	challenged bool      // event:challenge sent for this expiry
@@ -113,12 +114,21 @@ func (a *authority) stop() {
 }
 
 // track registers a guarded stream's client, once it has joined its feed.
-func (a *authority) track(ctx context.Context, c *client, roles []string) {
+func (a *authority) track(ctx context.Context, c *client, route *Route) {
 	sess := sessionFrom(ctx)
 	if a == nil || sess == nil {
 		return
 	}
-	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, roles: roles, kid: sess.KeyID, expires: sess.Expires}
+	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, roles: route.roles, kid: sess.KeyID, expires: sess.Expires}
+	prefix := guardedKey(route.guard, "attributes.")
+	for _, k := range route.claims {
+		if name, ok := strings.CutPrefix(k, prefix); ok {
+			if s.attrs == nil {
+				s.attrs = map[string]string{}
+			}
+			s.attrs[name] = sess.Attributes[name] // authorize refused a stream without it
+		}
+	}
 	s.schedule()
 	a.mu.Lock()
 	a.next++
@@ -342,17 +352,20 @@ type renewal struct {
 }
 
 // renew verifies a renewal's token against the tracked stream (its guard,
-// its identity, its route's roles) and extends the stream; it returns the
-// HTTP status to answer: 204, 404 (no such stream of this identity) or the
-// token's refusal.
+// its identity, its route's roles, the attributes its route's topic and
+// filters use) and extends the stream; it returns the HTTP status to
+// answer: 204, 404 (no such stream of this identity), 403 (other
+// attribute values: the stream was granted for the first ones; it keeps
+// that grant until its expiry) or the token's refusal.
 func (a *authority) renew(ctx context.Context, r renewal) int {
 	a.mu.Lock()
 	s := a.streams[r.Stream]
 	var g *guard.Guard
 	var identity string
 	var roles []string
+	var attrs map[string]string
 	if s != nil {
-		g, identity, roles = s.guard, s.identity, s.roles
+		g, identity, roles, attrs = s.guard, s.identity, s.roles, s.attrs
 	}
 	a.mu.Unlock()
 	if s == nil {
@@ -364,6 +377,12 @@ func (a *authority) renew(ctx context.Context, r renewal) int {
 	}
 	if sess.Identity != identity {
 		return http.StatusNotFound // not this identity's stream: say no more than for none
+	}
+	for name, want := range attrs {
+		if got, ok := sess.Attributes[name]; !ok || got != want {
+			a.e.log.Warn("renewal refused: an attribute the route uses differs from the stream's", "guard", s.guardName, "attribute", name)
+			return http.StatusForbidden
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

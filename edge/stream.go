@@ -182,9 +182,9 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			return
 		}
 	}
-	e.metrics.clients.Inc()           // joined: every way out below leaves and decrements
-	e.auth.track(ctx, c, route.roles) // a guarded stream ends at its token's expiry
-	handedOver := false               // a hijacked connection lives on after this handler
+	e.metrics.clients.Inc()     // joined: every way out below leaves and decrements
+	e.auth.track(ctx, c, route) // a guarded stream ends at its token's expiry
+	handedOver := false         // a hijacked connection lives on after this handler
 	defer func() {
 		if !handedOver {
 			f.leave(viewKey, c)
