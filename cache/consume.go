@@ -76,6 +76,12 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 		if r.Offset < from {
 			continue
 		}
+		if what := tooLarge(r); what != "" {
+			n.metrics.recordsTooLarge.Inc()
+			n.log.Warn("record too large for the cache: taken as a delete of its key", LogKeyTopic, t.name, LogKeyPartition, ps.partition,
+				"offset", r.Offset, "field", what, "bytes", r.Size(), "max", proto.MaxValueBytes)
+			asDelete(r, what)
+		}
 		if ps.apply(r) && len(r.Value) > 0 {
 			n.values.set(t.name, ps.partition, r.Offset, r.Value)
 		}
@@ -116,6 +122,44 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 		n.metrics.published.Inc()
 	}
 	return buf
+}
+
+// tooLarge names what of r is over what the cache holds and the edges
+// take (a key, value or header over proto.MaxValueBytes, or the record
+// over proto.MaxRecordBytes); "" if r fits.
+func tooLarge(r *proto.Record) string {
+	switch {
+	case len(r.Key) > proto.MaxValueBytes:
+		return "key"
+	case len(r.Value) > proto.MaxValueBytes:
+		return "value"
+	case r.Size() > proto.MaxRecordBytes:
+		return "record"
+	}
+	for _, h := range r.Headers {
+		if len(h.Key) > proto.MaxValueBytes || len(h.Value) > proto.MaxValueBytes {
+			return "headers"
+		}
+	}
+	return ""
+}
+
+// asDelete makes r, too large (what: tooLarge's answer), a tombstone of its
+// key, so that the key's older value is not served as if current (README:
+// values over 64 MiB). Its headers go if they were too large; a key too
+// large makes it a null-key record: it advances the position and is not
+// kept (no key that large is held either).
+func asDelete(r *proto.Record, what string) {
+	r.Value, r.Tombstone = nil, true
+	if !r.EtagHeader {
+		r.Etag = ""
+	}
+	if what == "key" {
+		r.Key, r.KeyNull = nil, true
+	}
+	if tooLarge(r) != "" {
+		r.Headers = nil
+	}
 }
 
 // toRecord converts a fetched record. Key, value and headers are copied:

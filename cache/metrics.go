@@ -19,6 +19,7 @@ type metrics struct {
 	keyRequests                              prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
+	recordsTooLarge                          prometheus.Counter
 	lag                                      *prometheus.GaugeVec
 	held                                     *prometheus.GaugeVec
 }
@@ -50,7 +51,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		keyRequests:       c("key_requests_total", "Requests for one key's latest record (JSON reads of keyed routes)."),
 		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
-		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
+		recordsTooLarge: c("records_too_large_total",
+			"Records over what the cache holds (a key, value or header over 64 MiB, or 128 MiB in all), taken as a delete of their key."),
+		pagesCut: c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",
 			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "cache", Name: "partition_lag",

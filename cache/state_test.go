@@ -209,3 +209,34 @@ func TestPartitionStatePageSendsLargeValuesApart(t *testing.T) {
 		t.Fatalf("with room, the value stays inline (alone in its page): %s apart=%v more=%v", offsets(recs), recs[0].Apart, more)
 	}
 }
+
+// A record the cache cannot hold becomes a delete of its key: its value
+// goes, headers too large go, a key too large makes it a null-key record
+// (not kept); a record that fits is left alone.
+func TestRecordTooLargeBecomesADelete(t *testing.T) {
+	huge := make([]byte, proto.MaxValueBytes+1)
+	for _, tc := range []struct {
+		name            string
+		r               proto.Record
+		what            string
+		keyNull, headed bool
+	}{
+		{"fits", proto.Record{Key: []byte("k"), Value: []byte("v"), Etag: "e", Headers: []proto.Header{{Key: "h", Value: []byte("x")}}}, "", false, true},
+		{"value", proto.Record{Key: []byte("k"), Value: huge, Etag: "e", Headers: []proto.Header{{Key: "h", Value: []byte("x")}}}, "value", false, true},
+		{"header", proto.Record{Key: []byte("k"), Value: []byte("v"), Headers: []proto.Header{{Key: "h", Value: huge}}}, "headers", false, false},
+		{"key", proto.Record{Key: huge, Value: []byte("v")}, "key", true, false},
+	} {
+		r := tc.r
+		what := tooLarge(&r)
+		if what != tc.what {
+			t.Fatalf("%s: tooLarge %q, want %q", tc.name, what, tc.what)
+		}
+		if what == "" {
+			continue
+		}
+		asDelete(&r, what)
+		if !r.Tombstone || r.Value != nil || r.Etag != "" || r.KeyNull != tc.keyNull || (len(r.Headers) > 0) != tc.headed || tooLarge(&r) != "" {
+			t.Fatalf("%s: as a delete: tombstone %v, value %d bytes, etag %q, key null %v, %d headers", tc.name, r.Tombstone, len(r.Value), r.Etag, r.KeyNull, len(r.Headers))
+		}
+	}
+}

@@ -141,3 +141,33 @@ func TestOversizedRecordReachesClients(t *testing.T) {
 		t.Fatalf("JSON read: %d, %d bytes", status, len(body))
 	}
 }
+
+// A value over the largest the cache holds (proto.MaxValueBytes, 64 MiB)
+// cannot reach a client: the cache takes the record as a delete of its
+// key (logged, counted), so the key's older value is not served as if
+// current: a live client gets event:delete, a JSON read 404.
+func TestValueOverTheLargestIsADelete(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 1 << 20})
+	big, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerBatchMaxBytes(80<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(big.Close)
+	s.produce("tasks", rec(0, "k", `{"v":1}`))
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != 200 || body != `{"v":1}` {
+		t.Fatalf("JSON read: %d %q", status, body)
+	}
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+	s.produceWith(big, "tasks", rec(0, "k", bigValue("huge", 64<<20+1)))
+	if ev := live.mustNext(); ev.Event != "delete" {
+		t.Fatalf("live: %q (%d bytes), want event:delete of k", ev.Event, len(ev.Data))
+	}
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != http.StatusNotFound {
+		t.Fatalf("JSON read after the oversized value: %d %.40q, want 404", status, body)
+	}
+	if n := s.counter(s.cacheReg, "ssekafka_cache_records_too_large_total"); n != 1 {
+		t.Fatalf("records_too_large_total %v, want 1", n)
+	}
+}
