@@ -19,7 +19,7 @@ type metrics struct {
 	keyRequests                              prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
-	recordsTooLarge                          prometheus.Counter
+	recordsTooLarge, badReplies              prometheus.Counter
 	lag                                      *prometheus.GaugeVec
 	held                                     *prometheus.GaugeVec
 }
@@ -53,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		recordsTooLarge: c("records_too_large_total",
 			"Records over what the cache holds (a key, value or header over 64 MiB, or 128 MiB in all), taken as a delete of their key."),
+		badReplies: c("bad_reply_subjects_total",
+			"Requests not answered: their reply subject was not an inbox (_INBOX.), e.g. a change subject the cache may publish on."),
 		pagesCut: c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",
 			"Topic configs (delete.retention.ms) that could not be read; the shorter known horizon is used."),

@@ -342,8 +342,26 @@ func (n *Node) learnTopics(ctx context.Context) {
 	}
 }
 
+// inboxPrefix begins every reply subject a cache answers: nats.go's
+// inboxes (edges and caches use its default, or an inbox under it).
+const inboxPrefix = "_INBOX."
+
+// answers reports whether the cache may answer m: its reply subject is an
+// inbox, or it has none. The cache's NATS user may publish on
+// <prefix>.ev.> by design, so a request whose reply names a change subject
+// would make it publish there: such a request is not answered, counted
+// and logged.
+func (n *Node) answers(m *nats.Msg) bool {
+	if m.Reply == "" || strings.HasPrefix(m.Reply, inboxPrefix) {
+		return true
+	}
+	n.metrics.badReplies.Inc()
+	n.log.Warn("request not answered: its reply subject is not an inbox", "subject", m.Subject, "reply", m.Reply)
+	return false
+}
+
 func (n *Node) handleTopics(m *nats.Msg) {
-	if m.Reply == "" {
+	if m.Reply == "" || !n.answers(m) {
 		return
 	}
 	var b strings.Builder
@@ -429,6 +447,9 @@ func (n *Node) horizon(t *topicState) time.Duration {
 }
 
 func (n *Node) handleMeta(m *nats.Msg) {
+	if !n.answers(m) {
+		return
+	}
 	reply := func(meta *proto.Meta) {
 		if m.Reply != "" {
 			_ = m.Respond(proto.AppendMeta(nil, meta))
@@ -522,6 +543,9 @@ func (n *Node) serveState(t *topicState, ps *partitionState) error {
 }
 
 func (n *Node) handleState(t *topicState, ps *partitionState, m *nats.Msg) {
+	if !n.answers(m) {
+		return
+	}
 	switch {
 	case proto.IsValueRequest(m.Data):
 		n.handleValue(t, ps, m)

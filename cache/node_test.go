@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ssekafka/ssekafka/internal/devstack"
@@ -287,5 +288,55 @@ func TestStoppedNodeLeavesStateRequests(t *testing.T) {
 	once.Do(stopNode)
 	if page, err := tt.state(t, 0); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("a stopped node answered a state request: %s %q (err %v), want no responders", page.Status, page.Error, err)
+	}
+}
+
+// A cache answers only to inboxes: its user may publish on the change
+// subjects by design, so a request whose reply subject names one
+// (ssekafka.ev.*) would have it publish there. Such a request is not
+// answered, and is counted.
+func TestRequestsWithAReplyOnChangeSubjectsAreNotAnswered(t *testing.T) {
+	tt := newTestTier(t)
+	produceValues(t, tt.prod, &kgo.Record{Key: []byte("k"), Value: []byte("v")})
+	n := tt.run(t, Config{Bootstrap: []string{"v"}})
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := poll.Wait(wait, 10*time.Millisecond, func() bool {
+		page, err := tt.state(t, 0)
+		return err == nil && page.Status == proto.StatusOK && page.Next == 1
+	}); err != nil {
+		t.Fatal("the node never answered the state")
+	}
+	subj := proto.Subjects{Prefix: "ssekafka"}
+	target := subj.Event("other", 0) // a change subject nobody else publishes on here
+	sniff, err := tt.nc.SubscribeSync(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests := []struct {
+		subject string
+		data    []byte
+	}{
+		{subj.State("v", 0), proto.AppendStateRequest(nil, &proto.StateRequest{Since: 0, MaxBytes: 1 << 20})},
+		{subj.State("v", 0), proto.AppendKeyRequest(nil, &proto.KeyRequest{Key: []byte("k")})},
+		{subj.Meta("v"), proto.AppendMetaRequest(nil)},
+		{subj.Topics(), nil},
+	}
+	for _, q := range requests {
+		if err := tt.nc.PublishRequest(q.subject, target, q.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := poll.Wait(wait, 10*time.Millisecond, func() bool {
+		if m, err := sniff.NextMsg(time.Millisecond); err == nil {
+			t.Fatalf("the cache published %d bytes on %s, a change subject, as an answer", len(m.Data), target)
+		}
+		return testutil.ToFloat64(n.metrics.badReplies) == float64(len(requests))
+	}); err != nil {
+		t.Fatalf("bad reply subjects counted %v, want %d", testutil.ToFloat64(n.metrics.badReplies), len(requests))
+	}
+	// Requests with an inbox are still answered.
+	if page, err := tt.state(t, 0); err != nil || page.Status != proto.StatusOK {
+		t.Fatalf("state after: %v, %v", page.Status, err)
 	}
 }
