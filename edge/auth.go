@@ -5,8 +5,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -58,6 +56,7 @@ type authMetrics struct {
 	renewals                      *prometheus.CounterVec
 	challenges, expired, keyEnded prometheus.Counter
 	verified                      prometheus.Counter
+	unsealed                      prometheus.Counter
 	tracked                       prometheus.Gauge
 }
 
@@ -71,7 +70,9 @@ func newAuthMetrics(reg prometheus.Registerer) *authMetrics {
 			Help: "Requests to guarded routes refused (401/403), by guard and reason."}, []string{"guard", "reason"}),
 		renewals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "renewals_total",
 			Help: "Renewal POSTs answered, by status (204, 400, 401, 403, 404, 503)."}, []string{"status"}),
-		verified:   c("auth_verified_total", "Tokens verified for new streams."),
+		verified: c("auth_verified_total", "Tokens verified for new streams."),
+		unsealed: c("renewal_messages_unsealed_total",
+			"Renewal messages over NATS dropped: a request not sealed for this edge, or an answer not sealed by the holding edge (forged)."),
 		challenges: c("challenges_total", "event:challenge sent to streams whose token nears its expiry."),
 		expired:    c("streams_expired_total", "Streams closed at their token's expiry."),
 		keyEnded:   c("streams_key_removed_total", "Streams closed because their signing key left the guard's JWKS."),
@@ -85,13 +86,6 @@ type sessionKey struct{}
 func sessionFrom(ctx context.Context) *guard.Session {
 	s, _ := ctx.Value(sessionKey{}).(*guard.Session)
 	return s
-}
-
-// newEdgeID names this edge in stream handles and its renewal subject.
-func newEdgeID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // checkGuards checks that every guarded route's guard is configured.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -471,6 +472,69 @@ func TestRenewalWithOtherAttributesIsRefused(t *testing.T) {
 	s.produce("tasks", rec(0, "k", "after the old expiry"))
 	if ev := plain.mustNext(); ev.Data != "after the old expiry" {
 		t.Fatalf("got %q, want the change on the renewed stream", ev.Raw)
+	}
+}
+
+// Every edge's NATS user may subscribe to every renewal subject
+// (ssekafka.renew.*) and answer on it. A renewal routed between edges is
+// sealed to the holding edge's key: a sniffer on the subjects sees no
+// token, and an answer it forges is not believed (the sender waits for
+// the holder's sealed answer).
+func TestRenewalsOverNATSAreSealedToTheHoldingEdge(t *testing.T) {
+	j := newJWKS(t)
+	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
+	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, 2*time.Second, nil))
+	sniffer := s.connectNATS()
+	sniffed := make(chan *nats.Msg, 64)
+	if _, err := sniffer.ChanSubscribe("ssekafka.renew.*", sniffed); err != nil {
+		t.Fatal(err)
+	}
+	if err := sniffer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
+	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
+	c.untilReady()
+	m := challengeRE.FindStringSubmatch(c.mustNext().Raw)
+	if m == nil {
+		t.Fatal("want event:challenge")
+	}
+	renew := func(stream, tok string) int {
+		h := bearer(tok)
+		h.Set("Content-Type", "application/x-challenge-response")
+		h.Set("X-Ssekafka-Stream", stream)
+		status, _, body := do(t, http.MethodPost, other+"/tasks", h)
+		t.Logf("renewal: %d %q", status, body)
+		return status
+	}
+	fresh := token(t, "k2", "alice", time.Now().Add(time.Hour), "read")
+	if got := renew(m[1], fresh); got != http.StatusNoContent {
+		t.Fatalf("renewal: %d, want 204", got)
+	}
+	select {
+	case msg := <-sniffed:
+		for _, part := range strings.Split(fresh, ".") {
+			if strings.Contains(string(msg.Data), part) {
+				t.Fatalf("a sniffer on %s read the token: %q", msg.Subject, msg.Data)
+			}
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sniffer saw no renewal: the test did not reach the NATS path")
+	}
+	// A forger answers every renewal at once. Its 204 for a stream nobody
+	// holds is not believed, nor is its 404 for the real one.
+	if _, err := sniffer.Subscribe("ssekafka.renew.*", func(msg *nats.Msg) { _ = msg.Respond([]byte("204")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sniffer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	edgeID, _, _ := strings.Cut(m[1], "-")
+	if got := renew(edgeID+"-999999", fresh); got == http.StatusNoContent {
+		t.Fatal("a forged 204 renewed a stream nobody holds")
+	}
+	if got := renew(m[1], token(t, "k1", "bob", time.Now().Add(time.Hour), "read")); got != http.StatusNotFound {
+		t.Fatalf("another identity's renewal with a forger answering 204: %d, want the holder's 404", got)
 	}
 }
 

@@ -11,6 +11,7 @@ package edge
 import (
 	"container/heap"
 	"context"
+	"crypto/cipher"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -33,7 +34,8 @@ const (
 // authority tracks this edge's guarded streams.
 type authority struct {
 	e    *Edge
-	id   string // this edge's name in stream handles
+	id   string    // this edge's name in stream handles: key's public key
+	key  *renewKey // renewals routed here are sealed to it (renewseal.go)
 	m    *authMetrics
 	sub  *nats.Subscription
 	wake chan struct{} // capacity 1: the earliest deadline may have moved
@@ -96,7 +98,8 @@ func (e *Edge) startAuth() error {
 	if len(e.cfg.Guards) == 0 {
 		return nil
 	}
-	a := &authority{e: e, id: newEdgeID(), m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
+	k := newRenewKey()
+	a := &authority{e: e, id: k.id, key: k, m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
 	sub, err := e.cfg.NATS.Subscribe(e.subjects.Renew(a.id), a.serveRenewal)
 	if err != nil {
 		return err
@@ -400,16 +403,57 @@ func (a *authority) renew(ctx context.Context, r renewal) int {
 	return http.StatusNoContent
 }
 
-// serveRenewal answers a renewal routed here by another edge.
+// serveRenewal answers a renewal routed here by another edge, sealed to
+// this edge's key; the answer is sealed too. Anything else is dropped.
 func (a *authority) serveRenewal(m *nats.Msg) {
+	plain, aead, err := a.key.open(m.Data)
+	if err != nil {
+		a.m.unsealed.Inc()
+		a.e.log.Warn("renewal over NATS not sealed for this edge: dropped", "subject", m.Subject)
+		return
+	}
 	var r renewal
 	status := http.StatusBadRequest
-	if err := json.Unmarshal(m.Data, &r); err == nil {
+	if err := json.Unmarshal(plain, &r); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		status = a.renew(ctx, r)
 		cancel()
 	}
-	_ = m.Respond([]byte(strconv.Itoa(status)))
+	_ = m.Respond(sealAnswer(aead, status))
+}
+
+// route sends a sealed renewal to the edge holding its stream and waits
+// for that edge's sealed answer: answers anyone else sends to the inbox
+// (the edges' NATS user may answer any renewal) are counted and ignored.
+func (a *authority) route(ctx context.Context, edgeID string, sealed []byte, aead cipher.AEAD) (int, error) {
+	nc := a.e.cfg.NATS
+	inbox := nc.NewInbox()
+	answers := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(inbox, answers)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(a.e.subjects.Renew(edgeID), inbox, sealed); err != nil {
+		return 0, err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case m := <-answers:
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return 0, nats.ErrNoResponders
+			}
+			status, err := openAnswer(aead, m.Data)
+			if err != nil {
+				a.m.unsealed.Inc()
+				a.e.log.Warn("renewal answer not sealed by the holding edge: ignored", "subject", a.e.subjects.Renew(edgeID))
+				continue
+			}
+			return status, nil
+		}
+	}
 }
 
 // renewHTTP serves a renewal POST: verified here, then applied here or
@@ -454,28 +498,38 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 		return
 	}
 	data, _ := json.Marshal(msg)
+	sealed, aead, err := sealRenewal(edgeID, data)
+	if errors.Is(err, errSealed) {
+		answer(http.StatusNotFound, "no such stream") // no edge has that name
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	reply, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.Renew(edgeID), data)
+	status := 0
+	if err == nil {
+		status, err = a.route(ctx, edgeID, sealed, aead)
+	}
 	switch {
+	case err == nil:
+		status = holderStatus(status)
+		answer(status, strings.ToLower(http.StatusText(status)))
+		return
 	case errors.Is(err, nats.ErrNoResponders):
 		answer(http.StatusNotFound, "no such stream (its edge is gone)")
 		return
-	case err != nil:
-		e.log.Warn("renewal routing", "err", err)
-		w.Header().Set("Retry-After", "1")
-		answer(http.StatusServiceUnavailable, "the stream's edge did not answer")
-		return
 	}
-	status, err := strconv.Atoi(string(reply.Data))
-	switch {
-	case err != nil:
-		status = http.StatusBadGateway
-	case status == http.StatusNoContent, status == http.StatusNotFound, status == http.StatusUnauthorized, status == http.StatusForbidden:
-	default:
-		status = http.StatusBadGateway // only these come from an edge
+	e.log.Warn("renewal routing", "err", err)
+	w.Header().Set("Retry-After", "1")
+	answer(http.StatusServiceUnavailable, "the stream's edge did not answer")
+}
+
+// holderStatus keeps the statuses a holding edge answers; anything else is 502.
+func holderStatus(status int) int {
+	switch status {
+	case http.StatusNoContent, http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden:
+		return status
 	}
-	answer(status, strings.ToLower(http.StatusText(status)))
+	return http.StatusBadGateway
 }
 
 // renewalToken finds a renewal's token in a header or cookie first, else in
