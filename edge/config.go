@@ -22,6 +22,13 @@ type Config struct {
 	NATS *nats.Conn
 	// SubjectPrefix prefixes every NATS subject. Default "ssekafka".
 	SubjectPrefix string
+	// NATSName is this edge's own NATS user name, where each edge has one
+	// (README: a NATS identity per edge): its renewals come on
+	// <prefix>.renew.<name>.<key>, the only renewal subject its user may
+	// subscribe to, and NATS must give its inboxes the prefix
+	// _INBOX.<name>. (nats.CustomInboxPrefix). One NATS subject token.
+	// Default none: <prefix>.renew.<key>.
+	NATSName string
 	// Routes are matched in order; the first whose path matches serves the request.
 	Routes []*Route
 	// Retry is the reconnect delay sent in "retry:", in whole milliseconds.

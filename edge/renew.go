@@ -14,6 +14,7 @@ import (
 	"crypto/cipher"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ const (
 // authority tracks this edge's guarded streams.
 type authority struct {
 	e    *Edge
-	id   string    // this edge's name in stream handles: key's public key
+	id   string    // this edge's name in stream handles: [NATSName.]key's public key
 	key  *renewKey // renewals routed here are sealed to it (renewseal.go)
 	m    *authMetrics
 	sub  *nats.Subscription
@@ -95,11 +96,18 @@ func (h *authHeap) Pop() any {
 // startAuth sets up authorization when guards are configured: the renewal
 // subscription and the deadline loop.
 func (e *Edge) startAuth() error {
+	if n := e.cfg.NATSName; n != "" && !subjectToken(n) {
+		return fmt.Errorf("edge config: NATSName: %q is not one NATS subject token (no '.', '*', '>', spaces)", n)
+	}
 	if len(e.cfg.Guards) == 0 {
 		return nil
 	}
 	k := newRenewKey()
-	a := &authority{e: e, id: k.id, key: k, m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
+	id := k.id
+	if e.cfg.NATSName != "" {
+		id = e.cfg.NATSName + "." + k.id
+	}
+	a := &authority{e: e, id: id, key: k, m: newAuthMetrics(e.cfg.Registerer), wake: make(chan struct{}, 1), streams: map[uint64]*authStream{}, signers: map[signer]int{}}
 	sub, err := e.cfg.NATS.Subscribe(e.subjects.Renew(a.id), a.serveRenewal)
 	if err != nil {
 		return err
@@ -192,13 +200,28 @@ func (a *authority) handle(s *authStream) string {
 	return a.id + "-" + strconv.FormatUint(s.id, 10)
 }
 
+// parseHandle reads a stream handle: the edge's id (its key, or its NATS
+// name and key: NAME.KEY), then "-" and the stream's number.
 func parseHandle(h string) (edgeID string, id uint64, ok bool) {
-	edgeID, n, found := strings.Cut(h, "-")
-	if !found || edgeID == "" || strings.ContainsAny(edgeID, ".*> \t") {
+	i := strings.LastIndexByte(h, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	edgeID, n := h[:i], h[i+1:]
+	name, key, named := strings.Cut(edgeID, ".")
+	if !named {
+		key = name
+	}
+	if !subjectToken(key) || named && !subjectToken(name) {
 		return "", 0, false
 	}
 	id, err := strconv.ParseUint(n, 10, 64)
 	return edgeID, id, err == nil
+}
+
+// subjectToken reports whether s is one NATS subject token.
+func subjectToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
 }
 
 // loop sends challenges and closes streams at their deadlines, and checks
@@ -498,7 +521,11 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 		return
 	}
 	data, _ := json.Marshal(msg)
-	sealed, aead, err := sealRenewal(edgeID, data)
+	_, holderKey, named := strings.Cut(edgeID, ".")
+	if !named {
+		holderKey = edgeID
+	}
+	sealed, aead, err := sealRenewal(holderKey, data)
 	if errors.Is(err, errSealed) {
 		answer(http.StatusNotFound, "no such stream") // no edge has that name
 		return

@@ -43,3 +43,28 @@ func TestSealedRenewalOpensOnlyAtItsHolder(t *testing.T) {
 		}
 	}
 }
+
+// A handle names the edge (its key, or its NATS name and key) and the stream.
+func TestParseHandle(t *testing.T) {
+	for _, tc := range []struct {
+		h, edge string
+		id      uint64
+		ok      bool
+	}{
+		{"abc-17", "abc", 17, true},
+		{"edge-1.abc-17", "edge-1.abc", 17, true},
+		{"a.b.c-1", "", 0, false},
+		{".abc-1", "", 0, false},
+		{"abc.-1", "", 0, false},
+		{"a*b-1", "", 0, false},
+		{"a>-1", "", 0, false},
+		{"-1", "", 0, false},
+		{"abc", "", 0, false},
+		{"abc-x", "abc", 0, false},
+	} {
+		edge, id, ok := parseHandle(tc.h)
+		if ok != tc.ok || ok && (edge != tc.edge || id != tc.id) {
+			t.Errorf("parseHandle(%q) = %q, %d, %v; want %q, %d, %v", tc.h, edge, id, ok, tc.edge, tc.id, tc.ok)
+		}
+	}
+}

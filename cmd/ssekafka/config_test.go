@@ -68,6 +68,8 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  trustedProxies: [caddy]\n", "line 2: sse.trustedProxies[0]: \"caddy\" is not a CIDR"},
 		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0"},
 		{"sse:\n  drainWindow: -1s\n", "line 2: sse.drainWindow: must not be negative"},
+		{"nats:\n  credentials:\n    ownIdentity: true\n", "nats.credentials.ownIdentity: an own identity is the user of a credsFile"},
+		{"sse:\n  adminToken: secret\n", "line 2: a secret is written {file: PATH} or {env: NAME}, not inline"},
 		{"sse:\n  admin: nowhere\n", "line 2: sse.admin"},
 		{"sse:\n  maxQueueBytes: -1\n", "line 2: sse.maxQueueBytes: must not be negative"},
 		{"sse:\n  keepalive: soon\n", "line 2"},

@@ -125,15 +125,21 @@ func TestGuardConfigErrorsNameTheField(t *testing.T) {
 // past the first token's expiry.
 func TestZillaJWTConfigEnforced(t *testing.T) {
 	url := startNATSFromConf(t)
+	edgeNATS := "nats: {url: " + url + ", credentials: {user: edge, password: {env: SSEKAFKA_NATS_EDGE_PASSWORD}}}\n"
+	guardedRenewalAcrossEdges(t, url, "nats: {url: "+url+", credentials: {user: cache, password: {env: SSEKAFKA_NATS_CACHE_PASSWORD}}}\n", [2]string{edgeNATS, edgeNATS})
+}
+
+// guardedRenewalAcrossEdges runs a cache and two edges of Zilla's JWT
+// example on the NATS at url, each with its nats: section: no token, 401;
+// a token, the user's own records; the challenge's renewal, sent to the
+// other edge, keeps the stream past the first token's expiry.
+func guardedRenewalAcrossEdges(t *testing.T, url, cacheNATS string, edgeNATS [2]string) {
+	t.Helper()
 	kafka := startKafkaTopic(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	common := fmt.Sprintf("kafka: {brokers: [%s], bootstrap: [t]}\n", kafka)
-	cacheCfg, err := parseConfig([]byte(common+"nats: {url: "+url+", credentials: {user: cache, password: {env: SSEKAFKA_NATS_CACHE_PASSWORD}}}\n"), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeCfg, err := parseConfig([]byte(zillaJWTConfig(common+"nats: {url: "+url+", credentials: {user: edge, password: {env: SSEKAFKA_NATS_EDGE_PASSWORD}}}\n")), true)
+	cacheCfg, err := parseConfig([]byte(common+cacheNATS), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +150,11 @@ func TestZillaJWTConfigEnforced(t *testing.T) {
 	}
 	var edges []string
 	var done []chan error
-	for range 2 {
+	for i := range 2 {
+		edgeCfg, err := parseConfig([]byte(zillaJWTConfig(common+edgeNATS[i])), true)
+		if err != nil {
+			t.Fatal(err)
+		}
 		addr := make(chan net.Addr, 1)
 		errc := make(chan error, 1)
 		go func() {

@@ -54,12 +54,12 @@ func newRegistry() *prometheus.Registry {
 // connectNATS connects with unlimited reconnects (the edge fills what it
 // missed from the cache tier after a reconnect), with the TLS and
 // credentials of nc.
-func connectNATS(nc *natsConfig, url, name string, log *slog.Logger) (*nats.Conn, error) {
+func connectNATS(nc *natsConfig, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	secure, err := nc.options()
 	if err != nil {
 		return nil, err
 	}
-	conn, err := nats.Connect(url, append(secure,
+	conn, err := nats.Connect(url, append(append(secure, extra...),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -214,7 +214,11 @@ const drainGrace = 5 * time.Second
 // /_ssekafka/ready; sse.admin, if set, serves those (also as /metrics and
 // /health) and /_ssekafka/drain, which the public listener never does.
 func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog.Logger, reg registry, drain <-chan struct{}, ready func(net.Addr)) error {
-	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log)
+	natsName, identity, err := cfg.NATS.natsIdentity()
+	if err != nil {
+		return err
+	}
+	nc, err := connectNATS(&cfg.NATS, natsURL, "ssekafka-edge", log, identity...)
 	if err != nil {
 		return err
 	}
@@ -227,6 +231,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 	e, err := edge.New(edge.Config{
 		NATS:                nc,
 		SubjectPrefix:       cfg.NATS.Prefix,
+		NATSName:            natsName,
 		Routes:              cfg.routes,
 		Retry:               cfg.SSE.retry(),
 		RetryMax:            time.Duration(cfg.SSE.RetryMax) * time.Millisecond,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
@@ -94,6 +95,9 @@ type natsCredentials struct {
 	Token     *secret `yaml:"token"`
 	NKeySeed  string  `yaml:"nkeySeedFile"`
 	CredsFile string  `yaml:"credsFile"`
+	// OwnIdentity (edges): the credsFile's user is this edge's own, named
+	// in its JWT (README: a NATS identity per edge).
+	OwnIdentity bool `yaml:"ownIdentity"`
 }
 
 type kafkaSASL struct {
@@ -119,6 +123,8 @@ func (cfg *config) validateSecurity(at func(string) string) error {
 		return fmt.Errorf("%s: give one of password, token, nkeySeedFile, credsFile", at("nats.credentials"))
 	case c.Password.set() != (c.User != ""):
 		return fmt.Errorf("%s: user and password go together", at("nats.credentials"))
+	case c.OwnIdentity && c.CredsFile == "":
+		return fmt.Errorf("%s: an own identity is the user of a credsFile", at("nats.credentials.ownIdentity"))
 	}
 	if u, err := url.Parse(cfg.NATS.URL); err == nil && u.User != nil {
 		if _, has := u.User.Password(); has && n > 0 {
@@ -258,4 +264,31 @@ func (s *sseConfig) edgeTLS(log *slog.Logger) (*tls.Config, error) {
 		return nil, fmt.Errorf("sse.tls: %w", err)
 	}
 	return r.ServerConfig(), nil
+}
+
+// natsIdentity is an edge's own NATS user name (its creds file's JWT
+// names it, nats.credentials.ownIdentity), with the connection option that
+// puts its inboxes under _INBOX.<name>., the only ones its user may
+// subscribe to; "" and none without an own identity.
+func (n *natsConfig) natsIdentity() (string, []nats.Option, error) {
+	c := n.Credentials
+	if !c.OwnIdentity {
+		return "", nil, nil
+	}
+	b, err := os.ReadFile(c.CredsFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("nats.credentials.credsFile: %w", err)
+	}
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return "", nil, fmt.Errorf("nats.credentials.credsFile: %w", err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return "", nil, fmt.Errorf("nats.credentials.credsFile: user JWT: %w", err)
+	}
+	if uc.Name == "" || strings.ContainsAny(uc.Name, ".*> \t\r\n") {
+		return "", nil, fmt.Errorf("nats.credentials.ownIdentity: the user JWT's name %q is not one NATS subject token", uc.Name)
+	}
+	return uc.Name, []nats.Option{nats.CustomInboxPrefix("_INBOX." + uc.Name)}, nil
 }
