@@ -451,31 +451,34 @@ func (a *authority) serveRenewal(m *nats.Msg) {
 func (a *authority) route(ctx context.Context, edgeID string, sealed []byte, aead cipher.AEAD) (int, error) {
 	nc := a.e.cfg.NATS
 	inbox := nc.NewInbox()
-	answers := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(inbox, answers)
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// Room for a flood of forged answers, bounded; past it NATS drops
+	// (and says so: ErrSlowConsumer), and the sender may time out.
+	_ = sub.SetPendingLimits(4096, 4<<20)
 	if err := nc.PublishRequest(a.e.subjects.Renew(edgeID), inbox, sealed); err != nil {
 		return 0, err
 	}
 	for {
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case m := <-answers:
-			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-				return 0, nats.ErrNoResponders
-			}
-			status, err := openAnswer(aead, m.Data)
-			if err != nil {
-				a.m.unsealed.Inc()
-				a.e.log.Warn("renewal answer not sealed by the holding edge: ignored", "subject", a.e.subjects.Renew(edgeID))
-				continue
-			}
-			return status, nil
+		m, err := sub.NextMsgWithContext(ctx)
+		switch {
+		case errors.Is(err, nats.ErrSlowConsumer):
+			continue
+		case err != nil:
+			return 0, err
+		case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+			return 0, nats.ErrNoResponders
 		}
+		status, err := openAnswer(aead, m.Data)
+		if err != nil {
+			a.m.unsealed.Inc()
+			a.e.log.Warn("renewal answer not sealed by the holding edge: ignored", "subject", a.e.subjects.Renew(edgeID))
+			continue
+		}
+		return status, nil
 	}
 }
 
