@@ -13,7 +13,8 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// operatorNATS is a NATS server in operator mode with one account,
+// operatorNATS is deploy/nats/nats-server-operator.conf: a NATS server in
+// operator mode with one account,
 // SSEKAFKA, whose two scoped signing keys issue the users of each role:
 // the edge key's template names the user in the subjects it may
 // subscribe to (README: a NATS identity per edge), so a new edge needs a
@@ -74,8 +75,14 @@ func startOperatorNATS(t *testing.T) *operatorNATS {
 	accJWT, err := ac.Encode(okp)
 	must(err)
 
-	conf := filepath.Join(t.TempDir(), "nats-server.conf")
-	must(os.WriteFile(conf, []byte(fmt.Sprintf("operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n  %s: %s\n  %s: %s\n}\n",
+	// deploy/nats/nats-server-operator.conf, beside a resolver.conf of
+	// the shape nsc generate config --mem-resolver writes.
+	dir := t.TempDir()
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "nats-server-operator.conf"))
+	must(err)
+	conf := filepath.Join(dir, "nats-server.conf")
+	must(os.WriteFile(conf, shipped, 0o600))
+	must(os.WriteFile(filepath.Join(dir, "resolver.conf"), []byte(fmt.Sprintf("operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n  %s: %s\n  %s: %s\n}\n",
 		opJWT, syspub, apub, accJWT, syspub, sysJWT)), 0o600))
 	opts, err := server.ProcessConfigFile(conf)
 	must(err)
