@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,13 +59,28 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 		e.fail(w, http.StatusNotAcceptable, "application/json is served on routes with one key filter; this route is a stream: accept text/event-stream")
 		return
 	}
+	reader := e.keyReaderOf(r)
+	defer reader.release()
+	if ok, wait := reader.allowRead(); !ok {
+		e.refuseKeyRead(w, reader, "rate_limited", errRateLimited, wait)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.RequestTimeout)
 	defer cancel()
-	found, err := e.sharedLookup(ctx, topic, *filters[0].key)
+	found, held, err := e.findValue(ctx, reader, topic, *filters[0].key)
+	if held != nil {
+		defer e.releaseValue(held)
+	}
 	switch {
 	case errors.Is(err, errTopicNotFound):
 		e.metrics.keyReads.WithLabelValues("not_found").Inc()
 		e.fail(w, http.StatusNotFound, "no such topic")
+		return
+	case errors.Is(err, errRateLimited):
+		e.refuseKeyRead(w, reader, "rate_limited", err, time.Second)
+		return
+	case errors.Is(err, errKeyReadsBusy):
+		e.refuseKeyRead(w, reader, "busy", err, time.Second)
 		return
 	case err != nil:
 		e.metrics.keyReads.WithLabelValues("unavailable").Inc()
@@ -101,7 +117,53 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 	}
 	h.Set("Content-Length", strconv.Itoa(len(found.rec.Value)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(found.rec.Value)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := e.writeValue(w, found.rec.Value); err != nil {
+		e.metrics.keyReadsCutOff.Inc()
+		e.log.Warn("key read cut off", "topic", topic, "client", reader.String(), "bytes", len(found.rec.Value), "err", err)
+	}
+}
+
+// findValue looks key up and holds its whole record (shared with the
+// other reads of it in flight; the caller releases held), counting its
+// value against the reader's address. found is nil when no partition
+// holds the key.
+func (e *Edge) findValue(ctx context.Context, reader *keyReader, topic, key string) (found *foundKey, held *heldValue, err error) {
+	for attempt := 1; ; attempt++ {
+		found, err = e.sharedLookup(ctx, topic, key, reader.chargeRequests)
+		if err != nil || found == nil {
+			return nil, nil, err
+		}
+		if !reader.reserve(found.size()) {
+			return nil, nil, errKeyReadsBusy
+		}
+		held, err = e.holdValue(ctx, topic, found)
+		if errors.Is(err, errValueGone) && attempt < keyReadAttempts {
+			reader.release()
+			e.metrics.valuesGone.Inc()
+			continue // superseded meanwhile: read the newer record
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return &foundKey{rec: held.rec, epoch: found.epoch, partition: found.partition}, held, nil
+	}
+}
+
+// refuseKeyRead answers a JSON read refused by a bound: 429 past a rate,
+// 503 past the bytes in flight, with Retry-After; counted and logged
+// (rate-limited) with the client address.
+func (e *Edge) refuseKeyRead(w http.ResponseWriter, reader *keyReader, result string, err error, wait time.Duration) {
+	e.metrics.keyReads.WithLabelValues(result).Inc()
+	e.log.Warn("key read refused", "reason", result, "client", reader.String(), "err", err)
+	retryAfter(w.Header(), wait)
+	status := http.StatusServiceUnavailable
+	if result == "rate_limited" {
+		status = http.StatusTooManyRequests
+	}
+	http.Error(w, err.Error(), status) // not a bad request: e.fail would count it as one
 }
 
 // foundKey is a key's latest record and where it was.
@@ -172,6 +234,11 @@ const keyReadAttempts = 3
 // maxKeyRequests bounds the partitions asked at once by one read.
 const maxKeyRequests = 64
 
+// keyBehindBudget bounds how long a partition is asked again while the
+// holders that answer are behind what the edge has delivered; past it the
+// read is 503.
+const keyBehindBudget = 2 * time.Second
+
 // keyCall is one lookup of a key, shared by the reads that ask for it
 // while it is in flight.
 type keyCall struct {
@@ -182,18 +249,25 @@ type keyCall struct {
 
 type keyCallKey struct{ topic, key string }
 
-// keyReads are the lookups in flight. mu is a leaf.
+// keyReads are the lookups in flight, and the partition count last seen
+// per topic (what a new lookup will cost the cache tier). mu is a leaf.
 type keyReads struct {
-	mu       sync.Mutex
-	inflight map[keyCallKey]*keyCall
+	mu         sync.Mutex
+	inflight   map[keyCallKey]*keyCall
+	partitions map[string]int32
 }
+
+// maxKnownPartitions bounds the topics whose partition count is kept.
+const maxKnownPartitions = 4096
 
 // sharedLookup is lookupKey, shared by the reads of the same key at once: a
 // page polled by a large audience costs one lookup (one request per
-// partition, one copy of a value read in parts) per round, not one per
-// reader. The lookup has a context of its own, so that a reader that
-// leaves does not fail the others.
-func (e *Edge) sharedLookup(ctx context.Context, topic, key string) (*foundKey, error) {
+// partition) per round, not one per reader. The lookup has a context of
+// its own, so that a reader that leaves does not fail the others. A read
+// that starts a lookup pays for its cache requests first (charge, with
+// their count: a metadata request and one per partition); one that joins
+// pays nothing. charge false: errRateLimited.
+func (e *Edge) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
 	s := &e.keyReads
 	k := keyCallKey{topic, key}
 	s.mu.Lock()
@@ -201,6 +275,10 @@ func (e *Edge) sharedLookup(ctx context.Context, topic, key string) (*foundKey, 
 	if c != nil {
 		e.metrics.keyReadsShared.Inc()
 	} else {
+		if !charge(1 + int(max(s.partitions[topic], 1))) {
+			s.mu.Unlock()
+			return nil, errRateLimited
+		}
 		c = &keyCall{done: make(chan struct{})}
 		if s.inflight == nil {
 			s.inflight = map[keyCallKey]*keyCall{}
@@ -211,10 +289,17 @@ func (e *Edge) sharedLookup(ctx context.Context, topic, key string) (*foundKey, 
 				e.holdKeyRead()
 			}
 			lctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
-			c.found, c.err = e.lookupKey(lctx, topic, []byte(key))
+			var partitions int32
+			c.found, partitions, c.err = e.lookupKey(lctx, topic, []byte(key))
 			cancel()
 			s.mu.Lock()
 			delete(s.inflight, k)
+			if partitions > 0 {
+				if s.partitions == nil || len(s.partitions) >= maxKnownPartitions {
+					s.partitions = map[string]int32{}
+				}
+				s.partitions[topic] = partitions
+			}
 			s.mu.Unlock()
 			close(c.done)
 		}()
@@ -230,54 +315,95 @@ func (e *Edge) sharedLookup(ctx context.Context, topic, key string) (*foundKey, 
 
 // lookupKey asks every partition of topic for key's latest record (a
 // producer may place keys by any partitioner) and returns the newest one
-// found, with its value; nil when no partition holds the key.
-func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (*foundKey, error) {
+// found (newestKey), its value inline or apart; nil when no partition
+// holds the key. Every partition must answer: one that could not be asked
+// may hold the newest record, so the read fails rather than pass an older
+// one for current. Where the edge has a feed for the topic, each request
+// carries the feed's position as a floor, so that no holder behind what a
+// reader may already have seen answers (keyFloors). partitions is the
+// topic's partition count, once known.
+func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (found *foundKey, partitions int32, err error) {
 	meta, err := e.requestMeta(ctx, topic)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	for attempt := 1; ; attempt++ {
-		replies := make([]proto.KeyReply, meta.Partitions)
-		errs := make([]error, meta.Partitions)
-		sem := make(chan struct{}, maxKeyRequests)
-		var wg sync.WaitGroup
-		for p := range meta.Partitions {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				replies[p], errs[p] = e.requestKey(ctx, topic, meta.Epoch, p, key)
-			})
+	floors := e.keyFloors(topic, meta.Epoch, meta.Partitions)
+	replies := make([]proto.KeyReply, meta.Partitions)
+	errs := make([]error, meta.Partitions)
+	sem := make(chan struct{}, maxKeyRequests)
+	var wg sync.WaitGroup
+	for p := range meta.Partitions {
+		var floor int64
+		if floors != nil {
+			floor = floors[p]
 		}
-		wg.Wait()
-		var best *proto.KeyReply
-		for i := range replies {
-			if k := &replies[i]; errs[i] == nil && k.Found && (best == nil || k.Record.TimeMs > best.Record.TimeMs) {
-				best = k
-			}
-		}
-		if best == nil {
-			return nil, errors.Join(errs...) // nil: no partition has it
-		}
-		rec := best.Record
-		if rec.Apart {
-			whole, err := e.requestApart(ctx, topic, meta.Epoch, best.Partition, &rec)
-			if errors.Is(err, errValueGone) && attempt < keyReadAttempts {
-				e.metrics.valuesGone.Inc()
-				continue // superseded meanwhile: read the newer record
-			}
-			if err != nil {
-				return nil, err
-			}
-			rec = whole
-		}
-		return &foundKey{rec: rec, epoch: meta.Epoch, partition: best.Partition}, nil
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			replies[p], errs[p] = e.requestKey(ctx, topic, meta.Epoch, p, key, floor)
+		})
 	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, meta.Partitions, err
+	}
+	i := newestKey(replies)
+	if i < 0 {
+		return nil, meta.Partitions, nil
+	}
+	return &foundKey{rec: replies[i].Record, epoch: meta.Epoch, partition: replies[i].Partition}, meta.Partitions, nil
+}
+
+// newestKey is the index of the reply that holds the key's current record:
+// of those found, the one with the latest time; on equal times, the lowest
+// partition. -1 when none is found.
+func newestKey(replies []proto.KeyReply) int {
+	best := -1
+	for i := range replies {
+		k := &replies[i]
+		if !k.Found {
+			continue
+		}
+		if best < 0 || k.Record.TimeMs > replies[best].Record.TimeMs ||
+			k.Record.TimeMs == replies[best].Record.TimeMs && k.Partition < replies[best].Partition {
+			best = i
+		}
+	}
+	return best
+}
+
+// keyFloors is the position of the topic's running feed (its next offset
+// per partition), when it has one of this epoch: what the edge may have
+// delivered to a reader's own stream already; nil otherwise.
+func (e *Edge) keyFloors(topic string, epoch uint32, partitions int32) []int64 {
+	e.mu.Lock()
+	f := e.feeds[topic]
+	e.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.ready:
+	default:
+		return nil // starting: it has delivered nothing yet
+	}
+	if f.err != nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.progress.Epoch != epoch || len(f.progress.Offsets) != int(partitions) {
+		return nil
+	}
+	return slices.Clone(f.progress.Offsets)
 }
 
 // requestKey asks partition p for key, again while its holders do not
-// answer or answer NotOwner, until ctx ends.
-func (e *Edge) requestKey(ctx context.Context, topic string, epoch uint32, p int32, key []byte) (proto.KeyReply, error) {
-	req := proto.AppendKeyRequest(nil, &proto.KeyRequest{Key: key})
+// answer or answer NotOwner, until ctx ends; and again, for up to
+// keyBehindBudget, while the holder that answers is behind floor.
+func (e *Edge) requestKey(ctx context.Context, topic string, epoch uint32, p int32, key []byte, floor int64) (proto.KeyReply, error) {
+	req := proto.AppendKeyRequest(nil, &proto.KeyRequest{Key: key, Floor: floor})
+	var behindSince time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.PageTimeout)
 		msg, err := e.cfg.NATS.RequestWithContext(rctx, e.subjects.State(topic, p), req)
@@ -293,6 +419,17 @@ func (e *Edge) requestKey(ctx context.Context, topic string, epoch uint32, p int
 			return k, fmt.Errorf("key %s/%d: %s: %s", topic, p, k.Status, k.Error)
 		case err == nil && (k.Epoch != epoch || k.Partition != p):
 			return k, fmt.Errorf("key %s/%d: a reply of epoch %d, partition %d: %w", topic, p, k.Epoch, k.Partition, proto.ErrMalformed)
+		case err == nil && k.Next < floor:
+			// A holder behind what this edge delivered (a standby a moment
+			// behind): its answer may be older than what a reader saw.
+			e.metrics.keyRepliesBehind.Inc()
+			if behindSince.IsZero() {
+				behindSince = time.Now()
+			}
+			err = fmt.Errorf("key %s/%d: %w: the holder that answers is at %d, behind %d delivered", topic, p, errUnavailable, k.Next, floor)
+			if time.Since(behindSince) > keyBehindBudget {
+				return k, err
+			}
 		case err == nil:
 			return k, nil
 		default:

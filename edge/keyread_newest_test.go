@@ -1,0 +1,170 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/membership"
+)
+
+// recAt is rec with its Kafka timestamp.
+func recAt(p int32, key, value string, at time.Time) *kgo.Record {
+	r := rec(p, key, value)
+	r.Timestamp = at
+	return r
+}
+
+// One key written to several partitions (a producer that changed its
+// partitioner): a JSON read answers the newest record by time, wherever it
+// lies and in whatever order it was written; on equal times the lowest
+// partition's (issue 19.4).
+func TestKeyReadAnswersNewestAcrossPartitions(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	s.produce("tasks",
+		recAt(0, "a", `"a new, partition 0"`, t0.Add(10*time.Second)), recAt(2, "a", `"a old, partition 2"`, t0),
+		recAt(2, "b", `"b new, partition 2"`, t0.Add(10*time.Second)), recAt(0, "b", `"b old, partition 0"`, t0),
+		recAt(1, "c", `"c partition 1"`, t0), recAt(2, "c", `"c partition 2"`, t0),
+		recAt(2, "d", `"d partition 2"`, t0), recAt(1, "d", `"d partition 1"`, t0),
+	)
+	for key, want := range map[string]string{
+		"a": `"a new, partition 0"`, "b": `"b new, partition 2"`, "c": `"c partition 1"`, "d": `"d partition 1"`,
+	} {
+		if status, _, body := s.getJSON(http.MethodGet, "/tasks/"+key, nil); status != 200 || body != want {
+			t.Errorf("%s: %d %s, want %s", key, status, body, want)
+		}
+	}
+	// A newer tombstone in one partition is not a record: the other's stands.
+	s.produce("tasks", recAt(1, "e", `"e partition 1"`, t0), tombstone(2, "e"))
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/e", nil); status != 200 || body != `"e partition 1"` {
+		t.Errorf("e: %d %s", status, body)
+	}
+}
+
+// someOwnership holds the partitions named, as primary, and no other: a
+// cache node of a tier split by hand.
+type someOwnership map[int32]bool
+
+var _ membership.Ownership = someOwnership(nil)
+
+func (o someOwnership) Role(_ string, p int32) membership.Role {
+	if o[p] {
+		return membership.RolePrimary
+	}
+	return membership.RoleNone
+}
+func (someOwnership) Changed() <-chan struct{} { return nil }
+func (someOwnership) SetCaughtUp(bool)         {}
+
+// A partition that cannot be asked may hold the key's newest record: a
+// JSON read is then 503 with Retry-After, never an older record from
+// another partition passed off as current (issue 19.4).
+func TestKeyReadWithAPartitionUnaskedIsUnavailable(t *testing.T) {
+	s := newStack(t, stackOptions{noCache: true, edgeCfg: func(c *edge.Config) { c.RequestTimeout = time.Second }})
+	start := func(owned someOwnership) func() {
+		_, stop := s.runCache(cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), Ownership: owned, Bootstrap: []string{"tasks"},
+			TombstoneHorizon: time.Hour, Logger: testLogger(t)})
+		return stop
+	}
+	start(someOwnership{0: true, 1: true})
+	stopB := start(someOwnership{2: true})
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	s.produce("tasks", recAt(0, "k", `"old"`, t0), recAt(2, "k", `"new"`, t0.Add(time.Second)))
+	if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != 200 || body != `"new"` {
+		t.Fatalf("both holders up: %d %s", status, body)
+	}
+	stopB()
+	status, h, body := s.getJSON(http.MethodGet, "/tasks/k", nil)
+	if status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Fatalf("partition 2 unasked: %d %s (Retry-After %q), want 503 with Retry-After", status, body, h.Get("Retry-After"))
+	}
+}
+
+// laggingConn delays every read from Kafka: a cache node behind its peers.
+type laggingConn struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (c laggingConn) Read(b []byte) (int, error) {
+	time.Sleep(c.delay) // the lag itself, not a wait for a state
+	return c.Conn.Read(b)
+}
+
+// addLaggingMember is addCacheMember for a node whose Kafka reads are
+// delayed by delay: a caught-up standby a moment behind the primary.
+func (s *stack) addLaggingMember(name string, delay time.Duration, join ...string) *cacheMember {
+	s.t.Helper()
+	mc, err := membership.NewCluster(membership.Config{Name: name, Bind: "127.0.0.1:0", Join: join, Replicas: 2,
+		ProbeInterval: 50 * time.Millisecond, ProbeTimeout: 25 * time.Millisecond, SuspicionMult: 2,
+		GossipInterval: 20 * time.Millisecond})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		return laggingConn{c, delay}, nil
+	}
+	nc := s.connectNATS()
+	node, stopNode := s.runCache(cache.Config{Brokers: s.brokers, NATS: nc, Ownership: mc, Bootstrap: []string{"tasks"},
+		TombstoneHorizon: time.Hour, HeadInterval: 100 * time.Millisecond, Logger: testLogger(s.t).With("node", name),
+		KafkaOptions: []kgo.Opt{kgo.Dialer(dial)}})
+	m := &cacheMember{name: name, node: node, members: mc}
+	m.stop = func() {
+		_ = mc.Shutdown()
+		nc.Close()
+		stopNode()
+	}
+	m.leave = m.stop
+	s.t.Cleanup(m.stop)
+	return m
+}
+
+// A reader whose own stream showed v2 never reads v1 back, though a
+// caught-up standby a few hundred milliseconds behind shares the
+// partition's requests with the primary: the edge's requests carry its
+// feed's position, and a holder behind it is asked again, not believed
+// (issue 19.4).
+func TestKeyReadNeverOlderThanTheReadersStream(t *testing.T) {
+	s := newStack(t, stackOptions{noCache: true})
+	a := s.addCacheMember("a")
+	settled(t, 1, a)
+	b := s.addLaggingMember("b", 150*time.Millisecond, a.members.Addr())
+	settled(t, 2, a, b)
+	p := int32(-1)
+	for q := range int32(3) {
+		if primary, _ := a.members.Owners("tasks", q); primary == "a" {
+			p = q
+		}
+	}
+	if p < 0 {
+		t.Skip("the lagging node is primary of every partition")
+	}
+	s.produce("tasks", rec(p, "k", `"v0"`))
+	live := s.connect("/tasks/k", nil)
+	if evs := messages(live.untilReady()); len(evs) != 1 {
+		t.Fatalf("state: %+v", evs)
+	}
+	for i := 1; i <= 10; i++ {
+		want := fmt.Sprintf(`"v%d"`, i)
+		s.produceToKafka("tasks", rec(p, "k", want))
+		if ev := nextMessage(live); ev.Data != want {
+			t.Fatalf("stream: %q, want %s", ev.Data, want)
+		}
+		if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != 200 || body != want {
+			t.Fatalf("read %d, after the stream showed %s: %d %s", i, want, status, body)
+		}
+	}
+	t.Logf("replies from a holder behind the stream, asked again: %v", s.edgeCounter("ssekafka_edge_key_replies_behind_total"))
+}
