@@ -72,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed, rate_limited, busy)."}, []string{"result"}),
 		keyReadsShared:   c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
 		keyValuesShared:  c("key_read_values_shared_total", "JSON reads that wrote a value already held for another read in flight (one buffer for both)."),
-		keyReadsCutOff:   c("key_reads_cut_off_total", "JSON reads whose value was not written in time (WriteTimeout per write, sse.keyReads.minRate overall) or whose client left: the connection was closed."),
+		keyReadsCutOff:   c("key_reads_cut_off_total", "JSON reads whose value was not written in time (the write timeout per write, sse.keyReads.minRate overall) or whose client left: the connection was closed."),
 		keyRepliesBehind: c("key_replies_behind_total", "Key replies not taken because the holder that answered was behind what this edge had delivered for the partition (asked again)."),
 		stateRequests:    c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
 		pagesShared:      c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
