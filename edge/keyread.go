@@ -250,7 +250,8 @@ type keyCall struct {
 type keyCallKey struct{ topic, key string }
 
 // keyReads are the lookups in flight, and the partition count last seen
-// per topic (what a new lookup will cost the cache tier). mu is a leaf.
+// per topic (what a new lookup will cost the cache tier). mu comes before
+// keyReadAddrs.mu (a new lookup is charged under it), and nothing else.
 type keyReads struct {
 	mu         sync.Mutex
 	inflight   map[keyCallKey]*keyCall

@@ -142,7 +142,8 @@ func (e *Edge) keyReaderOf(r *http.Request) *keyReader {
 	return kr
 }
 
-// state returns the address's state, made on first use; the caller holds mu.
+// stateLocked returns addr's state, made on first use, and forgets idle
+// addresses once a keySweepEvery; the caller holds mu.
 func (s *keyReadAddrs) stateLocked(addr netip.Prefix, lim *KeyReadLimits, now time.Time) *readerAddr {
 	if now.Sub(s.swept) > keySweepEvery {
 		s.swept = now
