@@ -101,10 +101,11 @@ func TestKeyReadCutsOffAReaderSlowerThanTheMinimumRate(t *testing.T) {
 	value := bigValue("big", keyReadValueSize)
 	s.produceWith(s.bigProducer(), "tasks", rec(1, "big", value))
 	c := s.stalledKeyRead("127.0.0.1", "/tasks/big", nil)
-	// 64 KiB every 50 ms: 1.25 MiB/s, a write never waits a second.
+	// 32 KiB every 50 ms: 640 KiB/s, a write of 64 KiB never waits a
+	// second, but the value's 3 s are up long before it is read.
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 32<<10)
 	total, start := 0, time.Now()
 	for time.Since(start) < 15*time.Second {
 		<-tick.C
@@ -116,7 +117,7 @@ func TestKeyReadCutsOffAReaderSlowerThanTheMinimumRate(t *testing.T) {
 		}
 	}
 	if total >= len(value) {
-		t.Fatalf("a reader at 1.25 MiB/s got the whole value (%d bytes) in %v", total, time.Since(start))
+		t.Fatalf("a reader at 640 KiB/s got the whole value (%d bytes) in %v", total, time.Since(start))
 	}
 	if n := s.edgeCounter("ssekafka_edge_key_reads_cut_off_total"); n != 1 {
 		t.Fatalf("cut off: %v", n)
@@ -235,14 +236,14 @@ func TestKeyReadsRateLimitedPerAddress(t *testing.T) {
 	sameKey := func(int) string { return "k" }
 	t.Run("reads", func(t *testing.T) {
 		s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
-			c.KeyReads.RatePerIP = 5
+			c.KeyReads.RatePerIP = 1
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.9/32")}
 		}})
 		s.produce("tasks", rec(0, "k", `"v"`))
 		start := time.Now()
 		ok, limited := quick(s, 40, "127.0.0.1", nil, sameKey)
-		if limit := 10 + 5*time.Since(start).Seconds() + 1; limited == 0 || float64(ok) > limit {
-			t.Fatalf("40 reads from one address at 5/s (burst 10): %d answered, %d limited", ok, limited)
+		if limit := 2 + time.Since(start).Seconds() + 1; limited == 0 || float64(ok) > limit {
+			t.Fatalf("40 reads from one address at 1/s (burst 2): %d answered, %d limited", ok, limited)
 		}
 		if ok, _ := quick(s, 1, "127.0.0.2", nil, sameKey); ok != 1 {
 			t.Fatal("another address was limited")
@@ -257,14 +258,14 @@ func TestKeyReadsRateLimitedPerAddress(t *testing.T) {
 	t.Run("cacheRequests", func(t *testing.T) {
 		s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
 			c.KeyReads.RatePerIP = edge.Off
-			c.KeyReads.CacheRequestsPerIP = 10 // bursts of 20: 5 lookups of 3 partitions
+			c.KeyReads.CacheRequestsPerIP = 2 // bursts of 4: one lookup of 3 partitions
 		}})
 		s.produce("tasks", rec(0, "k", `"v"`))
 		before := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total")
 		start := time.Now()
 		ok, limited := quick(s, 60, "127.0.0.1", nil, func(i int) string { return fmt.Sprintf("random-%d", i) })
 		asked := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total") - before
-		limit := 3 * (20 + 10*time.Since(start).Seconds() + 4) / 4
+		limit := 3 * (4 + 2*time.Since(start).Seconds() + 4) / 2 // the first lookup costs 2
 		t.Logf("60 reads of new keys: %d answered, %d limited, %v key requests in %v", ok, limited, asked, time.Since(start))
 		if limited == 0 || asked > limit {
 			t.Fatalf("%v key requests (at most %.0f), %d limited", asked, limit, limited)
