@@ -242,12 +242,37 @@ const keyBehindBudget = 2 * time.Second
 // keyCall is one lookup of a key, shared by the reads that ask for it
 // while it is in flight.
 type keyCall struct {
-	done  chan struct{} // closed once found and err are set
+	done  chan struct{} // closed once found, at and err are set
 	found *foundKey     // read only, once done
+	at    keyPosition   // the positions of the holders that answered
 	err   error
 }
 
 type keyCallKey struct{ topic, key string }
+
+// keyPosition is a position on a topic: its epoch and the next offset of
+// each partition (nil: none).
+type keyPosition struct {
+	epoch   uint32
+	offsets []int64
+}
+
+// covers reports whether answers from holders at p reflect everything
+// seen holds: true when nothing was seen.
+func (p keyPosition) covers(seen keyPosition) bool {
+	if seen.offsets == nil {
+		return true
+	}
+	if p.epoch != seen.epoch || len(p.offsets) != len(seen.offsets) {
+		return false
+	}
+	for i, o := range seen.offsets {
+		if p.offsets[i] < o {
+			return false
+		}
+	}
+	return true
+}
 
 // keyReads are the lookups in flight, and the partition count last seen
 // per topic (what a new lookup will cost the cache tier). mu comes before
@@ -267,51 +292,67 @@ const maxKnownPartitions = 4096
 // its own, so that a reader that leaves does not fail the others. A read
 // that starts a lookup pays for its cache requests first (charge, with
 // their count: a metadata request and one per partition); one that joins
-// pays nothing. charge false: errRateLimited.
+// pays nothing. charge false: errRateLimited. A read that joined a lookup
+// whose holders had not applied what this edge's feed had delivered when
+// the read began (the lookup started earlier) asks again with its own.
 func (e *Edge) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
+	seen := e.feedPosition(topic)
 	s := &e.keyReads
 	k := keyCallKey{topic, key}
-	s.mu.Lock()
-	c := s.inflight[k]
-	if c != nil {
-		e.metrics.keyReadsShared.Inc()
-	} else {
-		if !charge(1 + int(max(s.partitions[topic], 1))) {
-			s.mu.Unlock()
-			return nil, errRateLimited
-		}
-		c = &keyCall{done: make(chan struct{})}
-		if s.inflight == nil {
-			s.inflight = map[keyCallKey]*keyCall{}
-		}
-		s.inflight[k] = c
-		go func() {
-			if e.holdKeyRead != nil {
-				e.holdKeyRead()
+	for fresh := false; ; fresh = true {
+		s.mu.Lock()
+		c := s.inflight[k]
+		if c != nil && !fresh {
+			e.metrics.keyReadsShared.Inc()
+		} else {
+			if !charge(1 + int(max(s.partitions[topic], 1))) {
+				s.mu.Unlock()
+				return nil, errRateLimited
 			}
-			lctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
-			var partitions int32
-			c.found, partitions, c.err = e.lookupKey(lctx, topic, []byte(key))
-			cancel()
-			s.mu.Lock()
+			c = e.startLookup(k, seen)
+		}
+		s.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil || fresh || c.at.covers(seen) {
+			return c.found, c.err
+		}
+	}
+}
+
+// startLookup starts a lookup of k, with seen as its floors, for the reads
+// that join it; the caller holds keyReads.mu.
+func (e *Edge) startLookup(k keyCallKey, seen keyPosition) *keyCall {
+	s := &e.keyReads
+	c := &keyCall{done: make(chan struct{})}
+	if s.inflight == nil {
+		s.inflight = map[keyCallKey]*keyCall{}
+	}
+	s.inflight[k] = c // an older one in flight ends for the reads that joined it
+	go func() {
+		if e.holdKeyRead != nil {
+			e.holdKeyRead()
+		}
+		lctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
+		c.found, c.at, c.err = e.lookupKey(lctx, k.topic, []byte(k.key), seen)
+		cancel()
+		s.mu.Lock()
+		if s.inflight[k] == c {
 			delete(s.inflight, k)
-			if partitions > 0 {
-				if s.partitions == nil || len(s.partitions) >= maxKnownPartitions {
-					s.partitions = map[string]int32{}
-				}
-				s.partitions[topic] = partitions
+		}
+		if n := int32(len(c.at.offsets)); n > 0 {
+			if s.partitions == nil || len(s.partitions) >= maxKnownPartitions {
+				s.partitions = map[string]int32{}
 			}
-			s.mu.Unlock()
-			close(c.done)
-		}()
-	}
-	s.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.found, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+			s.partitions[k.topic] = n
+		}
+		s.mu.Unlock()
+		close(c.done)
+	}()
+	return c
 }
 
 // lookupKey asks every partition of topic for key's latest record (a
@@ -319,24 +360,26 @@ func (e *Edge) sharedLookup(ctx context.Context, topic, key string, charge func(
 // found (newestKey), its value inline or apart; nil when no partition
 // holds the key. Every partition must answer: one that could not be asked
 // may hold the newest record, so the read fails rather than pass an older
-// one for current. Where the edge has a feed for the topic, each request
-// carries the feed's position as a floor, so that no holder behind what a
-// reader may already have seen answers (keyFloors). partitions is the
-// topic's partition count, once known.
-func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (found *foundKey, partitions int32, err error) {
+// one for current. Each request carries floors' offset for its partition
+// (the edge's feed position as the lookup began, when of this epoch), so
+// that no holder behind what a reader may already have seen answers. at is
+// the positions of the holders that answered.
+func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte, floors keyPosition) (found *foundKey, at keyPosition, err error) {
 	meta, err := e.requestMeta(ctx, topic)
 	if err != nil {
-		return nil, 0, err
+		return nil, keyPosition{}, err
 	}
-	floors := e.keyFloors(topic, meta.Epoch, meta.Partitions)
+	if floors.epoch != meta.Epoch || len(floors.offsets) != int(meta.Partitions) {
+		floors.offsets = nil // of another epoch, or no feed: no floor
+	}
 	replies := make([]proto.KeyReply, meta.Partitions)
 	errs := make([]error, meta.Partitions)
 	sem := make(chan struct{}, maxKeyRequests)
 	var wg sync.WaitGroup
 	for p := range meta.Partitions {
 		var floor int64
-		if floors != nil {
-			floor = floors[p]
+		if floors.offsets != nil {
+			floor = floors.offsets[p]
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
@@ -345,14 +388,18 @@ func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte) (found *
 		})
 	}
 	wg.Wait()
+	at = keyPosition{epoch: meta.Epoch, offsets: make([]int64, meta.Partitions)}
+	for p := range replies {
+		at.offsets[p] = replies[p].Next
+	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, meta.Partitions, err
+		return nil, at, err
 	}
 	i := newestKey(replies)
 	if i < 0 {
-		return nil, meta.Partitions, nil
+		return nil, at, nil
 	}
-	return &foundKey{rec: replies[i].Record, epoch: meta.Epoch, partition: replies[i].Partition}, meta.Partitions, nil
+	return &foundKey{rec: replies[i].Record, epoch: meta.Epoch, partition: replies[i].Partition}, at, nil
 }
 
 // newestKey is the index of the reply that holds the key's current record:
@@ -373,30 +420,27 @@ func newestKey(replies []proto.KeyReply) int {
 	return best
 }
 
-// keyFloors is the position of the topic's running feed (its next offset
-// per partition), when it has one of this epoch: what the edge may have
-// delivered to a reader's own stream already; nil otherwise.
-func (e *Edge) keyFloors(topic string, epoch uint32, partitions int32) []int64 {
+// feedPosition is the position of the topic's running feed: what this
+// edge may have delivered to a reader's own stream already (no offsets
+// without a feed).
+func (e *Edge) feedPosition(topic string) keyPosition {
 	e.mu.Lock()
 	f := e.feeds[topic]
 	e.mu.Unlock()
 	if f == nil {
-		return nil
+		return keyPosition{}
 	}
 	select {
 	case <-f.ready:
 	default:
-		return nil // starting: it has delivered nothing yet
+		return keyPosition{} // starting: it has delivered nothing yet
 	}
 	if f.err != nil {
-		return nil
+		return keyPosition{}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.progress.Epoch != epoch || len(f.progress.Offsets) != int(partitions) {
-		return nil
-	}
-	return slices.Clone(f.progress.Offsets)
+	return keyPosition{epoch: f.progress.Epoch, offsets: slices.Clone(f.progress.Offsets)}
 }
 
 // requestKey asks partition p for key, again while its holders do not

@@ -3,8 +3,10 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,34 +139,108 @@ func (s *stack) addLaggingMember(name string, delay time.Duration, join ...strin
 // feed's position, and a holder behind it is asked again, not believed
 // (issue 19.4).
 func TestKeyReadNeverOlderThanTheReadersStream(t *testing.T) {
-	s := newStack(t, stackOptions{noCache: true})
-	a := s.addCacheMember("a")
-	settled(t, 1, a)
-	b := s.addLaggingMember("b", 150*time.Millisecond, a.members.Addr())
-	settled(t, 2, a, b)
-	p := int32(-1)
-	for q := range int32(3) {
-		if primary, _ := a.members.Owners("tasks", q); primary == "a" {
-			p = q
-		}
-	}
-	if p < 0 {
-		t.Fatal("the lagging node b is primary of every partition: rename the members so that a is primary of one")
-	}
+	s, p := newLaggingStandbyStack(t, stackOptions{})
 	s.produce("tasks", rec(p, "k", `"v0"`))
 	live := s.connect("/tasks/k", nil)
-	if evs := messages(live.untilReady()); len(evs) != 1 {
-		t.Fatalf("state: %+v", evs)
-	}
+	live.untilReady() // from either holder: the lagging one's may lack v0
 	for i := 1; i <= 10; i++ {
 		want := fmt.Sprintf(`"v%d"`, i)
 		s.produceToKafka("tasks", rec(p, "k", want))
-		if ev := nextMessage(live); ev.Data != want {
-			t.Fatalf("stream: %q, want %s", ev.Data, want)
-		}
+		untilShown(live, want)
 		if status, _, body := s.getJSON(http.MethodGet, "/tasks/k", nil); status != 200 || body != want {
 			t.Fatalf("read %d, after the stream showed %s: %d %s", i, want, status, body)
 		}
 	}
 	t.Logf("replies from a holder behind the stream, asked again: %v", s.edgeCounter("ssekafka_edge_key_replies_behind_total"))
+}
+
+// untilShown reads c's messages until one is want.
+func untilShown(c *sseClient, want string) {
+	c.t.Helper()
+	for nextMessage(c).Data != want {
+	}
+}
+
+// newLaggingStandbyStack is a stack with two cache nodes, b's Kafka reads
+// lagging, and a partition whose primary is a (the one that publishes what
+// the edge's streams show).
+func newLaggingStandbyStack(t *testing.T, o stackOptions) (*stack, int32) {
+	t.Helper()
+	o.noCache = true
+	s := newStack(t, o)
+	a := s.addCacheMember("a")
+	settled(t, 1, a)
+	b := s.addLaggingMember("b", 150*time.Millisecond, a.members.Addr())
+	settled(t, 2, a, b)
+	for p := range int32(3) {
+		if primary, _ := a.members.Owners("tasks", p); primary == "a" {
+			return s, p
+		}
+	}
+	t.Fatal("the lagging node b is primary of every partition: rename the members so that a is primary of one")
+	return nil, 0
+}
+
+// A read that joins a lookup begun before its own stream showed v2 does
+// not take that lookup's answer when the holders that gave it had not
+// applied v2 (a lagging standby): it asks again with its own floor
+// (issue 19.4; reads of one key at once share a lookup, issue 12).
+func TestKeyReadJoiningAnEarlierLookupNeverOlderThanTheReadersStream(t *testing.T) {
+	var holding atomic.Bool
+	var release atomic.Pointer[chan struct{}]
+	var held atomic.Int64
+	s, p := newLaggingStandbyStack(t, stackOptions{edgeHook: func(e *edge.Edge) {
+		edge.HoldKeyReads(e, func() {
+			if holding.Load() {
+				held.Add(1)
+				<-*release.Load()
+			}
+		})
+	}})
+	s.produce("tasks", rec(p, "k", `"v0"`))
+	live := s.connect("/tasks/k", nil)
+	live.untilReady() // from either holder: the lagging one's may lack v0
+	type answer struct {
+		status int
+		body   string
+	}
+	read := func() chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, s.url+"/tasks/k", nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				ch <- answer{-1, err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			ch <- answer{resp.StatusCode, string(b)}
+		}()
+		return ch
+	}
+	for i := 1; i <= 10; i++ {
+		open := make(chan struct{})
+		release.Store(&open)
+		holding.Store(true)
+		first := read() // its lookup takes the feed's position now, before v(i)
+		eventually(t, 10*time.Second, "the first read's lookup held", func() bool { return held.Load() == int64(i) })
+		want := fmt.Sprintf(`"v%d"`, i)
+		s.produceToKafka("tasks", rec(p, "k", want))
+		untilShown(live, want)
+		shared := s.edgeCounter("ssekafka_edge_key_reads_shared_total")
+		second := read() // after the stream showed v(i): joins the first one's lookup
+		eventually(t, 10*time.Second, "the second read joined", func() bool {
+			return s.edgeCounter("ssekafka_edge_key_reads_shared_total") == shared+1
+		})
+		holding.Store(false)
+		close(open)
+		if a := <-first; a.status != 200 && a.status != 404 {
+			t.Fatalf("first read %d: %d %s", i, a.status, a.body) // its floor predates v(i): any older answer may do
+		}
+		if a := <-second; a.status != 200 || a.body != want {
+			t.Fatalf("read %d, joined after the stream showed %s: %d %s", i, want, a.status, a.body)
+		}
+	}
 }
