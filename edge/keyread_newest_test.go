@@ -90,13 +90,13 @@ func TestKeyReadWithAPartitionUnaskedIsUnavailable(t *testing.T) {
 	}
 }
 
-// laggingConn delays every read from Kafka: a cache node behind its peers.
-type laggingConn struct {
+// keyReadLagConn delays every read from Kafka: a cache node behind its peers.
+type keyReadLagConn struct {
 	net.Conn
 	delay time.Duration
 }
 
-func (c laggingConn) Read(b []byte) (int, error) {
+func (c keyReadLagConn) Read(b []byte) (int, error) {
 	time.Sleep(c.delay) // the lag itself, not a wait for a state
 	return c.Conn.Read(b)
 }
@@ -116,7 +116,7 @@ func (s *stack) addLaggingMember(name string, delay time.Duration, join ...strin
 		if err != nil {
 			return nil, err
 		}
-		return laggingConn{c, delay}, nil
+		return keyReadLagConn{c, delay}, nil
 	}
 	nc := s.connectNATS()
 	node, stopNode := s.runCache(cache.Config{Brokers: s.brokers, NATS: nc, Ownership: mc, Bootstrap: []string{"tasks"},
