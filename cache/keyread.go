@@ -11,7 +11,8 @@ import (
 
 // handleKey answers a key request: the key's latest record in the
 // partition, with its value (apart, if it would not fit in one message),
-// or not found (no record, or a tombstone).
+// or not found (no record, or a tombstone); with this node's position,
+// and nothing else when that is below the request's floor.
 func (n *Node) handleKey(t *topicState, ps *partitionState, m *nats.Msg) {
 	reply := func(k *proto.KeyReply) {
 		if m.Reply != "" {
@@ -36,7 +37,16 @@ func (n *Node) handleKey(t *topicState, ps *partitionState, m *nats.Msg) {
 		return
 	}
 	e := ps.byKey[string(q.Key)]
+	kr.Next = ps.next // what the answer reflects, read with it
 	ps.mu.RUnlock()
+	if kr.Next < q.Floor {
+		// Behind what the asking edge has delivered (a standby a moment
+		// behind the primary): what it holds may be older than what the
+		// reader saw. Say so; the edge asks again (another holder, or later).
+		n.metrics.keyRequestsBehind.Inc()
+		reply(&kr)
+		return
+	}
 	if e == nil || e.rec.Tombstone {
 		reply(&kr)
 		return

@@ -16,7 +16,7 @@ type metrics struct {
 	notOwnerReplies, readBackRetries         prometheus.Counter
 	pagesCut                                 prometheus.Counter
 	valueRequests, valueParts, recordsApart  prometheus.Counter
-	keyRequests                              prometheus.Counter
+	keyRequests, keyRequestsBehind           prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	recordsTooLarge, badReplies              prometheus.Counter
@@ -49,6 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		topicsIdleDropped: c("topics_idle_dropped_total", "Topics taken up on demand and dropped after TopicIdle without a request."),
 		valueRequests:     c("value_requests_total", "Requests for part of a value sent apart (too large for one NATS message)."),
 		keyRequests:       c("key_requests_total", "Requests for one key's latest record (JSON reads of keyed routes)."),
+		keyRequestsBehind: c("key_requests_behind_total", "Key requests answered with this node's position only: it had not applied what the asking edge had delivered (the edge asks again)."),
 		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		recordsTooLarge: c("records_too_large_total",

@@ -132,6 +132,8 @@ type Config struct {
 	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
 	// are hijacked and cost no goroutine while idle.
 	NoHijack bool
+	// KeyReads bounds what per-key JSON reads cost (keyreadlimit.go).
+	KeyReads KeyReadLimits
 	// Guards are the guards routes may name in Guarded, with where requests
 	// carry their tokens. Default: none.
 	Guards map[string]Authorization
@@ -254,6 +256,9 @@ func (c *Config) setDefaults() error {
 		trusted = append(trusted, p.Masked())
 	}
 	c.TrustedProxies = trusted // a copy: the caller's slice may change
+	if err := c.KeyReads.setDefaults(); err != nil {
+		return err
+	}
 	if c.ReleaseAfterBurst == 0 {
 		c.ReleaseAfterBurst = 1000
 	}

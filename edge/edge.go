@@ -59,13 +59,15 @@ type Edge struct {
 	probe      sync.Once                  // starts the cache-tier probe of Ready
 	cacheOK    atomic.Bool                // the last probe was answered
 
-	holdFeed    func()                // tests: each feed calls it before it applies anything
-	holdSetup   func()                // tests: each setup worker calls it before it serves a request
-	holdState   func(context.Context) // tests: each stream calls it as its state part begins
-	shareAlways bool                  // tests: a lone stream shares work as in a storm
-	holdKeyRead func()                // tests: each shared key lookup calls it before it asks the cache tier
-	keyReads    keyReads
-	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
+	holdFeed     func()                // tests: each feed calls it before it applies anything
+	holdSetup    func()                // tests: each setup worker calls it before it serves a request
+	holdState    func(context.Context) // tests: each stream calls it as its state part begins
+	shareAlways  bool                  // tests: a lone stream shares work as in a storm
+	holdKeyRead  func()                // tests: each shared key lookup calls it before it asks the cache tier
+	keyReads     keyReads              // key lookups in flight
+	keyReadAddrs keyReadAddrs          // what each client address's key reads hold and may start
+	values       valueShare            // values key reads are answering with
+	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
 }
 
 var _ http.Handler = (*Edge)(nil)

@@ -24,6 +24,8 @@ type metrics struct {
 	valueRequests, valuesGone                   prometheus.Counter
 	keyReads                                    *prometheus.CounterVec
 	keyReadsShared                              prometheus.Counter
+	keyValuesShared, keyReadsCutOff             prometheus.Counter
+	keyRepliesBehind                            prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -67,11 +69,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valueRequests:      c("value_requests_total", "Requests for part of a value too large for one NATS message (sent apart by the cache tier)."),
 		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
 		keyReads: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_reads_total",
-			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed)."}, []string{"result"}),
-		keyReadsShared: c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
-		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
-		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
-		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed, rate_limited, busy)."}, []string{"result"}),
+		keyReadsShared:   c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
+		keyValuesShared:  c("key_read_values_shared_total", "JSON reads that wrote a value already held for another read in flight (one buffer for both)."),
+		keyReadsCutOff:   c("key_reads_cut_off_total", "JSON reads whose value was not written in time (the write timeout per write, sse.keyReads.minRate overall) or whose client left: the connection was closed."),
+		keyRepliesBehind: c("key_replies_behind_total", "Key replies not taken because the holder that answered was behind what this edge had delivered for the partition (asked again)."),
+		stateRequests:    c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
+		pagesShared:      c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
+		framesShared:     c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
@@ -87,6 +92,10 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 			return float64(n)
 		}
 		return 0
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_read_bytes_held",
+		Help: "Bytes of the values held for JSON reads being answered, each once however many reads share it (bounded by sse.keyReads.maxBytes)."}, func() float64 {
+		return float64(e.values.heldBytes())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {

@@ -284,7 +284,7 @@ func TestKeyReadWhileValueOverwritten(t *testing.T) {
 // is asked (the producer's partitioner is not known).
 func TestKeyReadFanOutCost(t *testing.T) {
 	const partitions = 256
-	s := newStack(t, stackOptions{partitions: partitions})
+	s := newStack(t, stackOptions{partitions: partitions, edgeCfg: func(c *edge.Config) { c.KeyReads.CacheRequestsPerIP = edge.Off }})
 	s.produce("tasks", rec(7, "a", `{"n":1}`))
 	before := s.counter(s.cacheReg, "ssekafka_cache_key_requests_total")
 	start := time.Now()

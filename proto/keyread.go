@@ -13,12 +13,21 @@ const (
 // producer's partitioner is not known).
 type KeyRequest struct {
 	Key []byte
+	// Floor is the position the asking edge has already delivered for the
+	// partition (its feed's next offset; 0 without a feed): a holder whose
+	// own position is below it answers with its position only (KeyReply.Next),
+	// never with what it has. Sent only when above 0.
+	Floor int64
 }
 
 // AppendKeyRequest appends the encoded request to b.
 func AppendKeyRequest(b []byte, q *KeyRequest) []byte {
 	b = header(b, typeKeyReq)
-	return appendBytes(b, q.Key)
+	b = appendBytes(b, q.Key)
+	if q.Floor > 0 {
+		b = binary.AppendUvarint(b, uint64(q.Floor))
+	}
+	return b
 }
 
 // DecodeKeyRequest decodes a key request.
@@ -28,6 +37,9 @@ func DecodeKeyRequest(b []byte) (KeyRequest, error) {
 		return KeyRequest{}, err
 	}
 	q := KeyRequest{Key: r.bytes("key")}
+	if r.err == nil && len(r.b) > 0 {
+		q.Floor = int64(r.uvarint("floor") & (1<<63 - 1))
+	}
 	return q, r.end("key request")
 }
 
@@ -36,7 +48,11 @@ func IsKeyRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeKeyReq }
 
 // KeyReply answers a KeyRequest. Found is set when the partition holds a
 // live record of the key (a tombstone is not found); Record is then that
-// record, its value inline or apart.
+// record, its value inline or apart. Next is the answering holder's
+// position (the next offset it has not applied), read with the record: a
+// reply whose Next is below the request's Floor is "behind" (never Found),
+// and the edge asks again. A reply without it (a node built before it)
+// decodes with Next 0.
 type KeyReply struct {
 	Status    Status
 	Error     string
@@ -44,6 +60,7 @@ type KeyReply struct {
 	Partition int32
 	Found     bool
 	Record    Record
+	Next      int64
 }
 
 // AppendKeyReply appends the encoded reply to b.
@@ -54,10 +71,12 @@ func AppendKeyReply(b []byte, k *KeyReply) []byte {
 	b = binary.AppendUvarint(b, uint64(k.Epoch))
 	b = binary.AppendUvarint(b, uint64(max(k.Partition, 0)))
 	if !k.Found {
-		return append(b, 0)
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendRecord(b, &k.Record)
 	}
-	b = append(b, 1)
-	return appendRecord(b, &k.Record)
+	return binary.AppendUvarint(b, uint64(max(k.Next, 0)))
 }
 
 // DecodeKeyReply decodes a key reply; the result does not alias b.
@@ -78,6 +97,9 @@ func DecodeKeyReply(b []byte) (KeyReply, error) {
 		r.record(&k.Record)
 	default:
 		r.fail(ErrMalformed, "key reply: found")
+	}
+	if r.err == nil && len(r.b) > 0 {
+		k.Next = int64(r.uvarint("next") & (1<<63 - 1))
 	}
 	return k, r.end("key reply")
 }

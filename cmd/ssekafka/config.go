@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -88,6 +89,60 @@ type sseConfig struct {
 	CORS *corsConfig `yaml:"cors"`
 	// TLS serves sse.listen over TLS (HTTP/2 and HTTP/1.1); default: plain HTTP/1.1.
 	TLS *sseTLS `yaml:"tls"`
+	// KeyReads bounds what per-key JSON reads cost; 0: each field's default, -1: off.
+	KeyReads keyReadsConfig `yaml:"keyReads"`
+}
+
+// keyReadsConfig is edge.KeyReadLimits in YAML; 0 is the default, -1 off.
+type keyReadsConfig struct {
+	// MinRate is the slowest a value is written to a reader, bytes a second.
+	MinRate int `yaml:"minRate"`
+	// MaxBytes bounds the values held for reads in flight, each once.
+	MaxBytes int `yaml:"maxBytes"`
+	// MaxBytesPerIP bounds the bytes one address's reads in flight are sent.
+	MaxBytesPerIP int `yaml:"maxBytesPerIP"`
+	// RatePerIP is the reads a second one address may start.
+	RatePerIP float64 `yaml:"ratePerIP"`
+	// CacheRequestsPerIP is the cache-tier requests a second one address's reads may cause.
+	CacheRequestsPerIP float64 `yaml:"cacheRequestsPerIP"`
+}
+
+// validate checks that every field is -1 (off), 0 (the default) or more.
+func (k *keyReadsConfig) validate(at func(string) string) error {
+	ints := []struct {
+		name string
+		v    int
+		def  string
+	}{
+		{"minRate", k.MinRate, "65536"},
+		{"maxBytes", k.MaxBytes, "268435456"},
+		{"maxBytesPerIP", k.MaxBytesPerIP, "67108864"},
+	}
+	for _, f := range ints {
+		if f.v < -1 {
+			return fmt.Errorf("%s: must be -1 (off), 0 (the default, %s) or more", at("sse.keyReads."+f.name), f.def)
+		}
+	}
+	rates := []struct {
+		name string
+		v    float64
+		def  string
+	}{
+		{"ratePerIP", k.RatePerIP, "100"},
+		{"cacheRequestsPerIP", k.CacheRequestsPerIP, "2000"},
+	}
+	for _, f := range rates {
+		if f.v != -1 && (f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0)) {
+			return fmt.Errorf("%s: must be -1 (off), 0 (the default, %s a second) or a positive rate", at("sse.keyReads."+f.name), f.def)
+		}
+	}
+	return nil
+}
+
+// edge is the edge's KeyReadLimits (edge.Off is -1, as in YAML).
+func (k *keyReadsConfig) edge() edge.KeyReadLimits {
+	return edge.KeyReadLimits{MinRate: k.MinRate, MaxBytes: k.MaxBytes, MaxBytesPerIP: k.MaxBytesPerIP,
+		RatePerIP: k.RatePerIP, CacheRequestsPerIP: k.CacheRequestsPerIP}
 }
 
 // sseTLS is the edge listener's certificate and key, PEM files read again
@@ -353,6 +408,9 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must be 0 (the default: 30000, or twice sse.retry) or at least 2000 and twice sse.retry", at("sse.retryMax"))
 	case s.DrainWindow < 0:
 		return fmt.Errorf("%s: must not be negative (0 closes every stream at once)", at("sse.drainWindow"))
+	}
+	if err := s.KeyReads.validate(at); err != nil {
+		return err
 	}
 	if s.Admin != "" {
 		if err := checkHostPort(s.Admin); err != nil {

@@ -249,6 +249,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		CORS:                cfg.SSE.CORS.edge(),
 		ResumeRingBytes:     cfg.SSE.ResumeRingBytes,
 		ResumeRingAge:       cfg.SSE.ResumeRingAge,
+		KeyReads:            cfg.SSE.KeyReads.edge(),
 		Logger:              log.With("component", "edge"),
 		Registerer:          reg,
 	})
