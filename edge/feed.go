@@ -72,6 +72,7 @@ type partCursor struct {
 	fillTarget int64     // a fill is complete only once the feed reaches this offset
 	denied     time.Time // when the cache tier last denied a far live message (see plausible)
 	shortAt    time.Time // when a fill last ended short of its target (see fillAllowed)
+	doubts     doubts    // far live messages dropped unconfirmed, judged by the next probe
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -314,6 +315,11 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 			return false // the topic did change: the feed ended
 		}
 	}
+	select {
+	case <-f.done: // the rest of a batch after the topic changed
+		return false
+	default:
+	}
 	f.e.metrics.badChanges.Inc()
 	f.e.log.Warn("live message of another epoch or partition, not confirmed by the cache tier: dropped",
 		"topic", f.topic, "subject", m.Subject, "epoch", epoch, "partition", partition)
@@ -337,8 +343,8 @@ const plausibleJump = 1024
 // then found by the probe and filled.
 func (f *feed) plausible(p int32, next int64) bool {
 	st := &f.parts[p]
-	if next <= 0 || next == math.MaxInt64 {
-		return false // an offset no record has (MaxInt64+1 would wrap)
+	if next < 0 || next == math.MaxInt64 {
+		return false // an offset no record has (MaxInt64+1 would wrap); 0 is an empty partition's head
 	}
 	// Not ring.known: heads raise it, and a run of heads each just within
 	// reach would ratchet the bound past any limit.
@@ -360,11 +366,20 @@ func (f *feed) plausible(p int32, next int64) bool {
 	return true
 }
 
-// dropUnconfirmed counts and logs a live message plausible refused.
+// dropUnconfirmed drops a live message plausible refused: one whose
+// offset no record has is counted at once, any other once the next probe
+// still finds the cache tier short of it (see doubt).
 func (f *feed) dropUnconfirmed(kind string, p int32, offset int64) {
-	f.e.metrics.badChanges.Inc()
-	f.e.log.Warn("live "+kind+" far past the cache tier's head, not confirmed by it: dropped",
-		"topic", f.topic, "partition", p, "offset", offset)
+	if offset < 0 || offset == math.MaxInt64 {
+		f.e.metrics.badChanges.Inc()
+		f.e.log.Warn("live "+kind+" at an offset no record has: dropped", "topic", f.topic, "partition", p, "offset", offset)
+		return
+	}
+	next := offset // a head's Next
+	if kind == "change" {
+		next = offset + 1
+	}
+	f.doubt(p, next)
 }
 
 // ringFresh is how recently a partition's primary must have been heard (a
@@ -511,6 +526,7 @@ func (f *feed) probe() bool {
 			continue
 		}
 		st.probeNext = head.Next
+		f.judgeDoubts(int32(p), head.Next)
 	}
 	if !failed {
 		return true
