@@ -30,8 +30,10 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 	}
 	switch m.Status {
 	case proto.StatusOK:
+		e.lookupAnswered(topic, true)
 		return m, nil
 	case proto.StatusUnknownTopic:
+		e.lookupAnswered(topic, false)
 		return m, fmt.Errorf("meta %s: %w", topic, errTopicNotFound)
 	}
 	return m, fmt.Errorf("meta %s: %s: %s", topic, m.Status, m.Error)

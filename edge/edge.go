@@ -65,6 +65,7 @@ type Edge struct {
 	shareAlways bool                  // tests: a lone stream shares work as in a storm
 	holdKeyRead func()                // tests: each shared key lookup calls it before it asks the cache tier
 	keyReads    keyReads
+	lookups     topicLookups          // lookups of topics the edge does not know (lookup.go)
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
 
@@ -180,6 +181,19 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !route.allowsTopic(topic) {
 		e.fail(w, http.StatusNotFound, "no such topic")
+		return
+	}
+	switch e.admitLookup(r, topic) {
+	case lookupNotFound:
+		e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
+		return
+	case lookupRefused:
+		if wantsJSON(r) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, refuseLookupRate, http.StatusServiceUnavailable)
+		} else {
+			e.refuse(w, refuseLookupRate)
+		}
 		return
 	}
 	filters, filterKey := route.resolveFilters(params)

@@ -24,6 +24,7 @@ type metrics struct {
 	valueRequests, valuesGone                   prometheus.Counter
 	keyReads                                    *prometheus.CounterVec
 	keyReadsShared                              prometheus.Counter
+	topicLookups                                *prometheus.CounterVec
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -53,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
 		setupRejected:      c("setup_rejected_total", "Connections refused (200 with a retry) because the queue of streams waiting to start was full."),
 		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "refusals_total",
-			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip)."}, []string{"reason"}),
+			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip, lookup_rate)."}, []string{"reason"}),
 		connectionsRefused: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "connections_refused_total",
 			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), and streams through a trusted proxy over their client address's limit, by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
@@ -68,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
 		keyReads: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_reads_total",
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed)."}, []string{"result"}),
+		topicLookups: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "topic_lookups_total",
+			Help: "Requests for a topic the edge has no feed for and no recent answer about, by result: asked (a metadata request to the cache tier), refused (over the rate per client address or per edge: 200 and a retry, or 503), not_found_remembered (404 from an answer less than 1s old)."}, []string{"result"}),
 		keyReadsShared: c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
 		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
 		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
