@@ -66,6 +66,7 @@ type Edge struct {
 	holdKeyRead func()                // tests: each shared key lookup calls it before it asks the cache tier
 	keyReads    keyReads
 	lookups     topicLookups          // lookups of topics the edge does not know (lookup.go)
+	feedMem     feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
 }
 
@@ -96,6 +97,7 @@ func New(cfg Config) (*Edge, error) {
 		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
+	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err

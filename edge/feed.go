@@ -63,6 +63,9 @@ type feed struct {
 	enc      map[string]encodedPage
 	encOrder []string
 	encBytes int
+
+	ringCharged int64 // ring bytes counted in the edge's feed memory; guarded by mu (budget.go)
+	encCharged  int64 // encoding bytes counted; guarded by encMu
 }
 
 // partCursor is what the feed knows of one partition besides its progress.
@@ -154,6 +157,7 @@ func (f *feed) run() {
 			f.markBehind()
 			f.handling.Store(false)
 			f.flushDirty()
+			f.e.reclaimFeedMemory()
 		case <-tick.C:
 			if f.e.holdFeed != nil {
 				f.e.holdFeed()
@@ -170,6 +174,7 @@ func (f *feed) run() {
 			}
 			f.mu.Lock()
 			f.ring.trim(time.Now())
+			f.chargeRingLocked()
 			f.mu.Unlock()
 			f.markBehind()
 			for p := range f.parts {
@@ -178,6 +183,7 @@ func (f *feed) run() {
 				}
 			}
 			f.flushDirty()
+			f.e.reclaimFeedMemory()
 		}
 	}
 }
@@ -568,6 +574,7 @@ func (f *feed) checkTopic() bool {
 func (f *feed) deliver(p int32, rec *proto.Record) {
 	f.advance(p, rec.Offset+1)
 	f.ring.add(p, rec, time.Now())
+	f.chargeRingLocked()
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -745,10 +752,16 @@ func (f *feed) ringEncoded(key string) (encodedPage, bool) {
 // the view at the same position, the oldest dropped past a bound. Records
 // below the feed's position never change, so they stay true.
 func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.keepRingEncodedLocked(key, enc)
+	f.e.reclaimFeedMemory()
+}
+
+func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
 	f.encMu.Lock()
 	defer f.encMu.Unlock()
+	defer f.chargeEncLocked()
 	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
-	if len(enc.frames) > maxBytes {
+	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
 		return
 	}
 	if f.enc == nil {
@@ -846,6 +859,7 @@ func (f *feed) stopIfIdle() {
 // stopLocked ends the feed; the caller holds e.mu and f.mu.
 func (f *feed) stopLocked() {
 	f.stopped = true
+	f.releaseMemLocked()
 	if f.e.feeds[f.topic] == f {
 		delete(f.e.feeds, f.topic)
 	}

@@ -25,6 +25,7 @@ type metrics struct {
 	keyReads                                    *prometheus.CounterVec
 	keyReadsShared                              prometheus.Counter
 	topicLookups                                *prometheus.CounterVec
+	feedMemoryGivenBack                         prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -71,10 +72,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed)."}, []string{"result"}),
 		topicLookups: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "topic_lookups_total",
 			Help: "Requests for a topic the edge has no feed for and no recent answer about, by result: asked (a metadata request to the cache tier), refused (over the rate per client address or per edge: 200 and a retry, or 503), not_found_remembered (404 from an answer less than 1s old)."}, []string{"result"}),
-		keyReadsShared: c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
-		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
-		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
-		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+		feedMemoryGivenBack: c("feed_memory_given_back_bytes_total", "Bytes of resume rings and encodings given back to keep feeds within sse.feedMemoryBytes (idle feeds' first)."),
+		keyReadsShared:      c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
+		stateRequests:       c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
+		pagesShared:         c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
+		framesShared:        c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
@@ -94,6 +96,10 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
 		return float64(e.limiter.open())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
+		Help: "Bytes topic feeds keep: resume rings, frames encoded from them, shared state pages (bounded by FeedMemoryBytes)."}, func() float64 {
+		return float64(e.feedMemoryBytes())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {

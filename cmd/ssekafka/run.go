@@ -245,6 +245,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		CORS:                cfg.SSE.CORS.edge(),
 		ResumeRingBytes:     cfg.SSE.ResumeRingBytes,
 		ResumeRingAge:       cfg.SSE.ResumeRingAge,
+		FeedMemoryBytes:     cfg.SSE.FeedMemoryBytes,
 		Logger:              log.With("component", "edge"),
 		Registerer:          reg,
 	})
