@@ -3,13 +3,14 @@
 // A pattern route lets clients open feeds on many topics, each with a ring
 // of up to ResumeRingBytes; without one bound an edge could hold gigabytes.
 //
-// Shared pages get a quarter of the budget (pageShare.maxBytes); rings and
-// encodings the rest, counted in feedMemory.used as each feed's ring and
-// encodings change. Past seven eighths of their share a reclaim gives memory
-// back: first every ring and encoding of feeds without clients, then every
-// feed's encodings, then the oldest records of the rings above an even
-// share. A feed whose own growth would pass the whole share sheds its own
-// oldest records at once, so the bound holds between reclaims too. A ring
+// Shared pages' records get a quarter of the budget (pageShare.maxBytes);
+// rings and encodings (of rings and of shared pages) the rest, counted in
+// feedMemory.used as they change. Past seven eighths of their share a
+// reclaim gives memory back: first every ring and encoding of feeds
+// without clients, then every encoding, then the oldest records of the
+// rings above an even share. A feed whose own growth would pass the whole
+// share sheds its own oldest records at once, and an encoding that would
+// pass it is not kept, so the bound holds between reclaims too. A ring
 // that lost records serves a resume from state instead: its start moves
 // past what it dropped, so nothing is lost.
 
@@ -32,6 +33,7 @@ type feedMemory struct {
 
 // setFeedMemory splits the budget between the shared pages and the rings.
 func (e *Edge) setFeedMemory() {
+	e.pages.mem = &e.feedMem
 	if e.cfg.FeedMemoryBytes == Off {
 		return
 	}
@@ -158,7 +160,12 @@ func (e *Edge) reclaimFeedMemory() {
 		h.f.dropEncodingsLocked()
 		h.f.encMu.Unlock()
 	}
-	for _, h := range feeds { // 2: encodings, made again on demand
+	e.pages.mu.Lock() // 2: encodings, made again on demand
+	for _, c := range e.pages.recent {
+		e.metrics.feedMemoryGivenBack.Add(float64(c.page.dropEncodings(false)))
+	}
+	e.pages.mu.Unlock()
+	for _, h := range feeds {
 		if m.used.Load() <= target {
 			return
 		}

@@ -55,3 +55,24 @@ func TestFeedMemoryReclaimTakesIdleFeedsFirst(t *testing.T) {
 		}
 	}
 }
+
+// A shared page's encodings count in the feed memory while the page is
+// among the recent pages, are given back when it leaves them, and one that
+// would pass the budget is not kept.
+func TestSharedPageEncodingsCountInFeedMemory(t *testing.T) {
+	m := &feedMemory{limit: 1000}
+	sp := &sharedPage{}
+	sp.shared(m)
+	sp.keep("a", encodedPage{frames: make([]byte, 600)})
+	sp.keep("b", encodedPage{frames: make([]byte, 600)}) // past the limit: not kept
+	if _, ok := sp.encoded("b"); ok || m.used.Load() != 600 {
+		t.Fatalf("counted %d, b kept %v; want 600 and b not kept", m.used.Load(), ok)
+	}
+	if freed := sp.dropEncodings(true); freed != 600 || m.used.Load() != 0 {
+		t.Fatalf("gave back %d, %d still counted", freed, m.used.Load())
+	}
+	sp.keep("c", encodedPage{frames: make([]byte, 100)}) // no longer shared: transient, not counted
+	if m.used.Load() != 0 {
+		t.Fatalf("%d counted for a page no longer shared", m.used.Load())
+	}
+}

@@ -98,7 +98,7 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 		return float64(e.limiter.open())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
-		Help: "Bytes topic feeds keep: resume rings, frames encoded from them, shared state pages (bounded by FeedMemoryBytes)."}, func() float64 {
+		Help: "Bytes topic feeds keep: resume rings, frames encoded from them and from shared state pages, the shared pages (bounded by FeedMemoryBytes)."}, func() float64 {
 		return float64(e.feedMemoryBytes())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
