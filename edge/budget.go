@@ -129,6 +129,11 @@ func (e *Edge) reclaimFeedMemory() {
 	}
 	var feeds []held
 	for _, f := range e.feedList() {
+		select {
+		case <-f.ready: // init writes the ring without f.mu
+		default:
+			continue
+		}
 		f.mu.Lock()
 		feeds = append(feeds, held{f, f.clients == 0, f.ring.bytes})
 		f.mu.Unlock()
