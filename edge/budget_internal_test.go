@@ -19,7 +19,8 @@ func TestFeedMemoryReclaimTakesIdleFeedsFirst(t *testing.T) {
 	e.setFeedMemory() // rings and encodings: 3 MiB
 	now := time.Now()
 	newFeed := func(name string, clients int, kib int) *feed {
-		f := &feed{e: e, topic: name, clients: clients, ring: newRing(e.cfg.ResumeRingBytes, time.Hour, []int64{0})}
+		f := &feed{e: e, topic: name, clients: clients, ring: newRing(e.cfg.ResumeRingBytes, time.Hour, []int64{0}), ready: make(chan struct{})}
+		close(f.ready)
 		for o := range int64(kib) {
 			f.mu.Lock()
 			f.ring.add(0, &proto.Record{Offset: o, Key: fmt.Appendf(nil, "k%d", o), Value: make([]byte, 1000)}, now)
