@@ -198,6 +198,9 @@ func (f *feed) handle(m *nats.Msg) {
 		if err != nil || !f.check(h.Epoch, h.Partition, m) {
 			return
 		}
+		if h.Next == 0 && f.progress.Offsets[h.Partition] > 0 {
+			return // a holder that has read nothing yet (a new primary catching up): not a word of the partition
+		}
 		if !f.plausible(h.Partition, h.Next) {
 			f.dropUnconfirmed("head", h.Partition, h.Next)
 			return
