@@ -203,7 +203,7 @@ func (n *Node) takeUp(name string, tu *takeUp) {
 }
 
 func (n *Node) loadTopic(ctx context.Context, name string) (*topicState, error) {
-	details, err := n.adm.ListTopics(ctx, name)
+	details, err := n.listTopic(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("list topic %s: %w", name, err)
 	}

@@ -30,8 +30,10 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 	}
 	switch m.Status {
 	case proto.StatusOK:
+		e.lookupAnswered(topic, true)
 		return m, nil
 	case proto.StatusUnknownTopic:
+		e.lookupAnswered(topic, false)
 		return m, fmt.Errorf("meta %s: %w", topic, errTopicNotFound)
 	}
 	return m, fmt.Errorf("meta %s: %s: %s", topic, m.Status, m.Error)
@@ -247,8 +249,10 @@ type sharedPage struct {
 	proto.StatePage
 	size int
 
-	mu  sync.Mutex
-	enc map[string]encodedPage
+	mu       sync.Mutex
+	enc      map[string]encodedPage
+	mem      *feedMemory // set while the page is among the recent: its encodings count there
+	encBytes int         // of enc, counted in mem
 }
 
 type encodedPage struct {
@@ -274,9 +278,41 @@ func (sp *sharedPage) keep(key string, ep encodedPage) {
 	if sp.enc == nil {
 		sp.enc = map[string]encodedPage{}
 	}
-	if len(sp.enc) < maxPageEncodings {
-		sp.enc[key] = ep
+	if len(sp.enc) >= maxPageEncodings {
+		return
 	}
+	if m := sp.mem; m != nil {
+		n := int64(len(ep.frames))
+		if m.limit > 0 && m.used.Load()+n > m.limit {
+			return // the feed memory budget (budget.go)
+		}
+		m.used.Add(n)
+		sp.encBytes += len(ep.frames)
+	}
+	sp.enc[key] = ep
+}
+
+// shared marks the page as kept among the recent: its encodings count in m.
+func (sp *sharedPage) shared(m *feedMemory) {
+	sp.mu.Lock()
+	sp.mem = m
+	sp.mu.Unlock()
+}
+
+// dropEncodings gives back the page's encodings; unshare, also for good
+// (the page left the recent: what is encoded later is not kept).
+func (sp *sharedPage) dropEncodings(unshare bool) int {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	freed := sp.encBytes
+	if sp.mem != nil {
+		sp.mem.used.Add(-int64(freed))
+	}
+	sp.enc, sp.encBytes = nil, 0
+	if unshare {
+		sp.mem = nil
+	}
+	return freed
 }
 
 type recentPage struct {
@@ -292,6 +328,7 @@ type pageShare struct {
 	order    []recentPage // recent, oldest first (with stale duplicates)
 	bytes    int          // of recent pages
 	maxBytes int
+	mem      *feedMemory // where recent pages' encodings count
 }
 
 // sharedPage returns the page of (topic, p, since) under epoch: one
@@ -346,8 +383,10 @@ func (e *Edge) askPage(key pageKey, c *pageCall) {
 	s.mu.Lock()
 	delete(s.inflight, key)
 	if err == nil && sp.size <= s.maxBytes {
+		sp.shared(s.mem)
 		if old := s.recent[key]; old != nil {
 			s.bytes -= old.page.size
+			old.page.dropEncodings(true)
 		}
 		s.order = append(s.order, recentPage{key, c})
 		if s.recent == nil {
@@ -374,6 +413,7 @@ func (s *pageShare) trimLocked(now time.Time) {
 			break
 		}
 		s.bytes -= r.c.page.size
+		r.c.page.dropEncodings(true)
 		delete(s.recent, r.key)
 		n++
 	}

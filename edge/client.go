@@ -171,6 +171,11 @@ func (c *client) closeWith(reason string, final []byte) {
 	c.mu.Lock()
 	c.closing, c.final = reason, final
 	lc, cancelSetup := c.lc, c.cancelSetup
+	if c.live {
+		// Its writer ends it, final first: a cancelled context could end
+		// the writer's wait first, without final.
+		cancelSetup = nil
+	}
 	if lc == nil {
 		c.signalLocked()
 	}

@@ -84,6 +84,13 @@ type Config struct {
 	// client whose Last-Event-ID lies inside it resumes from memory, without
 	// a state request. Default 4 MiB; Off: no ring.
 	ResumeRingBytes int
+	// FeedMemoryBytes bounds, edge-wide, what topic feeds keep besides their
+	// clients' queues: resume rings, frames encoded from them, and shared
+	// state pages (a quarter of it at most). Past it, memory is given back:
+	// idle feeds' (no clients, lingering) first, then encodings, then the
+	// oldest records of the largest rings (a resume before a ring's start is
+	// served from state). At least 1 MiB. Default 256 MiB; Off: no bound.
+	FeedMemoryBytes int
 	// ResumeRingAge is how long a change stays in the resume ring at most.
 	// Default 1m.
 	ResumeRingAge time.Duration
@@ -228,6 +235,13 @@ func (c *Config) setDefaults() error {
 	case c.ResumeRingBytes == Off:
 	case c.ResumeRingBytes < 0:
 		return fmt.Errorf("edge config: ResumeRingBytes: %d is negative (Off turns it off)", c.ResumeRingBytes)
+	}
+	switch {
+	case c.FeedMemoryBytes == 0:
+		c.FeedMemoryBytes = 256 << 20
+	case c.FeedMemoryBytes == Off:
+	case c.FeedMemoryBytes < 1<<20:
+		return fmt.Errorf("edge config: FeedMemoryBytes: %d is below 1 MiB (Off: no bound)", c.FeedMemoryBytes)
 	}
 	switch {
 	case c.MaxConnections == 0:

@@ -67,6 +67,8 @@ type Edge struct {
 	keyReads     keyReads              // key lookups in flight
 	keyReadAddrs keyReadAddrs          // what each client address's key reads hold and may start
 	values       valueShare            // values key reads are answering with
+	lookups      topicLookups          // lookups of topics the edge does not know (lookup.go)
+	feedMem      feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
 	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
 }
 
@@ -97,6 +99,7 @@ func New(cfg Config) (*Edge, error) {
 		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
+	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err
@@ -182,6 +185,19 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !route.allowsTopic(topic) {
 		e.fail(w, http.StatusNotFound, "no such topic")
+		return
+	}
+	switch e.admitLookup(r, topic) {
+	case lookupNotFound:
+		e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
+		return
+	case lookupRefused:
+		if wantsJSON(r) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, refuseLookupRate, http.StatusServiceUnavailable)
+		} else {
+			e.refuse(w, refuseLookupRate)
+		}
 		return
 	}
 	filters, filterKey := route.resolveFilters(params)

@@ -63,6 +63,9 @@ type feed struct {
 	enc      map[string]encodedPage
 	encOrder []string
 	encBytes int
+
+	ringCharged int64 // ring bytes counted in the edge's feed memory; guarded by mu (budget.go)
+	encCharged  int64 // encoding bytes counted; guarded by encMu
 }
 
 // partCursor is what the feed knows of one partition besides its progress.
@@ -72,6 +75,7 @@ type partCursor struct {
 	fillTarget int64     // a fill is complete only once the feed reaches this offset
 	denied     time.Time // when the cache tier last denied a far live message (see plausible)
 	shortAt    time.Time // when a fill last ended short of its target (see fillAllowed)
+	doubts     doubts    // far live messages dropped unconfirmed, judged by the next probe
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -153,6 +157,7 @@ func (f *feed) run() {
 			f.markBehind()
 			f.handling.Store(false)
 			f.flushDirty()
+			f.e.reclaimFeedMemory()
 		case <-tick.C:
 			if f.e.holdFeed != nil {
 				f.e.holdFeed()
@@ -169,6 +174,7 @@ func (f *feed) run() {
 			}
 			f.mu.Lock()
 			f.ring.trim(time.Now())
+			f.chargeRingLocked()
 			f.mu.Unlock()
 			f.markBehind()
 			for p := range f.parts {
@@ -177,6 +183,7 @@ func (f *feed) run() {
 				}
 			}
 			f.flushDirty()
+			f.e.reclaimFeedMemory()
 		}
 	}
 }
@@ -190,6 +197,9 @@ func (f *feed) handle(m *nats.Msg) {
 		h, err := proto.DecodeHead(m.Data)
 		if err != nil || !f.check(h.Epoch, h.Partition, m) {
 			return
+		}
+		if h.Next == 0 && f.progress.Offsets[h.Partition] > 0 {
+			return // a holder that has read nothing yet (a new primary catching up): not a word of the partition
 		}
 		if !f.plausible(h.Partition, h.Next) {
 			f.dropUnconfirmed("head", h.Partition, h.Next)
@@ -314,6 +324,11 @@ func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
 			return false // the topic did change: the feed ended
 		}
 	}
+	select {
+	case <-f.done: // the rest of a batch after the topic changed
+		return false
+	default:
+	}
 	f.e.metrics.badChanges.Inc()
 	f.e.log.Warn("live message of another epoch or partition, not confirmed by the cache tier: dropped",
 		"topic", f.topic, "subject", m.Subject, "epoch", epoch, "partition", partition)
@@ -337,8 +352,8 @@ const plausibleJump = 1024
 // then found by the probe and filled.
 func (f *feed) plausible(p int32, next int64) bool {
 	st := &f.parts[p]
-	if next <= 0 || next == math.MaxInt64 {
-		return false // an offset no record has (MaxInt64+1 would wrap)
+	if next < 0 || next == math.MaxInt64 {
+		return false // an offset no record has (MaxInt64+1 would wrap); 0 is an empty partition's head
 	}
 	// Not ring.known: heads raise it, and a run of heads each just within
 	// reach would ratchet the bound past any limit.
@@ -360,11 +375,20 @@ func (f *feed) plausible(p int32, next int64) bool {
 	return true
 }
 
-// dropUnconfirmed counts and logs a live message plausible refused.
+// dropUnconfirmed drops a live message plausible refused: one whose
+// offset no record has is counted at once, any other once the next probe
+// still finds the cache tier short of it (see doubt).
 func (f *feed) dropUnconfirmed(kind string, p int32, offset int64) {
-	f.e.metrics.badChanges.Inc()
-	f.e.log.Warn("live "+kind+" far past the cache tier's head, not confirmed by it: dropped",
-		"topic", f.topic, "partition", p, "offset", offset)
+	if offset < 0 || offset == math.MaxInt64 {
+		f.e.metrics.badChanges.Inc()
+		f.e.log.Warn("live "+kind+" at an offset no record has: dropped", "topic", f.topic, "partition", p, "offset", offset)
+		return
+	}
+	next := offset // a head's Next
+	if kind == "change" {
+		next = offset + 1
+	}
+	f.doubt(p, next)
 }
 
 // ringFresh is how recently a partition's primary must have been heard (a
@@ -511,6 +535,7 @@ func (f *feed) probe() bool {
 			continue
 		}
 		st.probeNext = head.Next
+		f.judgeDoubts(int32(p), head.Next)
 	}
 	if !failed {
 		return true
@@ -552,6 +577,7 @@ func (f *feed) checkTopic() bool {
 func (f *feed) deliver(p int32, rec *proto.Record) {
 	f.advance(p, rec.Offset+1)
 	f.ring.add(p, rec, time.Now())
+	f.chargeRingLocked()
 	if rec.KeyNull && rec.Tombstone {
 		return
 	}
@@ -729,10 +755,16 @@ func (f *feed) ringEncoded(key string) (encodedPage, bool) {
 // the view at the same position, the oldest dropped past a bound. Records
 // below the feed's position never change, so they stay true.
 func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.keepRingEncodedLocked(key, enc)
+	f.e.reclaimFeedMemory()
+}
+
+func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
 	f.encMu.Lock()
 	defer f.encMu.Unlock()
+	defer f.chargeEncLocked()
 	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
-	if len(enc.frames) > maxBytes {
+	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
 		return
 	}
 	if f.enc == nil {
@@ -830,6 +862,7 @@ func (f *feed) stopIfIdle() {
 // stopLocked ends the feed; the caller holds e.mu and f.mu.
 func (f *feed) stopLocked() {
 	f.stopped = true
+	f.releaseMemLocked()
 	if f.e.feeds[f.topic] == f {
 		delete(f.e.feeds, f.topic)
 	}

@@ -20,6 +20,7 @@ type laggingTier struct {
 	mu      sync.Mutex
 	recs    []proto.Record
 	armed   bool
+	headLag bool // answer the next head request as the lagging holder
 	stuck   bool // answer every page "more follows" at the cursor asked for
 	lagAt   int64
 	lagged  int // answers given as the lagging holder
@@ -45,8 +46,12 @@ func (s *stack) startLaggingTier(topic string) *laggingTier {
 		}
 		lt.mu.Lock()
 		next := int64(len(lt.recs))
-		if lt.armed && q.Since < next {
+		switch {
+		case lt.armed && q.Since < next:
 			lt.armed, next = false, lt.lagAt
+			lt.lagged++
+		case lt.headLag && q.Since == math.MaxInt64:
+			lt.headLag, next = false, lt.lagAt
 			lt.lagged++
 		}
 		page := proto.StatePage{Status: proto.StatusOK, Epoch: lt.epoch, Partition: 0, Next: next, Cursor: q.Since}
@@ -140,6 +145,7 @@ func TestUnconfirmedHeadDoesNotStallTheFeed(t *testing.T) {
 	c := s.connect("/tasks", nil)
 	c.untilReady()
 	pub := s.connectNATS()
+	s.expectBadChanges()
 	dropped := s.edgeCounter("ssekafka_edge_bad_changes_total")
 	h := proto.Head{Epoch: lt.epoch, Partition: 0, Next: 1 << 40}
 	if err := pub.Publish(lt.subject.Event("tasks", 0), proto.AppendHead(nil, &h)); err != nil {

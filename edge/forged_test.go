@@ -14,6 +14,7 @@ import (
 // an unauthenticated NATS could.
 func (s *stack) forge(m []byte) {
 	s.t.Helper()
+	s.expectBadChanges()
 	pub := s.connectNATS()
 	if err := pub.Publish(proto.Subjects{Prefix: "ssekafka"}.Event("tasks", 0), m); err != nil {
 		s.t.Fatal(err)

@@ -26,6 +26,8 @@ type metrics struct {
 	keyReadsShared                              prometheus.Counter
 	keyValuesShared, keyReadsCutOff             prometheus.Counter
 	keyRepliesBehind                            prometheus.Counter
+	topicLookups                                *prometheus.CounterVec
+	feedMemoryGivenBack                         prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -55,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writes:             c("live_writes_total", "writev calls to hijacked live connections (compare with frames_queued_total)."),
 		setupRejected:      c("setup_rejected_total", "Connections refused (200 with a retry) because the queue of streams waiting to start was full."),
 		refusals: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "refusals_total",
-			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip)."}, []string{"reason"}),
+			Help: "Streams refused with 200, a comment and a retry, by reason (cache_unavailable, feed_restarting, queue_full, draining, max_connections, max_connections_per_ip, lookup_rate)."}, []string{"reason"}),
 		connectionsRefused: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "connections_refused_total",
 			Help: "Connections accepted over a limit and closed at once (a stream answered with a refusal, anything else 503), and streams through a trusted proxy over their client address's limit, by reason (max_connections, max_connections_per_ip)."}, []string{"reason"}),
 		setupWait: f.NewHistogram(prometheus.HistogramOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_wait_seconds",
@@ -77,6 +79,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateRequests:    c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
 		pagesShared:      c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
 		framesShared:     c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
+		topicLookups: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "topic_lookups_total",
+			Help: "Requests for a topic the edge has no feed for and no recent answer about, by result: asked (a metadata request to the cache tier), refused (over the rate per client address or per edge: 200 and a retry, or 503), not_found_remembered (404 from an answer less than 1s old)."}, []string{"result"}),
+		feedMemoryGivenBack: c("feed_memory_given_back_bytes_total", "Bytes of resume rings and encodings given back to keep feeds within sse.feedMemoryBytes (idle feeds' first)."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
@@ -100,6 +105,10 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
 		return float64(e.limiter.open())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
+		Help: "Bytes topic feeds keep: resume rings, frames encoded from them and from shared state pages, the shared pages (bounded by FeedMemoryBytes)."}, func() float64 {
+		return float64(e.feedMemoryBytes())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {

@@ -20,6 +20,7 @@ const (
 	refuseFeedRestarting   = "topic feed restarting"
 	refuseQueueFull        = "setup queue full"
 	refuseDraining         = "edge draining"
+	refuseLookupRate       = "lookups of unknown topics over rate"
 )
 
 // refusalLabel is a reason's label in ssekafka_edge_refusals_total.
@@ -33,6 +34,8 @@ func refusalLabel(reason string) string {
 		return "queue_full"
 	case refuseDraining:
 		return "draining"
+	case refuseLookupRate:
+		return "lookup_rate"
 	case refuseMaxConnections:
 		return "max_connections"
 	case refuseMaxConnectionsPerIP:

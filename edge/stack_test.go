@@ -47,7 +47,12 @@ type stack struct {
 	client     *http.Client // default: http.DefaultClient
 	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
 	maxPayload int32
+	badChanges bool // the test sends forged live messages (expectBadChanges)
 }
+
+// expectBadChanges marks a test that forges live messages: without it, a
+// stack fails its test when the edge counted any bad change.
+func (s *stack) expectBadChanges() { s.badChanges = true }
 
 type stackOptions struct {
 	partitions int32
@@ -161,6 +166,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
 	}
 	t.Cleanup(s.edge.Close)
+	t.Cleanup(func() {
+		// What a cache node publishes is never a bad change: operators alert on any.
+		if n := s.edgeCounter("ssekafka_edge_bad_changes_total"); n != 0 && !s.badChanges && !t.Failed() {
+			t.Errorf("the edge counted %v bad changes, and the test forged none", n)
+		}
+	})
 	return s
 }
 

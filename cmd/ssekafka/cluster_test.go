@@ -33,7 +33,7 @@ func getStatus(addr string) (cacheStatus, error) {
 // held by exactly --replicas of them, and a kill -9 of a primary while
 // records are produced loses nothing for a client that streams throughout.
 func TestClusterProcessesSurviveKill9(t *testing.T) {
-	kafkaAddr, natsAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	kafkaAddr, natsAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
 	services.waitFor(t, "embedded nats listening")
 	natsURL := "nats://" + natsAddr
@@ -106,7 +106,7 @@ cluster:
 	})
 	t.Logf("holders %v; primary of tasks/0: %s", holders, primary0.name)
 
-	edgeProc := start(t, "edge", "--config", config, "--nats", natsURL, "--http", httpAddr)
+	edgeProc := start(t, "edge", "--config", config, "--nats", natsURL, "--http", httpAddr, "--admin", adminAddr)
 	edgeProc.waitFor(t, "edge serving")
 	s := openStream(t, "http://"+httpAddr+"/tasks", "")
 	if data, _ := s.untilReady(t); len(data) != 0 {
@@ -163,6 +163,30 @@ cluster:
 			got[k] = ev.data
 		}
 	}
+	// What cache nodes publish, a crash included, is no bad change: the
+	// metric operators alert on stays 0.
+	if n := metricValue(t, adminAddr, "ssekafka_edge_bad_changes_total "); n != 0 {
+		t.Fatalf("the edge counted %v bad changes", n)
+	}
+}
+
+// metricValue reads the sample whose line starts with prefix (name and
+// labels, then a space) from addr's /metrics; -1 if there is none.
+func metricValue(t *testing.T, addr, prefix string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
 }
 
 // consumed reads ssekafka_cache_records_consumed_total for tasks/partition

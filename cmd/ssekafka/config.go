@@ -61,6 +61,9 @@ type sseConfig struct {
 	// ResumeRingBytes bounds each topic feed's ring of recent changes, from
 	// which clients resume without a state request; 0: the default, -1: no ring.
 	ResumeRingBytes int `yaml:"resumeRingBytes"`
+	// FeedMemoryBytes bounds, edge-wide, the resume rings, their encodings and
+	// shared state pages; 0: the default (256 MiB), -1: no bound.
+	FeedMemoryBytes int `yaml:"feedMemoryBytes"`
 	// ResumeRingAge is how long a change stays in the resume ring at most; 0: the default.
 	ResumeRingAge time.Duration `yaml:"resumeRingAge"`
 	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
@@ -396,6 +399,8 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must be -1 (never), 0 (the default, 1000) or more", at("sse.releaseAfterBurst"))
 	case s.ResumeRingBytes < -1:
 		return fmt.Errorf("%s: must be -1 (no ring), 0 (the default, 4194304) or more", at("sse.resumeRingBytes"))
+	case s.FeedMemoryBytes < -1 || s.FeedMemoryBytes > 0 && s.FeedMemoryBytes < 1<<20:
+		return fmt.Errorf("%s: must be -1 (no bound), 0 (the default, 268435456) or at least 1048576", at("sse.feedMemoryBytes"))
 	case s.ResumeRingAge < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
 	case s.SetupQueue < 0:

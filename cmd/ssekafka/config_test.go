@@ -59,6 +59,8 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"sse:\n  releaseAfterBurst: -2\n", "line 2: sse.releaseAfterBurst: must be -1"},
 		{"sse:\n  resumeRingBytes: -2\n", "line 2: sse.resumeRingBytes: must be -1"},
 		{"sse:\n  resumeRingAge: -1s\n", "line 2: sse.resumeRingAge: must not be negative"},
+		{"sse:\n  feedMemoryBytes: 1000\n", "line 2: sse.feedMemoryBytes: must be -1"},
+		{"sse:\n  feedMemoryBytes: -2\n", "line 2: sse.feedMemoryBytes: must be -1"},
 		{"sse:\n  ready: maybe\n", "line 2"},
 		{"sse:\n  setupQueue: -1\n", "line 2: sse.setupQueue: must not be negative"},
 		{"sse:\n  maxConnections: -1\n", "line 2: sse.maxConnections: must not be negative"},

@@ -250,6 +250,7 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		ResumeRingBytes:     cfg.SSE.ResumeRingBytes,
 		ResumeRingAge:       cfg.SSE.ResumeRingAge,
 		KeyReads:            cfg.SSE.KeyReads.edge(),
+		FeedMemoryBytes:     cfg.SSE.FeedMemoryBytes,
 		Logger:              log.With("component", "edge"),
 		Registerer:          reg,
 	})
