@@ -108,15 +108,23 @@ func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
 	if keyed {
 		key = addrKey(ip)
 	}
+	return l.take(key, keyed, true)
+}
+
+// take counts one more connection or stream: in the total when total is
+// set, against key's cap when keyed; or returns the reason it is over a limit.
+func (l *connLimiter) take(key netip.Prefix, keyed, total bool) (release func(), reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= l.max {
+	if total && l.total >= l.max {
 		return nil, refuseMaxConnections
 	}
 	if keyed && l.byAddr[key] >= l.perIP {
 		return nil, refuseMaxConnectionsPerIP
 	}
-	l.total++
+	if total {
+		l.total++
+	}
 	if keyed {
 		l.byAddr[key]++
 	}
@@ -127,7 +135,9 @@ func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.total--
+		if total {
+			l.total--
+		}
 		if keyed {
 			l.releaseKeyLocked(key)
 		}
@@ -141,22 +151,8 @@ func (l *connLimiter) acquireForwarded(ip netip.Addr) (release func(), ok bool) 
 	if l.perIP == Off {
 		return func() {}, true
 	}
-	key := addrKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.byAddr[key] >= l.perIP {
-		return nil, false
-	}
-	l.byAddr[key]++
-	var once atomic.Bool
-	return func() {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.releaseKeyLocked(key)
-	}, true
+	release, reason := l.take(addrKey(ip), true, false)
+	return release, reason == ""
 }
 
 func (l *connLimiter) releaseKeyLocked(key netip.Prefix) {
@@ -259,7 +255,8 @@ func (c *countedConn) CloseWrite() error {
 func (e *Edge) refuseOverLimit(conn net.Conn, srv *http.Server, reason string) {
 	label := refusalLabel(reason)
 	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
-	e.log.Warn("connection over limit", "reason", label, "remote", conn.RemoteAddr().String())
+	ip, _ := tcpAddr(conn.RemoteAddr())
+	e.logOverLimit(label, conn.RemoteAddr().String(), ip)
 	l := e.limiter
 	if l.refusing.Add(1) > maxRefusing {
 		l.refusing.Add(-1)
@@ -340,7 +337,7 @@ func (e *Edge) refuseForwardedEarly(conn net.Conn, r *http.Request) bool {
 func (e *Edge) refusedForwarded(r *http.Request, client netip.Addr) {
 	label := refusalLabel(refuseMaxConnectionsPerIP)
 	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
-	e.log.Warn("stream over limit", "reason", label, "remote", r.RemoteAddr, "client", client.String())
+	e.logOverLimit(label, r.RemoteAddr, client)
 }
 
 // admitForwarded counts a stream that came through a trusted proxy against
@@ -359,3 +356,61 @@ func (e *Edge) admitForwarded(r *http.Request) (release func(), ok bool) {
 	}
 	return release, ok
 }
+
+// admitStream counts a stream against the caps until release, or returns
+// the reason it is over one. A stream through a trusted proxy counts
+// against its client's address (admitForwarded); an HTTP/2 stream counts
+// as a connection does, in the total and against its address (one HTTP/2
+// connection must not carry what MaxConnectionsPerIP refuses to many),
+// besides its connection. An HTTP/1 stream from any other peer is its
+// connection, counted at accept: release is nil.
+func (e *Edge) admitStream(r *http.Request) (release func(), reason string) {
+	l := e.limiter
+	h2 := r.ProtoMajor >= 2
+	var client netip.Addr
+	keyed := false
+	if peer, ok := e.forwardedPeer(r); ok {
+		if !h2 {
+			if release, ok := e.admitForwarded(r); ok {
+				return release, ""
+			}
+			return nil, refuseMaxConnectionsPerIP
+		}
+		client, keyed = l.forwardedClient(peer, r.Header), true
+	} else if !h2 {
+		return nil, ""
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		client = ap.Addr().Unmap().WithZone("")
+		keyed = l.perIP != Off && !l.isTrusted(client)
+	}
+	var key netip.Prefix
+	if keyed {
+		key = addrKey(client)
+	}
+	release, reason = l.take(key, keyed, h2)
+	if reason != "" {
+		label := refusalLabel(reason)
+		e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+		e.logOverLimit(label, r.RemoteAddr, client)
+	}
+	return release, reason
+}
+
+// logOverLimit logs (rate-limited) a connection or stream refused over a
+// cap. At the per-address cap it names the likely cause: a proxy or load
+// balancer not in sse.trustedProxies makes all its clients one address.
+func (e *Edge) logOverLimit(label, remote string, client netip.Addr) {
+	if label == refusalLabel(refuseMaxConnectionsPerIP) {
+		args := []any{"reason", label, "remote", remote}
+		if client.IsValid() {
+			args = append(args, "client", client.String())
+		}
+		args = append(args, "cap", e.limiter.perIP, "hint", hintTrustedProxies)
+		e.log.Warn("address at its connection cap", args...)
+		return
+	}
+	e.log.Warn("connection over limit", "reason", label, "remote", remote)
+}
+
+// hintTrustedProxies is logged with a refusal at an address's cap.
+const hintTrustedProxies = "if this address is a proxy or load balancer in front of the edge, list it in sse.trustedProxies so that each client behind it counts on its own (X-Forwarded-For)"

@@ -83,7 +83,11 @@ func (e *Edge) refuse(w http.ResponseWriter, reason string) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Connection", "close")
+	if _, ok := w.(http.Hijacker); ok {
+		// HTTP/1: the stream ends with its connection. Not on HTTP/2,
+		// where net/http would end the connection's other streams too.
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }

@@ -114,12 +114,12 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
-	// A stream through a trusted proxy counts against its client's address
-	// until it ends: when this handler returns, or once hijacked, when its
-	// connection closes.
-	releaseForwarded, ok := e.admitForwarded(r)
-	if !ok {
-		e.refuse(w, refuseMaxConnectionsPerIP)
+	// A stream through a trusted proxy counts against its client's address,
+	// an HTTP/2 stream as a connection, until it ends: when this handler
+	// returns, or once hijacked, when its connection closes.
+	releaseForwarded, overLimit := e.admitStream(r)
+	if overLimit != "" {
+		e.refuse(w, overLimit)
 		return
 	}
 	if releaseForwarded != nil {

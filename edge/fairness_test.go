@@ -1,0 +1,132 @@
+package edge_test
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssekafka/ssekafka/edge"
+)
+
+// refusedStream reads a stream to its end and reports whether it was a
+// refusal for reason (200, the reason as a comment, a retry) rather than
+// a stream that reached event:ready.
+func refusedStream(t *testing.T, c *sseClient, reason string) bool {
+	t.Helper()
+	for {
+		ev, err := c.next(10 * time.Second)
+		if err != nil {
+			break
+		}
+		if ev.Event == "ready" {
+			return false
+		}
+	}
+	c.mu.Lock()
+	raw := c.raw.String()
+	c.mu.Unlock()
+	return strings.HasPrefix(raw, ": "+reason+"\n")
+}
+
+// HTTP/2 streams count against the caps as connections do: from one
+// address at most MaxConnectionsPerIP streams and connections together
+// (one connection, two streams for a cap of 3), in all at most
+// MaxConnections; the rest get the browser-safe refusal, counted. (On
+// 63c3e19 every stream was served: 20 connections x 250 streams from one
+// address were 5,000 live streams.)
+func TestHTTP2StreamsCountAgainstConnectionCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason, label string
+		tweak               func(*edge.Config)
+	}{
+		{"per address", "too many connections from this address", "max_connections_per_ip",
+			func(c *edge.Config) { c.MaxConnectionsPerIP = 3 }},
+		{"total", "edge at its connection limit", "max_connections",
+			func(c *edge.Config) { c.MaxConnections, c.MaxConnectionsPerIP = 3, edge.Off }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, _ := tlsStack(t, true, tc.tweak)
+			s.produce("tasks", rec(0, "a", "1"))
+			var live []*sseClient
+			for range 2 {
+				c := s.connect("/tasks", nil)
+				c.untilReady()
+				live = append(live, c)
+			}
+			for i := range 3 {
+				c := s.connect("/tasks", nil)
+				if c.resp.ProtoMajor != 2 {
+					t.Fatalf("stream over %s", c.resp.Proto)
+				}
+				if !refusedStream(t, c, tc.reason) {
+					t.Fatalf("stream %d past the cap was served", i+3)
+				}
+			}
+			if n := s.accepted.Load(); n != 1 {
+				t.Fatalf("%d connections, want the one HTTP/2 connection", n)
+			}
+			if n := connectionsRefused(t, s.edgeReg, tc.label); n != 3 {
+				t.Fatalf("connections_refused{%s} = %v, want 3", tc.label, n)
+			}
+			live[0].close()
+			eventually(t, 10*time.Second, "a stream served once one ended", func() bool {
+				c := s.connect("/tasks", nil)
+				defer c.close()
+				for {
+					ev, err := c.next(10 * time.Second)
+					if err != nil {
+						return false
+					}
+					if ev.Event == "ready" {
+						return true
+					}
+				}
+			})
+		})
+	}
+}
+
+// lockedBuffer is a log destination safe for the edge's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// An address at its cap is logged with what an operator behind a load
+// balancer needs to know: the balancer must be listed in
+// sse.trustedProxies, or all its browsers are one address (on 63c3e19 the
+// line said "connection over limit" and nothing about why).
+func TestAddressAtItsCapLogsTheTrustedProxiesHint(t *testing.T) {
+	logs := &lockedBuffer{}
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.MaxConnectionsPerIP = 1
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}})
+	s.produce("tasks", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+	if !tryStream(t, addr, "/tasks") {
+		t.Fatal("first stream refused")
+	}
+	conn, br := rawGet(t, s.url, "/tasks")
+	readRefusal(t, conn, br, "too many connections from this address", 2000, 4000)
+	if n := connectionsRefused(t, s.edgeReg, "max_connections_per_ip"); n != 1 {
+		t.Fatalf("connections_refused{max_connections_per_ip} = %v, want 1", n)
+	}
+	eventually(t, 10*time.Second, "the refusal logged with the hint", func() bool {
+		return strings.Contains(logs.String(), "sse.trustedProxies") && strings.Contains(logs.String(), "client=127.0.0.1")
+	})
+}
