@@ -414,3 +414,18 @@ func (e *Edge) logOverLimit(label, remote string, client netip.Addr) {
 
 // hintTrustedProxies is logged with a refusal at an address's cap.
 const hintTrustedProxies = "if this address is a proxy or load balancer in front of the edge, list it in sse.trustedProxies so that each client behind it counts on its own (X-Forwarded-For)"
+
+// clientKey is the address r counts against in the setup queue's shares:
+// its forwarded client's behind a trusted proxy (whether or not addresses
+// are capped), else its peer's; the zero key for a peer that is not TCP.
+func (e *Edge) clientKey(r *http.Request) netip.Prefix {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if l := e.limiter; l.isTrusted(ip) {
+		ip = l.forwardedClient(ip, r.Header)
+	}
+	return addrKey(ip)
+}

@@ -1,11 +1,15 @@
 package edge_test
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ssekafka/ssekafka/edge"
 )
@@ -129,4 +133,64 @@ func TestAddressAtItsCapLogsTheTrustedProxiesHint(t *testing.T) {
 	eventually(t, 10*time.Second, "the refusal logged with the hint", func() bool {
 		return strings.Contains(logs.String(), "sse.trustedProxies") && strings.Contains(logs.String(), "client=127.0.0.1")
 	})
+}
+
+// produceState writes n records of size bytes each over the topic's three
+// partitions and waits until the cache has applied them.
+func (s *stack) produceState(topic string, n, size int) {
+	s.t.Helper()
+	value := strings.Repeat("v", size)
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, rec(int32(i%3), fmt.Sprintf("k%06d", i), value))
+	}
+	for i := 0; i < len(recs); i += 500 {
+		s.produceToKafka(topic, recs[i:min(i+500, len(recs))]...)
+	}
+	for _, r := range recs[len(recs)-3:] {
+		s.waitApplied(topic, r.Partition, r.Offset)
+	}
+}
+
+// A client that asks for a state larger than its socket can hold and never
+// reads it does not keep a setup worker: once a write of its state part
+// waits on the full socket the stream gives its worker back (parked), so
+// that with one worker another client reaches ready meanwhile; and the
+// client that does not read is cut off at its write deadline, counted.
+// (On 63c3e19 it held the worker for the 30 s write timeout of each
+// write: 64 such clients blocked every new stream of the edge.)
+func TestNonReadingClientGivesBackItsSetupWorkerAndIsCutOff(t *testing.T) {
+	s := newStack(t, stackOptions{topics: []string{"tasks", "other"}, edgeCfg: func(c *edge.Config) {
+		c.SetupConcurrency = 1
+		c.StateWriteTimeout, c.StateMinRate = 3*time.Second, 1<<30
+	}})
+	s.produceState("tasks", 2000, 4096) // 8 MB: more than the sockets hold (a send buffer grows to 4 MiB)
+	s.produce("other", rec(0, "a", "1"))
+	addr := strings.TrimPrefix(s.url, "http://")
+
+	silent := dial(t, addr)
+	_ = silent.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(silent, "GET /tasks HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n\r\n")
+	eventually(t, 10*time.Second, "the non-reading stream parked", func() bool {
+		return s.counter(s.edgeReg, "ssekafka_edge_state_parked_total") == 1
+	})
+	if n := s.counter(s.edgeReg, "ssekafka_edge_state_stalled_total"); n != 0 {
+		t.Fatalf("state_stalled_total = %v before the deadline", n)
+	}
+	c := s.connect("/t/other", nil) // the edge's only worker serves it
+	c.untilReady()
+	if n := s.counter(s.edgeReg, "ssekafka_edge_state_stalled_total"); n != 0 {
+		t.Fatalf("state_stalled_total = %v: the other stream waited for the cut-off", n)
+	}
+
+	eventually(t, 15*time.Second, "the non-reading stream cut off", func() bool {
+		return s.counter(s.edgeReg, "ssekafka_edge_state_stalled_total") == 1
+	})
+	// Its connection is closed: the edge holds only the reading stream's.
+	eventually(t, 10*time.Second, "the cut-off stream's connection closed", func() bool {
+		return s.gauge("ssekafka_edge_open_connections") == 1
+	})
+	if g := s.gauge("ssekafka_edge_clients"); g != 1 {
+		t.Fatalf("clients = %v, want the one reading stream", g)
+	}
 }

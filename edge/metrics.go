@@ -24,6 +24,7 @@ type metrics struct {
 	valueRequests, valuesGone                   prometheus.Counter
 	keyReads                                    *prometheus.CounterVec
 	keyReadsShared                              prometheus.Counter
+	stateParked, stateStalled                   prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -68,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
 		keyReads: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_reads_total",
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed)."}, []string{"result"}),
+		stateParked:    c("state_parked_total", "State parts that gave their setup worker back because the client's socket was full (a slow or non-reading client); each goes on on a goroutine of its own."),
+		stateStalled:   c("state_stalled_total", "Streams cut off because the client did not take its state part within sse.stateWriteTimeout plus its size at sse.stateMinRate."),
 		keyReadsShared: c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),
 		stateRequests:  c("state_requests_total", "State-page requests sent to the cache tier (streams, fills, probes)."),
 		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),

@@ -20,6 +20,7 @@ const (
 	refuseFeedRestarting   = "topic feed restarting"
 	refuseQueueFull        = "setup queue full"
 	refuseDraining         = "edge draining"
+	refuseSetupPerAddress  = "too many streams starting from this address"
 )
 
 // refusalLabel is a reason's label in ssekafka_edge_refusals_total.
@@ -37,6 +38,8 @@ func refusalLabel(reason string) string {
 		return "max_connections"
 	case refuseMaxConnectionsPerIP:
 		return "max_connections_per_ip"
+	case refuseSetupPerAddress:
+		return "setup_queue_per_ip"
 	}
 	return "other"
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"syscall"
@@ -109,6 +110,7 @@ var tooLargeAnswer = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Ty
 // setupRequest is a stream waiting for a setup worker: a request read by
 // serveConn, or a stream on net/http's goroutine (direct).
 type setupRequest struct {
+	key    netip.Prefix // its client's address (clientKey): the queue is fair between them
 	conn   net.Conn
 	req    *http.Request
 	queued time.Time
@@ -192,11 +194,10 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	}
 
 	watch := e.watchConn(conn)
-	if refusal := queue.push(setupRequest{conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {
+	key := e.clientKey(req)
+	if refusal := queue.push(setupRequest{key: key, conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {
 		watch.stop()
-		if refusal == refuseQueueFull {
-			e.metrics.setupRejected.Inc()
-		}
+		e.setupRefused(refusal, key)
 		e.refuseConn(conn, req, refusal)
 	}
 }
@@ -244,11 +245,13 @@ func looksLikeHTTP(hdr [5]byte) bool {
 	return false
 }
 
-// serveRaw serves req under ctx, which the caller cancels once it returns.
-func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request) {
+// serveRaw serves req under ctx, which the caller cancels once it returns;
+// park gives its setup worker back (the stream goes on without it).
+func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request, park func()) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
 	rw := newRawResponse(conn, req)
+	rw.park = park
 	e.ServeHTTP(rw, req)
 	if !rw.hijacked {
 		_ = conn.Close()
@@ -404,6 +407,7 @@ type rawResponse struct {
 	head        bool // a HEAD request: no body
 	wroteHeader bool
 	hijacked    bool
+	park        func() // gives the setup worker back
 }
 
 func newRawResponse(conn net.Conn, req *http.Request) *rawResponse {
