@@ -7,6 +7,7 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -59,6 +60,7 @@ func defaultMaxConnections() int {
 type connLimiter struct {
 	max, perIP int            // perIP Off: no cap per address
 	trusted    []netip.Prefix // Config.TrustedProxies
+	headers    headerMemory   // header buffers past the small one (growHeader)
 
 	mu     sync.Mutex
 	total  int
@@ -68,7 +70,7 @@ type connLimiter struct {
 }
 
 func newConnLimiter(max, perIP int, trusted []netip.Prefix) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, trusted: trusted, byAddr: make(map[netip.Prefix]int)}
+	return &connLimiter{max: max, perIP: perIP, trusted: trusted, byAddr: make(map[netip.Prefix]int), headers: headerMemory{trusted: trusted}}
 }
 
 // tcpAddr is the IP address of a remote address; false for one that is not
@@ -428,4 +430,97 @@ func (e *Edge) clientKey(r *http.Request) netip.Prefix {
 		ip = l.forwardedClient(ip, r.Header)
 	}
 	return addrKey(ip)
+}
+
+// Header memory: a request header past the small pooled buffer is read on
+// in a buffer of OrdinaryHeaderBytes, and one with a long Last-Event-ID in
+// one of MaxHeaderBytes, held until the header is complete or its timeout
+// passes. Those buffers are bounded per edge and per client address, so
+// that connections sending headers slowly cannot take the edge's memory.
+const (
+	// MaxHeaderMemory bounds the header buffers held at once by an edge
+	// (about 117 long ones, or 2,048 of OrdinaryHeaderBytes).
+	MaxHeaderMemory = 32 << 20
+	// MaxHeaderMemoryPerAddress bounds those of one client address (its
+	// peer's: the header is not read yet), a trusted proxy's aside: three
+	// long ones, or 64 of OrdinaryHeaderBytes.
+	MaxHeaderMemoryPerAddress = 1 << 20
+)
+
+// headerMemory counts the header buffers held, in all and per address.
+type headerMemory struct {
+	trusted []netip.Prefix
+
+	mu     sync.Mutex
+	total  int
+	byAddr map[netip.Prefix]int
+}
+
+// take reserves n bytes for a header from remote; false past a budget.
+func (h *headerMemory) take(remote net.Addr, n int) (release func(), ok bool) {
+	ip, keyed := tcpAddr(remote)
+	var key netip.Prefix
+	if keyed {
+		for _, p := range h.trusted {
+			if p.Contains(ip) {
+				keyed = false // a proxy's connections carry many clients
+			}
+		}
+		key = addrKey(ip)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.total+n > MaxHeaderMemory || keyed && h.byAddr[key]+n > MaxHeaderMemoryPerAddress {
+		return nil, false
+	}
+	h.total += n
+	if keyed {
+		if h.byAddr == nil {
+			h.byAddr = make(map[netip.Prefix]int)
+		}
+		h.byAddr[key] += n
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.total -= n
+			if keyed {
+				if left := h.byAddr[key] - n; left > 0 {
+					h.byAddr[key] = left
+				} else {
+					delete(h.byAddr, key)
+				}
+			}
+		})
+	}, true
+}
+
+// refusePartial answers a connection whose header is refused more memory,
+// with what it sent so far: a stream (its complete lines so far make a GET
+// that accepts text/event-stream, or carries a long Last-Event-ID) gets a
+// refusal it comes back from, anything else a 503; then it is closed.
+func (e *Edge) refusePartial(conn net.Conn, buffered []byte) {
+	label := refusalLabel(refuseHeaderMemory)
+	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+	ip, _ := tcpAddr(conn.RemoteAddr())
+	e.log.Warn("request header refused memory", "reason", label, "remote", conn.RemoteAddr().String(), "client", ip.String(),
+		"edgeBudget", MaxHeaderMemory, "addressBudget", MaxHeaderMemoryPerAddress)
+	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout))
+	if i := bytes.LastIndexByte(buffered, '\n'); i >= 0 {
+		head := append(bytes.Clone(buffered[:i+1]), "\r\n"...)
+		if req, err := parseRequest(head); err == nil && req.Method == http.MethodGet &&
+			(strings.Contains(req.Header.Get("Accept"), "text/event-stream") || longHeaderBytes(buffered) > 0) {
+			rw := newRawResponse(conn, req)
+			e.corsHeaders(rw.Header(), req)
+			e.refuse(rw, refuseHeaderMemory)
+			closeAfterAnswer(conn)
+			return
+		}
+	}
+	body := refuseHeaderMemory + "\n"
+	_, _ = io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "+
+		strconv.Itoa(len(body))+"\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"+body)
+	closeAfterAnswer(conn)
 }

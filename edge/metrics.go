@@ -95,6 +95,13 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
 		return float64(e.limiter.open())
 	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "header_memory_bytes",
+		Help: "Bytes of request-header buffers held past the small pooled one (headers over 4 KiB being read), against MaxHeaderMemory."}, func() float64 {
+		h := &e.limiter.headers
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return float64(h.total)
+	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {
 		if e.draining.Load() {

@@ -21,6 +21,7 @@ const (
 	refuseQueueFull        = "setup queue full"
 	refuseDraining         = "edge draining"
 	refuseSetupPerAddress  = "too many streams starting from this address"
+	refuseHeaderMemory     = "too many long request headers being read"
 )
 
 // refusalLabel is a reason's label in ssekafka_edge_refusals_total.
@@ -40,6 +41,8 @@ func refusalLabel(reason string) string {
 		return "max_connections_per_ip"
 	case refuseSetupPerAddress:
 		return "setup_queue_per_ip"
+	case refuseHeaderMemory:
+		return "header_memory"
 	}
 	return "other"
 }

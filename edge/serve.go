@@ -87,9 +87,10 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 var (
 	// headerReaders read a connection's header, and parse it from a copy;
 	// a header that does not fit goes on in a large reader.
-	headerReaders      = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
-	largeHeaderReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxHeaderBytes) }}
-	bytesReaders       = sync.Pool{New: func() any { return new(bytes.Reader) }}
+	headerReaders       = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	mediumHeaderReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, OrdinaryHeaderBytes) }}
+	largeHeaderReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxHeaderBytes) }}
+	bytesReaders        = sync.Pool{New: func() any { return new(bytes.Reader) }}
 )
 
 // headerPeekBytes is the header most requests fit in, read with a small
@@ -99,8 +100,41 @@ var (
 const headerPeekBytes = 4096
 
 // MaxHeaderBytes bounds a request header; a larger one is answered 431.
-// Room for the longest Last-Event-ID the codec reads, and 16 KiB besides.
-const MaxHeaderBytes = proto.MaxEventIDLen + 16<<10
+// Room for the longest Last-Event-ID the codec reads, and
+// OrdinaryHeaderBytes besides.
+const MaxHeaderBytes = proto.MaxEventIDLen + OrdinaryHeaderBytes
+
+// OrdinaryHeaderBytes bounds a request header less the values of its
+// Last-Event-ID and of its lastEventId query parameter: only those get the
+// long budget. A header past it is answered 431 as soon as that is known.
+const OrdinaryHeaderBytes = 16 << 10
+
+// growHeader goes on reading conn's header in a reader from pool, of size
+// bytes, after what br holds, once that memory is granted from the edge's
+// and the client address's budgets (headerMemory); release gives back br
+// and what it was granted. Not granted, the connection is answered (a
+// refusal a stream comes back from) and closed, and ok is false.
+func (e *Edge) growHeader(conn net.Conn, br *bufio.Reader, release func(), pool *sync.Pool, size int) (*bufio.Reader, func(), bool) {
+	buffered, _ := br.Peek(br.Buffered())
+	giveBack, ok := e.limiter.headers.take(conn.RemoteAddr(), size)
+	if !ok {
+		e.refusePartial(conn, buffered)
+		release()
+		return nil, nil, false
+	}
+	start := bytesReaders.Get().(*bytes.Reader)
+	start.Reset(bytes.Clone(buffered))
+	release()
+	next := pool.Get().(*bufio.Reader)
+	next.Reset(io.MultiReader(start, conn))
+	return next, func() {
+		next.Reset(nil)
+		start.Reset(nil)
+		pool.Put(next)
+		bytesReaders.Put(start)
+		giveBack()
+	}, true
+}
 
 const tooLargeBody = "request header too large\n"
 
@@ -135,21 +169,22 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	head, err := peekHeader(br)
 	if errors.Is(err, errHeaderTooLarge) {
-		// Go on in a large buffer, after what the small one holds.
-		buffered, _ := br.Peek(br.Buffered())
-		start := bytesReaders.Get().(*bytes.Reader)
-		start.Reset(bytes.Clone(buffered))
-		release()
-		large := largeHeaderReaders.Get().(*bufio.Reader)
-		large.Reset(io.MultiReader(start, conn))
-		br = large
-		release = func() {
-			large.Reset(nil)
-			start.Reset(nil)
-			largeHeaderReaders.Put(large)
-			bytesReaders.Put(start)
+		// Go on in a buffer of OrdinaryHeaderBytes, then, only for a long
+		// Last-Event-ID (or lastEventId), in one of MaxHeaderBytes: each
+		// taken from the edge's and the address's budgets of header memory.
+		var ok bool
+		if br, release, ok = e.growHeader(conn, br, release, &mediumHeaderReaders, OrdinaryHeaderBytes); !ok {
+			return
 		}
 		head, err = peekHeader(br)
+		if errors.Is(err, errHeaderTooLarge) {
+			if buffered, _ := br.Peek(br.Buffered()); longHeaderBytes(buffered) > 0 {
+				if br, release, ok = e.growHeader(conn, br, release, &largeHeaderReaders, MaxHeaderBytes); !ok {
+					return
+				}
+				head, err = peekHeader(br)
+			}
+		}
 	}
 	if err != nil && !errors.Is(err, errHeaderTooLarge) && br.Buffered() > 0 {
 		// Part of a header, then silence or the end: net/http answers what
