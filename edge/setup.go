@@ -149,7 +149,6 @@ func (e *Edge) setupRefused(refusal string, key netip.Prefix) {
 	case refuseQueueFull:
 		e.metrics.setupRejected.Inc()
 	case refuseSetupPerAddress:
-		e.metrics.setupRejected.Inc()
 		label := refusalLabel(refusal)
 		e.metrics.connectionsRefused.WithLabelValues(label).Inc()
 		e.log.Warn("address at its share of the setup queue", "reason", label, "client", key.String(), "share", e.cfg.SetupQueuePerAddress)
