@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -194,6 +195,40 @@ func TestNonReadingClientGivesBackItsSetupWorkerAndIsCutOff(t *testing.T) {
 	if g := s.gauge("ssekafka_edge_clients"); g != 1 {
 		t.Fatalf("clients = %v, want the one reading stream", g)
 	}
+}
+
+// The same over HTTP/2, where a stream waits for its setup slot on its
+// handler goroutine: a stream whose client does not read past its flow
+// window gives the slot back, another stream of the same connection is
+// served meanwhile, and the one that does not read is cut off, counted.
+func TestNonReadingHTTP2StreamGivesBackItsSetupSlotAndIsCutOff(t *testing.T) {
+	s, _, _ := tlsStackWith(t, true, stackOptions{topics: []string{"tasks", "other"}}, func(c *edge.Config) {
+		c.StateWriteTimeout, c.StateMinRate = 3*time.Second, 1<<30
+	}) // one setup slot
+	s.produceState("tasks", 2000, 4096) // 8 MB: past the client's 4 MiB stream window
+	s.produce("other", rec(0, "a", "1"))
+
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/tasks", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := s.client.Do(req) // its body is never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("stream over %s", resp.Proto)
+	}
+	eventually(t, 10*time.Second, "the non-reading stream parked", func() bool {
+		return s.counter(s.edgeReg, "ssekafka_edge_state_parked_total") == 1
+	})
+	c := s.connect("/t/other", nil) // the edge's only slot serves it
+	c.untilReady()
+	if n := s.counter(s.edgeReg, "ssekafka_edge_state_stalled_total"); n != 0 {
+		t.Fatalf("state_stalled_total = %v: the other stream waited for the cut-off", n)
+	}
+	eventually(t, 15*time.Second, "the non-reading stream cut off", func() bool {
+		return s.counter(s.edgeReg, "ssekafka_edge_state_stalled_total") == 1 && s.gauge("ssekafka_edge_clients") == 1
+	})
 }
 
 // statusWithin reads the status line conn gets within d ("" if none).
