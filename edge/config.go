@@ -103,6 +103,26 @@ type Config struct {
 	// is refused (200, a comment and a retry growing with the backlog).
 	// Default 65536.
 	SetupQueue int
+	// SetupPerAddress is how many setup workers the streams of one client
+	// address (an IPv6 /64 counts as one; behind a trusted proxy, the
+	// forwarded address) may hold at once: the others of that address
+	// wait while other addresses' streams are served, in turn. Default
+	// SetupConcurrency/4, at least 1; Off: no share (SetupConcurrency).
+	SetupPerAddress int
+	// SetupQueuePerAddress is how many streams of one client address may
+	// wait for a setup worker; past it a new one is refused like one past
+	// SetupQueue. Default 1024 (at most SetupQueue); Off: no share.
+	SetupQueuePerAddress int
+	// StateWriteTimeout and StateMinRate bound a write of a state part:
+	// n bytes must be taken by the client within StateWriteTimeout +
+	// n/StateMinRate, or the stream is cut off (counted in
+	// ssekafka_edge_state_stalled_total): a client that does not read its
+	// state part cannot keep a stream, nor memory, for WriteTimeout per
+	// write. A state part whose socket is full gives its setup worker back
+	// (ssekafka_edge_state_parked_total) and goes on on its own goroutine.
+	// Defaults 10s and 16 KiB/s.
+	StateWriteTimeout time.Duration
+	StateMinRate      int
 	// MaxConnections bounds the connections Serve holds at once (from
 	// accept to close: streams, and requests handed to net/http); past it a
 	// new one is answered at once and closed: a stream with a refusal (200,
@@ -178,6 +198,7 @@ func (c *Config) setDefaults() error {
 		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
 		{"ResumeRingAge", &c.ResumeRingAge, time.Minute, false},
 		{"ReadyProbe", &c.ReadyProbe, 2 * time.Second, false},
+		{"StateWriteTimeout", &c.StateWriteTimeout, 10 * time.Second, false},
 	}
 	for _, d := range durations {
 		switch {
@@ -220,6 +241,7 @@ func (c *Config) setDefaults() error {
 		{"FeedBuffer", &c.FeedBuffer, 65536},
 		{"SetupConcurrency", &c.SetupConcurrency, 64},
 		{"SetupQueue", &c.SetupQueue, 65536},
+		{"StateMinRate", &c.StateMinRate, 16 << 10},
 	}
 	for _, n := range sizes {
 		switch {
@@ -229,6 +251,24 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("edge config: %s: %d is negative", n.name, *n.v)
 		}
 	}
+	switch {
+	case c.SetupPerAddress == 0:
+		c.SetupPerAddress = max(c.SetupConcurrency/4, 1)
+	case c.SetupPerAddress == Off:
+		c.SetupPerAddress = c.SetupConcurrency
+	case c.SetupPerAddress < 0:
+		return fmt.Errorf("edge config: SetupPerAddress: %d is negative (Off: no share)", c.SetupPerAddress)
+	}
+	c.SetupPerAddress = min(c.SetupPerAddress, c.SetupConcurrency)
+	switch {
+	case c.SetupQueuePerAddress == 0:
+		c.SetupQueuePerAddress = 1024
+	case c.SetupQueuePerAddress == Off:
+		c.SetupQueuePerAddress = c.SetupQueue
+	case c.SetupQueuePerAddress < 0:
+		return fmt.Errorf("edge config: SetupQueuePerAddress: %d is negative (Off: no share)", c.SetupQueuePerAddress)
+	}
+	c.SetupQueuePerAddress = min(c.SetupQueuePerAddress, c.SetupQueue)
 	switch {
 	case c.ResumeRingBytes == 0:
 		c.ResumeRingBytes = 4 << 20

@@ -7,6 +7,7 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -59,6 +60,7 @@ func defaultMaxConnections() int {
 type connLimiter struct {
 	max, perIP int            // perIP Off: no cap per address
 	trusted    []netip.Prefix // Config.TrustedProxies
+	headers    headerMemory   // header buffers past the small one (growHeader)
 
 	mu     sync.Mutex
 	total  int
@@ -68,7 +70,7 @@ type connLimiter struct {
 }
 
 func newConnLimiter(max, perIP int, trusted []netip.Prefix) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, trusted: trusted, byAddr: make(map[netip.Prefix]int)}
+	return &connLimiter{max: max, perIP: perIP, trusted: trusted, byAddr: make(map[netip.Prefix]int), headers: headerMemory{trusted: trusted}}
 }
 
 // tcpAddr is the IP address of a remote address; false for one that is not
@@ -108,15 +110,23 @@ func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
 	if keyed {
 		key = addrKey(ip)
 	}
+	return l.take(key, keyed, true)
+}
+
+// take counts one more connection or stream: in the total when total is
+// set, against key's cap when keyed; or returns the reason it is over a limit.
+func (l *connLimiter) take(key netip.Prefix, keyed, total bool) (release func(), reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= l.max {
+	if total && l.total >= l.max {
 		return nil, refuseMaxConnections
 	}
 	if keyed && l.byAddr[key] >= l.perIP {
 		return nil, refuseMaxConnectionsPerIP
 	}
-	l.total++
+	if total {
+		l.total++
+	}
 	if keyed {
 		l.byAddr[key]++
 	}
@@ -127,7 +137,9 @@ func (l *connLimiter) acquire(remote net.Addr) (release func(), reason string) {
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.total--
+		if total {
+			l.total--
+		}
 		if keyed {
 			l.releaseKeyLocked(key)
 		}
@@ -141,22 +153,8 @@ func (l *connLimiter) acquireForwarded(ip netip.Addr) (release func(), ok bool) 
 	if l.perIP == Off {
 		return func() {}, true
 	}
-	key := addrKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.byAddr[key] >= l.perIP {
-		return nil, false
-	}
-	l.byAddr[key]++
-	var once atomic.Bool
-	return func() {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.releaseKeyLocked(key)
-	}, true
+	release, reason := l.take(addrKey(ip), true, false)
+	return release, reason == ""
 }
 
 func (l *connLimiter) releaseKeyLocked(key netip.Prefix) {
@@ -259,7 +257,8 @@ func (c *countedConn) CloseWrite() error {
 func (e *Edge) refuseOverLimit(conn net.Conn, srv *http.Server, reason string) {
 	label := refusalLabel(reason)
 	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
-	e.log.Warn("connection over limit", "reason", label, "remote", conn.RemoteAddr().String())
+	ip, _ := tcpAddr(conn.RemoteAddr())
+	e.logOverLimit(label, conn.RemoteAddr().String(), ip)
 	l := e.limiter
 	if l.refusing.Add(1) > maxRefusing {
 		l.refusing.Add(-1)
@@ -340,7 +339,7 @@ func (e *Edge) refuseForwardedEarly(conn net.Conn, r *http.Request) bool {
 func (e *Edge) refusedForwarded(r *http.Request, client netip.Addr) {
 	label := refusalLabel(refuseMaxConnectionsPerIP)
 	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
-	e.log.Warn("stream over limit", "reason", label, "remote", r.RemoteAddr, "client", client.String())
+	e.logOverLimit(label, r.RemoteAddr, client)
 }
 
 // admitForwarded counts a stream that came through a trusted proxy against
@@ -358,4 +357,170 @@ func (e *Edge) admitForwarded(r *http.Request) (release func(), ok bool) {
 		e.refusedForwarded(r, client)
 	}
 	return release, ok
+}
+
+// admitStream counts a stream against the caps until release, or returns
+// the reason it is over one. A stream through a trusted proxy counts
+// against its client's address (admitForwarded); an HTTP/2 stream counts
+// as a connection does, in the total and against its address (one HTTP/2
+// connection must not carry what MaxConnectionsPerIP refuses to many),
+// besides its connection. An HTTP/1 stream from any other peer is its
+// connection, counted at accept: release is nil.
+func (e *Edge) admitStream(r *http.Request) (release func(), reason string) {
+	l := e.limiter
+	h2 := r.ProtoMajor >= 2
+	var client netip.Addr
+	keyed := false
+	if peer, ok := e.forwardedPeer(r); ok {
+		if !h2 {
+			if release, ok := e.admitForwarded(r); ok {
+				return release, ""
+			}
+			return nil, refuseMaxConnectionsPerIP
+		}
+		client, keyed = l.forwardedClient(peer, r.Header), true
+	} else if !h2 {
+		return nil, ""
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		client = ap.Addr().Unmap().WithZone("")
+		keyed = l.perIP != Off && !l.isTrusted(client)
+	}
+	var key netip.Prefix
+	if keyed {
+		key = addrKey(client)
+	}
+	release, reason = l.take(key, keyed, h2)
+	if reason != "" {
+		label := refusalLabel(reason)
+		e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+		e.logOverLimit(label, r.RemoteAddr, client)
+	}
+	return release, reason
+}
+
+// logOverLimit logs (rate-limited) a connection or stream refused over a
+// cap. At the per-address cap it names the likely cause: a proxy or load
+// balancer not in sse.trustedProxies makes all its clients one address.
+func (e *Edge) logOverLimit(label, remote string, client netip.Addr) {
+	if label == refusalLabel(refuseMaxConnectionsPerIP) {
+		args := []any{"reason", label, "remote", remote}
+		if client.IsValid() {
+			args = append(args, "client", client.String())
+		}
+		args = append(args, "cap", e.limiter.perIP, "hint", hintTrustedProxies)
+		e.log.Warn("address at its connection cap", args...)
+		return
+	}
+	e.log.Warn("connection over limit", "reason", label, "remote", remote)
+}
+
+// hintTrustedProxies is logged with a refusal at an address's cap.
+const hintTrustedProxies = "if this address is a proxy or load balancer in front of the edge, list it in sse.trustedProxies so that each client behind it counts on its own (X-Forwarded-For)"
+
+// clientKey is the address r counts against in the setup queue's shares:
+// its forwarded client's behind a trusted proxy (whether or not addresses
+// are capped), else its peer's; the zero key for a peer that is not TCP.
+func (e *Edge) clientKey(r *http.Request) netip.Prefix {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if l := e.limiter; l.isTrusted(ip) {
+		ip = l.forwardedClient(ip, r.Header)
+	}
+	return addrKey(ip)
+}
+
+// Header memory: a request header past the small pooled buffer is read on
+// in a buffer of OrdinaryHeaderBytes, and one with a long Last-Event-ID in
+// one of MaxHeaderBytes, held until the header is complete or its timeout
+// passes. Those buffers are bounded per edge and per client address, so
+// that connections sending headers slowly cannot take the edge's memory.
+const (
+	// MaxHeaderMemory bounds the header buffers held at once by an edge
+	// (about 117 long ones, or 2,048 of OrdinaryHeaderBytes).
+	MaxHeaderMemory = 32 << 20
+	// MaxHeaderMemoryPerAddress bounds those of one client address (its
+	// peer's: the header is not read yet), a trusted proxy's aside: three
+	// long ones, or 64 of OrdinaryHeaderBytes.
+	MaxHeaderMemoryPerAddress = 1 << 20
+)
+
+// headerMemory counts the header buffers held, in all and per address.
+type headerMemory struct {
+	trusted []netip.Prefix
+
+	mu     sync.Mutex
+	total  int
+	byAddr map[netip.Prefix]int
+}
+
+// take reserves n bytes for a header from remote; false past a budget.
+func (h *headerMemory) take(remote net.Addr, n int) (release func(), ok bool) {
+	ip, keyed := tcpAddr(remote)
+	var key netip.Prefix
+	if keyed {
+		for _, p := range h.trusted {
+			if p.Contains(ip) {
+				keyed = false // a proxy's connections carry many clients
+			}
+		}
+		key = addrKey(ip)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.total+n > MaxHeaderMemory || keyed && h.byAddr[key]+n > MaxHeaderMemoryPerAddress {
+		return nil, false
+	}
+	h.total += n
+	if keyed {
+		if h.byAddr == nil {
+			h.byAddr = make(map[netip.Prefix]int)
+		}
+		h.byAddr[key] += n
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.total -= n
+			if keyed {
+				if left := h.byAddr[key] - n; left > 0 {
+					h.byAddr[key] = left
+				} else {
+					delete(h.byAddr, key)
+				}
+			}
+		})
+	}, true
+}
+
+// refusePartial answers a connection whose header is refused more memory,
+// with what it sent so far: a stream (its complete lines so far make a GET
+// that accepts text/event-stream, or carries a long Last-Event-ID) gets a
+// refusal it comes back from, anything else a 503; then it is closed.
+func (e *Edge) refusePartial(conn net.Conn, buffered []byte) {
+	label := refusalLabel(refuseHeaderMemory)
+	e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+	ip, _ := tcpAddr(conn.RemoteAddr())
+	e.log.Warn("request header refused memory", "reason", label, "remote", conn.RemoteAddr().String(), "client", ip.String(),
+		"edgeBudget", MaxHeaderMemory, "addressBudget", MaxHeaderMemoryPerAddress)
+	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout))
+	if i := bytes.LastIndexByte(buffered, '\n'); i >= 0 {
+		head := append(bytes.Clone(buffered[:i+1]), "\r\n"...)
+		if req, err := parseRequest(head); err == nil && req.Method == http.MethodGet &&
+			(strings.Contains(req.Header.Get("Accept"), "text/event-stream") || longHeaderBytes(buffered) > 0) {
+			rw := newRawResponse(conn, req)
+			e.corsHeaders(rw.Header(), req)
+			e.refuse(rw, refuseHeaderMemory)
+			closeAfterAnswer(conn)
+			return
+		}
+	}
+	body := refuseHeaderMemory + "\n"
+	_, _ = io.WriteString(conn, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "+
+		strconv.Itoa(len(body))+"\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"+body)
+	closeAfterAnswer(conn)
 }

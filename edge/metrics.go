@@ -28,6 +28,7 @@ type metrics struct {
 	keyRepliesBehind                            prometheus.Counter
 	topicLookups                                *prometheus.CounterVec
 	feedMemoryGivenBack                         prometheus.Counter
+	stateParked, stateStalled                   prometheus.Counter
 }
 
 // newMetrics registers the edge's metrics with reg; a nil reg registers nothing.
@@ -82,6 +83,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		topicLookups: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "topic_lookups_total",
 			Help: "Requests for a topic the edge has no feed for and no recent answer about, by result: asked (a metadata request to the cache tier), refused (over the rate per client address or per edge: 200 and a retry, or 503), not_found_remembered (404 from an answer less than 1s old)."}, []string{"result"}),
 		feedMemoryGivenBack: c("feed_memory_given_back_bytes_total", "Bytes of resume rings and encodings given back to keep feeds within sse.feedMemoryBytes (idle feeds' first)."),
+		stateParked:         c("state_parked_total", "State parts that gave their setup worker back because the client's socket was full (a slow or non-reading client); each goes on on a goroutine of its own."),
+		stateStalled:        c("state_stalled_total", "Streams cut off because the client did not take its state part within sse.stateWriteTimeout plus its size at sse.stateMinRate."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 	}
@@ -109,6 +112,13 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
 		Help: "Bytes topic feeds keep: resume rings, frames encoded from them and from shared state pages, the shared pages (bounded by FeedMemoryBytes)."}, func() float64 {
 		return float64(e.feedMemoryBytes())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "header_memory_bytes",
+		Help: "Bytes of request-header buffers held past the small pooled one (headers over 4 KiB being read), against MaxHeaderMemory."}, func() float64 {
+		h := &e.limiter.headers
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return float64(h.total)
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {

@@ -21,6 +21,8 @@ const (
 	refuseQueueFull        = "setup queue full"
 	refuseDraining         = "edge draining"
 	refuseLookupRate       = "lookups of unknown topics over rate"
+	refuseSetupPerAddress  = "too many streams starting from this address"
+	refuseHeaderMemory     = "too many long request headers being read"
 )
 
 // refusalLabel is a reason's label in ssekafka_edge_refusals_total.
@@ -40,6 +42,10 @@ func refusalLabel(reason string) string {
 		return "max_connections"
 	case refuseMaxConnectionsPerIP:
 		return "max_connections_per_ip"
+	case refuseSetupPerAddress:
+		return "setup_queue_per_ip"
+	case refuseHeaderMemory:
+		return "header_memory"
 	}
 	return "other"
 }
@@ -86,7 +92,11 @@ func (e *Edge) refuse(w http.ResponseWriter, reason string) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Connection", "close")
+	if _, ok := w.(http.Hijacker); ok {
+		// HTTP/1: the stream ends with its connection. Not on HTTP/2,
+		// where net/http would end the connection's other streams too.
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }

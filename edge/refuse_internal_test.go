@@ -72,7 +72,7 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	q := &setupQueue{max: 1 << 20, mean: 100 * time.Millisecond}
 	e.queue.Store(q)
 	retry := func(waiting int) (lo, hi int64) {
-		q.waiting = make([]setupRequest, waiting)
+		q.waiting = waiting
 		lo, hi = 1<<62, 0
 		for range 200 {
 			ms := e.refusalRetryMs()
@@ -93,7 +93,7 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	}
 	// A stream started with 100 waiting behind it gets Retry with its
 	// jitter (20%) plus up to the 5s backlog.
-	q.waiting = make([]setupRequest, 100)
+	q.waiting = 100
 	lo, hi := int64(1<<62), int64(0)
 	for range 200 {
 		ms := e.retryMs()
@@ -102,7 +102,7 @@ func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
 	if lo < 1000 || hi > 6200 || hi-lo < 2500 {
 		t.Fatalf("stream retries with 100 waiting in [%d, %d], want spread over [1000, 6200]", lo, hi)
 	}
-	q.waiting = nil
+	q.waiting = 0
 	for range 50 {
 		if ms := e.retryMs(); ms < 1000 || ms > 1200 {
 			t.Fatalf("stream retry %d with none waiting, want sse.retry with its jitter", ms)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -21,9 +22,11 @@ import (
 
 // Request bounds, answered on every path before any other work.
 const (
-	// MaxPathBytes bounds a request's path (escaped): route parameters
-	// come from it. A longer one is 414. The query may be longer, up to
-	// MaxHeaderBytes, for a lastEventId of many partitions.
+	// MaxPathBytes bounds a request's target, its path and query as sent,
+	// less the values of lastEventId parameters: route parameters come
+	// from the path. A longer one is 414. A lastEventId, as a Last-Event-ID
+	// header, may be longer (a position of many partitions), within
+	// MaxHeaderBytes.
 	MaxPathBytes = 8 << 10
 	// MaxHeaderLines bounds a request's header fields; more are 431.
 	MaxHeaderLines = 100
@@ -105,8 +108,11 @@ func hasFoldedLine(head []byte) bool {
 // outOfBounds returns the status and reason for a request past the bounds,
 // or 0. head is its header as it arrived.
 func outOfBounds(req *http.Request, head []byte) (int, string) {
-	if len(req.URL.EscapedPath()) > MaxPathBytes {
-		return http.StatusRequestURITooLong, "request path longer than " + strconv.Itoa(MaxPathBytes) + " bytes\n"
+	if len(req.URL.EscapedPath()) > MaxPathBytes || len(req.RequestURI)-lastEventIDParamBytes(req.RequestURI) > MaxPathBytes {
+		return http.StatusRequestURITooLong, "request path with its query longer than " + strconv.Itoa(MaxPathBytes) + " bytes (a lastEventId aside)\n"
+	}
+	if len(head)-longHeaderBytes(head) > OrdinaryHeaderBytes {
+		return http.StatusRequestHeaderFieldsTooLarge, "request header longer than " + strconv.Itoa(OrdinaryHeaderBytes) + " bytes (a Last-Event-ID aside)\n"
 	}
 	// Lines less the request line and the empty line.
 	if bytes.Count(head, []byte("\n"))-2 > MaxHeaderLines {
@@ -143,4 +149,48 @@ func statusLineProto(req *http.Request) string {
 		return "HTTP/1.1"
 	}
 	return "HTTP/1.0"
+}
+
+// longHeaderBytes is how many bytes of buf, a request header or its start,
+// are values that get the long budget (MaxHeaderBytes): those of
+// Last-Event-ID fields and of lastEventId parameters of the request line,
+// the last line counted as far as it has arrived.
+func longHeaderBytes(buf []byte) int {
+	n := 0
+	for first := true; len(buf) > 0; first = false {
+		line, rest, _ := bytes.Cut(buf, []byte("\n"))
+		buf = rest
+		if first {
+			n += lastEventIDParamBytes(string(line))
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(name, []byte("Last-Event-ID")) {
+			n += len(value)
+		}
+	}
+	return n
+}
+
+// lastEventIDParamBytes is how many bytes of s, a request target or a
+// request line, are values of lastEventId query parameters.
+func lastEventIDParamBytes(s string) int {
+	const param = "lastEventId="
+	n := 0
+	for i := strings.IndexByte(s, '?'); i >= 0 && i < len(s); {
+		rest := s[i+1:]
+		end := strings.IndexAny(rest, "& #\r")
+		field := rest
+		if end >= 0 {
+			field = rest[:end]
+		}
+		if strings.HasPrefix(field, param) {
+			n += len(field) - len(param)
+		}
+		if end < 0 || rest[end] != '&' {
+			break
+		}
+		i += 1 + end
+	}
+	return n
 }

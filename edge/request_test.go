@@ -96,6 +96,9 @@ func TestRequestAnsweredAlikeOnBothPaths(t *testing.T) {
 		{"Expect other than 100-continue", "GET /tasks HTTP/1.1\r\nHost: e\r\nExpect: foo\r\n\r\n", "HTTP/1.1 417 Expectation Failed", false},
 		{"URI too long", "GET /tasks/" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
 		{"URI too long, health", "GET /_ssekafka/health/" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
+		{"query too long", "GET /tasks?x=" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
+		{"query too long besides a lastEventId", "GET /tasks?lastEventId=AA&x=" + strings.Repeat("k", 9000) + " HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 414 Request URI Too Long", true},
+		{"long lastEventId query", "GET /tasks?lastEventId=" + strings.Repeat("A", 20000) + "&x=1 HTTP/1.1\r\nHost: e\r\n\r\n", "HTTP/1.1 200 OK", true},
 		{"too many headers", "GET /tasks HTTP/1.1\r\nHost: e\r\n" + manyHeaders + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large", true},
 		{"too many headers, health", "GET /_ssekafka/health HTTP/1.1\r\nHost: e\r\n" + manyHeaders + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large", true},
 	} {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"syscall"
@@ -86,9 +87,10 @@ func (e *Edge) Serve(ln net.Listener, srv *http.Server) error {
 var (
 	// headerReaders read a connection's header, and parse it from a copy;
 	// a header that does not fit goes on in a large reader.
-	headerReaders      = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
-	largeHeaderReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxHeaderBytes) }}
-	bytesReaders       = sync.Pool{New: func() any { return new(bytes.Reader) }}
+	headerReaders       = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headerPeekBytes) }}
+	mediumHeaderReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, OrdinaryHeaderBytes) }}
+	largeHeaderReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxHeaderBytes) }}
+	bytesReaders        = sync.Pool{New: func() any { return new(bytes.Reader) }}
 )
 
 // headerPeekBytes is the header most requests fit in, read with a small
@@ -98,8 +100,41 @@ var (
 const headerPeekBytes = 4096
 
 // MaxHeaderBytes bounds a request header; a larger one is answered 431.
-// Room for the longest Last-Event-ID the codec reads, and 16 KiB besides.
-const MaxHeaderBytes = proto.MaxEventIDLen + 16<<10
+// Room for the longest Last-Event-ID the codec reads, and
+// OrdinaryHeaderBytes besides.
+const MaxHeaderBytes = proto.MaxEventIDLen + OrdinaryHeaderBytes
+
+// OrdinaryHeaderBytes bounds a request header less the values of its
+// Last-Event-ID and of its lastEventId query parameter: only those get the
+// long budget. A header past it is answered 431 as soon as that is known.
+const OrdinaryHeaderBytes = 16 << 10
+
+// growHeader goes on reading conn's header in a reader from pool, of size
+// bytes, after what br holds, once that memory is granted from the edge's
+// and the client address's budgets (headerMemory); release gives back br
+// and what it was granted. Not granted, the connection is answered (a
+// refusal a stream comes back from) and closed, and ok is false.
+func (e *Edge) growHeader(conn net.Conn, br *bufio.Reader, release func(), pool *sync.Pool, size int) (*bufio.Reader, func(), bool) {
+	buffered, _ := br.Peek(br.Buffered())
+	giveBack, ok := e.limiter.headers.take(conn.RemoteAddr(), size)
+	if !ok {
+		e.refusePartial(conn, buffered)
+		release()
+		return nil, nil, false
+	}
+	start := bytesReaders.Get().(*bytes.Reader)
+	start.Reset(bytes.Clone(buffered))
+	release()
+	next := pool.Get().(*bufio.Reader)
+	next.Reset(io.MultiReader(start, conn))
+	return next, func() {
+		next.Reset(nil)
+		start.Reset(nil)
+		pool.Put(next)
+		bytesReaders.Put(start)
+		giveBack()
+	}, true
+}
 
 const tooLargeBody = "request header too large\n"
 
@@ -109,6 +144,7 @@ var tooLargeAnswer = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Ty
 // setupRequest is a stream waiting for a setup worker: a request read by
 // serveConn, or a stream on net/http's goroutine (direct).
 type setupRequest struct {
+	key    netip.Prefix // its client's address (clientKey): the queue is fair between them
 	conn   net.Conn
 	req    *http.Request
 	queued time.Time
@@ -133,21 +169,22 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	_ = conn.SetReadDeadline(time.Now().Add(headerTimeout))
 	head, err := peekHeader(br)
 	if errors.Is(err, errHeaderTooLarge) {
-		// Go on in a large buffer, after what the small one holds.
-		buffered, _ := br.Peek(br.Buffered())
-		start := bytesReaders.Get().(*bytes.Reader)
-		start.Reset(bytes.Clone(buffered))
-		release()
-		large := largeHeaderReaders.Get().(*bufio.Reader)
-		large.Reset(io.MultiReader(start, conn))
-		br = large
-		release = func() {
-			large.Reset(nil)
-			start.Reset(nil)
-			largeHeaderReaders.Put(large)
-			bytesReaders.Put(start)
+		// Go on in a buffer of OrdinaryHeaderBytes, then, only for a long
+		// Last-Event-ID (or lastEventId), in one of MaxHeaderBytes: each
+		// taken from the edge's and the address's budgets of header memory.
+		var ok bool
+		if br, release, ok = e.growHeader(conn, br, release, &mediumHeaderReaders, OrdinaryHeaderBytes); !ok {
+			return
 		}
 		head, err = peekHeader(br)
+		if errors.Is(err, errHeaderTooLarge) {
+			if buffered, _ := br.Peek(br.Buffered()); longHeaderBytes(buffered) > 0 {
+				if br, release, ok = e.growHeader(conn, br, release, &largeHeaderReaders, MaxHeaderBytes); !ok {
+					return
+				}
+				head, err = peekHeader(br)
+			}
+		}
 	}
 	if err != nil && !errors.Is(err, errHeaderTooLarge) && br.Buffered() > 0 {
 		// Part of a header, then silence or the end: net/http answers what
@@ -192,11 +229,10 @@ func (e *Edge) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListen
 	}
 
 	watch := e.watchConn(conn)
-	if refusal := queue.push(setupRequest{conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {
+	key := e.clientKey(req)
+	if refusal := queue.push(setupRequest{key: key, conn: conn, req: req, queued: time.Now(), watch: watch}); refusal != "" {
 		watch.stop()
-		if refusal == refuseQueueFull {
-			e.metrics.setupRejected.Inc()
-		}
+		e.setupRefused(refusal, key)
 		e.refuseConn(conn, req, refusal)
 	}
 }
@@ -244,11 +280,13 @@ func looksLikeHTTP(hdr [5]byte) bool {
 	return false
 }
 
-// serveRaw serves req under ctx, which the caller cancels once it returns.
-func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request) {
+// serveRaw serves req under ctx, which the caller cancels once it returns;
+// park gives its setup worker back (the stream goes on without it).
+func (e *Edge) serveRaw(ctx context.Context, conn net.Conn, req *http.Request, park func()) {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = conn.RemoteAddr().String()
 	rw := newRawResponse(conn, req)
+	rw.park = park
 	e.ServeHTTP(rw, req)
 	if !rw.hijacked {
 		_ = conn.Close()
@@ -404,6 +442,7 @@ type rawResponse struct {
 	head        bool // a HEAD request: no body
 	wroteHeader bool
 	hijacked    bool
+	park        func() // gives the setup worker back
 }
 
 func newRawResponse(conn net.Conn, req *http.Request) *rawResponse {

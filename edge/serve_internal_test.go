@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -76,7 +77,7 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 
 // The setup queue refuses past its bound, hands out in order, and reports idle.
 func TestSetupQueue(t *testing.T) {
-	q := newSetupQueue(2)
+	q := newSetupQueue(2, 2, 2)
 	a, b := &net.TCPConn{}, &net.TCPConn{}
 	if q.push(setupRequest{conn: a}) != "" || q.push(setupRequest{conn: b}) != "" || q.push(setupRequest{conn: a}) != refuseQueueFull {
 		t.Fatal("want two accepted, the third refused")
@@ -87,11 +88,11 @@ func TestSetupQueue(t *testing.T) {
 	if started, idle := q.stats(); started != 1 || idle {
 		t.Fatalf("stats %d %v, want 1 started, busy", started, idle)
 	}
-	q.done(time.Millisecond)
+	q.done(netip.Prefix{}, time.Millisecond)
 	if r, ok := q.pop(); !ok || r.conn != b {
 		t.Fatalf("second pop %v %v", r.conn, ok)
 	}
-	q.done(time.Millisecond)
+	q.done(netip.Prefix{}, time.Millisecond)
 	if started, idle := q.stats(); started != 2 || !idle {
 		t.Fatalf("stats %d %v, want 2 started, idle", started, idle)
 	}
@@ -105,7 +106,7 @@ func TestSetupQueue(t *testing.T) {
 // once (it no longer counts as waiting, nor against the bound); a worker
 // skips its entry, and one taken by a worker cannot leave.
 func TestSetupQueueLeave(t *testing.T) {
-	q := newSetupQueue(3)
+	q := newSetupQueue(3, 3, 3)
 	direct := func() *directSetup {
 		d := &directSetup{ctx: context.Background(), granted: make(chan struct{}), ended: make(chan struct{})}
 		if q.push(setupRequest{direct: d}) != "" {
@@ -133,17 +134,17 @@ func TestSetupQueueLeave(t *testing.T) {
 	if !q.leave(d) {
 		t.Fatal("d could not leave")
 	}
-	if n, _ := q.load(); n != 0 || len(q.waiting) != 0 {
-		t.Fatalf("%d waiting in %d entries, want none", n, len(q.waiting))
+	if n, _ := q.load(); n != 0 || q.entries() != 0 {
+		t.Fatalf("%d waiting in %d entries, want none", n, q.entries())
 	}
-	q.done(time.Millisecond)
-	q.done(time.Millisecond)
+	q.done(netip.Prefix{}, time.Millisecond)
+	q.done(netip.Prefix{}, time.Millisecond)
 	if _, idle := q.stats(); !idle {
 		t.Fatal("not idle")
 	}
 	// Many gone in a long queue: their entries are dropped with the rest
 	// kept in order, not when a worker reaches them.
-	q = newSetupQueue(100)
+	q = newSetupQueue(100, 100, 100)
 	var all []*directSetup
 	for range 100 {
 		all = append(all, direct())
@@ -153,8 +154,8 @@ func TestSetupQueueLeave(t *testing.T) {
 			t.Fatalf("stream %d could not leave", i)
 		}
 	}
-	if n, _ := q.load(); n != 34 || len(q.waiting) > 2*34 {
-		t.Fatalf("%d waiting in %d entries, want 34 in at most 68", n, len(q.waiting))
+	if n, _ := q.load(); n != 34 || q.entries() > 2*34 {
+		t.Fatalf("%d waiting in %d entries, want 34 in at most 68", n, q.entries())
 	}
 	for i := 0; i < 100; i += 3 {
 		if r, ok := q.pop(); !ok || r.direct != all[i] {
@@ -165,4 +166,15 @@ func TestSetupQueueLeave(t *testing.T) {
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop after close")
 	}
+}
+
+// entries is how many requests the queue holds in its lines.
+func (q *setupQueue) entries() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, a := range q.addrs {
+		n += len(a.waiting)
+	}
+	return n
 }

@@ -2,7 +2,9 @@ package edge
 
 import (
 	"context"
+	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 )
@@ -12,7 +14,7 @@ import (
 // or by the first stream on net/http's goroutine. Close ends them.
 func (e *Edge) setups() *setupQueue {
 	e.setupsOnce.Do(func() {
-		q := newSetupQueue(e.cfg.SetupQueue)
+		q := newSetupQueue(e.cfg.SetupQueue, e.cfg.SetupPerAddress, e.cfg.SetupQueuePerAddress)
 		e.queue.Store(q)
 		select {
 		case <-e.done: // closed before any stream: nothing to start
@@ -33,7 +35,10 @@ func (e *Edge) setups() *setupQueue {
 // setupWorker serves queued streams until the queue is closed, one state
 // part at a time: a request Serve read, which it serves itself (a hijacked
 // stream then lives on without it), or a stream on net/http's goroutine,
-// which it lets start and waits for until its state part ends.
+// which it lets start and waits for until its state part ends. A state
+// part whose client does not take it as fast as it is written gives the
+// worker back (park): a new worker takes this one's place, and this
+// goroutine ends with that stream's setup.
 func (e *Edge) setupWorker(queue *setupQueue) {
 	for {
 		r, ok := queue.pop()
@@ -45,21 +50,33 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 			e.holdSetup()
 		}
 		if r.direct != nil {
-			queue.done(r.direct.grant())
+			queue.done(r.key, r.direct.grant())
 			continue
 		}
 		if r.watch.gone() {
 			_ = r.conn.Close() // hung up while it waited
 			r.watch.endSetup()
-			queue.done(-1)
+			queue.done(r.key, -1)
 			continue
 		}
 		t0 := time.Now()
+		var once sync.Once
+		replaced := false
+		park := func() {
+			once.Do(func() {
+				replaced = true
+				queue.done(r.key, time.Since(t0))
+				go e.setupWorker(queue)
+			})
+		}
 		ctx, cancel := r.watch.context()
-		e.serveRaw(ctx, r.conn, r.req)
+		e.serveRaw(ctx, r.conn, r.req, park)
 		cancel()
 		r.watch.endSetup()
-		queue.done(time.Since(t0))
+		once.Do(func() { queue.done(r.key, time.Since(t0)) })
+		if replaced {
+			return
+		}
 	}
 }
 
@@ -68,6 +85,7 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 // it a setup slot and waits, taken, until the stream's state part ends.
 type directSetup struct {
 	ctx     context.Context // the stream's request's
+	key     netip.Prefix    // its client's address
 	granted chan struct{}   // closed by the worker that takes it
 	ended   chan struct{}   // closed by end
 	endOnce sync.Once
@@ -105,13 +123,11 @@ func (d *directSetup) end() { d.endOnce.Do(func() { close(d.ended) }) }
 // nothing). Otherwise there is no slot to release, and a non-empty refusal
 // says why the stream is to be refused (the queue is full, or closed); an
 // empty one, that its client left while it waited: it has left the queue.
-func (e *Edge) awaitSetup(ctx context.Context) (release func(), refusal string, ok bool) {
+func (e *Edge) awaitSetup(ctx context.Context, key netip.Prefix) (release func(), refusal string, ok bool) {
 	q := e.setups()
-	d := &directSetup{ctx: ctx, granted: make(chan struct{}), ended: make(chan struct{})}
-	if refusal := q.push(setupRequest{queued: time.Now(), direct: d}); refusal != "" {
-		if refusal == refuseQueueFull {
-			e.metrics.setupRejected.Inc()
-		}
+	d := &directSetup{ctx: ctx, key: key, granted: make(chan struct{}), ended: make(chan struct{})}
+	if refusal := q.push(setupRequest{key: key, queued: time.Now(), direct: d}); refusal != "" {
+		e.setupRefused(refusal, key)
 		return nil, refusal, false
 	}
 	select {
@@ -125,6 +141,18 @@ func (e *Edge) awaitSetup(ctx context.Context) (release func(), refusal string, 
 		d.end() // a worker took it meanwhile: the slot goes back at once
 	}
 	return nil, refusal, false
+}
+
+// setupRefused counts a stream refused a place in the setup queue.
+func (e *Edge) setupRefused(refusal string, key netip.Prefix) {
+	switch refusal {
+	case refuseQueueFull:
+		e.metrics.setupRejected.Inc()
+	case refuseSetupPerAddress:
+		label := refusalLabel(refusal)
+		e.metrics.connectionsRefused.WithLabelValues(label).Inc()
+		e.log.Warn("address at its share of the setup queue", "reason", label, "client", key.String(), "share", e.cfg.SetupQueuePerAddress)
+	}
 }
 
 // releaseAfterBursts returns free memory to the OS once a burst of new
@@ -152,14 +180,21 @@ func (e *Edge) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
 	}
 }
 
-// setupQueue is the streams waiting for a setup worker: first in, first
-// out, holding memory only while it has streams.
+// setupQueue is the streams waiting for a setup worker, holding memory
+// only while it has streams. It is fair between client addresses: each
+// has its own first-in-first-out line and at most perAddr streams in
+// their setup at once; the addresses with a stream waiting and a share
+// left take turns, so a crowd from one address waits behind itself, not
+// in front of everyone else.
 type setupQueue struct {
 	mu      sync.Mutex
 	ready   *sync.Cond
-	waiting []setupRequest
-	left    int // direct streams in waiting whose client has gone
+	addrs   map[netip.Prefix]*addrSetups // addresses with a stream waiting or in its setup
+	turns   []*addrSetups                // addresses whose turn may come, in order (an entry may have emptied since)
+	waiting int                          // streams waiting, in all
 	max     int
+	perAddr int // workers one address may hold
+	perLine int // streams one address may have waiting
 	closed  bool
 	stopped chan struct{} // closed with the queue
 	started uint64        // requests taken by a worker, ever
@@ -167,49 +202,90 @@ type setupQueue struct {
 	mean    time.Duration // moving average of a setup's duration
 }
 
-func newSetupQueue(max int) *setupQueue {
-	q := &setupQueue{max: max, stopped: make(chan struct{})}
+// addrSetups is one client address's line and share, guarded by the queue's mu.
+type addrSetups struct {
+	key     netip.Prefix
+	waiting []setupRequest
+	busy    int  // its streams in their setup
+	inTurns bool // in the queue's turns
+}
+
+func newSetupQueue(maxWaiting, perAddr, perLine int) *setupQueue {
+	q := &setupQueue{max: maxWaiting, perAddr: perAddr, perLine: perLine, stopped: make(chan struct{}), addrs: make(map[netip.Prefix]*addrSetups)}
 	q.ready = sync.NewCond(&q.mu)
 	return q
 }
 
-// done marks the end of a request's setup, which took d.
-func (q *setupQueue) done(d time.Duration) {
+// done marks the end of the setup of a request from key, which took d
+// (-1: its client had left before it started).
+func (q *setupQueue) done(key netip.Prefix, d time.Duration) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.busy--
-	if d >= 0 { // a request whose client left before it started took no time to measure
+	if d >= 0 {
 		q.mean += (d - q.mean) / 8
 	}
-	q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	a := q.addrs[key]
+	a.busy--
+	q.offerTurn(a)
+	q.forgetIdle(a)
+}
+
+// offerTurn puts a in line for a worker if it has a stream waiting and a
+// share left. The caller holds q.mu.
+func (q *setupQueue) offerTurn(a *addrSetups) {
+	if !a.inTurns && len(a.waiting) > 0 && a.busy < q.perAddr {
+		a.inTurns = true
+		q.turns = append(q.turns, a)
+		q.ready.Signal()
+	}
+}
+
+// forgetIdle drops a's entry once nothing of it is left. The caller holds q.mu.
+func (q *setupQueue) forgetIdle(a *addrSetups) {
+	if a.busy == 0 && len(a.waiting) == 0 && !a.inTurns {
+		delete(q.addrs, a.key)
+	}
 }
 
 // load reports how many requests wait and the mean setup time.
 func (q *setupQueue) load() (waiting int, mean time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.waiting) - q.left, q.mean
+	return q.waiting, q.mean
 }
 
 // stats reports how many setups have started and whether none is running or waiting.
 func (q *setupQueue) stats() (started uint64, idle bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.started, q.busy == 0 && len(q.waiting) == q.left
+	return q.started, q.busy == 0 && q.waiting == 0
 }
 
 // push queues r, or returns the refusal its stream gets: the queue is
-// full, or closed.
+// full, its address's line is, or the queue is closed.
 func (q *setupQueue) push(r setupRequest) (refusal string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	a := q.addrs[r.key]
 	switch {
 	case q.closed:
 		return refuseDraining
-	case len(q.waiting)-q.left >= q.max:
+	case q.waiting >= q.max:
 		return refuseQueueFull
+	case a != nil && len(a.waiting) >= q.perLine:
+		return refuseSetupPerAddress
 	}
-	q.waiting = append(q.waiting, r)
-	q.ready.Signal()
+	if a == nil {
+		a = &addrSetups{key: r.key}
+		q.addrs[r.key] = a
+	}
+	a.waiting = append(a.waiting, r)
+	q.waiting++
+	q.offerTurn(a)
 	return ""
 }
 
@@ -217,40 +293,43 @@ func (q *setupQueue) pop() (setupRequest, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		for len(q.waiting) > 0 && q.waiting[0].direct != nil && q.waiting[0].direct.state == directLeft {
-			q.dropFront()
-			q.left--
-		}
-		if len(q.waiting) > 0 {
-			break
+		for len(q.turns) > 0 {
+			a := q.turns[0]
+			q.turns[0] = nil
+			q.turns = q.turns[1:]
+			if len(q.turns) == 0 {
+				q.turns = nil // let a burst's backing array go
+			}
+			a.inTurns = false
+			if len(a.waiting) == 0 || a.busy >= q.perAddr { // its streams left meanwhile
+				q.forgetIdle(a)
+				continue
+			}
+			r := a.waiting[0]
+			a.waiting[0] = setupRequest{}
+			a.waiting = a.waiting[1:]
+			if len(a.waiting) == 0 {
+				a.waiting = nil
+			}
+			if r.direct != nil {
+				r.direct.state = directTaken
+			}
+			q.waiting--
+			q.started++
+			q.busy++
+			a.busy++
+			q.offerTurn(a) // to the back of the line: its next stream after the other addresses'
+			return r, true
 		}
 		if q.closed {
 			return setupRequest{}, false
 		}
 		q.ready.Wait()
 	}
-	r := q.waiting[0]
-	if r.direct != nil {
-		r.direct.state = directTaken
-	}
-	q.started++
-	q.busy++
-	q.dropFront()
-	return r, true
-}
-
-// dropFront removes the first waiting request. The caller holds q.mu.
-func (q *setupQueue) dropFront() {
-	q.waiting[0] = setupRequest{}
-	q.waiting = q.waiting[1:]
-	if len(q.waiting) == 0 {
-		q.waiting = nil // let a burst's backing array go
-	}
 }
 
 // leave takes d out of the queue, reporting whether it was still waiting
-// (not taken by a worker). Its entry is dropped when a worker reaches it,
-// or when the gone outnumber the rest; it no longer counts as waiting.
+// (not taken by a worker).
 func (q *setupQueue) leave(d *directSetup) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -261,20 +340,18 @@ func (q *setupQueue) leave(d *directSetup) bool {
 	if q.closed {
 		return true // the queue is empty already
 	}
-	q.left++
-	if q.left > len(q.waiting)/2 {
-		kept := q.waiting[:0]
-		for _, r := range q.waiting {
-			if r.direct == nil || r.direct.state != directLeft {
-				kept = append(kept, r)
-			}
-		}
-		clear(q.waiting[len(kept):])
-		q.waiting, q.left = kept, 0
-		if len(kept) == 0 {
-			q.waiting = nil
+	a := q.addrs[d.key]
+	for i, r := range a.waiting {
+		if r.direct == d {
+			a.waiting = slices.Delete(a.waiting, i, i+1)
+			q.waiting--
+			break
 		}
 	}
+	if len(a.waiting) == 0 {
+		a.waiting = nil
+	}
+	q.forgetIdle(a)
 	return true
 }
 
@@ -287,13 +364,15 @@ func (q *setupQueue) close() {
 		return
 	}
 	q.closed = true
-	for _, r := range q.waiting {
-		if r.direct == nil {
-			r.watch.stop()
-			_ = r.conn.Close()
+	for _, a := range q.addrs {
+		for _, r := range a.waiting {
+			if r.direct == nil {
+				r.watch.stop()
+				_ = r.conn.Close()
+			}
 		}
 	}
-	q.waiting, q.left = nil, 0
+	q.addrs, q.turns, q.waiting = nil, nil, 0
 	close(q.stopped)
 	q.ready.Broadcast()
 }

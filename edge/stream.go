@@ -13,7 +13,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -114,12 +118,12 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		e.refuse(w, refuseDraining)
 		return
 	}
-	// A stream through a trusted proxy counts against its client's address
-	// until it ends: when this handler returns, or once hijacked, when its
-	// connection closes.
-	releaseForwarded, ok := e.admitForwarded(r)
-	if !ok {
-		e.refuse(w, refuseMaxConnectionsPerIP)
+	// A stream through a trusted proxy counts against its client's address,
+	// an HTTP/2 stream as a connection, until it ends: when this handler
+	// returns, or once hijacked, when its connection closes.
+	releaseForwarded, overLimit := e.admitStream(r)
+	if overLimit != "" {
+		e.refuse(w, overLimit)
 		return
 	}
 	if releaseForwarded != nil {
@@ -131,17 +135,22 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	}
 	endSetup := func() {}
 	defer func() { endSetup() }() // a slot taken below goes back however the setup ends
-	if _, onWorker := w.(*rawResponse); !onWorker {
+	park := func() {}             // gives the setup slot back while the state part goes on
+	if rw, onWorker := w.(*rawResponse); onWorker {
+		if rw.park != nil {
+			park = rw.park
+		}
+	} else {
 		// On net/http's goroutine (HTTP/2, or the edge under net/http): the
 		// state part waits for a setup slot as Serve's requests do.
-		release, refusal, ok := e.awaitSetup(r.Context())
+		release, refusal, ok := e.awaitSetup(r.Context(), e.clientKey(r))
 		if !ok {
 			if refusal != "" {
 				e.refuse(w, refusal)
 			}
 			return
 		}
-		endSetup = release
+		endSetup, park = release, release
 		if e.draining.Load() { // the drain began while it waited
 			e.refuse(w, refuseDraining)
 			return
@@ -220,17 +229,29 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}()
 	}
 
+	// The state part is written at a minimum rate, and a write the client
+	// does not take at once gives the setup slot back (stateWrites).
+	sw := &stateWrites{park: park, parked: e.metrics.stateParked, timeout: e.cfg.StateWriteTimeout, minRate: e.cfg.StateMinRate}
+	cw.state = sw
 	buf := appendRetry(nil, e.retryMs())
 	if reset != "" {
 		e.metrics.resets.WithLabelValues(reset).Inc()
 		buf = appendReset(buf, reset)
 	}
-	if err := cw.write(buf); err != nil {
-		return
+	err := cw.write(buf)
+	var at proto.Progress
+	var kind string
+	if err == nil {
+		at, kind, err = e.writeState(ctx, cw, f, viewKey, route.idFormat, filters, start, live)
 	}
-	at, kind, err := e.writeState(ctx, cw, f, viewKey, route.idFormat, filters, start, live)
+	cw.state = nil
 	if err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case sw.stalled:
+			e.metrics.stateStalled.Inc()
+			e.log.Warn("client did not read its state part: cut off", "topic", topic, "remote", r.RemoteAddr,
+				"timeout", e.cfg.StateWriteTimeout, "minRate", e.cfg.StateMinRate)
+		case ctx.Err() == nil:
 			e.log.Warn("state part", "topic", topic, "err", err)
 		}
 		return
@@ -576,10 +597,64 @@ type connWriter struct {
 	flush       func() error // nil for a hijacked connection
 	setDeadline func(time.Time) error
 	timeout     time.Duration
+	state       *stateWrites // during the state part: its deadlines instead of timeout
+}
+
+// parkAfter is how long a state-part write may wait for the client before
+// its stream gives the setup slot back.
+const parkAfter = 100 * time.Millisecond
+
+// stateWrites is how a state part is written: each write of n bytes must be
+// taken within timeout + n/minRate, or the stream is cut off (stalled); one
+// still waiting after parkAfter (the client's socket is full) gives the
+// setup slot back, once: the stream goes on on its goroutine, and a client
+// that does not read holds no worker while its deadline runs.
+type stateWrites struct {
+	park    func()             // gives the slot back; may be called from a timer's goroutine
+	parked  prometheus.Counter // counts the streams parked
+	once    sync.Once
+	done    atomic.Bool // parked
+	timeout time.Duration
+	minRate int
+	stalled bool // a write ran past its deadline
+}
+
+func (s *stateWrites) parkNow() {
+	s.once.Do(func() {
+		s.done.Store(true)
+		s.parked.Inc()
+		s.park()
+	})
+}
+
+// begin sets the deadline of a write of n bytes and starts its park timer.
+func (s *stateWrites) begin(n int, setDeadline func(time.Time) error) (deadline time.Time, t *time.Timer) {
+	deadline = time.Now().Add(s.timeout + time.Duration(n)*time.Second/time.Duration(s.minRate))
+	_ = setDeadline(deadline)
+	if !s.done.Load() {
+		t = time.AfterFunc(parkAfter, s.parkNow)
+	}
+	return deadline, t
+}
+
+// end stops the park timer and notes a write that failed at its deadline.
+func (s *stateWrites) end(deadline time.Time, t *time.Timer, err error) {
+	if t != nil {
+		t.Stop()
+	}
+	if err != nil && !time.Now().Before(deadline) {
+		s.stalled = true
+	}
 }
 
 func (cw *connWriter) write(b []byte) error {
 	if cw.flush == nil {
+		if s := cw.state; s != nil {
+			deadline, t := s.begin(len(b), cw.setDeadline)
+			_, err := cw.w.Write(b)
+			s.end(deadline, t, err)
+			return err
+		}
 		_ = cw.setDeadline(time.Now().Add(cw.timeout))
 		_, err := cw.w.Write(b)
 		return err
@@ -588,7 +663,21 @@ func (cw *connWriter) write(b []byte) error {
 }
 
 func (cw *connWriter) writeFrames(frames [][]byte) error {
+	if s := cw.state; s != nil {
+		n := 0
+		for _, fr := range frames {
+			n += len(fr)
+		}
+		deadline, t := s.begin(n, cw.setDeadline)
+		err := cw.writeAll(frames)
+		s.end(deadline, t, err)
+		return err
+	}
 	_ = cw.setDeadline(time.Now().Add(cw.timeout))
+	return cw.writeAll(frames)
+}
+
+func (cw *connWriter) writeAll(frames [][]byte) error {
 	if cw.flush == nil {
 		bufs := net.Buffers(frames)
 		_, err := bufs.WriteTo(cw.w)

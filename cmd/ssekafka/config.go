@@ -68,6 +68,13 @@ type sseConfig struct {
 	ResumeRingAge time.Duration `yaml:"resumeRingAge"`
 	// SetupQueue bounds the streams waiting for a setup worker; past it they are refused.
 	SetupQueue int `yaml:"setupQueue"`
+	// SetupPerAddress bounds the setup workers one client address holds; 0: a quarter of setupConcurrency; -1: no share.
+	SetupPerAddress int `yaml:"setupPerAddress"`
+	// SetupQueuePerAddress bounds one client address's streams waiting to start; 0: the default, 1024; -1: no share.
+	SetupQueuePerAddress int `yaml:"setupQueuePerAddress"`
+	// StateWriteTimeout and StateMinRate (bytes/s) bound a state part's writes; 0: the defaults, 10s and 16384.
+	StateWriteTimeout time.Duration `yaml:"stateWriteTimeout"`
+	StateMinRate      int           `yaml:"stateMinRate"`
 	// MaxConnections bounds the edge's connections; 0: the default, below the open-file limit.
 	MaxConnections int `yaml:"maxConnections"`
 	// MaxConnectionsPerIP bounds one address's connections (an IPv6 /64's); 0: the default, 1000; -1: none.
@@ -405,6 +412,14 @@ func (s *sseConfig) validate(at func(string) string) error {
 		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
 	case s.SetupQueue < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
+	case s.SetupPerAddress < -1:
+		return fmt.Errorf("%s: must be -1 (no share), 0 (the default, a quarter of sse.setupConcurrency) or more", at("sse.setupPerAddress"))
+	case s.SetupQueuePerAddress < -1:
+		return fmt.Errorf("%s: must be -1 (no share), 0 (the default, 1024) or more", at("sse.setupQueuePerAddress"))
+	case s.StateWriteTimeout < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 10s)", at("sse.stateWriteTimeout"))
+	case s.StateMinRate < 0:
+		return fmt.Errorf("%s: must not be negative (0: the default, 16384 bytes/s)", at("sse.stateMinRate"))
 	case s.MaxConnections < 0:
 		return fmt.Errorf("%s: must not be negative (0: the default, the open-file limit less a tenth, at least 256)", at("sse.maxConnections"))
 	case s.MaxConnectionsPerIP < -1:
