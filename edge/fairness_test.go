@@ -171,7 +171,7 @@ func nonReaderStack(t *testing.T, h2 bool, timeout time.Duration) *stack {
 	} else {
 		s = newStack(t, stackOptions{topics: []string{"tasks", "other"}, edgeCfg: tweak})
 	}
-	s.produceState("tasks", 2000, 4096)
+	s.produceState("tasks", 256, 32<<10) // 8 MiB in few records: light on kfake
 	s.produce("other", rec(0, "a", "1"))
 	return s
 }
