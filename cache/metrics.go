@@ -16,6 +16,7 @@ type metrics struct {
 	notOwnerReplies, readBackRetries         prometheus.Counter
 	pagesCut                                 prometheus.Counter
 	valueRequests, valueParts, recordsApart  prometheus.Counter
+	valuesNotYet                             prometheus.Counter
 	keyRequests                              prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
@@ -49,6 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		valueRequests:     c("value_requests_total", "Requests for part of a value sent apart (too large for one NATS message)."),
 		keyRequests:       c("key_requests_total", "Requests for one key's latest record (JSON reads of keyed routes)."),
 		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
+		valuesNotYet:      c("value_parts_not_yet_total", "Parts of records apart asked of this node before it applied them (answered NotYet; the edge asks again)."),
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		pagesCut:          c("state_pages_cut_total", "State pages cut short before a value that could not be read back (the edge asks again from there)."),
 		topicConfigUnreadable: c("topic_config_unreadable_total",

@@ -27,6 +27,7 @@ import (
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -47,6 +48,9 @@ type stack struct {
 	client     *http.Client // default: http.DefaultClient
 	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
 	maxPayload int32
+	standbyLag time.Duration
+	topics     []string // created at start
+	partitions int32    // of each of topics
 }
 
 type stackOptions struct {
@@ -62,6 +66,12 @@ type stackOptions struct {
 	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
 	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
+	// standbyLag, when set, starts a standby cache node beside the primary
+	// (the stack's own node, primary of every partition), whose Kafka
+	// reads arrive standbyLag late: a holder that has not applied what the
+	// primary published answers in the same queue group. Both nodes'
+	// metrics are in cacheReg (labelled node=primary and node=standby).
+	standbyLag time.Duration
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -88,7 +98,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	s := &stack{t: t, brokers: []string{addr}, client: o.client}
+	s := &stack{t: t, brokers: []string{addr}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
@@ -114,6 +124,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 
 	if !o.noCache {
 		s.startCache(o.cacheCfg)
+		if o.standbyLag > 0 {
+			s.startLaggingStandby(o.cacheCfg)
+		}
 	}
 
 	enc := s.connectNATS()
@@ -204,6 +217,11 @@ func (s *stack) connectNATS() *nats.Conn {
 func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	s.cacheReg = prometheus.NewRegistry()
 	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour, Registerer: s.cacheReg}
+	if s.standbyLag > 0 {
+		cfg.Ownership = fixedRole(membership.RolePrimary)
+		cfg.Bootstrap = s.topics // both nodes hold them from the start
+		cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"node": "primary"}, s.cacheReg)
+	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -212,6 +230,122 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	s.stopCache = stop
 	return stop
 }
+
+// startLaggingStandby starts the standby of every partition beside the
+// stack's cache node: its Kafka reads arrive s.standbyLag late.
+func (s *stack) startLaggingStandby(tweak func(*cache.Config)) {
+	s.t.Helper()
+	lag := s.standbyLag
+	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour,
+		Ownership: fixedRole(membership.RoleStandby), Bootstrap: s.topics,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"node": "standby"}, s.cacheReg),
+		Logger:     testLogger(s.t).With("node", "standby")}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	cfg.KafkaOptions = append(cfg.KafkaOptions, kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		return newLaggingConn(c, lag), nil
+	}))
+	node, _ := s.runCache(cfg)
+	// Ready holds before a bootstrap topic's partitions are acquired: wait
+	// until the standby holds them all (then caught up, as they are empty).
+	want := float64(int(s.partitions) * len(s.topics))
+	eventually(s.t, 20*time.Second, "standby cache node ready", func() bool {
+		return node.Ready() && s.heldBy("standby") == want
+	})
+}
+
+// heldBy is how many partitions the cache node labelled node holds.
+func (s *stack) heldBy(node string) float64 {
+	mfs, err := s.cacheReg.Gather()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "ssekafka_cache_partitions_held" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "node" && l.GetValue() == node {
+					n += m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// fixedRole is an Ownership with one role in every partition: a primary
+// and a standby beside it, without gossip.
+type fixedRole membership.Role
+
+var _ membership.Ownership = fixedRole(0)
+
+func (r fixedRole) Role(string, int32) membership.Role { return membership.Role(r) }
+func (fixedRole) Changed() <-chan struct{}             { return nil }
+func (fixedRole) SetCaughtUp(bool)                     {}
+
+// laggingConn hands out what its connection reads lag after it arrived:
+// the Kafka client above it sees every response late, at full throughput.
+// Read deadlines are not passed on (its reader goroutine reads ahead).
+type laggingConn struct {
+	net.Conn
+	lag    time.Duration
+	chunks chan lagChunk
+	rest   []byte
+	err    error
+}
+
+type lagChunk struct {
+	b   []byte
+	at  time.Time
+	err error
+}
+
+func newLaggingConn(c net.Conn, lag time.Duration) *laggingConn {
+	lc := &laggingConn{Conn: c, lag: lag, chunks: make(chan lagChunk, 64)}
+	go func() {
+		defer close(lc.chunks)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := c.Read(buf)
+			lc.chunks <- lagChunk{buf[:n], time.Now(), err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return lc
+}
+
+func (c *laggingConn) Read(b []byte) (int, error) {
+	for len(c.rest) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		ch, ok := <-c.chunks
+		if !ok {
+			return 0, io.EOF
+		}
+		if d := time.Until(ch.at.Add(c.lag)); d > 0 {
+			t := time.NewTimer(d) // the network's delay, not a wait for a state
+			<-t.C
+		}
+		c.rest, c.err = ch.b, ch.err
+	}
+	n := copy(b, c.rest)
+	c.rest = c.rest[n:]
+	return n, nil
+}
+
+func (c *laggingConn) SetDeadline(t time.Time) error   { return c.Conn.SetWriteDeadline(t) }
+func (c *laggingConn) SetReadDeadline(time.Time) error { return nil }
 
 // runCache runs a cache node until stop is called or the test ends.
 func (s *stack) runCache(cfg cache.Config) (node *cache.Node, stop func()) {

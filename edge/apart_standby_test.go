@@ -1,0 +1,130 @@
+package edge_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// standbyVariants are the cache tiers every test of records apart runs
+// against: one node, and a primary beside a standby whose Kafka reads lag
+// (a standby a few milliseconds behind, and one a third of a second).
+var standbyVariants = []struct {
+	name string
+	lag  time.Duration
+}{{"single", 0}, {"standby-5ms", 5 * time.Millisecond}, {"standby-300ms", 300 * time.Millisecond}}
+
+// withStandbys runs test once per standbyVariants, as subtests.
+func withStandbys(t *testing.T, test func(t *testing.T, lag time.Duration)) {
+	for _, v := range standbyVariants {
+		t.Run(v.name, func(t *testing.T) { test(t, v.lag) })
+	}
+}
+
+// collect reads c until it has a message event for every value of want
+// (value to name), or fails naming what it lacks after timeout.
+func collect(t *testing.T, what string, c *sseClient, want map[string]string, timeout time.Duration) {
+	t.Helper()
+	got := map[string]bool{}
+	deadline := time.Now().Add(timeout)
+	for len(got) < len(want) {
+		ev, err := c.next(time.Until(deadline))
+		if err != nil {
+			var missing []string
+			for v, name := range want {
+				if !got[v] {
+					missing = append(missing, name)
+				}
+			}
+			t.Errorf("%s: %d of %d records (%v); missing %v", what, len(got), len(want), err, missing)
+			return
+		}
+		if name, ok := want[ev.Data]; ok && ev.Event == "" {
+			if got[ev.Data] {
+				t.Fatalf("%s: %s twice", what, name)
+			}
+			got[ev.Data] = true
+		}
+	}
+}
+
+// A record sent apart is read in parts from whichever holder of its
+// partition the queue group picks. A standby that has not applied the
+// record yet answered Gone ("superseded"), and the edge dropped the record
+// and moved past its offset: with a standby 5 ms behind, a live client
+// lost 4 of 9 keys; 300 ms behind, a new client's state lacked 2 of 9
+// while its ready covered them; and null-key records apart (which only the
+// primary kept at hand) never reached a live client at all. Now a holder
+// that has not applied the offset answers "not yet" and the edge asks
+// again: live, in a new client's state, on a resume, in a key read, null
+// keys included, every record arrives.
+func TestApartRecordsReachClientsBesideLaggingStandby(t *testing.T) {
+	for _, v := range standbyVariants[1:] {
+		t.Run(v.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, standbyLag: v.lag})
+			s.produce("tasks", rec(0, "first", "v0"))
+			// A holder behind may answer the state: "first" comes in it, or live after.
+			first := s.connect("/tasks", nil)
+			start := ""
+			for start == "" {
+				if ev := nextMessage(first); ev.Data == "v0" {
+					start = ev.ID
+				}
+			}
+			live := s.connect("/tasks", nil)
+			live.untilReady()
+
+			// Rounds of 9 keys at once: a live client and a client that
+			// starts right after them (its pages from either holder).
+			keyed, apart := map[string]string{}, 0
+			for round := range 3 {
+				batch := map[string]string{}
+				var recs []*kgo.Record
+				for i := range 9 {
+					k := fmt.Sprintf("r%dk%d", round, i)
+					value := bigValue(k, 100<<10)
+					batch[value], keyed[value] = k, k
+					recs = append(recs, rec(0, k, value))
+				}
+				s.produce("tasks", recs...)
+				fresh := s.connect("/tasks", nil)
+				collect(t, fmt.Sprintf("round %d: live client", round), live, batch, 10*time.Second)
+				collect(t, fmt.Sprintf("round %d: new client", round), fresh, batch, 10*time.Second)
+				fresh.close()
+				apart += len(recs)
+			}
+			nullKeyed := map[string]string{}
+			var nulls []*kgo.Record
+			for i := range 6 {
+				value := bigValue(fmt.Sprintf("null%d", i), 100<<10)
+				nullKeyed[value] = fmt.Sprintf("null-key record %d", i)
+				nulls = append(nulls, &kgo.Record{Partition: 0, Value: []byte(value)})
+			}
+			s.produce("tasks", nulls...)
+			collect(t, "live client, null keys", live, nullKeyed, 10*time.Second)
+			apart += len(nulls)
+
+			resumed := s.connect("/tasks", http.Header{"Last-Event-ID": {start}})
+			collect(t, "resumed client", resumed, keyed, 20*time.Second)
+
+			// A key read answers the whole value or nothing yet (whether a
+			// lagging holder's "not found" may answer is the key read's own
+			// question), never another value or an error.
+			for value, k := range keyed {
+				eventually(t, 10*time.Second, "key read of "+k, func() bool {
+					status, _, body := s.getJSON(http.MethodGet, "/tasks/"+k, nil)
+					if status == 200 && body != value || status >= 500 {
+						t.Fatalf("key read of %s: %d, %d bytes", k, status, len(body))
+					}
+					return status == 200
+				})
+			}
+			if n := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total"); n < float64(apart) {
+				t.Fatalf("%v records apart, want %d: the test does not reach the path", n, apart)
+			}
+		})
+	}
+}
