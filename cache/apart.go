@@ -170,7 +170,7 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)
 		part.Status, part.Error = proto.StatusError, err.Error()
 	case enc.bytes == nil && !held:
-		part.Status, part.Error, part.Next = proto.StatusGone, "no longer the key's latest record", next
+		part.Status, part.Error, part.Next = proto.StatusGone, "not the key's latest record, nor a null-key record Kafka still has", next
 	case enc.bytes == nil:
 		part.Status, part.Error, part.Next = proto.StatusGone, "no longer in Kafka", next
 	case q.From > len(enc.bytes):

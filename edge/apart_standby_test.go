@@ -1,12 +1,19 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/edge"
 )
 
 // standbyVariants are the cache tiers every test of records apart runs
@@ -126,5 +133,76 @@ func TestApartRecordsReachClientsBesideLaggingStandby(t *testing.T) {
 				t.Fatalf("%v records apart, want %d: the test does not reach the path", n, apart)
 			}
 		})
+	}
+}
+
+// A null-key record apart that no holder can give (none kept it at hand,
+// and Kafka dropped it before the edge asked for its parts) cannot reach
+// the live clients, and no state page holds it: each live stream a null
+// key may match gets event:reset with an id at the start, which brings the
+// full state on its next connection; a stream whose key filter cannot
+// match a null key goes on. Before, the feed moved past the record with a
+// log line only.
+func TestUnreadableNullKeyRecordResetsLiveClients(t *testing.T) {
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
+		cacheCfg: func(c *cache.Config) { c.ApartBytes = 1 }, // nothing kept at hand
+		edgeHook: func(e *edge.Edge) {
+			edge.HoldFeeds(e, func() {
+				if armed.CompareAndSwap(true, false) {
+					close(held)
+					<-release
+				}
+			})
+		}})
+	s.produce("tasks", rec(0, "a", "v0"))
+	live, byKey := s.connect("/tasks", nil), s.connect("/tasks/a", nil)
+	live.untilReady()
+	byKey.untilReady()
+	armed.Store(true)
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the feed never held")
+	}
+	null := &kgo.Record{Partition: 0, Value: []byte(bigValue("lost", 100<<10))}
+	s.produce("tasks", null, rec(0, "b", "v1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var upTo kadm.Offsets
+	upTo.Add(kadm.Offset{Topic: "tasks", Partition: 0, At: null.Offset + 1})
+	if resp, err := s.adm().DeleteRecords(ctx, upTo); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v, %v", err, resp.Error())
+	}
+	close(release)
+
+	var reset event
+	for reset.Event != "reset" {
+		ev, err := live.next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("live client: %v before event:reset", err)
+		}
+		if ev.Data == string(null.Value) {
+			t.Fatal("live client: got the record Kafka had dropped")
+		}
+		reset = ev
+	}
+	if !strings.Contains(reset.Data, `"lost"`) || !reset.HasID {
+		t.Fatalf("reset: %+v, want reason lost and an id", reset)
+	}
+	if _, err := live.next(5 * time.Second); err != errStreamEnded {
+		t.Fatalf("after the reset: %v, want the stream ended", err)
+	}
+	evs := messages(s.connect("/tasks", http.Header{"Last-Event-ID": {reset.ID}}).untilReady())
+	if len(evs) != 2 || evs[0].Data != "v0" || evs[1].Data != "v1" {
+		t.Fatalf("with the reset's id: %d records, want the full state (a, b)", len(evs))
+	}
+	s.produce("tasks", rec(0, "a", "v2"))
+	if ev := nextEvent(byKey); ev.Data != "v2" {
+		t.Fatalf("key-filtered client: %+v, want it to go on", ev)
+	}
+	if n := labeled(t, s.edgeReg, "ssekafka_edge_resets_total", "reason", "lost"); n != 1 {
+		t.Fatalf("resets_total{reason=lost} %v, want 1", n)
 	}
 }

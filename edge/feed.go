@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,9 +267,12 @@ func (f *feed) handle(m *nats.Msg) {
 
 // readNullKeyApart reads a null-key record sent apart that follows on from
 // the feed's position: no state page holds a null key, so a fill would skip
-// it; its primary keeps it at hand for the parts. It reports false for any
-// other record apart, and when the parts cannot be read (the fill then
-// moves past it, as past any null-key record in a gap).
+// it; every holder that has applied it answers for it (requestApart asks
+// again while the one asked is behind). It reports false for any other
+// record apart, and when the parts cannot be read within RequestTimeout
+// (the fill then moves past it, as past any null-key record in a gap): the
+// live streams that could have got it are reset first, never left with a
+// silent gap.
 func (f *feed) readNullKeyApart(p int32, stub *proto.Record, gap bool) (proto.Record, bool) {
 	if !stub.KeyNull || gap || f.parts[p].needFill {
 		return proto.Record{}, false
@@ -277,10 +281,41 @@ func (f *feed) readNullKeyApart(p int32, stub *proto.Record, gap bool) (proto.Re
 	defer cancel()
 	whole, err := f.e.requestApart(ctx, f.topic, f.progress.Epoch, p, stub)
 	if err != nil {
-		f.e.log.Warn("null-key record apart", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
+		n := f.resetLive(resetLost)
+		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", err)
 		return proto.Record{}, false
 	}
 	return whole, true
+}
+
+// resetLive ends the live streams of the views a null-key record may match
+// (those without a key filter) with event:reset and an id at the start, so
+// that their clients come back for the full state (DESIGN rule 3), and
+// returns how many. Streams in their state part are left: like a resume,
+// they hold no null-key record from before their ready.
+func (f *feed) resetLive(reason string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	zero := proto.Progress{Epoch: f.progress.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, len(f.progress.Offsets))}
+	n := 0
+	for _, v := range f.views {
+		if !slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil }) && len(v.filters) > 0 {
+			continue
+		}
+		final := append([]byte("id:"), proto.AppendEventID(nil, v.format, nil, true, &zero, "")...)
+		final = appendReset(append(final, '\n'), reason)
+		for c := range v.clients {
+			c.mu.Lock()
+			live := c.live
+			c.mu.Unlock()
+			if live {
+				c.closeWith(reason, final)
+				n++
+			}
+		}
+	}
+	f.e.metrics.resets.WithLabelValues(reason).Add(float64(n))
+	return n
 }
 
 // fillAllowed reports whether a live message may start a fill of p: not
