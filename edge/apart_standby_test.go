@@ -58,6 +58,16 @@ func collect(t *testing.T, what string, c *sseClient, want map[string]string, ti
 	}
 }
 
+// idOf reads c until a message with data, and returns its id.
+func idOf(c *sseClient, data string) string {
+	c.t.Helper()
+	for {
+		if ev := nextMessage(c); ev.Data == data {
+			return ev.ID
+		}
+	}
+}
+
 // A record sent apart is read in parts from whichever holder of its
 // partition the queue group picks. A standby that has not applied the
 // record yet answered Gone ("superseded"), and the edge dropped the record
@@ -74,13 +84,7 @@ func TestApartRecordsReachClientsBesideLaggingStandby(t *testing.T) {
 			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, standbyLag: v.lag})
 			s.produce("tasks", rec(0, "first", "v0"))
 			// A holder behind may answer the state: "first" comes in it, or live after.
-			first := s.connect("/tasks", nil)
-			start := ""
-			for start == "" {
-				if ev := nextMessage(first); ev.Data == "v0" {
-					start = ev.ID
-				}
-			}
+			start := idOf(s.connect("/tasks", nil), "v0")
 			live := s.connect("/tasks", nil)
 			live.untilReady()
 

@@ -81,10 +81,14 @@ func (s *stack) produceWith(cl *kgo.Client, topic string, recs ...*kgo.Record) {
 // state, on a resume, overwritten by another, and read back from Kafka
 // once the cache no longer holds it in memory.
 func TestOversizedRecordReachesClients(t *testing.T) {
+	withStandbys(t, testOversizedRecordReachesClients)
+}
+
+func testOversizedRecordReachesClients(t *testing.T, lag time.Duration) {
 	// Frames of distinct keys over MaxQueueBytes/2 waiting for one client
 	// disconnect it (it resumes): a burst of 11 MiB values needs a bound
 	// above the default 8 MiB.
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 1 << 20, edgeCfg: func(c *edge.Config) { c.MaxQueueBytes = 256 << 20 },
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 1 << 20, edgeCfg: func(c *edge.Config) { c.MaxQueueBytes = 256 << 20 },
 		cacheCfg: func(c *cache.Config) { c.MaxBytes, c.ApartBytes = 1<<20, 12<<20 }}) // no value fits the value cache; one is kept apart
 	big := s.bigProducer()
 	s.produce("tasks", rec(0, "small", "v1"))

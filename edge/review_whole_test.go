@@ -59,6 +59,10 @@ func isDeleteOf(ev event, key string) bool {
 // from the cache's pages), and a client whose filter did not match does
 // not; a key filter matches the whole record, not the keyless stub.
 func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
+	withStandbys(t, testApartTombstoneReachesHeaderFilteredClients)
+}
+
+func testApartTombstoneReachesHeaderFilteredClients(t *testing.T, lag time.Duration) {
 	// How a resume is served: from the ring (in a storm), or by state
 	// requests (a lone stream; in a storm with the ring off).
 	for _, mode := range []struct {
@@ -67,7 +71,7 @@ func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
 		storm bool
 	}{{"ring", 0, true}, {"state", 0, false}, {"state", edge.Off, true}} {
 		t.Run(fmt.Sprintf("%s,ring=%d,storm=%v", mode.kind, mode.ring, mode.storm), func(t *testing.T) {
-			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
+			s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
 				edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = mode.ring },
 				edgeHook: func(e *edge.Edge) {
 					if mode.storm {
@@ -134,8 +138,10 @@ func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
 
 // A tombstone whose key alone is over the max payload travels apart:
 // clients get the delete with the whole key, and a key read of it is 404.
-func TestApartTombstoneWithLargeKey(t *testing.T) {
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+func TestApartTombstoneWithLargeKey(t *testing.T) { withStandbys(t, testApartTombstoneWithLargeKey) }
+
+func testApartTombstoneWithLargeKey(t *testing.T, lag time.Duration) {
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
 	key := bigValue("key", 70<<10)
 	live := s.connect("/keyed", nil)
 	live.untilReady()
@@ -168,8 +174,10 @@ func idEtag(id string) string {
 // An event id of a record read in parts carries its etag header (the stub
 // has none) as an inline record's does: live, in a new client's state, on
 // a resume, in both id forms; and a JSON read's ETag is the same.
-func TestApartEventIDsCarryEtag(t *testing.T) {
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+func TestApartEventIDsCarryEtag(t *testing.T) { withStandbys(t, testApartEventIDsCarryEtag) }
+
+func testApartEventIDsCarryEtag(t *testing.T, lag time.Duration) {
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
 	s.produce("tasks", rec(0, "first", "v0"))
 	start := messages(s.connect("/tasks", nil).untilReady())[0].ID
 	live, liveKeyed := s.connect("/tasks", nil), s.connect("/keyed", nil)
@@ -237,7 +245,11 @@ func (s *stack) readApart(offset int64, partBytes int) []byte {
 // encodings it kept at hand) and again from a node started anew (made
 // from its state and the value read back from Kafka).
 func TestApartEncodingSameAfterCacheRestart(t *testing.T) {
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	withStandbys(t, testApartEncodingSameAfterCacheRestart)
+}
+
+func testApartEncodingSameAfterCacheRestart(t *testing.T, lag time.Duration) {
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
 	recs := s.produce("tasks", fatRecord("kept", bigValue("value", 200<<10), "a"), fatRecord("gone", "v", "a"))
 	tomb := s.produce("tasks", tombstone(0, "gone"))[0]
 	offsets := []int64{recs[0].Offset, tomb.Offset}
@@ -273,7 +285,11 @@ func TestApartEncodingSameAfterCacheRestart(t *testing.T) {
 // and a live change apart is read through the state pages, which never
 // hold it: the live client gets the record after it, never this one.
 func TestApartNullKeyRecordReachesLiveClients(t *testing.T) {
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
+	withStandbys(t, testApartNullKeyRecordReachesLiveClients)
+}
+
+func testApartNullKeyRecordReachesLiveClients(t *testing.T, lag time.Duration) {
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes()})
 	live := s.connect("/tasks", nil)
 	live.untilReady()
 	keyless := &kgo.Record{Partition: 0, Value: []byte(bigValue("keyless", 100<<10))}
@@ -304,10 +320,12 @@ func idParts(t *testing.T, id string) string {
 // The same records give the same event ids (but for the topic's epoch)
 // whether they travel inline (an 8 MiB max payload) or apart (64 KiB),
 // live and in a new client's state, in both id forms.
-func TestApartEventIDsSameAsInline(t *testing.T) {
+func TestApartEventIDsSameAsInline(t *testing.T) { withStandbys(t, testApartEventIDsSameAsInline) }
+
+func testApartEventIDsSameAsInline(t *testing.T, lag time.Duration) {
 	ids := map[int32][]string{}
 	for _, maxPayload := range []int32{8 << 20, 64 << 10} {
-		s := newStack(t, stackOptions{partitions: 1, maxPayload: maxPayload, routes: apartRoutes()})
+		s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: maxPayload, routes: apartRoutes()})
 		live, liveKeyed := s.connect("/tasks", nil), s.connect("/keyed", nil)
 		live.untilReady()
 		liveKeyed.untilReady()
@@ -378,9 +396,13 @@ func TestRecordWithManyHeadersDoesNotStopPartition(t *testing.T) {
 // the record from Kafka and makes the same record, so the live client
 // gets it whole, and the record after it.
 func TestApartRecordPartsFromRestartedNode(t *testing.T) {
+	withStandbys(t, testApartRecordPartsFromRestartedNode)
+}
+
+func testApartRecordPartsFromRestartedNode(t *testing.T, lag time.Duration) {
 	var armed atomic.Bool
 	held, release := make(chan struct{}), make(chan struct{})
-	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
+	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
 		edgeHook: func(e *edge.Edge) {
 			edge.HoldFeeds(e, func() {
 				if armed.CompareAndSwap(true, false) {
