@@ -227,11 +227,22 @@ func (f *feed) handle(m *nats.Msg) {
 		return
 	}
 	gap := ch.From > f.progress.Offsets[p]
+	superseded := false
 	if ch.Record.Apart {
-		whole, ok := f.readNullKeyApart(p, &ch.Record, gap)
-		if !ok {
-			// It did not fit in the message: the record comes from the
-			// state pages, which read it in parts, as for a gap up to it.
+		// Read now, before any fill up to it: then it goes on as an inline
+		// change would (a fill would move past the null-key records after
+		// it: pages hold none).
+		whole, err := f.readApart(p, &ch.Record)
+		switch {
+		case err == nil:
+			ch.Record = whole
+		case errors.Is(err, errValueGone) && !ch.Record.KeyNull:
+			// Superseded since, where a holder past it says so: its
+			// key's newer record follows.
+			superseded = true
+		default:
+			// The record comes from the state pages, which read it in
+			// parts, as for a gap up to it.
 			if f.fillAllowed(p) {
 				f.fill(p, ch.Record.Offset+1)
 			} else {
@@ -239,7 +250,6 @@ func (f *feed) handle(m *nats.Msg) {
 			}
 			return
 		}
-		ch.Record = whole
 	}
 	if !f.fillAllowed(p) && (gap || f.parts[p].needFill) {
 		if gap {
@@ -260,32 +270,34 @@ func (f *feed) handle(m *nats.Msg) {
 	}
 	f.mu.Lock()
 	f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
-	f.deliver(p, &ch.Record)
+	if superseded {
+		f.e.metrics.valuesGone.Inc()
+		f.advance(p, ch.Record.Offset+1)
+	} else {
+		f.deliver(p, &ch.Record)
+	}
 	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
 }
 
-// readNullKeyApart reads a null-key record sent apart that follows on from
-// the feed's position: no state page holds a null key, so a fill would skip
-// it; every holder that has applied it answers for it (requestApart asks
-// again while the one asked is behind). It reports false for any other
-// record apart, and when the parts cannot be read within RequestTimeout
-// (the fill then moves past it, as past any null-key record in a gap): the
-// live streams that could have got it are reset first, never left with a
-// silent gap.
-func (f *feed) readNullKeyApart(p int32, stub *proto.Record, gap bool) (proto.Record, bool) {
-	if !stub.KeyNull || gap || f.parts[p].needFill {
-		return proto.Record{}, false
-	}
+// readApart reads the record a live change carries apart. Every holder
+// that has applied it answers for it (requestApart asks again while the one
+// asked is behind), a null-key one too (no state page holds it, so a fill
+// would skip it). When a null-key record cannot be read within
+// RequestTimeout (the fill then moves past it, as past any null-key record
+// in a gap), the live streams that could have got it are reset first,
+// never left with a silent gap.
+func (f *feed) readApart(p int32, stub *proto.Record) (proto.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
 	defer cancel()
 	whole, err := f.e.requestApart(ctx, f.topic, f.progress.Epoch, p, stub)
-	if err != nil {
+	if err != nil && stub.KeyNull {
 		n := f.resetLive(resetLost)
 		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", err)
-		return proto.Record{}, false
+	} else if err != nil && !errors.Is(err, errValueGone) {
+		f.e.log.Warn("record apart not read: filled from the state pages", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
 	}
-	return whole, true
+	return whole, err
 }
 
 // resetLive ends the live streams of the views a null-key record may match

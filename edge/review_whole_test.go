@@ -79,10 +79,22 @@ func testApartTombstoneReachesHeaderFilteredClients(t *testing.T, lag time.Durat
 					}
 				}})
 			s.produce("tasks", rec(0, "first", "v0"))
-			start := messages(s.connect("/tasks", nil).untilReady())[0].ID
+			start := idOf(s.connect("/tasks", nil), "v0")
 			tenantA, tenantB, byKey := s.connect("/tenant/a", nil), s.connect("/tenant/b", nil), s.connect("/tasks/fat", nil)
 			for _, c := range []*sseClient{tenantA, tenantB, byKey} {
 				c.untilReady()
+			}
+			// A lone stream is one that began its state part a second
+			// (the edge's storm window) after any other: waited for.
+			lastOpen := time.Now()
+			open := func(path string) *sseClient {
+				if !mode.storm {
+					eventually(t, 5*time.Second, "a second without another stream", func() bool {
+						return time.Since(lastOpen) > 1100*time.Millisecond
+					})
+				}
+				defer func() { lastOpen = time.Now() }()
+				return s.connect(path, http.Header{"Last-Event-ID": {start}})
 			}
 			apart := s.counter(s.cacheReg, "ssekafka_cache_records_apart_total")
 			s.produce("tasks", fatRecord("fat", "fat value", "a"))
@@ -109,13 +121,13 @@ func testApartTombstoneReachesHeaderFilteredClients(t *testing.T, lag time.Durat
 			// serves a resume only while the feed is known current (heads
 			// heard, no fill under way): asked until it does.
 			resume := func() {
-				resumed := s.connect("/tenant/a", http.Header{"Last-Event-ID": {start}})
+				resumed := open("/tenant/a")
 				defer resumed.close()
 				if ev := nextEvent(resumed); !isDeleteOf(ev, "fat") {
 					t.Fatalf("resume of tenant a: %+v, want the delete of fat", ev)
 				}
 				resumed.untilReady() // its resume is counted once its state part ends
-				resumedB := s.connect("/tenant/b", http.Header{"Last-Event-ID": {start}})
+				resumedB := open("/tenant/b")
 				defer resumedB.close()
 				if ev := nextEvent(resumedB); ev.Data != "b's marker" {
 					t.Fatalf("resume of tenant b: %+v, want only its marker", ev)
@@ -220,6 +232,7 @@ func (s *stack) readApart(offset int64, partBytes int) []byte {
 	s.t.Helper()
 	subject := proto.Subjects{Prefix: "ssekafka"}.State("tasks", 0)
 	var enc []byte
+	deadline := time.Now().Add(10 * time.Second)
 	for total := -1; total < 0 || len(enc) < total; {
 		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, From: len(enc), MaxBytes: partBytes})
 		msg, err := s.nc.Request(subject, req, 5*time.Second)
@@ -227,6 +240,9 @@ func (s *stack) readApart(offset int64, partBytes int) []byte {
 			s.t.Fatal(err)
 		}
 		part, err := proto.DecodeValuePart(msg.Data)
+		if err == nil && part.Status == proto.StatusNotYet && time.Now().Before(deadline) {
+			continue // a standby behind: ask again, maybe another holder
+		}
 		if err != nil || part.Status != proto.StatusOK || len(part.Data) == 0 {
 			s.t.Fatalf("part at %d of %d@%d: %+v, %v", len(enc), total, offset, part.Status, err)
 		}
@@ -273,10 +289,10 @@ func testApartEncodingSameAfterCacheRestart(t *testing.T, lag time.Duration) {
 			t.Errorf("tombstone: %v, superseded known %v, %d headers", r.Tombstone, r.SupersededKnown, len(r.SupersededHeaders))
 		}
 	}
-	// And clients of the node started anew get the record and the delete.
-	evs := messages(s.connect("/tenant/a", nil).untilReady())
-	if len(evs) != 1 || len(evs[0].Data) != 200<<10 {
-		t.Fatalf("new client of tenant a: %d records", len(evs))
+	// And clients of the node started anew get the record and the delete
+	// (in the state, or live after it if a standby behind answered).
+	if ev := nextMessage(s.connect("/tenant/a", nil)); len(ev.Data) != 200<<10 {
+		t.Fatalf("new client of tenant a: a record of %d bytes first", len(ev.Data))
 	}
 }
 
@@ -428,7 +444,7 @@ func testApartRecordPartsFromRestartedNode(t *testing.T, lag time.Duration) {
 	if ev := nextEvent(live); ev.Data != value {
 		t.Fatalf("live: %d bytes (%.20q), want the record apart whole", len(ev.Data), ev.Data)
 	}
-	if n := s.counter(s.cacheReg, "ssekafka_cache_value_parts_total"); n < 5 {
+	if n := s.counter(s.cacheReg, "ssekafka_cache_value_parts_total"); lag == 0 && n < 5 { // a standby answers too
 		t.Fatalf("the node started anew answered %v parts: the test does not reach the path", n)
 	}
 	s.produce("tasks", rec(0, "after", "b"))

@@ -51,6 +51,9 @@ type stack struct {
 	standbyLag time.Duration
 	topics     []string // created at start
 	partitions int32    // of each of topics
+	// produceHook, when set, sees each record before produce writes it
+	// (a test adds headers, so that some travel apart).
+	produceHook func(*kgo.Record)
 }
 
 type stackOptions struct {
@@ -238,8 +241,7 @@ func (s *stack) startLaggingStandby(tweak func(*cache.Config)) {
 	lag := s.standbyLag
 	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour,
 		Ownership: fixedRole(membership.RoleStandby), Bootstrap: s.topics,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"node": "standby"}, s.cacheReg),
-		Logger:     testLogger(s.t).With("node", "standby")}
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"node": "standby"}, s.cacheReg)}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -435,6 +437,9 @@ func (s *stack) produceToKafka(topic string, recs ...*kgo.Record) []*kgo.Record 
 	s.t.Helper()
 	for _, r := range recs {
 		r.Topic = topic
+		if s.produceHook != nil {
+			s.produceHook(r)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
