@@ -5,7 +5,9 @@
 // record travels apart: the change or page carries a stub (offset, time,
 // flags, the value's length), and edges read the record's encoding in parts
 // (proto.ValueRequest) on the partition's state subject, so no new subject
-// or permission is needed.
+// or permission is needed. Any holder of the partition may be asked (a queue
+// group): each keeps the records apart it applied at hand, and one that has
+// not applied the record yet says so (StatusNotYet) rather than Gone.
 
 package cache
 
@@ -39,8 +41,8 @@ func (n *Node) messageRoom() int {
 	return max(int(mp)-messageSlack, 1<<10)
 }
 
-// recentValues holds the encodings of the last records sent apart, newest
-// last, within max bytes (Config.ApartBytes), for the parts edges ask next:
+// recentValues holds the encodings of the last records sent apart (by this
+// node as primary, or that it would send as one), newest last, within max bytes (Config.ApartBytes), for the parts edges ask next:
 // ristretto may refuse a large value (its admission policy), and reading it
 // back from Kafka for every part of every edge costs a fetch each. An
 // encoding is never changed once stored.

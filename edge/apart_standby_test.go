@@ -14,6 +14,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 // standbyVariants are the cache tiers every test of records apart runs
@@ -82,6 +83,7 @@ func TestApartRecordsReachClientsBesideLaggingStandby(t *testing.T) {
 	for _, v := range standbyVariants[1:] {
 		t.Run(v.name, func(t *testing.T) {
 			s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, standbyLag: v.lag})
+			s.standbyBehind = true // clients start while the standby lags
 			s.produce("tasks", rec(0, "first", "v0"))
 			// A holder behind may answer the state: "first" comes in it, or live after.
 			start := idOf(s.connect("/tasks", nil), "v0")
@@ -208,5 +210,40 @@ func TestUnreadableNullKeyRecordResetsLiveClients(t *testing.T) {
 	}
 	if n := labeled(t, s.edgeReg, "ssekafka_edge_resets_total", "reason", "lost"); n != 1 {
 		t.Fatalf("resets_total{reason=lost} %v, want 1", n)
+	}
+}
+
+// What a holder answers for a part of a record it cannot give: an offset
+// it has not applied is NotYet with its position (before, Gone: "no longer
+// the key's latest record"), a record superseded where it stands is Gone
+// with its position past the offset, and a null-key record not at hand is
+// read back from Kafka.
+func TestValuePartSaysWhereTheHolderStands(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10,
+		cacheCfg: func(c *cache.Config) { c.ApartBytes = 1 }}) // nothing kept at hand
+	recs := s.produce("tasks", rec(0, "k", bigValue("v1", 100<<10)), rec(0, "k", "v2"),
+		&kgo.Record{Partition: 0, Value: []byte(bigValue("null", 100<<10))})
+	ask := func(offset int64) proto.ValuePart {
+		t.Helper()
+		req := proto.AppendValueRequest(nil, &proto.ValueRequest{Offset: offset, MaxBytes: 16 << 10})
+		msg, err := s.nc.Request(proto.Subjects{Prefix: "ssekafka"}.State("tasks", 0), req, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, err := proto.DecodeValuePart(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return part
+	}
+	next := recs[2].Offset + 1
+	if p := ask(next); p.Status != proto.StatusNotYet || p.Next != next {
+		t.Fatalf("an offset not applied: %s (%s), next %d; want not yet at %d", p.Status, p.Error, p.Next, next)
+	}
+	if p := ask(recs[0].Offset); p.Status != proto.StatusGone || p.Next != next {
+		t.Fatalf("a superseded record: %s (%s), next %d; want gone at %d", p.Status, p.Error, p.Next, next)
+	}
+	if p := ask(recs[2].Offset); p.Status != proto.StatusOK || p.Total == 0 {
+		t.Fatalf("a null-key record not at hand: %s (%s)", p.Status, p.Error)
 	}
 }

@@ -19,6 +19,7 @@ import (
 func TestPropertyRandomClientsWithRecordsApart(t *testing.T) {
 	start := time.Now()
 	s := newStack(t, stackOptions{maxPayload: 64 << 10, standbyLag: 5 * time.Millisecond})
+	s.standbyBehind = true
 	s.produceHook = func(r *kgo.Record) {
 		if r.Key == nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,11 @@ type stack struct {
 	// produceHook, when set, sees each record before produce writes it
 	// (a test adds headers, so that some travel apart).
 	produceHook func(*kgo.Record)
+	// standby is the lagging standby (standbyLag). produce waits until it
+	// too has applied what it wrote, unless standbyBehind is set: then
+	// clients may meet the standby behind in their state too.
+	standby       *cache.Node
+	standbyBehind bool
 }
 
 type stackOptions struct {
@@ -253,6 +259,7 @@ func (s *stack) startLaggingStandby(tweak func(*cache.Config)) {
 		return newLaggingConn(c, lag), nil
 	}))
 	node, _ := s.runCache(cfg)
+	s.standby = node
 	// Ready holds before a bootstrap topic's partitions are acquired: wait
 	// until the standby holds them all (then caught up, as they are empty).
 	want := float64(int(s.partitions) * len(s.topics))
@@ -295,13 +302,20 @@ func (fixedRole) SetCaughtUp(bool)                     {}
 
 // laggingConn hands out what its connection reads lag after it arrived:
 // the Kafka client above it sees every response late, at full throughput.
-// Read deadlines are not passed on (its reader goroutine reads ahead).
+// A reader goroutine reads ahead; Read honours read deadlines and Close.
 type laggingConn struct {
 	net.Conn
 	lag    time.Duration
 	chunks chan lagChunk
-	rest   []byte
-	err    error
+	closed chan struct{}
+	once   sync.Once
+
+	// Read's own (one reader at a time).
+	next *lagChunk // taken from chunks, not yet due or not yet read
+	err  error
+
+	mu       sync.Mutex
+	deadline time.Time
 }
 
 type lagChunk struct {
@@ -311,13 +325,16 @@ type lagChunk struct {
 }
 
 func newLaggingConn(c net.Conn, lag time.Duration) *laggingConn {
-	lc := &laggingConn{Conn: c, lag: lag, chunks: make(chan lagChunk, 64)}
+	lc := &laggingConn{Conn: c, lag: lag, chunks: make(chan lagChunk, 64), closed: make(chan struct{})}
 	go func() {
-		defer close(lc.chunks)
 		for {
 			buf := make([]byte, 64<<10)
 			n, err := c.Read(buf)
-			lc.chunks <- lagChunk{buf[:n], time.Now(), err}
+			select {
+			case lc.chunks <- lagChunk{buf[:n], time.Now(), err}:
+			case <-lc.closed:
+				return
+			}
 			if err != nil {
 				return
 			}
@@ -327,27 +344,62 @@ func newLaggingConn(c net.Conn, lag time.Duration) *laggingConn {
 }
 
 func (c *laggingConn) Read(b []byte) (int, error) {
-	for len(c.rest) == 0 {
-		if c.err != nil {
-			return 0, c.err
+	for c.next == nil || len(c.next.b) == 0 {
+		if c.next != nil && c.next.err != nil {
+			return 0, c.next.err
 		}
-		ch, ok := <-c.chunks
-		if !ok {
-			return 0, io.EOF
+		c.next = nil
+		c.mu.Lock()
+		deadline := c.deadline
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
 		}
-		if d := time.Until(ch.at.Add(c.lag)); d > 0 {
-			t := time.NewTimer(d) // the network's delay, not a wait for a state
-			<-t.C
+		select {
+		case ch := <-c.chunks:
+			c.next = &ch
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-c.closed:
+			return 0, net.ErrClosed
 		}
-		c.rest, c.err = ch.b, ch.err
+		// The network's delay, not a wait for a state.
+		due := time.NewTimer(time.Until(c.next.at.Add(c.lag)))
+		select {
+		case <-due.C:
+		case <-c.closed:
+			due.Stop()
+			return 0, net.ErrClosed
+		}
 	}
-	n := copy(b, c.rest)
-	c.rest = c.rest[n:]
+	n := copy(b, c.next.b)
+	c.next.b = c.next.b[n:]
+	if len(c.next.b) == 0 && c.next.err == nil {
+		c.next = nil
+	}
 	return n, nil
 }
 
-func (c *laggingConn) SetDeadline(t time.Time) error   { return c.Conn.SetWriteDeadline(t) }
-func (c *laggingConn) SetReadDeadline(time.Time) error { return nil }
+func (c *laggingConn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline bounds Read, not the reader goroutine's reads.
+func (c *laggingConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *laggingConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
 
 // runCache runs a cache node until stop is called or the test ends.
 func (s *stack) runCache(cfg cache.Config) (node *cache.Node, stop func()) {
@@ -450,7 +502,8 @@ func (s *stack) produceToKafka(topic string, recs ...*kgo.Record) []*kgo.Record 
 }
 
 // waitApplied polls the cache until it has applied the partition up to offset,
-// so that a test knows whether a record reaches a client as state or live.
+// so that a test knows whether a record reaches a client as state or live
+// (with a standby, both nodes; the primary only with standbyBehind).
 func (s *stack) waitApplied(topic string, partition int32, offset int64) {
 	s.t.Helper()
 	if s.nc == nil {
@@ -466,6 +519,19 @@ func (s *stack) waitApplied(topic string, partition int32, offset int64) {
 		}
 		page, err := proto.DecodeStatePage(msg.Data)
 		return err == nil && page.Next > offset
+	})
+	if s.standby == nil || s.standbyBehind {
+		return
+	}
+	eventually(s.t, 10*time.Second, "standby to apply "+topic, func() bool {
+		for _, ts := range s.standby.Status().Topics {
+			for _, ps := range ts.Held {
+				if ts.Name == topic && ps.Partition == partition && ps.Next > offset {
+					return true
+				}
+			}
+		}
+		return false
 	})
 }
 
