@@ -291,6 +291,11 @@ func (f *feed) readApart(p int32, stub *proto.Record) (proto.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
 	defer cancel()
 	whole, err := f.e.requestApart(ctx, f.topic, f.progress.Epoch, p, stub)
+	select {
+	case <-f.done:
+		return whole, err // the feed is stopping: its streams end anyway
+	default:
+	}
 	if err != nil && stub.KeyNull {
 		n := f.resetLive(resetLost)
 		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", err)

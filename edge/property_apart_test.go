@@ -13,13 +13,14 @@ import (
 // its key, later than the key's previous one in the connection; every
 // client ends exact) holds with records apart beside a standby: every
 // partition has two holders, the standby's Kafka reads lagging 5 ms, a
-// third of the keyed records carry 100 KiB of headers (apart at a 64 KiB
-// max payload), and null-key records of 100 KiB go between them. A client
+// third of the keyed records carry 70 KiB of headers (apart at a 64 KiB
+// max payload), and null-key records of 70 KiB go between them. A client
 // that stays live throughout gets every null-key record.
 func TestPropertyRandomClientsWithRecordsApart(t *testing.T) {
 	start := time.Now()
 	s := newStack(t, stackOptions{maxPayload: 64 << 10, standbyLag: 5 * time.Millisecond})
 	s.standbyBehind = true
+	trace := []byte(bigValue("h", 70<<10)) // over the 60 KiB a record may take in a message
 	s.produceHook = func(r *kgo.Record) {
 		if r.Key == nil {
 			return
@@ -28,17 +29,18 @@ func TestPropertyRandomClientsWithRecordsApart(t *testing.T) {
 		_, _ = h.Write(r.Key)
 		_, _ = h.Write(r.Value)
 		if h.Sum32()%3 == 0 {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: "trace", Value: []byte(bigValue("h", 100<<10))})
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: "trace", Value: trace})
 		}
 	}
 	observer := s.connect("/tasks", nil)
 	observer.untilReady()
-	nulls := map[string]string{}
+	nulls, nextNull := map[string]string{}, 0
 	propertyRandomClients(t, s, func(op int) {
-		if op%25 != 0 || len(nulls) >= 24 {
+		if op < nextNull || len(nulls) >= 24 {
 			return
 		}
-		value := bigValue(fmt.Sprintf("null-%d", op), 100<<10)
+		nextNull = op + 25
+		value := bigValue(fmt.Sprintf("null-%d", op), 70<<10)
 		nulls[value] = fmt.Sprintf("null-key record of op %d", op)
 		s.produceToKafka("tasks", &kgo.Record{Partition: int32(op/25) % 3, Value: []byte(value)})
 	})
