@@ -310,9 +310,7 @@ type laggingConn struct {
 	closed chan struct{}
 	once   sync.Once
 
-	// Read's own (one reader at a time).
-	next *lagChunk // taken from chunks, not yet due or not yet read
-	err  error
+	next *lagChunk // Read's (one reader at a time): taken from chunks, not yet due or not yet read
 
 	mu       sync.Mutex
 	deadline time.Time
