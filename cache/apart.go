@@ -5,7 +5,9 @@
 // record travels apart: the change or page carries a stub (offset, time,
 // flags, the value's length), and edges read the record's encoding in parts
 // (proto.ValueRequest) on the partition's state subject, so no new subject
-// or permission is needed.
+// or permission is needed. Any holder of the partition may be asked (a queue
+// group): each keeps the records apart it applied at hand, and one that has
+// not applied the record yet says so (StatusNotYet) rather than Gone.
 
 package cache
 
@@ -39,8 +41,8 @@ func (n *Node) messageRoom() int {
 	return max(int(mp)-messageSlack, 1<<10)
 }
 
-// recentValues holds the encodings of the last records sent apart, newest
-// last, within max bytes (Config.ApartBytes), for the parts edges ask next:
+// recentValues holds the encodings of the last records sent apart (by this
+// node as primary, or that it would send as one), newest last, within max bytes (Config.ApartBytes), for the parts edges ask next:
 // ristretto may refuse a large value (its admission policy), and reading it
 // back from Kafka for every part of every edge costs a fetch each. An
 // encoding is never changed once stored.
@@ -107,10 +109,15 @@ func (r *recentValues) put(key string, enc []byte) encodedRecord {
 	return er
 }
 
-// handleValue answers a value request: part of the value of the record at
-// the requested offset, while that record is its key's latest. A superseded
-// record's value is gone (StatusGone): the edge fills from its position
-// instead, and gets the key's newer record.
+// handleValue answers a value request: part of the record at the requested
+// offset, while that record is its key's latest or at hand. Holders share a
+// queue group, so the request may reach one that has not applied the
+// offset yet: it answers NotYet with its position (another holder has it,
+// or this one soon will), never Gone. Gone comes only from a holder past
+// the offset, for a record superseded there (the edge fills from its
+// position instead, and gets the key's newer record). A null-key record is
+// never in the index: one not at hand is read back from Kafka, so every
+// holder that has applied it answers for it.
 func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	reply := func(v *proto.ValuePart) {
 		if m.Reply != "" {
@@ -133,22 +140,30 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 		reply(&part)
 		return
 	}
-	e, held := ps.byOffset.Get(&entry{rec: proto.Record{Offset: q.Offset}})
-	ps.mu.RUnlock()
-	// A record just published apart is at hand, held in the index or not (a
-	// null key never is).
-	key := apartKey(t, ps.partition, q.Offset)
-	enc, atHand := n.apart.get(key)
-	if !held && !atHand {
-		part.Status, part.Error = proto.StatusGone, "no longer the key's latest record"
+	next := ps.next
+	if q.Offset >= next {
+		ps.mu.RUnlock()
+		n.metrics.valuesNotYet.Inc()
+		part.Status, part.Error, part.Next = proto.StatusNotYet, "record not applied yet", next
 		reply(&part)
 		return
 	}
+	e, held := ps.byOffset.Get(&entry{rec: proto.Record{Offset: q.Offset}})
+	ps.mu.RUnlock()
+	// A record just sent apart is at hand, held in the index or not (a
+	// null key never is).
+	key := apartKey(t, ps.partition, q.Offset)
+	enc, atHand := n.apart.get(key)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if !atHand {
 		var b []byte
-		if b, err = n.encodeApart(ctx, t, ps.partition, e); b != nil {
+		if held {
+			b, err = n.encodeApart(ctx, t, ps.partition, e)
+		} else {
+			b, err = n.readBackNullKey(ctx, t, ps.partition, q.Offset)
+		}
+		if b != nil {
 			enc = n.apart.put(key, b)
 		}
 	}
@@ -156,8 +171,10 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 	case err != nil:
 		n.log.Warn("value part", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "offset", q.Offset, "err", err)
 		part.Status, part.Error = proto.StatusError, err.Error()
+	case enc.bytes == nil && !held:
+		part.Status, part.Error, part.Next = proto.StatusGone, "not the key's latest record, nor a null-key record Kafka still has", next
 	case enc.bytes == nil:
-		part.Status, part.Error = proto.StatusGone, "no longer in Kafka"
+		part.Status, part.Error, part.Next = proto.StatusGone, "no longer in Kafka", next
 	case q.From > len(enc.bytes):
 		part.Status, part.Error = proto.StatusError, fmt.Sprintf("from %d past the record's %d bytes", q.From, len(enc.bytes))
 	default:
@@ -170,6 +187,24 @@ func (n *Node) handleValue(t *topicState, ps *partitionState, m *nats.Msg) {
 		n.metrics.valueParts.Inc()
 	}
 	reply(&part)
+}
+
+// readBackNullKey makes the encoding of the record at offset from Kafka
+// when it has a null key (no index holds one); nil for any other record
+// (superseded: its key's newer record is in the index) and when Kafka no
+// longer has it.
+func (n *Node) readBackNullKey(ctx context.Context, t *topicState, partition int32, offset int64) ([]byte, error) {
+	n.metrics.valueMisses.Inc()
+	recs, _, err := n.fetchFrom(ctx, t, partition, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read back %s/%d@%d: %w", t.name, partition, offset, err)
+	}
+	for _, kr := range recs {
+		if kr.Offset == offset && kr.Key == nil {
+			return proto.AppendRecord(nil, toRecord(kr)), nil
+		}
+	}
+	return nil, nil
 }
 
 // encodeApart makes the encoding of e's record, value included, that a

@@ -86,9 +86,7 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 			n.values.set(t.name, ps.partition, r.Offset, r.Value)
 		}
 		// apply has set a tombstone's superseded headers on r: the change carries them.
-		if primary {
-			changes = append(changes, proto.Change{Epoch: t.epoch, Partition: ps.partition, From: from, Record: *r})
-		}
+		changes = append(changes, proto.Change{Epoch: t.epoch, Partition: ps.partition, From: from, Record: *r})
 	}
 	if hwm > ps.hwm {
 		ps.hwm = hwm
@@ -107,11 +105,18 @@ func (n *Node) applyAndPublish(t *topicState, ps *partitionState, recs []*kgo.Re
 		buf = proto.AppendChange(buf[:0], &changes[i])
 		if r := &changes[i].Record; len(buf) > room {
 			// Too large for one message: the record goes apart, kept at
-			// hand for the edges that ask for it next.
+			// hand for the edges that ask for it next. Every holder keeps
+			// it (the parts may be asked of any; a null key is in no index).
 			n.apart.put(apartKey(t, ps.partition, r.Offset), proto.AppendRecord(nil, r))
+			if !primary {
+				continue
+			}
 			*r = apartStub(r, len(r.Value))
 			buf = proto.AppendChange(buf[:0], &changes[i])
 			n.metrics.recordsApart.Inc()
+		}
+		if !primary {
+			continue
 		}
 		if err := n.cfg.NATS.Publish(subject, buf); err != nil {
 			// Edges see the gap at the next change or head and fill it.

@@ -17,6 +17,7 @@ type metrics struct {
 	pagesCut                                 prometheus.Counter
 	valueRequests, valueParts, recordsApart  prometheus.Counter
 	keyRequests, keyRequestsBehind           prometheus.Counter
+	valuesNotYet                             prometheus.Counter
 	topicsRefused, topicsIdleDropped         prometheus.Counter
 	topicConfigUnreadable                    prometheus.Counter
 	recordsTooLarge, badReplies              prometheus.Counter
@@ -51,6 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		keyRequests:       c("key_requests_total", "Requests for one key's latest record (JSON reads of keyed routes)."),
 		keyRequestsBehind: c("key_requests_behind_total", "Key requests answered with this node's position only: it had not applied what the asking edge had delivered (the edge asks again)."),
 		valueParts:        c("value_parts_total", "Parts of values sent apart answered."),
+		valuesNotYet:      c("value_parts_not_yet_total", "Parts of records apart asked of this node before it applied them (answered NotYet; the edge asks again)."),
 		recordsApart:      c("records_apart_total", "Records sent (in a change or a state page) with their value apart: the value did not fit in one NATS message."),
 		recordsTooLarge: c("records_too_large_total",
 			"Records over what the cache holds (a key, value or header over 64 MiB, or 128 MiB in all), taken as a delete of their key."),

@@ -41,8 +41,11 @@ func (e *Edge) requestMeta(ctx context.Context, topic string) (proto.Meta, error
 
 // retryPause waits before a request to the cache tier is made again ("no
 // responders" answers at once), and reports false if ctx ended first.
-func retryPause(ctx context.Context) bool {
-	t := time.NewTimer(50 * time.Millisecond)
+func retryPause(ctx context.Context) bool { return pauseFor(ctx, 50*time.Millisecond) }
+
+// pauseFor waits d, and reports false if ctx ended first.
+func pauseFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -135,7 +138,20 @@ func (e *Edge) assembleValues(ctx context.Context, topic string, epoch uint32, p
 	return page, nil
 }
 
-var errValueGone = errors.New("value gone")
+var (
+	errValueGone = errors.New("value gone")
+	errNotYet    = errors.New("not applied yet")
+)
+
+// The backoff of a part asked again: from apartFirstPause, doubling, up to
+// apartMaxPause. A standby a few milliseconds behind has the record by the
+// second ask; the queue group may pick another holder at any ask.
+const (
+	apartFirstPause = 5 * time.Millisecond
+	apartMaxPause   = 200 * time.Millisecond
+	// maxUnplacedGone bounds the asks answered Gone without a position.
+	maxUnplacedGone = 8
+)
 
 // partSlack is what a value part's reply needs besides its bytes.
 const partSlack = 1 << 10
@@ -143,8 +159,13 @@ const partSlack = 1 << 10
 // requestApart reads the record that stub stands for (one sent apart) in
 // parts that fit this edge's NATS messages, and checks it is the record
 // stub names. The encoding grows with what the parts carry, never by what a
-// reply claims. A part not answered within PageTimeout (or answered
-// NotOwner) is asked again, up to RequestTimeout for the record: a holder
+// reply claims. The parts may come from any holder of the partition (a
+// queue group): a part not answered within PageTimeout, answered NotOwner,
+// or answered NotYet (a holder behind the record: another has it, or this
+// one soon will) is asked again, with backoff, up to RequestTimeout for the
+// record; so is Gone from a holder that does not say it is past the record
+// (a node older than NotYet answered Gone for what it had not applied).
+// Only Gone from a holder past the offset is final (errValueGone). A holder
 // that reads the value back from Kafka keeps the record at hand for the
 // next ask.
 func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p int32, stub *proto.Record) (proto.Record, error) {
@@ -154,6 +175,7 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 	}
 	room := max(int(e.cfg.NATS.MaxPayload())-partSlack, partSlack)
 	deadline := time.Now().Add(e.cfg.RequestTimeout)
+	pause, unplaced := apartFirstPause, 0
 	var enc []byte
 	total, sum := -1, uint32(0)
 	for total < 0 || len(enc) < total {
@@ -168,20 +190,32 @@ func (e *Edge) requestApart(ctx context.Context, topic string, epoch uint32, p i
 			if err != nil {
 				return fail("%w", err)
 			}
-			if part.Status == proto.StatusNotOwner {
+			switch {
+			case part.Status == proto.StatusNotOwner:
 				err = errors.New(part.Error)
+			case part.Status == proto.StatusNotYet || part.Status == proto.StatusGone && part.Next <= offset:
+				e.metrics.valuesNotYet.Inc()
+				err = fmt.Errorf("%w: a holder at %d: %s", errNotYet, part.Next, part.Error)
+				if part.Status == proto.StatusGone {
+					unplaced++
+				}
 			}
 		}
 		if err != nil {
 			err = fmt.Errorf("record %s/%d@%d: %w: %w", topic, p, offset, errUnavailable, err)
-			if time.Now().After(deadline) {
+			// Gone from nodes that do not say where they stand, again and
+			// again: superseded, most likely. Not skipped on their word:
+			// the page that named it is asked again.
+			if time.Now().After(deadline) || unplaced >= maxUnplacedGone {
 				return proto.Record{}, err
 			}
-			if !retryPause(ctx) {
+			if !pauseFor(ctx, pause) {
 				return proto.Record{}, err
 			}
+			pause = min(2*pause, apartMaxPause)
 			continue
 		}
+		pause = apartFirstPause
 		switch {
 		case part.Status == proto.StatusGone:
 			return fail("%w: %s", errValueGone, part.Error)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,11 +237,22 @@ func (f *feed) handle(m *nats.Msg) {
 		return
 	}
 	gap := ch.From > f.progress.Offsets[p]
+	superseded := false
 	if ch.Record.Apart {
-		whole, ok := f.readNullKeyApart(p, &ch.Record, gap)
-		if !ok {
-			// It did not fit in the message: the record comes from the
-			// state pages, which read it in parts, as for a gap up to it.
+		// Read now, before any fill up to it: then it goes on as an inline
+		// change would (a fill would move past the null-key records after
+		// it: pages hold none).
+		whole, err := f.readApart(p, &ch.Record)
+		switch {
+		case err == nil:
+			ch.Record = whole
+		case errors.Is(err, errValueGone) && !ch.Record.KeyNull:
+			// Superseded since, where a holder past it says so: its
+			// key's newer record follows.
+			superseded = true
+		default:
+			// The record comes from the state pages, which read it in
+			// parts, as for a gap up to it.
 			if f.fillAllowed(p) {
 				f.fill(p, ch.Record.Offset+1)
 			} else {
@@ -248,7 +260,6 @@ func (f *feed) handle(m *nats.Msg) {
 			}
 			return
 		}
-		ch.Record = whole
 	}
 	if !f.fillAllowed(p) && (gap || f.parts[p].needFill) {
 		if gap {
@@ -269,28 +280,69 @@ func (f *feed) handle(m *nats.Msg) {
 	}
 	f.mu.Lock()
 	f.progress.TimeMs = f.e.cfg.Now().UnixMilli()
-	f.deliver(p, &ch.Record)
+	if superseded {
+		f.e.metrics.valuesGone.Inc()
+		f.advance(p, ch.Record.Offset+1)
+	} else {
+		f.deliver(p, &ch.Record)
+	}
 	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
 }
 
-// readNullKeyApart reads a null-key record sent apart that follows on from
-// the feed's position: no state page holds a null key, so a fill would skip
-// it; its primary keeps it at hand for the parts. It reports false for any
-// other record apart, and when the parts cannot be read (the fill then
-// moves past it, as past any null-key record in a gap).
-func (f *feed) readNullKeyApart(p int32, stub *proto.Record, gap bool) (proto.Record, bool) {
-	if !stub.KeyNull || gap || f.parts[p].needFill {
-		return proto.Record{}, false
-	}
+// readApart reads the record a live change carries apart. Every holder
+// that has applied it answers for it (requestApart asks again while the one
+// asked is behind), a null-key one too (no state page holds it, so a fill
+// would skip it). When a null-key record cannot be read within
+// RequestTimeout (the fill then moves past it, as past any null-key record
+// in a gap), the live streams that could have got it are reset first,
+// never left with a silent gap.
+func (f *feed) readApart(p int32, stub *proto.Record) (proto.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.RequestTimeout)
 	defer cancel()
 	whole, err := f.e.requestApart(ctx, f.topic, f.progress.Epoch, p, stub)
-	if err != nil {
-		f.e.log.Warn("null-key record apart", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
-		return proto.Record{}, false
+	select {
+	case <-f.done:
+		return whole, err // the feed is stopping: its streams end anyway
+	default:
 	}
-	return whole, true
+	if err != nil && stub.KeyNull {
+		n := f.resetLive(resetLost)
+		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", err)
+	} else if err != nil && !errors.Is(err, errValueGone) {
+		f.e.log.Warn("record apart not read: filled from the state pages", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
+	}
+	return whole, err
+}
+
+// resetLive ends the live streams of the views a null-key record may match
+// (those without a key filter) with event:reset and an id at the start, so
+// that their clients come back for the full state (DESIGN rule 3), and
+// returns how many. Streams in their state part are left: like a resume,
+// they hold no null-key record from before their ready.
+func (f *feed) resetLive(reason string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	zero := proto.Progress{Epoch: f.progress.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, len(f.progress.Offsets))}
+	n := 0
+	for _, v := range f.views {
+		if !slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil }) && len(v.filters) > 0 {
+			continue
+		}
+		final := append([]byte("id:"), proto.AppendEventID(nil, v.format, nil, true, &zero, "")...)
+		final = appendReset(append(final, '\n'), reason)
+		for c := range v.clients {
+			c.mu.Lock()
+			live := c.live
+			c.mu.Unlock()
+			if live {
+				c.closeWith(reason, final)
+				n++
+			}
+		}
+	}
+	f.e.metrics.resets.WithLabelValues(reason).Add(float64(n))
+	return n
 }
 
 // fillAllowed reports whether a live message may start a fill of p: not

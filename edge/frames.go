@@ -75,6 +75,7 @@ const (
 	resetHorizon    = "horizon"
 	resetPartitions = "partitions"
 	resetOffsets    = "offsets" // an offset past the partition's end: another incarnation
+	resetLost       = "lost"    // a live record could not be read from the cache tier (a null key apart)
 )
 
 func appendReset(b []byte, reason string) []byte {

@@ -21,7 +21,7 @@ type metrics struct {
 	drainClosed, probeFailures                  prometheus.Counter
 	hangupsSetup, hangupsLive                   prometheus.Counter
 	tlsHandshakeErrors                          prometheus.Counter
-	valueRequests, valuesGone                   prometheus.Counter
+	valueRequests, valuesGone, valuesNotYet     prometheus.Counter
 	keyReads                                    *prometheus.CounterVec
 	keyReadsShared                              prometheus.Counter
 	keyValuesShared, keyReadsCutOff             prometheus.Counter
@@ -71,6 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		acceptErrors:       c("accept_errors_total", "Failed accepts (out of file descriptors, ...), retried after a pause."),
 		valueRequests:      c("value_requests_total", "Requests for part of a value too large for one NATS message (sent apart by the cache tier)."),
 		valuesGone:         c("values_gone_total", "Values sent apart that the cache tier no longer held when asked (superseded): the key's newer record follows."),
+		valuesNotYet:       c("value_parts_not_yet_total", "Parts of records apart answered by a holder that had not applied the record yet: asked again, with backoff."),
 		keyReads: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_reads_total",
 			Help: "JSON reads of keyed routes, by result (ok, not_modified, not_found, unavailable, not_keyed, rate_limited, busy)."}, []string{"result"}),
 		keyReadsShared:   c("key_reads_shared_total", "JSON reads answered by a lookup of the same key already in flight for another read."),

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -48,6 +50,17 @@ type stack struct {
 	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
 	maxPayload int32
 	badChanges bool // the test sends forged live messages (expectBadChanges)
+	standbyLag time.Duration
+	topics     []string // created at start
+	partitions int32    // of each of topics
+	// produceHook, when set, sees each record before produce writes it
+	// (a test adds headers, so that some travel apart).
+	produceHook func(*kgo.Record)
+	// standby is the lagging standby (standbyLag). produce waits until it
+	// too has applied what it wrote, unless standbyBehind is set: then
+	// clients may meet the standby behind in their state too.
+	standby       *cache.Node
+	standbyBehind bool
 }
 
 // expectBadChanges marks a test that forges live messages: without it, a
@@ -67,6 +80,12 @@ type stackOptions struct {
 	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
 	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
+	// standbyLag, when set, starts a standby cache node beside the primary
+	// (the stack's own node, primary of every partition), whose Kafka
+	// reads arrive standbyLag late: a holder that has not applied what the
+	// primary published answers in the same queue group. Both nodes'
+	// metrics are in cacheReg (labelled node=primary and node=standby).
+	standbyLag time.Duration
 }
 
 var fixedNow = time.UnixMilli(1_800_000_000_000)
@@ -93,7 +112,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	s := &stack{t: t, brokers: []string{addr}, client: o.client}
+	s := &stack{t: t, brokers: []string{addr}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
@@ -119,6 +138,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 
 	if !o.noCache {
 		s.startCache(o.cacheCfg)
+		if o.standbyLag > 0 {
+			s.startLaggingStandby(o.cacheCfg)
+		}
 	}
 
 	enc := s.connectNATS()
@@ -215,6 +237,11 @@ func (s *stack) connectNATS() *nats.Conn {
 func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	s.cacheReg = prometheus.NewRegistry()
 	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour, Registerer: s.cacheReg}
+	if s.standbyLag > 0 {
+		cfg.Ownership = fixedRole(membership.RolePrimary)
+		cfg.Bootstrap = s.topics // both nodes hold them from the start
+		cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"node": "primary"}, s.cacheReg)
+	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -222,6 +249,165 @@ func (s *stack) startCache(tweak func(*cache.Config)) func() {
 	eventually(s.t, 10*time.Second, "cache node ready", node.Ready)
 	s.stopCache = stop
 	return stop
+}
+
+// startLaggingStandby starts the standby of every partition beside the
+// stack's cache node: its Kafka reads arrive s.standbyLag late.
+func (s *stack) startLaggingStandby(tweak func(*cache.Config)) {
+	s.t.Helper()
+	lag := s.standbyLag
+	cfg := cache.Config{Brokers: s.brokers, NATS: s.connectNATS(), TombstoneHorizon: time.Hour,
+		Ownership: fixedRole(membership.RoleStandby), Bootstrap: s.topics,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"node": "standby"}, s.cacheReg)}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	cfg.KafkaOptions = append(cfg.KafkaOptions, kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		return newLaggingConn(c, lag), nil
+	}))
+	node, _ := s.runCache(cfg)
+	s.standby = node
+	// Ready holds before a bootstrap topic's partitions are acquired: wait
+	// until the standby holds them all (then caught up, as they are empty).
+	want := float64(int(s.partitions) * len(s.topics))
+	eventually(s.t, 20*time.Second, "standby cache node ready", func() bool {
+		return node.Ready() && s.heldBy("standby") == want
+	})
+}
+
+// heldBy is how many partitions the cache node labelled node holds.
+func (s *stack) heldBy(node string) float64 {
+	mfs, err := s.cacheReg.Gather()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "ssekafka_cache_partitions_held" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "node" && l.GetValue() == node {
+					n += m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// fixedRole is an Ownership with one role in every partition: a primary
+// and a standby beside it, without gossip.
+type fixedRole membership.Role
+
+var _ membership.Ownership = fixedRole(0)
+
+func (r fixedRole) Role(string, int32) membership.Role { return membership.Role(r) }
+func (fixedRole) Changed() <-chan struct{}             { return nil }
+func (fixedRole) SetCaughtUp(bool)                     {}
+
+// laggingConn hands out what its connection reads lag after it arrived:
+// the Kafka client above it sees every response late, at full throughput.
+// A reader goroutine reads ahead; Read honours read deadlines and Close.
+type laggingConn struct {
+	net.Conn
+	lag    time.Duration
+	chunks chan lagChunk
+	closed chan struct{}
+	once   sync.Once
+
+	next *lagChunk // Read's (one reader at a time): taken from chunks, not yet due or not yet read
+
+	mu       sync.Mutex
+	deadline time.Time
+}
+
+type lagChunk struct {
+	b   []byte
+	at  time.Time
+	err error
+}
+
+func newLaggingConn(c net.Conn, lag time.Duration) *laggingConn {
+	lc := &laggingConn{Conn: c, lag: lag, chunks: make(chan lagChunk, 64), closed: make(chan struct{})}
+	go func() {
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := c.Read(buf)
+			select {
+			case lc.chunks <- lagChunk{buf[:n], time.Now(), err}:
+			case <-lc.closed:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return lc
+}
+
+func (c *laggingConn) Read(b []byte) (int, error) {
+	for c.next == nil || len(c.next.b) == 0 {
+		if c.next != nil && c.next.err != nil {
+			return 0, c.next.err
+		}
+		c.next = nil
+		c.mu.Lock()
+		deadline := c.deadline
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case ch := <-c.chunks:
+			c.next = &ch
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
+		// The network's delay, not a wait for a state.
+		due := time.NewTimer(time.Until(c.next.at.Add(c.lag)))
+		select {
+		case <-due.C:
+		case <-c.closed:
+			due.Stop()
+			return 0, net.ErrClosed
+		}
+	}
+	n := copy(b, c.next.b)
+	c.next.b = c.next.b[n:]
+	if len(c.next.b) == 0 && c.next.err == nil {
+		c.next = nil
+	}
+	return n, nil
+}
+
+func (c *laggingConn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline bounds Read, not the reader goroutine's reads.
+func (c *laggingConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *laggingConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }
 
 // runCache runs a cache node until stop is called or the test ends.
@@ -312,6 +498,9 @@ func (s *stack) produceToKafka(topic string, recs ...*kgo.Record) []*kgo.Record 
 	s.t.Helper()
 	for _, r := range recs {
 		r.Topic = topic
+		if s.produceHook != nil {
+			s.produceHook(r)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -322,7 +511,8 @@ func (s *stack) produceToKafka(topic string, recs ...*kgo.Record) []*kgo.Record 
 }
 
 // waitApplied polls the cache until it has applied the partition up to offset,
-// so that a test knows whether a record reaches a client as state or live.
+// so that a test knows whether a record reaches a client as state or live
+// (with a standby, both nodes; the primary only with standbyBehind).
 func (s *stack) waitApplied(topic string, partition int32, offset int64) {
 	s.t.Helper()
 	if s.nc == nil {
@@ -338,6 +528,19 @@ func (s *stack) waitApplied(topic string, partition int32, offset int64) {
 		}
 		page, err := proto.DecodeStatePage(msg.Data)
 		return err == nil && page.Next > offset
+	})
+	if s.standby == nil || s.standbyBehind {
+		return
+	}
+	eventually(s.t, 10*time.Second, "standby to apply "+topic, func() bool {
+		for _, ts := range s.standby.Status().Topics {
+			for _, ps := range ts.Held {
+				if ts.Name == topic && ps.Partition == partition && ps.Next > offset {
+					return true
+				}
+			}
+		}
+		return false
 	})
 }
 

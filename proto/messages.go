@@ -307,8 +307,14 @@ const (
 	StatusNotOwner
 	// StatusError: anything else; the reply's Error says what.
 	StatusError
-	// StatusGone: the record asked for is no longer held (a ValuePart).
+	// StatusGone: the record asked for is no longer held (a ValuePart):
+	// final only when the part's Next is past its Offset (the holder has
+	// applied the record, and its key's newer record since).
 	StatusGone
+	// StatusNotYet: the holder asked has not applied the record yet (a
+	// ValuePart; its Next says where it stands): another holder has, or
+	// this one soon will. Never final.
+	StatusNotYet
 )
 
 func (s Status) String() string {
@@ -321,6 +327,8 @@ func (s Status) String() string {
 		return "not owner"
 	case StatusGone:
 		return "gone"
+	case StatusNotYet:
+		return "not yet"
 	}
 	return "error"
 }
@@ -427,8 +435,9 @@ func DecodeValueRequest(b []byte) (ValueRequest, error) {
 func IsValueRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeValueReq }
 
 // ValuePart answers a ValueRequest: Data is the record encoding's bytes
-// from From; Total is the whole encoding's length. StatusGone: the record is no longer
-// there (superseded and compacted away): its key's newer record follows.
+// from From; Total is the whole encoding's length. StatusGone: the record is
+// no longer there (superseded and compacted away): its key's newer record
+// follows. StatusNotYet: the holder has not applied the record.
 type ValuePart struct {
 	Status    Status
 	Error     string
@@ -442,7 +451,16 @@ type ValuePart struct {
 	Sum  uint32
 	From int
 	Data []byte
+	// Next is the answering holder's next offset not yet applied, on a
+	// Gone or NotYet part (it follows Data, only on those: an OK part is
+	// as before). A Gone part without it (0: a node older than
+	// StatusNotYet, which answered Gone for what it had not applied) is
+	// not final.
+	Next int64
 }
+
+// hasNext reports whether a part of status s carries Next.
+func hasNext(s Status) bool { return s == StatusGone || s == StatusNotYet }
 
 // PartSum is the checksum of a record's encoding that its parts carry.
 func PartSum(enc []byte) uint32 { return crc32.Checksum(enc, castagnoli) }
@@ -460,7 +478,11 @@ func AppendValuePart(b []byte, v *ValuePart) []byte {
 	b = binary.AppendUvarint(b, uint64(max(v.Total, 0)))
 	b = binary.BigEndian.AppendUint32(b, v.Sum)
 	b = binary.AppendUvarint(b, uint64(max(v.From, 0)))
-	return appendBytes(b, v.Data)
+	b = appendBytes(b, v.Data)
+	if hasNext(v.Status) {
+		b = binary.AppendUvarint(b, uint64(max(v.Next, 0)))
+	}
+	return b
 }
 
 // DecodeValuePart decodes a value part; the result does not alias b. A
@@ -480,6 +502,9 @@ func DecodeValuePart(b []byte) (ValuePart, error) {
 	v.Sum = r.fixed32("sum")
 	v.From = r.count("from", MaxRecordBytes)
 	v.Data = r.bytes("data")
+	if hasNext(v.Status) && len(r.b) > 0 {
+		v.Next = int64(r.uvarint("next") & (1<<63 - 1))
+	}
 	if r.err == nil && v.From+len(v.Data) > v.Total {
 		r.fail(ErrMalformed, "value part: past the value's end")
 	}

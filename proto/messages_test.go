@@ -64,6 +64,28 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(gotVP, vp) {
 		t.Fatalf("value part: %+v, %v", gotVP, err)
 	}
+	for _, vp := range []ValuePart{
+		{Status: StatusNotYet, Error: "not applied", Epoch: 9, Partition: 2, Offset: 77, Next: 70, Data: []byte{}},
+		{Status: StatusGone, Error: "superseded", Epoch: 9, Partition: 2, Offset: 77, Next: 1 << 40, Data: []byte{}},
+		{Status: StatusGone, Epoch: 9, Offset: 77, Data: []byte{}}, // no position: a node before StatusNotYet
+	} {
+		gotVP, err := DecodeValuePart(AppendValuePart(nil, &vp))
+		if err != nil || !reflect.DeepEqual(gotVP, vp) {
+			t.Fatalf("value part %s: %+v, %v", vp.Status, gotVP, err)
+		}
+	}
+	// A Gone part as a node before StatusNotYet wrote it (no position)
+	// decodes with Next 0; an OK part carries no position.
+	old := AppendValuePart(nil, &ValuePart{Status: StatusGone, Offset: 77, Next: 1})
+	if got, err := DecodeValuePart(old[:len(old)-1]); err != nil || got.Next != 0 || got.Status != StatusGone {
+		t.Fatalf("Gone without a position: %+v, %v", got, err)
+	}
+	if _, err := DecodeValuePart(append(AppendValuePart(nil, &vp), 5)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an OK part with a position: %v, want ErrMalformed", err)
+	}
+	if StatusNotYet.String() != "not yet" {
+		t.Fatalf("StatusNotYet: %q", StatusNotYet)
+	}
 	kq := KeyRequest{Key: []byte("k\x00ey")}
 	gotKQ, err := DecodeKeyRequest(AppendKeyRequest(nil, &kq))
 	if err != nil || !reflect.DeepEqual(gotKQ, kq) || !IsKeyRequest(AppendKeyRequest(nil, &kq)) || IsKeyRequest(AppendStateRequest(nil, &q)) {
@@ -208,6 +230,8 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendRecord(nil, &sampleRecord))
 	f.Add(AppendKeyReply(nil, &KeyReply{Found: true, Record: sampleRecord}))
 	f.Add(AppendValuePart(nil, &ValuePart{Offset: 5, Total: 9, From: 6, Data: []byte("abc")}))
+	f.Add(AppendValuePart(nil, &ValuePart{Status: StatusNotYet, Error: "not yet applied", Offset: 5, Next: 3}))
+	f.Add(AppendValuePart(nil, &ValuePart{Status: StatusGone, Error: "superseded", Offset: 5, Next: 9}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if q, err := DecodeValueRequest(b); err == nil {
 			if back, err := DecodeValueRequest(AppendValueRequest(nil, &q)); err != nil || back != q {
