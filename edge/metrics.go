@@ -16,6 +16,7 @@ type metrics struct {
 	memoryReleases, conflated                   prometheus.Counter
 	stateRequests, pagesShared, framesShared    prometheus.Counter
 	resumes                                     *prometheus.CounterVec
+	ringHeadRequests                            prometheus.Counter
 	refusals, connectionsRefused                *prometheus.CounterVec
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
@@ -73,7 +74,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pagesShared:    c("state_pages_shared_total", "State pages a stream got from a request shared with others (in flight, or answered lately) instead of its own."),
 		framesShared:   c("state_frames_shared_total", "State pages whose frames a stream wrote as already encoded for another stream of its view."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
-			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
+			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state page), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
+		ringHeadRequests: c("ring_head_requests_total", "Head requests (counted in state_requests_total too) for streams of a storm that no change or head of the partition reached since they began (at most one per partition per 10 ms per feed): the ring serves only once the tier's word confirms the feed's position."),
 	}
 }
 
