@@ -20,10 +20,11 @@ import (
 // from the cache tier before anything newer (DESIGN rule 5).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
-// writer of progress, parts, the resume ring, the slab and the views'
+// writer of progress, parts, the resume ring (but what streams' pages and
+// head requests tell of the tier: known, heard), the slab and the views'
 // frames, and it calls the cache tier without holding mu. Everything a
-// stream's goroutine touches (join, goLive, waitCovers, ringFrom,
-// enterState, leave) is read or changed under mu, but the frames encoded
+// stream's goroutine touches (join, goLive, waitCovers, awaitWord,
+// ringFrom, enterState, leave) is read or changed under mu, but the frames encoded
 // from the ring, under encMu; meta and horizonWindow are fixed once init
 // returns. The ring's records are never changed once added: a stream may
 // read those ringFrom returned without mu.
