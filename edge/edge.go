@@ -63,6 +63,7 @@ type Edge struct {
 	holdSetup   func()                // tests: each setup worker calls it before it serves a request
 	holdState   func(context.Context) // tests: each stream calls it as its state part begins
 	shareAlways bool                  // tests: a lone stream shares work as in a storm
+	shareNever  bool                  // tests: every stream is served as a lone one
 	holdKeyRead func()                // tests: each shared key lookup calls it before it asks the cache tier
 	keyReads    keyReads
 	afterPage   func(partition int32) // tests: a stream calls it after writing a state page

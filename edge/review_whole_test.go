@@ -72,6 +72,8 @@ func TestApartTombstoneReachesHeaderFilteredClients(t *testing.T) {
 				edgeHook: func(e *edge.Edge) {
 					if mode.storm {
 						edge.ShareAlways(e)
+					} else {
+						edge.ShareNever(e) // streams closer than a second apart are a storm
 					}
 				}})
 			s.produce("tasks", rec(0, "first", "v0"))

@@ -350,7 +350,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 	}
 	kind := resumeRing
 	began := time.Now()
-	storm := f.enterState() || e.shareAlways
+	storm := (f.enterState() || e.shareAlways) && !e.shareNever
 	defer f.leaveState()
 	if storm {
 		// The ring serves a partition only once the tier's word on it came
