@@ -198,17 +198,21 @@ func (n *Node) publishHeads() {
 	for _, t := range n.loadedTopics() {
 		for _, ps := range t.held() {
 			ps.mu.RLock()
-			primary, next := ps.role == membership.RolePrimary, ps.next
+			primary, next, since := ps.role == membership.RolePrimary, ps.next, ps.since
 			ps.mu.RUnlock()
 			if primary {
-				n.publishHead(t, ps.partition, next)
+				n.publishHead(t, ps.partition, next, since)
 			}
 		}
 	}
 }
 
-func (n *Node) publishHead(t *topicState, partition int32, next int64) {
-	b := proto.AppendHead(nil, &proto.Head{Epoch: t.epoch, Partition: partition, Next: next})
+// publishHead publishes a head, signed with this node's name and when it
+// became primary of the partition (since): an edge sees a new primary in
+// its first head.
+func (n *Node) publishHead(t *topicState, partition int32, next, since int64) {
+	b := proto.AppendHead(nil, &proto.Head{Epoch: t.epoch, Partition: partition, Next: next,
+		Publisher: n.publisher, Generation: uint64(max(since, 0))})
 	if err := n.cfg.NATS.Publish(n.subjects.Event(t.name, partition), b); err != nil {
 		n.metrics.publishErrors.Inc()
 	}

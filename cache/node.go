@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,6 +207,8 @@ type Node struct {
 	values   *values
 	apart    recentValues // values sent apart lately
 
+	publisher string // this node's name in its heads (see publisherName)
+
 	mu     sync.Mutex
 	topics map[string]*takeUp
 
@@ -240,7 +243,7 @@ func New(cfg Config) (*Node, error) {
 		kcl.Close()
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	return &Node{
+	n := &Node{
 		values:   vals,
 		apart:    recentValues{max: int(min(cfg.ApartBytes, math.MaxInt32))},
 		reader:   reader,
@@ -253,7 +256,19 @@ func New(cfg Config) (*Node, error) {
 		sem:      make(chan struct{}, cfg.MaxConcurrentRequests),
 		wake:     make(chan struct{}, 1),
 		topics:   make(map[string]*takeUp),
-	}, nil
+	}
+	n.publisher = publisherName(cfg.Ownership)
+	return n, nil
+}
+
+// publisherName is the node's name in its heads: its name in the cluster
+// when the ownership has one (membership.Cluster), else the host's.
+func publisherName(o membership.Ownership) string {
+	if named, ok := o.(interface{ Name() string }); ok {
+		return named.Name()
+	}
+	host, _ := os.Hostname()
+	return host
 }
 
 // Run serves requests and consumes until ctx ends or a fatal error occurs.

@@ -43,6 +43,7 @@ type partitionState struct {
 	caughtUp bool  // next reached endAtStart
 	released bool  // no longer held: requests still in flight are answered NotOwner
 	role     membership.Role
+	since    int64 // when this node became primary, Unix nanoseconds: its heads' generation
 	bytes    int64 // index bytes, values excluded
 	values   int64 // bytes of the values of the entries (wherever they are)
 }

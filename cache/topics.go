@@ -401,6 +401,9 @@ func (n *Node) acquire(ctx context.Context, t *topicState, parts []int32) {
 		}
 		ps := newPartitionState(p, end)
 		ps.role = n.cfg.Ownership.Role(t.name, p)
+		if ps.role == membership.RolePrimary {
+			ps.since = time.Now().UnixNano()
+		}
 		n.maybeServeState(t, ps) // at once if there is nothing to catch up with
 		t.parts[p] = ps
 		consume[p] = kgo.NewOffset().AtStart()
@@ -496,10 +499,15 @@ func (n *Node) setRole(t *topicState, ps *partitionState, role membership.Role) 
 	was := ps.role
 	ps.role = role
 	next := ps.next
+	became := role == membership.RolePrimary && was != membership.RolePrimary
+	if became {
+		ps.since = time.Now().UnixNano()
+	}
+	since := ps.since
 	ps.mu.Unlock()
-	if role == membership.RolePrimary && was != membership.RolePrimary {
+	if became {
 		n.log.Info("became primary", LogKeyTopic, t.name, LogKeyPartition, ps.partition, "next", next)
-		n.publishHead(t, ps.partition, next)
+		n.publishHead(t, ps.partition, next, since)
 	}
 }
 

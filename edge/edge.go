@@ -70,6 +70,7 @@ type Edge struct {
 	lookups      topicLookups          // lookups of topics the edge does not know (lookup.go)
 	feedMem      feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
 	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
+	shareNever   bool                  // tests: every stream is served as a lone one
 }
 
 var _ http.Handler = (*Edge)(nil)

@@ -15,6 +15,10 @@ func HoldFeeds(e *Edge, hold func()) { e.holdFeed = hold }
 // ring and from pages answered lately. Set it before the first stream.
 func ShareAlways(e *Edge) { e.shareAlways = true }
 
+// ShareNever makes e serve every stream as a lone one: from state pages of
+// its own, never from the resume ring.
+func ShareNever(e *Edge) { e.shareNever = true }
+
 // AfterStatePage makes every stream of e call fn after it writes a state
 // page of partition p. Set it before the first stream.
 func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }

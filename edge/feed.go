@@ -21,10 +21,11 @@ import (
 // from the cache tier before anything newer (DESIGN rule 5).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
-// writer of progress, parts, the resume ring, the slab and the views'
+// writer of progress, parts, the resume ring (but what streams' pages and
+// head requests tell of the tier: known, heard), the slab and the views'
 // frames, and it calls the cache tier without holding mu. Everything a
-// stream's goroutine touches (join, goLive, waitCovers, ringFrom,
-// enterState, leave) is read or changed under mu, but the frames encoded
+// stream's goroutine touches (join, goLive, waitCovers, awaitWord,
+// ringFrom, enterState, leave) is read or changed under mu, but the frames encoded
 // from the ring, under encMu; meta and horizonWindow are fixed once init
 // returns. The ring's records are never changed once added: a stream may
 // read those ringFrom returned without mu.
@@ -59,6 +60,7 @@ type feed struct {
 	scratch   []byte    // a frame being encoded
 	linger    *time.Timer
 	stopped   bool
+	asks      []*wordAsk // per partition, awaitWord's last head request
 
 	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
 	enc      map[string]encodedPage
@@ -77,6 +79,8 @@ type partCursor struct {
 	denied     time.Time // when the cache tier last denied a far live message (see plausible)
 	shortAt    time.Time // when a fill last ended short of its target (see fillAllowed)
 	doubts     doubts    // far live messages dropped unconfirmed, judged by the next probe
+	publisher  string    // who published the last head, and since when primary (see notePublisher)
+	generation uint64
 }
 
 // view is the clients of one (route, filters, id format) on a topic: they
@@ -207,6 +211,7 @@ func (f *feed) handle(m *nats.Msg) {
 			return
 		}
 		f.cacheAt(h.Partition, h.Next)
+		f.notePublisher(&h)
 		if h.Next > f.progress.Offsets[h.Partition] {
 			f.e.metrics.gaps.Inc()
 			if f.fillAllowed(h.Partition) {
@@ -443,13 +448,6 @@ func (f *feed) dropUnconfirmed(kind string, p int32, offset int64) {
 	f.doubt(p, next)
 }
 
-// ringFresh is how recently a partition's primary must have been heard (a
-// head, every second by default, or a change) for streams to resume from
-// the ring: with no primary (it crashed, and another is catching up) the
-// feed cannot know it lags, and a ready given from the ring would miss what
-// the cache tier already holds.
-const ringFresh = 3 * time.Second
-
 // cacheAt records that the cache tier has applied partition p up to next
 // (a head, a state page): until the feed is there, no stream resumes from
 // the ring, whose ready would lack it.
@@ -467,8 +465,8 @@ func (f *feed) cacheKnown(p int32) int64 {
 	return f.ring.parts[p].known
 }
 
-// heard records a head or change of partition p from its primary. It runs
-// on the feed goroutine.
+// heard records a head or change of partition p from its primary: the
+// tier's word on p (see awaitWord). It runs on the feed goroutine.
 func (f *feed) heard(p int32) {
 	f.mu.Lock()
 	f.ring.parts[p].heard = time.Now()
@@ -781,13 +779,15 @@ func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.D
 // ringFrom returns partition p's records at or after since, from the
 // resume ring in offset order (latestPerKey makes them what the state path
 // gives), and the feed's position in p; ok is false when since lies outside the ring (before start, its first
-// offset, or past the feed's position) or the feed is behind in p.
-func (f *feed) ringFrom(p int32, since int64) (recs []*proto.Record, next, start int64, ok bool) {
+// offset, or past the feed's position), the feed is behind in p, or the
+// tier's word on p has not come since began, the start of the stream asking
+// (see awaitWord).
+func (f *feed) ringFrom(p int32, since int64, began time.Time) (recs []*proto.Record, next, start int64, ok bool) {
 	f.mu.Lock()
 	next, start = f.progress.Offsets[p], f.ring.parts[p].start
 	// Not while changes wait for the feed goroutine: the cache tier has
 	// applied them, so a ready from the ring would lack them.
-	fresh := time.Since(f.ring.parts[p].heard) <= ringFresh && len(f.msgs) == 0 && !f.handling.Load() && next >= f.ring.parts[p].known
+	fresh := !f.ring.parts[p].heard.Before(began) && len(f.msgs) == 0 && !f.handling.Load() && next >= f.ring.parts[p].known
 	if since <= next && !f.ring.parts[p].behind && fresh {
 		recs, ok = f.ring.from(p, since)
 	}

@@ -16,6 +16,7 @@ type metrics struct {
 	memoryReleases, conflated                   prometheus.Counter
 	stateRequests, pagesShared, framesShared    prometheus.Counter
 	resumes                                     *prometheus.CounterVec
+	ringHeadRequests                            prometheus.Counter
 	refusals, connectionsRefused                *prometheus.CounterVec
 	setupWait                                   prometheus.Histogram
 	drainClosed, probeFailures                  prometheus.Counter
@@ -87,7 +88,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stateParked:         c("state_parked_total", "State parts that gave their setup worker back because the client's socket was full (a slow or non-reading client); each goes on on a goroutine of its own."),
 		stateStalled:        c("state_stalled_total", "Streams cut off because the client did not take its state part within sse.stateWriteTimeout plus its size at sse.stateMinRate."),
 		resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
-			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state request), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
+			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state page), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
+		ringHeadRequests: c("ring_head_requests_total", "Head requests (counted in state_requests_total too) for streams of a storm that no change or head of the partition reached since they began (at most one per partition per 10 ms per feed): the ring serves only once the tier's word confirms the feed's position."),
 	}
 }
 

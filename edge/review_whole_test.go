@@ -76,6 +76,8 @@ func testApartTombstoneReachesHeaderFilteredClients(t *testing.T, lag time.Durat
 				edgeHook: func(e *edge.Edge) {
 					if mode.storm {
 						edge.ShareAlways(e)
+					} else {
+						edge.ShareNever(e) // streams closer than a second apart are a storm
 					}
 				}})
 			s.produce("tasks", rec(0, "first", "v0"))

@@ -4,6 +4,8 @@
 package edge
 
 import (
+	"context"
+	"math"
 	"sort"
 	"time"
 
@@ -27,7 +29,7 @@ type ring struct {
 type ringPart struct {
 	start  int64
 	behind bool      // the feed knows it lacks changes here (see markBehind)
-	heard  time.Time // when the last head or change of the partition came (see ringFresh)
+	heard  time.Time // when the tier's word on the partition last came: a head or change, or an answer (see awaitWord)
 	known  int64     // the highest Next the cache tier has shown (heads, pages): the ring serves only once the feed is there
 	recs   []ringRec // in offset order; recs[head:] are live
 	head   int
@@ -138,4 +140,153 @@ func latestPerKey(recs []*proto.Record) []*proto.Record {
 		recs[w] = recs[i]
 	}
 	return recs[w:]
+}
+
+// The tier's word (DESIGN rule 8). The feed's position in a partition is
+// what the cache tier holds only while the partition's primary speaks:
+// after it crashes, a standby goes on applying records that nobody
+// publishes until it takes over (after failure detection, a second or
+// more), and a silent primary looks like a quiet partition. Edges are not
+// memberlist members; they learn of a new primary from its heads (publisher
+// and generation, see proto.Head and notePublisher), which come only once
+// it has taken over. So no freshness window is trusted: a stream writes a
+// partition from the ring (or trims a page with it) only once the tier's
+// word on it came after the stream began, and ring.known, the highest
+// position the tier has shown, is reached. The word is a change or head
+// the feed applied, or the answer to a head request sent after the stream
+// began: one per partition in flight, at most one per ringAskEvery, shared
+// by the streams waiting. An answer past the feed's position raises known:
+// those streams read state pages, and their ready holds what the holder had.
+
+// ringAskEvery is how often, at most, a feed asks the cache tier for a
+// partition's head while streams of a storm wait for the tier's word on it:
+// a stream waits at most this long (and the answer) unless a change or
+// head of the partition comes first.
+const ringAskEvery = 10 * time.Millisecond
+
+// wordAsk is a head request for awaitWord, shared by the streams that began
+// before it was sent.
+type wordAsk struct {
+	sent time.Time
+	done chan struct{} // closed once answered (or failed)
+}
+
+// awaitWord waits until each partition has had the tier's word since began
+// (see above), or ctx ends. A partition whose head request fails stays
+// unconfirmed: ringFrom refuses it, and the stream reads pages.
+func (f *feed) awaitWord(ctx context.Context, began time.Time) {
+	if f.ring.maxBytes <= 0 {
+		return // no ring
+	}
+	asked := map[int32]*wordAsk{}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	f.mu.Lock()
+	if f.asks == nil {
+		f.asks = make([]*wordAsk, len(f.ring.parts))
+	}
+	for {
+		now := time.Now()
+		var due time.Time // when the next head request this stream waits for may go
+		for p := range f.ring.parts {
+			pp := int32(p)
+			if asked[pp] != nil || !f.ring.parts[p].heard.Before(began) {
+				continue
+			}
+			a := f.asks[p]
+			if a != nil && !a.sent.Before(began) {
+				asked[pp] = a
+				continue
+			}
+			at := began
+			if a != nil {
+				at = a.sent.Add(ringAskEvery)
+			}
+			if at.After(now) {
+				if due.IsZero() || at.Before(due) {
+					due = at
+				}
+				continue
+			}
+			a = &wordAsk{sent: now, done: make(chan struct{})}
+			f.asks[p] = a
+			asked[pp] = a
+			go f.askWord(pp, a)
+		}
+		if due.IsZero() {
+			break
+		}
+		// Until the next request may go, or a change moves the feed.
+		if f.advanced == nil {
+			f.advanced = make(chan struct{})
+		}
+		f.waiters++
+		ch := f.advanced
+		f.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(time.Until(due))
+		} else {
+			timer.Reset(time.Until(due))
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+		case <-ctx.Done():
+			return
+		}
+		f.mu.Lock()
+	}
+	f.mu.Unlock()
+	for _, a := range asked {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// askWord asks the cache tier for partition p's head, with a context of its
+// own (a stream that leaves does not fail the others waiting): the feed's
+// position is confirmed as of a.sent when the holder that answers is not
+// past it; otherwise known rises to its head.
+func (f *feed) askWord(p int32, a *wordAsk) {
+	defer close(a.done)
+	f.e.metrics.ringHeadRequests.Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
+	head, err := f.e.requestPage(ctx, f.topic, f.meta.Epoch, p, math.MaxInt64)
+	cancel()
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	rp := &f.ring.parts[p]
+	rp.known = max(rp.known, head.Next)
+	if f.progress.Offsets[p] >= head.Next && rp.heard.Before(a.sent) {
+		rp.heard = a.sent
+	}
+	f.mu.Unlock()
+}
+
+// notePublisher notes who published head h (proto.Head: the cache node and
+// when it became primary). A new one means the partition's primary changed
+// (a crash, a handover, a restart): what the old one published no longer
+// tells where the tier stands, and the new one's head has just raised
+// ring.known to its position, so the ring serves p again only once the feed
+// has filled up to it. Heads from cache nodes that predate publishers
+// carry none. It runs on the feed goroutine.
+func (f *feed) notePublisher(h *proto.Head) {
+	st := &f.parts[h.Partition]
+	if h.Publisher == st.publisher && h.Generation == st.generation || h.Publisher == "" && h.Generation == 0 {
+		return
+	}
+	if st.publisher != "" || st.generation != 0 {
+		f.e.log.Debug("partition's primary changed", "topic", f.topic, "partition", h.Partition,
+			"from", st.publisher, "to", h.Publisher, "generation", h.Generation, "next", h.Next)
+	}
+	st.publisher, st.generation = h.Publisher, h.Generation
 }

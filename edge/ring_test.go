@@ -70,9 +70,10 @@ func (s *stack) connectTo(url, path string, header http.Header) *sseClient {
 }
 
 // stateRequests is the state requests the stack's edge has sent (with
-// ProbeInterval long, only its streams' and fills').
+// ProbeInterval long, only its streams' and fills'), but the head requests
+// that confirm the feed's position for ring resumes (see awaitWord).
 func (s *stack) stateRequests() int64 {
-	return int64(s.edgeCounter("ssekafka_edge_state_requests_total"))
+	return int64(s.edgeCounter("ssekafka_edge_state_requests_total") - s.edgeCounter("ssekafka_edge_ring_head_requests_total"))
 }
 
 // readAll returns the raw bytes of a stream up to and including ready.

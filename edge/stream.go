@@ -370,8 +370,14 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 		at.TimeMs = min(at.TimeMs, start.TimeMs)
 	}
 	kind := resumeRing
-	storm := f.enterState() || e.shareAlways
+	began := time.Now()
+	storm := (f.enterState() || e.shareAlways) && !e.shareNever
 	defer f.leaveState()
+	if storm {
+		// The ring serves a partition only once the tier's word on it came
+		// after the stream began: its ready then lacks nothing a holder had.
+		f.awaitWord(ctx, began)
+	}
 	for p := range at.Offsets {
 		pp := int32(p)
 		since := start.Offsets[p]
@@ -394,7 +400,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			// stream reads the cache tier's state, and its ready then
 			// covers all the tier had (so the ring resumes of a storm's
 			// others are at least as current).
-			recs, next, ringStart, ok := f.ringFrom(pp, since)
+			recs, next, ringStart, ok := f.ringFrom(pp, since, began)
 			if ok && storm && (since > 0 || paged) {
 				skipBelow = min(skipBelow, next)
 				if len(recs) > 0 {
@@ -453,7 +459,7 @@ func (e *Edge) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey 
 			// then as of the feed's position.
 			var superseded map[string]struct{}
 			current := int64(-1)
-			if newer, next, _, ok := f.ringFrom(pp, page.Next); ok && len(newer) > 0 {
+			if newer, next, _, ok := f.ringFrom(pp, page.Next, began); ok && len(newer) > 0 {
 				superseded = make(map[string]struct{}, len(newer))
 				for _, r := range newer {
 					superseded[string(r.Key)] = struct{}{}

@@ -229,21 +229,40 @@ func IsHead(b []byte) bool { return len(b) >= 2 && b[1] == typeHead }
 // when it becomes primary and then periodically: a subscriber behind Next
 // lost changes (the last ones before a quiet spell, or a failover) and fills
 // them from state pages.
+//
+// Publisher and Generation say who published it: the cache node's name and
+// when (Unix nanoseconds) it became primary of the partition, so that an
+// edge, which is no memberlist member, sees the primary change (a crash, a
+// handover, a restart under the same name) in the first head of the new
+// one. They travel after Next only when set; a head without them (from a
+// cache node before they existed) decodes with them empty. A decoder that
+// predates them refuses a head that has them (trailing bytes): upgrade
+// edges before cache nodes.
 type Head struct {
-	Epoch     uint32
-	Partition int32
-	Next      int64
+	Epoch      uint32
+	Partition  int32
+	Next       int64
+	Publisher  string
+	Generation uint64
 }
+
+// MaxPublisherBytes bounds a head's Publisher (AppendHead cuts a longer one).
+const MaxPublisherBytes = 255
 
 // AppendHead appends the encoded head to b.
 func AppendHead(b []byte, h *Head) []byte {
 	b = header(b, typeHead)
 	b = binary.AppendUvarint(b, uint64(h.Epoch))
 	b = binary.AppendUvarint(b, uint64(h.Partition))
-	return binary.AppendUvarint(b, uint64(max(h.Next, 0)))
+	b = binary.AppendUvarint(b, uint64(max(h.Next, 0)))
+	if h.Publisher == "" && h.Generation == 0 {
+		return b
+	}
+	b = appendString(b, h.Publisher[:min(len(h.Publisher), MaxPublisherBytes)])
+	return binary.AppendUvarint(b, h.Generation)
 }
 
-// DecodeHead decodes a head.
+// DecodeHead decodes a head, with or without its publisher.
 func DecodeHead(b []byte) (Head, error) {
 	r, err := openMessage(b, typeHead, "head")
 	if err != nil {
@@ -253,6 +272,12 @@ func DecodeHead(b []byte) (Head, error) {
 	h.Epoch = r.uint32("epoch")
 	h.Partition = int32(r.count("partition", MaxPartitions))
 	h.Next = int64(r.uvarint("next") & (1<<63 - 1))
+	if r.err == nil && len(r.b) > 0 {
+		if h.Publisher = r.string("publisher"); len(h.Publisher) > MaxPublisherBytes {
+			r.fail(ErrTooLarge, "publisher")
+		}
+		h.Generation = r.uvarint("generation")
+	}
 	return h, r.end("head")
 }
 

@@ -225,6 +225,8 @@ func FuzzDecodeRequestsAndMeta(f *testing.F) {
 	f.Add(AppendMeta(nil, &Meta{Epoch: 1, Partitions: 3, HorizonMs: 5}))
 	f.Add(AppendMetaRequest(nil))
 	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3}))
+	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3, Publisher: "cache-1", Generation: 1_800_000_000_000_000_000}))
+	f.Add(AppendHead(nil, &Head{Epoch: 1, Partition: 2, Next: 3, Generation: 7}))
 	f.Add(AppendValueRequest(nil, &ValueRequest{Offset: 5, From: 6, MaxBytes: 7}))
 	f.Add(AppendKeyRequest(nil, &KeyRequest{Key: []byte("k")}))
 	f.Add(AppendRecord(nil, &sampleRecord))
@@ -289,5 +291,42 @@ func TestEpochBound(t *testing.T) {
 	enc = binary.AppendUvarint(enc, 2)
 	if _, err := DecodeHead(enc); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("epoch 1<<32: %v, want ErrTooLarge", err)
+	}
+}
+
+// A head carries its publisher and generation when set; one without them
+// (as cache nodes before them sent) decodes with them empty, and a
+// publisher past the bound is refused.
+func TestHeadPublisher(t *testing.T) {
+	for _, h := range []Head{
+		{Epoch: 9, Partition: 3, Next: 1 << 40, Publisher: "cache-2", Generation: 1_800_000_000_123_456_789},
+		{Epoch: 9, Partition: 3, Next: 5, Generation: 1},
+		{Epoch: 9, Partition: 3, Next: 5, Publisher: "n"},
+		{Epoch: 9, Partition: 3, Next: 5},
+	} {
+		got, err := DecodeHead(AppendHead(nil, &h))
+		if err != nil || got != h {
+			t.Fatalf("round trip: %+v, %v; want %+v", got, err, h)
+		}
+	}
+	// The encoding of a head before publishers: three fields, no more.
+	old := binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint([]byte{Version, typeHead}, 9), 3), 5)
+	if got, err := DecodeHead(old); err != nil || got != (Head{Epoch: 9, Partition: 3, Next: 5}) {
+		t.Fatalf("head without publisher: %+v, %v", got, err)
+	}
+	if !reflect.DeepEqual(old, AppendHead(nil, &Head{Epoch: 9, Partition: 3, Next: 5})) {
+		t.Fatal("a head without publisher is not encoded as before")
+	}
+	long := Head{Epoch: 1, Partition: 0, Next: 1, Publisher: strings.Repeat("x", MaxPublisherBytes+1), Generation: 2}
+	if got, err := DecodeHead(AppendHead(nil, &long)); err != nil || len(got.Publisher) != MaxPublisherBytes {
+		t.Fatalf("a long publisher is cut to the bound when encoded: %d bytes, %v", len(got.Publisher), err)
+	}
+	over := appendString(old, strings.Repeat("x", MaxPublisherBytes+1))
+	over = binary.AppendUvarint(over, 2)
+	if _, err := DecodeHead(over); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("publisher of %d bytes: %v, want ErrTooLarge", MaxPublisherBytes+1, err)
+	}
+	if _, err := DecodeHead(appendString(old, "n")); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("publisher without generation: %v, want ErrTruncated", err)
 	}
 }
