@@ -24,13 +24,13 @@ type cacheMember struct {
 // cluster), with failure detection fast enough for tests.
 func (s *stack) addCacheMember(name string, join ...string) *cacheMember {
 	s.t.Helper()
+	nc := s.connectNATS() // first: a failure here leaves no member running
 	mc, err := membership.NewCluster(membership.Config{Name: name, Bind: "127.0.0.1:0", Join: join, Replicas: 2,
 		ProbeInterval: 50 * time.Millisecond, ProbeTimeout: 25 * time.Millisecond, SuspicionMult: 2,
 		GossipInterval: 20 * time.Millisecond})
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	nc := s.connectNATS()
 	node, stopNode := s.runCache(cache.Config{Brokers: s.brokers, NATS: nc, Ownership: mc, Bootstrap: []string{"tasks"},
 		TombstoneHorizon: time.Hour, HeadInterval: 100 * time.Millisecond, Logger: testLogger(s.t).With("node", name)})
 	m := &cacheMember{name: name, node: node, members: mc}

@@ -505,6 +505,11 @@ func (f *feed) fill(p int32, target int64) bool {
 		cancel()
 		if err != nil {
 			st.needFill = true
+			select {
+			case <-f.done:
+				return false // the feed is stopping (the NATS connection may be closed first)
+			default:
+			}
 			f.e.log.Warn("fill live gap", "topic", f.topic, "partition", p, "err", err)
 			return false
 		}

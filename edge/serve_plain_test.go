@@ -81,8 +81,7 @@ func openRaw(t *testing.T, addr, path string) *sseClient {
 		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	c := &sseClient{t: t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: func() { _ = conn.Close() }}
-	go c.read()
+	c := newSSEClient(t, resp, func() { _ = conn.Close() })
 	t.Cleanup(c.close)
 	return c
 }

@@ -104,8 +104,8 @@ func stalledClient(t *testing.T, noHijack bool, tc stalledCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := &sseClient{t: t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: func() {}}
-	go slow.read()
+	slow := newSSEClient(t, resp, func() {})
+	t.Cleanup(func() { slow.stop.Do(func() { close(slow.quit) }) }) // the stream ends with the stack
 	slowView, lastID, events := map[string]string{}, "", 0
 	for !(conflate && maps.Equal(slowView, final)) {
 		ev, err := slow.next(10 * time.Second)

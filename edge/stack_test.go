@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -588,11 +589,74 @@ type event struct {
 type sseClient struct {
 	t      *testing.T
 	resp   *http.Response
-	events chan event
+	events chan event // unbuffered: fed from queue, closed after the last event
 	done   chan struct{}
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	raw    strings.Builder
+
+	// The reader never waits for the test: what it parsed waits in queue.
+	// (A channel of 1<<16 events allocated ~6 MiB per connection: the
+	// property tests' thousands of connections grew the heap by gigabytes
+	// over -count=100 runs until a run stalled.)
+	queue []event
+	ended bool          // the stream ended: no more appends
+	more  chan struct{} // a token when queue grew or ended
+	quit  chan struct{} // closed by close: stop feeding events
+	stop  sync.Once
+}
+
+// newSSEClient reads resp's stream in the background; cancel ends it.
+func newSSEClient(t *testing.T, resp *http.Response, cancel func()) *sseClient {
+	c := &sseClient{t: t, resp: resp, events: make(chan event), done: make(chan struct{}), cancel: cancel,
+		more: make(chan struct{}, 1), quit: make(chan struct{})}
+	go c.read()
+	go c.feed()
+	return c
+}
+
+// feed hands the queued events to events in order, then closes it.
+func (c *sseClient) feed() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			ev := c.queue[0]
+			c.queue[0] = event{}
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			select {
+			case c.events <- ev:
+			case <-c.quit:
+				return
+			}
+			continue
+		}
+		ended := c.ended
+		c.mu.Unlock()
+		if ended {
+			close(c.events)
+			return
+		}
+		select {
+		case <-c.more:
+		case <-c.quit:
+			return
+		}
+	}
+}
+
+func (c *sseClient) push(ev event, end bool) {
+	c.mu.Lock()
+	if end {
+		c.ended = true
+	} else {
+		c.queue = append(c.queue, ev)
+	}
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
 }
 
 func (s *stack) connect(path string, header http.Header) *sseClient {
@@ -636,8 +700,7 @@ func (s *stack) request(parent context.Context, path string, header http.Header)
 		cancel()
 		return nil, resp.StatusCode, nil
 	}
-	c := &sseClient{t: s.t, resp: resp, events: make(chan event, 1<<16), done: make(chan struct{}), cancel: cancel}
-	go c.read()
+	c := newSSEClient(s.t, resp, cancel)
 	s.t.Cleanup(c.close)
 	return c, resp.StatusCode, nil
 }
@@ -646,11 +709,12 @@ func (c *sseClient) close() {
 	c.cancel()
 	<-c.done
 	c.resp.Body.Close()
+	c.stop.Do(func() { close(c.quit) })
 }
 
 func (c *sseClient) read() {
 	defer close(c.done)
-	defer close(c.events)
+	defer c.push(event{}, true)
 	br := bufio.NewReader(c.resp.Body)
 	var ev event
 	var raw strings.Builder
@@ -667,7 +731,7 @@ func (c *sseClient) read() {
 		if line == "" {
 			ev.Raw = raw.String()
 			raw.Reset()
-			c.events <- ev
+			c.push(ev, false)
 			ev = event{}
 			continue
 		}
@@ -763,4 +827,27 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
+}
+
+// The test client allocates little per connection: the property tests open
+// thousands, and a buffer of 1<<16 events each (~6 MiB) grew a -count=100
+// run's heap by gigabytes until it stalled.
+func TestTestClientAllocatesLittlePerConnection(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.produce("tasks", rec(0, "k", "v"))
+	s.connect("/tasks", nil).untilReady() // warm up
+	const conns = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range conns {
+		c := s.connect("/tasks", nil)
+		c.untilReady()
+		c.close()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / conns; per > 1<<20 {
+		t.Fatalf("%d KiB allocated per connection (client and edge), want under 1 MiB", per>>10)
+	} else {
+		t.Logf("%d KiB allocated per connection (client and edge)", per>>10)
+	}
 }
