@@ -107,11 +107,13 @@ type Config struct {
 	// address (an IPv6 /64 counts as one; behind a trusted proxy, the
 	// forwarded address) may hold at once: the others of that address
 	// wait while other addresses' streams are served, in turn. Default
-	// SetupConcurrency/4, at least 1; Off: no share (SetupConcurrency).
+	// SetupConcurrency/4, at least 1, or no share where MaxConnectionsPerIP
+	// is Off (a load test from one host); Off: no share (SetupConcurrency).
 	SetupPerAddress int
 	// SetupQueuePerAddress is how many streams of one client address may
 	// wait for a setup worker; past it a new one is refused like one past
-	// SetupQueue. Default 1024 (at most SetupQueue); Off: no share.
+	// SetupQueue. Default 1024 (at most SetupQueue), or no share where
+	// MaxConnectionsPerIP is Off; Off: no share.
 	SetupQueuePerAddress int
 	// StateWriteTimeout and StateMinRate bound a write of a state part:
 	// n bytes must be taken by the client within StateWriteTimeout +
@@ -252,6 +254,8 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	switch {
+	case c.SetupPerAddress == 0 && c.MaxConnectionsPerIP == Off:
+		c.SetupPerAddress = c.SetupConcurrency // no cap per address, no share either
 	case c.SetupPerAddress == 0:
 		c.SetupPerAddress = max(c.SetupConcurrency/4, 1)
 	case c.SetupPerAddress == Off:
@@ -261,6 +265,8 @@ func (c *Config) setDefaults() error {
 	}
 	c.SetupPerAddress = min(c.SetupPerAddress, c.SetupConcurrency)
 	switch {
+	case c.SetupQueuePerAddress == 0 && c.MaxConnectionsPerIP == Off:
+		c.SetupQueuePerAddress = c.SetupQueue
 	case c.SetupQueuePerAddress == 0:
 		c.SetupQueuePerAddress = 1024
 	case c.SetupQueuePerAddress == Off:

@@ -96,15 +96,17 @@ func TestDefaultMaxConnectionsBelowFileLimit(t *testing.T) {
 // places per address, never more than the whole; Off is the whole.
 func TestSetupSharesDefaults(t *testing.T) {
 	for _, tc := range []struct {
-		workers, queue, perAddr, perLine int
-		wantAddr, wantLine               int
+		workers, queue, perAddr, perLine, perIP int
+		wantAddr, wantLine                      int
 	}{
-		{0, 0, 0, 0, 16, 1024},
-		{2, 100, 0, 0, 1, 100},
-		{8, 0, Off, Off, 8, 65536},
-		{8, 0, 20, 10, 8, 10},
+		{0, 0, 0, 0, 0, 16, 1024},
+		{2, 100, 0, 0, 0, 1, 100},
+		{8, 0, Off, Off, 0, 8, 65536},
+		{8, 0, 20, 10, 0, 8, 10},
+		{0, 0, 0, 0, Off, 64, 65536}, // no cap per address: no share by default
+		{0, 0, 4, 8, Off, 4, 8},
 	} {
-		c := Config{NATS: &nats.Conn{}, SetupConcurrency: tc.workers, SetupQueue: tc.queue, SetupPerAddress: tc.perAddr, SetupQueuePerAddress: tc.perLine}
+		c := Config{NATS: &nats.Conn{}, SetupConcurrency: tc.workers, SetupQueue: tc.queue, SetupPerAddress: tc.perAddr, SetupQueuePerAddress: tc.perLine, MaxConnectionsPerIP: tc.perIP}
 		if err := c.setDefaults(); err != nil {
 			t.Fatal(err)
 		}
