@@ -64,7 +64,7 @@ kafka:
 //	(c) how many of -fair-h2 HTTP/2 streams from one address are served
 //	    (goal: at most sse.maxConnectionsPerIP, 1000).
 //
-//	go test -run '^$' -bench Fairness -benchtime 1x -timeout 30m -fair-baseline 63c3e19 ./benchmarks/
+//	go test -run '^$' -bench Fairness -benchtime 1x -timeout 30m ./benchmarks/ -fair-baseline 63c3e19
 func BenchmarkFairness(b *testing.B) {
 	dir := b.TempDir()
 	type build struct{ name, bin string }
