@@ -150,8 +150,8 @@ func tooLarge(r *proto.Record) string {
 }
 
 // asDelete makes r, too large (what: tooLarge's answer), a tombstone of its
-// key, so that the key's older value is not served as if current (README:
-// values over 64 MiB). Its headers go if they were too large; a key too
+// key, so that the key's older value is not served as if current (docs/security.md:
+// records larger than a NATS message). Its headers go if they were too large; a key too
 // large makes it a null-key record: it advances the position and is not
 // kept (no key that large is held either).
 func asDelete(r *proto.Record, what string) {

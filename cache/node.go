@@ -443,7 +443,7 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 	}
 }
 
-// dropOldTombstones forgets deletes past the horizon (DESIGN rule 3).
+// dropOldTombstones forgets deletes past the horizon (docs/architecture.md rule 3).
 func (n *Node) dropOldTombstones() {
 	for _, t := range n.loadedTopics() {
 		cutoff := time.Now().Add(-n.horizon(t)).UnixMilli()
@@ -509,7 +509,7 @@ func (n *Node) handleMeta(m *nats.Msg) {
 // that a stopped node leaves them to live holders (its values and Kafka
 // client are closed: it could answer only errors).
 func (n *Node) leaveStateGroups() {
-	n.mu.Lock() // nothing is taken under Node.mu (LOCKS.md)
+	n.mu.Lock() // nothing is taken under Node.mu (docs/LOCKS.md)
 	var held []*topicState
 	for _, tu := range n.topics {
 		if tu.t != nil {

@@ -69,7 +69,7 @@ func (s *partitionState) release() {
 }
 
 // answers reports whether this node may answer state requests for the
-// partition: it holds it and has caught up (DESIGN rule 5: only a node
+// partition: it holds it and has caught up (docs/architecture.md rule 5: only a node
 // caught up on a partition answers for it). The caller holds mu.
 func (s *partitionState) answers() bool { return s.caughtUp && !s.released }
 

@@ -33,7 +33,7 @@ func (r Role) String() string {
 //
 // All methods may be called from any goroutine and must not block: the
 // cache calls Role with a topic's lock held and SetCaughtUp from its consume
-// loop (LOCKS.md). They must not call back into the cache.
+// loop (docs/LOCKS.md). They must not call back into the cache.
 type Ownership interface {
 	// Role is this node's part in a partition, now.
 	Role(topic string, partition int32) Role

@@ -555,7 +555,7 @@ type Meta struct {
 	Epoch      uint32
 	Partitions int32
 	// HorizonMs is how old a position may be and still resume: one older
-	// than this may have missed a dropped tombstone (DESIGN rule 3).
+	// than this may have missed a dropped tombstone (docs/architecture.md rule 3).
 	HorizonMs int64
 	// CaughtUp is set when the cache had consumed every partition up to the
 	// end offsets seen when it took the topic up.

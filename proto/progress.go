@@ -10,7 +10,7 @@ import (
 
 // Progress is a stream's position: for each partition of a topic, the next
 // offset not yet reflected, plus the topic epoch it belongs to and the time of
-// the position (used against the tombstone horizon, DESIGN rule 3).
+// the position (used against the tombstone horizon, docs/architecture.md rule 3).
 type Progress struct {
 	// Epoch identifies the topic incarnation; 0 means unknown (a Zilla id).
 	Epoch uint32

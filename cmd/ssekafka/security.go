@@ -96,7 +96,7 @@ type natsCredentials struct {
 	NKeySeed  string  `yaml:"nkeySeedFile"`
 	CredsFile string  `yaml:"credsFile"`
 	// OwnIdentity (edges): the credsFile's user is this edge's own, named
-	// in its JWT (README: a NATS identity per edge).
+	// in its JWT (docs/security.md: a NATS identity per edge).
 	OwnIdentity bool `yaml:"ownIdentity"`
 }
 
