@@ -1,0 +1,143 @@
+package edge_test
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/cache"
+	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/proto"
+)
+
+// partRelay stands between the edge (its subjects under edgePrefix) and the
+// cache tier (under "ssekafka"): it passes every request on, and every live
+// change back, but holds the value-part requests of one partition while
+// told to: a record apart of that partition cannot be read meanwhile.
+type partRelay struct {
+	nc      *nats.Conn
+	subject string // the held partition's state subject, cache side
+
+	mu      sync.Mutex
+	holding bool
+	held    []*nats.Msg
+	seen    atomic.Int64 // value-part requests held so far
+}
+
+const edgePrefix = "edgeside"
+
+func startPartRelay(s *stack, partition int32) *partRelay {
+	r := &partRelay{nc: s.connectNATS(), subject: proto.Subjects{Prefix: "ssekafka"}.State("tasks", partition)}
+	if _, err := r.nc.Subscribe(edgePrefix+".>", r.toCache); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := r.nc.Subscribe("ssekafka.ev.>", func(m *nats.Msg) {
+		_ = r.nc.Publish(edgePrefix+strings.TrimPrefix(m.Subject, "ssekafka"), m.Data)
+	}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := r.nc.Flush(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(r.release)
+	return r
+}
+
+func (r *partRelay) toCache(m *nats.Msg) {
+	if strings.HasPrefix(m.Subject, edgePrefix+".ev.") {
+		return // our own republished live changes
+	}
+	subject := "ssekafka" + strings.TrimPrefix(m.Subject, edgePrefix)
+	if subject == r.subject && proto.IsValueRequest(m.Data) {
+		r.mu.Lock()
+		if r.holding {
+			r.held = append(r.held, m)
+			r.seen.Add(1)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
+	_ = r.nc.PublishRequest(subject, m.Reply, m.Data)
+}
+
+func (r *partRelay) hold() {
+	r.mu.Lock()
+	r.holding = true
+	r.mu.Unlock()
+}
+
+// release passes on what it held, and holds no more.
+func (r *partRelay) release() {
+	r.mu.Lock()
+	held := r.held
+	r.held, r.holding = nil, false
+	r.mu.Unlock()
+	for _, m := range held {
+		_ = r.nc.PublishRequest(r.subject, m.Reply, m.Data)
+	}
+}
+
+// A small change on one partition reaches a live client while another
+// partition's large record, sent apart, is still being read in parts: the
+// feed reads it beside its goroutine, and holds back only that partition's
+// later changes, which follow it in order once it is read. Before, the
+// feed read the parts on its one goroutine, and every partition's changes
+// waited (190 ms behind an 8 MiB record read back from Kafka, up to
+// RequestTimeout when no holder answered).
+func TestChangeOnOnePartitionIsNotHeldBehindAnotherPartitionsRecordApart(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 2, maxPayload: 256 << 10,
+		cacheCfg: func(c *cache.Config) { c.ApartBytes = 1 }, // nothing kept at hand
+		edgeCfg: func(c *edge.Config) {
+			c.SubjectPrefix = edgePrefix
+			c.RequestTimeout = time.Minute // a part read is not given up within the test
+		}})
+	relay := startPartRelay(s, 0)
+	s.produce("tasks", rec(0, "a", "a0"), rec(1, "b", "b0"))
+	live := s.connect("/tasks", nil)
+	if got := messages(live.untilReady()); len(got) != 2 {
+		t.Fatalf("state: %d records, want 2", len(got))
+	}
+
+	relay.hold()
+	value := bigValue("big", 8<<20) // 32 parts
+	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
+	s.produce("tasks", rec(0, "a", "a1"))
+	poll.Until(t, 10*time.Second, "the edge to ask for a part of the record apart", func() bool { return relay.seen.Load() > 0 })
+	s.produce("tasks", rec(1, "b", "b1"))
+	ev, err := nextMessageWithin(live, 5*time.Second)
+	if err != nil || ev.Data != "b1" {
+		t.Fatalf("while partition 0's record apart is held: %+v, %v; want partition 1's change b1", ev, err)
+	}
+
+	relay.release()
+	for _, want := range []string{value, "a1"} {
+		ev, err := nextMessageWithin(live, 30*time.Second)
+		if err != nil {
+			t.Fatalf("after the release: %v, want partition 0's changes in order", err)
+		}
+		if ev.Data != want {
+			t.Fatalf("after the release: %.40q (%d bytes), want %.40q", ev.Data, len(ev.Data), want)
+		}
+	}
+	if ev, err := nextMessageWithin(live, 500*time.Millisecond); err == nil {
+		t.Fatalf("after partition 0's changes: %.40q, want nothing more (a duplicate?)", ev.Data)
+	}
+}
+
+// nextMessageWithin returns c's next message event (skipping retry and
+// ready) if one comes within timeout.
+func nextMessageWithin(c *sseClient, timeout time.Duration) (event, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ev, err := c.next(time.Until(deadline))
+		if err != nil || ev.Event == "" && ev.HasData {
+			return ev, err
+		}
+	}
+}
