@@ -279,6 +279,11 @@ func (f *feed) fillOrDeliver(m *liveMsg) bool {
 // settle applies a job's result, then goes on with the messages of its
 // partition that waited for it.
 func (f *feed) settle(r jobResult) {
+	select {
+	case <-f.done:
+		return // the feed stopped (its requests were cancelled)
+	default:
+	}
 	switch r.kind {
 	case jobTopic:
 		f.topicAnswered(r)
@@ -325,6 +330,7 @@ func (f *feed) resume(p int32) {
 		// What was dropped is filled now, rather than at the next message
 		// or probe.
 		st.dropping = false
+		st.needFill = true
 		f.startFill(p, 0)
 	}
 }
@@ -363,7 +369,7 @@ func (f *feed) unchargeQueue(st *partGap, n int64) {
 }
 
 // overflow gives up p's queue and m: p is filled from the cache tier once
-// its job ends. A null-key record among them (no state page holds one)
+// its job ends (resume); the ring does not serve it meanwhile (held). A null-key record among them (no state page holds one)
 // resets the live streams it may reach, as one that cannot be read does.
 func (f *feed) overflow(p int32, m *liveMsg) {
 	st := &f.parts[p]
@@ -380,7 +386,6 @@ func (f *feed) overflow(p int32, m *liveMsg) {
 		f.e.log.Warn("live changes waiting behind a job of their partition passed the feed's bound: dropped, filled from the cache tier",
 			"topic", f.topic, "partition", p)
 	}
-	f.markNeedFill(p)
 	if lost {
 		n := f.resetLive(resetLost)
 		f.e.log.Warn("null-key record dropped from a full queue: its live streams reset", "topic", f.topic, "partition", p, "streams", n)

@@ -16,13 +16,14 @@ import (
 
 // feed is one topic's live feed on this edge: one NATS subscription whose
 // changes are turned into frames once per view and queued to every client of
-// the view. One goroutine (run) processes changes in order and fills gaps
-// from the cache tier before anything newer (DESIGN rule 5).
+// the view. One goroutine (run) applies changes in order per partition and
+// fills gaps from the cache tier before anything newer (DESIGN rule 5); it
+// never waits for the cache tier: its requests run beside it (apply.go).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
 // writer of progress, parts, the resume ring (but what streams' pages and
 // head requests tell of the tier: known, heard), the slab and the views'
-// frames, and it calls the cache tier without holding mu. Everything a
+// frames. Everything a
 // stream's goroutine touches (join, goLive, waitCovers, awaitWord,
 // ringFrom, enterState, leave) is read or changed under mu, but the frames encoded
 // from the ring, under encMu; meta and horizonWindow are fixed once init

@@ -141,3 +141,46 @@ func nextMessageWithin(c *sseClient, timeout time.Duration) (event, error) {
 		}
 	}
 }
+
+// Changes that queue behind a partition's record apart are bounded
+// (FeedBuffer here, the feed memory budget too): past the bound they are
+// dropped and the partition is filled from the cache tier once the record
+// is read, so a client still gets every change, in order, once.
+func TestChangesQueuedPastTheBoundBehindARecordApartAreFilled(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 2, maxPayload: 64 << 10,
+		cacheCfg: func(c *cache.Config) { c.ApartBytes = 1 },
+		edgeCfg: func(c *edge.Config) {
+			c.SubjectPrefix = edgePrefix
+			c.RequestTimeout = time.Minute
+			c.FeedBuffer = 4
+		}})
+	relay := startPartRelay(s, 0)
+	s.produce("tasks", rec(0, "a", "a0"))
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+
+	relay.hold()
+	value := bigValue("big", 1<<20)
+	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
+	poll.Until(t, 10*time.Second, "the edge to ask for a part of the record apart", func() bool { return relay.seen.Load() > 0 })
+	want := []string{value}
+	for i := range 12 {
+		v := "v" + string(rune('a'+i))
+		s.produce("tasks", rec(0, "k"+v, v))
+		want = append(want, v)
+	}
+	s.produce("tasks", rec(1, "b", "b1"))
+	if ev, err := nextMessageWithin(live, 5*time.Second); err != nil || ev.Data != "b1" {
+		t.Fatalf("while partition 0's record apart is held: %.40q, %v; want partition 1's change b1", ev.Data, err)
+	}
+	relay.release()
+	for _, w := range want {
+		ev, err := nextMessageWithin(live, 30*time.Second)
+		if err != nil || ev.Data != w {
+			t.Fatalf("after the release: %.40q (%v), want %.40q", ev.Data, err, w)
+		}
+	}
+	if ev, err := nextMessageWithin(live, 500*time.Millisecond); err == nil {
+		t.Fatalf("after partition 0's changes: %.40q, want nothing more (a duplicate?)", ev.Data)
+	}
+}
