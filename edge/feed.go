@@ -344,49 +344,6 @@ func (f *feed) waitCovers(ctx context.Context, at proto.Progress, timeout time.D
 	return true
 }
 
-// ringEncoded returns the frames encoded under key from the ring, if any.
-func (f *feed) ringEncoded(key string) (encodedPage, bool) {
-	f.encMu.Lock()
-	defer f.encMu.Unlock()
-	enc, ok := f.enc[key]
-	return enc, ok
-}
-
-// keepRingEncoded keeps frames encoded from the ring for other streams of
-// the view at the same position, the oldest dropped past a bound. Records
-// below the feed's position never change, so they stay true.
-func (f *feed) keepRingEncoded(key string, enc encodedPage) {
-	f.keepRingEncodedLocked(key, enc)
-	f.e.reclaimFeedMemory()
-}
-
-func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
-	f.encMu.Lock()
-	defer f.encMu.Unlock()
-	defer f.chargeEncLocked()
-	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
-	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
-		return
-	}
-	if f.enc == nil {
-		f.enc = map[string]encodedPage{}
-	}
-	if _, ok := f.enc[key]; ok {
-		return
-	}
-	f.enc[key] = enc
-	f.encOrder = append(f.encOrder, key)
-	f.encBytes += len(enc.frames)
-	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
-		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
-		delete(f.enc, f.encOrder[0])
-		f.encOrder = f.encOrder[1:]
-	}
-}
-
-// maxRingEncodings bounds the encodings kept per feed.
-const maxRingEncodings = 64
-
 // enterState and leaveState count the streams in their state part;
 // crowded reports whether there is more than one. enterState reports
 // whether another stream began its state part less than stormWindow ago

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 // partGap is what the feed knows of one partition besides its progress.
@@ -245,6 +247,25 @@ func (f *feed) heard(p int32) {
 	f.mu.Lock()
 	f.ring.parts[p].heard = time.Now()
 	f.mu.Unlock()
+}
+
+// notePublisher notes who published head h (proto.Head: the cache node and
+// when it became primary). A new one means the partition's primary changed
+// (a crash, a handover, a restart): what the old one published no longer
+// tells where the tier stands, and the new one's head has just raised
+// ring.known to its position, so the ring serves p again only once the feed
+// has filled up to it. Heads from cache nodes that predate publishers
+// carry none. It runs on the feed goroutine.
+func (f *feed) notePublisher(h *proto.Head) {
+	st := &f.parts[h.Partition]
+	if h.Publisher == st.publisher && h.Generation == st.generation || h.Publisher == "" && h.Generation == 0 {
+		return
+	}
+	if st.publisher != "" || st.generation != 0 {
+		f.e.log.Debug("partition's primary changed", "topic", f.topic, "partition", h.Partition,
+			"from", st.publisher, "to", h.Publisher, "generation", h.Generation, "next", h.Next)
+	}
+	st.publisher, st.generation = h.Publisher, h.Generation
 }
 
 // markBehind tells the ring which partitions the feed knows to be behind

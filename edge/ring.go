@@ -318,21 +318,48 @@ func (f *feed) askWord(p int32, a *wordAsk) {
 	f.mu.Unlock()
 }
 
-// notePublisher notes who published head h (proto.Head: the cache node and
-// when it became primary). A new one means the partition's primary changed
-// (a crash, a handover, a restart): what the old one published no longer
-// tells where the tier stands, and the new one's head has just raised
-// ring.known to its position, so the ring serves p again only once the feed
-// has filled up to it. Heads from cache nodes that predate publishers
-// carry none. It runs on the feed goroutine.
-func (f *feed) notePublisher(h *proto.Head) {
-	st := &f.parts[h.Partition]
-	if h.Publisher == st.publisher && h.Generation == st.generation || h.Publisher == "" && h.Generation == 0 {
+// The frames encoded from the ring: the one cache of encodings on the ring
+// path (a shared state page keeps its own, see sharedPage), under encMu.
+
+// ringEncoded returns the frames encoded under key from the ring, if any.
+func (f *feed) ringEncoded(key string) (encodedPage, bool) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	enc, ok := f.enc[key]
+	return enc, ok
+}
+
+// keepRingEncoded keeps frames encoded from the ring for other streams of
+// the view at the same position, the oldest dropped past a bound. Records
+// below the feed's position never change, so they stay true.
+func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.keepRingEncodedLocked(key, enc)
+	f.e.reclaimFeedMemory()
+}
+
+func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	defer f.chargeEncLocked()
+	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
+	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
 		return
 	}
-	if st.publisher != "" || st.generation != 0 {
-		f.e.log.Debug("partition's primary changed", "topic", f.topic, "partition", h.Partition,
-			"from", st.publisher, "to", h.Publisher, "generation", h.Generation, "next", h.Next)
+	if f.enc == nil {
+		f.enc = map[string]encodedPage{}
 	}
-	st.publisher, st.generation = h.Publisher, h.Generation
+	if _, ok := f.enc[key]; ok {
+		return
+	}
+	f.enc[key] = enc
+	f.encOrder = append(f.encOrder, key)
+	f.encBytes += len(enc.frames)
+	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
+		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
+		delete(f.enc, f.encOrder[0])
+		f.encOrder = f.encOrder[1:]
+	}
 }
+
+// maxRingEncodings bounds the encodings kept per feed.
+const maxRingEncodings = 64
