@@ -23,10 +23,12 @@ type partRelay struct {
 	nc      *nats.Conn
 	subject string // the held partition's state subject, cache side
 
-	mu      sync.Mutex
-	holding bool
-	held    []*nats.Msg
-	seen    atomic.Int64 // value-part requests held so far
+	mu       sync.Mutex
+	holding  bool
+	allState bool // hold state-page requests too, not only value parts
+	held     []*nats.Msg
+	seen     atomic.Int64 // requests held so far
+	lose     atomic.Bool  // drop the held partition's next live change
 }
 
 const edgePrefix = "edgeside"
@@ -36,7 +38,11 @@ func startPartRelay(s *stack, partition int32) *partRelay {
 	if _, err := r.nc.Subscribe(edgePrefix+".>", r.toCache); err != nil {
 		s.t.Fatal(err)
 	}
+	lost := proto.Subjects{Prefix: "ssekafka"}.Event("tasks", partition)
 	if _, err := r.nc.Subscribe("ssekafka.ev.>", func(m *nats.Msg) {
+		if m.Subject == lost && !proto.IsHead(m.Data) && r.lose.CompareAndSwap(true, false) {
+			return // lost in transit
+		}
 		_ = r.nc.Publish(edgePrefix+strings.TrimPrefix(m.Subject, "ssekafka"), m.Data)
 	}); err != nil {
 		s.t.Fatal(err)
@@ -53,9 +59,9 @@ func (r *partRelay) toCache(m *nats.Msg) {
 		return // our own republished live changes
 	}
 	subject := "ssekafka" + strings.TrimPrefix(m.Subject, edgePrefix)
-	if subject == r.subject && proto.IsValueRequest(m.Data) {
+	if subject == r.subject {
 		r.mu.Lock()
-		if r.holding {
+		if r.holding && (r.allState || proto.IsValueRequest(m.Data)) {
 			r.held = append(r.held, m)
 			r.seen.Add(1)
 			r.mu.Unlock()
@@ -66,9 +72,11 @@ func (r *partRelay) toCache(m *nats.Msg) {
 	_ = r.nc.PublishRequest(subject, m.Reply, m.Data)
 }
 
-func (r *partRelay) hold() {
+// hold holds the partition's value-part requests, and with allState its
+// state-page requests too (fills, probes).
+func (r *partRelay) hold(allState bool) {
 	r.mu.Lock()
-	r.holding = true
+	r.holding, r.allState = true, allState
 	r.mu.Unlock()
 }
 
@@ -104,7 +112,7 @@ func TestChangeOnOnePartitionIsNotHeldBehindAnotherPartitionsRecordApart(t *test
 		t.Fatalf("state: %d records, want 2", len(got))
 	}
 
-	relay.hold()
+	relay.hold(false)
 	value := bigValue("big", 8<<20) // 32 parts
 	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
 	s.produce("tasks", rec(0, "a", "a1"))
@@ -159,7 +167,7 @@ func TestChangesQueuedPastTheBoundBehindARecordApartAreFilled(t *testing.T) {
 	live := s.connect("/tasks", nil)
 	live.untilReady()
 
-	relay.hold()
+	relay.hold(false)
 	value := bigValue("big", 1<<20)
 	s.produceWith(s.bigProducer(), "tasks", rec(0, "big", value))
 	poll.Until(t, 10*time.Second, "the edge to ask for a part of the record apart", func() bool { return relay.seen.Load() > 0 })
@@ -182,5 +190,41 @@ func TestChangesQueuedPastTheBoundBehindARecordApartAreFilled(t *testing.T) {
 	}
 	if ev, err := nextMessageWithin(live, 500*time.Millisecond); err == nil {
 		t.Fatalf("after partition 0's changes: %.40q, want nothing more (a duplicate?)", ev.Data)
+	}
+}
+
+// A small change on one partition reaches a live client while another
+// partition's gap is being filled and no holder answers the fill: the fill
+// runs beside the feed goroutine (before, every partition waited up to
+// PageTimeout for each page asked).
+func TestChangeOnOnePartitionIsNotHeldBehindAnotherPartitionsFill(t *testing.T) {
+	s := newStack(t, stackOptions{partitions: 2,
+		edgeCfg: func(c *edge.Config) {
+			c.SubjectPrefix = edgePrefix
+			c.PageTimeout = 20 * time.Second // a page asked is not given up within the test
+		}})
+	relay := startPartRelay(s, 0)
+	s.produce("tasks", rec(0, "a", "a0"), rec(1, "b", "b0"))
+	live := s.connect("/tasks", nil)
+	live.untilReady()
+
+	relay.hold(true)
+	relay.lose.Store(true)
+	s.produce("tasks", rec(0, "a", "a1")) // lost in transit
+	s.produce("tasks", rec(0, "c", "c1")) // its gap starts a fill, held
+	poll.Until(t, 10*time.Second, "the edge to ask for partition 0's state", func() bool { return relay.seen.Load() > 0 })
+	s.produce("tasks", rec(1, "b", "b1"))
+	if ev, err := nextMessageWithin(live, 5*time.Second); err != nil || ev.Data != "b1" {
+		t.Fatalf("while partition 0's fill is held: %+v, %v; want partition 1's change b1", ev, err)
+	}
+	relay.release()
+	for _, want := range []string{"a1", "c1"} {
+		ev, err := nextMessageWithin(live, 30*time.Second)
+		if err != nil || ev.Data != want {
+			t.Fatalf("after the release: %+v (%v), want %q", ev, err, want)
+		}
+	}
+	if ev, err := nextMessageWithin(live, 500*time.Millisecond); err == nil {
+		t.Fatalf("after partition 0's changes: %+v, want nothing more (a duplicate?)", ev)
 	}
 }
