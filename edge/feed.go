@@ -23,10 +23,10 @@ import (
 // The goroutine boundary: run (and init, before run starts) is the only
 // writer of progress, parts, the resume ring (but what streams' pages and
 // head requests tell of the tier: known, heard), the slab and the views'
-// frames. Everything a
+// frames; the gap state (parts) and its jobs are its alone. Everything a
 // stream's goroutine touches (join, goLive, waitCovers, awaitWord,
-// ringFrom, enterState, leave) is read or changed under mu, but the frames encoded
-// from the ring, under encMu; meta and horizonWindow are fixed once init
+// ringFrom, enterState, leave) is read or changed under mu, but the frames
+// encoded from the ring, under encMu; meta and horizonWindow are fixed once init
 // returns. The ring's records are never changed once added: a stream may
 // read those ringFrom returned without mu.
 type feed struct {
@@ -44,8 +44,10 @@ type feed struct {
 	meta          proto.Meta
 	horizonWindow time.Duration // how far back a position may be and still resume
 
-	// run's alone (apply.go, gap.go): what jobs beside it post back, and
-	// the context their requests end with when the feed stops.
+	// run's alone (apply.go, gap.go): each partition's gap state, what
+	// jobs beside it post back, and the context their requests end with
+	// when the feed stops.
+	parts      []partGap
 	results    chan jobResult
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -53,7 +55,6 @@ type feed struct {
 
 	mu        sync.Mutex // guards everything below, and clients' registration
 	progress  proto.Progress
-	parts     []partGap // run's alone (gap.go)
 	views     map[string]*view
 	ring      ring      // recent changes, for resumes from memory
 	inState   int       // streams in their state part
