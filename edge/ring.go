@@ -29,6 +29,7 @@ type ring struct {
 type ringPart struct {
 	start  int64
 	behind bool      // the feed knows it lacks changes here (see markBehind)
+	held   bool      // changes of the partition wait for a job of the feed (see noteHeld)
 	heard  time.Time // when the tier's word on the partition last came: a head or change, or an answer (see awaitWord)
 	known  int64     // the highest Next the cache tier has shown (heads, pages): the ring serves only once the feed is there
 	recs   []ringRec // in offset order; recs[head:] are live
@@ -123,6 +124,36 @@ func (r *ring) from(p int32, since int64) (recs []*proto.Record, ok bool) {
 	return recs, true
 }
 
+// serves reports whether the ring may give a stream that began at began
+// the partition's records from since, the feed being at next: since lies
+// at or before next; the feed lacks nothing the cache tier applied that it
+// knows of (behind: a gap not filled; held: changes wait for a job; known:
+// the highest position the tier has shown); and the tier's word on the
+// partition came since began (see awaitWord). Whether since lies after
+// start is from's to say. The caller holds feed.mu.
+func (rp *ringPart) serves(since, next int64, began time.Time) bool {
+	return since <= next && !rp.behind && !rp.held && next >= rp.known && !rp.heard.Before(began)
+}
+
+// ringFrom returns partition p's records at or after since, from the
+// resume ring in offset order (latestPerKey makes them what the state path
+// gives), the feed's position in p, and the ring's start in p; ok is false
+// when since lies outside the ring (before start, its first offset, or
+// past the feed's position) or the ring may not serve (see serves).
+func (f *feed) ringFrom(p int32, since int64, began time.Time) (recs []*proto.Record, next, start int64, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rp := &f.ring.parts[p]
+	next, start = f.progress.Offsets[p], rp.start
+	// Not while changes wait for the feed goroutine (in its channel, or
+	// in a batch being applied): the cache tier has applied them, so a
+	// ready from the ring would lack them.
+	if len(f.msgs) == 0 && !f.handling.Load() && rp.serves(since, next, began) {
+		recs, ok = f.ring.from(p, since)
+	}
+	return recs, next, start, ok
+}
+
 // latestPerKey keeps, of recs (in offset order), only the last record of
 // each key, in offset order: what the state path gives for them.
 func latestPerKey(recs []*proto.Record) []*proto.Record {
@@ -190,42 +221,12 @@ func (f *feed) awaitWord(ctx context.Context, began time.Time) {
 		f.asks = make([]*wordAsk, len(f.ring.parts))
 	}
 	for {
-		now := time.Now()
-		var due time.Time // when the next head request this stream waits for may go
-		for p := range f.ring.parts {
-			pp := int32(p)
-			if asked[pp] != nil || !f.ring.parts[p].heard.Before(began) {
-				continue
-			}
-			a := f.asks[p]
-			if a != nil && !a.sent.Before(began) {
-				asked[pp] = a
-				continue
-			}
-			at := began
-			if a != nil {
-				at = a.sent.Add(ringAskEvery)
-			}
-			if at.After(now) {
-				if due.IsZero() || at.Before(due) {
-					due = at
-				}
-				continue
-			}
-			a = &wordAsk{sent: now, done: make(chan struct{})}
-			f.asks[p] = a
-			asked[pp] = a
-			go f.askWord(pp, a)
-		}
+		due := f.askWordsLocked(began, asked)
 		if due.IsZero() {
 			break
 		}
 		// Until the next request may go, or a change moves the feed.
-		if f.advanced == nil {
-			f.advanced = make(chan struct{})
-		}
-		f.waiters++
-		ch := f.advanced
+		ch := f.advancedLocked()
 		f.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(time.Until(due))
@@ -250,6 +251,51 @@ func (f *feed) awaitWord(ctx context.Context, began time.Time) {
 	}
 }
 
+// askWordsLocked sends a head request for each partition without the
+// tier's word since began, that this stream waits for none of yet, where
+// the last one went ringAskEvery ago (or joins one sent since began), and
+// notes them in asked. It returns when the next of the others may go (zero:
+// none waits). The caller holds f.mu.
+func (f *feed) askWordsLocked(began time.Time, asked map[int32]*wordAsk) (due time.Time) {
+	now := time.Now()
+	for p := range f.ring.parts {
+		pp := int32(p)
+		if asked[pp] != nil || !f.ring.parts[p].heard.Before(began) {
+			continue
+		}
+		a := f.asks[p]
+		if a != nil && !a.sent.Before(began) {
+			asked[pp] = a
+			continue
+		}
+		at := began
+		if a != nil {
+			at = a.sent.Add(ringAskEvery)
+		}
+		if at.After(now) {
+			if due.IsZero() || at.Before(due) {
+				due = at
+			}
+			continue
+		}
+		a = &wordAsk{sent: now, done: make(chan struct{})}
+		f.asks[p] = a
+		asked[pp] = a
+		go f.askWord(pp, a)
+	}
+	return due
+}
+
+// advancedLocked returns a channel closed when the feed's position next
+// moves. The caller holds f.mu.
+func (f *feed) advancedLocked() <-chan struct{} {
+	if f.advanced == nil {
+		f.advanced = make(chan struct{})
+	}
+	f.waiters++
+	return f.advanced
+}
+
 // askWord asks the cache tier for partition p's head, with a context of its
 // own (a stream that leaves does not fail the others waiting): the feed's
 // position is confirmed as of a.sent when the holder that answers is not
@@ -272,21 +318,48 @@ func (f *feed) askWord(p int32, a *wordAsk) {
 	f.mu.Unlock()
 }
 
-// notePublisher notes who published head h (proto.Head: the cache node and
-// when it became primary). A new one means the partition's primary changed
-// (a crash, a handover, a restart): what the old one published no longer
-// tells where the tier stands, and the new one's head has just raised
-// ring.known to its position, so the ring serves p again only once the feed
-// has filled up to it. Heads from cache nodes that predate publishers
-// carry none. It runs on the feed goroutine.
-func (f *feed) notePublisher(h *proto.Head) {
-	st := &f.parts[h.Partition]
-	if h.Publisher == st.publisher && h.Generation == st.generation || h.Publisher == "" && h.Generation == 0 {
+// The frames encoded from the ring: the one cache of encodings on the ring
+// path (a shared state page keeps its own, see sharedPage), under encMu.
+
+// ringEncoded returns the frames encoded under key from the ring, if any.
+func (f *feed) ringEncoded(key string) (encodedPage, bool) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	enc, ok := f.enc[key]
+	return enc, ok
+}
+
+// keepRingEncoded keeps frames encoded from the ring for other streams of
+// the view at the same position, the oldest dropped past a bound. Records
+// below the feed's position never change, so they stay true.
+func (f *feed) keepRingEncoded(key string, enc encodedPage) {
+	f.keepRingEncodedLocked(key, enc)
+	f.e.reclaimFeedMemory()
+}
+
+func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
+	f.encMu.Lock()
+	defer f.encMu.Unlock()
+	defer f.chargeEncLocked()
+	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
+	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
 		return
 	}
-	if st.publisher != "" || st.generation != 0 {
-		f.e.log.Debug("partition's primary changed", "topic", f.topic, "partition", h.Partition,
-			"from", st.publisher, "to", h.Publisher, "generation", h.Generation, "next", h.Next)
+	if f.enc == nil {
+		f.enc = map[string]encodedPage{}
 	}
-	st.publisher, st.generation = h.Publisher, h.Generation
+	if _, ok := f.enc[key]; ok {
+		return
+	}
+	f.enc[key] = enc
+	f.encOrder = append(f.encOrder, key)
+	f.encBytes += len(enc.frames)
+	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
+		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
+		delete(f.enc, f.encOrder[0])
+		f.encOrder = f.encOrder[1:]
+	}
 }
+
+// maxRingEncodings bounds the encodings kept per feed.
+const maxRingEncodings = 64
