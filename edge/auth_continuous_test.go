@@ -17,11 +17,12 @@ import (
 	"github.com/ssekafka/ssekafka/guard"
 )
 
-// What continuous authorization promises (issue 10): renewals prove the
-// stream's roles, forged renewals are dropped, tokens are checked whole.
+// What continuous authorization promises (issue 10): a renewal proves the
+// stream's roles, a forged one is dropped, and a token without a filter's
+// attribute or past its exp is refused.
 
-// adminAndLobbyRoutes are a stream that needs the admin role, and a route of the same
-// guard that needs none.
+// adminAndLobbyRoutes are a stream that needs the admin role and a route
+// of the same guard that needs none.
 func adminAndLobbyRoutes() []edge.RouteConfig {
 	return []edge.RouteConfig{
 		{Paths: []string{"/admin"}, Topic: "tasks", Guarded: map[string][]string{"jwt": {"admin"}}},
