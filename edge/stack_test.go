@@ -1,10 +1,8 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -29,6 +27,7 @@ import (
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -578,85 +577,22 @@ func (s *stack) epoch(topic string) uint32 {
 func (s *stack) adm() *kadm.Client { return kadm.NewClient(s.producer) }
 
 // event is one SSE block as a client parses it, with its raw bytes.
-type event struct {
-	ID, Event, Data, Retry string
-	HasID, HasData         bool
-	Comment                bool
-	Raw                    string
-}
+type event = ssetest.Event
 
-// sseClient reads one SSE stream in the background.
+// sseClient reads one SSE stream in the background (ssetest.Stream), with
+// the response it came in and the test it fails.
 type sseClient struct {
 	t      *testing.T
 	resp   *http.Response
-	events chan event // unbuffered: fed from queue, closed after the last event
-	done   chan struct{}
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	raw    strings.Builder
-
-	// The reader never waits for the test: what it parsed waits in queue.
-	// (A channel of 1<<16 events allocated ~6 MiB per connection: the
-	// property tests' thousands of connections grew the heap by gigabytes
-	// over -count=100 runs until a run stalled.)
-	queue []event
-	ended bool          // the stream ended: no more appends
-	more  chan struct{} // a token when queue grew or ended
-	quit  chan struct{} // closed by close: stop feeding events
-	stop  sync.Once
+	st     *ssetest.Stream
+	events <-chan event    // every block, keep-alives included; closed after the last
+	done   <-chan struct{} // closed when the read ended
 }
 
 // newSSEClient reads resp's stream in the background; cancel ends it.
 func newSSEClient(t *testing.T, resp *http.Response, cancel func()) *sseClient {
-	c := &sseClient{t: t, resp: resp, events: make(chan event), done: make(chan struct{}), cancel: cancel,
-		more: make(chan struct{}, 1), quit: make(chan struct{})}
-	go c.read()
-	go c.feed()
-	return c
-}
-
-// feed hands the queued events to events in order, then closes it.
-func (c *sseClient) feed() {
-	for {
-		c.mu.Lock()
-		if len(c.queue) > 0 {
-			ev := c.queue[0]
-			c.queue[0] = event{}
-			c.queue = c.queue[1:]
-			c.mu.Unlock()
-			select {
-			case c.events <- ev:
-			case <-c.quit:
-				return
-			}
-			continue
-		}
-		ended := c.ended
-		c.mu.Unlock()
-		if ended {
-			close(c.events)
-			return
-		}
-		select {
-		case <-c.more:
-		case <-c.quit:
-			return
-		}
-	}
-}
-
-func (c *sseClient) push(ev event, end bool) {
-	c.mu.Lock()
-	if end {
-		c.ended = true
-	} else {
-		c.queue = append(c.queue, ev)
-	}
-	c.mu.Unlock()
-	select {
-	case c.more <- struct{}{}:
-	default:
-	}
+	st := ssetest.Start(resp.Body, cancel)
+	return &sseClient{t: t, resp: resp, st: st, events: st.Events(), done: st.Done()}
 }
 
 func (s *stack) connect(path string, header http.Header) *sseClient {
@@ -705,88 +641,27 @@ func (s *stack) request(parent context.Context, path string, header http.Header)
 	return c, resp.StatusCode, nil
 }
 
-func (c *sseClient) close() {
-	c.cancel()
-	<-c.done
-	c.resp.Body.Close()
-	c.stop.Do(func() { close(c.quit) })
-}
+func (c *sseClient) close() { c.st.Close() }
 
-func (c *sseClient) read() {
-	defer close(c.done)
-	defer c.push(event{}, true)
-	br := bufio.NewReader(c.resp.Body)
-	var ev event
-	var raw strings.Builder
-	for {
-		line, err := br.ReadString('\n')
-		raw.WriteString(line)
-		c.mu.Lock()
-		c.raw.WriteString(line)
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-		line = strings.TrimSuffix(line, "\n")
-		if line == "" {
-			ev.Raw = raw.String()
-			raw.Reset()
-			c.push(ev, false)
-			ev = event{}
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			ev.Comment = true
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			ev.ID, ev.HasID = value, true
-		case "event":
-			ev.Event = value
-		case "data":
-			if ev.HasData {
-				ev.Data += "\n"
-			}
-			ev.Data += value
-			ev.HasData = true
-		case "retry":
-			ev.Retry = value
-		}
-	}
-}
+// abandon stops handing out events; the read goes on until the stream ends.
+func (c *sseClient) abandon() { c.st.Abandon() }
 
-var errStreamEnded = errors.New("stream ended")
+// rawStream is every byte the client read so far.
+func (c *sseClient) rawStream() string { return c.st.Raw() }
+
+var errStreamEnded = ssetest.ErrEnded
 
 // next returns the next block that an EventSource would dispatch (it has
 // data), or the retry/reset blocks, skipping keep-alive comments.
 func (c *sseClient) next(timeout time.Duration) (event, error) {
-	return c.nextOrStop(timeout, nil)
+	return c.st.Next(timeout)
 }
 
 // errStopped is returned by nextOrStop when stop closes first.
-var errStopped = errors.New("stopped")
+var errStopped = ssetest.ErrStopped
 
 func (c *sseClient) nextOrStop(timeout time.Duration, stop <-chan struct{}) (event, error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case <-stop:
-			return event{}, errStopped
-		case ev, ok := <-c.events:
-			if !ok {
-				return event{}, errStreamEnded
-			}
-			if ev.Comment && !ev.HasData {
-				continue
-			}
-			return ev, nil
-		case <-deadline:
-			return event{}, errors.New("timeout waiting for an event")
-		}
-	}
+	return c.st.NextOrStop(timeout, stop)
 }
 
 func (c *sseClient) mustNext() event {
