@@ -28,6 +28,7 @@ import (
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
 	"github.com/ssekafka/ssekafka/internal/ssetest"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -36,6 +37,7 @@ import (
 // one edge serving on a loopback port, and a producer.
 type stack struct {
 	t          *testing.T
+	tiers      *teststack.Tiers // Kafka, NATS and the cache nodes' runs
 	brokers    []string
 	producer   *kgo.Client
 	edge       *edge.Edge
@@ -48,8 +50,7 @@ type stack struct {
 	nats       *server.Server
 	client     *http.Client // default: http.DefaultClient
 	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
-	maxPayload int32
-	badChanges bool // the test sends forged live messages (expectBadChanges)
+	badChanges bool         // the test sends forged live messages (expectBadChanges)
 	standbyLag time.Duration
 	topics     []string // created at start
 	partitions int32    // of each of topics
@@ -79,7 +80,7 @@ type stackOptions struct {
 	tls        *tls.Config                   // Edge.Serve over TLS with this configuration
 	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
-	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
+	maxPayload int32 // the NATS server's; 0: teststack's 8 MiB
 	// standbyLag, when set, starts a standby cache node beside the primary
 	// (the stack's own node, primary of every partition), whose Kafka
 	// reads arrive standbyLag late: a holder that has not applied what the
@@ -107,34 +108,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			{Paths: []string{"/public/{topic}"}, Topic: "${params.topic}", TopicPattern: `public\..+`},
 		}
 	}
-	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	s := &stack{t: t, brokers: []string{addr}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
-		t.Fatal(err)
-	}
-	if o.maxPayload == 0 {
-		o.maxPayload = 8 << 20
-	}
-	s.maxPayload = o.maxPayload
-	ns, err := devstack.StartNATSMaxPayload("127.0.0.1:0", o.maxPayload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.nats.Shutdown() })
-	s.nats = ns
-	s.natsURL = ns.ClientURL()
-
-	s.producer, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.producer.Close)
+	tiers := teststack.StartWith(t, teststack.Options{Topics: o.topics, Partitions: o.partitions, MaxPayload: o.maxPayload, NoCache: true})
+	s := &stack{t: t, tiers: tiers, brokers: []string{tiers.Kafka}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions,
+		nats: tiers.NATS, natsURL: tiers.NATSURL}
+	s.producer = tiers.Producer(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 
 	if !o.noCache {
 		s.startCache(o.cacheCfg)
@@ -158,6 +135,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.edgeCfg != nil {
 		o.edgeCfg(&ecfg)
 	}
+	var err error
 	s.edge, err = edge.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
@@ -215,13 +193,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 // address; every connection reconnects, and what was published meanwhile is lost.
 func (s *stack) restartNATS() {
 	s.t.Helper()
-	addr := s.nats.Addr().String()
-	s.nats.Shutdown()
-	ns, err := devstack.StartNATSMaxPayload(addr, s.maxPayload)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.nats = ns
+	s.tiers.RestartNATS()
+	s.nats = s.tiers.NATS
 }
 
 func (s *stack) connectNATS() *nats.Conn {
@@ -413,22 +386,7 @@ func (c *laggingConn) Close() error {
 // runCache runs a cache node until stop is called or the test ends.
 func (s *stack) runCache(cfg cache.Config) (node *cache.Node, stop func()) {
 	s.t.Helper()
-	node, err := cache.New(cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := node.Run(ctx); err != nil {
-			s.t.Error(err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	s.t.Cleanup(stop)
-	return node, stop
+	return s.tiers.RunCache(cfg)
 }
 
 // newClientView is the view of a client that connects to path (a keyed
