@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/guard"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 )
 
 // rsaKeys are two real signing keys, made once per test binary.
@@ -187,15 +187,8 @@ func do(t *testing.T, method, url string, h http.Header) (int, http.Header, stri
 	if resp.StatusCode != http.StatusOK {
 		body, _ = io.ReadAll(resp.Body)
 	} else if resp.Header.Get("Content-Type") == "text/event-stream" {
-		br := bufio.NewReader(resp.Body)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s %s: %v before event:ready", method, url, err)
-			}
-			if line == "event:ready\n" {
-				break
-			}
+		if _, err := ssetest.NewReader(resp.Body).Until(ssetest.IsReady); err != nil {
+			t.Fatalf("%s %s: %v before event:ready", method, url, err)
 		}
 	}
 	return resp.StatusCode, resp.Header, string(body)
