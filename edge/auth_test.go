@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -139,29 +138,9 @@ func guardConfig(t testing.TB, j *jwksServer, challenge time.Duration, cors *edg
 // addGuardedEdge starts another edge on the stack's NATS, with the same routes.
 func (s *stack) addGuardedEdge(routes []edge.RouteConfig, tweak func(*edge.Config)) string {
 	s.t.Helper()
-	var rs []*edge.Route
-	for _, rc := range routes {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rs = append(rs, r)
-	}
-	cfg := edge.Config{NATS: s.connectNATS(), Logger: testLogger(s.t), Routes: rs, RetryJitter: -1, Registerer: prometheus.NewRegistry(),
-		ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
-	tweak(&cfg)
-	e, err := edge.New(cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e}
-	go func() { _ = e.Serve(ln, srv) }()
-	s.t.Cleanup(func() { e.Close(); _ = ln.Close(); _ = srv.Close() })
-	return "http://" + ln.Addr().String()
+	_, url := s.serveAnotherEdge(routes, edge.Config{Logger: testLogger(s.t), RetryJitter: -1, Registerer: prometheus.NewRegistry(),
+		ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}, tweak)
+	return url
 }
 
 // do sends one request and returns its status, headers and body.

@@ -121,14 +121,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 
 	enc := s.connectNATS()
-	var routes []*edge.Route
-	for _, rc := range o.routes {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, r)
-	}
+	routes := compileRoutes(t, o.routes)
 	s.edgeReg = prometheus.NewRegistry()
 	ecfg := edge.Config{NATS: enc, Logger: testLogger(t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
 		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
@@ -173,6 +166,46 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		}
 	})
 	return s
+}
+
+// compileRoutes compiles rcs, failing t on an error.
+func compileRoutes(t testing.TB, rcs []edge.RouteConfig) []*edge.Route {
+	t.Helper()
+	var routes []*edge.Route
+	for _, rc := range rcs {
+		r, err := edge.CompileRoute(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// serveAnotherEdge starts another edge on the stack's NATS: cfg with the
+// compiled routes and a NATS connection of its own, then tweak (nil for
+// none); it serves (Edge.Serve) on a loopback port until the test ends.
+// It returns the edge and its URL.
+func (s *stack) serveAnotherEdge(routes []edge.RouteConfig, cfg edge.Config, tweak func(*edge.Config)) (*edge.Edge, string) {
+	s.t.Helper()
+	cfg.Routes = compileRoutes(s.t, routes)
+	cfg.NATS = s.connectNATS()
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e, err := edge.New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e}
+	go func() { _ = e.Serve(ln, srv) }()
+	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
+	s.t.Cleanup(e.Close)
+	return e, "http://" + ln.Addr().String()
 }
 
 // countingListener counts the connections it accepts.
