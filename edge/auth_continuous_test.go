@@ -39,15 +39,10 @@ func TestRenewalThroughAnotherRouteNeedsTheStreamsRoles(t *testing.T) {
 	s := newStack(t, stackOptions{routes: adminAndLobbyRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
 	exp := time.Unix(time.Now().Add(4*time.Second).Unix(), 0)
 	c := s.connect("/admin", bearer(token(t, "k1", "alice", exp, "admin")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
+	handle := challengeHandle(t, c)
 	h := bearer(token(t, "k1", "alice", time.Now().Add(time.Hour), "read")) // no admin any more
 	h.Set("Content-Type", "application/x-challenge-response")
-	h.Set("X-Ssekafka-Stream", m[1])
+	h.Set("X-Ssekafka-Stream", handle)
 	if status, _, body := do(t, http.MethodPost, s.url+"/lobby", h); status != http.StatusForbidden {
 		t.Errorf("renewal without the admin role, POSTed to /lobby: %d %q; want 403", status, body)
 	}
@@ -65,13 +60,8 @@ func TestForgedNATSRenewalDoesNotExtendAStream(t *testing.T) {
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
 	exp := time.Unix(time.Now().Add(4*time.Second).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
-	edgeID, n, _ := strings.Cut(m[1], "-")
+	handle := challengeHandle(t, c)
+	edgeID, n, _ := strings.Cut(handle, "-")
 	id, _ := strconv.ParseUint(n, 10, 64)
 	forged, _ := json.Marshal(map[string]any{"stream": id, "guard": "jwt", "identity": "alice", "kid": "k1",
 		"expires": time.Now().Add(100 * 365 * 24 * time.Hour).UnixMilli()})

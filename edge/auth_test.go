@@ -326,6 +326,19 @@ func TestStreamChallengedThenEndsAtExpiry(t *testing.T) {
 	}
 }
 
+// challengeHandle reads c's state part and the challenge after it, and
+// returns the stream handle the challenge names.
+func challengeHandle(t *testing.T, c *sseClient) string {
+	t.Helper()
+	c.untilReady()
+	ev := c.mustNext()
+	m := challengeRE.FindStringSubmatch(ev.Raw)
+	if m == nil {
+		t.Fatalf("got %q, want event:challenge", ev.Raw)
+	}
+	return m[1]
+}
+
 // A renewal POSTed to another edge extends the stream held by the first:
 // it keeps its connection and receives changes after the old expiry.
 func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
@@ -335,16 +348,11 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, 2*time.Second, nil))
 	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
+	handle := challengeHandle(t, c)
 	renew := func(h http.Header) int {
 		h.Set("Content-Type", "application/x-challenge-response")
 		if h.Get("X-Ssekafka-Stream") == "" {
-			h.Set("X-Ssekafka-Stream", m[1])
+			h.Set("X-Ssekafka-Stream", handle)
 		}
 		status, _, body := do(t, http.MethodPost, other+"/tasks", h)
 		t.Logf("renewal: %d %q", status, body)
@@ -362,7 +370,7 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 		{"no token", http.Header{}, 401},
 		{"another identity", bearer(token(t, "k1", "bob", later, "read")), 404}, // no more said than for no stream
 		{"role missing", bearer(token(t, "k1", "alice", later, "write")), 403},
-		{"unknown stream", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {strings.Split(m[1], "-")[0] + "-999"}}, 404},
+		{"unknown stream", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {strings.Split(handle, "-")[0] + "-999"}}, 404},
 		{"no such edge", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {"0123456789abcdef-1"}}, 404},
 	} {
 		if got := renew(tc.header); got != tc.want {
