@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ssekafka/ssekafka/internal/devstack"
@@ -19,16 +20,24 @@ import (
 )
 
 // testTier is a kfake cluster with a compacted topic "v" (one partition)
-// and an embedded NATS server.
+// and an embedded NATS server. (The cache's own tests cannot use
+// internal/teststack: it imports this package.)
 type testTier struct {
-	addr string
-	nc   *nats.Conn
-	prod *kgo.Client
+	addr    string
+	cluster *kfake.Cluster
+	nc      *nats.Conn
+	prod    *kgo.Client // produces to "v"
 }
 
 func newTestTier(t *testing.T) *testTier {
 	t.Helper()
-	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
+	return newTestTierOn(t, devstack.KafkaOptions{})
+}
+
+// newTestTierOn is newTestTier with kfake started with kopts.
+func newTestTierOn(t *testing.T, kopts devstack.KafkaOptions) *testTier {
+	t.Helper()
+	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", kopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +62,7 @@ func newTestTier(t *testing.T) *testTier {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	return &testTier{addr: addr, nc: nc, prod: prod}
+	return &testTier{addr: addr, cluster: cluster, nc: nc, prod: prod}
 }
 
 // run starts a cache node on the tier; it stops at the test's end.

@@ -68,19 +68,7 @@ func (v *values) close() { v.c.Close() }
 // edge asks again from there); otherwise cut is -1. Only a page whose first
 // value cannot be read fails.
 func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, recs []proto.Record) (_ []proto.Record, cut int64, _ error) {
-	var missing []int
-	for i := range recs {
-		r := &recs[i]
-		if r.Tombstone || r.Value != nil || r.Apart {
-			continue
-		}
-		if v, ok := n.values.get(t.name, partition, r.Offset); ok {
-			r.Value = v
-			n.metrics.valueHits.Inc()
-			continue
-		}
-		missing = append(missing, i)
-	}
+	missing := n.valuesAtHand(t, partition, recs)
 	cut = -1
 	if len(missing) == 0 {
 		return recs, cut, nil
@@ -122,6 +110,31 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 			next++
 		}
 	}
+	return n.putReadBack(t, partition, recs, missing, found), cut, nil
+}
+
+// valuesAtHand puts into recs the values ristretto holds and returns the
+// indexes of the records whose values must be read back from Kafka.
+func (n *Node) valuesAtHand(t *topicState, partition int32, recs []proto.Record) (missing []int) {
+	for i := range recs {
+		r := &recs[i]
+		if r.Tombstone || r.Value != nil || r.Apart {
+			continue
+		}
+		if v, ok := n.values.get(t.name, partition, r.Offset); ok {
+			r.Value = v
+			n.metrics.valueHits.Inc()
+			continue
+		}
+		missing = append(missing, i)
+	}
+	return missing
+}
+
+// putReadBack puts the values read back (found, by offset) into the
+// records at missing, keeping them in ristretto, and drops the records
+// Kafka no longer has.
+func (n *Node) putReadBack(t *topicState, partition int32, recs []proto.Record, missing []int, found map[int64][]byte) []proto.Record {
 	dropped := 0
 	for _, i := range missing {
 		if v, ok := found[recs[i].Offset]; ok && v != nil {
@@ -136,7 +149,7 @@ func (n *Node) fillValues(ctx context.Context, t *topicState, partition int32, r
 		n.metrics.valuesGone.Add(float64(dropped))
 		recs = slices.DeleteFunc(recs, func(r proto.Record) bool { return r.Offset < 0 })
 	}
-	return recs, cut, nil
+	return recs
 }
 
 // readBackAttempts bounds how often one read-back follows a moved leader.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -29,27 +28,8 @@ func valuesNode(t *testing.T, maxBytes int64) (*Node, *kfake.Cluster, *kgo.Clien
 
 func valuesNodeOn(t *testing.T, maxBytes int64, kopts devstack.KafkaOptions) (*Node, *kfake.Cluster, *kgo.Client) {
 	t.Helper()
-	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", kopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, []string{addr}, 1, "v"); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	n, err := New(Config{Brokers: []string{addr}, NATS: nc})
+	tt := newTestTierOn(t, kopts)
+	n, err := New(Config{Brokers: []string{tt.addr}, NATS: tt.nc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +39,7 @@ func valuesNodeOn(t *testing.T, maxBytes int64, kopts devstack.KafkaOptions) (*N
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.kcl.Close(); n.reader.Close(); n.values.close() })
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("v"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(prod.Close)
-	return n, cluster, prod
+	return n, tt.cluster, tt.prod
 }
 
 func produceValues(t *testing.T, prod *kgo.Client, recs ...*kgo.Record) {

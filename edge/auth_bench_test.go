@@ -10,13 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/internal/devstack"
-	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 )
 
 // BenchmarkNewStream is the edge's new-stream rate, one stream after
@@ -26,46 +23,13 @@ import (
 func BenchmarkNewStream(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kc, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer kc.Close()
-	if err := devstack.CreateCompactedTopics(ctx, []string{addr}, 3, "tasks"); err != nil {
-		b.Fatal(err)
-	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ns.Shutdown()
-	connect := func() *nats.Conn {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(nc.Close)
-		return nc
-	}
-	node, err := cache.New(cache.Config{Brokers: []string{addr}, NATS: connect(), Bootstrap: []string{"tasks"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cctx, ccancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = node.Run(cctx) }()
-	defer func() { ccancel(); <-done }()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("tasks"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
+	tiers := teststack.Start(b, "tasks")
+	prod := tiers.Producer(kgo.DefaultProduceTopic("tasks"))
 	for i := range 100 {
 		if err := prod.ProduceSync(ctx, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("value")}).FirstErr(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	poll.Until(b, 30*time.Second, "cache node ready", node.Ready)
 	var routes []*edge.Route
 	for _, rc := range guardedRoutes() {
 		r, err := edge.CompileRoute(rc)
@@ -75,7 +39,7 @@ func BenchmarkNewStream(b *testing.B) {
 		routes = append(routes, r)
 	}
 	j := newJWKS(b)
-	cfg := edge.Config{NATS: connect(), Routes: routes}
+	cfg := edge.Config{NATS: tiers.Connect(), Routes: routes}
 	guardConfig(b, j, 0, nil)(&cfg)
 	e, err := edge.New(cfg)
 	if err != nil {

@@ -1,13 +1,11 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/guard"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 )
 
 // rsaKeys are two real signing keys, made once per test binary.
@@ -139,29 +138,9 @@ func guardConfig(t testing.TB, j *jwksServer, challenge time.Duration, cors *edg
 // addGuardedEdge starts another edge on the stack's NATS, with the same routes.
 func (s *stack) addGuardedEdge(routes []edge.RouteConfig, tweak func(*edge.Config)) string {
 	s.t.Helper()
-	var rs []*edge.Route
-	for _, rc := range routes {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rs = append(rs, r)
-	}
-	cfg := edge.Config{NATS: s.connectNATS(), Logger: testLogger(s.t), Routes: rs, RetryJitter: -1, Registerer: prometheus.NewRegistry(),
-		ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
-	tweak(&cfg)
-	e, err := edge.New(cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e}
-	go func() { _ = e.Serve(ln, srv) }()
-	s.t.Cleanup(func() { e.Close(); _ = ln.Close(); _ = srv.Close() })
-	return "http://" + ln.Addr().String()
+	_, url := s.serveAnotherEdge(routes, edge.Config{Logger: testLogger(s.t), RetryJitter: -1, Registerer: prometheus.NewRegistry(),
+		ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}, tweak)
+	return url
 }
 
 // do sends one request and returns its status, headers and body.
@@ -187,15 +166,8 @@ func do(t *testing.T, method, url string, h http.Header) (int, http.Header, stri
 	if resp.StatusCode != http.StatusOK {
 		body, _ = io.ReadAll(resp.Body)
 	} else if resp.Header.Get("Content-Type") == "text/event-stream" {
-		br := bufio.NewReader(resp.Body)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s %s: %v before event:ready", method, url, err)
-			}
-			if line == "event:ready\n" {
-				break
-			}
+		if _, err := ssetest.NewReader(resp.Body).Until(ssetest.IsReady); err != nil {
+			t.Fatalf("%s %s: %v before event:ready", method, url, err)
 		}
 	}
 	return resp.StatusCode, resp.Header, string(body)
@@ -354,6 +326,19 @@ func TestStreamChallengedThenEndsAtExpiry(t *testing.T) {
 	}
 }
 
+// challengeHandle reads c's state part and the challenge after it, and
+// returns the stream handle the challenge names.
+func challengeHandle(t *testing.T, c *sseClient) string {
+	t.Helper()
+	c.untilReady()
+	ev := c.mustNext()
+	m := challengeRE.FindStringSubmatch(ev.Raw)
+	if m == nil {
+		t.Fatalf("got %q, want event:challenge", ev.Raw)
+	}
+	return m[1]
+}
+
 // A renewal POSTed to another edge extends the stream held by the first:
 // it keeps its connection and receives changes after the old expiry.
 func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
@@ -363,16 +348,11 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 	other := s.addGuardedEdge(guardedRoutes(), guardConfig(t, j, 2*time.Second, nil))
 	exp := time.Unix(time.Now().Add(5*time.Second).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
+	handle := challengeHandle(t, c)
 	renew := func(h http.Header) int {
 		h.Set("Content-Type", "application/x-challenge-response")
 		if h.Get("X-Ssekafka-Stream") == "" {
-			h.Set("X-Ssekafka-Stream", m[1])
+			h.Set("X-Ssekafka-Stream", handle)
 		}
 		status, _, body := do(t, http.MethodPost, other+"/tasks", h)
 		t.Logf("renewal: %d %q", status, body)
@@ -390,7 +370,7 @@ func TestRenewalOnAnotherEdgeExtendsTheStream(t *testing.T) {
 		{"no token", http.Header{}, 401},
 		{"another identity", bearer(token(t, "k1", "bob", later, "read")), 404}, // no more said than for no stream
 		{"role missing", bearer(token(t, "k1", "alice", later, "write")), 403},
-		{"unknown stream", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {strings.Split(m[1], "-")[0] + "-999"}}, 404},
+		{"unknown stream", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {strings.Split(handle, "-")[0] + "-999"}}, 404},
 		{"no such edge", http.Header{"Authorization": {"Bearer " + token(t, "k1", "alice", later, "read")}, "X-Ssekafka-Stream": {"0123456789abcdef-1"}}, 404},
 	} {
 		if got := renew(tc.header); got != tc.want {

@@ -49,25 +49,7 @@ func TestBrowserEventSourcesOverHTTP2(t *testing.T) {
 	}}, func(c *edge.Config) { c.SetupConcurrency = 2 })
 	s.produce("tasks", rec(0, "a", "1"))
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("headless", true), chromedp.Flag("ignore-certificate-errors", true)) // the test's self-signed certificate
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := context.WithTimeout(actx, time.Minute)
-	t.Cleanup(cancel)
-	bctx, cancel := chromedp.NewContext(ctx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	open := func(url string) context.Context {
-		tab, cancel := chromedp.NewContext(bctx)
-		t.Cleanup(cancel)
-		if err := chromedp.Do(tab, chromedp.Navigate(url)); err != nil {
-			t.Fatal(err)
-		}
-		return tab
-	}
+	open := startChromium(t, bin, chromedp.Flag("ignore-certificate-errors", true)) // the test's self-signed certificate
 	readyCount := func(tab context.Context) int {
 		n := 0
 		for _, st := range eval[[]streamSummary](t, tab, "window.summary()") {

@@ -48,6 +48,32 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// startChromium starts the headless Chromium at bin for the test (a minute
+// at most), with extra options after the defaults, and returns a function
+// that opens a tab at a URL.
+func startChromium(t *testing.T, bin string, extra ...chromedp.ExecAllocatorOption) (open func(url string) context.Context) {
+	t.Helper()
+	opts := append(append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true)), extra...)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := context.WithTimeout(actx, time.Minute)
+	t.Cleanup(cancel)
+	bctx, cancel := chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	open = func(url string) context.Context {
+		tab, cancel := chromedp.NewContext(bctx)
+		t.Cleanup(cancel)
+		if err := chromedp.Do(tab, chromedp.Navigate(url)); err != nil {
+			t.Fatal(err)
+		}
+		return tab
+	}
+	return open
+}
+
 // In Chromium, a page of an allowed origin streams and renews its stream
 // across the token's expiry (preflight, POST, same connection); a page of
 // another origin is refused by the browser itself.
@@ -65,24 +91,7 @@ func TestBrowserCrossOriginStreamAndRenewal(t *testing.T) {
 	fresh := token(t, "k1", "alice", time.Now().Add(time.Hour), "read")
 	html.Store(fmt.Sprintf(page, s.url+"/tasks?access_token="+fresh, fresh, s.url+"/tasks"))
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel := context.WithTimeout(actx, time.Minute)
-	t.Cleanup(cancel)
-	bctx, cancel := chromedp.NewContext(ctx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	open := func(url string) context.Context {
-		tab, cancel := chromedp.NewContext(bctx)
-		t.Cleanup(cancel)
-		if err := chromedp.Do(tab, chromedp.Navigate(url)); err != nil {
-			t.Fatal(err)
-		}
-		return tab
-	}
+	open := startChromium(t, bin)
 
 	other := open(refused.URL)
 	eventually(t, 10*time.Second, "the refused origin's EventSource to close", func() bool {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 )
 
 // tryStream opens a stream on a connection of its own and reports whether
@@ -29,17 +30,11 @@ func tryStream(t *testing.T, addr, path string) bool {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return false
 	}
-	br := bufio.NewReader(resp.Body)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return false
-		}
-		if line == "event:ready\n" {
-			_ = conn.SetDeadline(time.Time{})
-			return true
-		}
+	if _, err := ssetest.NewReader(resp.Body).Until(ssetest.IsReady); err != nil {
+		return false
 	}
+	_ = conn.SetDeadline(time.Time{})
+	return true
 }
 
 // connectionsRefused is ssekafka_edge_connections_refused_total{reason} in reg.

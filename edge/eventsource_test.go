@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -327,32 +326,12 @@ type runningEdge struct {
 
 func (s *stack) addEdge() runningEdge {
 	s.t.Helper()
-	var routes []*edge.Route
-	for _, rc := range []edge.RouteConfig{
+	e, url := s.serveAnotherEdge([]edge.RouteConfig{
 		{Paths: []string{"/tasks"}, Topic: "tasks"},
 		{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
-	} {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		routes = append(routes, r)
-	}
-	reg := prometheus.NewRegistry()
-	e, err := edge.New(edge.Config{NATS: s.connectNATS(), Logger: testLogger(s.t), Routes: routes, Retry: 100 * time.Millisecond,
-		Now: func() time.Time { return fixedNow }, Registerer: reg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e}
-	go func() { _ = e.Serve(ln, srv) }()
-	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
-	s.t.Cleanup(e.Close)
-	return runningEdge{edge: e, url: "http://" + ln.Addr().String()}
+	}, edge.Config{Logger: testLogger(s.t), Retry: 100 * time.Millisecond,
+		Now: func() time.Time { return fixedNow }, Registerer: prometheus.NewRegistry(), ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}, nil)
+	return runningEdge{edge: e, url: url}
 }
 
 // balancer is a TCP load balancer with two backends: it sends every new

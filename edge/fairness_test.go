@@ -31,10 +31,7 @@ func refusedStream(t *testing.T, c *sseClient, reason string) bool {
 			return false
 		}
 	}
-	c.mu.Lock()
-	raw := c.raw.String()
-	c.mu.Unlock()
-	return strings.HasPrefix(raw, ": "+reason+"\n")
+	return strings.HasPrefix(c.rawStream(), ": "+reason+"\n")
 }
 
 // HTTP/2 streams count against the caps as connections do: from one

@@ -4,7 +4,6 @@ package edge_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,12 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
-	"github.com/ssekafka/ssekafka/internal/devstack"
-	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 )
 
 // BenchmarkHangupWave: a wave of 1,000 live clients closes at once; how
@@ -92,43 +87,12 @@ func benchHangupWave(b *testing.B, watch bool) {
 // a route /t on an empty topic of 3 partitions; it returns the edge's address.
 func benchEdge(b testing.TB, keepAlive time.Duration, watch bool) string {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(kc.Close)
-	if err := devstack.CreateCompactedTopics(ctx, []string{kafka}, 3, "t"); err != nil {
-		b.Fatal(err)
-	}
-	ns, err := devstack.StartNATS("127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(ns.Shutdown)
-	connect := func() *nats.Conn {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(nc.Close)
-		return nc
-	}
-	node, err := cache.New(cache.Config{Brokers: []string{kafka}, NATS: connect(), Bootstrap: []string{"t"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = node.Run(runCtx) }()
-	b.Cleanup(func() { stop(); <-done })
-	poll.Until(b, 10*time.Second, "cache node ready", node.Ready)
+	tiers := teststack.Start(b, "t")
 	route, err := edge.CompileRoute(edge.RouteConfig{Paths: []string{"/t"}, Topic: "t"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{NATS: connect(), Routes: []*edge.Route{route}, KeepAlive: keepAlive,
+	e, err := edge.New(edge.Config{NATS: tiers.Connect(), Routes: []*edge.Route{route}, KeepAlive: keepAlive,
 		MaxConnectionsPerIP: edge.Off}) // every wave dials from 127.0.0.1
 	if err != nil {
 		b.Fatal(err)

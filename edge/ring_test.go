@@ -3,7 +3,6 @@ package edge_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,37 +25,14 @@ type otherEdge struct {
 
 func (s *stack) addTweakedEdge(tweak func(*edge.Config)) *otherEdge {
 	s.t.Helper()
-	var routes []*edge.Route
-	for _, rc := range []edge.RouteConfig{
+	routes := []edge.RouteConfig{
 		{Paths: []string{"/tasks"}, Topic: "tasks"},
 		{Paths: []string{"/keyed"}, Topic: "tasks", EventID: `["${base64(key)}","${etag}"]`},
 		{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
-	} {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		routes = append(routes, r)
 	}
 	o := &otherEdge{reg: prometheus.NewRegistry()}
-	cfg := edge.Config{NATS: s.connectNATS(), Logger: testLogger(s.t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
-		Registerer: o.reg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	e, err := edge.New(cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e}
-	go func() { _ = e.Serve(ln, srv) }()
-	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
-	s.t.Cleanup(e.Close)
-	o.url = "http://" + ln.Addr().String()
+	_, o.url = s.serveAnotherEdge(routes, edge.Config{Logger: testLogger(s.t), RetryJitter: -1, Now: func() time.Time { return fixedNow },
+		Registerer: o.reg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}, tweak)
 	return o
 }
 

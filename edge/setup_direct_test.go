@@ -194,9 +194,7 @@ func TestDirectStreamSetupSlotReleasedOnEveryExit(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the refused stream did not end")
 			}
-			refused.mu.Lock()
-			body := refused.raw.String()
-			refused.mu.Unlock()
+			body := refused.rawStream()
 			if !strings.HasPrefix(body, ": setup queue full\nretry:") {
 				t.Fatalf("refusal %q, want the setup queue full", body)
 			}

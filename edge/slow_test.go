@@ -105,7 +105,7 @@ func stalledClient(t *testing.T, noHijack bool, tc stalledCase) {
 		t.Fatal(err)
 	}
 	slow := newSSEClient(t, resp, func() {})
-	t.Cleanup(func() { slow.stop.Do(func() { close(slow.quit) }) }) // the stream ends with the stack
+	t.Cleanup(slow.abandon) // the stream ends with the stack
 	slowView, lastID, events := map[string]string{}, "", 0
 	for !(conflate && maps.Equal(slowView, final)) {
 		ev, err := slow.next(10 * time.Second)

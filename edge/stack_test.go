@@ -1,10 +1,8 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -29,6 +27,8 @@ import (
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
+	"github.com/ssekafka/ssekafka/internal/teststack"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -37,6 +37,7 @@ import (
 // one edge serving on a loopback port, and a producer.
 type stack struct {
 	t          *testing.T
+	tiers      *teststack.Tiers // Kafka, NATS and the cache nodes' runs
 	brokers    []string
 	producer   *kgo.Client
 	edge       *edge.Edge
@@ -49,8 +50,7 @@ type stack struct {
 	nats       *server.Server
 	client     *http.Client // default: http.DefaultClient
 	accepted   atomic.Int64 // TCP connections the edge accepted (Edge.Serve)
-	maxPayload int32
-	badChanges bool // the test sends forged live messages (expectBadChanges)
+	badChanges bool         // the test sends forged live messages (expectBadChanges)
 	standbyLag time.Duration
 	topics     []string // created at start
 	partitions int32    // of each of topics
@@ -80,7 +80,7 @@ type stackOptions struct {
 	tls        *tls.Config                   // Edge.Serve over TLS with this configuration
 	handler    func(*edge.Edge) http.Handler // what Edge.Serve's server serves (a ServeMux that picks the edge); default the edge
 	client     *http.Client
-	maxPayload int32 // the NATS server's; 0: devstack's 8 MiB
+	maxPayload int32 // the NATS server's; 0: teststack's 8 MiB
 	// standbyLag, when set, starts a standby cache node beside the primary
 	// (the stack's own node, primary of every partition), whose Kafka
 	// reads arrive standbyLag late: a holder that has not applied what the
@@ -108,34 +108,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			{Paths: []string{"/public/{topic}"}, Topic: "${params.topic}", TopicPattern: `public\..+`},
 		}
 	}
-	cluster, addr, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	s := &stack{t: t, brokers: []string{addr}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := devstack.CreateCompactedTopics(ctx, s.brokers, o.partitions, o.topics...); err != nil {
-		t.Fatal(err)
-	}
-	if o.maxPayload == 0 {
-		o.maxPayload = 8 << 20
-	}
-	s.maxPayload = o.maxPayload
-	ns, err := devstack.StartNATSMaxPayload("127.0.0.1:0", o.maxPayload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.nats.Shutdown() })
-	s.nats = ns
-	s.natsURL = ns.ClientURL()
-
-	s.producer, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.producer.Close)
+	tiers := teststack.StartWith(t, teststack.Options{Topics: o.topics, Partitions: o.partitions, MaxPayload: o.maxPayload, NoCache: true})
+	s := &stack{t: t, tiers: tiers, brokers: []string{tiers.Kafka}, client: o.client, standbyLag: o.standbyLag, topics: o.topics, partitions: o.partitions,
+		nats: tiers.NATS, natsURL: tiers.NATSURL}
+	s.producer = tiers.Producer(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 
 	if !o.noCache {
 		s.startCache(o.cacheCfg)
@@ -145,20 +121,14 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 
 	enc := s.connectNATS()
-	var routes []*edge.Route
-	for _, rc := range o.routes {
-		r, err := edge.CompileRoute(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, r)
-	}
+	routes := compileRoutes(t, o.routes)
 	s.edgeReg = prometheus.NewRegistry()
 	ecfg := edge.Config{NATS: enc, Logger: testLogger(t), Routes: routes, RetryJitter: -1, Now: func() time.Time { return fixedNow },
 		Registerer: s.edgeReg, ProbeInterval: 200 * time.Millisecond, PageTimeout: 500 * time.Millisecond}
 	if o.edgeCfg != nil {
 		o.edgeCfg(&ecfg)
 	}
+	var err error
 	s.edge, err = edge.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +168,46 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	return s
 }
 
+// compileRoutes compiles rcs, failing t on an error.
+func compileRoutes(t testing.TB, rcs []edge.RouteConfig) []*edge.Route {
+	t.Helper()
+	var routes []*edge.Route
+	for _, rc := range rcs {
+		r, err := edge.CompileRoute(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// serveAnotherEdge starts another edge on the stack's NATS: cfg with the
+// compiled routes and a NATS connection of its own, then tweak (nil for
+// none); it serves (Edge.Serve) on a loopback port until the test ends.
+// It returns the edge and its URL.
+func (s *stack) serveAnotherEdge(routes []edge.RouteConfig, cfg edge.Config, tweak func(*edge.Config)) (*edge.Edge, string) {
+	s.t.Helper()
+	cfg.Routes = compileRoutes(s.t, routes)
+	cfg.NATS = s.connectNATS()
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e, err := edge.New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e}
+	go func() { _ = e.Serve(ln, srv) }()
+	s.t.Cleanup(func() { _ = ln.Close(); _ = srv.Close() })
+	s.t.Cleanup(e.Close)
+	return e, "http://" + ln.Addr().String()
+}
+
 // countingListener counts the connections it accepts.
 type countingListener struct {
 	net.Listener
@@ -216,13 +226,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 // address; every connection reconnects, and what was published meanwhile is lost.
 func (s *stack) restartNATS() {
 	s.t.Helper()
-	addr := s.nats.Addr().String()
-	s.nats.Shutdown()
-	ns, err := devstack.StartNATSMaxPayload(addr, s.maxPayload)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.nats = ns
+	s.tiers.RestartNATS()
+	s.nats = s.tiers.NATS
 }
 
 func (s *stack) connectNATS() *nats.Conn {
@@ -414,22 +419,7 @@ func (c *laggingConn) Close() error {
 // runCache runs a cache node until stop is called or the test ends.
 func (s *stack) runCache(cfg cache.Config) (node *cache.Node, stop func()) {
 	s.t.Helper()
-	node, err := cache.New(cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := node.Run(ctx); err != nil {
-			s.t.Error(err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	s.t.Cleanup(stop)
-	return node, stop
+	return s.tiers.RunCache(cfg)
 }
 
 // newClientView is the view of a client that connects to path (a keyed
@@ -578,85 +568,22 @@ func (s *stack) epoch(topic string) uint32 {
 func (s *stack) adm() *kadm.Client { return kadm.NewClient(s.producer) }
 
 // event is one SSE block as a client parses it, with its raw bytes.
-type event struct {
-	ID, Event, Data, Retry string
-	HasID, HasData         bool
-	Comment                bool
-	Raw                    string
-}
+type event = ssetest.Event
 
-// sseClient reads one SSE stream in the background.
+// sseClient reads one SSE stream in the background (ssetest.Stream), with
+// the response it came in and the test it fails.
 type sseClient struct {
 	t      *testing.T
 	resp   *http.Response
-	events chan event // unbuffered: fed from queue, closed after the last event
-	done   chan struct{}
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	raw    strings.Builder
-
-	// The reader never waits for the test: what it parsed waits in queue.
-	// (A channel of 1<<16 events allocated ~6 MiB per connection: the
-	// property tests' thousands of connections grew the heap by gigabytes
-	// over -count=100 runs until a run stalled.)
-	queue []event
-	ended bool          // the stream ended: no more appends
-	more  chan struct{} // a token when queue grew or ended
-	quit  chan struct{} // closed by close: stop feeding events
-	stop  sync.Once
+	st     *ssetest.Stream
+	events <-chan event    // every block, keep-alives included; closed after the last
+	done   <-chan struct{} // closed when the read ended
 }
 
 // newSSEClient reads resp's stream in the background; cancel ends it.
 func newSSEClient(t *testing.T, resp *http.Response, cancel func()) *sseClient {
-	c := &sseClient{t: t, resp: resp, events: make(chan event), done: make(chan struct{}), cancel: cancel,
-		more: make(chan struct{}, 1), quit: make(chan struct{})}
-	go c.read()
-	go c.feed()
-	return c
-}
-
-// feed hands the queued events to events in order, then closes it.
-func (c *sseClient) feed() {
-	for {
-		c.mu.Lock()
-		if len(c.queue) > 0 {
-			ev := c.queue[0]
-			c.queue[0] = event{}
-			c.queue = c.queue[1:]
-			c.mu.Unlock()
-			select {
-			case c.events <- ev:
-			case <-c.quit:
-				return
-			}
-			continue
-		}
-		ended := c.ended
-		c.mu.Unlock()
-		if ended {
-			close(c.events)
-			return
-		}
-		select {
-		case <-c.more:
-		case <-c.quit:
-			return
-		}
-	}
-}
-
-func (c *sseClient) push(ev event, end bool) {
-	c.mu.Lock()
-	if end {
-		c.ended = true
-	} else {
-		c.queue = append(c.queue, ev)
-	}
-	c.mu.Unlock()
-	select {
-	case c.more <- struct{}{}:
-	default:
-	}
+	st := ssetest.Start(resp.Body, cancel)
+	return &sseClient{t: t, resp: resp, st: st, events: st.Events(), done: st.Done()}
 }
 
 func (s *stack) connect(path string, header http.Header) *sseClient {
@@ -705,88 +632,27 @@ func (s *stack) request(parent context.Context, path string, header http.Header)
 	return c, resp.StatusCode, nil
 }
 
-func (c *sseClient) close() {
-	c.cancel()
-	<-c.done
-	c.resp.Body.Close()
-	c.stop.Do(func() { close(c.quit) })
-}
+func (c *sseClient) close() { c.st.Close() }
 
-func (c *sseClient) read() {
-	defer close(c.done)
-	defer c.push(event{}, true)
-	br := bufio.NewReader(c.resp.Body)
-	var ev event
-	var raw strings.Builder
-	for {
-		line, err := br.ReadString('\n')
-		raw.WriteString(line)
-		c.mu.Lock()
-		c.raw.WriteString(line)
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-		line = strings.TrimSuffix(line, "\n")
-		if line == "" {
-			ev.Raw = raw.String()
-			raw.Reset()
-			c.push(ev, false)
-			ev = event{}
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			ev.Comment = true
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			ev.ID, ev.HasID = value, true
-		case "event":
-			ev.Event = value
-		case "data":
-			if ev.HasData {
-				ev.Data += "\n"
-			}
-			ev.Data += value
-			ev.HasData = true
-		case "retry":
-			ev.Retry = value
-		}
-	}
-}
+// abandon stops handing out events; the read goes on until the stream ends.
+func (c *sseClient) abandon() { c.st.Abandon() }
 
-var errStreamEnded = errors.New("stream ended")
+// rawStream is every byte the client read so far.
+func (c *sseClient) rawStream() string { return c.st.Raw() }
+
+var errStreamEnded = ssetest.ErrEnded
 
 // next returns the next block that an EventSource would dispatch (it has
 // data), or the retry/reset blocks, skipping keep-alive comments.
 func (c *sseClient) next(timeout time.Duration) (event, error) {
-	return c.nextOrStop(timeout, nil)
+	return c.st.Next(timeout)
 }
 
 // errStopped is returned by nextOrStop when stop closes first.
-var errStopped = errors.New("stopped")
+var errStopped = ssetest.ErrStopped
 
 func (c *sseClient) nextOrStop(timeout time.Duration, stop <-chan struct{}) (event, error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case <-stop:
-			return event{}, errStopped
-		case ev, ok := <-c.events:
-			if !ok {
-				return event{}, errStreamEnded
-			}
-			if ev.Comment && !ev.HasData {
-				continue
-			}
-			return ev, nil
-		case <-deadline:
-			return event{}, errors.New("timeout waiting for an event")
-		}
-	}
+	return c.st.NextOrStop(timeout, stop)
 }
 
 func (c *sseClient) mustNext() event {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,25 +31,9 @@ func getStatus(addr string) (cacheStatus, error) {
 // held by exactly --replicas of them, and a kill -9 of a primary while
 // records are produced loses nothing for a client that streams throughout.
 func TestClusterProcessesSurviveKill9(t *testing.T) {
-	kafkaAddr, natsAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
-	services.waitFor(t, "embedded nats listening")
-	natsURL := "nats://" + natsAddr
-	config := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(config, []byte(`
-routes:
-  - when: [{path: /tasks}]
-    with: {topic: tasks}
-kafka:
-  bootstrap: [tasks]
-cluster:
-  replicas: 2
-  probeInterval: 100ms
-  probeTimeout: 50ms
-  suspicionMult: 2
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	kafkaAddr, natsURL := devServices(t)
+	config := fixture(t, "tasks-cluster")
 	type node struct {
 		name, gossip, http string
 		proc               *process

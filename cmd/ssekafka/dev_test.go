@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -172,9 +173,10 @@ func produce(t *testing.T, broker string, lines string, extra ...string) {
 
 type sseEvent struct{ id, event, data string }
 
-// stream reads SSE events from a plain HTTP GET.
+// stream reads SSE events from a plain HTTP GET: the events with data
+// or a name (retry-only blocks and keep-alives skipped), read by ssetest.
 type stream struct {
-	events chan sseEvent
+	events chan sseEvent // closed when the stream ends
 	cancel context.CancelFunc
 }
 
@@ -194,33 +196,23 @@ func openStream(t *testing.T, url, lastID string) *stream {
 		cancel()
 		t.Fatalf("GET %s: %s %s", url, resp.Status, resp.Header.Get("Content-Type"))
 	}
-	s := &stream{events: make(chan sseEvent, 1024), cancel: cancel}
+	st := ssetest.Start(resp.Body, cancel)
+	s := &stream{events: make(chan sseEvent), cancel: cancel}
 	go func() {
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			if line == "" {
-				if ev.data != "" || ev.event != "" {
-					s.events <- ev
-				}
-				ev = sseEvent{}
+		defer close(s.events)
+		for ev := range st.Events() {
+			if ev.Data == "" && ev.Event == "" {
 				continue
 			}
-			field, value, _ := strings.Cut(line, ":")
-			switch field {
-			case "id":
-				ev.id = value
-			case "event":
-				ev.event = value
-			case "data":
-				ev.data = value
+			select {
+			case s.events <- sseEvent{id: ev.ID, event: ev.Event, data: ev.Data}:
+			case <-ctx.Done():
+				st.Abandon()
+				return
 			}
 		}
-		close(s.events)
 	}()
-	t.Cleanup(cancel)
+	t.Cleanup(st.Close)
 	return s
 }
 

@@ -5,8 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,23 +16,9 @@ import (
 // public and admin addresses.
 func edgeWithAdmin(t *testing.T) (*process, string, string) {
 	t.Helper()
-	kafkaAddr, natsAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
-	services.waitFor(t, "embedded nats listening")
-	natsURL := "nats://" + natsAddr
-	config := filepath.Join(t.TempDir(), "edge.yaml")
-	if err := os.WriteFile(config, []byte(`
-sse:
-  retry: 700
-  drainWindow: 300ms
-routes:
-  - when: [{path: /tasks}]
-    with: {topic: tasks}
-kafka:
-  bootstrap: [tasks]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	kafkaAddr, natsURL := devServices(t)
+	config := fixture(t, "tasks-drain")
 	cacheProc := start(t, "cache", "--config", config, "--kafka", kafkaAddr, "--nats", natsURL)
 	cacheProc.waitFor(t, "cache node running")
 	edgeProc := start(t, "edge", "--config", config, "--nats", natsURL, "--http", httpAddr, "--admin", adminAddr)

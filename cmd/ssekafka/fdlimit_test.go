@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -64,20 +63,9 @@ func TestEdgeAtOpenFileLimitAnswersHealthAndRefusals(t *testing.T) {
 		}
 		t.Skip("prlimit is not installed (Debian: util-linux)")
 	}
-	kafkaAddr, natsAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	services := start(t, "dev", "--only", "kafka,nats", "--kafka", kafkaAddr, "--nats", natsAddr)
-	services.waitFor(t, "embedded nats listening")
-	natsURL := "nats://" + natsAddr
-	config := filepath.Join(t.TempDir(), "edge.yaml")
-	if err := os.WriteFile(config, []byte(`
-routes:
-  - when: [{path: /tasks}]
-    with: {topic: tasks}
-kafka:
-  bootstrap: [tasks]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	kafkaAddr, natsURL := devServices(t)
+	config := fixture(t, "tasks")
 	cacheProc := start(t, "cache", "--config", config, "--kafka", kafkaAddr, "--nats", natsURL)
 	cacheProc.waitFor(t, "cache node running")
 	produceTasks(t, kafkaAddr, "a", "b", "c")

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -93,16 +95,8 @@ func TestHostileInputLogsAreBoundedAndFreeOfSecrets(t *testing.T) {
 			return false
 		}
 		defer resp.Body.Close()
-		buf := make([]byte, 4096)
-		var got strings.Builder
-		for !strings.Contains(got.String(), "data:v1") && !strings.Contains(got.String(), "event:ready") {
-			n, err := resp.Body.Read(buf)
-			got.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return strings.Contains(got.String(), "data:v1")
+		evs, _ := ssetest.NewReader(resp.Body).Until(func(ev ssetest.Event) bool { return ev.Data == "v1" || ssetest.IsReady(ev) })
+		return slices.Contains(ssetest.Data(evs), "v1")
 	})
 	for _, tc := range []struct {
 		how, token string

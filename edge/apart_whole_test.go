@@ -15,7 +15,7 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// Review of 634b3d9 (records apart whole): filters, deletes and event ids
+// Records apart are whole (634b3d9): filters, deletes and event ids
 // of records read in parts must be those of the whole record, never of
 // its stub, on every path (live fill, state, resume from the ring or
 // from the cache).

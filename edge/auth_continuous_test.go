@@ -17,12 +17,13 @@ import (
 	"github.com/ssekafka/ssekafka/guard"
 )
 
-// Review of issue 10. These tests state what continuous authorization
-// promises; on c6f7b3f they fail (see the report).
+// What continuous authorization promises (issue 10): a renewal proves the
+// stream's roles, a forged one is dropped, and a token without a filter's
+// attribute or past its exp is refused.
 
-// reviewRoutes: a stream that needs the admin role, and a route of the same
-// guard that needs none.
-func reviewRoutes() []edge.RouteConfig {
+// adminAndLobbyRoutes are a stream that needs the admin role and a route
+// of the same guard that needs none.
+func adminAndLobbyRoutes() []edge.RouteConfig {
 	return []edge.RouteConfig{
 		{Paths: []string{"/admin"}, Topic: "tasks", Guarded: map[string][]string{"jwt": {"admin"}}},
 		{Paths: []string{"/lobby"}, Topic: "tasks", Guarded: map[string][]string{"jwt": {}}},
@@ -33,20 +34,15 @@ func reviewRoutes() []edge.RouteConfig {
 // whatever route of the same guard it is POSTed to: a user whose admin
 // role was taken away must not keep an admin stream by renewing it
 // through /lobby.
-func TestReviewRenewalThroughAnotherRouteNeedsTheStreamsRoles(t *testing.T) {
+func TestRenewalThroughAnotherRouteNeedsTheStreamsRoles(t *testing.T) {
 	j := newJWKS(t)
-	s := newStack(t, stackOptions{routes: reviewRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
+	s := newStack(t, stackOptions{routes: adminAndLobbyRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
 	exp := time.Unix(time.Now().Add(4*time.Second).Unix(), 0)
 	c := s.connect("/admin", bearer(token(t, "k1", "alice", exp, "admin")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
+	handle := challengeHandle(t, c)
 	h := bearer(token(t, "k1", "alice", time.Now().Add(time.Hour), "read")) // no admin any more
 	h.Set("Content-Type", "application/x-challenge-response")
-	h.Set("X-Ssekafka-Stream", m[1])
+	h.Set("X-Ssekafka-Stream", handle)
 	if status, _, body := do(t, http.MethodPost, s.url+"/lobby", h); status != http.StatusForbidden {
 		t.Errorf("renewal without the admin role, POSTed to /lobby: %d %q; want 403", status, body)
 	}
@@ -59,18 +55,13 @@ func TestReviewRenewalThroughAnotherRouteNeedsTheStreamsRoles(t *testing.T) {
 // that may publish the renew subject extends any stream whose guard and
 // identity it names, without a token. A renewal should carry the token so
 // the holding edge verifies it again.
-func TestReviewForgedNATSRenewalDoesNotExtendAStream(t *testing.T) {
+func TestForgedNATSRenewalDoesNotExtendAStream(t *testing.T) {
 	j := newJWKS(t)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, 2*time.Second, nil)})
 	exp := time.Unix(time.Now().Add(4*time.Second).Unix(), 0)
 	c := s.connect("/tasks", bearer(token(t, "k1", "alice", exp, "read")))
-	c.untilReady()
-	ev := c.mustNext()
-	m := challengeRE.FindStringSubmatch(ev.Raw)
-	if m == nil {
-		t.Fatalf("got %q, want event:challenge", ev.Raw)
-	}
-	edgeID, n, _ := strings.Cut(m[1], "-")
+	handle := challengeHandle(t, c)
+	edgeID, n, _ := strings.Cut(handle, "-")
 	id, _ := strconv.ParseUint(n, 10, 64)
 	forged, _ := json.Marshal(map[string]any{"stream": id, "guard": "jwt", "identity": "alice", "kid": "k1",
 		"expires": time.Now().Add(100 * 365 * 24 * time.Hour).UnixMilli()})
@@ -94,7 +85,7 @@ func TestReviewForgedNATSRenewalDoesNotExtendAStream(t *testing.T) {
 // on the empty value: /tenant filters tenant=${attributes.tenant}, and a
 // token with no tenant claim reads the records whose tenant header is
 // empty (another "tenant"). Want a refusal (403) before any cache request.
-func TestReviewMissingAttributeIsRefused(t *testing.T) {
+func TestTokenWithoutFilterAttributeIsRefused(t *testing.T) {
 	j := newJWKS(t)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: guardConfig(t, j, 0, nil)})
 	empty := rec(0, "unowned-job", "for the empty tenant")
@@ -128,7 +119,7 @@ func TestReviewMissingAttributeIsRefused(t *testing.T) {
 // interval, getting the state part again each time, for the whole leeway.
 // Want: a token already past its exp refused (401) at setup, leeway or not,
 // as it would be ended before it could be used.
-func TestReviewTokenPastExpWithinLeewayIsRefused(t *testing.T) {
+func TestTokenPastExpWithinLeewayIsRefused(t *testing.T) {
 	j := newJWKS(t)
 	s := newStack(t, stackOptions{routes: guardedRoutes(), edgeCfg: func(c *edge.Config) {
 		g, err := guard.New(context.Background(), guard.Options{Name: "jwt", Issuer: testIssuer, Audience: "sse",

@@ -2,7 +2,7 @@
 
 package edge_test
 
-// Review regressions (issue 9): a request whose header exceeds the edge's
+// Issue 9: a request whose header exceeds the edge's
 // 4 KiB peek buffer (a browser with large cookies) is handed to net/http,
 // which serves it through the mux: it skips the setup queue, and its
 // hijacked connection is a prefixedConn, not a syscall.Conn, so it gets no
@@ -30,7 +30,7 @@ import (
 var bigCookie = "Cookie: c=" + strings.Repeat("x", 5000) + "\r\n"
 
 // A client with a large header that hangs up is released like any other.
-func TestReviewLargeHeaderClientReleasedOnHangup(t *testing.T) {
+func TestLargeHeaderClientReleasedOnHangup(t *testing.T) {
 	s := newStack(t, stackOptions{edgeCfg: noKeepAlive})
 	s.produce("tasks", rec(0, "a", "1"))
 	addr := strings.TrimPrefix(s.url, "http://")
@@ -47,7 +47,7 @@ func TestReviewLargeHeaderClientReleasedOnHangup(t *testing.T) {
 
 // A client with a large header is admitted through the setup queue like
 // any other: with the only worker busy and the queue full, it is refused.
-func TestReviewLargeHeaderClientAdmittedThroughQueue(t *testing.T) {
+func TestLargeHeaderClientAdmittedThroughQueue(t *testing.T) {
 	release, held := make(chan struct{}), make(chan struct{}, 8)
 	var once sync.Once
 	s := newStack(t, stackOptions{
@@ -81,7 +81,7 @@ func TestReviewLargeHeaderClientAdmittedThroughQueue(t *testing.T) {
 // the tier held. Here the feed is held on b1's message; a new client (the
 // storm's first) waits for the feed, a resume that follows within a second
 // is given ready at once without b1.
-func TestReviewStormRingReadyCoversWhatCacheHeld(t *testing.T) {
+func TestStormRingReadyCoversWhatCacheHeld(t *testing.T) {
 	var holding atomic.Bool
 	release := make(chan struct{})
 	var once sync.Once
@@ -129,7 +129,7 @@ func TestReviewStormRingReadyCoversWhatCacheHeld(t *testing.T) {
 
 // Observed answers to HEAD and a CORS preflight on an SSE route: 405 with
 // Allow: GET and no CORS headers (documented, not a failure).
-func TestReviewHeadAndPreflight(t *testing.T) {
+func TestHeadAndPreflightOnStreamRouteAre405(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	s.produce("tasks", rec(0, "a", "1"))
 	for _, req := range []string{
@@ -149,7 +149,7 @@ func TestReviewHeadAndPreflight(t *testing.T) {
 // A drain ends the streams still in their setup too: one whose setup waits
 // on the cache tier (absent, asked again for up to RequestTimeout) keeps
 // Drain from returning until its context ends.
-func TestReviewDrainEndsStreamInSetup(t *testing.T) {
+func TestDrainEndsStreamInSetup(t *testing.T) {
 	var cacheNC *nats.Conn
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.RequestTimeout = time.Minute },
 		cacheCfg: func(c *cache.Config) { cacheNC = c.NATS }})
