@@ -28,7 +28,7 @@ type liveConn struct {
 
 	writing   bool       // guarded by c.mu: a flush or a drain goroutine owns the socket
 	closed    bool       // guarded by c.mu
-	watch     *accept.Watch // guarded by c.mu: its hang-up watch, if any
+	watch     *connWatch // guarded by c.mu: its hang-up watch, if any
 	lastWrite atomic.Int64
 }
 
@@ -225,7 +225,7 @@ func (lc *liveConn) RawConn() syscall.RawConn { return lc.raw }
 
 var _ accept.Live = (*liveConn)(nil)
 
-// hangup releases a live connection whose client has gone, within the
+// Hangup releases a live connection whose client has gone, within the
 // socket's ownership rule: with no writer, it takes the socket and closes
 // the stream; a flush or drain goroutine that owns the socket ends the
 // stream itself, on the closing reason or on the failed write that closing

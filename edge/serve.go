@@ -89,3 +89,6 @@ func acceptConfig(e *Edge) accept.Config {
 		},
 	}
 }
+
+// connWatch is a connection's hang-up watch (edge/internal/accept).
+type connWatch = accept.Watch
