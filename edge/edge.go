@@ -9,13 +9,14 @@
 // connection has no goroutine while it waits for a setup worker (Serve),
 // which writes its state part; a stream on net/http's goroutine (HTTP/2,
 // or the edge under net/http) waits in the same queue for a worker to
-// grant it a slot for its state part (setup.go). Live, a hijacked connection on a raw socket
+// grant it a slot for its state part (edge/internal/accept: the accept
+// path, its limits and its setup queue). Live, a hijacked connection on a raw socket
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
 // without blocking, and only a full socket gets a goroutine until it
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
 // writing its frames. On Linux one epoll watcher per edge notices a client
 // that hangs up, queued, in its state part or live, and releases it at
-// once (hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
+// once (accept's hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
 package edge
 
 import (
