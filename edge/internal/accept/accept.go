@@ -29,7 +29,8 @@ type Config struct {
 	// Handler serves a request Serve admitted: on a setup worker with a
 	// raw response (Park finds the worker's release in it), or on
 	// net/http's goroutine. It is the edge: a ServeMux that picks it is
-	// served here too.
+	// served here too. It must be comparable (a pointer): Serve looks for
+	// it in srv.Handler with ==.
 	Handler http.Handler
 	// Bypass reports whether a request Serve read goes to net/http rather
 	// than the setup queue (a JSON read). Nil: none.
