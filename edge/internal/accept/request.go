@@ -12,7 +12,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// One request parser. Edge.Serve reads every connection's first header
+// One request parser. Serve reads every connection's first header
 // itself, so that what it reads and what net/http would read must agree:
 // the header ends at its first empty line, CRLF or bare LF (net/textproto
 // takes both); a request net/http's server would refuse (no Host on

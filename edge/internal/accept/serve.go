@@ -22,16 +22,15 @@ import (
 
 // Serve accepts connections on ln until it fails or is closed. A
 // connection whose first request is an HTTP/1.x request that srv would give
-// to this edge (srv.Handler is the edge, or a ServeMux that picks it) is
-// served here without net/http: its header is read with pooled buffers and
-// nothing but the connection is kept once the stream is live, which is most
-// of an idle SSE client's cost. Every other connection (metrics, health,
-// HTTP/2, a header too large to peek) is handed to srv as it arrived.
-// srv must not serve elsewhere; shut it down after Serve returns. A stream
-// read here waits in the edge's setup queue for one of SetupConcurrency
-// workers, which writes its state part; a stream srv serves (HTTP/2) waits
-// in the same queue, on its handler goroutine. The queue is the edge's,
-// shared by every Serve: Close, not Serve's return, ends it.
+// to Config.Handler (srv.Handler is it, or a ServeMux that picks it) is
+// read here without net/http and waits in the setup queue, with no
+// goroutine, for one of SetupConcurrency workers, which calls the Handler
+// with a raw response; nothing but the connection is kept once the stream
+// is live. Every other connection (metrics, health, HTTP/2, a body, a JSON
+// read) is handed to srv as it arrived. srv must not serve elsewhere; shut
+// it down after Serve returns. The queue is shared by every Serve and by
+// the streams on net/http's goroutines (AwaitSetup): Close, not Serve's
+// return, ends it.
 //
 // For TLS, ln is a plain listener and srv.TLSConfig the configuration:
 // each connection is counted against the caps, then served over TLS, whose
