@@ -31,8 +31,11 @@ func (s *Server) refusalRetryMs() int64 {
 }
 
 // SetupBacklog estimates how long the streams waiting for a setup worker
-// take to start: waiting × mean setup time / workers.
+// take to start: waiting × mean setup time / workers; 0 on a nil Server.
 func (s *Server) SetupBacklog() time.Duration {
+	if s == nil {
+		return 0
+	}
 	q := s.queue.Load()
 	if q == nil {
 		return 0
