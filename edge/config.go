@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/ssekafka/ssekafka/edge/internal/accept"
 )
 
 // Off, in a Config field that says so, turns off what zero would give the
@@ -291,7 +292,7 @@ func (c *Config) setDefaults() error {
 	}
 	switch {
 	case c.MaxConnections == 0:
-		c.MaxConnections = defaultMaxConnections()
+		c.MaxConnections = accept.DefaultMaxConnections()
 	case c.MaxConnections < 0:
 		return fmt.Errorf("edge config: MaxConnections: %d is negative (0: the default, below the open-file limit)", c.MaxConnections)
 	}

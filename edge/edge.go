@@ -9,13 +9,14 @@
 // connection has no goroutine while it waits for a setup worker (Serve),
 // which writes its state part; a stream on net/http's goroutine (HTTP/2,
 // or the edge under net/http) waits in the same queue for a worker to
-// grant it a slot for its state part (setup.go). Live, a hijacked connection on a raw socket
+// grant it a slot for its state part (edge/internal/accept: the accept
+// path, its limits and its setup queue). Live, a hijacked connection on a raw socket
 // (HTTP/1.x on Linux) has none while idle: its feed writes its frames
 // without blocking, and only a full socket gets a goroutine until it
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
 // writing its frames. On Linux one epoll watcher per edge notices a client
 // that hangs up, queued, in its state part or live, and releases it at
-// once (hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
+// once (accept's hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
 package edge
 
 import (
@@ -27,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -47,20 +50,16 @@ type Edge struct {
 	pages pageShare // state requests in flight and answered lately
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
-	hangups   hangupWatcher // notices clients that leave (hangup.go)
 	done      chan struct{} // closed by Close
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
-	limiter    *connLimiter               // Serve's connections, against MaxConnections and MaxConnectionsPerIP
-	setupsOnce sync.Once                  // starts the setup workers (setups)
-	queue      atomic.Pointer[setupQueue] // the streams waiting for a setup worker, once started
-	draining   atomic.Bool                // set by Drain: streams are refused
-	probe      sync.Once                  // starts the cache-tier probe of Ready
-	cacheOK    atomic.Bool                // the last probe was answered
+	acc      *accept.Server // the accept path: Serve, limits, setup queue, hang-up watch
+	draining atomic.Bool    // set by Drain: streams are refused
+	probe    sync.Once      // starts the cache-tier probe of Ready
+	cacheOK  atomic.Bool    // the last probe was answered
 
 	holdFeed     func()                // tests: each feed calls it before it applies anything
-	holdSetup    func()                // tests: each setup worker calls it before it serves a request
 	holdState    func(context.Context) // tests: each stream calls it as its state part begins
 	shareAlways  bool                  // tests: a lone stream shares work as in a storm
 	holdKeyRead  func()                // tests: each shared key lookup calls it before it asks the cache tier
@@ -93,13 +92,13 @@ func New(cfg Config) (*Edge, error) {
 		cfg:      cfg,
 		log:      ratelog.Wrap(cfg.Logger), // over-limit connections may repeat without end
 		tlsLog:   ratelog.Wrap(cfg.Logger),
-		limiter:  newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerIP, cfg.TrustedProxies),
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
 		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
+	e.acc = accept.New(acceptConfig(e))
 	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
@@ -123,14 +122,14 @@ func (e *Edge) Close() {
 		close(e.done)
 		e.auth.stop()
 	}
-	e.setups().close() // its workers end; the streams still waiting are closed or refused
+	e.acc.Close() // the setup workers end; the streams still waiting are closed or refused
 	for _, f := range e.feedList() {
 		<-f.ready // an init under way ends with e.done
 		if f.err == nil {
 			f.fail(reasonShutdown)
 		}
 	}
-	e.hangups.close()
+	e.acc.CloseWatch()
 }
 
 func (e *Edge) fail(w http.ResponseWriter, status int, reason string) {
@@ -154,10 +153,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
 		return
 	}
-	e.corsHeaders(w.Header(), r)
+	e.acc.CORSHeaders(w.Header(), r)
 	switch {
 	case r.Method == http.MethodOptions && e.cfg.CORS != nil:
-		e.preflight(w, r)
+		e.acc.Preflight(w, r)
 		return
 	case r.Method == http.MethodPost && route.guard != "":
 		e.renewHTTP(w, r, route)
@@ -195,9 +194,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case lookupRefused:
 		if wantsJSON(r) {
 			w.Header().Set("Retry-After", "1")
-			http.Error(w, refuseLookupRate, http.StatusServiceUnavailable)
+			http.Error(w, reason.LookupRate.String(), http.StatusServiceUnavailable)
 		} else {
-			e.refuse(w, refuseLookupRate)
+			e.refuse(w, reason.LookupRate)
 		}
 		return
 	}

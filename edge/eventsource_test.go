@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -258,7 +259,7 @@ func TestEventSourceSurvivesFullSetupQueue(t *testing.T) {
 	var once sync.Once
 	o := esOptions(func(c *edge.Config) { c.SetupConcurrency, c.SetupQueue = 1, 1 })
 	o.edgeHook = func(e *edge.Edge) {
-		edge.HoldSetups(e, func() {
+		edge.HoldStateParts(e, func(context.Context) {
 			select {
 			case <-release:
 			default:

@@ -3,8 +3,8 @@
 package edge
 
 // HangupWakeups is how many times e's hang-up watcher has woken.
-func HangupWakeups(e *Edge) uint64 { return e.hangups.wakeups.Load() }
+func HangupWakeups(e *Edge) uint64 { return e.acc.HangupWakeups() }
 
 // NoHangupWatch turns e's hang-up watch off (benchmarks compare without
 // it). Call it before the first stream.
-func NoHangupWatch(e *Edge) { e.hangups.close() }
+func NoHangupWatch(e *Edge) { e.acc.CloseWatch() }

@@ -23,10 +23,6 @@ func ShareNever(e *Edge) { e.shareNever = true }
 // page of partition p. Set it before the first stream.
 func AfterStatePage(e *Edge, fn func(p int32)) { e.afterPage = fn }
 
-// HoldSetups makes every setup worker of e call hold before it serves a
-// request: a test fills the setup queue by blocking in hold. Set it before Serve.
-func HoldSetups(e *Edge, hold func()) { e.holdSetup = hold }
-
 // HoldKeyReads makes every shared key lookup of e call hold before it asks
 // the cache tier: a test gathers reads of one key behind it.
 func HoldKeyReads(e *Edge, hold func()) { e.holdKeyRead = hold }

@@ -127,18 +127,12 @@ type keyReader struct {
 }
 
 // keyReaderOf is r's client address: its peer's, or behind a trusted proxy
-// the forwarded one (connlimit.go's forwardedClient), as an addrKey.
+// the forwarded one (accept.Server.ClientKey).
 func (e *Edge) keyReaderOf(r *http.Request) *keyReader {
 	kr := &keyReader{e: e}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return kr
+	if key := e.acc.ClientKey(r); key.IsValid() { // not for a peer that is not TCP
+		kr.addr, kr.keyed = key, true
 	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if e.limiter.isTrusted(ip) {
-		ip = e.limiter.forwardedClient(ip, r.Header)
-	}
-	kr.addr, kr.keyed = addrKey(ip), true
 	return kr
 }
 

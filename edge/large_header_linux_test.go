@@ -52,7 +52,7 @@ func TestLargeHeaderClientAdmittedThroughQueue(t *testing.T) {
 	var once sync.Once
 	s := newStack(t, stackOptions{
 		edgeCfg:  func(c *edge.Config) { c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 1, 200*time.Millisecond },
-		edgeHook: func(e *edge.Edge) { edge.HoldSetups(e, func() { held <- struct{}{}; <-release }) },
+		edgeHook: func(e *edge.Edge) { edge.HoldStateParts(e, func(context.Context) { held <- struct{}{}; <-release }) },
 	})
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	s.produce("tasks", rec(0, "a", "1"))

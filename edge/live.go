@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/accept"
 	"golang.org/x/sys/unix"
 )
 
@@ -187,7 +188,7 @@ func (lc *liveConn) close(why string) {
 	}
 	e := lc.f.e
 	e.log.Debug("stream closed", "why", why)
-	watch.stop()
+	watch.Stop()
 	_ = lc.conn.Close()
 	lc.f.leave(lc.viewKey, lc.c)
 	e.metrics.clients.Dec()
@@ -196,10 +197,10 @@ func (lc *liveConn) close(why string) {
 // watchLive watches lc for hang-up: with the watch its setup ran under
 // (ctx's), or a new one for a connection served by net/http.
 func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
-	cw := watchFrom(ctx)
+	cw := accept.WatchFrom(ctx)
 	fresh := cw == nil
 	if fresh {
-		if cw = (&connWatch{lc: lc}); !e.hangups.watch(e, cw, lc.raw) {
+		if cw = e.acc.WatchLive(lc); cw == nil {
 			return
 		}
 	}
@@ -208,24 +209,30 @@ func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
 	closed := lc.closed
 	lc.c.mu.Unlock()
 	if closed { // lc.close may have run without seeing the watch
-		cw.stop()
+		cw.Stop()
 		return
 	}
 	if !fresh {
-		cw.goLive(lc)
+		cw.GoLive(lc)
 	}
 }
 
-func (lc *liveConn) rawConn() syscall.RawConn { return lc.raw }
+// reasonHangup is why a stream whose client hung up ended.
+const reasonHangup = "client hung up"
 
-// hangup releases a live connection whose client has gone, within the
+// RawConn is lc's socket, for its hang-up watch (accept.Live).
+func (lc *liveConn) RawConn() syscall.RawConn { return lc.raw }
+
+var _ accept.Live = (*liveConn)(nil)
+
+// Hangup releases a live connection whose client has gone, within the
 // socket's ownership rule: with no writer, it takes the socket and closes
 // the stream; a flush or drain goroutine that owns the socket ends the
 // stream itself, on the closing reason or on the failed write that closing
 // the connection here causes (Close wakes a drain blocked in a write, and
 // the runtime closes the descriptor only once no call is using it, so no
 // write can reach a reused number).
-func (lc *liveConn) hangup() {
+func (lc *liveConn) Hangup() {
 	c := lc.c
 	c.mu.Lock()
 	if lc.closed {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/ssekafka/ssekafka/edge/internal/accept"
 )
 
 const (
@@ -101,14 +103,14 @@ func (e *Edge) admitLookup(r *http.Request, topic string) int {
 // lookupAddr is the address a request counts against: its client's
 // behind a trusted proxy, else its peer's (an IPv6 /64 as one).
 func (e *Edge) lookupAddr(r *http.Request) netip.Prefix {
-	if peer, ok := e.forwardedPeer(r); ok {
-		return addrKey(e.limiter.forwardedClient(peer, r.Header))
+	if peer, ok := e.acc.ForwardedPeer(r); ok {
+		return accept.AddrKey(e.acc.ForwardedClient(peer, r.Header))
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Prefix{} // not TCP: one bucket for all
 	}
-	return addrKey(ap.Addr().Unmap().WithZone(""))
+	return accept.AddrKey(ap.Addr().Unmap().WithZone(""))
 }
 
 // lookupAnswered records the cache tier's answer for topic: found, or no

@@ -98,11 +98,7 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	f := promauto.With(reg)
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_waiting",
 		Help: "Streams waiting for a setup worker."}, func() float64 {
-		if q := e.queue.Load(); q != nil {
-			n, _ := q.load()
-			return float64(n)
-		}
-		return 0
+		return float64(e.acc.Waiting())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_read_bytes_held",
 		Help: "Bytes of the values held for JSON reads being answered, each once however many reads share it (bounded by sse.keyReads.maxBytes)."}, func() float64 {
@@ -110,7 +106,7 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
-		return float64(e.limiter.open())
+		return float64(e.acc.Open())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
 		Help: "Bytes topic feeds keep: resume rings, frames encoded from them and from shared state pages, the shared pages (bounded by FeedMemoryBytes)."}, func() float64 {
@@ -118,10 +114,7 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "header_memory_bytes",
 		Help: "Bytes of request-header buffers held past the small pooled one (headers over 4 KiB being read), against MaxHeaderMemory."}, func() float64 {
-		h := &e.limiter.headers
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return float64(h.total)
+		return float64(e.acc.HeaderMemory())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
 		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 var refusalBody = regexp.MustCompile(`^: ([a-z ]+)\nretry:(\d+)\n\n$`)
@@ -48,13 +50,13 @@ func TestRefusalBytes(t *testing.T) {
 	}{{time.Second, 1000, 2000}, {Off, 1000, 2000}, {250 * time.Millisecond, 250, 500}} {
 		e := testEdge(t, Config{Retry: tc.retry, RetryJitter: Off})
 		seen := map[int64]bool{}
-		for _, reason := range []string{refuseCacheUnavailable, refuseFeedRestarting, refuseQueueFull, refuseDraining} {
+		for _, why := range []reason.Reason{reason.CacheUnavailable, reason.FeedRestarting, reason.QueueFull, reason.Draining} {
 			for range 20 {
 				rec := httptest.NewRecorder()
-				e.refuse(rec, reason)
+				e.refuse(rec, why)
 				got, ms := refusal(t, rec)
-				if got != reason || ms < tc.lo || ms > tc.hi {
-					t.Fatalf("Retry %v: reason %q retry %d, want %q in [%d, %d]", tc.retry, got, ms, reason, tc.lo, tc.hi)
+				if got != why.String() || ms < tc.lo || ms > tc.hi {
+					t.Fatalf("Retry %v: reason %q retry %d, want %q in [%d, %d]", tc.retry, got, ms, why, tc.lo, tc.hi)
 				}
 				seen[ms] = true
 			}
@@ -65,44 +67,21 @@ func TestRefusalBytes(t *testing.T) {
 	}
 }
 
-// Under queue pressure the refusal's retry grows with the backlog (waiting
-// × mean setup time / workers), up to RetryMax.
-func TestRefusalRetryGrowsWithTheQueue(t *testing.T) {
+// A stream's retry spreads over the setup queue's backlog (in a storm,
+// streams started together would come back together): with a 5s backlog
+// (100 waiting × 100ms / 2 workers, edge/internal/accept's
+// TestRefusalRetryGrowsWithTheQueue) it is Retry with its jitter (20%) plus
+// up to 5s; with none, Retry with its jitter.
+func TestStreamRetrySpreadsOverTheSetupBacklog(t *testing.T) {
 	e := testEdge(t, Config{Retry: time.Second, SetupConcurrency: 2, RetryMax: 20 * time.Second})
-	q := &setupQueue{max: 1 << 20, mean: 100 * time.Millisecond}
-	e.queue.Store(q)
-	retry := func(waiting int) (lo, hi int64) {
-		q.waiting = waiting
-		lo, hi = 1<<62, 0
-		for range 200 {
-			ms := e.refusalRetryMs()
-			lo, hi = min(lo, ms), max(hi, ms)
-		}
-		return lo, hi
-	}
-	// 100 waiting: 100 × 100ms / 2 = 5s backlog, R = 6s: [6s, 12s].
-	if lo, hi := retry(100); lo < 6000 || hi > 12000 || hi-lo < 3000 {
-		t.Fatalf("100 waiting: retries in [%d, %d], want spread over [6000, 12000]", lo, hi)
-	}
-	// 10,000 waiting: capped at RetryMax/2 = 10s: [10s, 20s].
-	if lo, hi := retry(10000); lo < 10000 || hi > 20000 || hi-lo < 5000 {
-		t.Fatalf("10000 waiting: retries in [%d, %d], want spread over [10000, 20000]", lo, hi)
-	}
-	if lo, hi := retry(0); lo < 1000 || hi > 2000 {
-		t.Fatalf("none waiting: retries in [%d, %d], want [1000, 2000]", lo, hi)
-	}
-	// A stream started with 100 waiting behind it gets Retry with its
-	// jitter (20%) plus up to the 5s backlog.
-	q.waiting = 100
 	lo, hi := int64(1<<62), int64(0)
 	for range 200 {
-		ms := e.retryMs()
+		ms := streamRetryMs(&e.cfg, 5*time.Second)
 		lo, hi = min(lo, ms), max(hi, ms)
 	}
 	if lo < 1000 || hi > 6200 || hi-lo < 2500 {
 		t.Fatalf("stream retries with 100 waiting in [%d, %d], want spread over [1000, 6200]", lo, hi)
 	}
-	q.waiting = 0
 	for range 50 {
 		if ms := e.retryMs(); ms < 1000 || ms > 1200 {
 			t.Fatalf("stream retry %d with none waiting, want sse.retry with its jitter", ms)
@@ -124,8 +103,8 @@ func TestRefusedWhileFeedRestarting(t *testing.T) {
 	e.feeds["tasks"] = f
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil))
-	if reason, ms := refusal(t, rec); reason != refuseFeedRestarting || ms < 1000 || ms > 2000 {
-		t.Fatalf("refusal %q retry %d", reason, ms)
+	if got, ms := refusal(t, rec); got != reason.FeedRestarting.String() || ms < 1000 || ms > 2000 {
+		t.Fatalf("refusal %q retry %d", got, ms)
 	}
 	if f.clients != 0 {
 		t.Fatalf("%d clients joined a stopped feed", f.clients)

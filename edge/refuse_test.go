@@ -128,7 +128,7 @@ func TestRefusedWhileSetupQueueFull(t *testing.T) {
 	var once sync.Once
 	s := newStack(t, stackOptions{
 		edgeCfg:  func(c *edge.Config) { c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 1, 200*time.Millisecond },
-		edgeHook: func(e *edge.Edge) { edge.HoldSetups(e, func() { held <- struct{}{}; <-release }) },
+		edgeHook: func(e *edge.Edge) { edge.HoldStateParts(e, func(context.Context) { held <- struct{}{}; <-release }) },
 	})
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	// One stream holds the only worker, the next waits in the queue.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -97,32 +99,35 @@ func (e *Edge) aheadOfCache(ctx context.Context, f *feed, start, live proto.Prog
 	return false, nil
 }
 
-func (e *Edge) retryMs() int64 {
-	if e.cfg.Retry == Off {
+func (e *Edge) retryMs() int64 { return streamRetryMs(&e.cfg, e.acc.SetupBacklog()) }
+
+// streamRetryMs is a stream's "retry:" with the setup queue's backlog.
+func streamRetryMs(cfg *Config, backlog time.Duration) int64 {
+	if cfg.Retry == Off {
 		return 0
 	}
-	ms := e.cfg.Retry.Milliseconds()
-	if e.cfg.RetryJitter > 0 {
-		ms += rand.Int64N(int64(float64(ms)*e.cfg.RetryJitter) + 1)
+	ms := cfg.Retry.Milliseconds()
+	if cfg.RetryJitter > 0 {
+		ms += rand.Int64N(int64(float64(ms)*cfg.RetryJitter) + 1)
 	}
 	// In a storm, streams started together would come back together: they
 	// are spread over the time the setup queue now takes to drain.
-	if b := min(e.setupBacklog(), e.cfg.RetryMax/2).Milliseconds(); b > 0 {
-		ms = min(ms+rand.Int64N(b+1), e.cfg.RetryMax.Milliseconds())
+	if b := min(backlog, cfg.RetryMax/2).Milliseconds(); b > 0 {
+		ms = min(ms+rand.Int64N(b+1), cfg.RetryMax.Milliseconds())
 	}
 	return ms
 }
 
 func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topic string, filters []filter, filterKey string) {
 	if e.draining.Load() {
-		e.refuse(w, refuseDraining)
+		e.refuse(w, reason.Draining)
 		return
 	}
 	// A stream through a trusted proxy counts against its client's address,
 	// an HTTP/2 stream as a connection, until it ends: when this handler
 	// returns, or once hijacked, when its connection closes.
-	releaseForwarded, overLimit := e.admitStream(r)
-	if overLimit != "" {
+	releaseForwarded, overLimit := e.acc.AdmitStream(r)
+	if overLimit != reason.Unknown {
 		e.refuse(w, overLimit)
 		return
 	}
@@ -136,23 +141,23 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	endSetup := func() {}
 	defer func() { endSetup() }() // a slot taken below goes back however the setup ends
 	park := func() {}             // gives the setup slot back while the state part goes on
-	if rw, onWorker := w.(*rawResponse); onWorker {
-		if rw.park != nil {
-			park = rw.park
+	if workerPark, onWorker := accept.Park(w); onWorker {
+		if workerPark != nil {
+			park = workerPark
 		}
 	} else {
 		// On net/http's goroutine (HTTP/2, or the edge under net/http): the
 		// state part waits for a setup slot as Serve's requests do.
-		release, refusal, ok := e.awaitSetup(r.Context(), e.clientKey(r))
+		release, refusal, ok := e.acc.AwaitSetup(r.Context(), e.acc.ClientKey(r))
 		if !ok {
-			if refusal != "" {
+			if refusal != reason.Unknown {
 				e.refuse(w, refusal)
 			}
 			return
 		}
 		endSetup, park = release, release
 		if e.draining.Load() { // the drain began while it waited
-			e.refuse(w, refuseDraining)
+			e.refuse(w, reason.Draining)
 			return
 		}
 	}
@@ -177,7 +182,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 			return
 		case err != nil:
 			e.log.Warn("topic feed", "topic", topic, "err", err)
-			e.refuse(w, refuseCacheUnavailable)
+			e.refuse(w, reason.CacheUnavailable)
 			return
 		}
 		var ok bool
@@ -187,7 +192,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		// The feed stopped between lookup and join (a topic change, or
 		// its linger ended): the next lookup starts a new one.
 		if attempt == 2 {
-			e.refuse(w, refuseFeedRestarting)
+			e.refuse(w, reason.FeedRestarting)
 			return
 		}
 	}
@@ -208,7 +213,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		}
 		if err != nil {
 			e.log.Warn("check position", "topic", topic, "err", err)
-			e.refuse(w, refuseCacheUnavailable)
+			e.refuse(w, reason.CacheUnavailable)
 			return
 		}
 		if ahead {
@@ -219,7 +224,7 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 	e.metrics.connections.Inc()
 	cw, conn := e.startResponse(w, r)
 	if conn != nil && releaseForwarded != nil {
-		conn, releaseForwarded = &countedConn{Conn: conn, release: releaseForwarded}, nil
+		conn, releaseForwarded = accept.Counted(conn, releaseForwarded), nil
 	}
 	if conn != nil {
 		defer func() {
@@ -280,12 +285,12 @@ func (e *Edge) stream(w http.ResponseWriter, r *http.Request, route *Route, topi
 		// The request's context ends with its handler; a hijacked stream
 		// ends on a failed write, when its feed ends or on a hang-up.
 		liveCtx, end := context.WithCancel(context.WithoutCancel(ctx))
-		watch := watchFrom(ctx)
-		watch.goLiveEnd(end)
+		watch := accept.WatchFrom(ctx)
+		watch.GoLiveEnd(end)
 		go func() {
 			defer func() {
 				end()
-				watch.stop()
+				watch.Stop()
 				_ = conn.Close()
 				f.leave(viewKey, c)
 				e.metrics.clients.Dec()
@@ -312,8 +317,8 @@ func (e *Edge) startResponse(w http.ResponseWriter, r *http.Request) (*connWrite
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 && !e.cfg.NoHijack {
 		if conn, _, err := rc.Hijack(); err == nil {
-			head := statusLineProto(r) + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-				"X-Accel-Buffering: no\r\n" + corsLines(h) + "Connection: close\r\n\r\n"
+			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+				"X-Accel-Buffering: no\r\n" + accept.CORSLines(h) + "Connection: close\r\n\r\n"
 			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: e.cfg.WriteTimeout}
 			if err := cw.write([]byte(head)); err != nil {
 				_ = conn.Close()
@@ -347,7 +352,7 @@ func (e *Edge) setupEnded(w http.ResponseWriter, ctx context.Context) bool {
 		return false
 	}
 	if errors.Is(context.Cause(ctx), errSetupDrained) {
-		e.refuse(w, refuseDraining)
+		e.refuse(w, reason.Draining)
 	}
 	return true
 }

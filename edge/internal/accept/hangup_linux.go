@@ -1,6 +1,6 @@
 //go:build linux
 
-package edge
+package accept
 
 import (
 	"errors"
@@ -29,13 +29,13 @@ const hangupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOL
 type hangupWatcher struct {
 	once sync.Once
 
-	mu      sync.Mutex // a leaf; guards the fields below and every connWatch's state
+	mu      sync.Mutex // a leaf; guards the fields below and every Watch's state
 	running bool       // epfd and wakefd are open
 	epfd    int
 	wakefd  int // an eventfd that wakes the loop to stop
 	closed  bool
 	next    uint64
-	watches map[uint64]*connWatch
+	watches map[uint64]*Watch
 
 	wakeups atomic.Uint64 // epoll_wait returns (tests check nothing spins)
 }
@@ -43,8 +43,8 @@ type hangupWatcher struct {
 // watch registers cw (whose setup or lc is set) for raw's socket, and
 // reports whether it could: not when epoll is unavailable or the
 // connection is closed already.
-func (w *hangupWatcher) watch(e *Edge, cw *connWatch, raw syscall.RawConn) bool {
-	w.once.Do(func() { w.start(e) })
+func (w *hangupWatcher) watch(s *Server, cw *Watch, raw syscall.RawConn) bool {
+	w.once.Do(func() { w.start(s) })
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || !w.running {
@@ -65,7 +65,7 @@ func (w *hangupWatcher) watch(e *Edge, cw *connWatch, raw syscall.RawConn) bool 
 
 // unregisterLocked forgets cw and takes its socket out of the epoll set.
 // The caller holds w.mu.
-func (w *hangupWatcher) unregisterLocked(cw *connWatch) {
+func (w *hangupWatcher) unregisterLocked(cw *Watch) {
 	delete(w.watches, cw.id)
 	if w.closed || !w.running {
 		return
@@ -74,7 +74,7 @@ func (w *hangupWatcher) unregisterLocked(cw *connWatch) {
 	if cw.setup != nil {
 		raw = cw.setup.raw
 	} else {
-		raw = cw.lc.rawConn()
+		raw = cw.lc.RawConn()
 	}
 	// Control fails, calling nothing, once the connection is closed: then
 	// the kernel drops the registration with the socket.
@@ -83,7 +83,8 @@ func (w *hangupWatcher) unregisterLocked(cw *connWatch) {
 	})
 }
 
-func (w *hangupWatcher) start(e *Edge) {
+func (w *hangupWatcher) start(s *Server) {
+	log := s.cfg.Log
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -91,30 +92,30 @@ func (w *hangupWatcher) start(e *Edge) {
 	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		e.log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
+		log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
 		return
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		_ = unix.Close(epfd)
-		e.log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
+		log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
 		return
 	}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil { // id 0
 		_ = unix.Close(epfd)
 		_ = unix.Close(wakefd)
-		e.log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
+		log.Warn("no hang-up watch: clients that leave are noticed by keep-alives only", "err", err)
 		return
 	}
 	w.epfd, w.wakefd, w.running = epfd, wakefd, true
-	w.watches = make(map[uint64]*connWatch)
-	go w.loop(e)
+	w.watches = make(map[uint64]*Watch)
+	go w.loop(s)
 }
 
 // loop waits for hang-ups and releases their connections, until close.
-func (w *hangupWatcher) loop(e *Edge) {
+func (w *hangupWatcher) loop(s *Server) {
 	events := make([]unix.EpollEvent, 256)
-	var release []*connWatch
+	var release []*Watch
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -124,7 +125,7 @@ func (w *hangupWatcher) loop(e *Edge) {
 		w.mu.Lock()
 		if w.closed || err != nil {
 			if err != nil {
-				e.log.Error("hang-up watch ended: clients that leave are noticed by keep-alives only", "err", err)
+				s.cfg.Log.Error("hang-up watch ended: clients that leave are noticed by keep-alives only", "err", err)
 			}
 			w.shutdownLocked()
 			w.mu.Unlock()
@@ -141,23 +142,28 @@ func (w *hangupWatcher) loop(e *Edge) {
 			release = append(release, cw)
 		}
 		w.mu.Unlock()
-		// Read without w.mu: fired is set, so no goLive changes them now.
+		// Read without w.mu: fired is set, so no GoLive changes them now.
 		for i, cw := range release {
-			switch {
-			case cw.lc != nil:
-				e.metrics.hangupsLive.Inc()
-				cw.lc.hangup()
-			case cw.end != nil:
-				e.metrics.hangupsLive.Inc()
-				cw.end()
-			default:
-				e.metrics.hangupsSetup.Inc()
-				cw.setup.cancel()
-				_ = cw.setup.conn.Close()
-			}
+			s.hungUp(cw)
 			release[i] = nil
 		}
 		release = release[:0]
+	}
+}
+
+// hungUp releases cw's connection, whose client has gone.
+func (s *Server) hungUp(cw *Watch) {
+	switch {
+	case cw.lc != nil:
+		s.cfg.Metrics.HangupsLive.Inc()
+		cw.lc.Hangup()
+	case cw.end != nil:
+		s.cfg.Metrics.HangupsLive.Inc()
+		cw.end()
+	default:
+		s.cfg.Metrics.HangupsSetup.Inc()
+		cw.setup.cancel()
+		_ = cw.setup.conn.Close()
 	}
 }
 
@@ -182,3 +188,7 @@ func (w *hangupWatcher) close() {
 		_, _ = unix.Write(w.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // any count but 0 wakes
 	}
 }
+
+// HangupWakeups is how many times the hang-up watcher has woken (tests
+// check that nothing spins).
+func (s *Server) HangupWakeups() uint64 { return s.hangups.wakeups.Load() }

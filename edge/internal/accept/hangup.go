@@ -5,7 +5,7 @@
 // allows (hangup_linux.go), one watcher per edge learns of every hang-up
 // with no goroutine per connection and releases the connection at once.
 
-package edge
+package accept
 
 import (
 	"context"
@@ -14,19 +14,25 @@ import (
 	"syscall"
 )
 
-// reasonHangup is why a stream whose client hung up ended.
-const reasonHangup = "client hung up"
+// Live is a live stream's side of its hang-up watch.
+type Live interface {
+	// Hangup releases the stream: its client has gone. It is called once,
+	// on the watcher's goroutine, with no lock of the watcher held.
+	Hangup()
+	// RawConn is the stream's socket, to take it out of the watch.
+	RawConn() syscall.RawConn
+}
 
-// connWatch is one connection watched for hang-up, from its queued request
+// Watch is one connection watched for hang-up, from its queued request
 // to the end of its stream. Its fields past id are guarded by the watcher's
 // mu, a leaf lock; the hang-up is handled without it, on the watcher's
 // goroutine, at most once. It is kept small: a live stream holds it.
-type connWatch struct {
+type Watch struct {
 	w  *hangupWatcher
 	id uint64 // never reused: an event for a watch already gone finds nothing
 
 	setup   *watchSetup // until the stream is live: a hang-up cancels and closes
-	lc      *liveConn   // once it is: a hang-up calls lc.hangup
+	lc      Live        // once it is: a hang-up calls lc.Hangup
 	end     func()      // or, for a live stream with no raw socket (TLS), end
 	fired   bool        // the watcher saw the hang-up (and forgot the watch)
 	stopped bool        // unregistered without a hang-up
@@ -47,7 +53,7 @@ type watchKey struct{}
 // setup's) and closes conn: a queued request is skipped, a state part ends
 // at its next wait or write. Nil when conn cannot be watched; a nil watch's
 // methods do nothing.
-func (e *Edge) watchConn(conn net.Conn) *connWatch {
+func (s *Server) watchConn(conn net.Conn) *Watch {
 	if tc, ok := conn.(*tls.Conn); ok {
 		// The TCP connection under TLS: a hang-up closes it without
 		// waiting on the TLS connection's locks (a close_notify behind a
@@ -63,25 +69,35 @@ func (e *Edge) watchConn(conn net.Conn) *connWatch {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &watchSetup{conn: conn, raw: raw, cancel: cancel}
-	cw := &connWatch{setup: s}
-	s.ctx = context.WithValue(ctx, watchKey{}, cw)
-	if !e.hangups.watch(e, cw, raw) {
+	ws := &watchSetup{conn: conn, raw: raw, cancel: cancel}
+	cw := &Watch{setup: ws}
+	ws.ctx = context.WithValue(ctx, watchKey{}, cw)
+	if !s.hangups.watch(s, cw, raw) {
 		cancel()
 		return nil
 	}
 	return cw
 }
 
-// watchFrom returns the watch a setup's context carries, if any.
-func watchFrom(ctx context.Context) *connWatch {
-	cw, _ := ctx.Value(watchKey{}).(*connWatch)
+// WatchLive starts watching a live stream whose setup had no watch (one
+// served by net/http), or returns nil when it cannot be watched.
+func (s *Server) WatchLive(lc Live) *Watch {
+	cw := &Watch{lc: lc}
+	if !s.hangups.watch(s, cw, lc.RawConn()) {
+		return nil
+	}
+	return cw
+}
+
+// WatchFrom returns the watch a setup's context carries, if any.
+func WatchFrom(ctx context.Context) *Watch {
+	cw, _ := ctx.Value(watchKey{}).(*Watch)
 	return cw
 }
 
 // context is the context a setup runs under (a hang-up cancels it), and
 // its cancel.
-func (cw *connWatch) context() (context.Context, context.CancelFunc) {
+func (cw *Watch) context() (context.Context, context.CancelFunc) {
 	if cw == nil {
 		return context.WithCancel(context.Background())
 	}
@@ -89,7 +105,7 @@ func (cw *connWatch) context() (context.Context, context.CancelFunc) {
 }
 
 // gone reports whether the client has hung up.
-func (cw *connWatch) gone() bool {
+func (cw *Watch) gone() bool {
 	if cw == nil {
 		return false
 	}
@@ -98,9 +114,9 @@ func (cw *connWatch) gone() bool {
 	return cw.fired
 }
 
-// goLive hands the watch to a live stream: a hang-up now releases lc (at
+// GoLive hands the watch to a live stream: a hang-up now releases lc (at
 // once, if the client has already left).
-func (cw *connWatch) goLive(lc *liveConn) {
+func (cw *Watch) GoLive(lc Live) {
 	cw.w.mu.Lock()
 	fired := cw.fired
 	if !fired {
@@ -108,14 +124,14 @@ func (cw *connWatch) goLive(lc *liveConn) {
 	}
 	cw.w.mu.Unlock()
 	if fired {
-		lc.hangup()
+		lc.Hangup()
 	}
 }
 
-// goLiveEnd hands the watch to a live stream written by a goroutine of its
+// GoLiveEnd hands the watch to a live stream written by a goroutine of its
 // own (no raw socket: TLS): a hang-up now calls end (at once, if the client
 // has already left). The stream stops the watch when it ends.
-func (cw *connWatch) goLiveEnd(end func()) {
+func (cw *Watch) GoLiveEnd(end func()) {
 	if cw == nil {
 		return
 	}
@@ -132,7 +148,7 @@ func (cw *connWatch) goLiveEnd(end func()) {
 
 // endSetup ends the setup's part of the watch: one whose stream did not go
 // live is stopped (its connection is closed or about to be).
-func (cw *connWatch) endSetup() {
+func (cw *Watch) endSetup() {
 	if cw == nil {
 		return
 	}
@@ -140,12 +156,13 @@ func (cw *connWatch) endSetup() {
 	live := cw.lc != nil || cw.end != nil
 	cw.w.mu.Unlock()
 	if !live {
-		cw.stop()
+		cw.Stop()
 	}
 }
 
-// stop unregisters the watch. Call it before the connection is closed.
-func (cw *connWatch) stop() {
+// Stop unregisters the watch. Call it before the connection is closed.
+// A nil watch's methods do nothing.
+func (cw *Watch) Stop() {
 	if cw == nil {
 		return
 	}

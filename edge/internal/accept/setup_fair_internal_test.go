@@ -1,9 +1,11 @@
-package edge
+package accept
 
 import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 // The setup queue is fair between client addresses: one address holds at
@@ -19,14 +21,14 @@ func TestSetupQueueSharesWorkersBetweenAddresses(t *testing.T) {
 		return setupRequest{key: key, queued: time.Unix(int64(id), 0)}
 	}
 	for i := range 2 {
-		if refusal := q.push(req(a, i)); refusal != "" {
+		if refusal := q.push(req(a, i)); refusal != reason.Unknown {
 			t.Fatalf("a's stream %d refused: %s", i, refusal)
 		}
 	}
-	if refusal := q.push(req(a, 2)); refusal != refuseSetupPerAddress {
-		t.Fatalf("a's third waiting stream: refusal %q, want %q", refusal, refuseSetupPerAddress)
+	if refusal := q.push(req(a, 2)); refusal != reason.SetupPerAddress {
+		t.Fatalf("a's third waiting stream: refusal %q, want %q", refusal, reason.SetupPerAddress)
 	}
-	if refusal := q.push(req(b, 10)); refusal != "" {
+	if refusal := q.push(req(b, 10)); refusal != reason.Unknown {
 		t.Fatalf("b's stream refused: %s", refusal)
 	}
 	if r, _ := q.pop(); r.key != a || r.queued.Unix() != 0 {

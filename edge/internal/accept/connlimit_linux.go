@@ -1,10 +1,10 @@
-package edge
+package accept
 
 import "syscall"
 
-// openFileLimit is the process's soft RLIMIT_NOFILE (which the Go runtime
+// OpenFileLimit is the process's soft RLIMIT_NOFILE (which the Go runtime
 // raises to the hard limit at start).
-func openFileLimit() (uint64, bool) {
+func OpenFileLimit() (uint64, bool) {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return 0, false

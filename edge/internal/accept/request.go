@@ -1,4 +1,4 @@
-package edge
+package accept
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// One request parser. Edge.Serve reads every connection's first header
+// One request parser. Serve reads every connection's first header
 // itself, so that what it reads and what net/http would read must agree:
 // the header ends at its first empty line, CRLF or bare LF (net/textproto
 // takes both); a request net/http's server would refuse (no Host on
@@ -142,9 +142,9 @@ func closeAfterAnswer(conn net.Conn) {
 	_ = conn.Close()
 }
 
-// statusLineProto is the HTTP version of our answers to req: HTTP/1.1, or
+// StatusLineProto is the HTTP version of the answers to req: HTTP/1.1, or
 // HTTP/1.0 to a 1.0 request (a later 1.x is answered as 1.1, RFC 9110 2.5).
-func statusLineProto(req *http.Request) string {
+func StatusLineProto(req *http.Request) string {
 	if req.ProtoAtLeast(1, 1) {
 		return "HTTP/1.1"
 	}

@@ -1,4 +1,4 @@
-package edge
+package accept
 
 import (
 	"net/http"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package edge
+package accept
 
 import (
 	"sync"
@@ -13,8 +13,8 @@ type hangupWatcher struct {
 	mu sync.Mutex
 }
 
-func (w *hangupWatcher) watch(*Edge, *connWatch, syscall.RawConn) bool { return false }
+func (w *hangupWatcher) watch(*Server, *Watch, syscall.RawConn) bool { return false }
 
-func (w *hangupWatcher) unregisterLocked(*connWatch) {}
+func (w *hangupWatcher) unregisterLocked(*Watch) {}
 
 func (w *hangupWatcher) close() {}

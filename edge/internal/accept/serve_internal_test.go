@@ -1,4 +1,4 @@
-package edge
+package accept
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 // FuzzPeekHeader: whatever arrives, peekHeader returns the input up to its
@@ -79,7 +81,7 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 func TestSetupQueue(t *testing.T) {
 	q := newSetupQueue(2, 2, 2)
 	a, b := &net.TCPConn{}, &net.TCPConn{}
-	if q.push(setupRequest{conn: a}) != "" || q.push(setupRequest{conn: b}) != "" || q.push(setupRequest{conn: a}) != refuseQueueFull {
+	if q.push(setupRequest{conn: a}) != reason.Unknown || q.push(setupRequest{conn: b}) != reason.Unknown || q.push(setupRequest{conn: a}) != reason.QueueFull {
 		t.Fatal("want two accepted, the third refused")
 	}
 	if r, ok := q.pop(); !ok || r.conn != a {
@@ -109,7 +111,7 @@ func TestSetupQueueLeave(t *testing.T) {
 	q := newSetupQueue(3, 3, 3)
 	direct := func() *directSetup {
 		d := &directSetup{ctx: context.Background(), granted: make(chan struct{}), ended: make(chan struct{})}
-		if q.push(setupRequest{direct: d}) != "" {
+		if q.push(setupRequest{direct: d}) != reason.Unknown {
 			t.Fatal("refused")
 		}
 		return d

@@ -1,4 +1,4 @@
-package edge
+package accept
 
 import (
 	"context"
@@ -7,29 +7,31 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
-// setups returns the edge's setup queue, starting its SetupConcurrency
-// workers (and the release of memory after bursts) on first use: by Serve,
-// or by the first stream on net/http's goroutine. Close ends them.
-func (e *Edge) setups() *setupQueue {
-	e.setupsOnce.Do(func() {
-		q := newSetupQueue(e.cfg.SetupQueue, e.cfg.SetupPerAddress, e.cfg.SetupQueuePerAddress)
-		e.queue.Store(q)
+// setups returns the setup queue, starting its SetupConcurrency workers
+// (and the release of memory after bursts) on first use: by Serve, or by
+// the first stream on net/http's goroutine. Close ends them.
+func (s *Server) setups() *setupQueue {
+	s.setupsOnce.Do(func() {
+		q := newSetupQueue(s.cfg.SetupQueue, s.cfg.SetupPerAddress, s.cfg.SetupQueuePerAddress)
+		s.queue.Store(q)
 		select {
-		case <-e.done: // closed before any stream: nothing to start
+		case <-s.done: // closed before any stream: nothing to start
 			q.close()
 			return
 		default:
 		}
-		for range e.cfg.SetupConcurrency {
-			go e.setupWorker(q)
+		for range s.cfg.SetupConcurrency {
+			go s.setupWorker(q)
 		}
-		if e.cfg.ReleaseAfterBurst > 0 {
-			go e.releaseAfterBursts(q, e.done)
+		if s.cfg.ReleaseAfterBurst > 0 {
+			go s.releaseAfterBursts(q, s.done)
 		}
 	})
-	return e.queue.Load()
+	return s.queue.Load()
 }
 
 // setupWorker serves queued streams until the queue is closed, one state
@@ -39,16 +41,13 @@ func (e *Edge) setups() *setupQueue {
 // part whose client does not take it as fast as it is written gives the
 // worker back (park): a new worker takes this one's place, and this
 // goroutine ends with that stream's setup.
-func (e *Edge) setupWorker(queue *setupQueue) {
+func (s *Server) setupWorker(queue *setupQueue) {
 	for {
 		r, ok := queue.pop()
 		if !ok {
 			return
 		}
-		e.metrics.setupWait.Observe(time.Since(r.queued).Seconds())
-		if e.holdSetup != nil {
-			e.holdSetup()
-		}
+		s.cfg.Metrics.SetupWait.Observe(time.Since(r.queued).Seconds())
 		if r.direct != nil {
 			queue.done(r.key, r.direct.grant())
 			continue
@@ -66,11 +65,11 @@ func (e *Edge) setupWorker(queue *setupQueue) {
 			once.Do(func() {
 				replaced = true
 				queue.done(r.key, time.Since(t0))
-				go e.setupWorker(queue)
+				go s.setupWorker(queue)
 			})
 		}
 		ctx, cancel := r.watch.context()
-		e.serveRaw(ctx, r.conn, r.req, park)
+		s.serveRaw(ctx, r.conn, r.req, park)
 		cancel()
 		r.watch.endSetup()
 		once.Do(func() { queue.done(r.key, time.Since(t0)) })
@@ -116,26 +115,26 @@ func (d *directSetup) grant() time.Duration {
 // end gives the slot back; more calls do nothing.
 func (d *directSetup) end() { d.endOnce.Do(func() { close(d.ended) }) }
 
-// awaitSetup waits, on the goroutine of a stream no setup worker runs
+// AwaitSetup waits, on the goroutine of a stream no setup worker runs
 // (net/http's: HTTP/2, or an edge under net/http), until a worker grants
 // it a setup slot, in the queue Serve's requests wait in. ok, it returns
 // the slot's release, to call once the state part is done (more calls do
-// nothing). Otherwise there is no slot to release, and a non-empty refusal
-// says why the stream is to be refused (the queue is full, or closed); an
-// empty one, that its client left while it waited: it has left the queue.
-func (e *Edge) awaitSetup(ctx context.Context, key netip.Prefix) (release func(), refusal string, ok bool) {
-	q := e.setups()
+// nothing). Otherwise there is no slot to release, and a refusal says why
+// the stream is to be refused (the queue is full, or closed); Unknown, that
+// its client left while it waited: it has left the queue.
+func (s *Server) AwaitSetup(ctx context.Context, key netip.Prefix) (release func(), refusal reason.Reason, ok bool) {
+	q := s.setups()
 	d := &directSetup{ctx: ctx, key: key, granted: make(chan struct{}), ended: make(chan struct{})}
-	if refusal := q.push(setupRequest{key: key, queued: time.Now(), direct: d}); refusal != "" {
-		e.setupRefused(refusal, key)
+	if refusal := q.push(setupRequest{key: key, queued: time.Now(), direct: d}); refusal != reason.Unknown {
+		s.setupRefused(refusal, key)
 		return nil, refusal, false
 	}
 	select {
 	case <-d.granted:
-		return d.end, "", true
+		return d.end, reason.Unknown, true
 	case <-ctx.Done():
 	case <-q.stopped:
-		refusal = refuseDraining // the edge is closing: its client comes back, elsewhere
+		refusal = reason.Draining // the edge is closing: its client comes back, elsewhere
 	}
 	if !q.leave(d) {
 		d.end() // a worker took it meanwhile: the slot goes back at once
@@ -144,14 +143,14 @@ func (e *Edge) awaitSetup(ctx context.Context, key netip.Prefix) (release func()
 }
 
 // setupRefused counts a stream refused a place in the setup queue.
-func (e *Edge) setupRefused(refusal string, key netip.Prefix) {
+func (s *Server) setupRefused(refusal reason.Reason, key netip.Prefix) {
 	switch refusal {
-	case refuseQueueFull:
-		e.metrics.setupRejected.Inc()
-	case refuseSetupPerAddress:
-		label := refusalLabel(refusal)
-		e.metrics.connectionsRefused.WithLabelValues(label).Inc()
-		e.log.Warn("address at its share of the setup queue", "reason", label, "client", key.String(), "share", e.cfg.SetupQueuePerAddress)
+	case reason.QueueFull:
+		s.cfg.Metrics.SetupRejected.Inc()
+	case reason.SetupPerAddress:
+		label := refusal.Label()
+		s.cfg.Metrics.ConnectionsRefused.WithLabelValues(label).Inc()
+		s.cfg.Log.Warn("address at its share of the setup queue", "reason", label, "client", key.String(), "share", s.cfg.SetupQueuePerAddress)
 	}
 }
 
@@ -159,7 +158,7 @@ func (e *Edge) setupRefused(refusal string, key netip.Prefix) {
 // streams (a reconnect storm, a deploy) has been set up: the runtime would
 // otherwise keep the burst's transient buffers resident for minutes, while
 // an idle stream needs little.
-func (e *Edge) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
+func (s *Server) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var released uint64
@@ -169,12 +168,12 @@ func (e *Edge) releaseAfterBursts(queue *setupQueue, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 			started, idle := queue.stats()
-			if idle && started-released >= uint64(e.cfg.ReleaseAfterBurst) {
+			if idle && started-released >= uint64(s.cfg.ReleaseAfterBurst) {
 				released = started
 				t0 := time.Now()
 				debug.FreeOSMemory()
-				e.metrics.memoryReleases.Inc()
-				e.log.Debug("released memory after a burst of new streams", "streams", started, "took", time.Since(t0))
+				s.cfg.Metrics.MemoryReleases.Inc()
+				s.cfg.Log.Debug("released memory after a burst of new streams", "streams", started, "took", time.Since(t0))
 			}
 		}
 	}
@@ -266,18 +265,18 @@ func (q *setupQueue) stats() (started uint64, idle bool) {
 }
 
 // push queues r, or returns the refusal its stream gets: the queue is
-// full, its address's line is, or the queue is closed.
-func (q *setupQueue) push(r setupRequest) (refusal string) {
+// full, its address's line is, or the queue is closed (Unknown: queued).
+func (q *setupQueue) push(r setupRequest) (refusal reason.Reason) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	a := q.addrs[r.key]
 	switch {
 	case q.closed:
-		return refuseDraining
+		return reason.Draining
 	case q.waiting >= q.max:
-		return refuseQueueFull
+		return reason.QueueFull
 	case a != nil && len(a.waiting) >= q.perLine:
-		return refuseSetupPerAddress
+		return reason.SetupPerAddress
 	}
 	if a == nil {
 		a = &addrSetups{key: r.key}
@@ -286,7 +285,7 @@ func (q *setupQueue) push(r setupRequest) (refusal string) {
 	a.waiting = append(a.waiting, r)
 	q.waiting++
 	q.offerTurn(a)
-	return ""
+	return reason.Unknown
 }
 
 func (q *setupQueue) pop() (setupRequest, bool) {
@@ -367,7 +366,7 @@ func (q *setupQueue) close() {
 	for _, a := range q.addrs {
 		for _, r := range a.waiting {
 			if r.direct == nil {
-				r.watch.stop()
+				r.watch.Stop()
 				_ = r.conn.Close()
 			}
 		}
