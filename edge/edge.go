@@ -27,11 +27,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
-
-const reasonShutdown = "shutdown"
 
 // Edge is an edge node; it is an http.Handler.
 type Edge struct {
@@ -46,9 +45,9 @@ type Edge struct {
 
 	pages pageShare // state requests in flight and answered lately
 
-	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
-	hangups   hangupWatcher // notices clients that leave (hangup.go)
-	done      chan struct{} // closed by Close
+	streams streamer      // serves streams (stream.go)
+	hangups hangupWatcher // notices clients that leave (hangup.go)
+	done    chan struct{} // closed by Close
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
@@ -56,21 +55,16 @@ type Edge struct {
 	setupsOnce sync.Once                  // starts the setup workers (setups)
 	queue      atomic.Pointer[setupQueue] // the streams waiting for a setup worker, once started
 	draining   atomic.Bool                // set by Drain: streams are refused
-	probe      sync.Once                  // starts the cache-tier probe of Ready
-	cacheOK    atomic.Bool                // the last probe was answered
+	probes     *prober                    // the cache-tier probe of Ready
 
-	holdFeed     func()                // tests: each feed calls it before it applies anything
-	holdSetup    func()                // tests: each setup worker calls it before it serves a request
-	holdState    func(context.Context) // tests: each stream calls it as its state part begins
-	shareAlways  bool                  // tests: a lone stream shares work as in a storm
-	holdKeyRead  func()                // tests: each shared key lookup calls it before it asks the cache tier
-	keyReads     keyReads              // key lookups in flight
-	keyReadAddrs keyReadAddrs          // what each client address's key reads hold and may start
-	values       valueShare            // values key reads are answering with
-	lookups      topicLookups          // lookups of topics the edge does not know (lookup.go)
-	feedMem      feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
-	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
-	shareNever   bool                  // tests: every stream is served as a lone one
+	holdFeed     func()       // tests: each feed calls it before it applies anything
+	holdSetup    func()       // tests: each setup worker calls it before it serves a request
+	holdKeyRead  func()       // tests: each shared key lookup calls it before it asks the cache tier
+	keyReads     keyReads     // key lookups in flight
+	keyReadAddrs keyReadAddrs // what each client address's key reads hold and may start
+	values       valueShare   // values key reads are answering with
+	lookups      topicLookups // lookups of topics the edge does not know (lookup.go)
+	feedMem      feedMemory   // what feeds keep, against FeedMemoryBytes (budget.go)
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -100,6 +94,8 @@ func New(cfg Config) (*Edge, error) {
 		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
+	e.streams = newStreamer(e)
+	e.probes = newProber(e)
 	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
@@ -127,7 +123,7 @@ func (e *Edge) Close() {
 	for _, f := range e.feedList() {
 		<-f.ready // an init under way ends with e.done
 		if f.err == nil {
-			f.fail(reasonShutdown)
+			f.fail(reason.Shutdown)
 		}
 	}
 	e.hangups.close()

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
+	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -312,7 +314,7 @@ func (f *feed) readApart(p int32, stub *proto.Record) (proto.Record, error) {
 	default:
 	}
 	if err != nil && stub.KeyNull {
-		n := f.resetLive(resetLost)
+		n := f.resetLive(reason.ResetLost)
 		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", err)
 	} else if err != nil && !errors.Is(err, errValueGone) {
 		f.e.log.Warn("record apart not read: filled from the state pages", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", err)
@@ -325,28 +327,28 @@ func (f *feed) readApart(p int32, stub *proto.Record) (proto.Record, error) {
 // that their clients come back for the full state (DESIGN rule 3), and
 // returns how many. Streams in their state part are left: like a resume,
 // they hold no null-key record from before their ready.
-func (f *feed) resetLive(reason string) int {
+func (f *feed) resetLive(r reason.Reason) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	zero := proto.Progress{Epoch: f.progress.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, len(f.progress.Offsets))}
 	n := 0
 	for _, v := range f.views {
-		if !slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil }) && len(v.filters) > 0 {
+		if !resume.LostReaches(len(v.filters), slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil })) {
 			continue
 		}
 		final := append([]byte("id:"), proto.AppendEventID(nil, v.format, nil, true, &zero, "")...)
-		final = appendReset(append(final, '\n'), reason)
+		final = appendReset(append(final, '\n'), r)
 		for c := range v.clients {
 			c.mu.Lock()
 			live := c.live
 			c.mu.Unlock()
 			if live {
-				c.closeWith(reason, final)
+				c.closeWith(r, final)
 				n++
 			}
 		}
 	}
-	f.e.metrics.resets.WithLabelValues(reason).Add(float64(n))
+	f.e.metrics.resets.WithLabelValues(r.Label()).Add(float64(n))
 	return n
 }
 
@@ -613,15 +615,15 @@ func (f *feed) checkTopic() bool {
 	meta, err := f.e.requestMeta(ctx, f.topic)
 	switch {
 	case errors.Is(err, errTopicNotFound):
-		f.fail(resetEpoch)
+		f.fail(reason.ResetEpoch)
 		return false
 	case err != nil:
 		return true // the cache tier is unavailable: ask again at the next probe
 	case meta.Epoch != f.progress.Epoch:
-		f.fail(resetEpoch)
+		f.fail(reason.ResetEpoch)
 		return false
 	case int(meta.Partitions) > len(f.parts):
-		f.fail(resetPartitions)
+		f.fail(reason.ResetPartitions)
 		return false
 	}
 	return true
@@ -676,15 +678,15 @@ func (f *feed) encode(format proto.IDFormat, rec *proto.Record) queued {
 	return queued{buf: f.slab[start:len(f.slab):len(f.slab)], frameLen: uint32(len(f.scratch)), keyed: !rec.KeyNull}
 }
 
-// flushDirty writes the frames queued to hijacked clients since the last
-// flush, each with one non-blocking writev.
+// flushDirty flushes the sink of each client queued to since the last
+// flush, once (a hijacked one: one non-blocking writev).
 func (f *feed) flushDirty() {
 	f.mu.Lock()
 	dirty := f.dirty
 	f.dirty = nil
 	f.mu.Unlock()
 	for _, c := range dirty {
-		c.lc.flush()
+		c.sink.flush()
 	}
 	clear(dirty)
 }
@@ -736,17 +738,12 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, pf := range c.pending {
-		if pf.offset >= at.Offset(pf.partition) {
+		if resume.KeepPending(pf.partition, pf.offset, at) {
 			c.appendLocked(pf.queued)
 		}
 	}
 	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
-	for p, o := range f.progress.Offsets {
-		if p < len(at.Offsets) {
-			at.Offsets[p] = max(at.Offsets[p], o)
-		}
-	}
-	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
+	resume.ReadyAt(&at, f.progress)
 	if !f.e.cfg.NoReady {
 		c.appendLocked(marker(appendReady(nil, format, &at)))
 	}
@@ -930,12 +927,12 @@ func (f *feed) stopLocked() {
 // fail ends the feed because the topic changed under it (a new epoch, more
 // partitions): every client is disconnected and, reconnecting, resumes or is
 // reset against the new metadata.
-func (f *feed) fail(reason string) {
-	if reason == reasonShutdown {
+func (f *feed) fail(r reason.Reason) {
+	if r == reason.Shutdown {
 		f.e.log.Debug("topic feed closed", "topic", f.topic)
 	} else {
 		f.e.metrics.feedFailures.Inc()
-		f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", reason)
+		f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", r.String())
 	}
 	f.e.mu.Lock()
 	f.mu.Lock()
@@ -944,7 +941,7 @@ func (f *feed) fail(reason string) {
 	}
 	for _, v := range f.views {
 		for c := range v.clients {
-			c.close(reason)
+			c.close(r)
 		}
 	}
 	f.mu.Unlock()

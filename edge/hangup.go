@@ -14,9 +14,6 @@ import (
 	"syscall"
 )
 
-// reasonHangup is why a stream whose client hung up ended.
-const reasonHangup = "client hung up"
-
 // connWatch is one connection watched for hang-up, from its queued request
 // to the end of its stream. Its fields past id are guarded by the watcher's
 // mu, a leaf lock; the hang-up is handled without it, on the watcher's
