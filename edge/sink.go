@@ -86,8 +86,9 @@ func (w *writerSink) flush() {
 }
 
 // writeLive writes the client's queued frames until it leaves, falls too far
-// behind, or its feed ends.
-func (w *writerSink) writeLive(ctx context.Context) {
+// behind, or its feed ends, and returns why it ended (with the failed
+// write's error, or the context's).
+func (w *writerSink) writeLive(ctx context.Context) (reason.Reason, error) {
 	ka := w.s.cfg.KeepAlive
 	keepAlive := time.NewTimer(ka)
 	defer keepAlive.Stop()
@@ -100,7 +101,7 @@ func (w *writerSink) writeLive(ctx context.Context) {
 			err := w.cw.writeFrames(frames.bufs)
 			putIovecs(frames)
 			if err != nil {
-				return
+				return reason.WriteFailed, err
 			}
 			if ka != Off {
 				keepAlive.Reset(ka)
@@ -109,18 +110,18 @@ func (w *writerSink) writeLive(ctx context.Context) {
 		if overflow {
 			w.s.metrics.overflows.Inc()
 			_ = w.cw.write(appendRetry(nil, w.s.e.retryMs()))
-			return
+			return reason.FellBehind, nil
 		}
 		if closing != reason.Unknown {
-			return
+			return closing, nil
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return reason.Hangup, ctx.Err()
 		case <-w.wake:
 		case <-keepAlive.C:
 			if err := w.cw.write(keepAliveFrame); err != nil {
-				return
+				return reason.WriteFailed, err
 			}
 			keepAlive.Reset(ka)
 		}
@@ -150,7 +151,8 @@ func (g *goSink) live(ls *liveStream) bool {
 			ls.f.leave(ls.viewKey, ls.c)
 			ls.s.metrics.clients.Dec()
 		}()
-		g.writeLive(liveCtx)
+		r, err := g.writeLive(liveCtx)
+		ls.s.log.Debug("stream closed", "reason", r.String(), "err", err)
 	}()
 	return true
 }
@@ -162,7 +164,8 @@ type responseSink struct{ writerSink }
 func (rs *responseSink) live(ls *liveStream) bool {
 	ls.goLive(rs)
 	ls.endSetup() // an idle stream keeps nothing of its slot
-	rs.writeLive(ls.ctx)
+	r, err := rs.writeLive(ls.ctx)
+	ls.s.log.Debug("stream closed", "reason", r.String(), "err", err)
 	return false
 }
 
