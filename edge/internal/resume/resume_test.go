@@ -209,3 +209,24 @@ func TestKindLabelsKeepTheirShippedSpelling(t *testing.T) {
 		t.Fatal("one own request makes it state for good")
 	}
 }
+
+// Whatever a client sends as its id, its stream starts somewhere of the
+// topic's epoch and partitions, reset or resumed, never both.
+func FuzzStartAt(f *testing.F) {
+	for _, seed := range []string{"", "garbage!", "AQ", "AQQABAIC", "AQQABAIC/revision=42", `["a2V5","AQQABAIC/revision=42"]`, `["x",`} {
+		f.Add(seed, true, false)
+	}
+	p := proto.Progress{Epoch: 7, TimeMs: now.UnixMilli(), Offsets: []int64{1, 2, 3}}
+	f.Add(string(proto.AppendEventID(nil, proto.IDEtag, nil, true, &p, "")), false, true)
+	topic := Topic{Epoch: 7, Partitions: 3, Horizon: time.Hour}
+	live := proto.Progress{Epoch: 7, Offsets: []int64{5, 6, 7}}
+	f.Fuzz(func(t *testing.T, value string, inHeader, fromLive bool) {
+		s := StartAt(ID{Value: value, InHeader: inHeader, FromLive: fromLive}, topic, live, now)
+		if s.At.Epoch != 7 || len(s.At.Offsets) != 3 {
+			t.Fatalf("%q: start %+v", value, s.At)
+		}
+		if s.Resumed && (s.Reset != reason.Unknown || s.Err != nil) {
+			t.Fatalf("%q: resumed and %v / %v", value, s.Reset, s.Err)
+		}
+	})
+}
