@@ -31,7 +31,7 @@ type client struct {
 	overflow bool          // fell too far behind: disconnect with a retry hint
 	closing  reason.Reason // set (not Unknown): the stream ends, for this reason
 	final    []byte        // with closing: written (instead of what is queued) before the stream ends
-	sink     sink          // set once live: where its frames go
+	sink     sink          // set as it goes live (liveStream.attach): where its frames go
 	// cancelSetup ends the stream's setup (state part, waits on the cache
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc

@@ -54,7 +54,8 @@ func (lc *liveConn) live(ls *liveStream) bool {
 	// a drain goroutine sets its own.
 	_ = lc.conn.SetWriteDeadline(time.Time{})
 	lc.lastWrite.Store(time.Now().UnixNano())
-	ls.goLive(lc)
+	ls.attach(lc) // first: from here a flush, not the setup, ends the stream
+	ls.goLive()
 	lc.s.startKeepAlive()
 	lc.flush()
 	lc.s.watchLive(ls.ctx, lc)

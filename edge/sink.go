@@ -59,15 +59,19 @@ type liveStream struct {
 	endSetup func()         // gives the setup slot back; the handler goes on
 }
 
-// goLive hands the client to sk and the feed: its pending frames not
-// covered by the state part, then ready, are queued. From here a close
-// goes to sk, not to the setup's context.
-func (ls *liveStream) goLive(sk sink) {
+// attach makes sk the client's sink: the feed flushes it once per batch,
+// and a close goes to it, not to the setup's context.
+func (ls *liveStream) attach(sk sink) {
 	c := ls.c
 	c.mu.Lock()
 	c.sink, c.cancelSetup = sk, nil
 	c.mu.Unlock()
-	ls.f.goLive(ls.ctx, c, ls.format, ls.at, ls.s.cfg.RequestTimeout)
+}
+
+// goLive ends the state part: the client's pending frames not covered by
+// it, then ready, are queued (feed.goLive).
+func (ls *liveStream) goLive() {
+	ls.f.goLive(ls.ctx, ls.c, ls.format, ls.at, ls.s.cfg.RequestTimeout)
 }
 
 // writerSink is a sink written by a goroutine that waits for frames: a
@@ -137,7 +141,10 @@ type goSink struct {
 }
 
 func (g *goSink) live(ls *liveStream) bool {
-	ls.goLive(g)
+	// Live first: until then a close (a drain) still ends the setup's
+	// wait in goLive; the writer takes what a push signalled meanwhile.
+	ls.goLive()
+	ls.attach(g)
 	// The request's context ends with its handler; a hijacked stream
 	// ends on a failed write, when its feed ends or on a hang-up.
 	liveCtx, end := context.WithCancel(context.WithoutCancel(ls.ctx))
@@ -162,7 +169,8 @@ func (g *goSink) live(ls *liveStream) bool {
 type responseSink struct{ writerSink }
 
 func (rs *responseSink) live(ls *liveStream) bool {
-	ls.goLive(rs)
+	ls.goLive() // then attach, as goSink
+	ls.attach(rs)
 	ls.endSetup() // an idle stream keeps nothing of its slot
 	r, err := rs.writeLive(ls.ctx)
 	ls.s.log.Debug("stream closed", "reason", r.String(), "err", err)
