@@ -1,8 +1,13 @@
 package edge
 
 import (
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -44,5 +49,55 @@ func TestSinkIsFlushedOncePerBatchNotPerEvent(t *testing.T) {
 			t.Fatalf("batch %d: the writer took %v frames, want 100", batch, frames)
 		}
 		putIovecs(frames)
+	}
+}
+
+// A stream's sink is chosen once, when its response starts, by what the
+// connection is: a raw socket (liveConn, on Linux), a hijacked connection
+// without one (TLS: goSink), or a ResponseWriter (HTTP/2, or NoHijack).
+func TestResponseChoosesItsSinkByConnection(t *testing.T) {
+	plain := "*edge.goSink"
+	if runtime.GOOS == "linux" {
+		plain = "*edge.liveConn"
+	}
+	for _, tc := range []struct {
+		name           string
+		tls, h2, noHij bool
+		want           string
+	}{
+		{"plain", false, false, false, plain},
+		{"no hijack", false, false, true, "*edge.responseSink"},
+		{"tls", true, false, false, "*edge.goSink"},
+		{"h2", true, true, false, "*edge.responseSink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &Edge{metrics: newMetrics(nil), done: make(chan struct{})}
+			e.cfg.WriteTimeout, e.cfg.NoHijack = time.Second, tc.noHij
+			s := newStreamer(e)
+			got := make(chan string, 1)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				st := &setup{s: &s, w: w, r: r, c: newClient(8, 1<<20)}
+				_, sk := st.startResponse()
+				got <- fmt.Sprintf("%T", sk)
+				if st.conn != nil {
+					_ = st.conn.Close()
+				}
+			}))
+			srv.EnableHTTP2 = tc.h2
+			if tc.tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			resp, err := srv.Client().Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if kind := <-got; kind != tc.want {
+				t.Fatalf("sink %s, want %s", kind, tc.want)
+			}
+		})
 	}
 }
