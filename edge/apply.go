@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -387,7 +388,7 @@ func (f *feed) overflow(p int32, m *liveMsg) {
 			"topic", f.topic, "partition", p)
 	}
 	if lost {
-		n := f.resetLive(resetLost)
+		n := f.resetLive(reason.ResetLost)
 		f.e.log.Warn("null-key record dropped from a full queue: its live streams reset", "topic", f.topic, "partition", p, "streams", n)
 	}
 }
@@ -445,7 +446,7 @@ func (f *feed) apartRead(r jobResult) {
 		m.superseded, m.stage = true, stageRead
 		return
 	case stub.KeyNull:
-		n := f.resetLive(resetLost)
+		n := f.resetLive(reason.ResetLost)
 		f.e.log.Warn("null-key record apart not read: its live streams reset", "topic", f.topic, "partition", p, "offset", stub.Offset, "streams", n, "err", r.err)
 	default:
 		f.e.log.Warn("record apart not read: filled from the state pages", "topic", f.topic, "partition", p, "offset", stub.Offset, "err", r.err)

@@ -3,11 +3,12 @@ package edge
 import (
 	"context"
 	"sync"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 // client is one SSE connection's queue. The feed goroutine pushes frames;
-// the connection's writer (a flush, a drain goroutine, or the handler
-// goroutine of a connection not hijacked) writes them. Until the client is
+// the connection's sink (sink.go) writes them. Until the client is
 // live (its state part is written), frames wait in pending with their
 // offsets, so that those already covered by the state part are skipped
 // (DESIGN rule 5).
@@ -22,19 +23,19 @@ type client struct {
 	pendingLargest int
 
 	mu       sync.Mutex
-	wake     chan struct{} // capacity 1: "something to do"; only for a connection not hijacked
+	wake     chan struct{} // capacity 1: "something to do"; only for a sink with a writer goroutine
 	live     bool
 	pending  []pendingFrame
 	queue    []queued
-	qptr     *[]queued // the pooled array queue came from, if any
-	overflow bool      // fell too far behind: disconnect with a retry hint
-	closing  string    // non-empty: the feed ended; disconnect
-	final    []byte    // with closing: written (instead of what is queued) before the stream ends
-	lc       *liveConn // set for a hijacked connection: written by flushes, no goroutine
+	qptr     *[]queued     // the pooled array queue came from, if any
+	overflow bool          // fell too far behind: disconnect with a retry hint
+	closing  reason.Reason // set (not Unknown): the stream ends, for this reason
+	final    []byte        // with closing: written (instead of what is queued) before the stream ends
+	sink     sink          // set as it goes live (liveStream.attach): where its frames go
 	// cancelSetup ends the stream's setup (state part, waits on the cache
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc
-	dirty       bool        // lc has frames queued since its last flush
+	dirty       bool        // frames queued since the sink's last flush
 	auth        *authStream // a guarded stream's expiry (renew.go)
 }
 
@@ -63,8 +64,8 @@ func newClient(maxQueue, maxBytes int) *client {
 	return &client{maxQueue: maxQueue, maxBytes: maxBytes}
 }
 
-// wakeChan returns the channel a handler goroutine waits on for frames,
-// made on first use: a hijacked client has no goroutine and no channel.
+// wakeChan returns the channel a sink's writer goroutine waits on for
+// frames, made on first use: a liveConn has no goroutine and no channel.
 func (c *client) wakeChan() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -74,7 +75,7 @@ func (c *client) wakeChan() <-chan struct{} {
 	return c.wake
 }
 
-// signalLocked wakes the handler goroutine, if any. The caller holds c.mu.
+// signalLocked wakes the writer goroutine, if any. The caller holds c.mu.
 func (c *client) signalLocked() {
 	select {
 	case c.wake <- struct{}{}:
@@ -87,8 +88,8 @@ func (c *client) signalLocked() {
 // key stays, each keeping its id, so whatever id the client last saw, it
 // resumes correctly; if that frees too little the client is disconnected
 // (with a retry hint). It returns how many frames conflation dropped, and
-// whether a hijacked client became dirty: the caller flushes it once it has
-// delivered what it had.
+// whether a live client became dirty: the caller flushes its sink once it
+// has delivered what it had (once per batch, not per event).
 func (c *client) push(partition int32, offset int64, q queued) (conflated int, dirty bool) {
 	c.mu.Lock()
 	switch {
@@ -122,7 +123,7 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 		c.overflow = true
 		c.dropLocked()
 	}
-	if c.lc == nil {
+	if c.sink == nil {
 		c.signalLocked()
 	} else if c.live && !c.dirty {
 		c.dirty, dirty = true, true
@@ -159,29 +160,32 @@ func conflate(q []queued) ([]queued, int) {
 	return q[:n], w
 }
 
-// close asks the handler (or, hijacked, a flush) to end the stream. It may
-// be called with feed locks held: a hijacked connection closes on a
+// close asks the sink (or the setup) to end the stream for r. It may be
+// called with feed locks held: a live stream's sink is flushed on a
 // goroutine of its own.
-func (c *client) close(reason string) { c.closeWith(reason, nil) }
+func (c *client) close(r reason.Reason) { c.closeWith(r, nil) }
 
 // closeWith is close, with final written last (a drain's "retry:"); the
 // frames still queued are dropped: the client resumes from the last id it
 // received.
-func (c *client) closeWith(reason string, final []byte) {
+func (c *client) closeWith(r reason.Reason, final []byte) {
+	if r == reason.Unknown { // Unknown is "not closing"
+		r = reason.FeedEnded
+	}
 	c.mu.Lock()
-	c.closing, c.final = reason, final
-	lc, cancelSetup := c.lc, c.cancelSetup
+	c.closing, c.final = r, final
+	sk, cancelSetup := c.sink, c.cancelSetup
 	if c.live {
 		// Its writer ends it, final first: a cancelled context could end
 		// the writer's wait first, without final.
 		cancelSetup = nil
 	}
-	if lc == nil {
+	if sk == nil {
 		c.signalLocked()
 	}
 	c.mu.Unlock()
-	if lc != nil {
-		go lc.flush()
+	if sk != nil {
+		go sk.flush()
 	} else if cancelSetup != nil {
 		// Still in its setup: it ends now (a drain's with a refusal, so its
 		// client comes back elsewhere; an expired token's without more).
@@ -224,20 +228,20 @@ func (c *client) takeLocked() *iovecs {
 // nextLocked is what a writer of a hijacked connection does next: write
 // the queued frames (nil if none), or end the stream (overflow: with a retry
 // hint) without writing them. The caller holds c.mu.
-func (c *client) nextLocked() (frames *iovecs, overflow bool, closing string) {
+func (c *client) nextLocked() (frames *iovecs, overflow bool, closing reason.Reason) {
 	if iv := c.finalLocked(); iv != nil {
-		return iv, false, ""
+		return iv, false, reason.Unknown
 	}
-	if c.overflow || c.closing != "" {
+	if c.overflow || c.closing != reason.Unknown {
 		return nil, c.overflow, c.closing
 	}
-	return c.takeLocked(), false, ""
+	return c.takeLocked(), false, reason.Unknown
 }
 
 // finalLocked returns, once, the frame a closing client is to be sent
 // last, dropping what is queued; nil if none. The caller holds c.mu.
 func (c *client) finalLocked() *iovecs {
-	if c.closing == "" || c.final == nil || c.overflow {
+	if c.closing == reason.Unknown || c.final == nil || c.overflow {
 		return nil
 	}
 	c.dropLocked()
@@ -251,9 +255,10 @@ var queuePool = sync.Pool{New: func() any { return new([]queued) }}
 
 // take is takeLocked for a writer that does not hold c.mu, with the state
 // that ends the stream.
-func (c *client) take() (frames *iovecs, overflow bool, closing string) {
+func (c *client) take() (frames *iovecs, overflow bool, closing reason.Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dirty = false
 	if iv := c.finalLocked(); iv != nil {
 		return iv, false, c.closing
 	}

@@ -7,9 +7,9 @@ package edge
 import (
 	"context"
 	"time"
-)
 
-const reasonDrain = "drain"
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
+)
 
 // Drain stops admitting streams (each new one is refused as a browser
 // survives it, "edge draining"), makes Ready report false, and closes the
@@ -20,7 +20,7 @@ const reasonDrain = "drain"
 // again; the edge never admits streams again.
 func (e *Edge) Drain(ctx context.Context, window time.Duration) error {
 	e.draining.Store(true)
-	todo := e.streamList()
+	todo := e.streams.list()
 	e.log.Info("draining", "streams", len(todo), "window", window)
 	closed := make(map[*client]bool, len(todo))
 	start := time.Now()
@@ -36,12 +36,12 @@ func (e *Edge) Drain(ctx context.Context, window time.Duration) error {
 			if !closed[c] {
 				closed[c] = true
 				e.metrics.drainClosed.Inc()
-				c.closeWith(reasonDrain, appendRetry(nil, e.retryMs()))
+				c.closeWith(reason.Drain, appendRetry(nil, e.retryMs()))
 			}
 		}
 		if due == len(todo) {
 			// Streams that were starting when the drain began joined since.
-			left := e.streamList()
+			left := e.streams.list()
 			if len(left) == 0 {
 				e.log.Info("drained", "took", time.Since(start))
 				return nil
@@ -64,11 +64,11 @@ func (e *Edge) Drain(ctx context.Context, window time.Duration) error {
 // Draining reports whether Drain was called.
 func (e *Edge) Draining() bool { return e.draining.Load() }
 
-// streamList returns every stream registered with a feed: live, or in its
+// list returns every stream registered with a feed: live, or in its
 // state part.
-func (e *Edge) streamList() []*client {
+func (s *streamer) list() []*client {
 	var cs []*client
-	for _, f := range e.feedList() {
+	for _, f := range s.e.feedList() {
 		f.mu.Lock()
 		for _, v := range f.views {
 			for c := range v.clients {

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"testing"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 // A drain that closes a live stream on a ResponseWriter (no hijack) leaves
@@ -17,12 +19,12 @@ func TestDrainOfALiveStreamLeavesTheRetryToItsWriter(t *testing.T) {
 		c := newClient(16, 1<<20)
 		c.cancelSetup = cancel
 		c.live = live
-		c.closeWith(reasonDrain, appendRetry(nil, 500))
+		c.closeWith(reason.Drain, appendRetry(nil, 500))
 		if canceled := ctx.Err() != nil; canceled == live {
 			t.Fatalf("live %v: the stream's context cancelled: %v, want %v", live, canceled, !live)
 		}
 		frames, _, closing := c.take()
-		if frames == nil || string(frames.bufs[0]) != "retry:500\n\n" || closing != reasonDrain {
+		if frames == nil || string(frames.bufs[0]) != "retry:500\n\n" || closing != reason.Drain {
 			t.Fatalf("live %v: the writer takes %v, closing %q; want the final retry", live, frames, closing)
 		}
 	}

@@ -34,8 +34,6 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-const reasonShutdown = "shutdown"
-
 // Edge is an edge node; it is an http.Handler.
 type Edge struct {
 	cfg      Config
@@ -49,27 +47,22 @@ type Edge struct {
 
 	pages pageShare // state requests in flight and answered lately
 
-	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
-	done      chan struct{} // closed by Close
+	streams streamer      // serves streams (stream.go)
+	done    chan struct{} // closed by Close
 
 	auth *authority // guarded streams; nil without guards (renew.go)
 
 	acc      *accept.Server // the accept path: Serve, limits, setup queue, hang-up watch
 	draining atomic.Bool    // set by Drain: streams are refused
-	probe    sync.Once      // starts the cache-tier probe of Ready
-	cacheOK  atomic.Bool    // the last probe was answered
+	probes   *prober        // the cache-tier probe of Ready
 
-	holdFeed     func()                // tests: each feed calls it before it applies anything
-	holdState    func(context.Context) // tests: each stream calls it as its state part begins
-	shareAlways  bool                  // tests: a lone stream shares work as in a storm
-	holdKeyRead  func()                // tests: each shared key lookup calls it before it asks the cache tier
-	keyReads     keyReads              // key lookups in flight
-	keyReadAddrs keyReadAddrs          // what each client address's key reads hold and may start
-	values       valueShare            // values key reads are answering with
-	lookups      topicLookups          // lookups of topics the edge does not know (lookup.go)
-	feedMem      feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
-	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
-	shareNever   bool                  // tests: every stream is served as a lone one
+	holdFeed     func()       // tests: each feed calls it before it applies anything
+	holdKeyRead  func()       // tests: each shared key lookup calls it before it asks the cache tier
+	keyReads     keyReads     // key lookups in flight
+	keyReadAddrs keyReadAddrs // what each client address's key reads hold and may start
+	values       valueShare   // values key reads are answering with
+	lookups      topicLookups // lookups of topics the edge does not know (lookup.go)
+	feedMem      feedMemory   // what feeds keep, against FeedMemoryBytes (budget.go)
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -99,6 +92,8 @@ func New(cfg Config) (*Edge, error) {
 		done:     make(chan struct{}),
 	}
 	e.acc = accept.New(acceptConfig(e))
+	e.streams = newStreamer(e)
+	e.probes = newProber(e)
 	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
@@ -126,7 +121,7 @@ func (e *Edge) Close() {
 	for _, f := range e.feedList() {
 		<-f.ready // an init under way ends with e.done
 		if f.err == nil {
-			f.fail(reasonShutdown)
+			f.fail(reason.Shutdown)
 		}
 	}
 	e.acc.CloseWatch()

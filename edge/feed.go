@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
+	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -166,28 +168,28 @@ func (f *feed) run() {
 // that their clients come back for the full state (DESIGN rule 3), and
 // returns how many. Streams in their state part are left: like a resume,
 // they hold no null-key record from before their ready.
-func (f *feed) resetLive(reason string) int {
+func (f *feed) resetLive(r reason.Reason) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	zero := proto.Progress{Epoch: f.progress.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, len(f.progress.Offsets))}
 	n := 0
 	for _, v := range f.views {
-		if !slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil }) && len(v.filters) > 0 {
+		if !resume.LostReaches(len(v.filters), slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil })) {
 			continue
 		}
 		final := append([]byte("id:"), proto.AppendEventID(nil, v.format, nil, true, &zero, "")...)
-		final = appendReset(append(final, '\n'), reason)
+		final = appendReset(append(final, '\n'), r)
 		for c := range v.clients {
 			c.mu.Lock()
 			live := c.live
 			c.mu.Unlock()
 			if live {
-				c.closeWith(reason, final)
+				c.closeWith(r, final)
 				n++
 			}
 		}
 	}
-	f.e.metrics.resets.WithLabelValues(reason).Add(float64(n))
+	f.e.metrics.resets.WithLabelValues(r.Label()).Add(float64(n))
 	return n
 }
 
@@ -240,15 +242,15 @@ func (f *feed) encode(format proto.IDFormat, rec *proto.Record) queued {
 	return queued{buf: f.slab[start:len(f.slab):len(f.slab)], frameLen: uint32(len(f.scratch)), keyed: !rec.KeyNull}
 }
 
-// flushDirty writes the frames queued to hijacked clients since the last
-// flush, each with one non-blocking writev.
+// flushDirty flushes the sink of each client queued to since the last
+// flush, once (a hijacked one: one non-blocking writev).
 func (f *feed) flushDirty() {
 	f.mu.Lock()
 	dirty := f.dirty
 	f.dirty = nil
 	f.mu.Unlock()
 	for _, c := range dirty {
-		c.lc.flush()
+		c.sink.flush()
 	}
 	clear(dirty)
 }
@@ -300,17 +302,12 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, pf := range c.pending {
-		if pf.offset >= at.Offset(pf.partition) {
+		if resume.KeepPending(pf.partition, pf.offset, at) {
 			c.appendLocked(pf.queued)
 		}
 	}
 	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
-	for p, o := range f.progress.Offsets {
-		if p < len(at.Offsets) {
-			at.Offsets[p] = max(at.Offsets[p], o)
-		}
-	}
-	at.TimeMs = min(at.TimeMs, f.progress.TimeMs)
+	resume.ReadyAt(&at, f.progress)
 	if !f.e.cfg.NoReady {
 		c.appendLocked(marker(appendReady(nil, format, &at)))
 	}
@@ -435,12 +432,12 @@ func (f *feed) stopLocked() {
 // fail ends the feed because the topic changed under it (a new epoch, more
 // partitions): every client is disconnected and, reconnecting, resumes or is
 // reset against the new metadata.
-func (f *feed) fail(reason string) {
-	if reason == reasonShutdown {
+func (f *feed) fail(r reason.Reason) {
+	if r == reason.Shutdown {
 		f.e.log.Debug("topic feed closed", "topic", f.topic)
 	} else {
 		f.e.metrics.feedFailures.Inc()
-		f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", reason)
+		f.e.log.Warn("topic feed ended", "topic", f.topic, "reason", r.String())
 	}
 	f.e.mu.Lock()
 	f.mu.Lock()
@@ -449,7 +446,7 @@ func (f *feed) fail(reason string) {
 	}
 	for _, v := range f.views {
 		for c := range v.clients {
-			c.close(reason)
+			c.close(r)
 		}
 	}
 	f.mu.Unlock()

@@ -3,6 +3,7 @@ package edge
 import (
 	"strconv"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -69,18 +70,11 @@ func appendReady(b []byte, f proto.IDFormat, p *proto.Progress) []byte {
 	return append(b, "\nevent:ready\ndata:{}\n\n"...)
 }
 
-// Reset reasons, in the data of "event:reset".
-const (
-	resetEpoch      = "epoch"
-	resetHorizon    = "horizon"
-	resetPartitions = "partitions"
-	resetOffsets    = "offsets" // an offset past the partition's end: another incarnation
-	resetLost       = "lost"    // a live record could not be read from the cache tier (a null key apart)
-)
-
-func appendReset(b []byte, reason string) []byte {
+// appendReset appends "event:reset" with r (one of reason.Reset*) in its
+// data, spelt as its metric label: {"reason":"epoch"}.
+func appendReset(b []byte, r reason.Reason) []byte {
 	b = append(b, `event:reset`+"\n"+`data:{"reason":"`...)
-	b = append(b, reason...)
+	b = append(b, r.Label()...)
 	return append(b, "\"}\n\n"...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -65,7 +66,7 @@ func TestRecordFrameBytes(t *testing.T) {
 	if got := string(appendReady(nil, proto.IDKeyEtag, p)); got != "id:[null,\""+id+"\"]\nevent:ready\ndata:{}\n\n" {
 		t.Errorf("ready: %q", got)
 	}
-	if got := string(appendReset(nil, resetEpoch)); got != "event:reset\ndata:{\"reason\":\"epoch\"}\n\n" {
+	if got := string(appendReset(nil, reason.ResetEpoch)); got != "event:reset\ndata:{\"reason\":\"epoch\"}\n\n" {
 		t.Errorf("reset: %q", got)
 	}
 	if got := string(appendRetry(nil, 2500)); got != "retry:2500\n\n" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -131,18 +132,18 @@ func (f *feed) topicAnswered(r jobResult) {
 	tc.asking, tc.at = false, time.Now()
 	n := tc.waiting
 	tc.waiting = 0
-	reason := ""
+	why := reason.Unknown
 	switch {
 	case errors.Is(r.err, errTopicNotFound):
-		reason = resetEpoch
+		why = reason.ResetEpoch
 	case r.err != nil:
 	case r.meta.Epoch != f.progress.Epoch:
-		reason = resetEpoch
+		why = reason.ResetEpoch
 	case int(r.meta.Partitions) > len(f.parts):
-		reason = resetPartitions
+		why = reason.ResetPartitions
 	}
-	if reason != "" {
-		f.fail(reason)
+	if why != reason.Unknown {
+		f.fail(why)
 		return
 	}
 	if n > 0 {

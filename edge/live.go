@@ -12,6 +12,8 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
 	"golang.org/x/sys/unix"
+
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
 // liveConn is a hijacked connection in its live phase. Nothing runs for it
@@ -20,6 +22,7 @@ import (
 // and only a client whose socket is full gets a goroutine, which waits for
 // the socket with blocking writes until the queue is empty, then ends.
 type liveConn struct {
+	s       *streamer
 	c       *client
 	f       *feed
 	viewKey string
@@ -32,7 +35,8 @@ type liveConn struct {
 	lastWrite atomic.Int64
 }
 
-func newLiveConn(f *feed, viewKey string, c *client, conn net.Conn) (*liveConn, bool) {
+// newLiveConn is conn's sink if it has a raw socket (not TLS).
+func newLiveConn(s *streamer, f *feed, viewKey string, c *client, conn net.Conn) (*liveConn, bool) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, false
@@ -41,12 +45,22 @@ func newLiveConn(f *feed, viewKey string, c *client, conn net.Conn) (*liveConn, 
 	if err != nil {
 		return nil, false
 	}
+	return &liveConn{s: s, c: c, f: f, viewKey: viewKey, conn: conn, raw: raw}, true
+}
+
+// live hands the connection to flushes: it returns at once, owning the
+// stream; nothing runs for it while it is idle.
+func (lc *liveConn) live(ls *liveStream) bool {
 	// No deadline for the non-blocking writes (the state part set one);
 	// a drain goroutine sets its own.
-	_ = conn.SetWriteDeadline(time.Time{})
-	lc := &liveConn{c: c, f: f, viewKey: viewKey, conn: conn, raw: raw}
+	_ = lc.conn.SetWriteDeadline(time.Time{})
 	lc.lastWrite.Store(time.Now().UnixNano())
-	return lc, true
+	ls.attach(lc) // first: from here a flush, not the setup, ends the stream
+	ls.goLive()
+	lc.s.startKeepAlive()
+	lc.flush()
+	lc.s.watchLive(ls.ctx, lc)
+	return true
 }
 
 // flush writes what the client has queued, without blocking.
@@ -60,7 +74,7 @@ func (lc *liveConn) flush() {
 			return
 		}
 		iv, overflow, closing := c.nextLocked()
-		if iv == nil && !overflow && closing == "" {
+		if iv == nil && !overflow && closing == reason.Unknown {
 			c.mu.Unlock()
 			return
 		}
@@ -68,18 +82,18 @@ func (lc *liveConn) flush() {
 		c.mu.Unlock()
 		switch {
 		case overflow:
-			lc.f.e.metrics.overflows.Inc()
-			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.f.e.retryMs())})
-			lc.close("fell behind")
+			lc.s.metrics.overflows.Inc()
+			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.s.e.retryMs())})
+			lc.close(reason.FellBehind, nil)
 			return
-		case closing != "":
-			lc.close(closing)
+		case closing != reason.Unknown:
+			lc.close(closing, nil)
 			return
 		}
 		rest, err := lc.tryWrite(iv.bufs)
 		if err != nil {
 			putIovecs(iv)
-			lc.close("write: " + err.Error())
+			lc.close(reason.WriteFailed, err)
 			return
 		}
 		if len(rest) > 0 {
@@ -92,7 +106,7 @@ func (lc *liveConn) flush() {
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
-	more := (len(c.queue) > 0 || c.closing != "") && !lc.writing
+	more := (len(c.queue) > 0 || c.closing != reason.Unknown) && !lc.writing
 	if more {
 		lc.writing = true
 	}
@@ -109,13 +123,13 @@ func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 	c := lc.c
 	for {
 		if len(rest) > 0 {
-			_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.f.e.cfg.WriteTimeout))
+			_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.s.cfg.WriteTimeout))
 			bufs := net.Buffers(rest)
 			_, err := bufs.WriteTo(lc.conn)
 			_ = lc.conn.SetWriteDeadline(time.Time{})
 			if err != nil {
 				putIovecs(iv)
-				lc.close("write: " + err.Error())
+				lc.close(reason.WriteFailed, err)
 				return
 			}
 			lc.lastWrite.Store(time.Now().UnixNano())
@@ -126,7 +140,7 @@ func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 		if next == nil {
 			lc.writing = false
 			c.mu.Unlock()
-			if overflow || closing != "" {
+			if overflow || closing != reason.Unknown {
 				go lc.flush() // writes the hint, then closes
 			}
 			return
@@ -154,7 +168,7 @@ func (lc *liveConn) tryWrite(bufs [][]byte) ([][]byte, error) {
 		if werr != nil {
 			return bufs, werr
 		}
-		lc.f.e.metrics.writes.Inc()
+		lc.s.metrics.writes.Inc()
 		lc.lastWrite.Store(time.Now().UnixNano())
 		bufs = advance(bufs, n)
 		if n == 0 {
@@ -177,7 +191,8 @@ func advance(bufs [][]byte, n int) [][]byte {
 	return bufs
 }
 
-func (lc *liveConn) close(why string) {
+// close ends the stream for r (err: the failed write's, if any).
+func (lc *liveConn) close(r reason.Reason, err error) {
 	lc.c.mu.Lock()
 	closed := lc.closed
 	lc.closed = true
@@ -186,21 +201,20 @@ func (lc *liveConn) close(why string) {
 	if closed {
 		return
 	}
-	e := lc.f.e
-	e.log.Debug("stream closed", "why", why)
+	lc.s.log.Debug("stream closed", "reason", r.String(), "err", err)
 	watch.Stop()
 	_ = lc.conn.Close()
 	lc.f.leave(lc.viewKey, lc.c)
-	e.metrics.clients.Dec()
+	lc.s.metrics.clients.Dec()
 }
 
 // watchLive watches lc for hang-up: with the watch its setup ran under
 // (ctx's), or a new one for a connection served by net/http.
-func (e *Edge) watchLive(ctx context.Context, lc *liveConn) {
+func (s *streamer) watchLive(ctx context.Context, lc *liveConn) {
 	cw := accept.WatchFrom(ctx)
 	fresh := cw == nil
 	if fresh {
-		if cw = e.acc.WatchLive(lc); cw == nil {
+		if cw = s.e.acc.WatchLive(lc); cw == nil {
 			return
 		}
 	}
@@ -239,8 +253,8 @@ func (lc *liveConn) Hangup() {
 		c.mu.Unlock()
 		return
 	}
-	if c.closing == "" {
-		c.closing = reasonHangup
+	if c.closing == reason.Unknown {
+		c.closing = reason.Hangup
 	}
 	owned := !lc.writing
 	if owned {
@@ -248,7 +262,7 @@ func (lc *liveConn) Hangup() {
 	}
 	c.mu.Unlock()
 	if owned {
-		lc.close(reasonHangup)
+		lc.close(reason.Hangup, nil)
 		return
 	}
 	_ = lc.conn.Close()

@@ -9,16 +9,18 @@ import (
 )
 
 // liveConn is Linux-only (it writes with writev on the raw socket); elsewhere
-// every stream keeps the ResponseWriter path.
+// a hijacked stream gets a goSink.
 type liveConn struct {
 	c         *client
 	lastWrite atomic.Int64
 }
 
-func newLiveConn(*feed, string, *client, net.Conn) (*liveConn, bool) { return nil, false }
+func newLiveConn(*streamer, *feed, string, *client, net.Conn) (*liveConn, bool) { return nil, false }
 
 func (lc *liveConn) flush() {}
 
-func (e *Edge) watchLive(context.Context, *liveConn) {}
+func (lc *liveConn) live(*liveStream) bool { return false }
+
+func (s *streamer) watchLive(context.Context, *liveConn) {}
 
 func (lc *liveConn) hangup() {}

@@ -102,6 +102,9 @@ func TestPastEndIDDoesNotHoldSetupWorker(t *testing.T) {
 	if got := s.edgeCounter("ssekafka_edge_resets_total"); got != n {
 		t.Fatalf("resets_total %v, want %d", got, n)
 	}
+	if got := labeled(t, s.edgeReg, "ssekafka_edge_resets_total", "reason", "offsets"); got != n {
+		t.Fatalf("resets_total{reason=offsets} %v, want %d", got, n)
+	}
 	if got, _ := s.open("/tasks", http.Header{"Last-Event-Id": {id(ep, 1, 1, 0)}}); got == nil {
 		t.Fatal("an id at the end no longer opens")
 	}

@@ -4,8 +4,14 @@ package edge
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Ready reports whether the edge should get traffic, and if not why: it is
@@ -20,41 +26,67 @@ func (e *Edge) Ready() (bool, string) {
 	if !e.cfg.NATS.IsConnected() {
 		return false, "nats disconnected"
 	}
-	e.probe.Do(func() {
-		e.probeCache()
-		go e.probeLoop()
-	})
-	if !e.cacheOK.Load() {
+	if !e.probes.answered() {
 		return false, "cache tier does not answer"
 	}
 	return true, ""
 }
 
-func (e *Edge) probeLoop() {
-	tick := time.NewTicker(e.cfg.ReadyProbe)
+// prober probes the cache tier for Ready: once at the first call, then
+// every interval until done is closed.
+type prober struct {
+	nc       *nats.Conn
+	subject  string        // the topics request
+	timeout  time.Duration // per probe
+	interval time.Duration
+	done     <-chan struct{}
+	failures prometheus.Counter
+	log      *slog.Logger
+
+	once sync.Once
+	ok   atomic.Bool // the last probe was answered
+}
+
+func newProber(e *Edge) *prober {
+	return &prober{nc: e.cfg.NATS, subject: e.subjects.Topics(), timeout: min(e.cfg.PageTimeout, e.cfg.ReadyProbe),
+		interval: e.cfg.ReadyProbe, done: e.done, failures: e.metrics.probeFailures, log: e.log}
+}
+
+// answered reports whether the last probe was answered, starting the
+// probes on the first call.
+func (p *prober) answered() bool {
+	p.once.Do(func() {
+		p.probe()
+		go p.loop()
+	})
+	return p.ok.Load()
+}
+
+func (p *prober) loop() {
+	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-e.done:
+		case <-p.done:
 			return
 		case <-tick.C:
-			e.probeCache()
+			p.probe()
 		}
 	}
 }
 
-// probeCache asks the cache tier for its topics, bounded by PageTimeout.
-func (e *Edge) probeCache() {
-	ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.PageTimeout, e.cfg.ReadyProbe))
+// probe asks the cache tier for its topics, bounded by timeout.
+func (p *prober) probe() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	_, err := e.cfg.NATS.RequestWithContext(ctx, e.subjects.Topics(), nil)
+	_, err := p.nc.RequestWithContext(ctx, p.subject, nil)
 	if err != nil {
-		e.metrics.probeFailures.Inc()
-		if e.cacheOK.Load() {
-			e.log.Warn("cache tier does not answer the readiness probe", "err", err)
+		p.failures.Inc()
+		if p.ok.Load() {
+			p.log.Warn("cache tier does not answer the readiness probe", "err", err)
 		}
 	}
-	e.cacheOK.Store(err == nil)
+	p.ok.Store(err == nil)
 }
 
 // ReadyHandler serves Ready: 200 "ready", or 503 with the reason.

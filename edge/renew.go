@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/guard"
 )
 
@@ -281,7 +282,7 @@ func (a *authority) runDue(now time.Time) time.Duration {
 	a.mu.Unlock()
 	for _, s := range expire {
 		a.m.expired.Inc()
-		s.c.close("token expired")
+		s.c.close(reason.TokenExpired)
 	}
 	for _, s := range challenge {
 		if !a.challenge(s) { // still in its state part: again shortly
@@ -318,13 +319,13 @@ func (a *authority) challenge(s *authStream) bool {
 		return false
 	}
 	c.appendLocked(marker(frame))
-	lc := c.lc
-	if lc == nil {
+	sk := c.sink
+	if sk == nil {
 		c.signalLocked()
 	}
 	c.mu.Unlock()
-	if lc != nil {
-		lc.flush()
+	if sk != nil {
+		sk.flush()
 	}
 	a.m.challenges.Inc()
 	return true
@@ -364,7 +365,7 @@ func (a *authority) checkKeys() {
 	for _, s := range ended {
 		a.m.keyEnded.Inc()
 		a.e.log.Info("stream closed: its signing key left the JWKS", "guard", s.guardName, "kid", s.kid)
-		s.c.close("signing key removed")
+		s.c.close(reason.KeyRemoved)
 	}
 }
 

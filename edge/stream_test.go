@@ -123,6 +123,18 @@ func TestResetAndGarbageIDs(t *testing.T) {
 		t.Fatalf("want horizon reset, got %+v", evs[1])
 	}
 	full(evs, 2)
+	// More partitions than the topic has: reset.
+	evs = s.connect("/tasks", http.Header{"Last-Event-Id": {id(ep, 1, 1, 0, 0)}}).untilReady()
+	if evs[1].Raw != "event:reset\ndata:{\"reason\":\"partitions\"}\n\n" {
+		t.Fatalf("want partitions reset, got %q", evs[1].Raw)
+	}
+	full(evs, 2)
+	// Each counted under the label operators' alerts match.
+	for _, r := range []string{"epoch", "horizon", "partitions"} {
+		if n := labeled(t, s.edgeReg, "ssekafka_edge_resets_total", "reason", r); n != 1 {
+			t.Fatalf("resets_total{reason=%s} %v, want 1", r, n)
+		}
+	}
 	// Garbage, or an id past the codec's limit: the full state, no reset.
 	for _, bad := range []string{"garbage!", "AQ", strings.Repeat("A", proto.MaxEventIDLen+1), `["x",`} {
 		evs = s.connect("/tasks", http.Header{"Last-Event-Id": {bad}}).untilReady()
