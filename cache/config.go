@@ -102,13 +102,9 @@ func DefaultConfig() Config {
 
 const defaultMaxTopics = 1000
 
-// Bounds: MaxBytes below 1 MiB makes ristretto refuse most values, and
-// nearly every read goes back to Kafka; a state request carries at most
-// 1 GiB (proto).
-const (
-	minMaxBytes     = 1 << 20
-	maxMaxPageBytes = 1 << 30
-)
+// minMaxBytes is the least MaxBytes: below it ristretto refuses most
+// values, and nearly every read goes back to Kafka.
+const minMaxBytes = 1 << 20
 
 // orDefault sets *v to def where it is zero.
 func orDefault[T comparable](v *T, def T) {
@@ -187,7 +183,7 @@ func (c *Config) rows() []confcheck.Row {
 	d := DefaultConfig()
 	return []confcheck.Row{
 		durRow("TombstoneHorizon", c.TombstoneHorizon, d.TombstoneHorizon),
-		{Field: "MaxPageBytes", V: float64(c.MaxPageBytes), Min: 1, Max: maxMaxPageBytes, Default: confcheck.Bytes(int64(d.MaxPageBytes))},
+		{Field: "MaxPageBytes", V: float64(c.MaxPageBytes), Min: 1, Default: confcheck.Bytes(int64(d.MaxPageBytes))},
 		durRow("CatchUpWait", c.CatchUpWait, d.CatchUpWait),
 		{Field: "MaxBytes", V: float64(c.MaxBytes), Min: minMaxBytes,
 			Rule: "at least 1048576 (1 MiB), or 0 for the default (" + confcheck.Bytes(d.MaxBytes) + ")"},

@@ -21,7 +21,6 @@ func TestLibraryErrorsNameTheYAMLField(t *testing.T) {
 		{"kafka:\n  bootstrap: [a, b, c]\ncache:\n  maxTopics: 2\n", "line 4: cache.maxTopics: must be 0 (the default, 1000, or more for kafka.bootstrap) or at least one per topic of kafka.bootstrap (3), not 2"},
 		{"cache:\n  apartBytes: -1\n", "line 2: cache.apartBytes: must not be negative (0: the default, 64 MiB), not -1"},
 		{"cache:\n  topicIdle: -1s\n", "line 2: cache.topicIdle: must not be negative (0: the default, 10m0s), not -1s"},
-		{"cache:\n  maxPageBytes: 1073741825\n", "line 2: cache.maxPageBytes: must be at most 1073741824, not 1073741825"},
 		{"kafka:\n  brokers: ['a:1', 'b 2']\n", `line 2: kafka.brokers[1]: must be a broker address (host:port), not "b 2"`},
 		{"sse:\n  retryMax: 9223372036855\n", "line 2: sse.retryMax: at most 9223372036854 (ms)"},
 	} {
