@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ssekafka/ssekafka/cache"
@@ -71,6 +72,16 @@ func (cfg *config) effective() *config {
 	e.NATS.Prefix = ec.SubjectPrefix
 	e.NATS.URL = redactURL(cfg.NATS.URL)
 	e.Guards = redactedGuards(cfg.Guards)
+	lan := memberlist.DefaultLANConfig() // membership's where zero
+	if e.Cluster.ProbeInterval == 0 {
+		e.Cluster.ProbeInterval = lan.ProbeInterval
+	}
+	if e.Cluster.ProbeTimeout == 0 {
+		e.Cluster.ProbeTimeout = lan.ProbeTimeout
+	}
+	if e.Cluster.SuspicionMult == 0 {
+		e.Cluster.SuspicionMult = lan.SuspicionMult
+	}
 	return &e
 }
 

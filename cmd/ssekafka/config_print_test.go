@@ -42,6 +42,8 @@ func TestValidatePrintFillsDefaults(t *testing.T) {
 		t.Errorf("edge defaults not filled: %+v", s)
 	case c.MaxBytes != 256<<20 || c.ApartBytes != 64<<20 || c.MaxTopics != 1000 || c.TopicIdle != 10*time.Minute || c.MaxPageBytes != 1<<20:
 		t.Errorf("cache defaults not filled: %+v", c)
+	case cfg.Cluster.ProbeInterval != time.Second || cfg.Cluster.ProbeTimeout != 500*time.Millisecond || cfg.Cluster.SuspicionMult != 4:
+		t.Errorf("cluster defaults (memberlist's LAN values) not filled: %+v", cfg.Cluster)
 	}
 	var again strings.Builder
 	if err := printEffective(&again, cfg); err != nil {
