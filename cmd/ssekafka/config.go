@@ -16,7 +16,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ssekafka/ssekafka/cache"
 	"github.com/ssekafka/ssekafka/edge"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -185,18 +184,18 @@ type cacheConfig struct {
 }
 
 // defaultConfig is the config of an empty file: cmd's own defaults, and
-// the libraries' (edge.DefaultConfig, cache.DefaultConfig) where the YAML
-// gives zero another meaning (sse.retry and sse.keepalive 0: off;
-// sse.maxQueue 0: refused) or a test reads them. Every other field is zero
-// here: the library's default, which --print shows.
+// the edge's where the YAML gives zero another meaning (sse.retry and
+// sse.keepalive 0: off; sse.maxQueue 0: refused) or both libraries read
+// the field (nats.prefix). Every other field the libraries read is zero
+// here: their default (edge.DefaultConfig, cache.DefaultConfig), which
+// validate --print shows.
 func defaultConfig() config {
-	e, c := edge.DefaultConfig(), cache.DefaultConfig()
+	e := edge.DefaultConfig()
 	return config{
 		SSE: sseConfig{Listen: "127.0.0.1:8080", Retry: int(e.Retry / time.Millisecond), KeepAlive: offDuration(e.KeepAlive),
-			Ready: !e.NoReady, MaxQueue: e.MaxQueue, MaxQueueBytes: e.MaxQueueBytes, DrainWindow: offDuration(10 * time.Second)},
+			Ready: !e.NoReady, MaxQueue: e.MaxQueue, DrainWindow: offDuration(10 * time.Second)},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
 		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: e.SubjectPrefix},
-		Cache:   cacheConfig{TombstoneHorizon: c.TombstoneHorizon, MaxPageBytes: c.MaxPageBytes, MaxBytes: c.MaxBytes},
 		Cluster: clusterConfig{Replicas: 2},
 	}
 }
