@@ -227,7 +227,8 @@ func DefaultConfig() Config {
 	return c
 }
 
-// Defaults that follow other fields.
+// RetryMax's least value and default (or twice Retry), and
+// SetupQueuePerAddress's default (or SetupQueue).
 const (
 	minRetryMax                 = 2 * time.Second
 	defaultRetryMax             = 30 * time.Second
