@@ -10,6 +10,9 @@
 // state. NATS request handlers run on goroutines of their own, bounded by
 // Config.MaxConcurrentRequests. Lock order: Node.mu, topicState.mu,
 // partitionState.mu.
+//
+// Config (config.go): a zero field is its default (DefaultConfig lists
+// them); a value out of range is a *ConfigError naming the field.
 package cache
 
 import (
@@ -25,167 +28,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/membership"
 	"github.com/ssekafka/ssekafka/proto"
 )
-
-// Config configures a cache node. The zero value of every optional field
-// means its documented default; New refuses any other invalid value (a
-// negative duration or size, MaxBytes under 1 MiB) with an error naming the
-// field.
-type Config struct {
-	// Brokers are the Kafka seed brokers. Required.
-	Brokers []string
-	// NATS is the connection to publish and serve on. Required; the node does not close it.
-	NATS *nats.Conn
-	// SubjectPrefix prefixes every NATS subject. Default "ssekafka".
-	SubjectPrefix string
-	// Bootstrap topics are consumed at start, ahead of any client.
-	Bootstrap []string
-	// Ownership decides which partitions this node consumes. Default: all (membership.NewStatic).
-	Ownership membership.Ownership
-	// TombstoneHorizon is how long a tombstone is kept in the state. Positions
-	// older than the smaller of this and the topic's delete.retention.ms are
-	// reset. Default 24h.
-	TombstoneHorizon time.Duration
-	// MaxPageBytes caps a state page, whatever the request asks. Default 1 MiB.
-	MaxPageBytes int
-	// CatchUpWait bounds how long a metadata request for a topic taken up on
-	// demand waits for the first catch-up. Default 10s.
-	CatchUpWait time.Duration
-	// MaxBytes bounds the record values held in memory (ristretto, cost =
-	// value size). The key index is always complete; a value not in memory
-	// is read back from Kafka by offset. Default 256 MiB; at least 1 MiB.
-	MaxBytes int64
-	// ApartBytes bounds the values too large for one NATS message (sent
-	// apart, read by edges in parts) that the node keeps at hand besides
-	// MaxBytes, newest first: an edge reads a value's parts one after the
-	// other, and one not at hand is read back from Kafka. Default 64 MiB.
-	ApartBytes int64
-	// HeadInterval is how often a primary publishes its position in each
-	// partition, so that edges notice lost changes. Default 1s.
-	HeadInterval time.Duration
-	// TopicCheckInterval is how often topics are compared with Kafka's
-	// metadata (a recreated topic gets a new epoch; added partitions are
-	// taken up). Default 30s.
-	TopicCheckInterval time.Duration
-	// MaxTopics bounds the topics held at once, Bootstrap ones included: a
-	// request for one more is refused (and idle ones are dropped) so that
-	// clients asking for arbitrary topics cannot make the node consume the
-	// whole cluster. Default 1000; at least len(Bootstrap).
-	MaxTopics int
-	// TopicIdle: a topic taken up on demand (not in Bootstrap) that got no
-	// request for this long is dropped; edges with live clients probe every
-	// few seconds. Default 10m.
-	TopicIdle time.Duration
-	// MaxConcurrentRequests bounds request handlers running at once. Default 256.
-	MaxConcurrentRequests int
-	// KafkaOptions are added to the franz-go client options (TLS, SASL, ...).
-	KafkaOptions []kgo.Opt
-	// Logger receives the node's logs. Default: discard.
-	Logger *slog.Logger
-	// Registerer receives the node's metrics. Default: none registered.
-	Registerer prometheus.Registerer
-}
-
-// minMaxBytes is the smallest MaxBytes accepted: below it ristretto refuses
-// most values and nearly every read goes back to Kafka.
-const minMaxBytes = 1 << 20
-
-// setDefaults validates the config and fills in the defaults of the zero
-// fields. A value that is neither zero nor valid is an error naming the
-// field, never silently replaced.
-func (c *Config) setDefaults() error {
-	if len(c.Brokers) == 0 {
-		return errors.New("cache config: Brokers is required")
-	}
-	if c.NATS == nil {
-		return errors.New("cache config: NATS is required")
-	}
-	for _, t := range c.Bootstrap {
-		if err := proto.ValidTopic(t); err != nil {
-			return fmt.Errorf("cache config: Bootstrap: %w", err)
-		}
-	}
-	if strings.ContainsAny(c.SubjectPrefix, " \t\r\n*>") {
-		return fmt.Errorf("cache config: SubjectPrefix %q: not a NATS subject prefix", c.SubjectPrefix)
-	}
-	for _, f := range []struct {
-		name  string
-		value time.Duration
-	}{
-		{"TombstoneHorizon", c.TombstoneHorizon},
-		{"CatchUpWait", c.CatchUpWait},
-		{"HeadInterval", c.HeadInterval},
-		{"TopicCheckInterval", c.TopicCheckInterval},
-		{"TopicIdle", c.TopicIdle},
-	} {
-		if f.value < 0 {
-			return fmt.Errorf("cache config: %s %v: must not be negative", f.name, f.value)
-		}
-	}
-	if c.MaxPageBytes < 0 {
-		return fmt.Errorf("cache config: MaxPageBytes %d: must not be negative", c.MaxPageBytes)
-	}
-	if c.MaxTopics < 0 || (c.MaxTopics > 0 && c.MaxTopics < len(c.Bootstrap)) {
-		return fmt.Errorf("cache config: MaxTopics %d: must be at least the %d bootstrap topics", c.MaxTopics, len(c.Bootstrap))
-	}
-	if c.MaxConcurrentRequests < 0 {
-		return fmt.Errorf("cache config: MaxConcurrentRequests %d: must not be negative", c.MaxConcurrentRequests)
-	}
-	if c.ApartBytes < 0 {
-		return fmt.Errorf("cache config: ApartBytes %d: must not be negative", c.ApartBytes)
-	}
-	if c.MaxBytes != 0 && c.MaxBytes < minMaxBytes {
-		return fmt.Errorf("cache config: MaxBytes %d: must be at least %d (1 MiB)", c.MaxBytes, minMaxBytes)
-	}
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = "ssekafka"
-	}
-	if c.Ownership == nil {
-		c.Ownership = membership.NewStatic()
-	}
-	if c.TombstoneHorizon == 0 {
-		c.TombstoneHorizon = 24 * time.Hour
-	}
-	if c.MaxPageBytes == 0 {
-		c.MaxPageBytes = 1 << 20
-	}
-	if c.CatchUpWait == 0 {
-		c.CatchUpWait = 10 * time.Second
-	}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = 256 << 20
-	}
-	if c.ApartBytes == 0 {
-		c.ApartBytes = 64 << 20
-	}
-	if c.HeadInterval == 0 {
-		c.HeadInterval = time.Second
-	}
-	if c.TopicCheckInterval == 0 {
-		c.TopicCheckInterval = 30 * time.Second
-	}
-	if c.MaxConcurrentRequests == 0 {
-		c.MaxConcurrentRequests = 256
-	}
-	if c.MaxTopics == 0 {
-		c.MaxTopics = max(1000, len(c.Bootstrap))
-	}
-	if c.TopicIdle == 0 {
-		c.TopicIdle = 10 * time.Minute
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	c.Logger = ratelog.Wrap(c.Logger) // bad requests may repeat without end
-	return nil
-}
 
 // Log keys.
 const (

@@ -1,23 +1,33 @@
 package edge
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/internal/confcheck"
 )
 
 // Off, in a Config field that says so, turns off what zero would give the
-// default of.
-const Off = -1
+// default of. It is the one spelling of "off": no field takes another
+// negative value.
+const Off = confcheck.Off
 
-// Config configures an edge node. Zero means the documented default; a value
-// out of range is an error naming the field (New returns it).
+// ConfigError is the error of New and Config.Validate: the field and what
+// it must be.
+type ConfigError = confcheck.Error
+
+// Config configures an edge node. Zero means the documented default (New
+// fills it in, as WithDefaults does; DefaultConfig lists them all); Off
+// turns off a field whose doc says so; any other value out of range is a
+// *ConfigError naming the field (New and Validate return it).
 type Config struct {
 	// NATS is the connection to the cache tier. Required; the edge does not close it.
 	NATS *nats.Conn
@@ -156,7 +166,7 @@ type Config struct {
 	// time, and none is starting, the edge returns free memory to the OS
 	// (debug.FreeOSMemory, a few milliseconds): the runtime would otherwise
 	// keep a reconnect storm's transient buffers resident for minutes.
-	// Default 1000; negative: never.
+	// Default 1000; Off: never.
 	ReleaseAfterBurst int
 	// NoHijack keeps every connection on net/http's ResponseWriter and a
 	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
@@ -178,156 +188,251 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// setDefaults validates c and fills in the defaults of its zero fields.
-func (c *Config) setDefaults() error {
-	if c.NATS == nil {
-		return errors.New("edge config: NATS is required")
+// DefaultConfig returns every default of Config filled in: what New gives
+// a zero field. RetryMax, SetupPerAddress and SetupQueuePerAddress follow
+// other fields (derive); here they follow the other defaults: leave them
+// zero where those change, and New derives them again. MaxConnections
+// follows this process's open-file limit.
+func DefaultConfig() Config {
+	c := Config{
+		SubjectPrefix:       "ssekafka",
+		Retry:               2 * time.Second,
+		RetryJitter:         0.2,
+		ReadyProbe:          2 * time.Second,
+		KeepAlive:           15 * time.Second,
+		PageBytes:           256 << 10,
+		PageTimeout:         2 * time.Second,
+		RequestTimeout:      15 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		MaxQueue:            16384,
+		MaxQueueBytes:       8 << 20,
+		FeedBuffer:          65536,
+		ProbeInterval:       5 * time.Second,
+		FeedLinger:          30 * time.Second,
+		ResumeRingBytes:     4 << 20,
+		FeedMemoryBytes:     256 << 20,
+		ResumeRingAge:       time.Minute,
+		SetupConcurrency:    64,
+		SetupQueue:          65536,
+		StateWriteTimeout:   10 * time.Second,
+		StateMinRate:        16 << 10,
+		MaxConnections:      accept.DefaultMaxConnections(),
+		MaxConnectionsPerIP: 1000,
+		ReleaseAfterBurst:   1000,
+		KeyReads: KeyReadLimits{MinRate: 64 << 10, MaxBytes: 256 << 20, MaxBytesPerIP: 64 << 20,
+			RatePerIP: 100, CacheRequestsPerIP: 2000},
+		Now:    time.Now,
+		Logger: slog.New(slog.DiscardHandler),
 	}
-	if c.SubjectPrefix == "" {
-		c.SubjectPrefix = "ssekafka"
-	}
-	durations := []struct {
-		name   string
-		v      *time.Duration
-		def    time.Duration
-		canOff bool
-	}{
-		{"Retry", &c.Retry, 2 * time.Second, true},
-		{"KeepAlive", &c.KeepAlive, 15 * time.Second, true},
-		{"PageTimeout", &c.PageTimeout, 2 * time.Second, false},
-		{"RequestTimeout", &c.RequestTimeout, 15 * time.Second, false},
-		{"WriteTimeout", &c.WriteTimeout, 30 * time.Second, false},
-		{"ProbeInterval", &c.ProbeInterval, 5 * time.Second, false},
-		{"FeedLinger", &c.FeedLinger, 30 * time.Second, false},
-		{"ResumeRingAge", &c.ResumeRingAge, time.Minute, false},
-		{"ReadyProbe", &c.ReadyProbe, 2 * time.Second, false},
-		{"StateWriteTimeout", &c.StateWriteTimeout, 10 * time.Second, false},
-	}
-	for _, d := range durations {
-		switch {
-		case *d.v == 0:
-			*d.v = d.def
-		case *d.v == Off && d.canOff:
-		case *d.v < 0 && d.canOff:
-			return fmt.Errorf("edge config: %s: %v is negative (Off turns it off)", d.name, *d.v)
-		case *d.v < 0:
-			return fmt.Errorf("edge config: %s: %v is negative", d.name, *d.v)
-		}
-	}
-	if c.KeepAlive != Off && c.KeepAlive < time.Millisecond {
-		return fmt.Errorf("edge config: KeepAlive: %v is below 1ms", c.KeepAlive)
-	}
-	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
-		return fmt.Errorf("edge config: Retry: %v is not whole milliseconds", c.Retry)
-	}
+	c.derive()
+	return c
+}
+
+// RetryMax's least value and default (or twice Retry), and
+// SetupQueuePerAddress's default (or SetupQueue).
+const (
+	minRetryMax                 = 2 * time.Second
+	defaultRetryMax             = 30 * time.Second
+	defaultSetupQueuePerAddress = 1024
+)
+
+// derive fills the zero fields whose defaults follow other fields, and
+// gives SetupPerAddress and SetupQueuePerAddress their Off (no share: the
+// whole) and their bound (the whole).
+func (c *Config) derive() {
 	if c.RetryMax == 0 {
-		c.RetryMax = max(30*time.Second, 2*c.Retry)
+		c.RetryMax = max(defaultRetryMax, 2*c.Retry)
 	}
-	if c.RetryMax < 2*time.Second || c.Retry != Off && c.RetryMax < 2*c.Retry {
-		return fmt.Errorf("edge config: RetryMax: %v is below 2s or twice Retry (%v)", c.RetryMax, c.Retry)
-	}
+	noCap := c.MaxConnectionsPerIP == Off // a load test from one host: no share either
 	switch {
-	case c.RetryJitter == 0:
-		c.RetryJitter = 0.2
-	case c.RetryJitter == Off:
-	case c.RetryJitter < 0 || c.RetryJitter > 1 || c.RetryJitter != c.RetryJitter:
-		return fmt.Errorf("edge config: RetryJitter: %v is not in (0, 1] (Off: none)", c.RetryJitter)
-	}
-	sizes := []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"PageBytes", &c.PageBytes, 256 << 10},
-		{"MaxQueue", &c.MaxQueue, 16384},
-		{"MaxQueueBytes", &c.MaxQueueBytes, 8 << 20},
-		{"FeedBuffer", &c.FeedBuffer, 65536},
-		{"SetupConcurrency", &c.SetupConcurrency, 64},
-		{"SetupQueue", &c.SetupQueue, 65536},
-		{"StateMinRate", &c.StateMinRate, 16 << 10},
-	}
-	for _, n := range sizes {
-		switch {
-		case *n.v == 0:
-			*n.v = n.def
-		case *n.v < 0:
-			return fmt.Errorf("edge config: %s: %d is negative", n.name, *n.v)
-		}
-	}
-	switch {
-	case c.SetupPerAddress == 0 && c.MaxConnectionsPerIP == Off:
-		c.SetupPerAddress = c.SetupConcurrency // no cap per address, no share either
+	case c.SetupPerAddress == Off, c.SetupPerAddress == 0 && noCap:
+		c.SetupPerAddress = c.SetupConcurrency
 	case c.SetupPerAddress == 0:
 		c.SetupPerAddress = max(c.SetupConcurrency/4, 1)
-	case c.SetupPerAddress == Off:
-		c.SetupPerAddress = c.SetupConcurrency
-	case c.SetupPerAddress < 0:
-		return fmt.Errorf("edge config: SetupPerAddress: %d is negative (Off: no share)", c.SetupPerAddress)
 	}
 	c.SetupPerAddress = min(c.SetupPerAddress, c.SetupConcurrency)
 	switch {
-	case c.SetupQueuePerAddress == 0 && c.MaxConnectionsPerIP == Off:
+	case c.SetupQueuePerAddress == Off, c.SetupQueuePerAddress == 0 && noCap:
 		c.SetupQueuePerAddress = c.SetupQueue
 	case c.SetupQueuePerAddress == 0:
-		c.SetupQueuePerAddress = 1024
-	case c.SetupQueuePerAddress == Off:
-		c.SetupQueuePerAddress = c.SetupQueue
-	case c.SetupQueuePerAddress < 0:
-		return fmt.Errorf("edge config: SetupQueuePerAddress: %d is negative (Off: no share)", c.SetupQueuePerAddress)
+		c.SetupQueuePerAddress = defaultSetupQueuePerAddress
 	}
 	c.SetupQueuePerAddress = min(c.SetupQueuePerAddress, c.SetupQueue)
-	switch {
-	case c.ResumeRingBytes == 0:
-		c.ResumeRingBytes = 4 << 20
-	case c.ResumeRingBytes == Off:
-	case c.ResumeRingBytes < 0:
-		return fmt.Errorf("edge config: ResumeRingBytes: %d is negative (Off turns it off)", c.ResumeRingBytes)
+}
+
+// orDefault sets *v to def where it is zero.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
-	switch {
-	case c.FeedMemoryBytes == 0:
-		c.FeedMemoryBytes = 256 << 20
-	case c.FeedMemoryBytes == Off:
-	case c.FeedMemoryBytes < 1<<20:
-		return fmt.Errorf("edge config: FeedMemoryBytes: %d is below 1 MiB (Off: no bound)", c.FeedMemoryBytes)
+}
+
+// WithDefaults returns c with each zero field set to its default, as New
+// uses it. It does not validate: a value out of range stays as it is.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	orDefault(&c.SubjectPrefix, d.SubjectPrefix)
+	orDefault(&c.Retry, d.Retry)
+	orDefault(&c.RetryJitter, d.RetryJitter)
+	orDefault(&c.ReadyProbe, d.ReadyProbe)
+	orDefault(&c.KeepAlive, d.KeepAlive)
+	orDefault(&c.PageBytes, d.PageBytes)
+	orDefault(&c.PageTimeout, d.PageTimeout)
+	orDefault(&c.RequestTimeout, d.RequestTimeout)
+	orDefault(&c.WriteTimeout, d.WriteTimeout)
+	orDefault(&c.MaxQueue, d.MaxQueue)
+	orDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
+	orDefault(&c.FeedBuffer, d.FeedBuffer)
+	orDefault(&c.ProbeInterval, d.ProbeInterval)
+	orDefault(&c.FeedLinger, d.FeedLinger)
+	orDefault(&c.ResumeRingBytes, d.ResumeRingBytes)
+	orDefault(&c.FeedMemoryBytes, d.FeedMemoryBytes)
+	orDefault(&c.ResumeRingAge, d.ResumeRingAge)
+	orDefault(&c.SetupConcurrency, d.SetupConcurrency)
+	orDefault(&c.SetupQueue, d.SetupQueue)
+	orDefault(&c.StateWriteTimeout, d.StateWriteTimeout)
+	orDefault(&c.StateMinRate, d.StateMinRate)
+	orDefault(&c.MaxConnections, d.MaxConnections)
+	orDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
+	orDefault(&c.ReleaseAfterBurst, d.ReleaseAfterBurst)
+	orDefault(&c.KeyReads.MinRate, d.KeyReads.MinRate)
+	orDefault(&c.KeyReads.MaxBytes, d.KeyReads.MaxBytes)
+	orDefault(&c.KeyReads.MaxBytesPerIP, d.KeyReads.MaxBytesPerIP)
+	orDefault(&c.KeyReads.RatePerIP, d.KeyReads.RatePerIP)
+	orDefault(&c.KeyReads.CacheRequestsPerIP, d.KeyReads.CacheRequestsPerIP)
+	orDefault(&c.Logger, d.Logger)
+	if c.Now == nil {
+		c.Now = d.Now
 	}
-	switch {
-	case c.MaxConnections == 0:
-		c.MaxConnections = accept.DefaultMaxConnections()
-	case c.MaxConnections < 0:
-		return fmt.Errorf("edge config: MaxConnections: %d is negative (0: the default, below the open-file limit)", c.MaxConnections)
+	c.derive()
+	return c
+}
+
+// Validate returns the first field of c that New would refuse, as a
+// *ConfigError, the NATS connection aside: a config can be checked before
+// anything connects. New checks Routes, Guards and CORS besides.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	return c.validate()
+}
+
+// setDefaults fills in the defaults of c's zero fields and validates it.
+func (c *Config) setDefaults() error {
+	if c.NATS == nil {
+		return &ConfigError{Component: "edge", Field: "NATS", Rule: "required: the connection to the cache tier"}
 	}
-	switch {
-	case c.MaxConnectionsPerIP == 0:
-		c.MaxConnectionsPerIP = 1000
-	case c.MaxConnectionsPerIP == Off:
-	case c.MaxConnectionsPerIP < 0:
-		return fmt.Errorf("edge config: MaxConnectionsPerIP: %d is negative (Off: no cap per address)", c.MaxConnectionsPerIP)
-	}
-	trusted := make([]netip.Prefix, 0, len(c.TrustedProxies))
-	for i, p := range c.TrustedProxies {
-		if !p.IsValid() {
-			return fmt.Errorf("edge config: TrustedProxies[%d]: %v is not a valid prefix", i, p)
-		}
-		if p.Addr().Zone() != "" {
-			return fmt.Errorf("edge config: TrustedProxies[%d]: %v has a zone", i, p)
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104: addresses are compared unmapped
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		trusted = append(trusted, p.Masked())
-	}
-	c.TrustedProxies = trusted // a copy: the caller's slice may change
-	if err := c.KeyReads.setDefaults(); err != nil {
+	*c = c.WithDefaults()
+	if err := c.validate(); err != nil {
 		return err
 	}
-	if c.ReleaseAfterBurst == 0 {
-		c.ReleaseAfterBurst = 1000
+	c.TrustedProxies = trustedPrefixes(c.TrustedProxies)
+	return nil
+}
+
+// validate checks a config with its defaults filled in.
+func (c *Config) validate() error {
+	if err := confcheck.Check("edge", c.rows()); err != nil {
+		return err
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Retry != Off && c.Retry%time.Millisecond != 0 {
+		return &ConfigError{Component: "edge", Field: "Retry", Rule: "must be whole milliseconds", Value: c.Retry.String()}
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if err := confcheck.SubjectPrefix("edge", c.SubjectPrefix); err != nil {
+		return err
+	}
+	for i, p := range c.TrustedProxies {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return &ConfigError{Component: "edge", Field: fmt.Sprintf("TrustedProxies[%d]", i),
+				Rule: "must be a valid prefix, with no zone", Value: p.String()}
+		}
 	}
 	return nil
+}
+
+// rows is the validation table: each field's bounds, and whether it may be Off.
+func (c *Config) rows() []confcheck.Row {
+	d := DefaultConfig()
+	var twiceRetry time.Duration // the least RetryMax (none where Retry is Off)
+	if c.Retry != Off {
+		twiceRetry = 2 * c.Retry
+	}
+	return []confcheck.Row{
+		durRow("Retry", c.Retry, d.Retry, time.Millisecond, "retry:0"),
+		{Field: "RetryJitter", V: c.RetryJitter, Unit: confcheck.Rate, Min: math.SmallestNonzeroFloat64, Max: 1,
+			Off: "none", Default: "0.2"},
+		{Field: "RetryMax", V: float64(c.RetryMax), Unit: confcheck.Duration, Min: float64(minRetryMax),
+			Default: retryMaxDefault},
+		{Field: "RetryMax", V: float64(c.RetryMax), Unit: confcheck.Duration, Min: float64(twiceRetry),
+			MinRule: "at least twice {Retry}", Default: retryMaxDefault},
+		durRow("ReadyProbe", c.ReadyProbe, d.ReadyProbe, 1, ""),
+		durRow("KeepAlive", c.KeepAlive, d.KeepAlive, time.Millisecond, "no comments"),
+		{Field: "PageBytes", V: float64(c.PageBytes), Min: 1, Max: maxPageBytes, Default: confcheck.Bytes(int64(d.PageBytes))},
+		durRow("PageTimeout", c.PageTimeout, d.PageTimeout, 1, ""),
+		durRow("RequestTimeout", c.RequestTimeout, d.RequestTimeout, 1, ""),
+		durRow("WriteTimeout", c.WriteTimeout, d.WriteTimeout, 1, ""),
+		countRow("MaxQueue", c.MaxQueue, d.MaxQueue, 1, ""),
+		bytesRow("MaxQueueBytes", c.MaxQueueBytes, d.MaxQueueBytes, 1, ""),
+		{Field: "FeedBuffer", V: float64(c.FeedBuffer), Min: 1, Max: maxFeedBuffer, Default: strconv.Itoa(d.FeedBuffer)},
+		durRow("ProbeInterval", c.ProbeInterval, d.ProbeInterval, 1, ""),
+		durRow("FeedLinger", c.FeedLinger, d.FeedLinger, 1, ""),
+		bytesRow("ResumeRingBytes", c.ResumeRingBytes, d.ResumeRingBytes, 1, "no ring"),
+		bytesRow("FeedMemoryBytes", c.FeedMemoryBytes, d.FeedMemoryBytes, 1<<20, "no bound"),
+		durRow("ResumeRingAge", c.ResumeRingAge, d.ResumeRingAge, 1, ""),
+		countRow("SetupConcurrency", c.SetupConcurrency, d.SetupConcurrency, 1, ""),
+		countRow("SetupQueue", c.SetupQueue, d.SetupQueue, 1, ""),
+		{Field: "SetupPerAddress", V: float64(c.SetupPerAddress), Min: 1, Off: "no share",
+			Default: "a quarter of {SetupConcurrency}, or no share where {MaxConnectionsPerIP} is Off"},
+		{Field: "SetupQueuePerAddress", V: float64(c.SetupQueuePerAddress), Min: 1, Off: "no share",
+			Default: strconv.Itoa(defaultSetupQueuePerAddress) + ", or no share where {MaxConnectionsPerIP} is Off"},
+		durRow("StateWriteTimeout", c.StateWriteTimeout, d.StateWriteTimeout, 1, ""),
+		bytesRow("StateMinRate", c.StateMinRate, d.StateMinRate, 1, ""),
+		{Field: "MaxConnections", V: float64(c.MaxConnections), Min: 1, Default: "the open-file limit less a tenth, at least 256"},
+		countRow("MaxConnectionsPerIP", c.MaxConnectionsPerIP, d.MaxConnectionsPerIP, 1, "no cap per address"),
+		countRow("ReleaseAfterBurst", c.ReleaseAfterBurst, d.ReleaseAfterBurst, 1, "never"),
+		bytesRow("KeyReads.MinRate", c.KeyReads.MinRate, d.KeyReads.MinRate, 1, "each write within {WriteTimeout}"),
+		bytesRow("KeyReads.MaxBytes", c.KeyReads.MaxBytes, d.KeyReads.MaxBytes, 1, "none"),
+		bytesRow("KeyReads.MaxBytesPerIP", c.KeyReads.MaxBytesPerIP, d.KeyReads.MaxBytesPerIP, 1, "none"),
+		rateRow("KeyReads.RatePerIP", c.KeyReads.RatePerIP, d.KeyReads.RatePerIP),
+		rateRow("KeyReads.CacheRequestsPerIP", c.KeyReads.CacheRequestsPerIP, d.KeyReads.CacheRequestsPerIP),
+	}
+}
+
+const retryMaxDefault = "30s, or twice {Retry} if more"
+
+// Maxima: what a state request carries (proto), and a feed's channel of
+// pending changes allocated up front (8 bytes each).
+const (
+	maxPageBytes  = 1 << 30
+	maxFeedBuffer = 1 << 24
+)
+
+func durRow(field string, v, def, least time.Duration, off string) confcheck.Row {
+	return confcheck.Row{Field: field, V: float64(v), Unit: confcheck.Duration, Min: float64(least), Off: off, Default: def.String()}
+}
+
+func countRow(field string, v, def, least int, off string) confcheck.Row {
+	return confcheck.Row{Field: field, V: float64(v), Min: float64(least), Off: off, Default: strconv.Itoa(def)}
+}
+
+func bytesRow(field string, v, def, least int, off string) confcheck.Row {
+	return confcheck.Row{Field: field, V: float64(v), Min: float64(least), Off: off, Default: confcheck.Bytes(int64(def))}
+}
+
+func rateRow(field string, v, def float64) confcheck.Row {
+	return confcheck.Row{Field: field, V: v, Unit: confcheck.Rate, Min: math.SmallestNonzeroFloat64, Off: "none",
+		Default: strconv.FormatFloat(def, 'g', -1, 64) + " a second"}
+}
+
+// trustedPrefixes copies ps (the caller's slice may change), masked, with
+// IPv4-mapped prefixes unmapped: addresses are compared unmapped.
+func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }

@@ -8,7 +8,6 @@ package edge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
@@ -49,45 +48,6 @@ type KeyReadLimits struct {
 	// joins a lookup in flight costs none), in bursts of up to twice as
 	// many; past it 429 with Retry-After. Default 2000; Off: none.
 	CacheRequestsPerIP float64
-}
-
-func (k *KeyReadLimits) setDefaults() error {
-	ints := []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"KeyReads.MinRate", &k.MinRate, 64 << 10},
-		{"KeyReads.MaxBytes", &k.MaxBytes, 256 << 20},
-		{"KeyReads.MaxBytesPerIP", &k.MaxBytesPerIP, 64 << 20},
-	}
-	for _, n := range ints {
-		switch {
-		case *n.v == 0:
-			*n.v = n.def
-		case *n.v == Off:
-		case *n.v < 0:
-			return fmt.Errorf("edge config: %s: %d is negative (Off turns it off)", n.name, *n.v)
-		}
-	}
-	rates := []struct {
-		name string
-		v    *float64
-		def  float64
-	}{
-		{"KeyReads.RatePerIP", &k.RatePerIP, 100},
-		{"KeyReads.CacheRequestsPerIP", &k.CacheRequestsPerIP, 2000},
-	}
-	for _, r := range rates {
-		switch {
-		case *r.v == 0:
-			*r.v = r.def
-		case *r.v == Off:
-		case *r.v < 0 || math.IsNaN(*r.v) || math.IsInf(*r.v, 0):
-			return fmt.Errorf("edge config: %s: %v is not a positive rate (Off turns it off)", r.name, *r.v)
-		}
-	}
-	return nil
 }
 
 // Why a JSON read is refused before it is answered.

@@ -117,38 +117,6 @@ type keyReadsConfig struct {
 	CacheRequestsPerIP float64 `yaml:"cacheRequestsPerIP"`
 }
 
-// validate checks that every field is -1 (off), 0 (the default) or more.
-func (k *keyReadsConfig) validate(at func(string) string) error {
-	ints := []struct {
-		name string
-		v    int
-		def  string
-	}{
-		{"minRate", k.MinRate, "65536"},
-		{"maxBytes", k.MaxBytes, "268435456"},
-		{"maxBytesPerIP", k.MaxBytesPerIP, "67108864"},
-	}
-	for _, f := range ints {
-		if f.v < -1 {
-			return fmt.Errorf("%s: must be -1 (off), 0 (the default, %s) or more", at("sse.keyReads."+f.name), f.def)
-		}
-	}
-	rates := []struct {
-		name string
-		v    float64
-		def  string
-	}{
-		{"ratePerIP", k.RatePerIP, "100"},
-		{"cacheRequestsPerIP", k.CacheRequestsPerIP, "2000"},
-	}
-	for _, f := range rates {
-		if f.v != -1 && (f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0)) {
-			return fmt.Errorf("%s: must be -1 (off), 0 (the default, %s a second) or a positive rate", at("sse.keyReads."+f.name), f.def)
-		}
-	}
-	return nil
-}
-
 // edge is the edge's KeyReadLimits (edge.Off is -1, as in YAML).
 func (k *keyReadsConfig) edge() edge.KeyReadLimits {
 	return edge.KeyReadLimits{MinRate: k.MinRate, MaxBytes: k.MaxBytes, MaxBytesPerIP: k.MaxBytesPerIP,
@@ -215,13 +183,19 @@ type cacheConfig struct {
 	TopicIdle        time.Duration `yaml:"topicIdle"`
 }
 
+// defaultConfig is the config of an empty file: cmd's own defaults, and
+// the edge's where the YAML gives zero another meaning (sse.retry and
+// sse.keepalive 0: off; sse.maxQueue 0: refused) or both libraries read
+// the field (nats.prefix). Every other field the libraries read is zero
+// here: their default (edge.DefaultConfig, cache.DefaultConfig), which
+// validate --print shows.
 func defaultConfig() config {
+	e := edge.DefaultConfig()
 	return config{
-		SSE: sseConfig{Listen: "127.0.0.1:8080", Retry: 2000, KeepAlive: offDuration(15 * time.Second), Ready: true, MaxQueue: 16384, MaxQueueBytes: 8 << 20,
-			DrainWindow: offDuration(10 * time.Second)},
+		SSE: sseConfig{Listen: "127.0.0.1:8080", Retry: int(e.Retry / time.Millisecond), KeepAlive: offDuration(e.KeepAlive),
+			Ready: !e.NoReady, MaxQueue: e.MaxQueue, DrainWindow: offDuration(10 * time.Second)},
 		Kafka:   kafkaConfig{Brokers: []string{"127.0.0.1:9092"}},
-		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: "ssekafka"},
-		Cache:   cacheConfig{TombstoneHorizon: 24 * time.Hour, MaxPageBytes: 1 << 20, MaxBytes: 256 << 20},
+		NATS:    natsConfig{URL: "nats://127.0.0.1:4222", Prefix: e.SubjectPrefix},
 		Cluster: clusterConfig{Replicas: 2},
 	}
 }
@@ -270,114 +244,126 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	return &cfg, nil
 }
 
-// validate checks cfg and compiles its routes; at names a field (with its line).
+// validate checks cfg and compiles its routes; at names a field (with its
+// line). cmd checks what is its own (addresses, credentials, guards, the
+// YAML's units and spelling of off); the edge and the cache check their
+// configs (edgeConfig, cacheConfig).
 func (cfg *config) validate(needRoutes bool, at func(string) string) error {
-	if err := cfg.SSE.validate(at); err != nil {
-		return err
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		return fmt.Errorf("%s: at least one broker is required", at("kafka.brokers"))
-	}
-	for i, b := range cfg.Kafka.Brokers {
-		if b == "" || strings.ContainsAny(b, " \t\r\n,") {
-			return fmt.Errorf("%s: %q is not a broker address", at(fmt.Sprintf("kafka.brokers[%d]", i)), b)
+	for _, check := range []func(at func(string) string) error{
+		cfg.SSE.validate,
+		cfg.validateLibraries,
+		cfg.NATS.validate,
+		cfg.validateSecurity,
+		cfg.Cache.validate,
+		cfg.Cluster.validate,
+		cfg.validateGuards,
+	} {
+		if err := check(at); err != nil {
+			return err
 		}
 	}
-	for i, t := range cfg.Kafka.Bootstrap {
-		if err := proto.ValidTopic(t); err != nil {
-			return fmt.Errorf("%s: %w", at(fmt.Sprintf("kafka.bootstrap[%d]", i)), err)
+	return cfg.compileRoutes(needRoutes, at)
+}
+
+// validate checks nats.url (nats.prefix is the libraries').
+func (n *natsConfig) validate(at func(string) string) error {
+	if n.URL == "" || strings.ContainsAny(n.URL, " \t\r\n") {
+		return fmt.Errorf("%s: %q is not a NATS URL", at("nats.url"), n.URL)
+	}
+	return nil
+}
+
+// validate checks cache.listen (the rest of the section is the cache's).
+func (c *cacheConfig) validate(at func(string) string) error {
+	if c.Listen != "" {
+		if err := checkHostPort(c.Listen); err != nil {
+			return fmt.Errorf("%s: %w", at("cache.listen"), err)
 		}
 	}
-	if cfg.NATS.URL == "" || strings.ContainsAny(cfg.NATS.URL, " \t\r\n") {
-		return fmt.Errorf("%s: %q is not a NATS URL", at("nats.url"), cfg.NATS.URL)
-	}
-	if cfg.NATS.Prefix == "" || strings.ContainsAny(cfg.NATS.Prefix, " \t\r\n*>") {
-		return fmt.Errorf("%s: %q is not a NATS subject prefix", at("nats.prefix"), cfg.NATS.Prefix)
-	}
-	if err := cfg.validateSecurity(at); err != nil {
-		return err
-	}
+	return nil
+}
+
+// validate checks the cluster section, membership.Config in YAML.
+func (c *clusterConfig) validate(at func(string) string) error {
 	for _, d := range []struct {
 		field string
 		value time.Duration
 	}{
-		{"cache.tombstoneHorizon", cfg.Cache.TombstoneHorizon},
-		{"cache.topicIdle", cfg.Cache.TopicIdle},
-		{"cluster.probeInterval", cfg.Cluster.ProbeInterval},
-		{"cluster.probeTimeout", cfg.Cluster.ProbeTimeout},
+		{"cluster.probeInterval", c.ProbeInterval},
+		{"cluster.probeTimeout", c.ProbeTimeout},
 	} {
 		if d.value < 0 {
 			return fmt.Errorf("%s: must not be negative", at(d.field))
 		}
 	}
-	if cfg.Cache.MaxTopics < 0 || (cfg.Cache.MaxTopics > 0 && cfg.Cache.MaxTopics < len(cfg.Kafka.Bootstrap)) {
-		return fmt.Errorf("%s: must be at least the %d bootstrap topics (0: the default, 1000)", at("cache.maxTopics"), len(cfg.Kafka.Bootstrap))
-	}
-	if cfg.Cache.MaxPageBytes < 0 {
-		return fmt.Errorf("%s: must not be negative", at("cache.maxPageBytes"))
-	}
-	if cfg.Cache.ApartBytes < 0 {
-		return fmt.Errorf("%s: must not be negative (0: the default, 64 MiB)", at("cache.apartBytes"))
-	}
-	if cfg.Cache.MaxBytes < 1<<20 {
-		return fmt.Errorf("%s: at least 1048576 (1 MiB)", at("cache.maxBytes"))
-	}
-	if cfg.Cache.Listen != "" {
-		if err := checkHostPort(cfg.Cache.Listen); err != nil {
-			return fmt.Errorf("%s: %w", at("cache.listen"), err)
-		}
-	}
-	if cfg.Cluster.Replicas < 1 {
+	if c.Replicas < 1 {
 		return fmt.Errorf("%s: must be at least 1", at("cluster.replicas"))
 	}
-	if cfg.Cluster.SuspicionMult < 0 {
+	if c.SuspicionMult < 0 {
 		return fmt.Errorf("%s: must not be negative", at("cluster.suspicionMult"))
 	}
-	if cfg.Cluster.Gossip != "" {
-		if err := checkHostPort(cfg.Cluster.Gossip); err != nil {
+	if c.Gossip != "" {
+		if err := checkHostPort(c.Gossip); err != nil {
 			return fmt.Errorf("%s: %w", at("cluster.gossip"), err)
 		}
 	}
-	for i, j := range cfg.Cluster.Join {
+	for i, j := range c.Join {
 		if err := checkHostPort(j); err != nil {
 			return fmt.Errorf("%s: %w", at(fmt.Sprintf("cluster.join[%d]", i)), err)
 		}
 	}
-	if err := cfg.validateGuards(at); err != nil {
-		return err
-	}
+	return nil
+}
+
+// compileRoutes compiles the routes (edge.CompileRoute) and finds the
+// demo page's.
+func (cfg *config) compileRoutes(needRoutes bool, at func(string) string) error {
 	if needRoutes && len(cfg.Routes) == 0 {
 		return fmt.Errorf("%s: at least one route is required", at("routes"))
 	}
+	cfg.routes = cfg.routes[:0]
 	for i, rc := range cfg.Routes {
-		prefix := fmt.Sprintf("routes[%d]", i)
-		erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID, Guarded: rc.Guarded}
-		for _, w := range rc.When {
-			erc.Paths = append(erc.Paths, w.Path)
-		}
-		for _, f := range rc.With.Filters {
-			erc.Filters = append(erc.Filters, edge.FilterConfig{Key: f.Key, Headers: f.Headers})
-		}
-		r, err := edge.CompileRoute(erc)
+		r, err := edge.CompileRoute(rc.edge())
 		if err != nil {
 			// CompileRoute's errors start with the field they are about.
 			field, msg, _ := strings.Cut(err.Error(), ": ")
-			return fmt.Errorf("%s: %s", at(prefix+"."+field), msg)
+			return fmt.Errorf("%s: %s", at(fmt.Sprintf("routes[%d].%s", i, field)), msg)
 		}
 		cfg.routes = append(cfg.routes, r)
-		if id, err := proto.ParseIDFormat(rc.With.Event.ID); err == nil && id == proto.IDKeyEtag && cfg.demoPath == "" {
-			for _, w := range rc.When {
-				if !strings.ContainsAny(w.Path, "{*") {
-					cfg.demoPath = w.Path
-					break
-				}
-			}
+		if cfg.demoPath == "" {
+			cfg.demoPath = rc.demoPath()
 		}
 	}
 	if cfg.SSE.Demo != nil && *cfg.SSE.Demo && cfg.demoPath == "" {
 		return fmt.Errorf("%s: the demo page needs a route with a literal path and the key-form id (event.id: '[\"${base64(key)}\",\"${etag}\"]')", at("sse.demo"))
 	}
 	return nil
+}
+
+// edge is the route as edge.RouteConfig.
+func (rc *routeConfig) edge() edge.RouteConfig {
+	erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID, Guarded: rc.Guarded}
+	for _, w := range rc.When {
+		erc.Paths = append(erc.Paths, w.Path)
+	}
+	for _, f := range rc.With.Filters {
+		erc.Filters = append(erc.Filters, edge.FilterConfig{Key: f.Key, Headers: f.Headers})
+	}
+	return erc
+}
+
+// demoPath is the route's first literal path if its ids are key-form (the
+// demo page keeps a key -> value view), else "".
+func (rc *routeConfig) demoPath() string {
+	if id, err := proto.ParseIDFormat(rc.With.Event.ID); err != nil || id != proto.IDKeyEtag {
+		return ""
+	}
+	for _, w := range rc.When {
+		if !strings.ContainsAny(w.Path, "{*") {
+			return w.Path
+		}
+	}
+	return ""
 }
 
 // demo reports whether the edge serves the demo page: sse.demo, or in dev
@@ -389,48 +375,26 @@ func (cfg *config) demo(devDefault bool) bool {
 	return devDefault && cfg.demoPath != ""
 }
 
-// validate checks every number of the sse section that is passed to the edge.
+// maxMillis is the most milliseconds a time.Duration holds.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// validate checks what is the sse section's own: its units and spellings
+// of off (sse.retry and sse.keepalive 0: off; sse.maxQueue has no 0),
+// the addresses, the drain; the edge checks the rest (validateLibraries).
 func (s *sseConfig) validate(at func(string) string) error {
 	switch {
 	case s.Retry < 0:
 		return fmt.Errorf("%s: must not be negative (0 writes retry:0)", at("sse.retry"))
+	case int64(s.Retry) > maxMillis:
+		return fmt.Errorf("%s: at most %d (ms)", at("sse.retry"), maxMillis)
+	case int64(s.RetryMax) > maxMillis:
+		return fmt.Errorf("%s: at most %d (ms)", at("sse.retryMax"), maxMillis)
 	case s.KeepAlive < 0:
 		return fmt.Errorf("%s: must not be negative (0 turns keep-alives off)", at("sse.keepalive"))
 	case s.MaxQueue < 1:
 		return fmt.Errorf("%s: must be at least 1", at("sse.maxQueue"))
-	case s.MaxQueueBytes < 0:
-		return fmt.Errorf("%s: must not be negative", at("sse.maxQueueBytes"))
-	case s.SetupConcurrency < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, 64)", at("sse.setupConcurrency"))
-	case s.ReleaseAfterBurst < -1:
-		return fmt.Errorf("%s: must be -1 (never), 0 (the default, 1000) or more", at("sse.releaseAfterBurst"))
-	case s.ResumeRingBytes < -1:
-		return fmt.Errorf("%s: must be -1 (no ring), 0 (the default, 4194304) or more", at("sse.resumeRingBytes"))
-	case s.FeedMemoryBytes < -1 || s.FeedMemoryBytes > 0 && s.FeedMemoryBytes < 1<<20:
-		return fmt.Errorf("%s: must be -1 (no bound), 0 (the default, 268435456) or at least 1048576", at("sse.feedMemoryBytes"))
-	case s.ResumeRingAge < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, 1m)", at("sse.resumeRingAge"))
-	case s.SetupQueue < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, 65536)", at("sse.setupQueue"))
-	case s.SetupPerAddress < -1:
-		return fmt.Errorf("%s: must be -1 (no share), 0 (the default, a quarter of sse.setupConcurrency) or more", at("sse.setupPerAddress"))
-	case s.SetupQueuePerAddress < -1:
-		return fmt.Errorf("%s: must be -1 (no share), 0 (the default, 1024) or more", at("sse.setupQueuePerAddress"))
-	case s.StateWriteTimeout < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, 10s)", at("sse.stateWriteTimeout"))
-	case s.StateMinRate < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, 16384 bytes/s)", at("sse.stateMinRate"))
-	case s.MaxConnections < 0:
-		return fmt.Errorf("%s: must not be negative (0: the default, the open-file limit less a tenth, at least 256)", at("sse.maxConnections"))
-	case s.MaxConnectionsPerIP < -1:
-		return fmt.Errorf("%s: must be -1 (no cap per address), 0 (the default, 1000) or more", at("sse.maxConnectionsPerIP"))
-	case s.RetryMax < 0 || s.RetryMax > 0 && (s.RetryMax < 2000 || s.RetryMax < 2*s.Retry):
-		return fmt.Errorf("%s: must be 0 (the default: 30000, or twice sse.retry) or at least 2000 and twice sse.retry", at("sse.retryMax"))
 	case s.DrainWindow < 0:
 		return fmt.Errorf("%s: must not be negative (0 closes every stream at once)", at("sse.drainWindow"))
-	}
-	if err := s.KeyReads.validate(at); err != nil {
-		return err
 	}
 	if s.Admin != "" {
 		if err := checkHostPort(s.Admin); err != nil {

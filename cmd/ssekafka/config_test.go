@@ -193,7 +193,7 @@ func outOfRange(cfg *config) string {
 		return fmt.Sprintf("kafka.brokers %q", cfg.Kafka.Brokers)
 	case cfg.NATS.URL == "" || cfg.NATS.Prefix == "":
 		return fmt.Sprintf("nats %+v", cfg.NATS)
-	case cfg.Cache.TombstoneHorizon < 0 || cfg.Cache.MaxPageBytes < 0 || cfg.Cache.MaxBytes < 1<<20:
+	case cfg.Cache.TombstoneHorizon < 0 || cfg.Cache.MaxPageBytes < 0 || cfg.Cache.MaxBytes != 0 && cfg.Cache.MaxBytes < 1<<20: // 0: the default
 		return fmt.Sprintf("cache %+v", cfg.Cache)
 	case cfg.Cluster.Replicas < 1 || cfg.Cluster.ProbeInterval < 0 || cfg.Cluster.ProbeTimeout < 0 || cfg.Cluster.SuspicionMult < 0:
 		return fmt.Sprintf("cluster %+v", cfg.Cluster)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -136,42 +137,8 @@ func (g *guardConfig) options(name string, log *slog.Logger) guard.Options {
 // routes' guarded. Inline keys are parsed here; a JWKS URL is read at start.
 func (cfg *config) validateGuards(at func(string) string) error {
 	for _, name := range sortedKeys(cfg.Guards) {
-		g := cfg.Guards[name]
-		field := "guards." + name
-		if g.Type != "jwt" {
-			return fmt.Errorf("%s: %q is not a guard type (want jwt)", at(field+".type"), g.Type)
-		}
-		o := g.Options
-		switch {
-		case o.Challenge < 0:
-			return fmt.Errorf("%s: must not be negative (seconds before expiry; 0: none)", at(field+".options.challenge"))
-		case o.Leeway < 0:
-			return fmt.Errorf("%s: must not be negative", at(field+".options.leeway"))
-		case o.Refresh < 0:
-			return fmt.Errorf("%s: must not be negative", at(field+".options.refresh"))
-		}
-		for i, a := range o.Algorithms {
-			if a == "none" || jwt.GetSigningMethod(a) == nil {
-				return fmt.Errorf("%s: %q is not a JWS algorithm", at(fmt.Sprintf("%s.options.algorithms[%d]", field, i)), a)
-			}
-		}
-		if len(o.Keys.inline) > 0 {
-			gd, err := guard.New(context.Background(), g.options(name, nil))
-			if err != nil {
-				return fmt.Errorf("%s: %s", at(field+".options.keys"), strings.TrimPrefix(err.Error(), "guard "+name+": "))
-			}
-			gd.Close()
-		} else {
-			u := o.Keys.url
-			if u == "" && o.Issuer != "" {
-				u = strings.TrimSuffix(o.Issuer, "/") + "/.well-known/jwks.json"
-			}
-			if p, err := url.Parse(u); u == "" || err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-				return fmt.Errorf("%s: want a list of JWKs or a JWKS URL (default: issuer + /.well-known/jwks.json), not %q", at(field+".options.keys"), u)
-			}
-		}
-		if _, ok := cfg.SSE.Authorization[name]; !ok && cfg.guardUsed(name) {
-			return fmt.Errorf("%s: no credentials for guard %s: say where requests carry tokens (sse.authorization.%s.credentials)", at("sse.authorization"), name, name)
+		if err := cfg.validateGuard(name, at); err != nil {
+			return err
 		}
 	}
 	for _, name := range sortedKeys(cfg.SSE.Authorization) {
@@ -192,6 +159,59 @@ func (cfg *config) validateGuards(at func(string) string) error {
 	}
 	if err := cfg.SSE.CORS.edge().Validate(); err != nil {
 		return fmt.Errorf("%s: %s", at("sse.cors"), strings.TrimPrefix(err.Error(), "edge config: "))
+	}
+	return nil
+}
+
+// validateGuard checks guards.NAME, and that a guard the routes use has
+// credentials in sse.authorization.
+func (cfg *config) validateGuard(name string, at func(string) string) error {
+	g := cfg.Guards[name]
+	field := "guards." + name
+	if g.Type != "jwt" {
+		return fmt.Errorf("%s: %q is not a guard type (want jwt)", at(field+".type"), g.Type)
+	}
+	o := g.Options
+	switch {
+	case o.Challenge < 0:
+		return fmt.Errorf("%s: must not be negative (seconds before expiry; 0: none)", at(field+".options.challenge"))
+	case o.Leeway < 0:
+		return fmt.Errorf("%s: must not be negative", at(field+".options.leeway"))
+	case o.Refresh < 0:
+		return fmt.Errorf("%s: must not be negative", at(field+".options.refresh"))
+	}
+	for i, a := range o.Algorithms {
+		if a == "none" || jwt.GetSigningMethod(a) == nil {
+			return fmt.Errorf("%s: %q is not a JWS algorithm", at(fmt.Sprintf("%s.options.algorithms[%d]", field, i)), a)
+		}
+	}
+	if err := g.checkKeys(name); err != nil {
+		return fmt.Errorf("%s: %w", at(field+".options.keys"), err)
+	}
+	if _, ok := cfg.SSE.Authorization[name]; !ok && cfg.guardUsed(name) {
+		return fmt.Errorf("%s: no credentials for guard %s: say where requests carry tokens (sse.authorization.%s.credentials)", at("sse.authorization"), name, name)
+	}
+	return nil
+}
+
+// checkKeys parses inline keys (guard.New), or checks the JWKS URL, which
+// is read at start.
+func (g *guardConfig) checkKeys(name string) error {
+	o := g.Options
+	if len(o.Keys.inline) > 0 {
+		gd, err := guard.New(context.Background(), g.options(name, nil))
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "guard "+name+": "))
+		}
+		gd.Close()
+		return nil
+	}
+	u := o.Keys.url
+	if u == "" && o.Issuer != "" {
+		u = strings.TrimSuffix(o.Issuer, "/") + "/.well-known/jwks.json"
+	}
+	if p, err := url.Parse(u); u == "" || err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+		return fmt.Errorf("want a list of JWKs or a JWKS URL (default: issuer + /.well-known/jwks.json), not %q", u)
 	}
 	return nil
 }

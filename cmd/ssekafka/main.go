@@ -3,7 +3,7 @@
 //	ssekafka dev       all-in-one: embedded Kafka (kfake), NATS, a cache node and an edge
 //	ssekafka cache     a cache node
 //	ssekafka edge      an edge node
-//	ssekafka validate  check a config file
+//	ssekafka validate  check a config file (--print: the effective config)
 //	ssekafka version   print the version
 package main
 
@@ -22,7 +22,8 @@ commands:
   dev       run everything in one process: embedded Kafka and NATS, a cache node, an edge
   cache     run a cache node
   edge      run an edge node
-  validate  check a config file (--config F): exit 1 with the field and line of the first problem
+  validate  check a config file (--config F): exit 1 with the field and line of the first problem;
+            --print writes the effective config: every default filled in, secrets redacted
   version   print the version and the module versions it was built with
 
 Run "ssekafka <command> -h" for its flags.
@@ -73,10 +74,13 @@ func main() {
 // logFormat is --log-format: text (the default) or json.
 var logFormat = "text"
 
-// runValidate parses a config as the edge and the cache would.
+// runValidate parses a config as the edge and the cache would; with
+// --print it writes the effective config (printEffective) after a comment
+// line saying it is valid.
 func runValidate(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML config file (required)")
+	printCfg := fs.Bool("print", false, "print the effective config as YAML: every default filled in, secrets redacted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,8 +91,13 @@ func runValidate(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s: ok (%d routes, %d bootstrap topics)\n", *path, len(cfg.routes), len(cfg.Kafka.Bootstrap))
-	return nil
+	ok := fmt.Sprintf("%s: ok (%d routes, %d bootstrap topics)", *path, len(cfg.routes), len(cfg.Kafka.Bootstrap))
+	if !*printCfg {
+		fmt.Fprintln(out, ok)
+		return nil
+	}
+	fmt.Fprintf(out, "# %s; the effective config: defaults filled in, secrets redacted\n", ok)
+	return printEffective(out, cfg)
 }
 
 // printVersion prints the module version (a tagged build) or the commit it

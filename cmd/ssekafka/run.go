@@ -115,22 +115,10 @@ func startCache(ctx context.Context, cfg *config, brokers []string, natsURL stri
 		}
 		ownership = rc.members
 	}
-	rc.node, err = cache.New(cache.Config{
-		Brokers:          brokers,
-		KafkaOptions:     kafkaOpts,
-		NATS:             nc,
-		SubjectPrefix:    cfg.NATS.Prefix,
-		Bootstrap:        cfg.Kafka.Bootstrap,
-		Ownership:        ownership,
-		TombstoneHorizon: cfg.Cache.TombstoneHorizon,
-		MaxPageBytes:     cfg.Cache.MaxPageBytes,
-		MaxBytes:         cfg.Cache.MaxBytes,
-		ApartBytes:       cfg.Cache.ApartBytes,
-		MaxTopics:        cfg.Cache.MaxTopics,
-		TopicIdle:        cfg.Cache.TopicIdle,
-		Logger:           log.With("component", "cache"),
-		Registerer:       reg,
-	})
+	cc := cfg.cacheConfig()
+	cc.Brokers, cc.KafkaOptions, cc.NATS, cc.Ownership = brokers, kafkaOpts, nc, ownership
+	cc.Logger, cc.Registerer = log.With("component", "cache"), reg
+	rc.node, err = cache.New(cc)
 	if err != nil {
 		nc.Close()
 		if rc.members != nil {
@@ -228,36 +216,10 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		return err
 	}
 	defer closeGuards()
-	e, err := edge.New(edge.Config{
-		NATS:                 nc,
-		SubjectPrefix:        cfg.NATS.Prefix,
-		NATSName:             natsName,
-		Routes:               cfg.routes,
-		Retry:                cfg.SSE.retry(),
-		RetryMax:             time.Duration(cfg.SSE.RetryMax) * time.Millisecond,
-		KeepAlive:            cfg.SSE.keepAlive(),
-		NoReady:              !cfg.SSE.Ready,
-		MaxQueue:             cfg.SSE.MaxQueue,
-		MaxQueueBytes:        cfg.SSE.MaxQueueBytes,
-		SetupConcurrency:     cfg.SSE.SetupConcurrency,
-		SetupQueue:           cfg.SSE.SetupQueue,
-		SetupPerAddress:      cfg.SSE.SetupPerAddress,
-		SetupQueuePerAddress: cfg.SSE.SetupQueuePerAddress,
-		StateWriteTimeout:    cfg.SSE.StateWriteTimeout,
-		StateMinRate:         cfg.SSE.StateMinRate,
-		MaxConnections:       cfg.SSE.MaxConnections,
-		MaxConnectionsPerIP:  cfg.SSE.MaxConnectionsPerIP,
-		TrustedProxies:       cfg.SSE.trustedProxies,
-		ReleaseAfterBurst:    cfg.SSE.ReleaseAfterBurst,
-		Guards:               guards,
-		CORS:                 cfg.SSE.CORS.edge(),
-		ResumeRingBytes:      cfg.SSE.ResumeRingBytes,
-		ResumeRingAge:        cfg.SSE.ResumeRingAge,
-		KeyReads:             cfg.SSE.KeyReads.edge(),
-		FeedMemoryBytes:      cfg.SSE.FeedMemoryBytes,
-		Logger:               log.With("component", "edge"),
-		Registerer:           reg,
-	})
+	ec := cfg.edgeConfig()
+	ec.NATS, ec.NATSName, ec.Guards = nc, natsName, guards
+	ec.Logger, ec.Registerer = log.With("component", "edge"), reg
+	e, err := edge.New(ec)
 	if err != nil {
 		return err
 	}
