@@ -130,89 +130,135 @@ func CompileRoute(rc RouteConfig) (*Route, error) {
 	if rc.Topic == "" {
 		return nil, fmt.Errorf("with.topic: required")
 	}
-	r := &Route{}
-	if len(rc.Guarded) > 1 {
-		return nil, fmt.Errorf("guarded: one guard per route, not %d", len(rc.Guarded))
-	}
-	for name, roles := range rc.Guarded {
-		if name == "" {
-			return nil, fmt.Errorf("guarded: an empty guard name")
+	rcomp := &routeCompiler{rc: rc, r: &Route{}}
+	for _, step := range []func() error{rcomp.guard, rcomp.paths, rcomp.topic, rcomp.filters, rcomp.eventID} {
+		if err := step(); err != nil {
+			return nil, err
 		}
-		r.guard, r.roles = name, roles
 	}
-	var captures []map[string]bool
-	for i, p := range rc.Paths {
+	return rcomp.r, nil
+}
+
+// routeCompiler compiles one RouteConfig, a step at a time.
+type routeCompiler struct {
+	rc       RouteConfig
+	r        *Route
+	captures []map[string]bool // the parameters each path captures
+}
+
+func (rcomp *routeCompiler) guard() error {
+	if len(rcomp.rc.Guarded) > 1 {
+		return fmt.Errorf("guarded: one guard per route, not %d", len(rcomp.rc.Guarded))
+	}
+	for name, roles := range rcomp.rc.Guarded {
+		if name == "" {
+			return fmt.Errorf("guarded: an empty guard name")
+		}
+		rcomp.r.guard, rcomp.r.roles = name, roles
+	}
+	return nil
+}
+
+func (rcomp *routeCompiler) paths() error {
+	for i, p := range rcomp.rc.Paths {
 		re, names, err := compilePath(p)
 		if err != nil {
-			return nil, fmt.Errorf("when[%d].path: %w", i, err)
+			return fmt.Errorf("when[%d].path: %w", i, err)
 		}
-		r.paths = append(r.paths, re)
-		captures = append(captures, names)
+		rcomp.r.paths = append(rcomp.r.paths, re)
+		rcomp.captures = append(rcomp.captures, names)
 	}
-	known := func(expr string) (string, error) {
-		name, ok := strings.CutPrefix(expr, "params.")
-		switch {
-		case ok:
-			for i, names := range captures {
-				if !names[name] {
-					return "", fmt.Errorf("${%s}: path %q has no {%s}", expr, rc.Paths[i], name)
-				}
+	return nil
+}
+
+// known checks an expression of a template: a parameter every path
+// captures, or a claim of the route's guard.
+func (rcomp *routeCompiler) known(expr string) (string, error) {
+	r := rcomp.r
+	if name, ok := strings.CutPrefix(expr, "params."); ok {
+		for i, names := range rcomp.captures {
+			if !names[name] {
+				return "", fmt.Errorf("${%s}: path %q has no {%s}", expr, rcomp.rc.Paths[i], name)
 			}
-			return expr, nil
-		case strings.HasPrefix(expr, "guarded["):
-			key, err := guardedExpr(expr, r.guard)
-			if err == nil && !slices.Contains(r.claims, key) {
-				r.claims = append(r.claims, key)
-			}
-			return key, err
 		}
-		return "", fmt.Errorf("${%s}: unknown expression (want ${params.NAME} or ${guarded['NAME'].identity})", expr)
+		return expr, nil
 	}
+	if strings.HasPrefix(expr, "guarded[") {
+		key, err := guardedExpr(expr, r.guard)
+		if err == nil && !slices.Contains(r.claims, key) {
+			r.claims = append(r.claims, key)
+		}
+		return key, err
+	}
+	return "", fmt.Errorf("${%s}: unknown expression (want ${params.NAME} or ${guarded['NAME'].identity})", expr)
+}
+
+func (rcomp *routeCompiler) topic() error {
+	rc, r := rcomp.rc, rcomp.r
 	var err error
-	if r.topic, err = parseTemplate(rc.Topic, known); err != nil {
-		return nil, fmt.Errorf("with.topic: %w", err)
+	if r.topic, err = parseTemplate(rc.Topic, rcomp.known); err != nil {
+		return fmt.Errorf("with.topic: %w", err)
 	}
 	literal := len(r.topic.parts) == 1 && r.topic.parts[0].expr == ""
 	switch {
 	case literal && rc.TopicPattern != "":
-		return nil, fmt.Errorf("with.topicPattern: the topic %q has no expression to check", rc.Topic)
+		return fmt.Errorf("with.topicPattern: the topic %q has no expression to check", rc.Topic)
 	case literal:
 		if err := proto.ValidTopic(rc.Topic); err != nil {
-			return nil, fmt.Errorf("with.topic: %w", err)
+			return fmt.Errorf("with.topic: %w", err)
 		}
 	case rc.TopicPattern == "":
-		return nil, fmt.Errorf("with.topicPattern: required with a topic made from a template (%q), or any client could read any topic", rc.Topic)
+		return fmt.Errorf("with.topicPattern: required with a topic made from a template (%q), or any client could read any topic", rc.Topic)
 	default:
 		if r.topicsOK, err = regexp.Compile(`^(?:` + rc.TopicPattern + `)$`); err != nil {
-			return nil, fmt.Errorf("with.topicPattern: %w", err)
+			return fmt.Errorf("with.topicPattern: %w", err)
 		}
 	}
-	for i, fc := range rc.Filters {
-		var ft filterTemplate
-		if fc.Key == nil && len(fc.Headers) == 0 {
-			return nil, fmt.Errorf("with.filters[%d]: needs key or headers", i)
+	return nil
+}
+
+func (rcomp *routeCompiler) filters() error {
+	for i, fc := range rcomp.rc.Filters {
+		ft, err := rcomp.filter(fc)
+		if err != nil {
+			return fmt.Errorf("with.filters[%d]%w", i, err)
 		}
-		if fc.Key != nil {
-			kt, err := parseTemplate(*fc.Key, known)
-			if err != nil {
-				return nil, fmt.Errorf("with.filters[%d].key: %w", i, err)
-			}
-			ft.key = &kt
-		}
-		for name, v := range fc.Headers {
-			vt, err := parseTemplate(v, known)
-			if err != nil {
-				return nil, fmt.Errorf("with.filters[%d].headers.%s: %w", i, name, err)
-			}
-			ft.headers = append(ft.headers, headerTemplate{name: name, value: vt})
-		}
-		sort.Slice(ft.headers, func(a, b int) bool { return ft.headers[a].name < ft.headers[b].name })
-		r.filters = append(r.filters, ft)
+		rcomp.r.filters = append(rcomp.r.filters, ft)
 	}
-	if r.idFormat, err = proto.ParseIDFormat(rc.EventID); err != nil {
-		return nil, fmt.Errorf("with.event.id: %w", err)
+	return nil
+}
+
+// filter compiles one filter; its errors start with the field's path below
+// the filter (".key: ...").
+func (rcomp *routeCompiler) filter(fc FilterConfig) (filterTemplate, error) {
+	var ft filterTemplate
+	if fc.Key == nil && len(fc.Headers) == 0 {
+		return ft, fmt.Errorf(": needs key or headers")
 	}
-	return r, nil
+	if fc.Key != nil {
+		kt, err := parseTemplate(*fc.Key, rcomp.known)
+		if err != nil {
+			return ft, fmt.Errorf(".key: %w", err)
+		}
+		ft.key = &kt
+	}
+	for name, v := range fc.Headers {
+		vt, err := parseTemplate(v, rcomp.known)
+		if err != nil {
+			return ft, fmt.Errorf(".headers.%s: %w", name, err)
+		}
+		ft.headers = append(ft.headers, headerTemplate{name: name, value: vt})
+	}
+	sort.Slice(ft.headers, func(a, b int) bool { return ft.headers[a].name < ft.headers[b].name })
+	return ft, nil
+}
+
+func (rcomp *routeCompiler) eventID() error {
+	var err error
+	if rcomp.r.idFormat, err = proto.ParseIDFormat(rcomp.rc.EventID); err != nil {
+		return fmt.Errorf("with.event.id: %w", err)
+	}
+	return nil
 }
 
 // allowsTopic reports whether a resolved topic may be served by the route.
