@@ -55,12 +55,16 @@ func (cn *conn) fresh(fd int) {
 	cn.status, cn.comment = cn.status[:0], cn.comment[:0]
 }
 
-// refusal is why a stream ended before ready: its HTTP status when not
-// 200; else its last comment line (a refused edge stream is a comment
-// with the reason, a retry, and its end); else that it ended.
+// refusal is why a stream ended before ready: that no response came (an
+// edge past its limits with many refusals in flight closes the others
+// unanswered); its HTTP status when not 200; else its last comment line
+// (a refused edge stream is a comment with the reason, a retry, and its
+// end); else that it ended.
 func (cn *conn) refusal() string {
 	switch {
-	case len(cn.status) > 0 && !bytes.HasPrefix(cn.status, []byte("200 ")):
+	case len(cn.status) == 0:
+		return "closed with no response"
+	case !bytes.HasPrefix(cn.status, []byte("200 ")):
 		return "HTTP " + string(cn.status)
 	case len(cn.comment) > 0:
 		return string(cn.comment)
@@ -669,9 +673,10 @@ func (c *Clients) ExactStates() int64 { return c.exact.Load() }
 // Resets is how many event:reset the clients received.
 func (c *Clients) Resets() int64 { return c.resets.Load() }
 
-// Refused is how many streams ended before ready, by why: the HTTP status
-// ("HTTP 404 Not Found"), the reason a refusal's comment line gives ("too
-// many connections from this address"), or "stream ended before ready".
+// Refused is how many streams ended before ready, by why (conn.refusal):
+// "closed with no response", the HTTP status ("HTTP 404 Not Found"), the
+// reason a refusal's comment line gives ("too many connections from this
+// address"), or "stream ended before ready".
 func (c *Clients) Refused() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
