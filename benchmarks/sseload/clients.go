@@ -55,6 +55,14 @@ func (cn *conn) fresh(fd int) {
 	cn.status, cn.comment = cn.status[:0], cn.comment[:0]
 }
 
+// noteComment keeps the event's comment line, if it has one with text: a
+// refused stream's reason.
+func (cn *conn) noteComment(ev []byte) {
+	if text, ok := field(ev, ":"); ok && len(bytes.TrimSpace(text)) > 0 {
+		cn.comment = append(cn.comment[:0], bytes.TrimSpace(text)...)
+	}
+}
+
 // refusal is why a stream ended before ready: that no response came (an
 // edge past its limits with many refusals in flight closes the others
 // unanswered); its HTTP status when not 200; else its last comment line
@@ -550,9 +558,7 @@ func (c *Clients) event(cn *conn, ev []byte, now int64) {
 		return
 	}
 	if !cn.ready {
-		if text, ok := field(ev, ":"); ok && len(bytes.TrimSpace(text)) > 0 {
-			cn.comment = append(cn.comment[:0], bytes.TrimSpace(text)...)
-		}
+		cn.noteComment(ev)
 		if bytes.Contains(ev, readyLine) || bytes.HasPrefix(ev, readyLine[1:]) {
 			cn.ready, cn.reset = true, false
 			c.readyN.Add(1)

@@ -180,9 +180,7 @@ produce:
 	writes := syscw(o.EdgePID) - syscwBefore
 	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
-	if r := cl.Refused(); len(r) > 0 {
-		res.Refused = r
-	}
+	res.Refused = cl.Refused() // empty: left out of the JSON
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	if o.EdgePID > 0 && res.Delivered > 0 {
 		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
