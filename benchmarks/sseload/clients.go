@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -43,6 +44,41 @@ type conn struct {
 	reset    bool          // saw event:reset on this connection, before ready
 	dialing  bool          // a non-blocking reconnect waits for its connect to finish
 	tries    int           // targets tried in this round of reconnecting
+	source   int           // index of its loopback source address (DialOptions.PerSource); -1: none
+	status   []byte        // this connection's HTTP status and text ("200 OK"), once read
+	comment  []byte        // the last comment line before ready on this connection
+}
+
+// fresh resets what belongs to one connection, for a new one.
+func (cn *conn) fresh(fd int) {
+	cn.fd, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = fd, false, false, cn.partial[:0], 0, 0
+	cn.status, cn.comment = cn.status[:0], cn.comment[:0]
+}
+
+// noteComment keeps the event's comment line, if it has one with text: a
+// refused stream's reason.
+func (cn *conn) noteComment(ev []byte) {
+	if text, ok := field(ev, ":"); ok && len(bytes.TrimSpace(text)) > 0 {
+		cn.comment = append(cn.comment[:0], bytes.TrimSpace(text)...)
+	}
+}
+
+// refusal is why a stream ended before ready: that no response came (an
+// edge past its limits with many refusals in flight closes the others
+// unanswered); its HTTP status when not 200; else its last comment line
+// (a refused edge stream is a comment with the reason, a retry, and its
+// end); else that it ended.
+func (cn *conn) refusal() string {
+	switch {
+	case len(cn.status) == 0:
+		return "closed with no response"
+	case !bytes.HasPrefix(cn.status, []byte("200 ")):
+		return "HTTP " + string(cn.status)
+	case len(cn.comment) > 0:
+		return string(cn.comment)
+	default:
+		return "stream ended before ready"
+	}
 }
 
 // target is one server the clients can connect to.
@@ -69,7 +105,18 @@ type DialOptions struct {
 	// client's state part must hold (StateN of them): a client whose state
 	// part matches is counted by ExactStates.
 	StateN, StateSum int64
+	// PerSource, when above 0, spreads the connections to a loopback target
+	// over loopback source addresses, at most PerSource open on each: an
+	// edge caps the connections of one client address
+	// (sse.maxConnectionsPerIP), and on Linux every 127/8 address is
+	// local. Set s of them is 127.s.0.2, 127.s.0.3, ...: each worker
+	// process of a run takes its own set (SourceSet).
+	PerSource int
+	SourceSet int
 }
+
+// maxSources bounds the source addresses of one set (127.s.0.2 to 127.s.255.255).
+const maxSources = 1<<16 - 2
 
 // Clients is a set of SSE connections, read by one epoll loop.
 type Clients struct {
@@ -79,6 +126,9 @@ type Clients struct {
 	sa      *unix.SockaddrInet4 // targets[0], for churn
 	opts    DialOptions
 	down    []*conn // clients waiting to reconnect
+
+	sources    []int // connections open per source address (DialOptions.PerSource)
+	freeSource int   // no source address below this index has room
 
 	churnPerTick atomic.Int64 // connections replaced every churnTick
 	reconnects   atomic.Int64 // connections opened by churn
@@ -91,11 +141,13 @@ type Clients struct {
 	missed    atomic.Int64            // sequence gaps seen after ready (or, on a reconnect, since the last connection)
 	dupes     atomic.Int64            // sequence numbers seen twice by one client
 	readyN    atomic.Int64
-	closed    atomic.Int64 // connections the server closed
-	redials   atomic.Int64 // reconnects after a closed stream
-	dialFails atomic.Int64 // reconnect attempts refused by every target
-	exact     atomic.Int64 // new clients whose state part matched StateN/StateSum
-	resets    atomic.Int64 // event:reset received
+	closed    atomic.Int64     // connections the server closed
+	redials   atomic.Int64     // reconnects after a closed stream
+	dialFails atomic.Int64     // reconnect attempts refused by every target
+	exact     atomic.Int64     // new clients whose state part matched StateN/StateSum
+	resets    atomic.Int64     // event:reset received
+	refusedN  atomic.Int64     // streams that ended before ready
+	refused   map[string]int64 // under mu: refusedN by reason (conn.refusal)
 }
 
 // Dial opens n connections to rawURL (plain http) and sends the request on
@@ -113,8 +165,11 @@ func DialWith(o DialOptions) (*Clients, error) {
 	if o.RetryDefault <= 0 {
 		o.RetryDefault = 3 * time.Second // EventSource's default
 	}
+	if o.SourceSet < 0 || o.SourceSet > 255 {
+		return nil, fmt.Errorf("source set %d: not in 0..255", o.SourceSet)
+	}
 	c := &Clients{conns: make(map[int]*conn, o.Clients), opts: o,
-		latency: hdrhistogram.New(1, 60_000_000, 3)}
+		latency: hdrhistogram.New(1, 60_000_000, 3), refused: map[string]int64{}}
 	for _, raw := range o.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -155,8 +210,58 @@ func (c *Clients) request(t target, lastID []byte) []byte {
 // dialOne opens one connection and sends the request; a stalled one is
 // never read.
 func (c *Clients) dialOne(stalled bool) error {
-	cn := &conn{lastSeq: map[int]int64{}, stalled: stalled, retry: c.opts.RetryDefault}
+	cn := &conn{lastSeq: map[int]int64{}, stalled: stalled, retry: c.opts.RetryDefault, source: -1}
 	return c.connect(cn)
+}
+
+// bindSource binds fd, a socket for cn's target, to a loopback source
+// address with room when the target is loopback and PerSource is set.
+func (c *Clients) bindSource(fd int, cn *conn) error {
+	if c.opts.PerSource <= 0 || c.targets[cn.target].sa.Addr[0] != 127 {
+		return nil
+	}
+	i := c.freeSource
+	for i < len(c.sources) && c.sources[i] >= c.opts.PerSource {
+		i++
+	}
+	if i == maxSources {
+		return fmt.Errorf("no loopback source address left in 127.%d/16 at %d connections each", c.opts.SourceSet, c.opts.PerSource)
+	}
+	// The port is chosen at connect, per destination, not at bind: many
+	// sockets bound to one address do not use up its ephemeral ports.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+		return fmt.Errorf("source address: %w", err)
+	}
+	n := i + 2 // 127.s.0.2 first: 127.0.0.1 is everyone else's
+	sa := &unix.SockaddrInet4{Addr: [4]byte{127, byte(c.opts.SourceSet), byte(n >> 8), byte(n)}}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("bind %d.%d.%d.%d: %w", sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3], err)
+	}
+	if i == len(c.sources) {
+		c.sources = append(c.sources, 0)
+	}
+	c.sources[i]++
+	c.freeSource = i
+	cn.source = i
+	return nil
+}
+
+// releaseSource gives cn's source address its place back.
+func (c *Clients) releaseSource(cn *conn) {
+	if cn.source < 0 {
+		return
+	}
+	c.sources[cn.source]--
+	c.freeSource = min(c.freeSource, cn.source)
+	cn.source = -1
+}
+
+// drop closes cn's connection and forgets it.
+func (c *Clients) drop(cn *conn) {
+	_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, cn.fd, nil)
+	unix.Close(cn.fd)
+	delete(c.conns, cn.fd)
+	c.releaseSource(cn)
 }
 
 // connect opens cn's connection to its target and sends its request.
@@ -166,19 +271,24 @@ func (c *Clients) connect(cn *conn) error {
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Connect(fd, t.sa); err != nil {
+	fail := func(err error) error {
 		unix.Close(fd)
-		return fmt.Errorf("connect: %w", err)
-	}
-	if _, err := unix.Write(fd, c.request(t, cn.lastID)); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("request: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+		c.releaseSource(cn)
 		return err
 	}
-	cn.fd, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = fd, false, false, cn.partial[:0], 0, 0
+	if err := c.bindSource(fd, cn); err != nil {
+		return fail(err)
+	}
+	if err := unix.Connect(fd, t.sa); err != nil {
+		return fail(fmt.Errorf("connect: %w", err))
+	}
+	if _, err := unix.Write(fd, c.request(t, cn.lastID)); err != nil {
+		return fail(fmt.Errorf("request: %w", err))
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fail(err)
+	}
+	cn.fresh(fd)
 	c.conns[fd] = cn
 	if cn.stalled {
 		return nil
@@ -239,12 +349,18 @@ func (c *Clients) startConnect(cn *conn) error {
 	if err != nil {
 		return err
 	}
+	if err := c.bindSource(fd, cn); err != nil {
+		unix.Close(fd)
+		return err
+	}
 	if err := unix.Connect(fd, c.targets[cn.target].sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		unix.Close(fd)
+		c.releaseSource(cn)
 		return err
 	}
 	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
+		c.releaseSource(cn)
 		return err
 	}
 	cn.fd, cn.dialing = fd, true
@@ -263,14 +379,13 @@ func (c *Clients) connectDone(cn *conn, now int64) {
 		err = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, cn.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(cn.fd)})
 	}
 	if err != nil || soErr != 0 {
-		_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, cn.fd, nil)
-		unix.Close(cn.fd)
-		delete(c.conns, cn.fd)
+		c.drop(cn)
 		cn.dialing = false
 		c.dialNext(cn, now, true)
 		return
 	}
-	cn.dialing, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = false, false, false, cn.partial[:0], 0, 0
+	cn.dialing = false
+	cn.fresh(cn.fd)
 	c.redials.Add(1)
 }
 
@@ -278,16 +393,14 @@ func (c *Clients) connectDone(cn *conn, now int64) {
 // runs on the epoll loop.
 func (c *Clients) churn(n int) {
 	closed := 0
-	for fd, cn := range c.conns {
+	for _, cn := range c.conns {
 		if closed == n {
 			break
 		}
 		if cn.stalled || !cn.ready {
 			continue
 		}
-		_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		unix.Close(fd)
-		delete(c.conns, fd)
+		c.drop(cn)
 		closed++
 	}
 	for range closed {
@@ -354,10 +467,11 @@ func (c *Clients) read(cn *conn, buf []byte, now int64) {
 			return
 		}
 		if err != nil || n == 0 {
-			_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, cn.fd, nil)
-			unix.Close(cn.fd)
-			delete(c.conns, cn.fd)
+			c.drop(cn)
 			c.closed.Add(1)
+			if !cn.ready {
+				c.refuse(cn.refusal())
+			}
 			if c.opts.Reconnect {
 				cn.downAt = now
 				cn.due = now + int64(cn.retry)
@@ -368,11 +482,25 @@ func (c *Clients) read(cn *conn, buf []byte, now int64) {
 	}
 }
 
+// refuse counts a stream that ended before ready, by why.
+func (c *Clients) refuse(why string) {
+	c.mu.Lock()
+	c.refused[why]++
+	c.mu.Unlock()
+	c.refusedN.Add(1)
+}
+
 // consume splits the stream into events at blank lines.
 func (c *Clients) consume(cn *conn, data []byte, now int64) {
 	if len(cn.partial) > 0 {
 		data = append(cn.partial, data...)
 		cn.partial = cn.partial[:0]
+	}
+	if len(cn.status) == 0 {
+		// Until the first event is split off, data starts with the response.
+		if line, _, ok := bytes.Cut(data, []byte("\n")); ok {
+			cn.status = append(cn.status, statusOf(line)...)
+		}
 	}
 	for {
 		i := bytes.Index(data, []byte("\n\n"))
@@ -383,6 +511,15 @@ func (c *Clients) consume(cn *conn, data []byte, now int64) {
 		c.event(cn, data[:i+1], now)
 		data = data[i+2:]
 	}
+}
+
+// statusOf is the status and text of an HTTP status line ("200 OK").
+func statusOf(line []byte) []byte {
+	line = bytes.TrimRight(line, "\r")
+	if _, rest, ok := bytes.Cut(line, []byte(" ")); ok && bytes.HasPrefix(line, []byte("HTTP/")) {
+		return rest
+	}
+	return []byte("not an HTTP response")
 }
 
 var readyLine = []byte("\nevent:ready\n")
@@ -421,6 +558,7 @@ func (c *Clients) event(cn *conn, ev []byte, now int64) {
 		return
 	}
 	if !cn.ready {
+		cn.noteComment(ev)
 		if bytes.Contains(ev, readyLine) || bytes.HasPrefix(ev, readyLine[1:]) {
 			cn.ready, cn.reset = true, false
 			c.readyN.Add(1)
@@ -540,6 +678,19 @@ func (c *Clients) ExactStates() int64 { return c.exact.Load() }
 
 // Resets is how many event:reset the clients received.
 func (c *Clients) Resets() int64 { return c.resets.Load() }
+
+// Refused is how many streams ended before ready, by why (conn.refusal):
+// "closed with no response", the HTTP status ("HTTP 404 Not Found"), the
+// reason a refusal's comment line gives ("too many connections from this
+// address"), or "stream ended before ready".
+func (c *Clients) Refused() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.refused)
+}
+
+// RefusedTotal is the sum of Refused.
+func (c *Clients) RefusedTotal() int64 { return c.refusedN.Load() }
 
 // Behind counts the clients (connected or waiting to reconnect) whose last
 // record of some partition p is below final[p]. Call it after Run returned.

@@ -27,6 +27,8 @@ type group interface {
 	Missed() int64
 	Closed() int64
 	Reconnects() int64
+	Refused() map[string]int64 // streams ended before ready, by why (Clients.Refused)
+	RefusedTotal() int64
 	SetChurn(perSecond int)
 	// Finish stops reading and returns the latency histogram (microseconds);
 	// the counters are final after it.
@@ -41,8 +43,8 @@ type localGroup struct {
 	once       sync.Once
 }
 
-func startLocal(url string, n, stalled int) (*localGroup, error) {
-	cl, err := Dial(url, n, stalled)
+func startLocal(o DialOptions) (*localGroup, error) {
+	cl, err := DialWith(o)
 	if err != nil {
 		return nil, err
 	}
@@ -70,19 +72,20 @@ type workerStatus struct {
 	Missed         int64                  `json:"missed"`
 	Closed         int64                  `json:"closed"`
 	Reconnects     int64                  `json:"reconnects"`
+	Refused        map[string]int64       `json:"refused,omitempty"`
 	Final          bool                   `json:"final,omitempty"`
 	Latency        *hdrhistogram.Snapshot `json:"latency,omitempty"`
 	Err            string                 `json:"error,omitempty"`
 }
 
-// RunWorker is a worker process's side: it dials n connections (stalled of
-// them never read), reports a status line to out every 100 ms, takes
-// "churn N" and "stop" lines from in, and after "stop" (or the end of in)
-// writes a final status with its histogram.
-func RunWorker(ctx context.Context, url string, n, stalled int, in io.Reader, out io.Writer) error {
+// RunWorker is a worker process's side: it dials the connections o
+// describes, reports a status line to out every 100 ms, takes "churn N"
+// and "stop" lines from in, and after "stop" (or the end of in) writes a
+// final status with its histogram.
+func RunWorker(ctx context.Context, o DialOptions, in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	start := time.Now()
-	g, err := startLocal(url, n, stalled)
+	g, err := startLocal(o)
 	if err != nil {
 		_ = enc.Encode(workerStatus{Final: true, Err: err.Error()})
 		return err
@@ -91,7 +94,7 @@ func RunWorker(ctx context.Context, url string, n, stalled int, in io.Reader, ou
 	connect := time.Since(start).Seconds()
 	status := func() workerStatus {
 		return workerStatus{ConnectSeconds: connect, Ready: g.Ready(), Delivered: g.Delivered(),
-			Missed: g.Missed(), Closed: g.Closed(), Reconnects: g.Reconnects()}
+			Missed: g.Missed(), Closed: g.Closed(), Reconnects: g.Reconnects(), Refused: g.Refused()}
 	}
 	stop := make(chan struct{})
 	go func() {
@@ -144,14 +147,19 @@ type worker struct {
 }
 
 // startWorkers starts procs workers sharing n connections (stalled of
-// them never read) and waits until every one has dialled.
-func startWorkers(ctx context.Context, exe, url string, procs, n, stalled int) (*procGroup, error) {
+// them never read), each with its own set of loopback source addresses
+// when perSource is set, and waits until every one has dialled.
+func startWorkers(ctx context.Context, exe, url string, procs, n, stalled, perSource int) (*procGroup, error) {
+	if perSource > 0 && procs > 256 {
+		return nil, fmt.Errorf("%d processes: at most 256 have source addresses of their own", procs)
+	}
 	g := &procGroup{}
 	for i := range procs {
 		share := n/procs + btoi(i < n%procs)
 		stalledShare := stalled/procs + btoi(i < stalled%procs)
 		cmd := exec.CommandContext(ctx, exe, "-worker", "-url", url,
-			"-clients", strconv.Itoa(share), "-stalled", strconv.Itoa(stalledShare))
+			"-clients", strconv.Itoa(share), "-stalled", strconv.Itoa(stalledShare),
+			"-per-source", strconv.Itoa(perSource), "-source-set", strconv.Itoa(i))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -263,6 +271,28 @@ func (g *procGroup) Missed() int64 { return g.sum(func(s *workerStatus) int64 { 
 func (g *procGroup) Closed() int64 { return g.sum(func(s *workerStatus) int64 { return s.Closed }) }
 func (g *procGroup) Reconnects() int64 {
 	return g.sum(func(s *workerStatus) int64 { return s.Reconnects })
+}
+
+func (g *procGroup) RefusedTotal() int64 {
+	return g.sum(func(s *workerStatus) int64 {
+		var n int64
+		for _, v := range s.Refused {
+			n += v
+		}
+		return n
+	})
+}
+
+func (g *procGroup) Refused() map[string]int64 {
+	all := map[string]int64{}
+	for _, w := range g.workers {
+		w.mu.Lock()
+		for why, n := range w.status.Refused {
+			all[why] += n
+		}
+		w.mu.Unlock()
+	}
+	return all
 }
 
 func (g *procGroup) SetChurn(perSecond int) {

@@ -3,11 +3,15 @@
 package sseload
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +37,7 @@ type Options struct {
 	Churn      int           // connections closed and opened again per second while producing (churn scenario)
 	Procs      int           // processes to spread the connections over (≤1: this one)
 	Exe        string        // the executable run with -worker for Procs > 1 (default: this one)
+	PerSource  int           // against a loopback URL, connections per loopback source address (0: all from one; see DialOptions)
 	Progress   io.Writer     // a line per second (nil: none)
 }
 
@@ -52,6 +57,7 @@ type Result struct {
 	DeliveriesPerSec float64            `json:"deliveriesPerSecond"`
 	Missed           int64              `json:"missed"`
 	ClosedByServer   int64              `json:"closedByServer"`
+	Refused          map[string]int64   `json:"refused,omitempty"` // streams ended before ready, by why
 	LatencyMs        map[string]float64 `json:"latencyMs"`
 	EdgeRSSPerConn   int64              `json:"edgeRSSBytesPerConnection,omitempty"`
 	// EdgeWritesPerDelivery is the edge's write system calls (syscw in
@@ -86,14 +92,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return nil, err
 			}
 		}
-		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow)
+		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow, o.PerSource)
 		if err != nil {
 			return nil, err
 		}
 		cl = pg
 		connect = time.Duration(pg.connectSeconds() * float64(time.Second))
 	} else {
-		lg, err := startLocal(o.URL, o.Clients, slow)
+		lg, err := startLocal(DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: slow, PerSource: o.PerSource})
 		if err != nil {
 			return nil, err
 		}
@@ -103,8 +109,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cl.Close()
 	res := &Result{Clients: o.Clients, Procs: max(o.Procs, 1), Slow: slow, ConnectSeconds: connect.Seconds(),
 		ConnectsPerSec: float64(o.Clients) / connect.Seconds()}
-	if err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= int64(o.Clients-slow) }); err != nil {
-		return nil, fmt.Errorf("%d of %d clients ready: %w", cl.Ready(), o.Clients-slow, err)
+	if err := waitReady(ctx, cl, int64(o.Clients-slow)); err != nil {
+		return nil, err
 	}
 	progress("%d clients connected in %v, %d ready", o.Clients, connect.Round(time.Millisecond), cl.Ready())
 	if o.EdgePID > 0 {
@@ -145,7 +151,7 @@ produce:
 			break produce
 		case <-second.C:
 			d := cl.Delivered()
-			progress("produced %d, delivered %d (%d/s), missed %d, closed %d, reconnected %d", produced, d, d-lastDelivered, cl.Missed(), cl.Closed(), cl.Reconnects())
+			progress("produced %d, delivered %d (%d/s), missed %d, closed %d, reconnected %d%s", produced, d, d-lastDelivered, cl.Missed(), cl.Closed(), cl.Reconnects(), refusedSuffix(cl.Refused()))
 			lastDelivered = d
 		case <-tick.C:
 			p := int(produced % int64(o.Partitions))
@@ -174,6 +180,7 @@ produce:
 	writes := syscw(o.EdgePID) - syscwBefore
 	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
+	res.Refused = cl.Refused() // empty: left out of the JSON
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	if o.EdgePID > 0 && res.Delivered > 0 {
 		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
@@ -212,6 +219,57 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	b.WriteString(`</svg>`)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// waitReady waits until want clients are ready, for at most a minute, or
+// until the others' streams ended before ready (a refused client does not
+// come back); the error then says how many were refused, and why.
+func waitReady(ctx context.Context, cl group, want int64) error {
+	err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready()+cl.RefusedTotal() >= want })
+	ready := cl.Ready()
+	if err == nil && ready >= want {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("the others' streams ended")
+	}
+	return fmt.Errorf("%d of %d clients ready: %w%s", ready, want, err, refusedSuffix(cl.Refused()))
+}
+
+// settingOf names the edge setting behind a refusal's reason (the texts of
+// edge/internal/reason), for a load tester who meets it.
+var settingOf = map[string]string{
+	"too many connections from this address":      "sse.maxConnectionsPerIP",
+	"edge at its connection limit":                "sse.maxConnections",
+	"setup queue full":                            "sse.setupQueue",
+	"too many streams starting from this address": "sse.setupQueuePerAddress",
+}
+
+// FormatRefused writes refusals by why, most first, each with the edge
+// setting behind it where known: "2000 too many connections from this
+// address (sse.maxConnectionsPerIP), 3 HTTP 404 Not Found".
+func FormatRefused(refused map[string]int64) string {
+	whys := slices.Collect(maps.Keys(refused))
+	slices.SortFunc(whys, func(a, b string) int {
+		return cmp.Or(cmp.Compare(refused[b], refused[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, 0, len(whys))
+	for _, why := range whys {
+		part := strconv.FormatInt(refused[why], 10) + " " + why
+		if s, ok := settingOf[why]; ok {
+			part += " (" + s + ")"
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// refusedSuffix is "; refused: ..." when there are refusals.
+func refusedSuffix(refused map[string]int64) string {
+	if len(refused) == 0 {
+		return ""
+	}
+	return "; refused: " + FormatRefused(refused)
 }
 
 // waitUntil polls cond until it holds, for at most limit.

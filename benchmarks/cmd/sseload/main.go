@@ -12,6 +12,14 @@
 // One process holds at most ~19,000 connections here (20,000 open files):
 // -procs N spreads the connections over N worker processes (this program
 // run again with -worker), whose counts and histograms are merged.
+//
+// An edge admits sse.maxConnectionsPerIP (1000) connections from one
+// address. Against a loopback URL the connections come from loopback
+// source addresses, 127.0.0.2, 127.0.0.3, ..., at most -per-source on each
+// (on Linux every 127/8 address is local). Streams that end before their
+// event:ready are counted by why (an HTTP status, or a refusal's comment:
+// the edge's reason) and reported; docs/benchmarks.md says how to load a
+// remote edge.
 package main
 
 import (
@@ -43,8 +51,10 @@ func main() {
 	flag.DurationVar(&o.Settle, "settle", 0, "wait after connecting before reading the edge's RSS")
 	flag.IntVar(&o.Churn, "churn", 0, "connections closed and opened again per second while producing (churn scenario)")
 	flag.IntVar(&o.Procs, "procs", 1, "processes to spread the connections over (one holds at most ~19,000 here)")
+	flag.IntVar(&o.PerSource, "per-source", 500, "against a loopback URL, at most this many connections per loopback source address (127.0.0.2, ...); 0: all from one")
 	worker := flag.Bool("worker", false, "internal: run as a worker of -procs, driven over stdin/stdout")
 	stalled := flag.Int("stalled", 0, "internal: with -worker, connections never read")
+	sourceSet := flag.Int("source-set", 0, "internal: with -worker, its loopback source addresses are 127.N.0.2, ...")
 	flag.StringVar(&out, "out", "", "write the result as JSON here (default: stdout)")
 	flag.StringVar(&svg, "svg", "", "write a latency chart here")
 	flag.Parse()
@@ -53,7 +63,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *worker {
-		if err := sseload.RunWorker(ctx, o.URL, o.Clients, *stalled, os.Stdin, os.Stdout); err != nil {
+		do := sseload.DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: *stalled, PerSource: o.PerSource, SourceSet: *sourceSet}
+		if err := sseload.RunWorker(ctx, do, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "sseload worker:", err)
 			os.Exit(1)
 		}
