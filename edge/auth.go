@@ -112,17 +112,17 @@ func (c *Config) checkGuards() error {
 // authorize verifies a request to a guarded route and puts the session's
 // identity and attributes into params. It answers the request itself
 // (401 or 403) when it returns false.
-func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, params Context) (*guard.Session, bool) {
-	a := e.cfg.Guards[route.guard]
-	s, err := e.verify(r.Context(), r, a, route, a.Credentials.Token)
+func (a *authority) authorize(w http.ResponseWriter, r *http.Request, route *Route, params Context) (*guard.Session, bool) {
+	g := a.e.cfg.Guards[route.guard]
+	s, err := a.verify(r.Context(), r, g, route, g.Credentials.Token)
 	if err != nil {
-		e.refuseAuth(w, r, route.guard, err)
+		a.refuseAuth(w, r, route.guard, err)
 		return nil, false
 	}
 	if !s.Expires.After(time.Now()) {
 		// Within the guard's leeway, but a stream must not start past its
 		// token's expiry: it would be closed at once, and come back again.
-		e.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "expired"})
+		a.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "expired"})
 		return nil, false
 	}
 	params[guardedKey(route.guard, "identity")] = s.Identity
@@ -133,7 +133,7 @@ func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, p
 		if _, ok := params[k]; !ok {
 			// A missing claim is not the empty value: that would be a
 			// filter on "" (someone else's records, maybe).
-			e.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "claim missing for " + k})
+			a.refuseAuth(w, r, route.guard, &guard.Refusal{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "claim missing for " + k})
 			return nil, false
 		}
 	}
@@ -141,7 +141,7 @@ func (e *Edge) authorize(w http.ResponseWriter, r *http.Request, route *Route, p
 }
 
 // verify finds the token with find and verifies it for route.
-func (e *Edge) verify(ctx context.Context, r *http.Request, a Authorization, route *Route, find func(*http.Request) (string, error)) (*guard.Session, error) {
+func (a *authority) verify(ctx context.Context, r *http.Request, g Authorization, route *Route, find func(*http.Request) (string, error)) (*guard.Session, error) {
 	token, err := find(r)
 	if err != nil {
 		return nil, err
@@ -149,20 +149,21 @@ func (e *Edge) verify(ctx context.Context, r *http.Request, a Authorization, rou
 	if token == "" {
 		return nil, &guard.Refusal{Status: http.StatusUnauthorized, Reason: "no credentials"}
 	}
-	s, err := a.Guard.Verify(ctx, token, route.roles)
+	s, err := g.Guard.Verify(ctx, token, route.roles)
 	if err == nil {
-		e.auth.m.verified.Inc()
+		a.m.verified.Inc()
 	}
 	return s, err
 }
 
 // refuseAuth answers a request its guard refused, counts it and logs it (without the token).
-func (e *Edge) refuseAuth(w http.ResponseWriter, r *http.Request, guardName string, err error) {
+func (a *authority) refuseAuth(w http.ResponseWriter, r *http.Request, guardName string, err error) {
+	e := a.e
 	var ref *guard.Refusal
 	if !errors.As(err, &ref) {
 		ref = &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "invalid token"}
 	}
-	e.auth.m.refusals.WithLabelValues(guardName, ref.Reason).Inc()
+	a.m.refusals.WithLabelValues(guardName, ref.Reason).Inc()
 	e.log.Warn("request refused by guard", "guard", guardName, "status", ref.Status, "reason", ref.Reason,
 		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 	if ref.Status == http.StatusUnauthorized || ref.Status == http.StatusForbidden {

@@ -154,7 +154,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.acc.Preflight(w, r)
 		return
 	case r.Method == http.MethodPost && route.guard != "":
-		e.renewHTTP(w, r, route)
+		e.auth.renewHTTP(w, r, route)
 		return
 	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !wantsJSON(r)):
 		w.Header().Set("Allow", allowed(route, e.cfg.CORS != nil))
@@ -167,7 +167,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if route.guard != "" {
-		sess, ok := e.authorize(w, r, route, params)
+		sess, ok := e.auth.authorize(w, r, route, params)
 		if !ok {
 			return
 		}

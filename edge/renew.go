@@ -485,8 +485,8 @@ func (a *authority) route(ctx context.Context, edgeID string, sealed []byte, aea
 
 // renewHTTP serves a renewal POST: verified here, then applied here or
 // routed to the edge that holds the stream.
-func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
-	a := e.auth
+func (a *authority) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
+	e := a.e
 	answer := func(status int, msg string) {
 		a.m.renewals.WithLabelValues(strconv.Itoa(status)).Inc()
 		if status == http.StatusNoContent {
@@ -512,11 +512,11 @@ func (e *Edge) renewHTTP(w http.ResponseWriter, r *http.Request, route *Route) {
 	if err == nil {
 		// Checked here too, so that a bad token is refused without a trip
 		// over NATS; the holder checks it again against the stream.
-		_, err = e.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
+		_, err = a.verify(r.Context(), r, auth, route, renewalToken(auth.Credentials))
 	}
 	if err != nil {
 		a.m.renewals.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
-		e.refuseAuth(w, r, route.guard, err)
+		a.refuseAuth(w, r, route.guard, err)
 		return
 	}
 	msg := renewal{Stream: id, Token: token}
