@@ -80,6 +80,9 @@ type zillaHTTPWhen struct {
 
 type zillaSSEOptions struct {
 	Retry *int `yaml:"retry"`
+	// Ready (ssekafka only): true writes event:ready after the state, as
+	// an ssekafka config does; Zilla writes no marker, so the default is false.
+	Ready *bool `yaml:"ready"`
 }
 
 type zillaSSEKafkaWhen struct {
@@ -245,6 +248,7 @@ func parseZilla(data []byte, needRoutes bool) (*config, error) {
 		return nil, err
 	}
 	t := &zillaTranslation{cfg: defaultConfig(), origin: map[string]string{}}
+	t.cfg.SSE.Ready = false // Zilla's wire shape: no event:ready
 	if err := yaml.Unmarshal(data, &t.root); err != nil {
 		return nil, fmt.Errorf("zilla: %w", err)
 	}
@@ -562,6 +566,9 @@ func (t *zillaTranslation) sseServer(name string, paths []string, guarded map[st
 	if o.Retry != nil {
 		t.cfg.SSE.Retry = *o.Retry
 		t.origin["sse.retry"] = "bindings." + name + ".options.retry"
+	}
+	if o.Ready != nil {
+		t.cfg.SSE.Ready = *o.Ready
 	}
 	exits := []string{}
 	if b.Exit != "" {

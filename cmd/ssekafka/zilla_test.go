@@ -178,11 +178,11 @@ func TestZillaFanoutDevEndToEnd(t *testing.T) {
 	}
 	defer prod.Close()
 	s := openStream(t, "http://"+httpAddr+"/events", "")
-	s.untilReady(t)
 	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("k1"), Value: []byte("hello")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if ev := s.next(t); ev.data != "hello" || ev.id == "" {
+	// Zilla's wire shape: no event:ready; the record comes live or in the state.
+	if ev := s.next(t); ev.data != "hello" || ev.id == "" || ev.event != "" {
 		t.Fatalf("event %+v, want data hello", ev)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/events", nil)
@@ -217,6 +217,7 @@ func TestZillaFanoutJWTServes401WithoutToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.SSE.Ready = true // the state is read up to the marker
 	log := slog.New(slog.NewTextHandler(&syncWriter{w: &strings.Builder{}}, nil))
 	rc, err := startCache(ctx, cfg, cfg.Kafka.Brokers, ns.ClientURL(), log, nil)
 	if err != nil {
@@ -295,5 +296,24 @@ func TestZillaGuardsAreNeverDropped(t *testing.T) {
 		if notes := strings.Join(cfg.notes, "\n"); !strings.Contains(notes, tc.note) {
 			t.Errorf("%s: notes %q lack %q", tc.name, notes, tc.note)
 		}
+	}
+}
+
+// A zilla.yaml gets Zilla's wire shape: no event:ready after the state
+// (a check that greps data: lines sees the records only); the sse server's
+// ssekafka-only options.ready: true writes it.
+func TestZillaWireShapeHasNoReadyMarker(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	base := readFile(t, "testdata/zilla/sse.kafka.fanout.yaml")
+	cfg, err := parseConfig([]byte(base), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SSE.Ready {
+		t.Fatal("a zilla.yaml writes event:ready; Zilla writes no marker")
+	}
+	cfg, err = parseConfig([]byte(strings.Replace(base, "retry: 3000", "retry: 3000\n      ready: true", 1)), true)
+	if err != nil || !cfg.SSE.Ready {
+		t.Fatalf("options.ready: true: %v, ready %v", err, cfg != nil && cfg.SSE.Ready)
 	}
 }
