@@ -585,10 +585,10 @@ func (t *zillaTranslation) sseServer(name string, paths []string, guarded map[st
 	guarded = mergeGuarded(guarded, routeGuards)
 	// A guard that the http binding takes credentials for guards what it
 	// leads to, even with no route naming it: never serve it unguarded.
-	for g := range auth {
+	var authOnly []string
+	for _, g := range sortedKeys(auth) {
 		if _, ok := guarded[g]; !ok {
-			t.note("binding %q options.authorization.%s: no route names the guard; every stream through %q is guarded by it (no roles required)", t.httpName(), g, name)
-			guarded = mergeGuarded(guarded, map[string][]string{g: nil})
+			authOnly = append(authOnly, g)
 		}
 	}
 	for i, exit := range exits {
@@ -598,7 +598,7 @@ func (t *zillaTranslation) sseServer(name string, paths []string, guarded map[st
 		if slices.Contains(exits[:i], exit) {
 			continue
 		}
-		if err := t.sseKafka(exit, paths, guarded, used); err != nil {
+		if err := t.sseKafka(exit, paths, guarded, authOnly, used); err != nil {
 			return err
 		}
 	}
@@ -614,7 +614,10 @@ func (t *zillaTranslation) httpName() string {
 	return ""
 }
 
-func (t *zillaTranslation) sseKafka(name string, httpPaths []string, guarded map[string][]string, used map[string]bool) error {
+// sseKafka translates the sse-kafka binding's routes; guarded is what the
+// bindings before it require, authOnly the guards that the http binding
+// takes credentials for and no binding before names.
+func (t *zillaTranslation) sseKafka(name string, httpPaths []string, guarded map[string][]string, authOnly []string, used map[string]bool) error {
 	b := t.z.Bindings[name]
 	used[name] = true
 	if b.Options.Kind != 0 {
@@ -652,6 +655,12 @@ func (t *zillaTranslation) sseKafka(name string, httpPaths []string, guarded map
 			}{f.Key, f.Headers})
 		}
 		rc.Guarded = mergeGuarded(guarded, r.Guarded)
+		for _, g := range authOnly {
+			if _, ok := rc.Guarded[g]; !ok {
+				t.note("binding %q options.authorization.%s: no route names the guard; the streams of %q %s are guarded by it (no roles required)", t.httpName(), g, name, field)
+				rc.Guarded = mergeGuarded(rc.Guarded, map[string][]string{g: nil})
+			}
+		}
 		routes := []routeConfig{rc}
 		if len(httpPaths) > 0 {
 			// The http binding routes only these paths here: each one that

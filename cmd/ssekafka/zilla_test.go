@@ -317,3 +317,19 @@ func TestZillaWireShapeHasNoReadyMarker(t *testing.T) {
 		t.Fatalf("options.ready: true: %v, ready %v", err, cfg != nil && cfg.SSE.Ready)
 	}
 }
+
+// Roles on the sse-kafka route are enforced, so start-up says nothing of a
+// guard that no route names.
+func TestZillaNoFalseUnnamedGuardWarning(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.jwt.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notes := strings.Join(cfg.notes, "\n"); strings.Contains(notes, "no route names the guard") {
+		t.Fatalf("false warning: %s", notes)
+	}
+	if !reflect.DeepEqual(cfg.Routes[0].Guarded, map[string][]string{"jwt0": {"read:items"}}) {
+		t.Fatalf("guarded %v", cfg.Routes[0].Guarded)
+	}
+}
