@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type config struct {
 	routes   []*edge.Route // compiled by validate
 	demoPath string        // the route the demo page shows; "" if none fits
 	notes    []string      // what a zilla.yaml had that is ignored, logged at start
+	zilla    *zillaServe   // a zilla.yaml's files, path routing and TLS key; nil for ours
 }
 
 type sseConfig struct {
@@ -240,6 +242,7 @@ func loadConfig(path string, needRoutes bool) (*config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
+	cfg.zilla.resolve(filepath.Dir(path)) // a zilla.yaml's paths are relative to it
 	return cfg, nil
 }
 

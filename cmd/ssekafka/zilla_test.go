@@ -44,10 +44,15 @@ func TestZillaFanoutLoads(t *testing.T) {
 		t.Fatalf("routes: %+v", cfg.Routes)
 	}
 	notes := strings.Join(cfg.notes, "\n")
-	for _, want := range []string{`"east_filesystem_server" (filesystem) ignored`, `"east_http_filesystem_mapping" (http-filesystem) ignored`, "telemetry ignored"} {
+	for _, want := range []string{"telemetry ignored"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes %q lack %q", notes, want)
 		}
+	}
+	// /events is the streams', any other path the filesystem's.
+	if p := cfg.zilla.paths; len(p) != 2 || p[0].files != nil || !p[0].re.MatchString("/events") || p[0].re.MatchString("/other") ||
+		p[1].re != nil || p[1].files == nil || !strings.HasSuffix(p[1].files.location, filepath.Join("testdata", "zilla", "www")) {
+		t.Fatalf("http routes: %+v", p)
 	}
 	var out bytes.Buffer
 	if err := runValidate([]string{"--config", "testdata/zilla/sse.kafka.fanout.yaml"}, &out); err != nil || !strings.Contains(out.String(), "ok (1 routes, 1 bootstrap topics)") {
@@ -103,7 +108,7 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
 		{":scheme: http\n              :path", ":scheme: https\n              :path", `binding "north_http_server" routes[0].when[0].headers.:scheme: "https" is not supported`},
 		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: []\n", `binding "south_kafka_cache_server" options.topics: not supported`},
-		{"name: example\n", "name: example\nvaults:\n  v: {type: filesystem}\n", "vaults.v: not supported"},
+		{"name: example\n", "name: example\nvaults:\n  v: {type: hashicorp}\n", `vaults.v.type: "hashicorp" is not supported`},
 		{"name: example\n", "name: example\nextra: 1\n", "extra: not supported"},
 		{"${{env.KAFKA_BOOTSTRAP_SERVER}}", "${{env.ZILLA_TEST_UNSET}}", "${{env.ZILLA_TEST_UNSET}}: the environment variable is not set"},
 	} {
