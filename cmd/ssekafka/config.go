@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -254,10 +255,13 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	cfg := defaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var root yaml.Node
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		if yaml.Unmarshal(data, &root) == nil {
+			err = explainUnknownField(err, &root, reflect.TypeOf(cfg))
+		}
 		return nil, err
 	}
-	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
 	}
@@ -266,6 +270,9 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 			return "line " + strconv.Itoa(line) + ": " + path
 		}
 		return path
+	}
+	if err := refuseEmptyRoutes(&root, at); err != nil {
+		return nil, err
 	}
 	if err := cfg.validate(needRoutes, at); err != nil {
 		return nil, err

@@ -168,6 +168,11 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 				t.Fatalf("kcat %v: %v\n%s", args, err, out)
 			}
 			var got string
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("the check's last data: lines: %q, want %q", got, expected)
+				}
+			})
 			waitUntil(t, "the example's check", func() bool {
 				got = zillaCheckData(t, url, caFile, httpAddr)
 				return got == expected
