@@ -165,6 +165,7 @@ type zillaTranslation struct {
 	scheme string            // "http", or "https" behind a tls binding
 	serve  zillaServe        // what the http binding serves, the TLS keys
 	vault  map[string]zillaVaultOptions
+	sseRaw map[string]bool // sse servers reached: true if with their sse-kafka routes as they are
 }
 
 // bindingErr names a binding's field, as "binding "x" options.port".
@@ -178,7 +179,7 @@ func parseZilla(data []byte, needRoutes bool) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &zillaTranslation{cfg: defaultConfig(), origin: map[string]string{}}
+	t := &zillaTranslation{cfg: defaultConfig(), origin: map[string]string{}, sseRaw: map[string]bool{}}
 	t.cfg.SSE.Ready = false // Zilla's wire shape: no event:ready
 	if err := yaml.Unmarshal(data, &t.root); err != nil {
 		return nil, fmt.Errorf("zilla: %w", err)

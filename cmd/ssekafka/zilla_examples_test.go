@@ -205,6 +205,12 @@ func TestZillaHTTPPathPatternRoutesToStreams(t *testing.T) {
 	if len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}/{key}/{tag}" || cfg.Routes[0].With.TopicPattern != "events" {
 		t.Fatalf("routes: %+v", cfg.Routes)
 	}
+	// A second route to the same sse server cannot have a path gate of its own.
+	second := strings.Replace(readFile(t, "testdata/zilla/sse.kafka.fanout.compose.yaml"), "              :path: /events/*\n        exit: north_sse_server\n",
+		"              :path: /events/*\n        exit: north_sse_server\n      - when:\n          - headers:\n              :path: /other/*\n        exit: north_sse_server\n", 1)
+	if _, err := parseConfig([]byte(second), true); err == nil || !strings.Contains(err.Error(), `binding "north_http_server" routes[1]: a second route to "north_sse_server"`) {
+		t.Fatalf("second pattern route: %v", err)
+	}
 	streams := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "stream") })
 	h := cfg.zilla.handler(streams, testLogger())
 	for path, want := range map[string]string{"/events/1/abc": "stream", "/events/": "stream", "/": "ssekafka zilla fixture", "/eventsx": "404"} {

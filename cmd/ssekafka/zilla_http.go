@@ -128,6 +128,12 @@ func (t *zillaTranslation) httpRoute(name string, i int, r zillaRoute, auth map[
 	if r.With.Kind != 0 {
 		return fmt.Errorf("%s: not supported", bindingField(name, field+".with"))
 	}
+	// One edge route serves every path its pattern matches: a second route
+	// to the same sse server can only add literal paths to literal paths.
+	if raw, seen := t.sseRaw[r.Exit]; seen && (raw || literal == nil) {
+		return fmt.Errorf("%s: a second route to %q with a :path pattern or none is not supported (route literal :path values, or one route)", bindingField(name, field), r.Exit)
+	}
+	t.sseRaw[r.Exit] = literal == nil
 	t.serve.paths = append(t.serve.paths, zillaPath{re: re})
 	return t.sseServer(r.Exit, literal, mergeGuarded(r.Guarded, nil), auth, used)
 }
