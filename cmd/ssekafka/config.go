@@ -240,6 +240,9 @@ func loadConfig(path string, needRoutes bool) (*config, error) {
 		name = path
 	}
 	cfg, err := parseConfig(data, needRoutes)
+	if err == nil {
+		err = refuseEmptyRoutes(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
@@ -270,9 +273,6 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 			return "line " + strconv.Itoa(line) + ": " + path
 		}
 		return path
-	}
-	if err := refuseEmptyRoutes(&root, at); err != nil {
-		return nil, err
 	}
 	if err := cfg.validate(needRoutes, at); err != nil {
 		return nil, err

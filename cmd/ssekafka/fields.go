@@ -159,14 +159,15 @@ func explainUnknownField(err error, root *yaml.Node, t reflect.Type) error {
 	return errors.New(msg + ")")
 }
 
-// refuseEmptyRoutes refuses a routes list written empty: such a config
-// serves nothing (a cache-only config leaves routes out).
-func refuseEmptyRoutes(root *yaml.Node, at func(string) string) error {
-	if len(root.Content) == 0 {
+// refuseEmptyRoutes refuses a file whose routes are written as an empty
+// list: it serves nothing (a cache-only config leaves routes out).
+func refuseEmptyRoutes(data []byte) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
 		return nil
 	}
 	if _, v := mappingEntry(root.Content[0], "routes"); v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
-		return fmt.Errorf("%s: at least one route is required (a cache-only config leaves routes out)", at("routes"))
+		return fmt.Errorf("line %d: routes: at least one route is required (a cache-only config leaves routes out)", v.Line)
 	}
 	return nil
 }
