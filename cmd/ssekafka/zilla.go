@@ -97,6 +97,9 @@ type zillaSSEKafkaWith struct {
 	Event struct {
 		ID string `yaml:"id"`
 	} `yaml:"event"`
+	// TopicPattern (ssekafka only) restricts a topic made from the request
+	// to the topics this regular expression matches (anchored).
+	TopicPattern string `yaml:"topicPattern"`
 }
 
 type zillaCacheServerOptions struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -139,15 +140,25 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 	for _, ex := range []struct {
 		name, fixture, path string
 		kcatArgs            []string
+		topic               string // produced to; "" is events
 	}{
-		{"fanout", "sse.kafka.fanout.yaml", "/events", nil},
-		{"compose fan-out", "sse.kafka.fanout.compose.yaml", "/events/1/abc", []string{"-H", "tag=abc"}},
-		{"jwt over tls", "sse.kafka.fanout.jwt.tls.yaml", "/events?access_token=", nil},
+		{"fanout", "sse.kafka.fanout.yaml", "/events", nil, ""},
+		// The http route made /*: a topic the path names, not bootstrapped,
+		// is served as Zilla serves it.
+		{"topic from the path", "sse.kafka.fanout.compose.yaml", "/ticks/1/abc", []string{"-H", "tag=abc"}, "ticks"},
+		{"compose fan-out", "sse.kafka.fanout.compose.yaml", "/events/1/abc", []string{"-H", "tag=abc"}, ""},
+		{"jwt over tls", "sse.kafka.fanout.jwt.tls.yaml", "/events?access_token=", nil, ""},
 	} {
 		t.Run(ex.name, func(t *testing.T) {
 			httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 			setZillaEnv(t, kafkaAddr)
 			config, caFile := zillaExample(t, ex.fixture)
+			if ex.topic != "" {
+				allPaths := strings.Replace(readFile(t, config), ":path: /events/*", ":path: /*", 1)
+				if err := os.WriteFile(config, []byte(allPaths), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			p := start(t, "dev", "--config", config, "--http", httpAddr, "--kafka", kafkaAddr, "--nats", natsAddr)
 			p.waitFor(t, "ssekafka dev is up")
 			_, port, _ := net.SplitHostPort(httpAddr)
@@ -161,7 +172,8 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			args := append([]string{"-P", "-b", kafkaAddr, "-t", "events", "-k", "1"}, ex.kcatArgs...)
+			topic := cmp.Or(ex.topic, "events")
+			args := append([]string{"-P", "-b", kafkaAddr, "-t", topic, "-k", "1"}, ex.kcatArgs...)
 			cmd := exec.CommandContext(ctx, kcatPath, args...)
 			cmd.Stdin = strings.NewReader(input + "\n")
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -177,6 +189,9 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 				got = zillaCheckData(t, url, caFile, httpAddr)
 				return got == expected
 			})
+			if ex.topic != "" {
+				return // every path is a stream here
+			}
 			resp, err := zillaClient(t, caFile, httpAddr).Get(base + "/")
 			if err != nil {
 				t.Fatal(err)
@@ -202,7 +217,7 @@ func TestZillaHTTPPathPatternRoutesToStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}/{key}/{tag}" || cfg.Routes[0].With.TopicPattern != "events" {
+	if len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}/{key}/{tag}" || cfg.Routes[0].With.TopicPattern != zillaAnyTopic {
 		t.Fatalf("routes: %+v", cfg.Routes)
 	}
 	// A second route to the same sse server cannot have a path gate of its own.

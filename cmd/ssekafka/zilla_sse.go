@@ -122,6 +122,7 @@ func (t *zillaTranslation) sseKafkaRoute(name, field string, r zillaRoute) (rout
 	}
 	rc.Exit = r.Exit
 	rc.With.Topic = with.Topic
+	rc.With.TopicPattern = with.TopicPattern
 	rc.With.Event.ID = with.Event.ID
 	for _, f := range with.Filters {
 		rc.With.Filters = append(rc.With.Filters, struct {
@@ -147,22 +148,34 @@ func (t *zillaTranslation) addRoutes(name, field string, rc routeConfig, httpPat
 		}
 	}
 	for _, c := range routes {
-		if strings.Contains(c.With.Topic, "${") {
-			// Zilla serves any topic the template makes; we serve the
-			// topics the cache bootstraps, or refuse.
-			if len(t.cfg.Kafka.Bootstrap) == 0 {
-				return fmt.Errorf("%s: the topic %q is made from the request; ssekafka serves such a route only for the kafka cache_server's options.bootstrap topics, and none are listed", bindingField(name, field+".with.topic"), c.With.Topic)
-			}
-			q := make([]string, len(t.cfg.Kafka.Bootstrap))
-			for k, topic := range t.cfg.Kafka.Bootstrap {
-				q[k] = regexp.QuoteMeta(topic)
-			}
-			c.With.TopicPattern = strings.Join(q, "|")
+		if !strings.Contains(c.With.Topic, "${") {
+			c.With.TopicPattern = "" // a literal topic after all (a literal :path resolved it)
+		} else if c.With.TopicPattern == "" {
+			// Zilla serves any topic the request names; so do we, within
+			// cache.maxTopics and the edge's feed budget, and say so.
+			t.note("binding %q %s.with.topic: %q serves any topic a request names (at most cache.maxTopics at once); restrict it with the ssekafka-only with.topicPattern, a regular expression such as %q",
+				name, field, c.With.Topic, zillaTopicsExample(t.cfg.Kafka.Bootstrap))
+			c.With.TopicPattern = zillaAnyTopic
 		}
 		t.origin[fmt.Sprintf("routes[%d]", len(t.cfg.Routes))] = "bindings." + name + "." + field
 		t.cfg.Routes = append(t.cfg.Routes, c)
 	}
 	return nil
+}
+
+// zillaAnyTopic matches every Kafka topic name (proto.ValidTopic's grammar).
+const zillaAnyTopic = `[a-zA-Z0-9._-]{1,249}`
+
+// zillaTopicsExample is a topicPattern for the bootstrap topics, to suggest.
+func zillaTopicsExample(bootstrap []string) string {
+	if len(bootstrap) == 0 {
+		return "events|news"
+	}
+	q := make([]string, len(bootstrap))
+	for k, topic := range bootstrap {
+		q[k] = regexp.QuoteMeta(topic)
+	}
+	return strings.Join(q, "|")
 }
 
 // concreteRoute matches a literal path against rc's path patterns and, if

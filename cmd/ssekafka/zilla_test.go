@@ -121,15 +121,24 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		}
 	}
 	// Without the http binding's :path, the topic comes from the request:
-	// served only for the bootstrap topics (a pattern), refused without any.
+	// any topic is served, as Zilla does, with a warning naming the route
+	// and the ssekafka-only with.topicPattern that restricts it.
 	open := strings.Replace(base, "              :path: /events\n", "", 1)
 	cfg, err := parseConfig([]byte(open), true)
-	if err != nil || len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}" || cfg.Routes[0].With.TopicPattern != "events" {
+	if err != nil || len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}" || cfg.Routes[0].With.TopicPattern != zillaAnyTopic {
 		t.Fatalf("no :path: %v %+v", err, cfg)
 	}
-	_, err = parseConfig([]byte(strings.Replace(open, "      bootstrap:\n        - events\n", "      bootstrap: []\n", 1)), true)
-	if want := `binding "north_sse_kafka_mapping" routes[0].with.topic: the topic "${params.topic}" is made from the request`; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("no :path, no bootstrap: error %v, want %q", err, want)
+	if notes, want := strings.Join(cfg.notes, "\n"), `binding "north_sse_kafka_mapping" routes[0].with.topic: "${params.topic}" serves any topic a request names`; !strings.Contains(notes, want) {
+		t.Errorf("notes %q lack %q", notes, want)
+	}
+	restricted := strings.Replace(open, "          topic: ${params.topic}\n", "          topic: ${params.topic}\n          topicPattern: events|news\n", 1)
+	cfg, err = parseConfig([]byte(restricted), true)
+	if err != nil || cfg.Routes[0].With.TopicPattern != "events|news" || strings.Contains(strings.Join(cfg.notes, "\n"), "serves any topic") {
+		t.Fatalf("with.topicPattern: %v %+v", err, cfg)
+	}
+	cfg, err = parseConfig([]byte(strings.Replace(open, "      bootstrap:\n        - events\n", "      bootstrap: []\n", 1)), true)
+	if err != nil || cfg.Routes[0].With.TopicPattern != zillaAnyTopic {
+		t.Errorf("no :path, no bootstrap: %v", err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
 		{"challenge: 2", "challenge: 2\n      foo: x", "guards.jwt0.options.foo: not supported"},
