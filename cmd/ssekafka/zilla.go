@@ -103,7 +103,22 @@ type zillaSSEKafkaWith struct {
 }
 
 type zillaCacheServerOptions struct {
-	Bootstrap []string `yaml:"bootstrap"`
+	Bootstrap []string          `yaml:"bootstrap"`
+	Topics    []zillaCacheTopic `yaml:"topics"`
+}
+
+// zillaCacheTopic is a topic of the cache server's options.topics; the
+// cache client's has a name only here (key and value models are refused).
+type zillaCacheTopic struct {
+	Name          string `yaml:"name"`
+	DefaultOffset string `yaml:"defaultOffset"`
+	DeltaType     string `yaml:"deltaType"`
+}
+
+type zillaCacheClientOptions struct {
+	Topics []struct {
+		Name string `yaml:"name"`
+	} `yaml:"topics"`
 }
 
 // zillaKafkaClientOptions: sasl is refused by checkFields (our secrets are

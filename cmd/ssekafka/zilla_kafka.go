@@ -9,9 +9,13 @@ import (
 // The Kafka side of a zilla.yaml: the cache client and server, the Kafka
 // client and its tcp client. Each binding is read on its own.
 
+// kafkaCacheClient takes options.topics' names (nothing to do here);
+// their key and value models are refused by checkFields.
 func (t *zillaTranslation) kafkaCacheClient(name string) error {
-	if t.z.Bindings[name].Options.Kind != 0 {
-		return fmt.Errorf("%s: not supported", bindingField(name, "options"))
+	b := t.z.Bindings[name]
+	var o zillaCacheClientOptions
+	if err := decodeStrict(&b.Options, &o, "options"); err != nil {
+		return fmt.Errorf("binding %q %w", name, err)
 	}
 	return nil
 }
@@ -24,6 +28,17 @@ func (t *zillaTranslation) kafkaCacheServer(name string) error {
 	}
 	t.cfg.Kafka.Bootstrap = append(t.cfg.Kafka.Bootstrap, o.Bootstrap...)
 	t.origin["kafka.bootstrap"] = "bindings." + name + ".options.bootstrap"
+	for i, topic := range o.Topics {
+		field := fmt.Sprintf("options.topics[%d]", i)
+		switch {
+		case topic.DefaultOffset != "" && topic.DefaultOffset != "historical":
+			// historical is what ssekafka does: a new client gets the
+			// topic's compacted state, then what comes live.
+			return fmt.Errorf("%s: %q is not supported (a new client gets the topic's current state, then live records, as historical; leave it out)", bindingField(name, field+".defaultOffset"), topic.DefaultOffset)
+		case topic.DeltaType != "" && topic.DeltaType != "none":
+			return fmt.Errorf("%s: %q is not supported (records are sent whole)", bindingField(name, field+".deltaType"), topic.DeltaType)
+		}
+	}
 	return nil
 }
 

@@ -24,6 +24,18 @@ func setZillaEnv(t *testing.T, kafka string) {
 	t.Setenv("ZILLA_TEST_JWK_N", base64.StdEncoding.EncodeToString(testKey().N.Bytes()))
 }
 
+// Kafka options.topics are mapped: defaultOffset historical (what
+// ssekafka does: the state, then live) and deltaType none are accepted.
+func TestZillaKafkaTopicsOptionsMapped(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	base := readFile(t, "testdata/zilla/sse.kafka.fanout.yaml")
+	y := strings.Replace(base, "      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, defaultOffset: historical, deltaType: none}]\n", 1)
+	y = strings.Replace(y, "    kind: cache_client\n", "    kind: cache_client\n    options:\n      topics: [{name: events}]\n", 1)
+	if _, err := parseConfig([]byte(y), true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The fanout example loads as what it describes: the tcp port, CORS for
 // any origin, the sse retry, /events (the http binding's path through the
 // sse-kafka route /{topic}) on topic events, the bootstrap topic and the
@@ -107,7 +119,10 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		{"topic: ${params.topic}", "topic: ${params.topic}\n          merge: true", `binding "north_sse_kafka_mapping" routes[0].with.merge: not supported`},
 		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
 		{":scheme: http\n              :path", ":scheme: https\n              :path", `binding "north_http_server" routes[0].when[0].headers.:scheme: "https" is not supported`},
-		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: []\n", `binding "south_kafka_cache_server" options.topics: not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, defaultOffset: live}]\n", `binding "south_kafka_cache_server" options.topics[0].defaultOffset: "live" is not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, deltaType: json_patch}]\n", `binding "south_kafka_cache_server" options.topics[0].deltaType: "json_patch" is not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, transforms: []}]\n", `binding "south_kafka_cache_server" options.topics[0].transforms: not supported`},
+		{"    kind: cache_client\n", "    kind: cache_client\n    options:\n      topics: [{name: events, value: {model: json}}]\n", `binding "north_kafka_cache_client" options.topics[0].value: not supported`},
 		{"name: example\n", "name: example\nvaults:\n  v: {type: hashicorp}\n", `vaults.v.type: "hashicorp" is not supported`},
 		{"name: example\n", "name: example\nextra: 1\n", "extra: not supported"},
 		{"${{env.KAFKA_BOOTSTRAP_SERVER}}", "${{env.ZILLA_TEST_UNSET}}", "${{env.ZILLA_TEST_UNSET}}: the environment variable is not set"},
