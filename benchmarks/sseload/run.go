@@ -111,8 +111,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cl.Close()
 	res := &Result{Clients: o.Clients, Procs: max(o.Procs, 1), Slow: slow, ConnectSeconds: connect.Seconds(),
 		ConnectsPerSec: float64(o.Clients) / connect.Seconds()}
-	if err := waitReady(ctx, cl, int64(o.Clients-slow)); err != nil {
-		return nil, err
+	// Every client is ready, or ended before its ready (refused): it does
+	// not come back, so there is nothing more to wait for.
+	want := int64(o.Clients - slow)
+	err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= want || cl.Ready()+cl.ClosedBeforeReady() >= want })
+	if ready := cl.Ready(); ready < want {
+		if err == nil {
+			err = errors.New("the rest ended before their ready")
+		}
+		return nil, fmt.Errorf("%d of %d clients ready: %w%s", ready, want, err, refusalText(cl.Refusals()))
 	}
 	progress("%d clients connected in %v, %d ready", o.Clients, connect.Round(time.Millisecond), cl.Ready())
 	if o.EdgePID > 0 {
@@ -182,7 +189,9 @@ produce:
 	writes := syscw(o.EdgePID) - syscwBefore
 	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
-	res.Refusals = cl.Refusals() // omitted from the JSON when empty
+	if r := cl.Refusals(); len(r) > 0 {
+		res.Refusals = r
+	}
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	if o.EdgePID > 0 && res.Delivered > 0 {
 		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
@@ -256,21 +265,6 @@ func procField(pid int, file, prefix string) int64 {
 		}
 	}
 	return 0
-}
-
-// waitReady waits until want clients are ready, or until the others have
-// ended before their ready (refused: they do not come back), and then says
-// why they ended.
-func waitReady(ctx context.Context, cl group, want int64) error {
-	err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= want || cl.Ready()+cl.ClosedBeforeReady() >= want })
-	ready := cl.Ready()
-	if ready >= want {
-		return nil
-	}
-	if err == nil {
-		err = errors.New("the rest ended before their ready")
-	}
-	return fmt.Errorf("%d of %d clients ready: %w%s", ready, want, err, refusalText(cl.Refusals()))
 }
 
 // refusalText lists why connections ended before their ready, most first:
