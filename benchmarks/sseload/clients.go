@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -44,15 +43,13 @@ type conn struct {
 	reset    bool          // saw event:reset on this connection, before ready
 	dialing  bool          // a non-blocking reconnect waits for its connect to finish
 	tries    int           // targets tried in this round of reconnecting
-	comment  []byte        // the last comment line before ready: a refusal's reason
 }
 
 // target is one server the clients can connect to.
 type target struct {
-	sa       *unix.SockaddrInet4
-	host     string
-	uri      string
-	loopback bool // connections to it come from 127.0.1.1-250 (unless OneSource)
+	sa   *unix.SockaddrInet4
+	host string
+	uri  string
 }
 
 // DialOptions describe a set of clients.
@@ -72,12 +69,6 @@ type DialOptions struct {
 	// client's state part must hold (StateN of them): a client whose state
 	// part matches is counted by ExactStates.
 	StateN, StateSum int64
-	// OneSource dials every connection from the address the system picks.
-	// By default connections to a loopback target are spread over the
-	// source addresses 127.0.1.1-250 (round-robin), so that an edge's cap
-	// per address (sse.maxConnectionsPerIP, 1000 by default) is not what
-	// a local load test measures.
-	OneSource bool
 }
 
 // Clients is a set of SSE connections, read by one epoll loop.
@@ -100,14 +91,11 @@ type Clients struct {
 	missed    atomic.Int64            // sequence gaps seen after ready (or, on a reconnect, since the last connection)
 	dupes     atomic.Int64            // sequence numbers seen twice by one client
 	readyN    atomic.Int64
-	closed    atomic.Int64     // connections the server closed
-	redials   atomic.Int64     // reconnects after a closed stream
-	dialFails atomic.Int64     // reconnect attempts refused by every target
-	exact     atomic.Int64     // new clients whose state part matched StateN/StateSum
-	resets    atomic.Int64     // event:reset received
-	notReady  atomic.Int64     // connections closed before their ready
-	refusals  map[string]int64 // closed before ready, by the comment that said why (under mu)
-	sources   int              // connections dialled from a spread source address
+	closed    atomic.Int64 // connections the server closed
+	redials   atomic.Int64 // reconnects after a closed stream
+	dialFails atomic.Int64 // reconnect attempts refused by every target
+	exact     atomic.Int64 // new clients whose state part matched StateN/StateSum
+	resets    atomic.Int64 // event:reset received
 }
 
 // Dial opens n connections to rawURL (plain http) and sends the request on
@@ -126,7 +114,7 @@ func DialWith(o DialOptions) (*Clients, error) {
 		o.RetryDefault = 3 * time.Second // EventSource's default
 	}
 	c := &Clients{conns: make(map[int]*conn, o.Clients), opts: o,
-		latency: hdrhistogram.New(1, 60_000_000, 3), refusals: map[string]int64{}}
+		latency: hdrhistogram.New(1, 60_000_000, 3)}
 	for _, raw := range o.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -138,7 +126,7 @@ func DialWith(o DialOptions) (*Clients, error) {
 		}
 		sa := &unix.SockaddrInet4{Port: addr.Port}
 		copy(sa.Addr[:], addr.IP.To4())
-		c.targets = append(c.targets, target{sa: sa, host: u.Host, uri: u.RequestURI(), loopback: addr.IP.IsLoopback()})
+		c.targets = append(c.targets, target{sa: sa, host: u.Host, uri: u.RequestURI()})
 	}
 	c.sa = c.targets[0].sa
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -178,10 +166,6 @@ func (c *Clients) connect(cn *conn) error {
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	if err := c.bindSource(fd, t); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("bind: %w", err)
-	}
 	if err := unix.Connect(fd, t.sa); err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("connect: %w", err)
@@ -195,7 +179,6 @@ func (c *Clients) connect(cn *conn) error {
 		return err
 	}
 	cn.fd, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = fd, false, false, cn.partial[:0], 0, 0
-	cn.comment = cn.comment[:0]
 	c.conns[fd] = cn
 	if cn.stalled {
 		return nil
@@ -256,10 +239,6 @@ func (c *Clients) startConnect(cn *conn) error {
 	if err != nil {
 		return err
 	}
-	if err := c.bindSource(fd, c.targets[cn.target]); err != nil {
-		unix.Close(fd)
-		return err
-	}
 	if err := unix.Connect(fd, c.targets[cn.target].sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		unix.Close(fd)
 		return err
@@ -292,7 +271,6 @@ func (c *Clients) connectDone(cn *conn, now int64) {
 		return
 	}
 	cn.dialing, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = false, false, false, cn.partial[:0], 0, 0
-	cn.comment = cn.comment[:0]
 	c.redials.Add(1)
 }
 
@@ -380,9 +358,6 @@ func (c *Clients) read(cn *conn, buf []byte, now int64) {
 			unix.Close(cn.fd)
 			delete(c.conns, cn.fd)
 			c.closed.Add(1)
-			if !cn.ready {
-				c.closedBeforeReady(cn)
-			}
 			if c.opts.Reconnect {
 				cn.downAt = now
 				cn.due = now + int64(cn.retry)
@@ -446,9 +421,6 @@ func (c *Clients) event(cn *conn, ev []byte, now int64) {
 		return
 	}
 	if !cn.ready {
-		if cm, ok := field(ev, ": "); ok {
-			cn.comment = append(cn.comment[:0], cm...)
-		}
 		if bytes.Contains(ev, readyLine) || bytes.HasPrefix(ev, readyLine[1:]) {
 			cn.ready, cn.reset = true, false
 			c.readyN.Add(1)
@@ -627,41 +599,4 @@ func (c *Clients) Close() {
 	}
 	c.conns = nil
 	unix.Close(c.epfd)
-}
-
-// bindSource binds fd, about to connect to t, to the next of the source
-// addresses 127.0.1.1-250 when t is loopback (see DialOptions.OneSource).
-func (c *Clients) bindSource(fd int, t target) error {
-	if !t.loopback || c.opts.OneSource {
-		return nil
-	}
-	k := c.sources
-	c.sources++
-	// The port is chosen at connect, from the whole 4-tuple's space.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	return unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 1, byte(1 + k%250)}})
-}
-
-// closedBeforeReady counts a connection that ended before its ready, by
-// the reason its last comment gave (an ssekafka refusal says why in one).
-func (c *Clients) closedBeforeReady(cn *conn) {
-	c.notReady.Add(1)
-	reason := string(cn.comment)
-	if reason == "" {
-		reason = "(no reason given)"
-	}
-	c.mu.Lock()
-	c.refusals[reason]++
-	c.mu.Unlock()
-}
-
-// ClosedBeforeReady is how many connections ended before their ready.
-func (c *Clients) ClosedBeforeReady() int64 { return c.notReady.Load() }
-
-// Refusals counts the connections that ended before their ready by the
-// reason the server gave in a comment line.
-func (c *Clients) Refusals() map[string]int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return maps.Clone(c.refusals)
 }

@@ -27,8 +27,6 @@ type group interface {
 	Missed() int64
 	Closed() int64
 	Reconnects() int64
-	ClosedBeforeReady() int64
-	Refusals() map[string]int64
 	SetChurn(perSecond int)
 	// Finish stops reading and returns the latency histogram (microseconds);
 	// the counters are final after it.
@@ -43,8 +41,8 @@ type localGroup struct {
 	once       sync.Once
 }
 
-func startLocal(o DialOptions) (*localGroup, error) {
-	cl, err := DialWith(o)
+func startLocal(url string, n, stalled int) (*localGroup, error) {
+	cl, err := Dial(url, n, stalled)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +70,6 @@ type workerStatus struct {
 	Missed         int64                  `json:"missed"`
 	Closed         int64                  `json:"closed"`
 	Reconnects     int64                  `json:"reconnects"`
-	NotReady       int64                  `json:"closedBeforeReady"`
-	Refusals       map[string]int64       `json:"refusals,omitempty"`
 	Final          bool                   `json:"final,omitempty"`
 	Latency        *hdrhistogram.Snapshot `json:"latency,omitempty"`
 	Err            string                 `json:"error,omitempty"`
@@ -84,14 +80,9 @@ type workerStatus struct {
 // "churn N" and "stop" lines from in, and after "stop" (or the end of in)
 // writes a final status with its histogram.
 func RunWorker(ctx context.Context, url string, n, stalled int, in io.Reader, out io.Writer) error {
-	return RunWorkerDial(ctx, DialOptions{URLs: []string{url}, Clients: n, Stalled: stalled}, in, out)
-}
-
-// RunWorkerDial is RunWorker with the clients o describes.
-func RunWorkerDial(ctx context.Context, o DialOptions, in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	start := time.Now()
-	g, err := startLocal(o)
+	g, err := startLocal(url, n, stalled)
 	if err != nil {
 		_ = enc.Encode(workerStatus{Final: true, Err: err.Error()})
 		return err
@@ -100,8 +91,7 @@ func RunWorkerDial(ctx context.Context, o DialOptions, in io.Reader, out io.Writ
 	connect := time.Since(start).Seconds()
 	status := func() workerStatus {
 		return workerStatus{ConnectSeconds: connect, Ready: g.Ready(), Delivered: g.Delivered(),
-			Missed: g.Missed(), Closed: g.Closed(), Reconnects: g.Reconnects(),
-			NotReady: g.ClosedBeforeReady(), Refusals: g.Refusals()}
+			Missed: g.Missed(), Closed: g.Closed(), Reconnects: g.Reconnects()}
 	}
 	stop := make(chan struct{})
 	go func() {
@@ -155,16 +145,13 @@ type worker struct {
 
 // startWorkers starts procs workers sharing n connections (stalled of
 // them never read) and waits until every one has dialled.
-func startWorkers(ctx context.Context, exe, url string, procs, n, stalled int, oneSource bool) (*procGroup, error) {
+func startWorkers(ctx context.Context, exe, url string, procs, n, stalled int) (*procGroup, error) {
 	g := &procGroup{}
 	for i := range procs {
 		share := n/procs + btoi(i < n%procs)
 		stalledShare := stalled/procs + btoi(i < stalled%procs)
-		args := []string{"-worker", "-url", url, "-clients", strconv.Itoa(share), "-stalled", strconv.Itoa(stalledShare)}
-		if oneSource {
-			args = append(args, "-one-source")
-		}
-		cmd := exec.CommandContext(ctx, exe, args...)
+		cmd := exec.CommandContext(ctx, exe, "-worker", "-url", url,
+			"-clients", strconv.Itoa(share), "-stalled", strconv.Itoa(stalledShare))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -276,23 +263,6 @@ func (g *procGroup) Missed() int64 { return g.sum(func(s *workerStatus) int64 { 
 func (g *procGroup) Closed() int64 { return g.sum(func(s *workerStatus) int64 { return s.Closed }) }
 func (g *procGroup) Reconnects() int64 {
 	return g.sum(func(s *workerStatus) int64 { return s.Reconnects })
-}
-
-func (g *procGroup) ClosedBeforeReady() int64 {
-	return g.sum(func(s *workerStatus) int64 { return s.NotReady })
-}
-
-// Refusals sums the workers' refusals by reason.
-func (g *procGroup) Refusals() map[string]int64 {
-	out := map[string]int64{}
-	for _, w := range g.workers {
-		w.mu.Lock()
-		for r, n := range w.status.Refusals {
-			out[r] += n
-		}
-		w.mu.Unlock()
-	}
-	return out
 }
 
 func (g *procGroup) SetChurn(perSecond int) {

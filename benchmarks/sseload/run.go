@@ -3,15 +3,11 @@
 package sseload
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,32 +32,28 @@ type Options struct {
 	Settle     time.Duration // wait this long after connecting before reading the edge's RSS
 	Churn      int           // connections closed and opened again per second while producing (churn scenario)
 	Procs      int           // processes to spread the connections over (≤1: this one)
-	OneSource  bool          // see DialOptions.OneSource
 	Exe        string        // the executable run with -worker for Procs > 1 (default: this one)
 	Progress   io.Writer     // a line per second (nil: none)
 }
 
 // Result is a run's outcome, written as JSON.
 type Result struct {
-	Clients          int     `json:"clients"`
-	Procs            int     `json:"processes"`
-	Slow             int     `json:"slowClients"`
-	ConnectSeconds   float64 `json:"connectSeconds"`
-	ConnectsPerSec   float64 `json:"connectsPerSecond"`
-	Ready            int64   `json:"ready"`
-	Produced         int64   `json:"produced"`
-	ChurnConnects    int64   `json:"churnConnects,omitempty"`
-	ChurnReadyPerSec float64 `json:"churnReadyPerSecond,omitempty"`
-	Delivered        int64   `json:"delivered"`
-	Expected         int64   `json:"expected"`
-	DeliveriesPerSec float64 `json:"deliveriesPerSecond"`
-	Missed           int64   `json:"missed"`
-	ClosedByServer   int64   `json:"closedByServer"`
-	// Refusals are the connections closed before their ready, by the
-	// reason the server gave (an ssekafka refusal's comment line).
-	Refusals       map[string]int64   `json:"refusals,omitempty"`
-	LatencyMs      map[string]float64 `json:"latencyMs"`
-	EdgeRSSPerConn int64              `json:"edgeRSSBytesPerConnection,omitempty"`
+	Clients          int                `json:"clients"`
+	Procs            int                `json:"processes"`
+	Slow             int                `json:"slowClients"`
+	ConnectSeconds   float64            `json:"connectSeconds"`
+	ConnectsPerSec   float64            `json:"connectsPerSecond"`
+	Ready            int64              `json:"ready"`
+	Produced         int64              `json:"produced"`
+	ChurnConnects    int64              `json:"churnConnects,omitempty"`
+	ChurnReadyPerSec float64            `json:"churnReadyPerSecond,omitempty"`
+	Delivered        int64              `json:"delivered"`
+	Expected         int64              `json:"expected"`
+	DeliveriesPerSec float64            `json:"deliveriesPerSecond"`
+	Missed           int64              `json:"missed"`
+	ClosedByServer   int64              `json:"closedByServer"`
+	LatencyMs        map[string]float64 `json:"latencyMs"`
+	EdgeRSSPerConn   int64              `json:"edgeRSSBytesPerConnection,omitempty"`
 	// EdgeWritesPerDelivery is the edge's write system calls (syscw in
 	// /proc/PID/io) while producing and settling, per delivery.
 	EdgeWritesPerDelivery float64 `json:"edgeWritesPerDelivery,omitempty"`
@@ -94,14 +86,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return nil, err
 			}
 		}
-		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow, o.OneSource)
+		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow)
 		if err != nil {
 			return nil, err
 		}
 		cl = pg
 		connect = time.Duration(pg.connectSeconds() * float64(time.Second))
 	} else {
-		lg, err := startLocal(DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: slow, OneSource: o.OneSource})
+		lg, err := startLocal(o.URL, o.Clients, slow)
 		if err != nil {
 			return nil, err
 		}
@@ -111,15 +103,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cl.Close()
 	res := &Result{Clients: o.Clients, Procs: max(o.Procs, 1), Slow: slow, ConnectSeconds: connect.Seconds(),
 		ConnectsPerSec: float64(o.Clients) / connect.Seconds()}
-	// Every client is ready, or ended before its ready (refused): it does
-	// not come back, so there is nothing more to wait for.
-	want := int64(o.Clients - slow)
-	err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= want || cl.Ready()+cl.ClosedBeforeReady() >= want })
-	if ready := cl.Ready(); ready < want {
-		if err == nil {
-			err = errors.New("the rest ended before their ready")
-		}
-		return nil, fmt.Errorf("%d of %d clients ready: %w%s", ready, want, err, refusalText(cl.Refusals()))
+	if err := waitUntil(ctx, 60*time.Second, func() bool { return cl.Ready() >= int64(o.Clients-slow) }); err != nil {
+		return nil, fmt.Errorf("%d of %d clients ready: %w", cl.Ready(), o.Clients-slow, err)
 	}
 	progress("%d clients connected in %v, %d ready", o.Clients, connect.Round(time.Millisecond), cl.Ready())
 	if o.EdgePID > 0 {
@@ -189,9 +174,6 @@ produce:
 	writes := syscw(o.EdgePID) - syscwBefore
 	h := cl.Finish()
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
-	if r := cl.Refusals(); len(r) > 0 {
-		res.Refusals = r
-	}
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	if o.EdgePID > 0 && res.Delivered > 0 {
 		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
@@ -265,23 +247,4 @@ func procField(pid int, file, prefix string) int64 {
 		}
 	}
 	return 0
-}
-
-// refusalText lists why connections ended before their ready, most first:
-// "; refused: too many connections from this address: 2000".
-func refusalText(r map[string]int64) string {
-	if len(r) == 0 {
-		return ""
-	}
-	reasons := slices.Collect(maps.Keys(r))
-	slices.SortFunc(reasons, func(a, b string) int { return cmp.Or(cmp.Compare(r[b], r[a]), cmp.Compare(a, b)) })
-	var sb strings.Builder
-	sb.WriteString("; ended before ready:")
-	for i, reason := range reasons {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		fmt.Fprintf(&sb, " %q %d", reason, r[reason])
-	}
-	return sb.String()
 }

@@ -12,15 +12,6 @@
 // One process holds at most ~19,000 connections here (20,000 open files):
 // -procs N spreads the connections over N worker processes (this program
 // run again with -worker), whose counts and histograms are merged.
-//
-// An edge takes at most sse.maxConnectionsPerIP (1000 by default)
-// connections from one address and refuses the rest. Against a loopback
-// target sseload dials from 127.0.1.1-250 in turn, so a local test is not
-// capped (-one-source: from the system's address). Against a remote edge
-// every connection comes from this host's address: run sseload on several
-// hosts (each under the cap), or raise sse.maxConnectionsPerIP on the edge
-// under test. Connections that end before their ready are counted by the
-// reason the edge gave ("refusals" in the result; listed when a run fails).
 package main
 
 import (
@@ -51,7 +42,6 @@ func main() {
 	flag.IntVar(&o.EdgePID, "edge-pid", 0, "edge process id, for its RSS per connection")
 	flag.DurationVar(&o.Settle, "settle", 0, "wait after connecting before reading the edge's RSS")
 	flag.IntVar(&o.Churn, "churn", 0, "connections closed and opened again per second while producing (churn scenario)")
-	flag.BoolVar(&o.OneSource, "one-source", false, "dial a loopback target from the system's address, not 127.0.1.1-250 in turn")
 	flag.IntVar(&o.Procs, "procs", 1, "processes to spread the connections over (one holds at most ~19,000 here)")
 	worker := flag.Bool("worker", false, "internal: run as a worker of -procs, driven over stdin/stdout")
 	stalled := flag.Int("stalled", 0, "internal: with -worker, connections never read")
@@ -63,8 +53,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *worker {
-		wo := sseload.DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: *stalled, OneSource: o.OneSource}
-		if err := sseload.RunWorkerDial(ctx, wo, os.Stdin, os.Stdout); err != nil {
+		if err := sseload.RunWorker(ctx, o.URL, o.Clients, *stalled, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "sseload worker:", err)
 			os.Exit(1)
 		}
