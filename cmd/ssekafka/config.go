@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,7 @@ type config struct {
 	routes   []*edge.Route // compiled by validate
 	demoPath string        // the route the demo page shows; "" if none fits
 	notes    []string      // what a zilla.yaml had that is ignored, logged at start
+	zilla    *zillaServe   // a zilla.yaml's files, path routing and TLS key; nil for ours
 }
 
 type sseConfig struct {
@@ -211,9 +214,13 @@ func loadConfig(path string, needRoutes bool) (*config, error) {
 		name = path
 	}
 	cfg, err := parseConfig(data, needRoutes)
+	if err == nil {
+		err = refuseEmptyRoutes(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
+	cfg.zilla.resolve(filepath.Dir(path)) // a zilla.yaml's paths are relative to it
 	return cfg, nil
 }
 
@@ -225,10 +232,13 @@ func parseConfig(data []byte, needRoutes bool) (*config, error) {
 	cfg := defaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var root yaml.Node
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		if yaml.Unmarshal(data, &root) == nil {
+			err = explainUnknownField(err, &root, reflect.TypeOf(cfg))
+		}
 		return nil, err
 	}
-	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
 	}

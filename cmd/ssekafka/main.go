@@ -63,7 +63,10 @@ func main() {
 		os.Exit(2)
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+		return // the flags were printed, as asked
+	}
+	if flagParseError(err) {
+		os.Exit(2) // the flag package has said what is wrong, with the usage
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ssekafka:", err)
@@ -124,4 +127,10 @@ func printVersion(out io.Writer) {
 		fmt.Fprintf(out, " commit %s%s", commit, dirty)
 	}
 	fmt.Fprintf(out, " %s\n", bi.GoVersion)
+	for _, d := range bi.Deps {
+		if d.Replace != nil {
+			d = d.Replace
+		}
+		fmt.Fprintf(out, "  %s %s\n", d.Path, d.Version)
+	}
 }

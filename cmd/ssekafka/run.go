@@ -235,9 +235,12 @@ func serveEdge(ctx context.Context, cfg *config, addr, natsURL string, log *slog
 		mux.Handle("GET "+demo.ClientPath, page)
 		mux.Handle("GET "+demo.ScriptPath, page)
 	}
-	mux.Handle("/", e)
+	mux.Handle("/", cfg.zilla.handler(e, log))
 	tlsCfg, err := cfg.SSE.edgeTLS(log.With("component", "edge"))
 	if err != nil {
+		return err
+	}
+	if tlsCfg, err = cfg.zilla.edgeTLS(tlsCfg); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -29,7 +28,7 @@ type zillaFile struct {
 	Name      string                  `yaml:"name"`
 	Bindings  map[string]zillaBinding `yaml:"bindings"`
 	Guards    map[string]guardConfig  `yaml:"guards"`
-	Vaults    map[string]yaml.Node    `yaml:"vaults"`
+	Vaults    map[string]zillaVault   `yaml:"vaults"`
 	Telemetry yaml.Node               `yaml:"telemetry"`
 }
 
@@ -80,6 +79,9 @@ type zillaHTTPWhen struct {
 
 type zillaSSEOptions struct {
 	Retry *int `yaml:"retry"`
+	// Ready (ssekafka only): true writes event:ready after the state, as
+	// an ssekafka config does; Zilla writes no marker, so the default is false.
+	Ready *bool `yaml:"ready"`
 }
 
 type zillaSSEKafkaWhen struct {
@@ -95,23 +97,34 @@ type zillaSSEKafkaWith struct {
 	Event struct {
 		ID string `yaml:"id"`
 	} `yaml:"event"`
+	// TopicPattern (ssekafka only) restricts a topic made from the request
+	// to the topics this regular expression matches (anchored).
+	TopicPattern string `yaml:"topicPattern"`
 }
 
 type zillaCacheServerOptions struct {
-	Bootstrap []string `yaml:"bootstrap"`
+	Bootstrap []string          `yaml:"bootstrap"`
+	Topics    []zillaCacheTopic `yaml:"topics"`
+}
+
+// zillaCacheTopic is a topic of the cache server's options.topics; the
+// cache client's has a name only here (key and value models are refused).
+type zillaCacheTopic struct {
+	Name          string `yaml:"name"`
+	DefaultOffset string `yaml:"defaultOffset"`
+	DeltaType     string `yaml:"deltaType"`
+}
+
+type zillaCacheClientOptions struct {
+	Topics []struct {
+		Name string `yaml:"name"`
+	} `yaml:"topics"`
 }
 
 // zillaKafkaClientOptions: sasl is refused by checkFields (our secrets are
 // files or environment variables, not inline values).
 type zillaKafkaClientOptions struct {
 	Servers []string `yaml:"servers"`
-}
-
-// zillaIgnored are binding types that serve no stream: their routes'
-// requests get 404 here.
-var zillaIgnored = map[string]string{
-	"http-filesystem": "ssekafka serves no files",
-	"filesystem":      "ssekafka serves no files",
 }
 
 // isZilla reports whether a YAML document has Zilla's top-level shape.
@@ -147,70 +160,6 @@ func expandZillaEnv(data []byte) ([]byte, error) {
 	return out, nil
 }
 
-// checkFields refuses mapping keys of n that t (a struct, through slices,
-// maps and pointers) does not have, naming the first by its path.
-func checkFields(n *yaml.Node, t reflect.Type, path string) error {
-	if n == nil || n.Kind == 0 || t == reflect.TypeOf(yaml.Node{}) {
-		return nil
-	}
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
-		return nil
-	}
-	join := func(k string) string {
-		if strings.IndexFunc(k, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
-		}) >= 0 || k == "" {
-			k = strconv.Quote(k) // a key with spaces, dots or colons, named so it can be found
-		}
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
-	switch {
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			f, ok := fieldByTag(t, k)
-			if !ok {
-				return fmt.Errorf("%s: not supported", join(k))
-			}
-			if err := checkFields(n.Content[i+1], f.Type, join(k)); err != nil {
-				return err
-			}
-		}
-	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkFields(n.Content[i+1], t.Elem(), join(n.Content[i].Value)); err != nil {
-				return err
-			}
-		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
-		for i, c := range n.Content {
-			if err := checkFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && f.IsExported() {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
 // decodeStrict checks n's fields against v's type, then decodes it.
 func decodeStrict(n *yaml.Node, v any, path string) error {
 	if n == nil || n.Kind == 0 {
@@ -231,6 +180,10 @@ type zillaTranslation struct {
 	root   yaml.Node
 	cfg    config
 	origin map[string]string // our field path prefix -> Zilla field path
+	scheme string            // "http", or "https" behind a tls binding
+	serve  zillaServe        // what the http binding serves, the TLS keys
+	vault  map[string]zillaVaultOptions
+	sseRaw map[string]bool // sse servers reached: true if with their sse-kafka routes as they are
 }
 
 // bindingErr names a binding's field, as "binding "x" options.port".
@@ -244,7 +197,8 @@ func parseZilla(data []byte, needRoutes bool) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &zillaTranslation{cfg: defaultConfig(), origin: map[string]string{}}
+	t := &zillaTranslation{cfg: defaultConfig(), origin: map[string]string{}, sseRaw: map[string]bool{}}
+	t.cfg.SSE.Ready = false // Zilla's wire shape: no event:ready
 	if err := yaml.Unmarshal(data, &t.root); err != nil {
 		return nil, fmt.Errorf("zilla: %w", err)
 	}
@@ -259,6 +213,7 @@ func parseZilla(data []byte, needRoutes bool) (*config, error) {
 		return nil, fmt.Errorf("zilla: %w", err)
 	}
 	cfg := t.cfg
+	cfg.zilla = &t.serve
 	if err := cfg.validate(needRoutes, t.at); err != nil {
 		return nil, fmt.Errorf("zilla: %w", err)
 	}
@@ -303,11 +258,22 @@ func (t *zillaTranslation) binding(name, typ, kind string) (zillaBinding, error)
 	return b, nil
 }
 
+// zillaSouth are the Kafka side's bindings, each read on its own.
+var zillaSouth = map[string]func(t *zillaTranslation, name string) error{
+	"kafka cache_client": (*zillaTranslation).kafkaCacheClient,
+	"kafka cache_server": (*zillaTranslation).kafkaCacheServer,
+	"kafka client":       (*zillaTranslation).kafkaClient,
+	"tcp client":         (*zillaTranslation).tcpClient,
+}
+
+// zillaNorth are the bindings a request passes, read from the tcp server on.
+var zillaNorth = map[string]bool{
+	"tcp server": true, "tls server": true, "http server": true, "sse server": true,
+	"sse-kafka proxy": true, "http-filesystem proxy": true, "filesystem server": true,
+}
+
 func (t *zillaTranslation) translate() error {
 	z := &t.z
-	if len(z.Vaults) > 0 {
-		return fmt.Errorf("vaults.%s: not supported (ssekafka reads TLS keys from files: sse.tls for the edge, kafka.tls, nats.tls)", sortedKeys(z.Vaults)[0])
-	}
 	if z.Telemetry.Kind != 0 {
 		t.note("telemetry ignored: ssekafka's metrics are Prometheus text at the admin listener's /metrics (sse.admin), logs go to stderr")
 	}
@@ -318,93 +284,85 @@ func (t *zillaTranslation) translate() error {
 	for name := range z.Guards {
 		t.origin["guards."+name] = "guards." + name
 	}
-	var tcpServers, httpServers, sseServers, sseKafka []string
+	if err := t.vaults(); err != nil {
+		return err
+	}
+	north := map[string][]string{}
 	for _, name := range sortedKeys(z.Bindings) {
+		if err := t.checkExits(name); err != nil {
+			return err
+		}
 		b := z.Bindings[name]
-		if _, ok := z.Bindings[b.Exit]; b.Exit != "" && !ok {
-			return fmt.Errorf("%s: no binding %q", bindingField(name, "exit"), b.Exit)
+		kind := b.Type + " " + b.Kind
+		if read, ok := zillaSouth[kind]; ok {
+			if err := read(t, name); err != nil {
+				return err
+			}
+			continue
 		}
-		for i, r := range b.Routes {
-			if _, ok := z.Bindings[r.Exit]; !ok {
-				return fmt.Errorf("%s: no binding %q", bindingField(name, fmt.Sprintf("routes[%d].exit", i)), r.Exit)
-			}
+		if !zillaNorth[kind] {
+			return fmt.Errorf("%s: %s is not supported (ssekafka takes tcp and tls server, http server, sse server, sse-kafka proxy, http-filesystem proxy, filesystem server, kafka cache_client, cache_server and client, tcp client)", bindingField(name, "type"), kind)
 		}
-		if b.Vault != "" {
-			return fmt.Errorf("%s: not supported (no vaults)", bindingField(name, "vault"))
-		}
-		switch b.Type + " " + b.Kind {
-		case "tcp server":
-			tcpServers = append(tcpServers, name)
-		case "http server":
-			httpServers = append(httpServers, name)
-		case "sse server":
-			sseServers = append(sseServers, name)
-		case "sse-kafka proxy":
-			sseKafka = append(sseKafka, name)
-		case "kafka cache_client":
-			if b.Options.Kind != 0 {
-				return fmt.Errorf("%s: not supported", bindingField(name, "options"))
-			}
-		case "kafka cache_server":
-			var o zillaCacheServerOptions
-			if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			t.cfg.Kafka.Bootstrap = append(t.cfg.Kafka.Bootstrap, o.Bootstrap...)
-			t.origin["kafka.bootstrap"] = "bindings." + name + ".options.bootstrap"
-		case "kafka client":
-			var o zillaKafkaClientOptions
-			if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			if len(o.Servers) > 0 {
-				t.cfg.Kafka.Brokers = o.Servers
-				t.origin["kafka.brokers"] = "bindings." + name + ".options.servers"
-			}
-		case "tcp client":
-			// Kafka's bootstrap servers when the kafka client names none.
-			var o zillaTCPOptions
-			if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			if o.Host != "" {
-				ports, err := zillaPorts(&o.Port)
-				if err != nil || len(ports) != 1 {
-					return fmt.Errorf("%s: want one port", bindingField(name, "options.port"))
-				}
-				if _, set := t.origin["kafka.brokers"]; !set {
-					t.cfg.Kafka.Brokers = []string{net.JoinHostPort(o.Host, strconv.Itoa(ports[0]))}
-					t.origin["kafka.brokers"] = "bindings." + name + ".options"
-				}
-			}
-		default:
-			if why, ok := zillaIgnored[b.Type]; ok {
-				t.note("binding %q (%s) ignored: %s; its requests get 404", name, b.Type, why)
-				continue
-			}
-			return fmt.Errorf("%s: %s %s is not supported (ssekafka takes tcp server, http server, sse server, sse-kafka proxy, kafka cache_client, cache_server and client, tcp client)", bindingField(name, "type"), b.Type, b.Kind)
+		north[kind] = append(north[kind], name)
+	}
+	return t.north(north)
+}
+
+// checkExits refuses exits that name no binding, and a vault anywhere but
+// on a tls binding.
+func (t *zillaTranslation) checkExits(name string) error {
+	b := t.z.Bindings[name]
+	if _, ok := t.z.Bindings[b.Exit]; b.Exit != "" && !ok {
+		return fmt.Errorf("%s: no binding %q", bindingField(name, "exit"), b.Exit)
+	}
+	for i, r := range b.Routes {
+		if _, ok := t.z.Bindings[r.Exit]; !ok {
+			return fmt.Errorf("%s: no binding %q", bindingField(name, fmt.Sprintf("routes[%d].exit", i)), r.Exit)
 		}
 	}
-	if len(tcpServers) > 1 {
-		return fmt.Errorf("%s: one tcp server is supported, not %d", bindingField(tcpServers[1], "type"), len(tcpServers))
+	if b.Vault != "" && b.Type != "tls" {
+		return fmt.Errorf("%s: not supported (a vault holds the keys of a tls binding)", bindingField(name, "vault"))
 	}
-	if len(tcpServers) == 1 {
-		if err := t.tcpServer(tcpServers[0]); err != nil {
+	return nil
+}
+
+// north reads the chain a request passes: tcp server, tls server (if any),
+// http server, then what its routes lead to.
+func (t *zillaTranslation) north(byKind map[string][]string) error {
+	for _, kind := range []string{"tcp server", "tls server", "http server"} {
+		if n := byKind[kind]; len(n) > 1 {
+			return fmt.Errorf("%s: one %s is supported, not %d", bindingField(n[1], "type"), kind, len(n))
+		}
+	}
+	t.scheme = "http"
+	if n := byKind["tcp server"]; len(n) == 1 {
+		if err := t.tcpServer(n[0]); err != nil {
 			return err
 		}
 	}
-	if len(httpServers) > 1 {
-		return fmt.Errorf("%s: one http server is supported, not %d", bindingField(httpServers[1], "type"), len(httpServers))
+	if n := byKind["tls server"]; len(n) == 1 {
+		if err := t.tlsServer(n[0]); err != nil {
+			return err
+		}
 	}
 	used := map[string]bool{}
-	if len(httpServers) == 1 {
-		if err := t.httpServer(httpServers[0], used); err != nil {
+	if n := byKind["http server"]; len(n) == 1 {
+		if err := t.httpServer(n[0], used); err != nil {
 			return err
 		}
 	}
-	for _, name := range append(sseServers, sseKafka...) {
-		if !used[name] {
-			return fmt.Errorf("%s: no route of the http server leads here", bindingField(name, "type"))
+	for _, kind := range []string{"sse server", "sse-kafka proxy"} {
+		for _, name := range byKind[kind] {
+			if !used[name] {
+				return fmt.Errorf("%s: no route of the http server leads here", bindingField(name, "type"))
+			}
+		}
+	}
+	for _, kind := range []string{"http-filesystem proxy", "filesystem server"} {
+		for _, name := range byKind[kind] {
+			if !used[name] {
+				t.note("binding %q (%s) ignored: no route of the http server leads here", name, kind)
+			}
 		}
 	}
 	return nil
@@ -421,326 +379,6 @@ func zillaPorts(n *yaml.Node) ([]int, error) {
 		return nil, err
 	}
 	return l, nil
-}
-
-func (t *zillaTranslation) tcpServer(name string) error {
-	b := t.z.Bindings[name]
-	var o zillaTCPOptions
-	if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-		return fmt.Errorf("binding %q %w", name, err)
-	}
-	ports, err := zillaPorts(&o.Port)
-	if err != nil || len(ports) != 1 {
-		return fmt.Errorf("%s: want one port (ssekafka listens on one address)", bindingField(name, "options.port"))
-	}
-	host := o.Host
-	if host == "" {
-		host = "127.0.0.1" // our default; Zilla's examples write host: 0.0.0.0
-	}
-	t.cfg.SSE.Listen = net.JoinHostPort(host, strconv.Itoa(ports[0]))
-	t.origin["sse.listen"] = "bindings." + name + ".options.port"
-	for i, r := range b.Routes {
-		for j := range r.When {
-			var w zillaTCPWhen
-			if err := decodeStrict(&r.When[j], &w, fmt.Sprintf("routes[%d].when[%d]", i, j)); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			if w.Cidr != "" {
-				return fmt.Errorf("%s: not supported", bindingField(name, fmt.Sprintf("routes[%d].when[%d].cidr", i, j)))
-			}
-			if w.Port.Kind != 0 {
-				if p, err := zillaPorts(&w.Port); err != nil || len(p) != 1 || p[0] != ports[0] {
-					return fmt.Errorf("%s: want the listen port %d", bindingField(name, fmt.Sprintf("routes[%d].when[%d].port", i, j)), ports[0])
-				}
-			}
-		}
-		if len(r.Guarded) > 0 || r.With.Kind != 0 {
-			return fmt.Errorf("%s: guarded and with are not supported on a tcp route", bindingField(name, fmt.Sprintf("routes[%d]", i)))
-		}
-		if _, err := t.binding(r.Exit, "http", "server"); err != nil {
-			return fmt.Errorf("%s: %w", bindingField(name, fmt.Sprintf("routes[%d].exit", i)), err)
-		}
-	}
-	return nil
-}
-
-func (t *zillaTranslation) httpServer(name string, used map[string]bool) error {
-	b := t.z.Bindings[name]
-	var o zillaHTTPOptions
-	if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-		return fmt.Errorf("binding %q %w", name, err)
-	}
-	if len(o.Versions) > 0 && !slices.Contains(o.Versions, "http/1.1") {
-		return fmt.Errorf("%s: ssekafka serves http/1.1 (put an HTTP/2 proxy in front for h2)", bindingField(name, "options.versions"))
-	}
-	if ac := o.AccessControl; ac != nil {
-		switch ac.Policy {
-		case "same-origin", "":
-			if ac.Allow != nil || ac.MaxAge != 0 {
-				return fmt.Errorf("%s: allow and max-age need policy cross-origin", bindingField(name, "options.access-control"))
-			}
-		case "cross-origin":
-			c := &corsConfig{Origins: corsOrigins{"*"}}
-			if ac.Allow != nil {
-				if len(ac.Allow.Origins) > 0 {
-					c.Origins = ac.Allow.Origins
-				}
-				c.Credentials = ac.Allow.Credentials
-			}
-			if ac.MaxAge < 0 {
-				return fmt.Errorf("%s: must not be negative", bindingField(name, "options.access-control.max-age"))
-			}
-			c.MaxAge = secondsDuration(ac.MaxAge)
-			t.cfg.SSE.CORS = c
-			t.origin["sse.cors"] = "bindings." + name + ".options.access-control"
-		default:
-			return fmt.Errorf("%s: %q is not a policy (want same-origin or cross-origin)", bindingField(name, "options.access-control.policy"), ac.Policy)
-		}
-	}
-	t.cfg.SSE.Authorization = o.Authorization
-	t.origin["sse.authorization"] = "bindings." + name + ".options.authorization"
-	for g := range o.Authorization {
-		if _, ok := t.z.Guards[g]; !ok {
-			return fmt.Errorf("%s: no guard %q in guards", bindingField(name, "options.authorization."+g), g)
-		}
-	}
-	for i, r := range b.Routes {
-		field := fmt.Sprintf("routes[%d]", i)
-		var paths []string
-		for j := range r.When {
-			var w zillaHTTPWhen
-			if err := decodeStrict(&r.When[j], &w, fmt.Sprintf("%s.when[%d]", field, j)); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			for h, v := range w.Headers {
-				switch h {
-				case ":path":
-					if strings.ContainsAny(v, "*{") {
-						return fmt.Errorf("%s: a pattern is not supported here (put it in the sse-kafka route's path)", bindingField(name, fmt.Sprintf("%s.when[%d].headers.:path", field, j)))
-					}
-					paths = append(paths, v)
-				case ":scheme":
-					if v != "http" {
-						return fmt.Errorf("%s: %q is not supported here (a zilla.yaml translates to plain http; for TLS set sse.tls in an ssekafka config)", bindingField(name, fmt.Sprintf("%s.when[%d].headers.:scheme", field, j)), v)
-					}
-				default:
-					return fmt.Errorf("%s: not supported", bindingField(name, fmt.Sprintf("%s.when[%d].headers.%s", field, j, h)))
-				}
-			}
-		}
-		exit, ok := t.z.Bindings[r.Exit]
-		if !ok {
-			return fmt.Errorf("%s: no binding %q", bindingField(name, field+".exit"), r.Exit)
-		}
-		if why, ok := zillaIgnored[exit.Type]; ok {
-			if len(r.Guarded) > 0 {
-				// Nothing is served there, so nothing is left unguarded.
-				t.note("binding %q %s.guarded ignored with its exit %q: %s", name, field, r.Exit, why)
-			}
-			continue
-		}
-		if exit.Type != "sse" || exit.Kind != "server" {
-			return fmt.Errorf("%s: %s %s is not supported (want an sse server)", bindingField(name, field+".exit"), exit.Type, exit.Kind)
-		}
-		if r.With.Kind != 0 {
-			return fmt.Errorf("%s: not supported", bindingField(name, field+".with"))
-		}
-		if err := t.sseServer(r.Exit, paths, mergeGuarded(r.Guarded, nil), o.Authorization, used); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *zillaTranslation) sseServer(name string, paths []string, guarded map[string][]string, auth map[string]authorizationConfig, used map[string]bool) error {
-	b := t.z.Bindings[name]
-	used[name] = true
-	var o zillaSSEOptions
-	if err := decodeStrict(&b.Options, &o, "options"); err != nil {
-		return fmt.Errorf("binding %q %w", name, err)
-	}
-	if o.Retry != nil {
-		t.cfg.SSE.Retry = *o.Retry
-		t.origin["sse.retry"] = "bindings." + name + ".options.retry"
-	}
-	exits := []string{}
-	if b.Exit != "" {
-		exits = append(exits, b.Exit)
-	}
-	var routeGuards map[string][]string
-	for i, r := range b.Routes {
-		if len(r.When) > 0 || r.With.Kind != 0 {
-			return fmt.Errorf("%s: when and with are not supported on an sse server route (put them in the sse-kafka routes)", bindingField(name, fmt.Sprintf("routes[%d]", i)))
-		}
-		routeGuards = mergeGuarded(routeGuards, r.Guarded)
-		exits = append(exits, r.Exit)
-	}
-	guarded = mergeGuarded(guarded, routeGuards)
-	// A guard that the http binding takes credentials for guards what it
-	// leads to, even with no route naming it: never serve it unguarded.
-	for g := range auth {
-		if _, ok := guarded[g]; !ok {
-			t.note("binding %q options.authorization.%s: no route names the guard; every stream through %q is guarded by it (no roles required)", t.httpName(), g, name)
-			guarded = mergeGuarded(guarded, map[string][]string{g: nil})
-		}
-	}
-	for i, exit := range exits {
-		if _, err := t.binding(exit, "sse-kafka", "proxy"); err != nil {
-			return fmt.Errorf("%s: %w", bindingField(name, "exit"), err)
-		}
-		if slices.Contains(exits[:i], exit) {
-			continue
-		}
-		if err := t.sseKafka(exit, paths, guarded, used); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *zillaTranslation) httpName() string {
-	for _, name := range sortedKeys(t.z.Bindings) {
-		if b := t.z.Bindings[name]; b.Type == "http" && b.Kind == "server" {
-			return name
-		}
-	}
-	return ""
-}
-
-func (t *zillaTranslation) sseKafka(name string, httpPaths []string, guarded map[string][]string, used map[string]bool) error {
-	b := t.z.Bindings[name]
-	used[name] = true
-	if b.Options.Kind != 0 {
-		return fmt.Errorf("%s: not supported", bindingField(name, "options"))
-	}
-	if b.Exit != "" {
-		return fmt.Errorf("%s: not supported (each route names its exit)", bindingField(name, "exit"))
-	}
-	for i, r := range b.Routes {
-		field := fmt.Sprintf("routes[%d]", i)
-		if _, err := t.binding(r.Exit, "kafka", ""); err != nil {
-			return fmt.Errorf("%s: %w", bindingField(name, field+".exit"), err)
-		}
-		var rc routeConfig
-		for j := range r.When {
-			var w zillaSSEKafkaWhen
-			if err := decodeStrict(&r.When[j], &w, fmt.Sprintf("%s.when[%d]", field, j)); err != nil {
-				return fmt.Errorf("binding %q %w", name, err)
-			}
-			rc.When = append(rc.When, struct {
-				Path string `yaml:"path"`
-			}{w.Path})
-		}
-		var with zillaSSEKafkaWith
-		if err := decodeStrict(&r.With, &with, field+".with"); err != nil {
-			return fmt.Errorf("binding %q %w", name, err)
-		}
-		rc.Exit = r.Exit
-		rc.With.Topic = with.Topic
-		rc.With.Event.ID = with.Event.ID
-		for _, f := range with.Filters {
-			rc.With.Filters = append(rc.With.Filters, struct {
-				Key     *string           `yaml:"key"`
-				Headers map[string]string `yaml:"headers"`
-			}{f.Key, f.Headers})
-		}
-		rc.Guarded = mergeGuarded(guarded, r.Guarded)
-		routes := []routeConfig{rc}
-		if len(httpPaths) > 0 {
-			// The http binding routes only these paths here: each one that
-			// this route matches becomes a route of its own, its params
-			// resolved (Zilla matches the same path at both bindings).
-			routes = nil
-			for _, p := range httpPaths {
-				if c, ok := concreteRoute(rc, p); ok {
-					routes = append(routes, c)
-				}
-			}
-		}
-		for _, c := range routes {
-			if strings.Contains(c.With.Topic, "${") {
-				// Zilla serves any topic the template makes; we serve the
-				// topics the cache bootstraps, or refuse.
-				if len(t.cfg.Kafka.Bootstrap) == 0 {
-					return fmt.Errorf("%s: the topic %q is made from the request; ssekafka serves such a route only for the kafka cache_server's options.bootstrap topics, and none are listed", bindingField(name, field+".with.topic"), c.With.Topic)
-				}
-				q := make([]string, len(t.cfg.Kafka.Bootstrap))
-				for k, topic := range t.cfg.Kafka.Bootstrap {
-					q[k] = regexp.QuoteMeta(topic)
-				}
-				c.With.TopicPattern = strings.Join(q, "|")
-			}
-			t.origin[fmt.Sprintf("routes[%d]", len(t.cfg.Routes))] = "bindings." + name + "." + field
-			t.cfg.Routes = append(t.cfg.Routes, c)
-		}
-	}
-	return nil
-}
-
-// concreteRoute matches a literal path against rc's path patterns and, if
-// one matches, returns rc for that path alone with ${params.x} resolved.
-func concreteRoute(rc routeConfig, path string) (routeConfig, bool) {
-	for _, w := range rc.When {
-		re, names := zillaPathRegexp(w.Path)
-		m := re.FindStringSubmatch(path)
-		if m == nil {
-			continue
-		}
-		sub := func(s string) string {
-			for i, n := range names {
-				if n != "" {
-					s = strings.ReplaceAll(s, "${params."+n+"}", m[i+1])
-				}
-			}
-			return s
-		}
-		out := rc
-		out.When = []struct {
-			Path string `yaml:"path"`
-		}{{path}}
-		out.With.Topic = sub(rc.With.Topic)
-		out.With.Filters = nil
-		for _, f := range rc.With.Filters {
-			nf := f
-			if f.Key != nil {
-				k := sub(*f.Key)
-				nf.Key = &k
-			}
-			if f.Headers != nil {
-				nf.Headers = map[string]string{}
-				for h, v := range f.Headers {
-					nf.Headers[h] = sub(v)
-				}
-			}
-			out.With.Filters = append(out.With.Filters, nf)
-		}
-		return out, true
-	}
-	return rc, false
-}
-
-var zillaPathPart = regexp.MustCompile(`\{([A-Za-z0-9_]+)\}|\*`)
-
-// zillaPathRegexp compiles a Zilla path: {name} captures (greedy, may
-// match /), * matches anything. names has one entry per group ("" for *).
-func zillaPathRegexp(p string) (*regexp.Regexp, []string) {
-	var sb strings.Builder
-	var names []string
-	sb.WriteString("^")
-	last := 0
-	for _, m := range zillaPathPart.FindAllStringSubmatchIndex(p, -1) {
-		sb.WriteString(regexp.QuoteMeta(p[last:m[0]]))
-		sb.WriteString("(.*)")
-		if m[2] >= 0 {
-			names = append(names, p[m[2]:m[3]])
-		} else {
-			names = append(names, "")
-		}
-		last = m[1]
-	}
-	sb.WriteString(regexp.QuoteMeta(p[last:]))
-	sb.WriteString("$")
-	return regexp.MustCompile(sb.String()), names
 }
 
 // mergeGuarded is the union of two guarded maps (roles of both required).

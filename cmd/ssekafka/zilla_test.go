@@ -24,6 +24,18 @@ func setZillaEnv(t *testing.T, kafka string) {
 	t.Setenv("ZILLA_TEST_JWK_N", base64.StdEncoding.EncodeToString(testKey().N.Bytes()))
 }
 
+// Kafka options.topics are mapped: defaultOffset historical (what
+// ssekafka does: the state, then live) and deltaType none are accepted.
+func TestZillaKafkaTopicsOptionsMapped(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	base := readFile(t, "testdata/zilla/sse.kafka.fanout.yaml")
+	y := strings.Replace(base, "      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, defaultOffset: historical, deltaType: none}]\n", 1)
+	y = strings.Replace(y, "    kind: cache_client\n", "    kind: cache_client\n    options:\n      topics: [{name: events}]\n", 1)
+	if _, err := parseConfig([]byte(y), true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The fanout example loads as what it describes: the tcp port, CORS for
 // any origin, the sse retry, /events (the http binding's path through the
 // sse-kafka route /{topic}) on topic events, the bootstrap topic and the
@@ -44,10 +56,15 @@ func TestZillaFanoutLoads(t *testing.T) {
 		t.Fatalf("routes: %+v", cfg.Routes)
 	}
 	notes := strings.Join(cfg.notes, "\n")
-	for _, want := range []string{`"east_filesystem_server" (filesystem) ignored`, `"east_http_filesystem_mapping" (http-filesystem) ignored`, "telemetry ignored"} {
+	for _, want := range []string{"telemetry ignored"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes %q lack %q", notes, want)
 		}
+	}
+	// /events is the streams', any other path the filesystem's.
+	if p := cfg.zilla.paths; len(p) != 2 || p[0].files != nil || !p[0].re.MatchString("/events") || p[0].re.MatchString("/other") ||
+		p[1].re != nil || p[1].files == nil || !strings.HasSuffix(p[1].files.location, filepath.Join("testdata", "zilla", "www")) {
+		t.Fatalf("http routes: %+v", p)
 	}
 	var out bytes.Buffer
 	if err := runValidate([]string{"--config", "testdata/zilla/sse.kafka.fanout.yaml"}, &out); err != nil || !strings.Contains(out.String(), "ok (1 routes, 1 bootstrap topics)") {
@@ -102,8 +119,11 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		{"topic: ${params.topic}", "topic: ${params.topic}\n          merge: true", `binding "north_sse_kafka_mapping" routes[0].with.merge: not supported`},
 		{"type: http-filesystem", "type: grpc", `binding "east_http_filesystem_mapping" type: grpc proxy is not supported`},
 		{":scheme: http\n              :path", ":scheme: https\n              :path", `binding "north_http_server" routes[0].when[0].headers.:scheme: "https" is not supported`},
-		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: []\n", `binding "south_kafka_cache_server" options.topics: not supported`},
-		{"name: example\n", "name: example\nvaults:\n  v: {type: filesystem}\n", "vaults.v: not supported"},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, defaultOffset: live}]\n", `binding "south_kafka_cache_server" options.topics[0].defaultOffset: "live" is not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, deltaType: json_patch}]\n", `binding "south_kafka_cache_server" options.topics[0].deltaType: "json_patch" is not supported`},
+		{"      bootstrap:\n        - events\n", "      bootstrap:\n        - events\n      topics: [{name: events, transforms: []}]\n", `binding "south_kafka_cache_server" options.topics[0].transforms: not supported`},
+		{"    kind: cache_client\n", "    kind: cache_client\n    options:\n      topics: [{name: events, value: {model: json}}]\n", `binding "north_kafka_cache_client" options.topics[0].value: not supported`},
+		{"name: example\n", "name: example\nvaults:\n  v: {type: hashicorp}\n", `vaults.v.type: "hashicorp" is not supported`},
 		{"name: example\n", "name: example\nextra: 1\n", "extra: not supported"},
 		{"${{env.KAFKA_BOOTSTRAP_SERVER}}", "${{env.ZILLA_TEST_UNSET}}", "${{env.ZILLA_TEST_UNSET}}: the environment variable is not set"},
 	} {
@@ -116,15 +136,24 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 		}
 	}
 	// Without the http binding's :path, the topic comes from the request:
-	// served only for the bootstrap topics (a pattern), refused without any.
+	// any topic is served, as Zilla does, with a warning naming the route
+	// and the ssekafka-only with.topicPattern that restricts it.
 	open := strings.Replace(base, "              :path: /events\n", "", 1)
 	cfg, err := parseConfig([]byte(open), true)
-	if err != nil || len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}" || cfg.Routes[0].With.TopicPattern != "events" {
+	if err != nil || len(cfg.Routes) != 1 || cfg.Routes[0].When[0].Path != "/{topic}" || cfg.Routes[0].With.TopicPattern != zillaAnyTopic {
 		t.Fatalf("no :path: %v %+v", err, cfg)
 	}
-	_, err = parseConfig([]byte(strings.Replace(open, "      bootstrap:\n        - events\n", "      bootstrap: []\n", 1)), true)
-	if want := `binding "north_sse_kafka_mapping" routes[0].with.topic: the topic "${params.topic}" is made from the request`; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("no :path, no bootstrap: error %v, want %q", err, want)
+	if notes, want := strings.Join(cfg.notes, "\n"), `binding "north_sse_kafka_mapping" routes[0].with.topic: "${params.topic}" serves any topic a request names`; !strings.Contains(notes, want) {
+		t.Errorf("notes %q lack %q", notes, want)
+	}
+	restricted := strings.Replace(open, "          topic: ${params.topic}\n", "          topic: ${params.topic}\n          topicPattern: events|news\n", 1)
+	cfg, err = parseConfig([]byte(restricted), true)
+	if err != nil || cfg.Routes[0].With.TopicPattern != "events|news" || strings.Contains(strings.Join(cfg.notes, "\n"), "serves any topic") {
+		t.Fatalf("with.topicPattern: %v %+v", err, cfg)
+	}
+	cfg, err = parseConfig([]byte(strings.Replace(open, "      bootstrap:\n        - events\n", "      bootstrap: []\n", 1)), true)
+	if err != nil || cfg.Routes[0].With.TopicPattern != zillaAnyTopic {
+		t.Errorf("no :path, no bootstrap: %v", err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
 		{"challenge: 2", "challenge: 2\n      foo: x", "guards.jwt0.options.foo: not supported"},
@@ -178,11 +207,11 @@ func TestZillaFanoutDevEndToEnd(t *testing.T) {
 	}
 	defer prod.Close()
 	s := openStream(t, "http://"+httpAddr+"/events", "")
-	s.untilReady(t)
 	if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte("k1"), Value: []byte("hello")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if ev := s.next(t); ev.data != "hello" || ev.id == "" {
+	// Zilla's wire shape: no event:ready; the record comes live or in the state.
+	if ev := s.next(t); ev.data != "hello" || ev.id == "" || ev.event != "" {
 		t.Fatalf("event %+v, want data hello", ev)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/events", nil)
@@ -217,6 +246,7 @@ func TestZillaFanoutJWTServes401WithoutToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.SSE.Ready = true // the state is read up to the marker
 	log := slog.New(slog.NewTextHandler(&syncWriter{w: &strings.Builder{}}, nil))
 	rc, err := startCache(ctx, cfg, cfg.Kafka.Brokers, ns.ClientURL(), log, nil)
 	if err != nil {
@@ -295,5 +325,40 @@ func TestZillaGuardsAreNeverDropped(t *testing.T) {
 		if notes := strings.Join(cfg.notes, "\n"); !strings.Contains(notes, tc.note) {
 			t.Errorf("%s: notes %q lack %q", tc.name, notes, tc.note)
 		}
+	}
+}
+
+// A zilla.yaml gets Zilla's wire shape: no event:ready after the state
+// (a check that greps data: lines sees the records only); the sse server's
+// ssekafka-only options.ready: true writes it.
+func TestZillaWireShapeHasNoReadyMarker(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	base := readFile(t, "testdata/zilla/sse.kafka.fanout.yaml")
+	cfg, err := parseConfig([]byte(base), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SSE.Ready {
+		t.Fatal("a zilla.yaml writes event:ready; Zilla writes no marker")
+	}
+	cfg, err = parseConfig([]byte(strings.Replace(base, "retry: 3000", "retry: 3000\n      ready: true", 1)), true)
+	if err != nil || !cfg.SSE.Ready {
+		t.Fatalf("options.ready: true: %v, ready %v", err, cfg != nil && cfg.SSE.Ready)
+	}
+}
+
+// Roles on the sse-kafka route are enforced, so start-up says nothing of a
+// guard that no route names.
+func TestZillaNoFalseUnnamedGuardWarning(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	cfg, err := loadConfig("testdata/zilla/sse.kafka.fanout.jwt.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notes := strings.Join(cfg.notes, "\n"); strings.Contains(notes, "no route names the guard") {
+		t.Fatalf("false warning: %s", notes)
+	}
+	if !reflect.DeepEqual(cfg.Routes[0].Guarded, map[string][]string{"jwt0": {"read:items"}}) {
+		t.Fatalf("guarded %v", cfg.Routes[0].Guarded)
 	}
 }
