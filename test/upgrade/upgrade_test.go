@@ -43,11 +43,10 @@ kafka:
   bootstrap: [up]
 `
 
-// mixed is one cache node and edges, each its own process, possibly of
+// mixed is cache nodes and edges, each its own process, possibly of
 // different versions, on in-process kfake and nats-server.
 type mixed struct {
-	cacheHTTP string
-	cache     *proc
+	cacheHTTP string // the first cache node's /metrics
 	edges     []*edgeProc
 	prod      *kgo.Client
 }
@@ -57,7 +56,10 @@ type edgeProc struct {
 	url, admin string
 }
 
-func startMixed(t *testing.T, cacheBin string, edgeBins ...string) *mixed {
+// startMixed starts a cache node from each of cacheBins (several: one
+// memberlist cluster, every partition held by two), writes the state, and
+// starts an edge from each of edgeBins.
+func startMixed(t *testing.T, cacheBins []string, edgeBins ...string) *mixed {
 	t.Helper()
 	kc, kafka, err := devstack.StartKafka("127.0.0.1:0", devstack.KafkaOptions{})
 	if err != nil {
@@ -85,19 +87,44 @@ func startMixed(t *testing.T, cacheBin string, edgeBins ...string) *mixed {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.prod.Close)
-	m.cache = startProc(t, cacheBin, "cache "+filepath.Base(cacheBin), "cache", "--config", path,
-		"--kafka", kafka, "--nats", ns.ClientURL(), "--http", m.cacheHTTP)
-	m.cache.waitFor(t, "cache node running")
+	var caches []string // their /metrics
+	var join string
+	for i, bin := range cacheBins {
+		httpAddr := m.cacheHTTP
+		if i > 0 {
+			httpAddr = freeAddr(t)
+		}
+		args := []string{"cache", "--config", path, "--kafka", kafka, "--nats", ns.ClientURL(), "--http", httpAddr}
+		if len(cacheBins) > 1 {
+			gossip := freeAddr(t)
+			args = append(args, "--gossip", gossip, "--name", fmt.Sprintf("c%d", i), "--replicas", "2")
+			if join != "" {
+				args = append(args, "--join", join)
+			}
+			join = gossip
+		}
+		startProc(t, bin, fmt.Sprintf("cache %d (%s)", i, filepath.Base(bin)), args...).waitFor(t, "cache node running")
+		caches = append(caches, httpAddr)
+	}
 	// The state: three small keys, one per partition, and one record too
 	// large for a NATS message, consumed by the cache node.
 	m.produce(t, 0, "k0", 1, 100)
 	m.produce(t, 1, "k1", 1, 100)
 	m.produce(t, 2, "k2", 1, 100)
 	m.produce(t, 0, "big", 1, bigValue)
-	if err := poll.Wait(ctx, 20*time.Millisecond, func() bool {
-		return counter(t, m.cacheHTTP, "ssekafka_cache_records_consumed_total") == 4
-	}); err != nil {
-		t.Fatalf("the cache node did not consume the 4 records: %v", counters(m.cacheHTTP, "consumed"))
+	for _, c := range caches {
+		if err := poll.Wait(ctx, 20*time.Millisecond, func() bool {
+			return counter(t, c, "ssekafka_cache_records_consumed_total") == 4
+		}); err != nil {
+			t.Fatalf("the cache node did not consume the 4 records: %v", counters(c, "consumed"))
+		}
+		if len(caches) > 1 {
+			if err := poll.Wait(ctx, 20*time.Millisecond, func() bool {
+				return counter(t, c, "ssekafka_cache_partitions_held") == 3
+			}); err != nil {
+				t.Fatalf("the cache node does not hold the 3 partitions: %v", counters(c, "held"))
+			}
+		}
 	}
 	for i, bin := range edgeBins {
 		addr, admin := freeAddr(t), freeAddr(t)
@@ -269,9 +296,10 @@ func (e *edgeProc) keyRead(key string) (status, v int, body string) {
 	return resp.StatusCode, d.V, strings.TrimSpace(string(b))
 }
 
-// TestMixedVersions runs each half of a rolling upgrade: an edge of the
-// previous release against a cache node of this tree, and the reverse,
-// and a client moving between edges of both versions. Streams interoperate
+// TestMixedVersions runs each step of a rolling upgrade: an edge of the
+// previous release against a cache node of this tree and the reverse, a
+// client moving between edges of both versions, and a cache cluster of
+// both versions under a new edge. Streams interoperate
 // every way: the state (a record apart included), live changes (one read
 // back in parts) and a resume from Last-Event-ID. Key reads (JSON reads of
 // a keyed route) do not: the previous release cannot decode this tree's
@@ -282,7 +310,7 @@ func TestMixedVersions(t *testing.T) {
 	old, cur := binaries(t)
 	t.Run("old edge, new cache", func(t *testing.T) {
 		t.Parallel()
-		m := startMixed(t, cur, old)
+		m := startMixed(t, []string{cur}, old)
 		e := m.edges[0]
 		streams(t, m, e, e, 1)
 		// The previous edge refuses every key reply of a new cache node
@@ -293,7 +321,7 @@ func TestMixedVersions(t *testing.T) {
 	})
 	t.Run("new edge, old cache", func(t *testing.T) {
 		t.Parallel()
-		m := startMixed(t, old, cur)
+		m := startMixed(t, []string{old}, cur)
 		e := m.edges[0]
 		e.wantKeyRead(t, "k1", http.StatusOK, 1) // no stream of the topic: no floor
 		streams(t, m, e, e, 1)
@@ -311,9 +339,22 @@ func TestMixedVersions(t *testing.T) {
 	// rollback).
 	t.Run("old edge to new edge, old cache", func(t *testing.T) {
 		t.Parallel()
-		m := startMixed(t, old, old, cur)
+		m := startMixed(t, []string{old}, old, cur)
 		streams(t, m, m.edges[0], m.edges[1], 1)
 		streams(t, m, m.edges[1], m.edges[0], 2)
+	})
+	// Then the cache nodes one at a time: new edges over a cluster of an
+	// old and a new cache node, each holding every partition (either may
+	// answer a part of a record apart); the first started is primary.
+	t.Run("new edge, old primary and new standby", func(t *testing.T) {
+		t.Parallel()
+		m := startMixed(t, []string{old, cur}, cur)
+		streams(t, m, m.edges[0], m.edges[0], 1)
+	})
+	t.Run("new edge, new primary and old standby", func(t *testing.T) {
+		t.Parallel()
+		m := startMixed(t, []string{cur, old}, cur)
+		streams(t, m, m.edges[0], m.edges[0], 1)
 	})
 }
 
