@@ -351,9 +351,9 @@ func (n *neighbours) drain() {
 // neighbourResult is B's delay over the repetitions of one case.
 type neighbourResult struct {
 	Case               string
-	Runs, Late         int       // Late: B not delivered within 60 s
+	Runs, Late         int        // Late: B not delivered within 60 s
 	FromPublish, FromP [2]float64 // median, p99 in ms
-	AMs                float64   // median of A's stub publish → A at the client
+	AMs                float64    // median of A's stub publish → A at the client
 }
 
 func (r neighbourResult) String() string {
