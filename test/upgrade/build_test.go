@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssekafka/ssekafka/internal/gitbuild"
 	"github.com/ssekafka/ssekafka/internal/poll"
 )
 
@@ -65,49 +66,20 @@ func buildBoth() {
 		builds.err = err
 		return
 	}
-	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", previous+"^{commit}").CombinedOutput(); err != nil {
-		builds.skip = fmt.Sprintf("the previous release %s is not in this checkout's git history: %v %s", previous, err, bytes.TrimSpace(out))
+	if err := gitbuild.Has(root, previous); err != nil {
+		builds.skip = err.Error()
 		return
 	}
 	if builds.dir, err = os.MkdirTemp("", "ssekafka-upgrade"); err != nil {
 		builds.err = err
 		return
 	}
-	src := filepath.Join(builds.dir, "src-"+previous)
-	tarball := filepath.Join(builds.dir, previous+".tar")
-	if err := os.Mkdir(src, 0o755); err != nil {
-		builds.err = err
-		return
-	}
-	if err := command(root, "git", "archive", "-o", tarball, previous); err != nil {
-		builds.err = err
-		return
-	}
-	if err := command(src, "tar", "-xf", tarball); err != nil {
-		builds.err = err
-		return
-	}
-	builds.old = filepath.Join(builds.dir, "ssekafka-"+previous)
-	builds.cur = filepath.Join(builds.dir, "ssekafka")
 	var wg sync.WaitGroup
 	var oldErr, curErr error
-	wg.Go(func() { oldErr = command(src, "go", "build", "-o", builds.old, "./cmd/ssekafka") })
-	wg.Go(func() { curErr = command(root, "go", "build", "-o", builds.cur, "./cmd/ssekafka") })
+	wg.Go(func() { builds.old, oldErr = gitbuild.Build(root, builds.dir, previous) })
+	wg.Go(func() { builds.cur, curErr = gitbuild.Build(root, builds.dir, "") })
 	wg.Wait()
-	if oldErr != nil {
-		builds.err = fmt.Errorf("build %s: %w", previous, oldErr)
-	} else if curErr != nil {
-		builds.err = fmt.Errorf("build this tree: %w", curErr)
-	}
-}
-
-func command(dir, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
+	builds.err = errors.Join(oldErr, curErr)
 }
 
 // proc is a running ssekafka process whose output is kept and searched.
