@@ -352,14 +352,16 @@ func (n *neighbours) drain() {
 type neighbourResult struct {
 	Case               string
 	Runs, Late         int        // Late: B not delivered within 60 s
+	Ahead              int        // B delivered before A's record (it did not wait behind A)
 	FromPublish, FromP [2]float64 // median, p99 in ms
 	AMs                float64    // median of A's stub publish → A at the client
 }
 
 func (r neighbourResult) String() string {
 	return fmt.Sprintf("(%s) B's small change over %d repetitions: publish → client median %.1f ms, p99 %.1f ms; "+
-		"produce → client median %.1f ms, p99 %.1f ms; %d not delivered within 60 s; A's record: stub → client median %.0f ms",
-		r.Case, r.Runs, r.FromPublish[0], r.FromPublish[1], r.FromP[0], r.FromP[1], r.Late, r.AMs)
+		"produce → client median %.1f ms, p99 %.1f ms; %d not delivered within 60 s; B before A's record in %d; "+
+		"A's record: stub → client median %.0f ms",
+		r.Case, r.Runs, r.FromPublish[0], r.FromPublish[1], r.FromP[0], r.FromP[1], r.Late, r.Ahead, r.AMs)
 }
 
 // measure runs runs repetitions of one case (mute: A's holder paused).
@@ -407,10 +409,13 @@ func (n *neighbours) measure(tb testing.TB, mute bool, runs, size int) neighbour
 			fromPub = append(fromPub, float64(delivered.Sub(published).Microseconds())/1000)
 			fromProd = append(fromProd, float64(delivered.Sub(produced).Microseconds())/1000)
 		}
-		if at := n.await(tb, "a", r, 2*time.Minute); !at.IsZero() {
-			aMs = append(aMs, float64(at.Sub(stub).Milliseconds()))
-		} else {
+		at := n.await(tb, "a", r, 2*time.Minute)
+		if at.IsZero() {
 			tb.Fatalf("A's record %d did not reach the client within 2 minutes", r)
+		}
+		aMs = append(aMs, float64(at.Sub(stub).Milliseconds()))
+		if !delivered.IsZero() && delivered.Before(at) {
+			res.Ahead++
 		}
 	}
 	res.FromPublish, res.FromP = medianP99(fromPub), medianP99(fromProd)
