@@ -31,6 +31,7 @@ var (
 	neighbourRuns     = flag.Int("neighbour-runs", 20, "repetitions of each case in BenchmarkNeighbourPartition")
 	neighbourMB       = flag.Int("neighbour-mb", 8, "MiB of partition A's record in BenchmarkNeighbourPartition")
 	neighbourBaseline = flag.String("neighbour-baseline", "", "git commit to measure first, in the same run (e.g. 802ed5c)")
+	neighbourHold     = flag.Duration("neighbour-hold", time.Second, "how long A's holder stays paused at least, in BenchmarkNeighbourPartition's mute case")
 )
 
 // neighbourConfig: one topic of 4 partitions over two cache nodes, each
@@ -65,7 +66,10 @@ cluster:
 //
 //	(a) apart: A's holder answers the parts;
 //	(b) mute:  A's holder is paused (SIGSTOP) as soon as A's stub is
-//	    published, and resumed (SIGCONT) once B is delivered or 60 s passed.
+//	    published, and resumed (SIGCONT) once B is delivered (or 60 s
+//	    passed) and -neighbour-hold passed: A's record then reaches the
+//	    client no sooner than the hold, which shows its parts were asked
+//	    of a holder that did not answer.
 //
 // Goal: B within 20 ms of its publish in both. Reported as median and p99
 // (the maximum under 100 repetitions) over -neighbour-runs repetitions:
@@ -369,7 +373,7 @@ func (n *neighbours) measure(tb testing.TB, mute bool, runs, size int) neighbour
 	tb.Helper()
 	res := neighbourResult{Case: "apart", Runs: runs}
 	if mute {
-		res.Case = "mute"
+		res.Case = fmt.Sprintf("mute: A's holder paused for at least %v", *neighbourHold)
 	}
 	var fromPub, fromProd, aMs []float64
 	for i := range runs {
@@ -393,6 +397,7 @@ func (n *neighbours) measure(tb testing.TB, mute bool, runs, size int) neighbour
 		produced := n.produce(tb, n.b, "b", r, 0)
 		delivered := n.await(tb, "b", r, time.Minute)
 		if mute {
+			time.Sleep(time.Until(stub.Add(*neighbourHold))) // the pause measured, not a wait for a state
 			if err := n.holderOfA.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 				tb.Fatal(err)
 			}
