@@ -20,28 +20,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssekafka/ssekafka/internal/gitbuild"
 	"github.com/ssekafka/ssekafka/internal/poll"
 )
 
 // buildSSEKafka builds cmd/ssekafka into dir: from this tree when ref is
-// empty, else from that git commit (checked out in a temporary worktree),
-// so that a scenario measures a baseline and the change in one run.
+// empty, else from that git commit (see gitbuild.Build), so that a
+// scenario measures a baseline and the change in one run.
 func buildSSEKafka(tb testing.TB, dir, ref string) string {
 	tb.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	name := "ssekafka"
-	src := root
-	if ref != "" {
-		name = "ssekafka-" + strings.NewReplacer("/", "_", "~", "_", "^", "_").Replace(ref)
-		src = filepath.Join(dir, "src-"+name)
-		run(tb, root, "git", "worktree", "add", "--detach", "--force", src, ref)
-		tb.Cleanup(func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", src).Run() })
+	bin, err := gitbuild.Build(root, dir, ref)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	bin := filepath.Join(dir, name)
-	run(tb, src, "go", "build", "-o", bin, "./cmd/ssekafka")
 	return bin
 }
 
