@@ -395,7 +395,7 @@ func TestKeyReadSameOnEveryPath(t *testing.T) {
 // With the edge's default MaxQueueBytes (8 MiB), a value over it (which
 // values sent apart now let through) followed by any other change reaches
 // a live client, a resuming one and a new one: "one frame always fits"
-// (DESIGN rule 10) must hold beside a small frame too, or each reconnect
+// (docs/architecture.md rule 10) must hold beside a small frame too, or each reconnect
 // gets the same two frames and is cut off again, for ever.
 func TestValueOverMaxQueueBytesReachesClients(t *testing.T) {
 	withStandbys(t, testValueOverMaxQueueBytesReachesClients)

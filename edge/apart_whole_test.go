@@ -299,7 +299,7 @@ func testApartEncodingSameAfterCacheRestart(t *testing.T, lag time.Duration) {
 }
 
 // A null-key record is not kept in the state, but live clients get it
-// (keyless frames, DESIGN rule 6). Over the max payload it travels apart,
+// (keyless frames, docs/architecture.md rule 6). Over the max payload it travels apart,
 // and a live change apart is read through the state pages, which never
 // hold it: the live client gets the record after it, never this one.
 func TestApartNullKeyRecordReachesLiveClients(t *testing.T) {

@@ -6,7 +6,7 @@
 // a record apart, a fill page): while it runs, the partition's later
 // messages queue behind it, in order, and other partitions go on. A queue
 // past its bound (the feed memory budget) is given up, and the fill rules
-// take over (DESIGN rule 5: the cache tier has every change it published).
+// take over (docs/architecture.md rule 5: the cache tier has every change it published).
 
 package edge
 

@@ -11,7 +11,7 @@ import (
 // the connection's sink (sink.go) writes them. Until the client is
 // live (its state part is written), frames wait in pending with their
 // offsets, so that those already covered by the state part are skipped
-// (DESIGN rule 5).
+// (docs/architecture.md rule 5).
 type client struct {
 	maxQueue int // frames
 	maxBytes int // bytes of frames and keys, queued or pending
@@ -41,7 +41,7 @@ type client struct {
 
 // queued is a frame waiting for one client: buf holds the frame (shared by
 // every client of its view), then its record's key, which lets a client that
-// falls behind keep only the newest frame per key (DESIGN rule 6).
+// falls behind keep only the newest frame per key (docs/architecture.md rule 6).
 type queued struct {
 	buf      []byte
 	frameLen uint32
@@ -105,7 +105,7 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 				largest = max(largest, len(c.queue[i].buf))
 			}
 			// One frame always fits, however large: a record Kafka accepted
-			// must reach a client that reads (DESIGN rule 10), also beside
+			// must reach a client that reads (docs/architecture.md rule 10), also beside
 			// others (a value over maxBytes and the change after it would
 			// cut the client off at every reconnect). The largest frame is
 			// not counted: a client holds at most maxBytes/2 and one frame.

@@ -60,7 +60,7 @@ func TestClientOverflowBeforeLive(t *testing.T) {
 }
 
 // A live client whose queue is full keeps only the newest frame per key,
-// in order, with markers and keyless frames untouched (DESIGN rule 6).
+// in order, with markers and keyless frames untouched (docs/architecture.md rule 6).
 func TestClientConflates(t *testing.T) {
 	c := newClient(8, 1<<20)
 	c.live = true

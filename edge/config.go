@@ -34,7 +34,7 @@ type Config struct {
 	// SubjectPrefix prefixes every NATS subject. Default "ssekafka".
 	SubjectPrefix string
 	// NATSName is this edge's own NATS user name, where each edge has one
-	// (README: a NATS identity per edge): its renewals come on
+	// (docs/security.md: a NATS identity per edge): its renewals come on
 	// <prefix>.renew.<name>.<key>, the only renewal subject its user may
 	// subscribe to, and NATS must give its inboxes the prefix
 	// _INBOX.<name>. (nats.CustomInboxPrefix). One NATS subject token.

@@ -1,6 +1,6 @@
 // Graceful drain: no new streams, not ready, and the live streams closed
 // gradually, so that a load balancer moves them to other edges a few at a
-// time (DESIGN rule 8).
+// time (docs/architecture.md rule 8).
 
 package edge
 

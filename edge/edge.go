@@ -4,7 +4,7 @@
 // NATS subscription to the topic's live changes); a new or returning client is
 // sent the topic's state from its position, paged from the cache tier (or,
 // for a position inside the feed's ring of recent changes, from memory),
-// then joins the feed's live changes without loss or duplicates (DESIGN
+// then joins the feed's live changes without loss or duplicates (docs/architecture.md
 // rules 2, 5 and 8). Concurrency: each feed has one goroutine applying changes. A
 // connection has no goroutine while it waits for a setup worker (Serve),
 // which writes its state part; a stream on net/http's goroutine (HTTP/2,
@@ -16,7 +16,7 @@
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
 // writing its frames. On Linux one epoll watcher per edge notices a client
 // that hangs up, queued, in its state part or live, and releases it at
-// once (accept's hangup.go). Lock order: Edge.mu, feed.mu, client.mu (LOCKS.md).
+// once (accept's hangup.go). Lock order: Edge.mu, feed.mu, client.mu (docs/LOCKS.md).
 package edge
 
 import (

@@ -1,5 +1,5 @@
 // Gap state: what the feed knows of each partition besides its position,
-// and the rules that find gaps and fill them from the cache tier (DESIGN
+// and the rules that find gaps and fill them from the cache tier (docs/architecture.md
 // rules 5 and 10). Only the feed goroutine reads or writes it; what the
 // ring must know of it (behind, held) is told to the ring under feed.mu.
 

@@ -65,7 +65,7 @@ func readUntilView(t *testing.T, c *sseClient, view, want map[string]string) {
 
 // readExact reads a live client's events until its view is the model's
 // final state. Every event must carry its key's value as of its own id,
-// every id must be a true position (the view there plus the stream DESIGN
+// every id must be a true position (the view there plus the stream docs/architecture.md
 // rule 2 gives from it is the final state), ids never go back, and no value
 // comes twice: a fill that lost, reordered, repeated or misplaced a change
 // fails here, whatever the counters say.

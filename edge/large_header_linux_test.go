@@ -74,7 +74,7 @@ func TestLargeHeaderClientAdmittedThroughQueue(t *testing.T) {
 	checkRefusal(t, got, "setup queue full", 200, 400)
 }
 
-// A storm's resume from the ring (DESIGN rules 7, 8) gives ready at the
+// A storm's resume from the ring (docs/architecture.md rules 7, 8) gives ready at the
 // feed's position even when the feed lags what the cache tier held before
 // the request came (its goroutine busy or behind on its NATS backlog, with
 // its primary heard less than 3 s ago): ready before the client holds what

@@ -14,7 +14,7 @@ import (
 )
 
 // Issue 11: a Last-Event-ID whose offsets lie past the partition's end
-// cannot resume (DESIGN rule 3: event:reset, then the full stream from
+// cannot resume (docs/architecture.md rule 3: event:reset, then the full stream from
 // zero) and must not hold a setup worker while it waits for offsets that
 // never come. Observed before the fix (main at 23b4079): each such setup
 // waited up to 500 ms for the feed, then asked the cache tier again and

@@ -16,7 +16,7 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// handID builds the id DESIGN rule 1 prescribes for a progress without the
+// handID builds the id docs/architecture.md rule 1 prescribes for a progress without the
 // proto package: base64url (no padding) of kind 2, then uvarints epoch,
 // time in ms, partition count and each next offset. The tests' clock is fixedNow.
 func handID(epoch uint32, offsets ...int64) string {
@@ -34,7 +34,7 @@ func handID(epoch uint32, offsets ...int64) string {
 // before the edge's feed hears of it. Here the feed is held on purpose while
 // the cache has three more records; a new client gets them in its state
 // part, and event:ready comes only once the live feed has caught up, so that
-// no value comes twice and no live id is below ready's (DESIGN rule 5).
+// no value comes twice and no live id is below ready's (docs/architecture.md rule 5).
 func TestReadyWaitsForLiveFeedToCoverState(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	var gate sync.RWMutex
@@ -85,7 +85,7 @@ func TestReadyWaitsForLiveFeedToCoverState(t *testing.T) {
 
 // A new client's state part that spans many pages is the exact state, and
 // every id in it is a true position: what the client holds there, plus
-// what DESIGN rule 2 sends from that id, is the state.
+// what docs/architecture.md rule 2 sends from that id, is the state.
 func TestStateSpanningPagesIsExact(t *testing.T) {
 	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 200 }})
 	var m model
@@ -139,7 +139,7 @@ func TestStateSpanningPagesIsExact(t *testing.T) {
 }
 
 // trueAt fails the test unless the client holding view at progress p would,
-// with the stream DESIGN rule 2 gives from p, hold the state final.
+// with the stream docs/architecture.md rule 2 gives from p, hold the state final.
 func trueAt(t *testing.T, m *model, view map[string]string, p proto.Progress, partitions int32, final map[string]string) {
 	t.Helper()
 	resumed := maps.Clone(view)

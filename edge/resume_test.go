@@ -74,7 +74,7 @@ func (m *model) offsetOf(key, value string) (int64, bool) {
 	return 0, false
 }
 
-// streamFrom is DESIGN rule 2 computed from the model: the current entries
+// streamFrom is docs/architecture.md rule 2 computed from the model: the current entries
 // with offset >= p in each partition, in offset order, tombstones only where
 // the client could hold the key.
 func (m *model) streamFrom(p proto.Progress, partitions int32) []string {
@@ -151,7 +151,7 @@ func cutPrefix(s, prefix string) (string, bool) {
 }
 
 // TestResumeFromEveryPosition reconnects from every event a client received,
-// state part and live part, and checks the resumed stream is exactly DESIGN
+// state part and live part, and checks the resumed stream is exactly docs/architecture.md
 // rule 2 from that id, and that the resumed view is the topic's state.
 func TestResumeFromEveryPosition(t *testing.T) {
 	s := newStack(t, stackOptions{})
@@ -244,7 +244,7 @@ func propertySeed(t *testing.T) uint64 {
 // before each op with its number (for membership changes mid-stream). With
 // a disruption, gaps are filled from state pages, which skip what was
 // superseded since, so a view in a fill is no snapshot of its id (as in the
-// state part; resuming from any id is still exact, DESIGN rule 2): there
+// state part; resuming from any id is still exact, docs/architecture.md rule 2): there
 // each value must be one that was produced for its key, later than the
 // key's previous value in the connection, and every client ends exact.
 func propertyRandomClients(t *testing.T, s *stack, disrupt func(op int)) {

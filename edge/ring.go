@@ -1,5 +1,5 @@
 // The resume ring: each feed's recent changes, so that a client whose
-// position lies inside it resumes from memory (DESIGN rule 8).
+// position lies inside it resumes from memory (docs/architecture.md rule 8).
 
 package edge
 
@@ -173,7 +173,7 @@ func latestPerKey(recs []*proto.Record) []*proto.Record {
 	return recs[w:]
 }
 
-// The tier's word (DESIGN rule 8). The feed's position in a partition is
+// The tier's word (docs/architecture.md rule 8). The feed's position in a partition is
 // what the cache tier holds only while the partition's primary speaks:
 // after it crashes, a standby goes on applying records that nobody
 // publishes until it takes over (after failure detection, a second or

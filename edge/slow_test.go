@@ -20,7 +20,7 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// A client that stops reading never holds back the others (DESIGN rule 6).
+// A client that stops reading never holds back the others (docs/architecture.md rule 6).
 // Behind on few keys, it is conflated: when it reads again it gets the
 // newest value per key, every id still a true position, and it resumes
 // exactly from the last one. Behind on more keys than its queue can hold,

@@ -1,4 +1,4 @@
-// A stream's state part (DESIGN rule 2), partition by partition, from the
+// A stream's state part (docs/architecture.md rule 2), partition by partition, from the
 // feed's resume ring or from state pages, as the rules of package resume
 // decide.
 
@@ -42,7 +42,7 @@ type partState struct {
 }
 
 // writeState writes every current entry at or after start, partition by
-// partition in offset order, each with its true progress (DESIGN rule 2),
+// partition in offset order, each with its true progress (docs/architecture.md rule 2),
 // and returns the progress reached and how it was served. A partition whose
 // position lies in the feed's resume ring is written from it; otherwise
 // from state pages (shared with other streams asking for the same, see

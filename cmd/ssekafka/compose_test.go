@@ -125,10 +125,10 @@ func (d *composeDependsOn) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// checkCompose checks that a compose file describes what the README says:
-// Kafka in KRaft mode from its official image, a three-server NATS cluster,
-// three cache nodes and two edges, from the image the Dockerfile builds,
-// whose commands our flag parsers accept and whose addresses, ports and
+// checkCompose checks that a compose file describes what docs/operations.md
+// says: Kafka in KRaft mode from its official image, a three-server NATS
+// cluster, three cache nodes and two edges, from the image the Dockerfile
+// builds, whose commands our flag parsers accept and whose addresses, ports and
 // start order agree with one another; a Caddy load balancer set up for SSE,
 // Prometheus scraping every node, and Grafana whose dashboard names only
 // metrics the product has. It returns every problem found.

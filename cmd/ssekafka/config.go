@@ -25,8 +25,9 @@ import (
 //go:embed example.yaml
 var exampleConfig []byte
 
-// config is the YAML file. Every field's default is in defaultConfig and in
-// the README's configuration reference.
+// config is the YAML file. A field left out is the library's default
+// (edge.DefaultConfig, cache.DefaultConfig) unless defaultConfig spells it
+// differently; docs/configuration.md lists them all.
 type config struct {
 	SSE     sseConfig     `yaml:"sse"`
 	Routes  []routeConfig `yaml:"routes"`

@@ -17,7 +17,7 @@ import (
 // operator mode with one account,
 // SSEKAFKA, whose two scoped signing keys issue the users of each role:
 // the edge key's template names the user in the subjects it may
-// subscribe to (README: a NATS identity per edge), so a new edge needs a
+// subscribe to (docs/security.md: a NATS identity per edge), so a new edge needs a
 // user JWT and nothing in the server's config.
 type operatorNATS struct {
 	url            string

@@ -9,7 +9,7 @@
 // on net/http's goroutine waits in the same queue (AwaitSetup). On Linux
 // one epoll goroutine per Server notices clients that hang up (hangup.go).
 // Locks: setupQueue.mu -> hangupWatcher.mu; every other lock is a leaf
-// (LOCKS.md).
+// (docs/LOCKS.md).
 package accept
 
 import (

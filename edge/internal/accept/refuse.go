@@ -1,4 +1,4 @@
-// Refusals a browser survives (DESIGN rule 9): a stream that cannot be
+// Refusals a browser survives (docs/architecture.md rule 9): a stream that cannot be
 // served for a reason a retry fixes is answered 200 text/event-stream with
 // the reason as a comment and a spread "retry:", then closed. An EventSource
 // ends for good on any other status; on a 200 stream that ends it comes

@@ -154,7 +154,7 @@ type setupRequest struct {
 
 // serveConn reads the first request's header and queues it for a setup
 // worker, or hands the connection over to srv. It ends there: a connection
-// waiting for its state part costs no goroutine (DESIGN rule 8: new
+// waiting for its state part costs no goroutine (docs/architecture.md rule 8: new
 // connections are admitted at a bounded rate).
 func (s *Server) serveConn(conn net.Conn, srv *http.Server, handoff *handoffListener, headerTimeout time.Duration, queue *setupQueue) {
 	if tc, ok := conn.(*tls.Conn); ok && !s.handshake(tc, handoff, headerTimeout) {

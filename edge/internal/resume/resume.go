@@ -1,5 +1,5 @@
 // Package resume holds the rules that decide what a stream's client gets
-// between its request and its live frames (DESIGN rules 2, 3, 5 and 8): where
+// between its request and its live frames (docs/architecture.md rules 2, 3, 5 and 8): where
 // it starts, when it is reset, which source serves each partition, what a
 // shared state page leaves out, and which pending live frames it keeps at
 // ready. They are pure functions: no I/O, no clock (times are passed in), no
