@@ -231,9 +231,6 @@ func (s *streamer) watchLive(ctx context.Context, lc *liveConn) {
 	}
 }
 
-// reasonHangup is why a stream whose client hung up ended.
-const reasonHangup = "client hung up"
-
 // RawConn is lc's socket, for its hang-up watch (accept.Live).
 func (lc *liveConn) RawConn() syscall.RawConn { return lc.raw }
 
