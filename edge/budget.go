@@ -37,16 +37,14 @@ func (e *Edge) setFeedMemory() {
 	if e.cfg.FeedMemoryBytes == Off {
 		return
 	}
-	pages := min(e.pages.maxBytes, e.cfg.FeedMemoryBytes/4)
-	e.pages.maxBytes = pages
+	pages := min(e.pages.share.MaxCost, e.cfg.FeedMemoryBytes/4)
+	e.pages.share.SetMaxCost(pages)
 	e.feedMem.limit = int64(e.cfg.FeedMemoryBytes - pages)
 }
 
 // feedMemoryBytes is what the feeds keep: rings, encodings, shared pages.
 func (e *Edge) feedMemoryBytes() int64 {
-	e.pages.mu.Lock()
-	pages := e.pages.bytes
-	e.pages.mu.Unlock()
+	pages := e.pages.share.Held()
 	return e.feedMem.used.Load() + int64(pages)
 }
 
@@ -165,11 +163,9 @@ func (e *Edge) reclaimFeedMemory() {
 		h.f.dropEncodingsLocked()
 		h.f.encMu.Unlock()
 	}
-	e.pages.mu.Lock() // 2: encodings, made again on demand
-	for _, c := range e.pages.recent {
-		e.metrics.feedMemoryGivenBack.Add(float64(c.page.dropEncodings(false)))
-	}
-	e.pages.mu.Unlock()
+	e.pages.share.Each(func(sp *sharedPage) { // 2: encodings, made again on demand
+		e.metrics.feedMemoryGivenBack.Add(float64(sp.dropEncodings(false)))
+	})
 	for _, h := range feeds {
 		if m.used.Load() <= target {
 			return

@@ -15,7 +15,7 @@ import (
 func TestFeedMemoryReclaimTakesIdleFeedsFirst(t *testing.T) {
 	e := &Edge{cfg: Config{FeedMemoryBytes: 4 << 20, ResumeRingBytes: 4 << 20, Logger: slog.New(slog.DiscardHandler)},
 		log: slog.New(slog.DiscardHandler), metrics: newMetrics(nil), feeds: map[string]*feed{}}
-	e.pages.maxBytes = 8 << 20
+	e.pages.share.MaxCost = 8 << 20
 	e.setFeedMemory() // rings and encodings: 3 MiB
 	now := time.Now()
 	newFeed := func(name string, clients int, kib int) *feed {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 )
 
 // Off, in a Config field that says so, turns off what zero would give the
@@ -175,11 +177,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics. Default: none registered.
 	Registerer prometheus.Registerer
+
+	tier  func(nats tier.Tier) tier.Tier // tests: the cache tier asked, given NATS's (nil without NATS)
+	clock tier.Clock                     // tests: the clock of requests to the cache tier
 }
 
 // setDefaults validates c and fills in the defaults of its zero fields.
 func (c *Config) setDefaults() error {
-	if c.NATS == nil {
+	if c.NATS == nil && c.tier == nil {
 		return errors.New("edge config: NATS is required")
 	}
 	if c.SubjectPrefix == "" {

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -44,7 +45,7 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	pages pageShare // state requests in flight and answered lately
+	cacheTier // what the edge asks of the cache tier (cachetier.go)
 
 	keepAlive sync.Once     // starts the keep-alive loop of hijacked connections
 	hangups   hangupWatcher // notices clients that leave (hangup.go)
@@ -59,18 +60,14 @@ type Edge struct {
 	probe      sync.Once                  // starts the cache-tier probe of Ready
 	cacheOK    atomic.Bool                // the last probe was answered
 
-	holdFeed     func()                // tests: each feed calls it before it applies anything
-	holdSetup    func()                // tests: each setup worker calls it before it serves a request
-	holdState    func(context.Context) // tests: each stream calls it as its state part begins
-	shareAlways  bool                  // tests: a lone stream shares work as in a storm
-	holdKeyRead  func()                // tests: each shared key lookup calls it before it asks the cache tier
-	keyReads     keyReads              // key lookups in flight
-	keyReadAddrs keyReadAddrs          // what each client address's key reads hold and may start
-	values       valueShare            // values key reads are answering with
-	lookups      topicLookups          // lookups of topics the edge does not know (lookup.go)
-	feedMem      feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
-	afterPage    func(partition int32) // tests: a stream calls it after writing a state page
-	shareNever   bool                  // tests: every stream is served as a lone one
+	holdSetup   func()                // tests: each setup worker calls it before it serves a request
+	holdState   func(context.Context) // tests: each stream calls it as its state part begins
+	shareAlways bool                  // tests: a lone stream shares work as in a storm
+	keys        *keyReads             // JSON reads (keyread.go)
+	lookups     *topicLookups         // lookups of topics the edge does not know (lookup.go)
+	feedMem     feedMemory            // what feeds keep, against FeedMemoryBytes (budget.go)
+	afterPage   func(partition int32) // tests: a stream calls it after writing a state page
+	shareNever  bool                  // tests: every stream is served as a lone one
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -97,9 +94,15 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
-		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
+	clock := cfg.clock
+	if clock == nil {
+		clock = tier.SystemClock{}
+	}
+	e.lookups = newTopicLookups(e.metrics, e.log, clock)
+	e.cacheTier.init(&e.cfg, clock, e.metrics, e.lookups)
+	e.keys = newKeyReads(e)
 	e.setFeedMemory()
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
@@ -203,7 +206,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	filters, filterKey := route.resolveFilters(params)
 	if wantsJSON(r) {
-		e.readKey(w, r, topic, filters)
+		e.keys.read(w, r, topic, filters)
 		return
 	}
 	e.stream(w, r, route, topic, filters, filterKey)

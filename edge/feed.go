@@ -3,15 +3,13 @@ package edge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -35,9 +33,9 @@ type feed struct {
 	ready      chan struct{} // closed when init ends; err says how
 	err        error
 	done       chan struct{} // closed to stop run
-	msgs       chan *nats.Msg
+	msgs       chan *tier.Msg
 	handling   atomic.Bool // a batch taken from msgs is being applied
-	sub        *nats.Subscription
+	sub        tier.Subscription
 	batch      int // changes delivered before clients are written to
 	batchBytes int // or bytes of changes, whichever comes first
 
@@ -93,18 +91,14 @@ type view struct {
 
 func (f *feed) init(ctx context.Context) error {
 	e := f.e
-	f.msgs = make(chan *nats.Msg, e.cfg.FeedBuffer)
+	f.msgs = make(chan *tier.Msg, e.cfg.FeedBuffer)
 	f.batch = max(1, min(1024, e.cfg.MaxQueue/4))
 	f.batchBytes = max(1, e.cfg.MaxQueueBytes/4)
-	sub, err := e.cfg.NATS.ChanSubscribe(e.subjects.Events(f.topic), f.msgs)
+	sub, err := e.client.Subscribe(ctx, f.topic, f.msgs)
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", f.topic, err)
+		return err
 	}
 	f.sub = sub
-	if err := e.cfg.NATS.FlushWithContext(ctx); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("flush subscribe %s: %w", f.topic, err)
-	}
 	meta, err := e.requestMeta(ctx, f.topic)
 	if err != nil {
 		_ = sub.Unsubscribe()
@@ -129,8 +123,7 @@ func (f *feed) init(ctx context.Context) error {
 }
 
 func (f *feed) run() {
-	nc := f.e.cfg.NATS
-	reconnects := nc.Stats().Reconnects
+	reconnects := f.e.client.Reconnects()
 	tick := time.NewTicker(f.e.cfg.ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -139,9 +132,6 @@ func (f *feed) run() {
 			return
 		case m := <-f.msgs:
 			f.handling.Store(true) // until the batch is applied: see ringFrom
-			if f.e.holdFeed != nil {
-				f.e.holdFeed()
-			}
 			f.handle(m)
 			// Take what else has arrived before writing: batches grow under
 			// load, up to a quarter of a client's queue (frames or bytes).
@@ -164,10 +154,7 @@ func (f *feed) run() {
 			f.flushDirty()
 			f.e.reclaimFeedMemory()
 		case <-tick.C:
-			if f.e.holdFeed != nil {
-				f.e.holdFeed()
-			}
-			if r := nc.Stats().Reconnects; r != reconnects {
+			if r := f.e.client.Reconnects(); r != reconnects {
 				// Anything published while we were away is lost to us.
 				reconnects = r
 				for p := range f.parts {
@@ -197,7 +184,7 @@ func (f *feed) run() {
 // found by offsets: a change whose publisher stood past this feed's
 // position, or a head past it, means changes were lost; they are filled from
 // the cache before anything newer is sent.
-func (f *feed) handle(m *nats.Msg) {
+func (f *feed) handle(m *tier.Msg) {
 	if proto.IsHead(m.Data) {
 		h, err := proto.DecodeHead(m.Data)
 		if err != nil || !f.check(h.Epoch, h.Partition, m) {
@@ -365,7 +352,7 @@ func (f *feed) fillAllowed(p int32) bool {
 // message the cache tier does not confirm (stale, or forged by anyone who
 // can publish on NATS) is dropped, so that one message cannot disconnect
 // every client of a topic.
-func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
+func (f *feed) check(epoch uint32, partition int32, m *tier.Msg) bool {
 	if epoch == f.progress.Epoch && partition >= 0 && int(partition) < len(f.parts) {
 		return true
 	}
