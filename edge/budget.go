@@ -31,15 +31,16 @@ type feedMemory struct {
 	logged     atomic.Int64 // when a reclaim was last logged (unix nanoseconds)
 }
 
-// setFeedMemory splits the budget between the shared pages and the rings.
-func (e *Edge) setFeedMemory() {
-	e.pages.mem = &e.feedMem
-	if e.cfg.FeedMemoryBytes == Off {
+// split splits budget (FeedMemoryBytes) between the shared pages and the
+// rings and encodings, counted in m.
+func (m *feedMemory) split(pages *pageShare, budget int) {
+	pages.mem = m
+	if budget == Off {
 		return
 	}
-	pages := min(e.pages.share.MaxCost, e.cfg.FeedMemoryBytes/4)
-	e.pages.share.SetMaxCost(pages)
-	e.feedMem.limit = int64(e.cfg.FeedMemoryBytes - pages)
+	n := min(pages.share.MaxCost, budget/4)
+	pages.share.SetMaxCost(n)
+	m.limit = int64(budget - n)
 }
 
 // feedMemoryBytes is what the feeds keep: rings, encodings, shared pages.

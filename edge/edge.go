@@ -103,7 +103,7 @@ func New(cfg Config) (*Edge, error) {
 	e.lookups = newTopicLookups(e.metrics, e.log, clock)
 	e.cacheTier.init(&e.cfg, clock, e.metrics, e.lookups)
 	e.keys = newKeyReads(e)
-	e.setFeedMemory()
+	e.feedMem.split(&e.pages, cfg.FeedMemoryBytes)
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err

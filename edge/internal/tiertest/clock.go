@@ -44,6 +44,8 @@ func (c *Clock) After(d time.Duration) <-chan time.Time {
 	defer c.mu.Unlock()
 	if c.jumping {
 		c.now = c.now.Add(max(d, 0))
+		ch <- c.now
+		return ch
 	}
 	at := c.now.Add(d)
 	if !at.After(c.now) {
