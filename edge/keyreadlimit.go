@@ -181,7 +181,7 @@ func (kr *keyReader) allowRead() (bool, time.Duration) {
 		return true, 0
 	}
 	s := &kr.k.addrs
-	now := time.Now()
+	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).reads
@@ -198,7 +198,7 @@ func (kr *keyReader) chargeRequests(n int) bool {
 		return true
 	}
 	s := &kr.k.addrs
-	now := time.Now()
+	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).requests
@@ -215,7 +215,7 @@ func (kr *keyReader) reserve(size int) bool {
 	s := &kr.k.addrs
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, time.Now())
+	st := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, kr.k.clock.Now())
 	if st.bytes > 0 && st.bytes+size > max {
 		return false // a value larger than the bound alone is still served
 	}
