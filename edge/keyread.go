@@ -265,7 +265,7 @@ func (p keyPosition) covers(seen keyPosition) bool {
 // keyReads answers JSON reads: the lookups in flight (shared by the reads
 // of a key at once), the partition count last seen per topic (what a new
 // lookup will cost the cache tier), the values held and what each client
-// address's reads hold and may start. lookups.mu comes before partsMu and
+// address's reads hold and may start. lookups.mu comes before partitions.mu and
 // keyReadAddrs.mu (a new lookup is charged under it), and nothing else.
 type keyReads struct {
 	tier    *cacheTier
@@ -278,8 +278,7 @@ type keyReads struct {
 	fail    func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
 
 	lookups    tier.Share[keyCallKey, keyLookup] // in flight only
-	partsMu    sync.Mutex                        // a leaf
-	partitions map[string]int32
+	partitions tier.Share[string, int32]         // answers only: each topic's count, the oldest forgotten first
 	addrs      keyReadAddrs
 	values     valueShare
 }
@@ -300,11 +299,20 @@ func newKeyReads(e *Edge) *keyReads {
 			return e.feeds[topic]
 		},
 		fail: e.fail,
+		partitions: tier.Share[string, int32]{
+			Age:     func(int32, error) time.Duration { return knownPartitionsAge },
+			MaxCost: maxKnownPartitions,
+			Clock:   e.clock,
+		},
 	}
 }
 
-// maxKnownPartitions bounds the topics whose partition count is kept.
-const maxKnownPartitions = 4096
+// maxKnownPartitions bounds the topics whose partition count is kept, for
+// up to knownPartitionsAge (a topic's count changes rarely).
+const (
+	maxKnownPartitions = 4096
+	knownPartitionsAge = time.Hour
+)
 
 // sharedLookup is lookupKey, shared by the reads of the same key at once: a
 // page polled by a large audience costs one lookup (one request per
@@ -343,21 +351,15 @@ func (k *keyReads) lookup(ctx context.Context, ck keyCallKey, seen keyPosition) 
 	defer cancel()
 	found, at, err := k.lookupKey(lctx, ck.topic, []byte(ck.key), seen)
 	if n := int32(len(at.offsets)); n > 0 {
-		k.partsMu.Lock()
-		if k.partitions == nil || len(k.partitions) >= maxKnownPartitions {
-			k.partitions = map[string]int32{}
-		}
-		k.partitions[ck.topic] = n
-		k.partsMu.Unlock()
+		k.partitions.Put(ck.topic, n)
 	}
 	return keyLookup{found, at}, err
 }
 
 // partitionsOf is topic's partition count as last seen (0: not seen).
 func (k *keyReads) partitionsOf(topic string) int32 {
-	k.partsMu.Lock()
-	defer k.partsMu.Unlock()
-	return k.partitions[topic]
+	n, _ := k.partitions.Get(topic)
+	return n
 }
 
 // lookupKey asks every partition of topic for key's latest record (a

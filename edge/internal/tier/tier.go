@@ -1,7 +1,9 @@
 // Package tier is the edge's side of the cache tier: the Tier interface (the
 // requests an edge makes of cache nodes, and the topic's live messages), its
-// NATS implementation, and Client, which asks a Tier with one retry policy
-// (Retry) and shares answers among the edge's streams (Share).
+// NATS implementation, Client, which asks a Tier under one retry policy
+// (Retry), and Share, the one layer the edge shares answers through (asks
+// in flight, recent answers, one eviction rule). An in-memory Tier for
+// tests is in tiertest.
 //
 // Contract of a Tier: every method may be called from any goroutine, at
 // once, and with no edge lock held; a request blocks until it is answered
