@@ -69,12 +69,6 @@ const (
 	partMaxPause   = 200 * time.Millisecond
 )
 
-// Tier is the Tier the client asks.
-func (c *Client) Tier() Tier { return c.t }
-
-// Clock is the client's clock.
-func (c *Client) Clock() Clock { return c.cfg.Clock }
-
 // Meta asks for topic's metadata: ErrTopicNotFound when Kafka has no such
 // topic, ErrUnavailable when nobody answered.
 func (c *Client) Meta(ctx context.Context, topic string) (proto.Meta, error) {
@@ -111,7 +105,9 @@ func (c *Client) Page(ctx context.Context, topic string, epoch uint32, p int32, 
 	return c.assembleValues(ctx, topic, epoch, p, page)
 }
 
-// Head asks once for partition p's head: the holder's next offset.
+// Head asks once for partition p's head: the holder's next offset (the
+// feed's probes, plausibility checks and the ring's head requests ask
+// this, today through Page with math.MaxInt64).
 func (c *Client) Head(ctx context.Context, topic string, epoch uint32, p int32) (int64, error) {
 	page, err := c.Page(ctx, topic, epoch, p, math.MaxInt64)
 	return page.Next, err
