@@ -26,6 +26,7 @@ func tierStack(t *testing.T, mem *tiertest.Tier) *stack {
 	cfg := edge.Config{Logger: slog.New(slog.DiscardHandler), RetryJitter: -1, Now: func() time.Time { return fixedNow },
 		Routes: []*edge.Route{route}, ProbeInterval: 100 * time.Millisecond, Registerer: reg}
 	edge.UseTier(&cfg, mem)
+	edge.UseClock(&cfg, tiertest.Jumping(fixedNow)) // a request asked again waits no real time
 	return serveEdge(t, cfg, reg)
 }
 
