@@ -29,9 +29,9 @@ type cacheTier struct {
 	pages   pageShare     // state requests in flight and answered lately
 }
 
-// init makes ct the edge's use of the cache tier over cfg.NATS (or the
+// setUp makes ct the edge's use of the cache tier over cfg.NATS (or the
 // tier a test gives).
-func (ct *cacheTier) init(cfg *Config, clock tier.Clock, m *metrics, lookups *topicLookups) {
+func (ct *cacheTier) setUp(cfg *Config, clock tier.Clock, m *metrics, lookups *topicLookups) {
 	var t tier.Tier
 	if cfg.NATS != nil {
 		t = tier.NewNATS(cfg.NATS, cfg.SubjectPrefix)

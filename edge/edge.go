@@ -101,7 +101,7 @@ func New(cfg Config) (*Edge, error) {
 		clock = tier.SystemClock{}
 	}
 	e.lookups = newTopicLookups(e.metrics, e.log, clock)
-	e.cacheTier.init(&e.cfg, clock, e.metrics, e.lookups)
+	e.cacheTier.setUp(&e.cfg, clock, e.metrics, e.lookups)
 	e.keys = newKeyReads(e)
 	e.feedMem.split(&e.pages, cfg.FeedMemoryBytes)
 	e.metrics.registerFuncs(cfg.Registerer, e)
