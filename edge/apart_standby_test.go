@@ -154,8 +154,8 @@ func TestUnreadableNullKeyRecordResetsLiveClients(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	s := newStack(t, stackOptions{partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
 		cacheCfg: func(c *cache.Config) { c.ApartBytes = 1 }, // nothing kept at hand
-		edgeHook: func(e *edge.Edge) {
-			edge.HoldFeeds(e, func() {
+		edgeCfg: func(c *edge.Config) {
+			edge.HoldFeeds(c, func() {
 				if armed.CompareAndSwap(true, false) {
 					close(held)
 					<-release

@@ -421,8 +421,8 @@ func testApartRecordPartsFromRestartedNode(t *testing.T, lag time.Duration) {
 	var armed atomic.Bool
 	held, release := make(chan struct{}), make(chan struct{})
 	s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
-		edgeHook: func(e *edge.Edge) {
-			edge.HoldFeeds(e, func() {
+		edgeCfg: func(c *edge.Config) {
+			edge.HoldFeeds(c, func() {
 				if armed.CompareAndSwap(true, false) {
 					close(held)
 					<-release

@@ -16,7 +16,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
@@ -102,7 +102,7 @@ func (f *feed) askHead(ctx context.Context, r *jobResult) {
 
 // takeBatch applies m and what else has arrived: batches grow under load,
 // up to a quarter of a client's queue (frames or bytes).
-func (f *feed) takeBatch(m *nats.Msg) {
+func (f *feed) takeBatch(m *tier.Msg) {
 	f.take(m)
 	size := len(m.Data)
 	for range f.batch {
@@ -121,7 +121,7 @@ func (f *feed) takeBatch(m *nats.Msg) {
 
 // take applies one live message, or queues it behind the job its
 // partition waits for.
-func (f *feed) take(m *nats.Msg) {
+func (f *feed) take(m *tier.Msg) {
 	lm := f.decode(m)
 	if lm == nil {
 		return
@@ -139,7 +139,7 @@ func (f *feed) take(m *nats.Msg) {
 
 // decode returns m as a live message of this feed's epoch and partitions,
 // or nil.
-func (f *feed) decode(m *nats.Msg) *liveMsg {
+func (f *feed) decode(m *tier.Msg) *liveMsg {
 	lm := &liveMsg{size: int64(len(m.Data))}
 	if proto.IsHead(m.Data) {
 		h, err := proto.DecodeHead(m.Data)

@@ -31,22 +31,21 @@ type feedMemory struct {
 	logged     atomic.Int64 // when a reclaim was last logged (unix nanoseconds)
 }
 
-// setFeedMemory splits the budget between the shared pages and the rings.
-func (e *Edge) setFeedMemory() {
-	e.pages.mem = &e.feedMem
-	if e.cfg.FeedMemoryBytes == Off {
+// split splits budget (FeedMemoryBytes) between the shared pages and the
+// rings and encodings, counted in m.
+func (m *feedMemory) split(pages *pageShare, budget int) {
+	pages.mem = m
+	if budget == Off {
 		return
 	}
-	pages := min(e.pages.maxBytes, e.cfg.FeedMemoryBytes/4)
-	e.pages.maxBytes = pages
-	e.feedMem.limit = int64(e.cfg.FeedMemoryBytes - pages)
+	n := min(pages.share.MaxCost, budget/4)
+	pages.share.SetMaxCost(n)
+	m.limit = int64(budget - n)
 }
 
 // feedMemoryBytes is what the feeds keep: rings, encodings, shared pages.
 func (e *Edge) feedMemoryBytes() int64 {
-	e.pages.mu.Lock()
-	pages := e.pages.bytes
-	e.pages.mu.Unlock()
+	pages := e.pages.share.Held()
 	return e.feedMem.used.Load() + int64(pages)
 }
 
@@ -165,11 +164,9 @@ func (e *Edge) reclaimFeedMemory() {
 		h.f.dropEncodingsLocked()
 		h.f.encMu.Unlock()
 	}
-	e.pages.mu.Lock() // 2: encodings, made again on demand
-	for _, c := range e.pages.recent {
-		e.metrics.feedMemoryGivenBack.Add(float64(c.page.dropEncodings(false)))
-	}
-	e.pages.mu.Unlock()
+	e.pages.share.Each(func(sp *sharedPage) { // 2: encodings, made again on demand
+		e.metrics.feedMemoryGivenBack.Add(float64(sp.dropEncodings(false)))
+	})
 	for _, h := range feeds {
 		if m.used.Load() <= target {
 			return

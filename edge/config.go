@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/internal/confcheck"
 )
 
@@ -186,6 +187,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics. Default: none registered.
 	Registerer prometheus.Registerer
+
+	tier  func(nats tier.Tier) tier.Tier // tests: the cache tier asked, given NATS's (nil without NATS)
+	clock tier.Clock                     // tests: the clock of requests to the cache tier
 }
 
 // DefaultConfig returns every default of Config filled in: what New gives
@@ -319,7 +323,7 @@ func (c Config) Validate() error {
 
 // setDefaults fills in the defaults of c's zero fields and validates it.
 func (c *Config) setDefaults() error {
-	if c.NATS == nil {
+	if c.NATS == nil && c.tier == nil {
 		return &ConfigError{Component: "edge", Field: "NATS", Rule: "required: the connection to the cache tier"}
 	}
 	*c = c.WithDefaults()

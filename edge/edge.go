@@ -30,6 +30,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -45,7 +46,7 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	pages pageShare // state requests in flight and answered lately
+	cacheTier // what the edge asks of the cache tier (cachetier.go)
 
 	streams streamer      // serves streams (stream.go)
 	done    chan struct{} // closed by Close
@@ -56,13 +57,9 @@ type Edge struct {
 	draining atomic.Bool    // set by Drain: streams are refused
 	probes   *prober        // the cache-tier probe of Ready
 
-	holdFeed     func()       // tests: each feed calls it before it applies anything
-	holdKeyRead  func()       // tests: each shared key lookup calls it before it asks the cache tier
-	keyReads     keyReads     // key lookups in flight
-	keyReadAddrs keyReadAddrs // what each client address's key reads hold and may start
-	values       valueShare   // values key reads are answering with
-	lookups      topicLookups // lookups of topics the edge does not know (lookup.go)
-	feedMem      feedMemory   // what feeds keep, against FeedMemoryBytes (budget.go)
+	keys    *keyReads     // JSON reads (keyread.go)
+	lookups *topicLookups // lookups of topics the edge does not know (lookup.go)
+	feedMem feedMemory    // what feeds keep, against FeedMemoryBytes (budget.go)
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -88,13 +85,19 @@ func New(cfg Config) (*Edge, error) {
 		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
 		metrics:  newMetrics(cfg.Registerer),
 		feeds:    make(map[string]*feed),
-		pages:    pageShare{maxBytes: 32 * cfg.PageBytes},
 		done:     make(chan struct{}),
 	}
 	e.acc = accept.New(acceptConfig(e))
 	e.streams = newStreamer(e)
 	e.probes = newProber(e)
-	e.setFeedMemory()
+	clock := cfg.clock
+	if clock == nil {
+		clock = tier.SystemClock{}
+	}
+	e.lookups = newTopicLookups(e.metrics, e.log, clock)
+	e.cacheTier.setUp(&e.cfg, clock, e.metrics, e.lookups)
+	e.keys = newKeyReads(e)
+	e.feedMem.split(&e.pages, cfg.FeedMemoryBytes)
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err
@@ -197,7 +200,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	filters, filterKey := route.resolveFilters(params)
 	if wantsJSON(r) {
-		e.readKey(w, r, topic, filters)
+		e.keys.read(w, r, topic, filters)
 		return
 	}
 	e.stream(w, r, route, topic, filters, filterKey)

@@ -6,7 +6,7 @@ import "net/netip"
 // answered, and how many references they have in all (one per read
 // writing one, and one per read in parts under way).
 func KeyReadValuesHeld(e *Edge) (values, refs int) {
-	s := &e.values
+	s := &e.keys.values
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range s.held {
@@ -19,7 +19,7 @@ func KeyReadValuesHeld(e *Edge) (values, refs int) {
 // KeyReadBytesOf is the bytes the JSON reads in flight from the client
 // address addr count against its bound.
 func KeyReadBytesOf(e *Edge, addr string) int {
-	s := &e.keyReadAddrs
+	s := &e.keys.addrs
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st := s.byAddr[addrKey(netip.MustParseAddr(addr))]; st != nil {

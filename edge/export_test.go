@@ -5,13 +5,24 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
+	"github.com/ssekafka/ssekafka/edge/internal/tiertest"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// HoldFeeds makes every feed of e call hold before it applies a live change
-// or a probe tick: a test holds the live feed behind the state pages by
-// blocking in hold. Set it before the first stream.
-func HoldFeeds(e *Edge, hold func()) { e.holdFeed = hold }
+// UseTier makes an edge built from c ask t, not NATS (c.NATS may be nil).
+func UseTier(c *Config, t tier.Tier) { c.tier = func(tier.Tier) tier.Tier { return t } }
+
+// UseClock makes an edge built from c time its requests to the cache
+// tier, and the answers it keeps, by clock.
+func UseClock(c *Config, clock tier.Clock) { c.clock = clock }
+
+// HoldFeeds makes every feed of an edge built from c get its live messages
+// through hold: a test holds the live feed behind the state pages by
+// blocking in hold (tiertest.Holding).
+func HoldFeeds(c *Config, hold func()) {
+	c.tier = func(t tier.Tier) tier.Tier { return &tiertest.Holding{Tier: t, BeforeMsg: hold} }
+}
 
 // ShareAlways makes e serve every stream as in a storm: from the resume
 // ring and from pages answered lately. Set it before the first stream.
@@ -25,9 +36,12 @@ func ShareNever(e *Edge) { e.streams.sharing = resume.ShareNever }
 // page of partition p. Set it before the first stream.
 func AfterStatePage(e *Edge, fn func(p int32)) { e.streams.afterPage = fn }
 
-// HoldKeyReads makes every shared key lookup of e call hold before it asks
-// the cache tier: a test gathers reads of one key behind it.
-func HoldKeyReads(e *Edge, hold func()) { e.holdKeyRead = hold }
+// HoldKeyReads makes every key lookup of an edge built from c call hold
+// before it asks the cache tier (its metadata request; so does a new
+// feed): a test gathers reads of one key behind it (tiertest.Holding).
+func HoldKeyReads(c *Config, hold func()) {
+	c.tier = func(t tier.Tier) tier.Tier { return &tiertest.Holding{Tier: t, BeforeMeta: hold} }
+}
 
 // HoldStateParts makes every stream of e call hold, with its request's
 // context, as its state part begins: a test counts the streams in their

@@ -2,17 +2,15 @@ package edge
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -37,9 +35,9 @@ type feed struct {
 	ready      chan struct{} // closed when init ends; err says how
 	err        error
 	done       chan struct{} // closed to stop run
-	msgs       chan *nats.Msg
+	msgs       chan *tier.Msg
 	handling   atomic.Bool // a batch taken from msgs is being applied
-	sub        *nats.Subscription
+	sub        tier.Subscription
 	batch      int // changes delivered before clients are written to
 	batchBytes int // or bytes of changes, whichever comes first
 
@@ -90,18 +88,14 @@ type view struct {
 
 func (f *feed) init(ctx context.Context) error {
 	e := f.e
-	f.msgs = make(chan *nats.Msg, e.cfg.FeedBuffer)
+	f.msgs = make(chan *tier.Msg, e.cfg.FeedBuffer)
 	f.batch = max(1, min(1024, e.cfg.MaxQueue/4))
 	f.batchBytes = max(1, e.cfg.MaxQueueBytes/4)
-	sub, err := e.cfg.NATS.ChanSubscribe(e.subjects.Events(f.topic), f.msgs)
+	sub, err := e.client.Subscribe(ctx, f.topic, f.msgs)
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", f.topic, err)
+		return err
 	}
 	f.sub = sub
-	if err := e.cfg.NATS.FlushWithContext(ctx); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("flush subscribe %s: %w", f.topic, err)
-	}
 	meta, err := e.requestMeta(ctx, f.topic)
 	if err != nil {
 		_ = sub.Unsubscribe()
@@ -129,8 +123,7 @@ func (f *feed) init(ctx context.Context) error {
 
 func (f *feed) run() {
 	defer f.dropQueues()
-	nc := f.e.cfg.NATS
-	reconnects := nc.Stats().Reconnects
+	reconnects := f.e.client.Reconnects()
 	tick := time.NewTicker(f.e.cfg.ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -139,18 +132,12 @@ func (f *feed) run() {
 			return
 		case m := <-f.msgs:
 			f.handling.Store(true) // until the batch is applied: see ringFrom
-			if f.e.holdFeed != nil {
-				f.e.holdFeed()
-			}
 			f.takeBatch(m)
 		case r := <-f.results:
 			f.handling.Store(true)
 			f.settle(r)
 		case <-tick.C:
-			if f.e.holdFeed != nil {
-				f.e.holdFeed()
-			}
-			if r := nc.Stats().Reconnects; r != reconnects {
+			if r := f.e.client.Reconnects(); r != reconnects {
 				reconnects = r
 				f.lostInTransit()
 			}

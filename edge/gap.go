@@ -11,7 +11,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
@@ -82,7 +82,7 @@ type topicCheck struct {
 // message the cache tier does not confirm (stale, or forged by anyone who
 // can publish on NATS) is dropped, so that one message cannot disconnect
 // every client of a topic.
-func (f *feed) check(epoch uint32, partition int32, m *nats.Msg) bool {
+func (f *feed) check(epoch uint32, partition int32, m *tier.Msg) bool {
 	if epoch == f.progress.Epoch && partition >= 0 && int(partition) < len(f.parts) {
 		return true
 	}

@@ -10,14 +10,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -52,45 +55,45 @@ func refused(q string) bool {
 	return err == nil && f == 0
 }
 
-// readKey answers a JSON read of topic under filters.
-func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, filters []filter) {
+// read answers a JSON read of topic under filters.
+func (k *keyReads) read(w http.ResponseWriter, r *http.Request, topic string, filters []filter) {
 	if len(filters) != 1 || filters[0].key == nil {
-		e.metrics.keyReads.WithLabelValues("not_keyed").Inc()
-		e.fail(w, http.StatusNotAcceptable, "application/json is served on routes with one key filter; this route is a stream: accept text/event-stream")
+		k.metrics.keyReads.WithLabelValues("not_keyed").Inc()
+		k.fail(w, http.StatusNotAcceptable, "application/json is served on routes with one key filter; this route is a stream: accept text/event-stream")
 		return
 	}
-	reader := e.keyReaderOf(r)
+	reader := k.readerOf(r)
 	defer reader.release()
 	if ok, wait := reader.allowRead(); !ok {
-		e.refuseKeyRead(w, reader, "rate_limited", errRateLimited, wait)
+		k.refuse(w, reader, "rate_limited", errRateLimited, wait)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), k.cfg.RequestTimeout)
 	defer cancel()
-	found, held, err := e.findValue(ctx, reader, topic, *filters[0].key)
+	found, held, err := k.findValue(ctx, reader, topic, *filters[0].key)
 	if held != nil {
-		defer e.releaseValue(held)
+		defer k.releaseValue(held)
 	}
 	switch {
 	case errors.Is(err, errTopicNotFound):
-		e.metrics.keyReads.WithLabelValues("not_found").Inc()
-		e.fail(w, http.StatusNotFound, "no such topic")
+		k.metrics.keyReads.WithLabelValues("not_found").Inc()
+		k.fail(w, http.StatusNotFound, "no such topic")
 		return
 	case errors.Is(err, errRateLimited):
-		e.refuseKeyRead(w, reader, "rate_limited", err, time.Second)
+		k.refuse(w, reader, "rate_limited", err, time.Second)
 		return
 	case errors.Is(err, errKeyReadsBusy):
-		e.refuseKeyRead(w, reader, "busy", err, time.Second)
+		k.refuse(w, reader, "busy", err, time.Second)
 		return
 	case err != nil:
-		e.metrics.keyReads.WithLabelValues("unavailable").Inc()
-		e.log.Warn("key read", "topic", topic, "err", err)
+		k.metrics.keyReads.WithLabelValues("unavailable").Inc()
+		k.log.Warn("key read", "topic", topic, "err", err)
 		w.Header().Set("Retry-After", "1")
-		e.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
+		k.fail(w, http.StatusServiceUnavailable, "cache tier unavailable")
 		return
 	case found == nil || !matches(filters, &found.rec):
-		e.metrics.keyReads.WithLabelValues("not_found").Inc()
-		e.fail(w, http.StatusNotFound, "no such key")
+		k.metrics.keyReads.WithLabelValues("not_found").Inc()
+		k.fail(w, http.StatusNotFound, "no such key")
 		return
 	}
 	h := w.Header()
@@ -105,11 +108,11 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 		h.Set("Last-Modified", time.UnixMilli(t).UTC().Format(http.TimeFormat))
 	}
 	if noneMatch(r.Header.Values("If-None-Match"), etag) {
-		e.metrics.keyReads.WithLabelValues("not_modified").Inc()
+		k.metrics.keyReads.WithLabelValues("not_modified").Inc()
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	e.metrics.keyReads.WithLabelValues("ok").Inc()
+	k.metrics.keyReads.WithLabelValues("ok").Inc()
 	if json.Valid(found.rec.Value) {
 		h.Set("Content-Type", "application/json")
 	} else {
@@ -120,9 +123,9 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := e.writeValue(w, found.rec.Value); err != nil {
-		e.metrics.keyReadsCutOff.Inc()
-		e.log.Warn("key read cut off", "topic", topic, "client", reader.String(), "bytes", len(found.rec.Value), "err", err)
+	if err := k.writeValue(w, found.rec.Value); err != nil {
+		k.metrics.keyReadsCutOff.Inc()
+		k.log.Warn("key read cut off", "topic", topic, "client", reader.String(), "bytes", len(found.rec.Value), "err", err)
 	}
 }
 
@@ -130,19 +133,19 @@ func (e *Edge) readKey(w http.ResponseWriter, r *http.Request, topic string, fil
 // other reads of it in flight; the caller releases held), counting its
 // value against the reader's address. found is nil when no partition
 // holds the key.
-func (e *Edge) findValue(ctx context.Context, reader *keyReader, topic, key string) (found *foundKey, held *heldValue, err error) {
+func (k *keyReads) findValue(ctx context.Context, reader *keyReader, topic, key string) (found *foundKey, held *heldValue, err error) {
 	for attempt := 1; ; attempt++ {
-		found, err = e.sharedLookup(ctx, topic, key, reader.chargeRequests)
+		found, err = k.sharedLookup(ctx, topic, key, reader.chargeRequests)
 		if err != nil || found == nil {
 			return nil, nil, err
 		}
 		if !reader.reserve(found.size()) {
 			return nil, nil, errKeyReadsBusy
 		}
-		held, err = e.holdValue(ctx, topic, found)
+		held, err = k.holdValue(ctx, topic, found)
 		if errors.Is(err, errValueGone) && attempt < keyReadAttempts {
 			reader.release()
-			e.metrics.valuesGone.Inc()
+			k.metrics.valuesGone.Inc()
 			continue // superseded meanwhile: read the newer record
 		}
 		if err != nil {
@@ -152,12 +155,12 @@ func (e *Edge) findValue(ctx context.Context, reader *keyReader, topic, key stri
 	}
 }
 
-// refuseKeyRead answers a JSON read refused by a bound: 429 past a rate,
+// refuse answers a JSON read refused by a bound: 429 past a rate,
 // 503 past the bytes in flight, with Retry-After; counted and logged
 // (rate-limited) with the client address.
-func (e *Edge) refuseKeyRead(w http.ResponseWriter, reader *keyReader, result string, err error, wait time.Duration) {
-	e.metrics.keyReads.WithLabelValues(result).Inc()
-	e.log.Warn("key read refused", "reason", result, "client", reader.String(), "err", err)
+func (k *keyReads) refuse(w http.ResponseWriter, reader *keyReader, result string, err error, wait time.Duration) {
+	k.metrics.keyReads.WithLabelValues(result).Inc()
+	k.log.Warn("key read refused", "reason", result, "client", reader.String(), "err", err)
 	retryAfter(w.Header(), wait)
 	status := http.StatusServiceUnavailable
 	if result == "rate_limited" {
@@ -234,20 +237,6 @@ const keyReadAttempts = 3
 // maxKeyRequests bounds the partitions asked at once by one read.
 const maxKeyRequests = 64
 
-// keyBehindBudget bounds how long a partition is asked again while the
-// holders that answer are behind what the edge has delivered; past it the
-// read is 503.
-const keyBehindBudget = 2 * time.Second
-
-// keyCall is one lookup of a key, shared by the reads that ask for it
-// while it is in flight.
-type keyCall struct {
-	done  chan struct{} // closed once found, at and err are set
-	found *foundKey     // read only, once done
-	at    keyPosition   // the positions of the holders that answered
-	err   error
-}
-
 type keyCallKey struct{ topic, key string }
 
 // keyPosition is a position on a topic: its epoch and the next offset of
@@ -274,17 +263,57 @@ func (p keyPosition) covers(seen keyPosition) bool {
 	return true
 }
 
-// keyReads are the lookups in flight, and the partition count last seen
-// per topic (what a new lookup will cost the cache tier). mu comes before
+// keyReads answers JSON reads: the lookups in flight (shared by the reads
+// of a key at once), the partition count last seen per topic (what a new
+// lookup will cost the cache tier), the values held and what each client
+// address's reads hold and may start. lookups.mu comes before partitions.mu and
 // keyReadAddrs.mu (a new lookup is charged under it), and nothing else.
 type keyReads struct {
-	mu         sync.Mutex
-	inflight   map[keyCallKey]*keyCall
-	partitions map[string]int32
+	tier      *cacheTier
+	cfg       *Config
+	metrics   *metrics
+	log       *slog.Logger
+	clock     tier.Clock
+	clientKey func(*http.Request) netip.Prefix       // the address a read counts against (accept.Server.ClientKey)
+	feedOf    func(topic string) *feed               // the topic's running feed, if any
+	fail      func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
+
+	lookups    tier.Share[keyCallKey, keyLookup] // in flight only
+	partitions tier.Share[string, int32]         // answers only: each topic's count, the oldest forgotten first
+	addrs      keyReadAddrs
+	values     valueShare
 }
 
-// maxKnownPartitions bounds the topics whose partition count is kept.
-const maxKnownPartitions = 4096
+// keyLookup is what a lookup found, and where its holders stood.
+type keyLookup struct {
+	found *foundKey   // read only
+	at    keyPosition // the positions of the holders that answered
+}
+
+// newKeyReads is e's key reads.
+func newKeyReads(e *Edge) *keyReads {
+	return &keyReads{
+		tier: &e.cacheTier, cfg: &e.cfg, metrics: e.metrics, log: e.log, clock: e.clock, clientKey: e.acc.ClientKey,
+		feedOf: func(topic string) *feed {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.feeds[topic]
+		},
+		fail: e.fail,
+		partitions: tier.Share[string, int32]{
+			Age:     func(int32, error) time.Duration { return knownPartitionsAge },
+			MaxCost: maxKnownPartitions,
+			Clock:   e.clock,
+		},
+	}
+}
+
+// maxKnownPartitions bounds the topics whose partition count is kept, for
+// up to knownPartitionsAge (a topic's count changes rarely).
+const (
+	maxKnownPartitions = 4096
+	knownPartitionsAge = time.Hour
+)
 
 // sharedLookup is lookupKey, shared by the reads of the same key at once: a
 // page polled by a large audience costs one lookup (one request per
@@ -295,64 +324,43 @@ const maxKnownPartitions = 4096
 // pays nothing. charge false: errRateLimited. A read that joined a lookup
 // whose holders had not applied what this edge's feed had delivered when
 // the read began (the lookup started earlier) asks again with its own.
-func (e *Edge) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
-	seen := e.feedPosition(topic)
-	s := &e.keyReads
-	k := keyCallKey{topic, key}
+func (k *keyReads) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
+	seen := feedPosition(k.feedOf(topic))
+	ck := keyCallKey{topic, key}
 	for fresh := false; ; fresh = true {
-		s.mu.Lock()
-		c := s.inflight[k]
-		if c != nil && !fresh {
-			e.metrics.keyReadsShared.Inc()
-		} else {
-			if !charge(1 + int(max(s.partitions[topic], 1))) {
-				s.mu.Unlock()
-				return nil, errRateLimited
-			}
-			c = e.startLookup(k, seen)
-		}
-		s.mu.Unlock()
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if c.err != nil || fresh || c.at.covers(seen) {
-			return c.found, c.err
+		l, _, err := k.lookups.Do(ctx, ck, tier.Ask[keyLookup]{
+			Fresh:  fresh, // an older one in flight ends for the reads that joined it
+			Joined: k.metrics.keyReadsShared.Inc,
+			Admit: func() error {
+				if !charge(1 + int(max(k.partitionsOf(topic), 1))) {
+					return errRateLimited
+				}
+				return nil
+			},
+			Do: func(ctx context.Context) (keyLookup, error) { return k.lookup(ctx, ck, seen) },
+		})
+		if err != nil || fresh || l.at.covers(seen) {
+			return l.found, err
 		}
 	}
 }
 
-// startLookup starts a lookup of k, with seen as its floors, for the reads
-// that join it; the caller holds keyReads.mu.
-func (e *Edge) startLookup(k keyCallKey, seen keyPosition) *keyCall {
-	s := &e.keyReads
-	c := &keyCall{done: make(chan struct{})}
-	if s.inflight == nil {
-		s.inflight = map[keyCallKey]*keyCall{}
+// lookup looks ck up, with seen as its floors, for the reads that join it,
+// and notes the topic's partition count.
+func (k *keyReads) lookup(ctx context.Context, ck keyCallKey, seen keyPosition) (keyLookup, error) {
+	lctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+	defer cancel()
+	found, at, err := k.lookupKey(lctx, ck.topic, []byte(ck.key), seen)
+	if n := int32(len(at.offsets)); n > 0 {
+		k.partitions.Put(ck.topic, n)
 	}
-	s.inflight[k] = c // an older one in flight ends for the reads that joined it
-	go func() {
-		if e.holdKeyRead != nil {
-			e.holdKeyRead()
-		}
-		lctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
-		c.found, c.at, c.err = e.lookupKey(lctx, k.topic, []byte(k.key), seen)
-		cancel()
-		s.mu.Lock()
-		if s.inflight[k] == c {
-			delete(s.inflight, k)
-		}
-		if n := int32(len(c.at.offsets)); n > 0 {
-			if s.partitions == nil || len(s.partitions) >= maxKnownPartitions {
-				s.partitions = map[string]int32{}
-			}
-			s.partitions[k.topic] = n
-		}
-		s.mu.Unlock()
-		close(c.done)
-	}()
-	return c
+	return keyLookup{found, at}, err
+}
+
+// partitionsOf is topic's partition count as last seen (0: not seen).
+func (k *keyReads) partitionsOf(topic string) int32 {
+	n, _ := k.partitions.Get(topic)
+	return n
 }
 
 // lookupKey asks every partition of topic for key's latest record (a
@@ -364,8 +372,8 @@ func (e *Edge) startLookup(k keyCallKey, seen keyPosition) *keyCall {
 // (the edge's feed position as the lookup began, when of this epoch), so
 // that no holder behind what a reader may already have seen answers. at is
 // the positions of the holders that answered.
-func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte, floors keyPosition) (found *foundKey, at keyPosition, err error) {
-	meta, err := e.requestMeta(ctx, topic)
+func (k *keyReads) lookupKey(ctx context.Context, topic string, key []byte, floors keyPosition) (found *foundKey, at keyPosition, err error) {
+	meta, err := k.tier.requestMeta(ctx, topic)
 	if err != nil {
 		return nil, keyPosition{}, err
 	}
@@ -384,7 +392,7 @@ func (e *Edge) lookupKey(ctx context.Context, topic string, key []byte, floors k
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			replies[p], errs[p] = e.requestKey(ctx, topic, meta.Epoch, p, key, floor)
+			replies[p], errs[p] = k.tier.client.Key(ctx, topic, meta.Epoch, p, key, floor)
 		})
 	}
 	wg.Wait()
@@ -423,10 +431,7 @@ func newestKey(replies []proto.KeyReply) int {
 // feedPosition is the position of the topic's running feed: what this
 // edge may have delivered to a reader's own stream already (no offsets
 // without a feed).
-func (e *Edge) feedPosition(topic string) keyPosition {
-	e.mu.Lock()
-	f := e.feeds[topic]
-	e.mu.Unlock()
+func feedPosition(f *feed) keyPosition {
 	if f == nil {
 		return keyPosition{}
 	}
@@ -441,47 +446,4 @@ func (e *Edge) feedPosition(topic string) keyPosition {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return keyPosition{epoch: f.progress.Epoch, offsets: slices.Clone(f.progress.Offsets)}
-}
-
-// requestKey asks partition p for key, again while its holders do not
-// answer or answer NotOwner, until ctx ends; and again, for up to
-// keyBehindBudget, while the holder that answers is behind floor.
-func (e *Edge) requestKey(ctx context.Context, topic string, epoch uint32, p int32, key []byte, floor int64) (proto.KeyReply, error) {
-	req := proto.AppendKeyRequest(nil, &proto.KeyRequest{Key: key, Floor: floor})
-	var behindSince time.Time
-	for {
-		rctx, cancel := context.WithTimeout(ctx, e.cfg.PageTimeout)
-		msg, err := e.cfg.NATS.RequestWithContext(rctx, e.subjects.State(topic, p), req)
-		cancel()
-		var k proto.KeyReply
-		if err == nil {
-			k, err = proto.DecodeKeyReply(msg.Data)
-		}
-		switch {
-		case err == nil && k.Status == proto.StatusNotOwner:
-			err = fmt.Errorf("key %s/%d: %w: %s", topic, p, errUnavailable, k.Error)
-		case err == nil && k.Status != proto.StatusOK:
-			return k, fmt.Errorf("key %s/%d: %s: %s", topic, p, k.Status, k.Error)
-		case err == nil && (k.Epoch != epoch || k.Partition != p):
-			return k, fmt.Errorf("key %s/%d: a reply of epoch %d, partition %d: %w", topic, p, k.Epoch, k.Partition, proto.ErrMalformed)
-		case err == nil && k.Next < floor:
-			// A holder behind what this edge delivered (a standby a moment
-			// behind): its answer may be older than what a reader saw.
-			e.metrics.keyRepliesBehind.Inc()
-			if behindSince.IsZero() {
-				behindSince = time.Now()
-			}
-			err = fmt.Errorf("key %s/%d: %w: the holder that answers is at %d, behind %d delivered", topic, p, errUnavailable, k.Next, floor)
-			if time.Since(behindSince) > keyBehindBudget {
-				return k, err
-			}
-		case err == nil:
-			return k, nil
-		default:
-			err = fmt.Errorf("key %s/%d: %w: %w", topic, p, errUnavailable, err)
-		}
-		if !retryPause(ctx) {
-			return k, err
-		}
-	}
 }

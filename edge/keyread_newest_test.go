@@ -189,8 +189,8 @@ func TestKeyReadJoiningAnEarlierLookupNeverOlderThanTheReadersStream(t *testing.
 	var holding atomic.Bool
 	var release atomic.Pointer[chan struct{}]
 	var held atomic.Int64
-	s, p := newLaggingStandbyStack(t, stackOptions{edgeHook: func(e *edge.Edge) {
-		edge.HoldKeyReads(e, func() {
+	s, p := newLaggingStandbyStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		edge.HoldKeyReads(c, func() {
 			if holding.Load() {
 				held.Add(1)
 				<-*release.Load()

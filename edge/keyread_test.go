@@ -105,8 +105,8 @@ func TestKeyReadIsGuarded(t *testing.T) {
 // the whole value.
 func TestKeyReadsOfOneKeyShareALookup(t *testing.T) {
 	release := make(chan struct{})
-	s := newStack(t, stackOptions{maxPayload: 64 << 10, edgeHook: func(e *edge.Edge) {
-		edge.HoldKeyReads(e, func() { <-release })
+	s := newStack(t, stackOptions{maxPayload: 64 << 10, edgeCfg: func(c *edge.Config) {
+		edge.HoldKeyReads(c, func() { <-release })
 	}})
 	value := bigValue("shared", 1<<20)
 	s.produceWith(s.bigProducer(), "tasks", rec(1, "k", value))

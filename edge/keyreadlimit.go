@@ -80,17 +80,17 @@ const keySweepEvery = time.Minute
 // keyReader is one JSON read's client address; a read from no TCP address
 // (a Unix socket) has none, and no limit per address.
 type keyReader struct {
-	e     *Edge
+	k     *keyReads
 	addr  netip.Prefix
 	keyed bool
 	held  int // bytes this read counts against its address
 }
 
-// keyReaderOf is r's client address: its peer's, or behind a trusted proxy
+// readerOf is r's client address: its peer's, or behind a trusted proxy
 // the forwarded one (accept.Server.ClientKey).
-func (e *Edge) keyReaderOf(r *http.Request) *keyReader {
-	kr := &keyReader{e: e}
-	if key := e.acc.ClientKey(r); key.IsValid() { // not for a peer that is not TCP
+func (k *keyReads) readerOf(r *http.Request) *keyReader {
+	kr := &keyReader{k: k}
+	if key := k.clientKey(r); key.IsValid() { // not for a peer that is not TCP
 		kr.addr, kr.keyed = key, true
 	}
 	return kr
@@ -131,14 +131,14 @@ func full(l *rate.Limiter, now time.Time) bool {
 // allowRead takes a token of the address's read rate; false with the wait
 // before the next one.
 func (kr *keyReader) allowRead() (bool, time.Duration) {
-	if !kr.keyed || kr.e.cfg.KeyReads.RatePerIP == Off {
+	if !kr.keyed || kr.k.cfg.KeyReads.RatePerIP == Off {
 		return true, 0
 	}
-	s := &kr.e.keyReadAddrs
-	now := time.Now()
+	s := &kr.k.addrs
+	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.stateLocked(kr.addr, &kr.e.cfg.KeyReads, now).reads
+	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).reads
 	if l.AllowN(now, 1) {
 		return true, 0
 	}
@@ -148,28 +148,28 @@ func (kr *keyReader) allowRead() (bool, time.Duration) {
 // chargeRequests takes n tokens (at most the burst) of the address's
 // cache-request rate, and reports whether it could.
 func (kr *keyReader) chargeRequests(n int) bool {
-	if !kr.keyed || kr.e.cfg.KeyReads.CacheRequestsPerIP == Off {
+	if !kr.keyed || kr.k.cfg.KeyReads.CacheRequestsPerIP == Off {
 		return true
 	}
-	s := &kr.e.keyReadAddrs
-	now := time.Now()
+	s := &kr.k.addrs
+	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.stateLocked(kr.addr, &kr.e.cfg.KeyReads, now).requests
+	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).requests
 	return l.AllowN(now, min(n, l.Burst()))
 }
 
 // reserve counts size bytes against the address's MaxBytesPerIP, and
 // reports whether they fit; release gives them back.
 func (kr *keyReader) reserve(size int) bool {
-	max := kr.e.cfg.KeyReads.MaxBytesPerIP
+	max := kr.k.cfg.KeyReads.MaxBytesPerIP
 	if !kr.keyed || max == Off {
 		return true
 	}
-	s := &kr.e.keyReadAddrs
+	s := &kr.k.addrs
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.stateLocked(kr.addr, &kr.e.cfg.KeyReads, time.Now())
+	st := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, kr.k.clock.Now())
 	if st.bytes > 0 && st.bytes+size > max {
 		return false // a value larger than the bound alone is still served
 	}
@@ -182,7 +182,7 @@ func (kr *keyReader) release() {
 	if kr.held == 0 {
 		return
 	}
-	s := &kr.e.keyReadAddrs
+	s := &kr.k.addrs
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st := s.byAddr[kr.addr]; st != nil {
@@ -223,27 +223,27 @@ type valueShare struct {
 // (a reader that leaves fails no other); errValueGone when it was
 // superseded meanwhile. errKeyReadsBusy when a value not held yet would
 // pass MaxBytes.
-func (e *Edge) holdValue(ctx context.Context, topic string, found *foundKey) (*heldValue, error) {
-	k := valueKey{topic, found.epoch, found.partition, found.rec.Offset}
-	s := &e.values
+func (k *keyReads) holdValue(ctx context.Context, topic string, found *foundKey) (*heldValue, error) {
+	vk := valueKey{topic, found.epoch, found.partition, found.rec.Offset}
+	s := &k.values
 	s.mu.Lock()
-	v := s.held[k]
+	v := s.held[vk]
 	if v != nil {
 		v.refs++
 		s.mu.Unlock()
-		e.metrics.keyValuesShared.Inc()
+		k.metrics.keyValuesShared.Inc()
 	} else {
 		size := found.size()
-		if max := e.cfg.KeyReads.MaxBytes; max != Off && s.bytes > 0 && s.bytes+size > max {
+		if max := k.cfg.KeyReads.MaxBytes; max != Off && s.bytes > 0 && s.bytes+size > max {
 			s.mu.Unlock()
 			return nil, errKeyReadsBusy
 		}
-		v = &heldValue{key: k, ready: make(chan struct{}), size: size, refs: 1}
+		v = &heldValue{key: vk, ready: make(chan struct{}), size: size, refs: 1}
 		s.bytes += size
 		if s.held == nil {
 			s.held = map[valueKey]*heldValue{}
 		}
-		s.held[k] = v
+		s.held[vk] = v
 		if !found.rec.Apart {
 			v.rec = found.rec
 			close(v.ready)
@@ -253,37 +253,37 @@ func (e *Edge) holdValue(ctx context.Context, topic string, found *foundKey) (*h
 		v.refs++ // the reader's below
 		s.mu.Unlock()
 		go func() {
-			rctx, cancel := context.WithTimeout(context.Background(), e.cfg.RequestTimeout)
+			rctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
 			stub := found.rec
-			v.rec, v.err = e.requestApart(rctx, topic, found.epoch, found.partition, &stub)
+			v.rec, v.err = k.tier.requestApart(rctx, topic, found.epoch, found.partition, &stub)
 			cancel()
 			if v.err != nil {
 				s.mu.Lock()
-				if s.held[k] == v {
-					delete(s.held, k) // the next read asks again
+				if s.held[vk] == v {
+					delete(s.held, vk) // the next read asks again
 				}
 				s.mu.Unlock()
 			}
 			close(v.ready)
-			e.releaseValue(v)
+			k.releaseValue(v)
 		}()
 	}
 	select {
 	case <-v.ready:
 		if v.err != nil {
-			e.releaseValue(v)
+			k.releaseValue(v)
 			return nil, v.err
 		}
 		return v, nil
 	case <-ctx.Done():
-		e.releaseValue(v)
+		k.releaseValue(v)
 		return nil, ctx.Err()
 	}
 }
 
 // releaseValue gives back a reference to v; the last one lets it go.
-func (e *Edge) releaseValue(v *heldValue) {
-	s := &e.values
+func (k *keyReads) releaseValue(v *heldValue) {
+	s := &k.values
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v.refs--
@@ -319,14 +319,14 @@ const keyWriteChunk = 64 << 10
 // WriteTimeout, the whole within WriteTimeout plus its size at
 // KeyReads.MinRate; a reader slower than that (or one that never reads) gets
 // an error, and net/http closes its connection.
-func (e *Edge) writeValue(w http.ResponseWriter, v []byte) error {
+func (k *keyReads) writeValue(w http.ResponseWriter, v []byte) error {
 	rc := http.NewResponseController(w)
 	var end time.Time
-	if rate := e.cfg.KeyReads.MinRate; rate != Off {
-		end = time.Now().Add(e.cfg.WriteTimeout + time.Duration(float64(len(v))/float64(rate)*float64(time.Second)))
+	if rate := k.cfg.KeyReads.MinRate; rate != Off {
+		end = time.Now().Add(k.cfg.WriteTimeout + time.Duration(float64(len(v))/float64(rate)*float64(time.Second)))
 	}
 	deadline := func() time.Time {
-		d := time.Now().Add(e.cfg.WriteTimeout)
+		d := time.Now().Add(k.cfg.WriteTimeout)
 		if !end.IsZero() && end.Before(d) {
 			d = end
 		}

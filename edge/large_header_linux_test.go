@@ -86,9 +86,9 @@ func TestStormRingReadyCoversWhatCacheHeld(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	s := newStack(t, stackOptions{
-		edgeCfg: func(c *edge.Config) { c.ProbeInterval = time.Minute },
-		edgeHook: func(e *edge.Edge) {
-			edge.HoldFeeds(e, func() {
+		edgeCfg: func(c *edge.Config) {
+			c.ProbeInterval = time.Minute
+			edge.HoldFeeds(c, func() {
 				if holding.Load() {
 					<-release
 				}

@@ -7,6 +7,7 @@
 package edge
 
 import (
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/tier"
 )
 
 const (
@@ -27,17 +29,32 @@ const (
 	maxLookupKeys   = 4096        // names, and addresses, remembered at most
 )
 
-// topicLookups is the edge's record of topic lookups; mu is a leaf.
+// topicLookups is the edge's record of topic lookups: the rates under mu
+// (a leaf), the answers in names (tier.Share: the oldest forgotten first).
 type topicLookups struct {
+	metrics *metrics
+	log     *slog.Logger
+	clock   tier.Clock
+
 	mu    sync.Mutex
 	edge  *rate.Limiter
 	addrs map[netip.Prefix]*rate.Limiter
-	names map[string]lookupAnswer
+	names tier.Share[string, bool] // found, or no such topic
 }
 
-type lookupAnswer struct {
-	found bool
-	at    time.Time
+func newTopicLookups(m *metrics, log *slog.Logger, clock tier.Clock) *topicLookups {
+	l := &topicLookups{metrics: m, log: log, clock: clock}
+	l.names = tier.Share[string, bool]{
+		Age: func(found bool, _ error) time.Duration {
+			if found {
+				return knownTTL
+			}
+			return unknownTTL
+		},
+		MaxCost: maxLookupKeys,
+		Clock:   clock,
+	}
+	return l
 }
 
 // lookup verdicts
@@ -57,25 +74,48 @@ func (e *Edge) admitLookup(r *http.Request, topic string) int {
 	if running {
 		return lookupFree
 	}
-	l := &e.lookups
-	now := time.Now()
+	return e.lookups.admit(topic, func() netip.Prefix {
+		// Its client's behind a trusted proxy, else its peer's (an IPv6 /64 as one).
+		if peer, ok := e.acc.ForwardedPeer(r); ok {
+			return accept.AddrKey(e.acc.ForwardedClient(peer, r.Header))
+		}
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			return netip.Prefix{} // not TCP: one bucket for all
+		}
+		return accept.AddrKey(ap.Addr().Unmap().WithZone(""))
+	})
+}
+
+// admit decides whether a request for topic, not running here, from the
+// address addr gives, may cost a metadata request.
+func (l *topicLookups) admit(topic string, addr func() netip.Prefix) int {
+	if found, ok := l.names.Get(topic); ok {
+		if found {
+			return lookupFree
+		}
+		l.metrics.topicLookups.WithLabelValues("not_found_remembered").Inc()
+		return lookupNotFound
+	}
+	key := addr()
+	if !l.allow(key) {
+		l.metrics.topicLookups.WithLabelValues("refused").Inc()
+		l.log.Warn("lookups of unknown topics over rate: refused", "client", key.String(), "topic", topic)
+		return lookupRefused
+	}
+	l.metrics.topicLookups.WithLabelValues("asked").Inc()
+	return lookupAsk
+}
+
+// allow takes a token of key's rate and of the edge's.
+func (l *topicLookups) allow(key netip.Prefix) bool {
+	now := l.clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if a, ok := l.names[topic]; ok {
-		switch {
-		case a.found && now.Sub(a.at) < knownTTL:
-			return lookupFree
-		case !a.found && now.Sub(a.at) < unknownTTL:
-			e.metrics.topicLookups.WithLabelValues("not_found_remembered").Inc()
-			return lookupNotFound
-		}
-		delete(l.names, topic)
-	}
 	if l.edge == nil {
 		l.edge = rate.NewLimiter(lookupEdgeRate, lookupEdgeBurst)
 		l.addrs = map[netip.Prefix]*rate.Limiter{}
 	}
-	key := e.lookupAddr(r)
 	al := l.addrs[key]
 	if al == nil {
 		if len(l.addrs) >= maxLookupKeys {
@@ -91,47 +131,9 @@ func (e *Edge) admitLookup(r *http.Request, topic string) int {
 		al = rate.NewLimiter(lookupAddrRate, lookupAddrBurst)
 		l.addrs[key] = al
 	}
-	if !al.AllowN(now, 1) || !l.edge.AllowN(now, 1) {
-		e.metrics.topicLookups.WithLabelValues("refused").Inc()
-		e.log.Warn("lookups of unknown topics over rate: refused", "client", key.String(), "topic", topic)
-		return lookupRefused
-	}
-	e.metrics.topicLookups.WithLabelValues("asked").Inc()
-	return lookupAsk
+	return al.AllowN(now, 1) && l.edge.AllowN(now, 1)
 }
 
-// lookupAddr is the address a request counts against: its client's
-// behind a trusted proxy, else its peer's (an IPv6 /64 as one).
-func (e *Edge) lookupAddr(r *http.Request) netip.Prefix {
-	if peer, ok := e.acc.ForwardedPeer(r); ok {
-		return accept.AddrKey(e.acc.ForwardedClient(peer, r.Header))
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Prefix{} // not TCP: one bucket for all
-	}
-	return accept.AddrKey(ap.Addr().Unmap().WithZone(""))
-}
-
-// lookupAnswered records the cache tier's answer for topic: found, or no
-// such topic.
-func (e *Edge) lookupAnswered(topic string, found bool) {
-	l := &e.lookups
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.names == nil {
-		l.names = map[string]lookupAnswer{}
-	}
-	if _, ok := l.names[topic]; !ok && len(l.names) >= maxLookupKeys {
-		for k, a := range l.names {
-			if !a.found || now.Sub(a.at) >= knownTTL {
-				delete(l.names, k)
-			}
-		}
-		if len(l.names) >= maxLookupKeys {
-			clear(l.names)
-		}
-	}
-	l.names[topic] = lookupAnswer{found: found, at: now}
-}
+// answered records the cache tier's answer for topic: found, or no such
+// topic.
+func (l *topicLookups) answered(topic string, found bool) { l.names.Put(topic, found) }

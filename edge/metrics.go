@@ -102,7 +102,7 @@ func (m *metrics) registerFuncs(reg prometheus.Registerer, e *Edge) {
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_read_bytes_held",
 		Help: "Bytes of the values held for JSON reads being answered, each once however many reads share it (bounded by sse.keyReads.maxBytes)."}, func() float64 {
-		return float64(e.values.heldBytes())
+		return float64(e.keys.values.heldBytes())
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
 		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {

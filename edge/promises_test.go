@@ -36,12 +36,13 @@ func handID(epoch uint32, offsets ...int64) string {
 // part, and event:ready comes only once the live feed has caught up, so that
 // no value comes twice and no live id is below ready's (docs/architecture.md rule 5).
 func TestReadyWaitsForLiveFeedToCoverState(t *testing.T) {
-	s := newStack(t, stackOptions{})
 	var gate sync.RWMutex
-	edge.HoldFeeds(s.edge, func() {
-		gate.RLock() // a gate: waiting for it is the point
-		defer gate.RUnlock()
-	})
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		edge.HoldFeeds(c, func() {
+			gate.RLock() // a gate: waiting for it is the point
+			defer gate.RUnlock()
+		})
+	}})
 	s.produce("tasks", rec(0, "a", "a0"), rec(1, "b", "b0"))
 	ep := s.epoch("tasks")
 	s.connect("/tasks", nil).untilReady() // the topic's feed runs
