@@ -97,7 +97,7 @@ func (f *feed) spawn(r jobResult, timeout, delay time.Duration, do func(ctx cont
 
 // askHead asks for partition r.p's head.
 func (f *feed) askHead(ctx context.Context, r *jobResult) {
-	r.page, r.err = f.e.requestPage(ctx, f.topic, f.meta.Epoch, r.p, math.MaxInt64)
+	r.page, r.err = f.e.cache.requestPage(ctx, f.topic, f.meta.Epoch, r.p, math.MaxInt64)
 }
 
 // takeBatch applies m and what else has arrived: batches grow under load,
@@ -419,7 +419,7 @@ func (f *feed) dropQueues() {
 func (f *feed) startApart(p int32, stub proto.Record) {
 	f.parts[p].waits = jobApart
 	f.spawn(jobResult{kind: jobApart, p: p}, f.e.cfg.RequestTimeout, 0, func(ctx context.Context, r *jobResult) {
-		r.rec, r.err = f.e.requestApart(ctx, f.topic, f.meta.Epoch, p, &stub)
+		r.rec, r.err = f.e.cache.requestApart(ctx, f.topic, f.meta.Epoch, p, &stub)
 	})
 }
 

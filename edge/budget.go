@@ -45,7 +45,7 @@ func (m *feedMemory) split(pages *pageShare, budget int) {
 
 // feedMemoryBytes is what the feeds keep: rings, encodings, shared pages.
 func (e *Edge) feedMemoryBytes() int64 {
-	pages := e.pages.share.Held()
+	pages := e.cache.pages.share.Held()
 	return e.feedMem.used.Load() + int64(pages)
 }
 
@@ -164,7 +164,7 @@ func (e *Edge) reclaimFeedMemory() {
 		h.f.dropEncodingsLocked()
 		h.f.encMu.Unlock()
 	}
-	e.pages.share.Each(func(sp *sharedPage) { // 2: encodings, made again on demand
+	e.cache.pages.share.Each(func(sp *sharedPage) { // 2: encodings, made again on demand
 		e.metrics.feedMemoryGivenBack.Add(float64(sp.dropEncodings(false)))
 	})
 	for _, h := range feeds {

@@ -15,8 +15,8 @@ import (
 func TestFeedMemoryReclaimTakesIdleFeedsFirst(t *testing.T) {
 	e := &Edge{cfg: Config{FeedMemoryBytes: 4 << 20, ResumeRingBytes: 4 << 20, Logger: slog.New(slog.DiscardHandler)},
 		log: slog.New(slog.DiscardHandler), metrics: newMetrics(nil), feeds: map[string]*feed{}}
-	e.pages.share.MaxCost = 8 << 20
-	e.feedMem.split(&e.pages, e.cfg.FeedMemoryBytes) // rings and encodings: 3 MiB
+	e.cache.pages.share.MaxCost = 8 << 20
+	e.feedMem.split(&e.cache.pages, e.cfg.FeedMemoryBytes) // rings and encodings: 3 MiB
 	now := time.Now()
 	newFeed := func(name string, clients int, kib int) *feed {
 		f := &feed{e: e, topic: name, clients: clients, ring: newRing(e.cfg.ResumeRingBytes, time.Hour, []int64{0}), ready: make(chan struct{})}

@@ -46,7 +46,7 @@ type Edge struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	cacheTier // what the edge asks of the cache tier (cachetier.go)
+	cache cacheTier // what the edge asks of the cache tier (cachetier.go)
 
 	streams streamer      // serves streams (stream.go)
 	done    chan struct{} // closed by Close
@@ -95,9 +95,9 @@ func New(cfg Config) (*Edge, error) {
 		clock = tier.SystemClock{}
 	}
 	e.lookups = newTopicLookups(e.metrics, e.log, clock)
-	e.cacheTier.setUp(&e.cfg, clock, e.metrics, e.lookups)
+	e.cache.setUp(&e.cfg, clock, e.metrics, e.lookups)
 	e.keys = newKeyReads(e)
-	e.feedMem.split(&e.pages, cfg.FeedMemoryBytes)
+	e.feedMem.split(&e.cache.pages, cfg.FeedMemoryBytes)
 	e.metrics.registerFuncs(cfg.Registerer, e)
 	if err := e.startAuth(); err != nil {
 		return nil, err

@@ -59,5 +59,5 @@ func FailFeeds(e *Edge) {
 // RequestApart reads the record that stub stands for (one sent apart) in
 // parts, as the state path and key reads do.
 func RequestApart(e *Edge, ctx context.Context, topic string, epoch uint32, p int32, stub proto.Record) (proto.Record, error) {
-	return e.requestApart(ctx, topic, epoch, p, &stub)
+	return e.cache.requestApart(ctx, topic, epoch, p, &stub)
 }

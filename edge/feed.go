@@ -91,12 +91,12 @@ func (f *feed) init(ctx context.Context) error {
 	f.msgs = make(chan *tier.Msg, e.cfg.FeedBuffer)
 	f.batch = max(1, min(1024, e.cfg.MaxQueue/4))
 	f.batchBytes = max(1, e.cfg.MaxQueueBytes/4)
-	sub, err := e.client.Subscribe(ctx, f.topic, f.msgs)
+	sub, err := e.cache.client.Subscribe(ctx, f.topic, f.msgs)
 	if err != nil {
 		return err
 	}
 	f.sub = sub
-	meta, err := e.requestMeta(ctx, f.topic)
+	meta, err := e.cache.requestMeta(ctx, f.topic)
 	if err != nil {
 		_ = sub.Unsubscribe()
 		return err
@@ -106,7 +106,7 @@ func (f *feed) init(ctx context.Context) error {
 	f.progress = proto.Progress{Epoch: meta.Epoch, TimeMs: f.e.cfg.Now().UnixMilli(), Offsets: make([]int64, meta.Partitions)}
 	f.parts = make([]partGap, meta.Partitions)
 	for p := range f.parts {
-		head, err := e.requestPageRetrying(ctx, f.topic, meta.Epoch, int32(p), math.MaxInt64)
+		head, err := e.cache.requestPageRetrying(ctx, f.topic, meta.Epoch, int32(p), math.MaxInt64)
 		if err != nil {
 			_ = sub.Unsubscribe()
 			return err
@@ -123,7 +123,7 @@ func (f *feed) init(ctx context.Context) error {
 
 func (f *feed) run() {
 	defer f.dropQueues()
-	reconnects := f.e.client.Reconnects()
+	reconnects := f.e.cache.client.Reconnects()
 	tick := time.NewTicker(f.e.cfg.ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -137,7 +137,7 @@ func (f *feed) run() {
 			f.handling.Store(true)
 			f.settle(r)
 		case <-tick.C:
-			if r := f.e.client.Reconnects(); r != reconnects {
+			if r := f.e.cache.client.Reconnects(); r != reconnects {
 				reconnects = r
 				f.lostInTransit()
 			}

@@ -119,7 +119,7 @@ func (f *feed) startTopicCheck() {
 	}
 	f.topicCheck.asking = true
 	f.spawn(jobResult{kind: jobTopic}, f.e.cfg.PageTimeout, 0, func(ctx context.Context, r *jobResult) {
-		r.meta, r.err = f.e.requestMeta(ctx, f.topic)
+		r.meta, r.err = f.e.cache.requestMeta(ctx, f.topic)
 	})
 }
 
@@ -306,7 +306,7 @@ func (f *feed) askPage(p int32, delay time.Duration) {
 	st.waits = jobPage
 	since := st.fill.since
 	f.spawn(jobResult{kind: jobPage, p: p}, f.e.cfg.PageTimeout, delay, func(ctx context.Context, r *jobResult) {
-		r.page, r.err = f.e.requestPage(ctx, f.topic, f.meta.Epoch, p, since)
+		r.page, r.err = f.e.cache.requestPage(ctx, f.topic, f.meta.Epoch, p, since)
 	})
 }
 

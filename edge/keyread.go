@@ -293,7 +293,7 @@ type keyLookup struct {
 // newKeyReads is e's key reads.
 func newKeyReads(e *Edge) *keyReads {
 	return &keyReads{
-		tier: &e.cacheTier, cfg: &e.cfg, metrics: e.metrics, log: e.log, clock: e.clock, clientKey: e.acc.ClientKey,
+		tier: &e.cache, cfg: &e.cfg, metrics: e.metrics, log: e.log, clock: e.cache.clock, clientKey: e.acc.ClientKey,
 		feedOf: func(topic string) *feed {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -303,7 +303,7 @@ func newKeyReads(e *Edge) *keyReads {
 		partitions: tier.Share[string, int32]{
 			Age:     func(int32, error) time.Duration { return knownPartitionsAge },
 			MaxCost: maxKnownPartitions,
-			Clock:   e.clock,
+			Clock:   e.cache.clock,
 		},
 	}
 }

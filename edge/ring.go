@@ -304,7 +304,7 @@ func (f *feed) askWord(p int32, a *wordAsk) {
 	defer close(a.done)
 	f.e.metrics.ringHeadRequests.Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), f.e.cfg.PageTimeout)
-	head, err := f.e.requestPage(ctx, f.topic, f.meta.Epoch, p, math.MaxInt64)
+	head, err := f.e.cache.requestPage(ctx, f.topic, f.meta.Epoch, p, math.MaxInt64)
 	cancel()
 	if err != nil {
 		return

@@ -137,7 +137,7 @@ func (sp *statePart) waitAgain(ps *partState) error {
 // for another stream if reuse) and reports whether the partition is done.
 func (sp *statePart) fromPage(ps *partState, minNext int64, reuse bool) (done bool, err error) {
 	f := sp.f
-	page, shared, err := sp.s.e.sharedPageRetrying(sp.ctx, f.topic, f.meta.Epoch, ps.p, ps.since, minNext, reuse)
+	page, shared, err := sp.s.e.cache.sharedPageRetrying(sp.ctx, f.topic, f.meta.Epoch, ps.p, ps.since, minNext, reuse)
 	if err != nil {
 		return true, err
 	}

@@ -280,7 +280,7 @@ func (s *streamer) aheadOfCache(ctx context.Context, f *feed, start, live proto.
 		if !resume.MustConfirm(o, live.Offset(pp), f.cacheKnown(pp)) {
 			continue
 		}
-		page, _, err := s.e.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, o, o, true)
+		page, _, err := s.e.cache.sharedPageRetrying(ctx, f.topic, f.meta.Epoch, pp, o, o, true)
 		if err != nil {
 			return false, err
 		}
