@@ -92,7 +92,7 @@ func (ct *cacheTier) requestApart(ctx context.Context, topic string, epoch uint3
 	return ct.client.Apart(ctx, topic, epoch, p, stub)
 }
 
-// Shared state pages (DESIGN rule 8, tier.Share). Streams that ask for the same page
+// Shared state pages (docs/architecture.md rule 8, tier.Share). Streams that ask for the same page
 // while a request for it is in flight share that request. While other
 // streams of the topic are in their state part too, a page answered in the
 // last pageShareAge is given again if its Next is at least minNext (the

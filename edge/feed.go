@@ -17,7 +17,7 @@ import (
 // feed is one topic's live feed on this edge: one NATS subscription whose
 // changes are turned into frames once per view and queued to every client of
 // the view. One goroutine (run) applies changes in order per partition and
-// fills gaps from the cache tier before anything newer (DESIGN rule 5); it
+// fills gaps from the cache tier before anything newer (docs/architecture.md rule 5); it
 // never waits for the cache tier: its requests run beside it (apply.go).
 //
 // The goroutine boundary: run (and init, before run starts) is the only
@@ -152,7 +152,7 @@ func (f *feed) run() {
 
 // resetLive ends the live streams of the views a null-key record may match
 // (those without a key filter) with event:reset and an id at the start, so
-// that their clients come back for the full state (DESIGN rule 3), and
+// that their clients come back for the full state (docs/architecture.md rule 3), and
 // returns how many. Streams in their state part are left: like a resume,
 // they hold no null-key record from before their ready.
 func (f *feed) resetLive(r reason.Reason) int {

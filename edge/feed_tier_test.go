@@ -30,7 +30,7 @@ func tierStack(t *testing.T, mem *tiertest.Tier) *stack {
 	return serveEdge(t, cfg, reg)
 }
 
-// A topic's feed, with only the in-memory tier behind it (DESIGN rule 5,
+// A topic's feed, with only the in-memory tier behind it (docs/architecture.md rule 5,
 // rule 10): a stream starts through NotOwner answers (asked again); a
 // change forged far past the tier's head is never delivered and is counted
 // once the next probe finds the tier still short of it; a change lost on

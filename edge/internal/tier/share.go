@@ -7,7 +7,7 @@ import (
 )
 
 // Share is the edge's one sharing layer for answers of the cache tier
-// (DESIGN rule 8): callers that ask for the same key while an ask is in
+// (docs/architecture.md rule 8): callers that ask for the same key while an ask is in
 // flight share it, and answers are kept as recent for a while, to be given
 // again. One eviction rule: a recent answer leaves once older than its Age,
 // and the oldest leave first while the recent together cost more than
