@@ -106,33 +106,25 @@ const defaultMaxTopics = 1000
 // values, and nearly every read goes back to Kafka.
 const minMaxBytes = 1 << 20
 
-// orDefault sets *v to def where it is zero.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
-
 // WithDefaults returns c with each zero field set to its default, as New
 // uses it. It does not validate: a value out of range stays as it is.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	orDefault(&c.SubjectPrefix, d.SubjectPrefix)
+	confcheck.OrDefault(&c.SubjectPrefix, d.SubjectPrefix)
 	if c.Ownership == nil {
 		c.Ownership = d.Ownership
 	}
-	orDefault(&c.TombstoneHorizon, d.TombstoneHorizon)
-	orDefault(&c.MaxPageBytes, d.MaxPageBytes)
-	orDefault(&c.CatchUpWait, d.CatchUpWait)
-	orDefault(&c.MaxBytes, d.MaxBytes)
-	orDefault(&c.ApartBytes, d.ApartBytes)
-	orDefault(&c.HeadInterval, d.HeadInterval)
-	orDefault(&c.TopicCheckInterval, d.TopicCheckInterval)
-	orDefault(&c.MaxTopics, max(d.MaxTopics, len(c.Bootstrap)))
-	orDefault(&c.TopicIdle, d.TopicIdle)
-	orDefault(&c.MaxConcurrentRequests, d.MaxConcurrentRequests)
-	orDefault(&c.Logger, d.Logger)
+	confcheck.OrDefault(&c.TombstoneHorizon, d.TombstoneHorizon)
+	confcheck.OrDefault(&c.MaxPageBytes, d.MaxPageBytes)
+	confcheck.OrDefault(&c.CatchUpWait, d.CatchUpWait)
+	confcheck.OrDefault(&c.MaxBytes, d.MaxBytes)
+	confcheck.OrDefault(&c.ApartBytes, d.ApartBytes)
+	confcheck.OrDefault(&c.HeadInterval, d.HeadInterval)
+	confcheck.OrDefault(&c.TopicCheckInterval, d.TopicCheckInterval)
+	confcheck.OrDefault(&c.MaxTopics, max(d.MaxTopics, len(c.Bootstrap)))
+	confcheck.OrDefault(&c.TopicIdle, d.TopicIdle)
+	confcheck.OrDefault(&c.MaxConcurrentRequests, d.MaxConcurrentRequests)
+	confcheck.OrDefault(&c.Logger, d.Logger)
 	return c
 }
 

@@ -264,48 +264,40 @@ func (c *Config) derive() {
 	c.SetupQueuePerAddress = min(c.SetupQueuePerAddress, c.SetupQueue)
 }
 
-// orDefault sets *v to def where it is zero.
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
-
 // WithDefaults returns c with each zero field set to its default, as New
 // uses it. It does not validate: a value out of range stays as it is.
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	orDefault(&c.SubjectPrefix, d.SubjectPrefix)
-	orDefault(&c.Retry, d.Retry)
-	orDefault(&c.RetryJitter, d.RetryJitter)
-	orDefault(&c.ReadyProbe, d.ReadyProbe)
-	orDefault(&c.KeepAlive, d.KeepAlive)
-	orDefault(&c.PageBytes, d.PageBytes)
-	orDefault(&c.PageTimeout, d.PageTimeout)
-	orDefault(&c.RequestTimeout, d.RequestTimeout)
-	orDefault(&c.WriteTimeout, d.WriteTimeout)
-	orDefault(&c.MaxQueue, d.MaxQueue)
-	orDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
-	orDefault(&c.FeedBuffer, d.FeedBuffer)
-	orDefault(&c.ProbeInterval, d.ProbeInterval)
-	orDefault(&c.FeedLinger, d.FeedLinger)
-	orDefault(&c.ResumeRingBytes, d.ResumeRingBytes)
-	orDefault(&c.FeedMemoryBytes, d.FeedMemoryBytes)
-	orDefault(&c.ResumeRingAge, d.ResumeRingAge)
-	orDefault(&c.SetupConcurrency, d.SetupConcurrency)
-	orDefault(&c.SetupQueue, d.SetupQueue)
-	orDefault(&c.StateWriteTimeout, d.StateWriteTimeout)
-	orDefault(&c.StateMinRate, d.StateMinRate)
-	orDefault(&c.MaxConnections, d.MaxConnections)
-	orDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
-	orDefault(&c.ReleaseAfterBurst, d.ReleaseAfterBurst)
-	orDefault(&c.KeyReads.MinRate, d.KeyReads.MinRate)
-	orDefault(&c.KeyReads.MaxBytes, d.KeyReads.MaxBytes)
-	orDefault(&c.KeyReads.MaxBytesPerIP, d.KeyReads.MaxBytesPerIP)
-	orDefault(&c.KeyReads.RatePerIP, d.KeyReads.RatePerIP)
-	orDefault(&c.KeyReads.CacheRequestsPerIP, d.KeyReads.CacheRequestsPerIP)
-	orDefault(&c.Logger, d.Logger)
+	confcheck.OrDefault(&c.SubjectPrefix, d.SubjectPrefix)
+	confcheck.OrDefault(&c.Retry, d.Retry)
+	confcheck.OrDefault(&c.RetryJitter, d.RetryJitter)
+	confcheck.OrDefault(&c.ReadyProbe, d.ReadyProbe)
+	confcheck.OrDefault(&c.KeepAlive, d.KeepAlive)
+	confcheck.OrDefault(&c.PageBytes, d.PageBytes)
+	confcheck.OrDefault(&c.PageTimeout, d.PageTimeout)
+	confcheck.OrDefault(&c.RequestTimeout, d.RequestTimeout)
+	confcheck.OrDefault(&c.WriteTimeout, d.WriteTimeout)
+	confcheck.OrDefault(&c.MaxQueue, d.MaxQueue)
+	confcheck.OrDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
+	confcheck.OrDefault(&c.FeedBuffer, d.FeedBuffer)
+	confcheck.OrDefault(&c.ProbeInterval, d.ProbeInterval)
+	confcheck.OrDefault(&c.FeedLinger, d.FeedLinger)
+	confcheck.OrDefault(&c.ResumeRingBytes, d.ResumeRingBytes)
+	confcheck.OrDefault(&c.FeedMemoryBytes, d.FeedMemoryBytes)
+	confcheck.OrDefault(&c.ResumeRingAge, d.ResumeRingAge)
+	confcheck.OrDefault(&c.SetupConcurrency, d.SetupConcurrency)
+	confcheck.OrDefault(&c.SetupQueue, d.SetupQueue)
+	confcheck.OrDefault(&c.StateWriteTimeout, d.StateWriteTimeout)
+	confcheck.OrDefault(&c.StateMinRate, d.StateMinRate)
+	confcheck.OrDefault(&c.MaxConnections, d.MaxConnections)
+	confcheck.OrDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
+	confcheck.OrDefault(&c.ReleaseAfterBurst, d.ReleaseAfterBurst)
+	confcheck.OrDefault(&c.KeyReads.MinRate, d.KeyReads.MinRate)
+	confcheck.OrDefault(&c.KeyReads.MaxBytes, d.KeyReads.MaxBytes)
+	confcheck.OrDefault(&c.KeyReads.MaxBytesPerIP, d.KeyReads.MaxBytesPerIP)
+	confcheck.OrDefault(&c.KeyReads.RatePerIP, d.KeyReads.RatePerIP)
+	confcheck.OrDefault(&c.KeyReads.CacheRequestsPerIP, d.KeyReads.CacheRequestsPerIP)
+	confcheck.OrDefault(&c.Logger, d.Logger)
 	if c.Now == nil {
 		c.Now = d.Now
 	}

@@ -136,7 +136,7 @@ func (rp *ringPart) serves(since, next int64, began time.Time) bool {
 }
 
 // ringFrom returns partition p's records at or after since, from the
-// resume ring in offset order (latestPerKey makes them what the state path
+// resume ring in offset order (resume.LatestPerKey makes them what the state path
 // gives), the feed's position in p, and the ring's start in p; ok is false
 // when since lies outside the ring (before start, its first offset, or
 // past the feed's position) or the ring may not serve (see serves).
@@ -152,25 +152,6 @@ func (f *feed) ringFrom(p int32, since int64, began time.Time) (recs []*proto.Re
 		recs, ok = f.ring.from(p, since)
 	}
 	return recs, next, start, ok
-}
-
-// latestPerKey keeps, of recs (in offset order), only the last record of
-// each key, in offset order: what the state path gives for them.
-func latestPerKey(recs []*proto.Record) []*proto.Record {
-	if len(recs) < 2 {
-		return recs
-	}
-	seen := make(map[string]struct{}, len(recs))
-	w := len(recs)
-	for i := len(recs) - 1; i >= 0; i-- {
-		if _, newer := seen[string(recs[i].Key)]; newer {
-			continue
-		}
-		seen[string(recs[i].Key)] = struct{}{}
-		w--
-		recs[w] = recs[i]
-	}
-	return recs[w:]
 }
 
 // The tier's word (docs/architecture.md rule 8). The feed's position in a partition is

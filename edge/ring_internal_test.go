@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -27,7 +28,7 @@ func TestRingBoundsAndConflation(t *testing.T) {
 		t.Fatalf("start %d, bytes %d: want 10, %d", r.parts[0].start, r.bytes, 4*size)
 	}
 	recs, ok := r.from(0, 11)
-	if got := fmt.Sprint(offsets(latestPerKey(recs))); !ok || got != "[12 13]" {
+	if got := fmt.Sprint(offsets(resume.LatestPerKey(recs))); !ok || got != "[12 13]" {
 		t.Fatalf("from 11: %v %s, want the latest of each key [12 13]", ok, got)
 	}
 	// Two more records pass the byte bound: the oldest goes.
@@ -75,7 +76,7 @@ func BenchmarkRingResume(b *testing.B) {
 		b.Run(fmt.Sprintf("behind-%d", behind), func(b *testing.B) {
 			for b.Loop() {
 				recs, ok := r.from(0, n-behind)
-				if !ok || len(latestPerKey(recs)) == 0 {
+				if !ok || len(resume.LatestPerKey(recs)) == 0 {
 					b.Fatal("not served")
 				}
 			}

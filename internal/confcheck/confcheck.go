@@ -172,3 +172,12 @@ func SubjectPrefix(component, p string) error {
 	}
 	return nil
 }
+
+// OrDefault sets *v to def where it is zero: how a Config's WithDefaults
+// fills the fields a caller left out.
+func OrDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
