@@ -16,7 +16,14 @@ import (
 // and live, deletes too; the ready marker has none. A stream that did not
 // ask is unchanged, on the same topic at the same time.
 func TestTimestampExtensionWritesRecordTimestamps(t *testing.T) {
-	s := newStack(t, stackOptions{partitions: 1})
+	t.Run("http1.1", func(t *testing.T) { timestampStreams(t, newStack(t, stackOptions{partitions: 1}), 1) })
+	t.Run("h2", func(t *testing.T) {
+		s, _, _ := tlsStackWith(t, true, stackOptions{partitions: 1})
+		timestampStreams(t, s, 2)
+	})
+}
+
+func timestampStreams(t *testing.T, s *stack, proto int) {
 	at := func(ms int64, r *kgo.Record) *kgo.Record { r.Timestamp = time.UnixMilli(ms); return r }
 	const t1, t2, t3, t4 = 1519937168533, 1519937168534, 1800000000001, 1800000000255
 	s.produce("tasks", at(t1, rec(0, "a", "v1")), at(t2, rec(0, "b", "v2")))
@@ -29,6 +36,9 @@ func TestTimestampExtensionWritesRecordTimestamps(t *testing.T) {
 	}
 	if got := plain.resp.Header.Get("Content-Type"); got != "text/event-stream" {
 		t.Fatalf("without ext: Content-Type %q", got)
+	}
+	if stamped.resp.ProtoMajor != proto || plain.resp.ProtoMajor != proto {
+		t.Fatalf("served over %s and %s, want HTTP/%d", stamped.resp.Proto, plain.resp.Proto, proto)
 	}
 	want := func(stamp bool, ms int64, ev event, fields string) string {
 		frame := "id:" + ev.ID + "\n" + fields + "\n\n"
