@@ -293,6 +293,39 @@ func TestIdentityDerivedTopicAndFilters(t *testing.T) {
 	}
 }
 
+// A topic made only of the token's claims and literals (Zilla's
+// ${guarded['g'].identity}-topic) needs no topicPattern: the token's issuer
+// names it. Each user reads the topic their token names; a name no topic
+// has goes through the edge's topic lookup and is 404.
+func TestTopicFromTheTokenIsServedWithoutTopicPattern(t *testing.T) {
+	j := newJWKS(t)
+	g := map[string][]string{"jwt": {"read"}}
+	routes := []edge.RouteConfig{{Paths: []string{"/own"}, Topic: "${guarded['jwt'].identity}-topic", Guarded: g}}
+	s := newStack(t, stackOptions{routes: routes, topics: []string{"alice-topic", "bob-topic"}, edgeCfg: guardConfig(t, j, 0, nil)})
+	hour := time.Now().Add(time.Hour)
+	s.produce("alice-topic", rec(0, "m1", "for alice"))
+	s.produce("bob-topic", rec(0, "m2", "for bob"))
+	for _, who := range []string{"alice", "bob"} {
+		c := s.connect("/own", bearer(token(t, "k1", who, hour, "read")))
+		var got []string
+		for _, ev := range c.untilReady() {
+			if ev.Event != "ready" && ev.HasData {
+				got = append(got, ev.Data)
+			}
+		}
+		if len(got) != 1 || got[0] != "for "+who {
+			t.Fatalf("/own as %s: state %q, want [%q]", who, got, "for "+who)
+		}
+		c.close()
+	}
+	if status, _, body := do(t, http.MethodGet, s.url+"/own", bearer(token(t, "k1", "carol", hour, "read"))); status != http.StatusNotFound || !strings.Contains(body, "carol-topic not found") {
+		t.Fatalf("a topic the token names that does not exist: %d %q", status, body)
+	}
+	if status, _, _ := do(t, http.MethodGet, s.url+"/own", nil); status != http.StatusUnauthorized {
+		t.Fatalf("no token: %d, want 401", status)
+	}
+}
+
 // challengeRE is event:challenge in Zilla's shape, with the stream's handle.
 var challengeRE = regexp.MustCompile(`^event:challenge\ndata:\{"method":"POST","headers":\{"content-type":"application/x-challenge-response","x-ssekafka-stream":"([0-9a-f]+-[0-9]+)"\}\}\n\n$`)
 

@@ -25,7 +25,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			for i := range clients {
 				clients[i] = newClient(1<<20, math.MaxInt)
 				clients[i].live = true
-				if _, ok := f.join("v", nil, proto.IDEtag, clients[i]); !ok {
+				if _, ok := f.join("v", nil, frameFormat{id: proto.IDEtag}, clients[i]); !ok {
 					b.Fatal("join")
 				}
 			}

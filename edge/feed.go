@@ -78,11 +78,11 @@ type feed struct {
 	encCharged  int64 // encoding bytes counted; guarded by encMu
 }
 
-// view is the clients of one (route, filters, id format) on a topic: they
-// share every frame.
+// view is the clients of one (route, filters, frame format) on a topic:
+// they share every frame.
 type view struct {
 	filters []filter
-	format  proto.IDFormat
+	format  frameFormat
 	clients map[*client]struct{}
 }
 
@@ -164,7 +164,7 @@ func (f *feed) resetLive(r reason.Reason) int {
 		if !resume.LostReaches(len(v.filters), slices.ContainsFunc(v.filters, func(fl filter) bool { return fl.key == nil })) {
 			continue
 		}
-		final := append([]byte("id:"), proto.AppendEventID(nil, v.format, nil, true, &zero, "")...)
+		final := append([]byte("id:"), proto.AppendEventID(nil, v.format.id, nil, true, &zero, "")...)
 		final = appendReset(append(final, '\n'), r)
 		for c := range v.clients {
 			c.mu.Lock()
@@ -217,8 +217,8 @@ const frameSlabBytes = 64 << 10
 // feed's current slab. Frames are immutable and shared by every client of
 // a view; a slab lives while any client still queues one of its frames.
 // The caller holds f.mu.
-func (f *feed) encode(format proto.IDFormat, rec *proto.Record) queued {
-	f.scratch = appendRecordFrame(f.scratch[:0], format, rec, &f.progress)
+func (f *feed) encode(format frameFormat, rec *proto.Record) queued {
+	f.scratch = format.appendEvent(f.scratch[:0], rec, &f.progress)
 	need := len(f.scratch) + len(rec.Key)
 	if cap(f.slab)-len(f.slab) < need {
 		f.slab = make([]byte, 0, max(frameSlabBytes, need))
@@ -255,7 +255,7 @@ func (f *feed) advance(p int32, next int64) {
 
 // join registers c with the view named key. The client receives every change
 // the feed applies from now on (in pending until goLive).
-func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *client) (current proto.Progress, ok bool) {
+func (f *feed) join(key string, filters []filter, format frameFormat, c *client) (current proto.Progress, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
@@ -281,7 +281,7 @@ func (f *feed) join(key string, filters []filter, format proto.IDFormat, c *clie
 // up with at: from then on every shared frame's id covers all the client
 // holds. Pending frames already covered are dropped, the rest queued, then
 // the ready marker with the feed's progress.
-func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at proto.Progress, timeout time.Duration) {
+func (f *feed) goLive(ctx context.Context, c *client, format frameFormat, at proto.Progress, timeout time.Duration) {
 	if !f.waitCovers(ctx, at, timeout) && ctx.Err() == nil {
 		f.e.log.Warn("live feed behind state at ready", "topic", f.topic)
 	}
@@ -296,7 +296,7 @@ func (f *feed) goLive(ctx context.Context, c *client, format proto.IDFormat, at 
 	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
 	resume.ReadyAt(&at, f.progress)
 	if !f.e.cfg.NoReady {
-		c.appendLocked(marker(appendReady(nil, format, &at)))
+		c.appendLocked(marker(appendReady(nil, format.id, &at)))
 	}
 	c.live = true
 	c.signalLocked()

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
@@ -10,6 +12,64 @@ import (
 // SSE framing. Fields are written without the optional space after the
 // colon; a data line that itself starts with a space gets one, since a
 // reader strips exactly one.
+
+// frameFormat is how a view's record events are written: the id's format
+// and, for clients that asked for Zilla's timestamp extension, a
+// "timestamp:" line first. Views differ by it (the view key), so each
+// record is encoded once per format.
+type frameFormat struct {
+	id        proto.IDFormat
+	timestamp bool
+}
+
+// viewKey names the view of a route's clients with the same filters and
+// frame format.
+func (ff frameFormat) viewKey(route int, filterKey string) string {
+	if ff.timestamp {
+		return strconv.Itoa(route) + "t" + filterKey
+	}
+	return strconv.Itoa(route) + filterKey
+}
+
+// contentType is the stream's Content-Type: Zilla echoes the extension.
+func (ff frameFormat) contentType() string {
+	if ff.timestamp {
+		return "text/event-stream;ext=timestamp"
+	}
+	return "text/event-stream"
+}
+
+// appendEvent appends rec's event in this format.
+func (ff frameFormat) appendEvent(b []byte, rec *proto.Record, p *proto.Progress) []byte {
+	if ff.timestamp {
+		b = appendTimestamp(b, rec.TimeMs)
+	}
+	return appendRecordFrame(b, ff.id, rec, p)
+}
+
+// wantsTimestamp reports whether r asks for Zilla's timestamp extension:
+// as in Zilla, an Accept header containing "ext=timestamp"
+// (text/event-stream;ext=timestamp).
+func wantsTimestamp(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(v, "ext=timestamp") {
+			return true
+		}
+	}
+	return false
+}
+
+// appendTimestamp appends Zilla's "timestamp:" line: the record's Kafka
+// timestamp (Unix milliseconds) in lower-case hex after "0x"
+// (timestamp:0x161e350a495). As Zilla, none for a timestamp not above 0.
+func appendTimestamp(b []byte, ms int64) []byte {
+	if ms <= 0 {
+		return b
+	}
+	b = append(b, "timestamp:0x"...)
+	b = strconv.AppendInt(b, ms, 16)
+	return append(b, '\n')
+}
 
 // appendRecordFrame appends the event for rec: "id:", "event:delete" for a
 // tombstone (its data is the key in proto.KeyEncoding, as in Zilla), then the value as

@@ -74,6 +74,33 @@ func TestRecordFrameBytes(t *testing.T) {
 	}
 }
 
+// Zilla's timestamp line (ext=timestamp): "timestamp:0x", the record's
+// Kafka timestamp in lower-case hex, before the id; none for a timestamp
+// not above 0, as Zilla; without the extension the frame is unchanged.
+func TestTimestampLineBytes(t *testing.T) {
+	p := &proto.Progress{Epoch: 1, TimeMs: 2, Offsets: []int64{3}}
+	id := string(proto.AppendProgress(nil, p))
+	stamped, plain := frameFormat{id: proto.IDEtag, timestamp: true}, frameFormat{id: proto.IDEtag}
+	for _, tc := range []struct {
+		ff   frameFormat
+		rec  proto.Record
+		want string
+	}{
+		{stamped, proto.Record{Key: []byte("k"), Value: []byte("v"), TimeMs: 1519937168533}, "timestamp:0x161e350a495\nid:" + id + "\ndata:v\n\n"},
+		{stamped, proto.Record{Key: []byte("k"), Tombstone: true, TimeMs: 255}, "timestamp:0xff\nid:" + id + "\nevent:delete\ndata:aw==\n\n"},
+		{stamped, proto.Record{Key: []byte("k"), Value: []byte("v")}, "id:" + id + "\ndata:v\n\n"},
+		{stamped, proto.Record{Key: []byte("k"), Value: []byte("v"), TimeMs: -1}, "id:" + id + "\ndata:v\n\n"},
+		{plain, proto.Record{Key: []byte("k"), Value: []byte("v"), TimeMs: 1519937168533}, "id:" + id + "\ndata:v\n\n"},
+	} {
+		if got := string(tc.ff.appendEvent(nil, &tc.rec, p)); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.ff, got, tc.want)
+		}
+	}
+	if stamped.viewKey(1, "|k\"a\"") == plain.viewKey(1, "|k\"a\"") {
+		t.Error("streams with and without timestamps share a view")
+	}
+}
+
 // FuzzRecordFrame checks that any value, framed and read back by a standard
 // SSE parser, is one event whose data is the value (line ends normalised)
 // and whose id parses back to the progress.

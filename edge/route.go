@@ -19,8 +19,10 @@ type RouteConfig struct {
 	Topic string
 	// TopicPattern is a regular expression (anchored at both ends) that a
 	// topic made from a template must match, checked before any cache
-	// request. Required when Topic has an expression: a route must not serve
-	// every topic of the cluster.
+	// request. Required when Topic has a ${params.x}: a route must not
+	// serve every topic of the cluster to whoever asks. A topic made only
+	// of literals and the guard's claims is named by the token's issuer
+	// and needs none (as in Zilla).
 	TopicPattern string
 	// Filters: the fields of one filter are ANDed, the filters ORed. Empty: every record.
 	Filters []FilterConfig
@@ -44,7 +46,7 @@ type Route struct {
 	index    int
 	paths    []*regexp.Regexp
 	topic    template
-	topicsOK *regexp.Regexp // TopicPattern; nil for a literal topic
+	topicsOK *regexp.Regexp // TopicPattern; nil: any topic the template makes
 	filters  []filterTemplate
 	idFormat proto.IDFormat
 	guard    string   // the guard's name; empty: not guarded
@@ -101,6 +103,17 @@ func parseTemplate(s string, known func(expr string) (string, error)) (template,
 		s = s[i+j+1:]
 	}
 	return t, nil
+}
+
+// fromRequest reports whether a part of t comes from the request's path
+// (${params.x}), which the client chooses, not the token's issuer.
+func (t template) fromRequest() bool {
+	for _, p := range t.parts {
+		if strings.HasPrefix(p.expr, "params.") {
+			return true
+		}
+	}
+	return false
 }
 
 func (t template) resolve(ctx Context) string {
@@ -207,8 +220,12 @@ func (rcomp *routeCompiler) topic() error {
 		if err := proto.ValidTopic(rc.Topic); err != nil {
 			return fmt.Errorf("with.topic: %w", err)
 		}
+	case rc.TopicPattern == "" && !r.topic.fromRequest():
+		// Made only of the token's claims: its issuer names the topic, as
+		// in Zilla; a name unknown to the edge is bounded as any other
+		// (lookup.go's rates, the cache's MaxTopics, the feed budget).
 	case rc.TopicPattern == "":
-		return fmt.Errorf("with.topicPattern: required with a topic made from a template (%q), or any client could read any topic", rc.Topic)
+		return fmt.Errorf("with.topicPattern: required with a topic made from the request path (%q), or any client could read any topic", rc.Topic)
 	default:
 		if r.topicsOK, err = regexp.Compile(`^(?:` + rc.TopicPattern + `)$`); err != nil {
 			return fmt.Errorf("with.topicPattern: %w", err)

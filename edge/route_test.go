@@ -103,6 +103,7 @@ func TestCompileRouteErrors(t *testing.T) {
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${params.id}"}, "has no {id}"},
 		{RouteConfig{Paths: []string{"/x/{id}"}, Topic: "${params.id}"}, "with.topicPattern: required"},
 		{RouteConfig{Paths: []string{"/x/{id}"}, Topic: "${params.id}", TopicPattern: "("}, "with.topicPattern: error parsing"},
+		{RouteConfig{Paths: []string{"/x/{id}"}, Topic: "${guarded['jwt'].identity}-${params.id}", Guarded: map[string][]string{"jwt": nil}}, "with.topicPattern: required"},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "tasks", TopicPattern: "t.*"}, "no expression to check"},
 		{RouteConfig{Paths: []string{"/x/{id}", "/y"}, Topic: "${params.id}", TopicPattern: ".+"}, `path "/y" has no {id}`},
 		{RouteConfig{Paths: []string{"/x"}, Topic: "${guarded['jwt'].identity}", TopicPattern: ".+"}, `not guarded by "jwt"`},

@@ -55,7 +55,7 @@ type liveStream struct {
 	f        *feed
 	c        *client
 	viewKey  string
-	format   proto.IDFormat
+	format   frameFormat
 	at       proto.Progress // where the state part ended
 	endSetup func()         // gives the setup slot back; the handler goes on
 }

@@ -27,7 +27,7 @@ func TestSinkIsFlushedOncePerBatchNotPerEvent(t *testing.T) {
 	f := &feed{e: e, views: map[string]*view{}}
 	f.progress = proto.Progress{Epoch: 1, Offsets: make([]int64, 1)}
 	c := newClient(1<<20, math.MaxInt)
-	if _, ok := f.join("v", nil, proto.IDEtag, c); !ok {
+	if _, ok := f.join("v", nil, frameFormat{id: proto.IDEtag}, c); !ok {
 		t.Fatal("join")
 	}
 	sk := &countingSink{}

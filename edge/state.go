@@ -21,7 +21,7 @@ type statePart struct {
 	cw      *connWriter
 	f       *feed
 	viewKey string
-	format  proto.IDFormat
+	format  frameFormat
 	filters []filter
 	joined  proto.Progress // the feed's position when the client joined it
 	began   time.Time
@@ -50,7 +50,7 @@ type partState struct {
 // feed's position when the client joined it: what came before that is not
 // among the client's pending live frames, so a page from a cache node that
 // lags the feed is followed by another until it is covered.
-func (s *streamer) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey string, format proto.IDFormat, filters []filter, start, joined proto.Progress) (proto.Progress, resume.Kind, error) {
+func (s *streamer) writeState(ctx context.Context, cw *connWriter, f *feed, viewKey string, format frameFormat, filters []filter, start, joined proto.Progress) (proto.Progress, resume.Kind, error) {
 	sp := &statePart{s: s, ctx: ctx, cw: cw, f: f, viewKey: viewKey, format: format, filters: filters, joined: joined,
 		at: start.Clone(), kind: resume.KindRing}
 	sp.at.TimeMs = resume.StateTime(start, s.cfg.Now())
@@ -223,7 +223,7 @@ func (sp *statePart) appendRecord(enc encodedPage, rec *proto.Record, p int32, s
 	if !resume.Send(rec, skipBelow, superseded) || !matches(sp.filters, rec) {
 		return enc
 	}
-	enc.frames = appendRecordFrame(enc.frames, sp.format, rec, &sp.at)
+	enc.frames = sp.format.appendEvent(enc.frames, rec, &sp.at)
 	enc.events++
 	return enc
 }

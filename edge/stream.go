@@ -8,7 +8,6 @@ package edge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -78,6 +77,7 @@ type setup struct {
 	r       *http.Request
 	route   *Route
 	filters []filter
+	format  frameFormat // the route's id format; a timestamp line if asked
 	viewKey string
 
 	ctx    context.Context
@@ -101,7 +101,8 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, route *Route, t
 		s.e.refuse(w, reason.Draining)
 		return
 	}
-	st := &setup{s: s, w: w, r: r, route: route, filters: filters, viewKey: fmt.Sprintf("%d%s", route.index, filterKey),
+	format := frameFormat{id: route.idFormat, timestamp: wantsTimestamp(r)}
+	st := &setup{s: s, w: w, r: r, route: route, filters: filters, format: format, viewKey: format.viewKey(route.index, filterKey),
 		endSetup: func() {}, park: func() {}}
 	defer st.finish()
 	if !st.admit() {
@@ -127,7 +128,7 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, route *Route, t
 	if !ok {
 		return
 	}
-	ls := &liveStream{s: s, ctx: st.ctx, f: st.f, c: st.c, viewKey: st.viewKey, format: route.idFormat, at: at, endSetup: st.releaseSlot}
+	ls := &liveStream{s: s, ctx: st.ctx, f: st.f, c: st.c, viewKey: st.viewKey, format: st.format, at: at, endSetup: st.releaseSlot}
 	st.handedOver = sk.live(ls)
 }
 
@@ -199,7 +200,7 @@ func (st *setup) join(topic string) (proto.Progress, bool) {
 		if !st.feedFound(topic, err) {
 			return proto.Progress{}, false
 		}
-		if live, ok := f.join(st.viewKey, st.filters, st.route.idFormat, st.c); ok {
+		if live, ok := f.join(st.viewKey, st.filters, st.format, st.c); ok {
 			st.f = f
 			st.s.metrics.clients.Inc()           // joined: finish leaves and decrements
 			e.auth.track(st.ctx, st.c, st.route) // a guarded stream ends at its token's expiry
@@ -297,7 +298,7 @@ func (s *streamer) aheadOfCache(ctx context.Context, f *feed, start, live proto.
 // (goSink), or the ResponseWriter (responseSink). It returns the writer of
 // the state part too.
 func (st *setup) startResponse() (*connWriter, sink) {
-	cw, conn := writeHeader(st.w, st.r, st.s.cfg)
+	cw, conn := writeHeader(st.w, st.r, st.s.cfg, st.format.contentType())
 	if conn == nil {
 		return cw, &responseSink{st.writerSink(cw)}
 	}
@@ -319,15 +320,15 @@ func (st *setup) writerSink(cw *connWriter) writerSink {
 // connection (net/http's buffers and goroutine are let go; the stream is
 // delimited by the connection's close) and returns it; on a connection that
 // cannot be hijacked (HTTP/2) it writes through the ResponseWriter.
-func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config) (*connWriter, net.Conn) {
+func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentType string) (*connWriter, net.Conn) {
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 && !cfg.NoHijack {
 		if conn, _, err := rc.Hijack(); err == nil {
-			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: " + contentType + "\r\nCache-Control: no-cache\r\n" +
 				"X-Accel-Buffering: no\r\n" + accept.CORSLines(h) + "Connection: close\r\n\r\n"
 			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: cfg.WriteTimeout}
 			if err := cw.write([]byte(head)); err != nil {
@@ -357,7 +358,7 @@ func (st *setup) statePart(cw *connWriter, start resume.Start, live proto.Progre
 	var at proto.Progress
 	var kind resume.Kind
 	if err == nil {
-		at, kind, err = s.writeState(st.ctx, cw, st.f, st.viewKey, st.route.idFormat, st.filters, start.At, live)
+		at, kind, err = s.writeState(st.ctx, cw, st.f, st.viewKey, st.format, st.filters, start.At, live)
 	}
 	if err != nil {
 		st.stateFailed(sw, err)

@@ -141,13 +141,17 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 		name, fixture, path string
 		kcatArgs            []string
 		topic               string // produced to; "" is events
+		topicTemplate       string // the sse-kafka route's with.topic instead of ${params.topic}
 	}{
-		{"fanout", "sse.kafka.fanout.yaml", "/events", nil, ""},
+		{"fanout", "sse.kafka.fanout.yaml", "/events", nil, "", ""},
 		// The http route made /*: a topic the path names, not bootstrapped,
 		// is served as Zilla serves it.
-		{"topic from the path", "sse.kafka.fanout.compose.yaml", "/ticks/1/abc", []string{"-H", "tag=abc"}, "ticks"},
-		{"compose fan-out", "sse.kafka.fanout.compose.yaml", "/events/1/abc", []string{"-H", "tag=abc"}, ""},
-		{"jwt over tls", "sse.kafka.fanout.jwt.tls.yaml", "/events?access_token=", nil, ""},
+		{"topic from the path", "sse.kafka.fanout.compose.yaml", "/ticks/1/abc", []string{"-H", "tag=abc"}, "ticks", ""},
+		{"compose fan-out", "sse.kafka.fanout.compose.yaml", "/events/1/abc", []string{"-H", "tag=abc"}, "", ""},
+		{"jwt over tls", "sse.kafka.fanout.jwt.tls.yaml", "/events?access_token=", nil, "", ""},
+		// The topic named by the token (alice's), not bootstrapped: served
+		// as Zilla serves it.
+		{"topic from the token", "sse.kafka.fanout.jwt.tls.yaml", "/events?access_token=", nil, "alice-topic", "${guarded['jwt0'].identity}-topic"},
 	} {
 		t.Run(ex.name, func(t *testing.T) {
 			httpAddr, kafkaAddr, natsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -155,6 +159,9 @@ func TestZillaExamplesPassTheirChecks(t *testing.T) {
 			config, caFile := zillaExample(t, ex.fixture)
 			if ex.topic != "" {
 				allPaths := strings.Replace(readFile(t, config), ":path: /events/*", ":path: /*", 1)
+				if ex.topicTemplate != "" {
+					allPaths = strings.Replace(allPaths, "topic: ${params.topic}", "topic: "+ex.topicTemplate, 1)
+				}
 				if err := os.WriteFile(config, []byte(allPaths), 0o600); err != nil {
 					t.Fatal(err)
 				}

@@ -148,9 +148,13 @@ func (t *zillaTranslation) addRoutes(name, field string, rc routeConfig, httpPat
 		}
 	}
 	for _, c := range routes {
-		if !strings.Contains(c.With.Topic, "${") {
+		switch {
+		case !strings.Contains(c.With.Topic, "${"):
 			c.With.TopicPattern = "" // a literal topic after all (a literal :path resolved it)
-		} else if c.With.TopicPattern == "" {
+		case !strings.Contains(strings.ReplaceAll(c.With.Topic, " ", ""), "${params."):
+			// Made of the token's claims: its issuer names the topic, as in
+			// Zilla; the edge needs no pattern for it (edge.RouteConfig).
+		case c.With.TopicPattern == "":
 			// Zilla serves any topic the request names; so do we, within
 			// cache.maxTopics and the edge's feed budget, and say so.
 			t.note("binding %q %s.with.topic: %q serves any topic a request names (at most cache.maxTopics at once); restrict it with the ssekafka-only with.topicPattern, a regular expression such as %q",

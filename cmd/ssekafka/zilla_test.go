@@ -171,6 +171,36 @@ func TestZillaRefusalsNameBindingAndField(t *testing.T) {
 	}
 }
 
+// A topic made from the token (Zilla's ${guarded['g'].identity}-topic) is
+// named by the token's issuer: it is served without a topicPattern and
+// without the warning of a topic the request names; one that also takes a
+// path parameter gets that warning and the pattern.
+func TestZillaTopicFromTheTokenIsTrusted(t *testing.T) {
+	setZillaEnv(t, "127.0.0.1:9999")
+	t.Setenv("KEYSTORE_PASSWORD", zillaKeystorePassword)
+	jwt := readFile(t, "testdata/zilla/sse.kafka.fanout.jwt.tls.yaml")
+	for _, tc := range []struct {
+		topic, pattern string
+		warned         bool
+	}{
+		{"${guarded['jwt0'].identity}-topic", "", false},
+		{"${guarded['jwt0'].identity}-${params.topic}", zillaAnyTopic, true},
+	} {
+		y := strings.Replace(jwt, "          topic: ${params.topic}\n", "          topic: "+tc.topic+"\n", 1)
+		y = strings.Replace(y, "              :path: /events\n", "", 1)
+		cfg, err := parseConfig([]byte(y), true)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.topic, err)
+		}
+		if len(cfg.Routes) != 1 || cfg.Routes[0].With.Topic != tc.topic || cfg.Routes[0].With.TopicPattern != tc.pattern {
+			t.Fatalf("%s: routes %+v, want topicPattern %q", tc.topic, cfg.Routes, tc.pattern)
+		}
+		if warned := strings.Contains(strings.Join(cfg.notes, "\n"), "serves any topic a request names"); warned != tc.warned {
+			t.Errorf("%s: warned %v, want %v (notes %q)", tc.topic, warned, tc.warned, cfg.notes)
+		}
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
