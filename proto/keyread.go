@@ -56,8 +56,8 @@ func IsKeyRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeKeyReq }
 // record, its value inline or apart. Next is the answering holder's
 // position (the next offset it has not applied), read with the record: a
 // reply whose Next is below the request's Floor is "behind" (never Found),
-// and the edge asks again. A reply without it (a node built before it)
-// decodes with Next 0.
+// and the edge asks again. A reply without it (to a request without a
+// floor, or from a node built before it) decodes with Next 0.
 type KeyReply struct {
 	Status    Status
 	Error     string
