@@ -12,11 +12,14 @@ import (
 // handleKey answers a key request: the key's latest record in the
 // partition, with its value (apart, if it would not fit in one message),
 // or not found (no record, or a tombstone); with this node's position,
-// and nothing else when that is below the request's floor.
+// and nothing else when that is below the request's floor. The reply has
+// the request's form: a request without a floor (an edge of the previous
+// release sends none) gets a reply without the position.
 func (n *Node) handleKey(t *topicState, ps *partitionState, m *nats.Msg) {
+	var q proto.KeyRequest
 	reply := func(k *proto.KeyReply) {
 		if m.Reply != "" {
-			_ = m.Respond(proto.AppendKeyReply(nil, k))
+			_ = m.Respond(proto.AppendKeyReplyFor(nil, k, &q))
 		}
 	}
 	n.metrics.keyRequests.Inc()

@@ -44,6 +44,9 @@ func (ct *cacheTier) setUp(cfg *Config, clock tier.Clock, m *metrics, lookups *t
 		PageTimeout: cfg.PageTimeout, RequestTimeout: cfg.RequestTimeout, PageBytes: cfg.PageBytes, Clock: clock,
 		Counters: tier.Counters{StateRequests: m.stateRequests, ValueRequests: m.valueRequests,
 			ValuesNotYet: m.valuesNotYet, ValuesGone: m.valuesGone, KeyRepliesBehind: m.keyRepliesBehind},
+		FloorsRefused: func(reply string) {
+			cfg.Logger.Warn("a cache node of the previous release refuses key read floors: key reads go without them for a minute (docs/upgrading.md)", "reply", reply)
+		},
 	})
 	ct.pages.share = tier.Share[pageKey, *sharedPage]{
 		Age: func(_ *sharedPage, err error) time.Duration {

@@ -1,6 +1,9 @@
 package proto
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Message types of per-key reads, on a partition's state subject.
 const (
@@ -16,7 +19,9 @@ type KeyRequest struct {
 	// Floor is the position the asking edge has already delivered for the
 	// partition (its feed's next offset; 0 without a feed): a holder whose
 	// own position is below it answers with its position only (KeyReply.Next),
-	// never with what it has. Sent only when above 0.
+	// never with what it has. Sent only when above 0, and only then does the
+	// reply carry Next (AppendKeyReplyFor): a request without it is in the
+	// form of a release before it, and so is its reply.
 	Floor int64
 }
 
@@ -51,8 +56,8 @@ func IsKeyRequest(b []byte) bool { return len(b) >= 2 && b[1] == typeKeyReq }
 // record, its value inline or apart. Next is the answering holder's
 // position (the next offset it has not applied), read with the record: a
 // reply whose Next is below the request's Floor is "behind" (never Found),
-// and the edge asks again. A reply without it (a node built before it)
-// decodes with Next 0.
+// and the edge asks again. A reply without it (to a request without a
+// floor, or from a node built before it) decodes with Next 0.
 type KeyReply struct {
 	Status    Status
 	Error     string
@@ -63,8 +68,20 @@ type KeyReply struct {
 	Next      int64
 }
 
-// AppendKeyReply appends the encoded reply to b.
+// AppendKeyReply appends the encoded reply to b, Next included.
 func AppendKeyReply(b []byte, k *KeyReply) []byte {
+	return appendKeyReply(b, k, true)
+}
+
+// AppendKeyReplyFor appends k encoded in the form q was asked in: with Next
+// when q carries a floor, else as before Next existed (an edge built before
+// Next sends no floor, and its decoder refuses a reply with Next: trailing
+// bytes). An edge that sends no floor needs no Next: it decodes as 0.
+func AppendKeyReplyFor(b []byte, k *KeyReply, q *KeyRequest) []byte {
+	return appendKeyReply(b, k, q.Floor > 0)
+}
+
+func appendKeyReply(b []byte, k *KeyReply, next bool) []byte {
 	b = header(b, typeKeyReply)
 	b = append(b, byte(k.Status))
 	b = appendString(b, k.Error)
@@ -76,7 +93,18 @@ func AppendKeyReply(b []byte, k *KeyReply) []byte {
 		b = append(b, 1)
 		b = appendRecord(b, &k.Record)
 	}
+	if !next {
+		return b
+	}
 	return binary.AppendUvarint(b, uint64(max(k.Next, 0)))
+}
+
+// RefusesFloor reports whether k is a cache node's refusal of a request's
+// floor: a node built before KeyRequest.Floor decodes a request with one
+// as malformed (trailing bytes) and answers StatusError saying so. Asked
+// again without the floor, it answers.
+func RefusesFloor(k *KeyReply) bool {
+	return k.Status == StatusError && strings.Contains(k.Error, "key request: trailing bytes")
 }
 
 // DecodeKeyReply decodes a key reply; the result does not alias b.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/ssekafka/ssekafka/proto"
@@ -36,6 +37,10 @@ type Config struct {
 	PageBytes      int           // the bytes a state page is asked to hold
 	Clock          Clock         // nil: SystemClock
 	Counters       Counters
+	// FloorsRefused is told when a cache node refuses a key request's
+	// floor (a node of the previous release): key requests go without
+	// floors for floorlessFor. nil: not told.
+	FloorsRefused func(reply string)
 }
 
 // Client asks a Tier as the edge does: it judges the replies, asks again
@@ -47,6 +52,9 @@ type Client struct {
 	// faster and further: a standby a few milliseconds behind has the
 	// record by the second ask), keys until their caller's context ends.
 	pages, parts, keys Retry
+	// floorless is when key requests may carry floors again (Unix
+	// nanoseconds on the Clock), after a cache node refused one.
+	floorless atomic.Int64
 }
 
 // NewClient is a Client of t.
@@ -295,6 +303,28 @@ func (a *apartRead) record() (proto.Record, error) {
 	return r, nil
 }
 
+// floorlessFor is how long key requests go without floors after a cache
+// node refused one: a rolling upgrade's mixed window, asked again after it.
+const floorlessFor = time.Minute
+
+// keyFloor is floor, or 0 while cache nodes refuse floors.
+func (c *Client) keyFloor(floor int64) int64 {
+	if floor > 0 && c.cfg.Clock.Now().UnixNano() < c.floorless.Load() {
+		return 0
+	}
+	return floor
+}
+
+// floorRefused notes that a cache node refused a floor (k says so): the
+// requests go without one for floorlessFor; the first to see it tells.
+func (c *Client) floorRefused(k *proto.KeyReply) {
+	now := c.cfg.Clock.Now().UnixNano()
+	was := c.floorless.Load()
+	if c.floorless.CompareAndSwap(was, now+int64(floorlessFor)) && was <= now && c.cfg.FloorsRefused != nil {
+		c.cfg.FloorsRefused(k.Error)
+	}
+}
+
 // keyBehindBudget bounds how long a partition is asked again while the
 // holders that answer are behind what the edge has delivered.
 const keyBehindBudget = 2 * time.Second
@@ -302,8 +332,12 @@ const keyBehindBudget = 2 * time.Second
 // Key asks partition p for key, again while its holders do not answer or
 // answer NotOwner, until ctx ends; and again, for up to keyBehindBudget,
 // while the holder that answers is behind floor (a standby a moment
-// behind: its answer may be older than what a reader saw).
+// behind: its answer may be older than what a reader saw). A cache node
+// that refuses the floor (of the previous release) is asked again at once
+// without it, and so are all for floorlessFor: such a read may answer
+// from a holder behind floor, as a read without a feed may.
 func (c *Client) Key(ctx context.Context, topic string, epoch uint32, p int32, key []byte, floor int64) (proto.KeyReply, error) {
+	floor = c.keyFloor(floor)
 	req := proto.KeyRequest{Key: key, Floor: floor}
 	rt := c.keys.start(c.cfg.Clock)
 	var behindSince time.Time
@@ -316,6 +350,10 @@ func (c *Client) Key(ctx context.Context, topic string, epoch uint32, p int32, k
 			err = fmt.Errorf("key %s/%d: %w: %w", topic, p, ErrUnavailable, err)
 		case k.Status == proto.StatusNotOwner:
 			err = fmt.Errorf("key %s/%d: %w: %s", topic, p, ErrUnavailable, k.Error)
+		case floor > 0 && proto.RefusesFloor(&k):
+			c.floorRefused(&k)
+			floor, req.Floor = 0, 0
+			continue // at once: this is no failure of the node
 		case k.Status != proto.StatusOK:
 			return k, fmt.Errorf("key %s/%d: %s: %s", topic, p, k.Status, k.Error)
 		case k.Epoch != epoch || k.Partition != p:

@@ -130,3 +130,55 @@ func TestKeyBehindTheFloorGivesUpAfterItsBudget(t *testing.T) {
 		t.Fatalf("caught up: %+v, %v", k, err)
 	}
 }
+
+// floorless plays a cache node of the previous release (63c3e19): it
+// refuses a key request with a floor as that release's decoder does.
+type floorless struct {
+	*tiertest.Tier
+	floors, asked int
+}
+
+func (f *floorless) Key(ctx context.Context, topic string, p int32, req proto.KeyRequest) (proto.KeyReply, error) {
+	f.asked++
+	if req.Floor > 0 {
+		f.floors++
+		return proto.KeyReply{Status: proto.StatusError, Error: "key request: trailing bytes: malformed input"}, nil
+	}
+	return f.Tier.Key(ctx, topic, p, req)
+}
+
+// A key read whose floor a cache node of the previous release refuses is
+// asked again at once without it, and answers; the reads after it send no
+// floor (no more refusals) for a minute, and one then tries a floor again.
+// The edge is told once per refusal, not per request.
+func TestKeyReadDropsAFloorThePreviousReleaseRefuses(t *testing.T) {
+	mem := tiertest.New()
+	mem.AddTopic("tasks", 1, 3)
+	mem.Append("tasks", 0, "k", []byte("v1"), 1)
+	old := &floorless{Tier: mem}
+	clock := tiertest.NewClock(start)
+	var told []string
+	c := tier.NewClient(old, tier.Config{PageTimeout: time.Second, RequestTimeout: 15 * time.Second, Clock: clock,
+		FloorsRefused: func(reply string) { told = append(told, reply) }})
+	read := func() {
+		t.Helper()
+		k, err := c.Key(context.Background(), "tasks", 3, 0, []byte("k"), 1)
+		if err != nil || !k.Found || string(k.Record.Value) != "v1" {
+			t.Fatalf("key read: %+v, %v", k, err)
+		}
+	}
+	read()
+	if old.floors != 1 || old.asked != 2 || len(told) != 1 || !strings.Contains(told[0], "trailing bytes") {
+		t.Fatalf("first read: %d floors refused of %d requests, told %q; want 1 of 2, told once", old.floors, old.asked, told)
+	}
+	clock.Advance(59 * time.Second)
+	read()
+	if old.floors != 1 || old.asked != 3 {
+		t.Fatalf("within the minute: %d floors refused of %d requests, want no floor sent", old.floors, old.asked)
+	}
+	clock.Advance(2 * time.Second)
+	read()
+	if old.floors != 2 || old.asked != 5 || len(told) != 2 {
+		t.Fatalf("after the minute: %d floors refused of %d requests, told %d times; want a floor tried again", old.floors, old.asked, len(told))
+	}
+}
