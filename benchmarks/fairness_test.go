@@ -91,16 +91,16 @@ func BenchmarkFairness(b *testing.B) {
 				fmt.Printf("fairness, %s: (a) normal client's time to ready with %d non-reading connections of one address on a %d MB state: %s\n",
 					bl.name, *fairSilent, *fairStateMB, wait)
 
-				grew := silentJSONReaders(b, edgeURL, c.Edges[0].pid(), *fairJSON)
+				grew := silentJSONReaders(b, edgeURL, c.Edges[0].Pid(), *fairJSON)
 				fmt.Printf("fairness, %s: (b) edge RSS with %d non-reading JSON reads of a 10 MiB value: %s\n", bl.name, *fairJSON, grew)
 
 				addr, prof := freeAddr(b), freeAddr(b)
 				e := startProc(b, bl.bin, "tls edge", "edge", "--config", tlsPath, "--nats", c.NATSURL, "--http", addr, "--pprof", prof)
-				e.waitFor(b, "edge serving")
+				e.WaitFor(b, "edge serving")
 				served, refused := h2Streams(b, "https://"+addr, pool, *fairH2)
 				fmt.Printf("fairness, %s: (c) HTTP/2 streams from one address: %d opened, %d served, %d refused\n",
 					bl.name, *fairH2, served, refused)
-				e.kill()
+				e.Kill()
 			}
 		})
 	}

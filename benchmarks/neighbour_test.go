@@ -152,7 +152,7 @@ func startNeighbours(tb testing.TB, bin string) *neighbours {
 		}
 		join = gossip
 		p := startProc(tb, bin, fmt.Sprintf("cache c%d", i), args...)
-		p.waitFor(tb, "cache node running")
+		p.WaitFor(tb, "cache node running")
 		caches, status = append(caches, p), append(status, httpAddr)
 	}
 	n := &neighbours{a: -1, b: -1, published: map[int32]chan time.Time{}, arrived: map[sseArrival]time.Time{},
@@ -173,7 +173,7 @@ func startNeighbours(tb testing.TB, bin string) *neighbours {
 	})
 	edgeAddr := freeAddr(tb)
 	e := startProc(tb, bin, "edge", "edge", "--config", path, "--nats", ns.ClientURL(), "--http", edgeAddr)
-	e.waitFor(tb, "edge serving")
+	e.WaitFor(tb, "edge serving")
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -390,7 +390,7 @@ func (n *neighbours) measure(tb testing.TB, mute bool, runs, size int) neighbour
 			tb.Fatalf("A's record %d not published within a minute", r)
 		}
 		if mute {
-			if err := n.holderOfA.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			if err := n.holderOfA.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -398,7 +398,7 @@ func (n *neighbours) measure(tb testing.TB, mute bool, runs, size int) neighbour
 		delivered := n.await(tb, "b", r, time.Minute)
 		if mute {
 			time.Sleep(time.Until(stub.Add(*neighbourHold))) // the pause measured, not a wait for a state
-			if err := n.holderOfA.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := n.holderOfA.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 				tb.Fatal(err)
 			}
 		}

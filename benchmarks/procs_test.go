@@ -4,10 +4,7 @@ package benchmarks
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,13 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ssekafka/ssekafka/internal/gitbuild"
-	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/proctest"
 )
 
 // buildSSEKafka builds cmd/ssekafka into dir: from this tree when ref is
@@ -50,67 +44,12 @@ func run(tb testing.TB, dir string, name string, args ...string) {
 }
 
 // proc is a running ssekafka process whose output is kept and searched.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
+type proc = proctest.Proc
 
 func startProc(tb testing.TB, bin, name string, args ...string) *proc {
 	tb.Helper()
-	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			if p.out.Len() < 4<<20 {
-				p.out.Write(sc.Bytes())
-				p.out.WriteByte('\n')
-			}
-			p.mu.Unlock()
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); w.Close(); close(p.done) }()
-	tb.Cleanup(func() {
-		p.kill()
-		if tb.Failed() {
-			tb.Logf("%s output:\n%s", name, p.output())
-		}
-	})
-	return p
+	return proctest.Start(tb, bin, name, args...)
 }
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// waitFor waits until the process has printed line, or fails.
-func (p *proc) waitFor(tb testing.TB, line string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := poll.Wait(ctx, 20*time.Millisecond, func() bool { return strings.Contains(p.output(), line) }); err != nil {
-		tb.Fatalf("%s: no %q within 30s:\n%s", p.name, line, p.output())
-	}
-}
-
-// kill ends the process with SIGKILL: no goodbye, as a crash.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
@@ -143,13 +82,13 @@ func startProcCluster(tb testing.TB, bin, config string, edges int) *procCluster
 	kafka, natsAddr := freeAddr(tb), freeAddr(tb)
 	c := &procCluster{Kafka: kafka, NATSURL: "nats://" + natsAddr, CacheHTTP: freeAddr(tb)}
 	svc := startProc(tb, bin, "kafka+nats", "dev", "--config", path, "--only", "kafka,nats", "--kafka", kafka, "--nats", natsAddr)
-	svc.waitFor(tb, "embedded nats listening")
+	svc.WaitFor(tb, "embedded nats listening")
 	c.cache = startProc(tb, bin, "cache", "cache", "--config", path, "--kafka", kafka, "--nats", c.NATSURL, "--http", c.CacheHTTP)
-	c.cache.waitFor(tb, "cache node running")
+	c.cache.WaitFor(tb, "cache node running")
 	for i := range edges {
 		addr := freeAddr(tb)
 		e := startProc(tb, bin, fmt.Sprintf("edge %d", i), "edge", "--config", path, "--nats", c.NATSURL, "--http", addr)
-		e.waitFor(tb, "edge serving")
+		e.WaitFor(tb, "edge serving")
 		c.Edges = append(c.Edges, e)
 		c.EdgeURLs = append(c.EdgeURLs, "http://"+addr)
 	}

@@ -110,7 +110,7 @@ func soak(tb testing.TB, bin, name string, clients, rate, keys int, d, every tim
 		h := a.Latency()
 		a.ResetLatency()
 		readyB, deliveredB, missedB, closedB := b.status()
-		s := soakSample{At: at.Sub(start).Round(time.Second), RSSA: rssOf(c.Edges[0].pid()), RSSB: rssOf(c.Edges[1].pid()),
+		s := soakSample{At: at.Sub(start).Round(time.Second), RSSA: rssOf(c.Edges[0].Pid()), RSSB: rssOf(c.Edges[1].Pid()),
 			P50: float64(h.ValueAtQuantile(50)) / 1000, P99: float64(h.ValueAtQuantile(99)) / 1000,
 			Delivered: a.Delivered() + deliveredB, Missed: a.Missed() + missedB,
 			ReadyA: a.Ready(), ReadyB: readyB, ClosedA: a.Closed(), ClosedB: closedB}

@@ -178,7 +178,7 @@ func storm(tb testing.TB, bin string, clients, own, rate int) stormResult {
 	requestsBefore := c.cacheCounter(tb, "ssekafka_cache_state_requests_total")
 	b.ResetLatency()
 	killed := time.Now()
-	c.Edges[0].kill()
+	c.Edges[0].Kill()
 	lastReport := time.Now()
 	waitUntil(tb, 2*time.Minute, "every client of the killed edge current again", func() bool {
 		if time.Since(lastReport) >= 2*time.Second {

@@ -45,17 +45,17 @@ func BenchmarkIdleStreamMemoryTLS(b *testing.B) {
 		tr   *http.Transport
 		prof string // the edge's --pprof address, if any
 	}
-	runs := []edgeRun{{"plain HTTP/1.1", c.Edges[0].pid(), c.EdgeURLs[0], &http.Transport{}, ""}}
+	runs := []edgeRun{{"plain HTTP/1.1", c.Edges[0].Pid(), c.EdgeURLs[0], &http.Transport{}, ""}}
 	for _, h2 := range []bool{false, true} {
 		addr, prof := freeAddr(b), freeAddr(b)
 		e := startProc(b, bin, fmt.Sprintf("tls edge h2=%v", h2), "edge", "--config", tlsPath, "--nats", c.NATSURL, "--http", addr, "--pprof", prof)
-		e.waitFor(b, "edge serving")
+		e.WaitFor(b, "edge serving")
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
 		name := "TLS HTTP/2"
 		if !h2 {
 			tr.TLSClientConfig.NextProtos, name = []string{"http/1.1"}, "TLS HTTP/1.1"
 		}
-		runs = append(runs, edgeRun{name, e.pid(), "https://" + addr, tr, prof})
+		runs = append(runs, edgeRun{name, e.Pid(), "https://" + addr, tr, prof})
 	}
 	for range b.N {
 		for _, r := range runs {

@@ -1,22 +1,15 @@
 package upgrade
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ssekafka/ssekafka/internal/gitbuild"
-	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/proctest"
 )
 
 // previous is the release before the tier protocol gained "not yet"
@@ -83,59 +76,11 @@ func buildBoth() {
 }
 
 // proc is a running ssekafka process whose output is kept and searched.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
+type proc = proctest.Proc
 
-func startProc(t *testing.T, bin, name string, args ...string) *proc {
+func startProc(t testing.TB, bin, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			if p.out.Len() < 4<<20 {
-				p.out.Write(sc.Bytes())
-				p.out.WriteByte('\n')
-			}
-			p.mu.Unlock()
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); w.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.output())
-		}
-	})
-	return p
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// waitFor waits until the process has printed line, or fails.
-func (p *proc) waitFor(t *testing.T, line string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := poll.Wait(ctx, 20*time.Millisecond, func() bool { return strings.Contains(p.output(), line) }); err != nil {
-		t.Fatalf("%s: no %q within a minute:\n%s", p.name, line, p.output())
-	}
+	return proctest.Start(t, bin, name, args...)
 }
 
 func freeAddr(t *testing.T) string {

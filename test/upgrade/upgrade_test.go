@@ -103,7 +103,7 @@ func startMixed(t *testing.T, cacheBins []string, edgeBins ...string) *mixed {
 			}
 			join = gossip
 		}
-		startProc(t, bin, fmt.Sprintf("cache %d (%s)", i, filepath.Base(bin)), args...).waitFor(t, "cache node running")
+		startProc(t, bin, fmt.Sprintf("cache %d (%s)", i, filepath.Base(bin)), args...).WaitFor(t, "cache node running")
 		caches = append(caches, httpAddr)
 	}
 	// The state: three small keys, one per partition, and one record too
@@ -131,7 +131,7 @@ func startMixed(t *testing.T, cacheBins []string, edgeBins ...string) *mixed {
 		e := &edgeProc{url: "http://" + addr, admin: admin}
 		e.proc = startProc(t, bin, fmt.Sprintf("edge %d (%s)", i, filepath.Base(bin)), "edge", "--config", path,
 			"--nats", ns.ClientURL(), "--http", addr, "--admin", admin)
-		e.waitFor(t, "edge serving")
+		e.WaitFor(t, "edge serving")
 		m.edges = append(m.edges, e)
 	}
 	return m
@@ -333,7 +333,7 @@ func TestMixedVersions(t *testing.T) {
 		// which the old cache node refuses as malformed (and counts); the
 		// edge says so, asks again without it and answers.
 		e.wantKeyRead(t, "k1", http.StatusOK, 2)
-		e.waitFor(t, "refuses key read floors")
+		e.WaitFor(t, "refuses key read floors")
 		refused := counter(t, m.cacheHTTP, "ssekafka_cache_bad_requests_total")
 		if refused == 0 {
 			t.Error("the old cache node did not count the key requests it refused")
@@ -425,7 +425,7 @@ func streams(t *testing.T, m *mixed, from, to *edgeProc, round int) {
 	}
 	for _, ev := range before {
 		if ev.event == "reset" || ev.key != "k2" {
-			t.Errorf("resume from %s on %s: want only k2=v%d, got %v", last.id, to.name, round+1, before)
+			t.Errorf("resume from %s on %s: want only k2=v%d, got %v", last.id, to.Name, round+1, before)
 			break
 		}
 	}
