@@ -49,6 +49,20 @@ func (s *stack) openAsync(ctx context.Context, path string) <-chan opened {
 	return got
 }
 
+// countAnswered passes on what got brings, counting in n the streams
+// answered 200 as they are.
+func countAnswered(got <-chan opened, n *atomic.Int32) <-chan opened {
+	counted := make(chan opened, 1)
+	go func() {
+		o := <-got
+		if o.err == nil && o.status == http.StatusOK {
+			n.Add(1)
+		}
+		counted <- o
+	}()
+	return counted
+}
+
 // receive waits for a stream openAsync opened.
 func receive(t *testing.T, got <-chan opened, what string) *sseClient {
 	t.Helper()
@@ -91,15 +105,7 @@ func TestDirectStreamSetupsAreBounded(t *testing.T) {
 			var inState atomic.Int32
 			var streamsOpened []<-chan opened
 			for range streams {
-				got, counted := s.openAsync(context.Background(), "/tasks"), make(chan opened, 1)
-				go func() {
-					o := <-got
-					if o.err == nil && o.status == http.StatusOK {
-						inState.Add(1)
-					}
-					counted <- o
-				}()
-				streamsOpened = append(streamsOpened, counted)
+				streamsOpened = append(streamsOpened, countAnswered(s.openAsync(context.Background(), "/tasks"), &inState))
 			}
 			current := func() int { return int(inState.Load()) }
 			eventually(t, 10*time.Second, "every stream in its state part or waiting for a slot", func() bool {
