@@ -2,7 +2,6 @@ package edge_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -257,9 +256,10 @@ func TestEventSourceSurvivesFeedRestart(t *testing.T) {
 func TestEventSourceSurvivesFullSetupQueue(t *testing.T) {
 	release, held := make(chan struct{}), make(chan struct{}, 8)
 	var once sync.Once
-	o := esOptions(func(c *edge.Config) { c.SetupConcurrency, c.SetupQueue = 1, 1 })
-	o.edgeHook = func(e *edge.Edge) {
-		edge.HoldStateParts(e, func(context.Context) {
+	o := esOptions(func(c *edge.Config) {
+		c.SetupConcurrency, c.SetupQueue = 1, 1
+		// A stream's first state page is held: its setup slot stays taken.
+		edge.HoldStatePages(c, func(int32, int64) {
 			select {
 			case <-release:
 			default:
@@ -267,7 +267,7 @@ func TestEventSourceSurvivesFullSetupQueue(t *testing.T) {
 				<-release
 			}
 		})
-	}
+	})
 	s := newStack(t, o)
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	want := map[string]string{}

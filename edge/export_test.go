@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"math"
 
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
@@ -20,8 +21,34 @@ func UseClock(c *Config, clock tier.Clock) { c.clock = clock }
 // HoldFeeds makes every feed of an edge built from c get its live messages
 // through hold: a test holds the live feed behind the state pages by
 // blocking in hold (tiertest.Holding).
-func HoldFeeds(c *Config, hold func()) {
-	c.tier = func(t tier.Tier) tier.Tier { return &tiertest.Holding{Tier: t, BeforeMsg: hold} }
+func HoldFeeds(c *Config, hold func()) { HoldTier(c, &tiertest.Holding{BeforeMsg: hold}) }
+
+// HoldTier makes an edge built from c ask the cache tier through h (its
+// Tier set to the one it would ask): a test holds requests of a kind, or
+// sees them, in h's hooks. Holds set before it stay, beneath h.
+func HoldTier(c *Config, h *tiertest.Holding) {
+	under := c.tier
+	c.tier = func(t tier.Tier) tier.Tier {
+		if under != nil {
+			t = under(t)
+		}
+		h.Tier = t
+		return h
+	}
+}
+
+// HoldStatePages makes every state page request of an edge built from c
+// (not a head's) call hold first, with the partition and the offset asked
+// from: a test holds a stream in its state part, its setup slot taken
+// (a fresh topic's streams ask pages; a resume the ring serves does not),
+// or acts between two pages of a stream. One request may serve several
+// streams (shared pages). Set it before New.
+func HoldStatePages(c *Config, hold func(p int32, since int64)) {
+	HoldTier(c, &tiertest.Holding{BeforeState: func(_ context.Context, _ string, p int32, since int64) {
+		if since != math.MaxInt64 {
+			hold(p, since)
+		}
+	}})
 }
 
 // ShareAlways makes e serve every stream as in a storm: from the resume
@@ -32,21 +59,10 @@ func ShareAlways(e *Edge) { e.streams.sharing = resume.ShareAlways }
 // its own, never from the resume ring.
 func ShareNever(e *Edge) { e.streams.sharing = resume.ShareNever }
 
-// AfterStatePage makes every stream of e call fn after it writes a state
-// page of partition p. Set it before the first stream.
-func AfterStatePage(e *Edge, fn func(p int32)) { e.streams.afterPage = fn }
-
 // HoldKeyReads makes every key lookup of an edge built from c call hold
 // before it asks the cache tier (its metadata request; so does a new
 // feed): a test gathers reads of one key behind it (tiertest.Holding).
-func HoldKeyReads(c *Config, hold func()) {
-	c.tier = func(t tier.Tier) tier.Tier { return &tiertest.Holding{Tier: t, BeforeMeta: hold} }
-}
-
-// HoldStateParts makes every stream of e call hold, with its request's
-// context, as its state part begins: a test counts the streams in their
-// state part at once, or holds one there. Set it before Serve.
-func HoldStateParts(e *Edge, hold func(context.Context)) { e.streams.holdState = hold }
+func HoldKeyReads(c *Config, hold func()) { HoldTier(c, &tiertest.Holding{BeforeMeta: hold}) }
 
 // FailFeeds ends every topic feed of e as a topic change does: their
 // clients are disconnected and start again on a new feed.

@@ -127,8 +127,11 @@ func TestRefusedWhileSetupQueueFull(t *testing.T) {
 	release, held := make(chan struct{}), make(chan struct{}, 8)
 	var once sync.Once
 	s := newStack(t, stackOptions{
-		edgeCfg:  func(c *edge.Config) { c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 1, 200*time.Millisecond },
-		edgeHook: func(e *edge.Edge) { edge.HoldStateParts(e, func(context.Context) { held <- struct{}{}; <-release }) },
+		edgeCfg: func(c *edge.Config) {
+			c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 1, 200*time.Millisecond
+			// A stream's first state page is held: its setup slot stays taken.
+			edge.HoldStatePages(c, func(int32, int64) { held <- struct{}{}; <-release })
+		},
 	})
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	// One stream holds the only worker, the next waits in the queue.

@@ -390,20 +390,29 @@ func TestResumeBeforeRingStartUsesStatePages(t *testing.T) {
 // state part, so it is its only chance. Left out, the client would keep the
 // key for good.
 func TestDeleteBetweenStatePagesReachesNewClient(t *testing.T) {
-	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 200 }})
 	var m model
+	var armed atomic.Bool
+	var once sync.Once
+	var deleted atomic.Bool
+	var s *stack
+	s = newStack(t, stackOptions{edgeCfg: func(c *edge.Config) {
+		c.PageBytes = 200
+		// A page of partition 0 past its start is asked after the
+		// stream wrote the first: the delete comes between the two.
+		edge.HoldStatePages(c, func(p int32, since int64) {
+			if p == 0 && since > 0 && armed.Load() {
+				once.Do(func() {
+					m.add(s.produce("tasks", tombstone(0, "k00"))...) // k00 was in the first page
+					deleted.Store(true)
+				})
+			}
+		})
+	}})
 	var recs []*kgo.Record
 	for k := range 12 {
 		recs = append(recs, rec(0, fmt.Sprintf("k%02d", k), fmt.Sprintf("value-%02d", k)))
 	}
 	m.add(s.produce("tasks", recs...)...)
-	var armed atomic.Bool
-	var once sync.Once
-	edge.AfterStatePage(s.edge, func(p int32) {
-		if p == 0 && armed.Load() {
-			once.Do(func() { m.add(s.produce("tasks", tombstone(0, "k00"))...) }) // k00 was in the first page
-		}
-	})
 	s.connect("/keyed", nil).untilReady() // the feed runs
 	armed.Store(true)
 	view := map[string]string{}
@@ -411,6 +420,9 @@ func TestDeleteBetweenStatePagesReachesNewClient(t *testing.T) {
 	for _, ev := range evs[1:] {
 		_, _, change := keyedEvent(t, ev)
 		apply(view, change)
+	}
+	if !deleted.Load() {
+		t.Fatal("the new client asked no second page of partition 0: nothing came between its pages")
 	}
 	delete(view, "")
 	sameView(t, "view at ready", view, m.asOf(proto.Progress{Offsets: m.next(3)}))

@@ -10,19 +10,19 @@ import (
 	"time"
 
 	"github.com/ssekafka/ssekafka/edge"
+	"github.com/ssekafka/ssekafka/edge/internal/tiertest"
 )
 
 // directStack is a stack whose streams run on net/http's goroutines, not
 // on the edge's own path: HTTP/2 over TLS (Edge.Serve hands the connection
 // to net/http), or every stream of an edge served by net/http (ServeHTTP).
-func directStack(t *testing.T, h2 bool, hold func(context.Context), tweak func(*edge.Config)) *stack {
+func directStack(t *testing.T, h2 bool, tweak func(*edge.Config)) *stack {
 	t.Helper()
-	hook := func(e *edge.Edge) { edge.HoldStateParts(e, hold) }
 	if h2 {
-		s, _, _ := tlsStackWith(t, true, stackOptions{edgeHook: hook}, tweak)
+		s, _, _ := tlsStackWith(t, true, stackOptions{}, tweak)
 		return s
 	}
-	return newStack(t, stackOptions{viaNetHTTP: true, edgeHook: hook, edgeCfg: tweak})
+	return newStack(t, stackOptions{viaNetHTTP: true, edgeCfg: tweak})
 }
 
 // directModes are the two ways a stream runs on net/http's goroutine.
@@ -47,6 +47,20 @@ func (s *stack) openAsync(ctx context.Context, path string) <-chan opened {
 		got <- opened{c, status, err}
 	}()
 	return got
+}
+
+// countAnswered passes on what got brings, counting in n the streams
+// answered 200 as they are.
+func countAnswered(got <-chan opened, n *atomic.Int32) <-chan opened {
+	counted := make(chan opened, 1)
+	go func() {
+		o := <-got
+		if o.err == nil && o.status == http.StatusOK {
+			n.Add(1)
+		}
+		counted <- o
+	}()
+	return counted
 }
 
 // receive waits for a stream openAsync opened.
@@ -75,39 +89,29 @@ func TestDirectStreamSetupsAreBounded(t *testing.T) {
 	for _, mode := range directModes {
 		t.Run(mode.name, func(t *testing.T) {
 			const streams, slots = 6, 2
-			var mu sync.Mutex
-			inState, most := 0, 0
 			release := make(chan struct{})
 			var once sync.Once
-			hold := func(context.Context) {
-				mu.Lock()
-				inState++
-				most = max(most, inState)
-				mu.Unlock()
-				<-release
-				mu.Lock()
-				inState--
-				mu.Unlock()
-			}
-			s := directStack(t, mode.h2, hold, func(c *edge.Config) { c.SetupConcurrency = slots })
+			s := directStack(t, mode.h2, func(c *edge.Config) {
+				c.SetupConcurrency = slots
+				// State pages are held: a stream in its state part stays there.
+				edge.HoldStatePages(c, func(int32, int64) { <-release })
+			})
 			t.Cleanup(func() { once.Do(func() { close(release) }) })
 			s.produce("tasks", rec(0, "a", "1"), rec(1, "b", "2"), rec(2, "c", "3"))
+			// A stream's response header comes as its state part begins
+			// (with the retry hint, before its first page): the streams
+			// answered are those in their state part, and none leaves it
+			// while pages are held, so their count is the most at once.
+			var inState atomic.Int32
 			var streamsOpened []<-chan opened
 			for range streams {
-				streamsOpened = append(streamsOpened, s.openAsync(context.Background(), "/tasks"))
+				streamsOpened = append(streamsOpened, countAnswered(s.openAsync(context.Background(), "/tasks"), &inState))
 			}
-			current := func() int {
-				mu.Lock()
-				defer mu.Unlock()
-				return inState
-			}
+			current := func() int { return int(inState.Load()) }
 			eventually(t, 10*time.Second, "every stream in its state part or waiting for a slot", func() bool {
 				return current()+int(s.gauge("ssekafka_edge_setup_waiting")) == streams
 			})
-			mu.Lock()
-			got := most
-			mu.Unlock()
-			if got > slots {
+			if got := current(); got > slots {
 				t.Fatalf("%d streams in their state part at once, SetupConcurrency %d", got, slots)
 			}
 			once.Do(func() { close(release) })
@@ -147,18 +151,21 @@ func TestDirectStreamSetupsAreBounded(t *testing.T) {
 func TestDirectStreamSetupSlotReleasedOnEveryExit(t *testing.T) {
 	for _, mode := range directModes {
 		t.Run(mode.name, func(t *testing.T) {
-			held := make(chan context.Context, 1)
+			held := make(chan struct{}, 1)
 			release := make(chan struct{})
 			var once sync.Once
-			var armed atomic.Bool // the next stream's state part is held
-			hold := func(ctx context.Context) {
+			// The next stream's setup is held: its topic's feed starts with
+			// a metadata request, held until release.
+			var armed atomic.Bool
+			hold := &tiertest.Holding{BeforeMeta: func() {
 				if armed.CompareAndSwap(true, false) {
-					held <- ctx
+					held <- struct{}{}
 					<-release
 				}
-			}
-			s := directStack(t, mode.h2, hold, func(c *edge.Config) {
+			}}
+			s := directStack(t, mode.h2, func(c *edge.Config) {
 				c.SetupConcurrency, c.SetupQueue, c.Retry = 1, 2, 200*time.Millisecond
+				edge.HoldTier(c, hold)
 			})
 			t.Cleanup(func() { once.Do(func() { close(release) }) })
 			s.produce("tasks", rec(0, "a", "1"))
@@ -168,17 +175,16 @@ func TestDirectStreamSetupSlotReleasedOnEveryExit(t *testing.T) {
 				t.Fatalf("missing topic: status %d, want 404", status)
 			}
 
-			// The next stream holds the only slot, in its state part; two
-			// more wait for it.
+			// The next stream holds the only slot, in its setup (its feed
+			// starting); two more wait for it.
 			armed.Store(true)
 			inSetupCtx, leaveInSetup := context.WithCancel(context.Background())
 			defer leaveInSetup()
 			s.openAsync(inSetupCtx, "/tasks")
-			var serverCtx context.Context
 			select {
-			case serverCtx = <-held:
+			case <-held:
 			case <-time.After(10 * time.Second):
-				t.Fatal("no state part began")
+				t.Fatal("no setup began")
 			}
 			waitingCtx, leaveWaiting := context.WithCancel(context.Background())
 			defer leaveWaiting()
@@ -208,14 +214,13 @@ func TestDirectStreamSetupSlotReleasedOnEveryExit(t *testing.T) {
 				return s.gauge("ssekafka_edge_setup_waiting") == 1
 			})
 
-			// The stream in its state part loses its client, then goes on:
-			// its slot comes back, and the last stream starts.
+			// The stream in its setup loses its client: the edge sees it go
+			// and gives its slot back, and the last stream starts (served
+			// once the feed's start is let go).
 			leaveInSetup()
-			select {
-			case <-serverCtx.Done():
-			case <-time.After(10 * time.Second):
-				t.Fatal("the edge did not see the client go")
-			}
+			eventually(t, 10*time.Second, "the edge to see the client go and give its slot to the last stream", func() bool {
+				return s.gauge("ssekafka_edge_setup_waiting") == 0
+			})
 			once.Do(func() { close(release) })
 			c := receive(t, next, "the last stream")
 			if evs := c.untilReady(); len(evs) != 3 || evs[1].Data != "1" { // retry, a, ready

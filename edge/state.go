@@ -153,9 +153,6 @@ func (sp *statePart) fromPage(ps *partState, minNext int64, reuse bool) (done bo
 	if err := sp.writePage(page, ps.p, ps.skipBelow, superseded, current); err != nil {
 		return true, err
 	}
-	if sp.s.afterPage != nil {
-		sp.s.afterPage(ps.p)
-	}
 	return sp.nextPage(ps, &page.StatePage)
 }
 

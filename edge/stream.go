@@ -33,11 +33,10 @@ type streamer struct {
 
 	keepAlive sync.Once // starts the keep-alive loop of hijacked connections
 
-	// sharing is when streams share work (resume.Sharing); every strategy
-	// gives clients the same events. Tests pick one (export_test.go).
-	sharing   resume.Sharing
-	holdState func(context.Context) // tests: each stream calls it as its state part begins
-	afterPage func(partition int32) // tests: a stream calls it after writing a state page
+	// sharing is when streams share work (resume.Sharing): the edge's
+	// strategy, resume.ShareWhenCrowded unless a test picks another
+	// (export_test.go); every strategy gives clients the same events.
+	sharing resume.Sharing
 }
 
 func newStreamer(e *Edge) streamer {
@@ -107,9 +106,6 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, route *Route, t
 	defer st.finish()
 	if !st.admit() {
 		return
-	}
-	if s.holdState != nil {
-		s.holdState(r.Context())
 	}
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	st.c = newClient(s.cfg.MaxQueue, s.cfg.MaxQueueBytes)

@@ -10,12 +10,16 @@ import (
 
 // Holding wraps a Tier: BeforeMsg, if set, is called before each live
 // message is handed to its subscriber (blocking in it holds the feed
-// behind the tier, as a busy feed goroutine would be), and BeforeMeta
-// before each metadata request (a key lookup's first request).
+// behind the tier, as a busy feed goroutine would be), BeforeMeta before
+// each metadata request (a key lookup's first request; a new feed's), and
+// BeforeState before each state request (a stream's state page; a head,
+// since math.MaxInt64), with the request's context (the tier's ask: one
+// may serve several streams).
 type Holding struct {
 	tier.Tier
-	BeforeMsg  func()
-	BeforeMeta func()
+	BeforeMsg   func()
+	BeforeMeta  func()
+	BeforeState func(ctx context.Context, topic string, p int32, since int64)
 }
 
 var _ tier.Tier = (*Holding)(nil)
@@ -26,6 +30,14 @@ func (h *Holding) Meta(ctx context.Context, topic string) (proto.Meta, error) {
 		h.BeforeMeta()
 	}
 	return h.Tier.Meta(ctx, topic)
+}
+
+// State calls BeforeState, then asks the tier.
+func (h *Holding) State(ctx context.Context, topic string, p int32, req proto.StateRequest) (proto.StatePage, error) {
+	if h.BeforeState != nil {
+		h.BeforeState(ctx, topic, p, req.Since)
+	}
+	return h.Tier.State(ctx, topic, p, req)
 }
 
 // Subscribe subscribes a channel of its own as large as msgs, and hands
