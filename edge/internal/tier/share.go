@@ -28,6 +28,7 @@ type Share[K comparable, V any] struct {
 	inflight map[K]*call[V]
 	recent   map[K]*call[V]
 	order    []keyedCall[K, V] // recent, oldest first (with stale duplicates)
+	stale    int               // entries of order whose key has a newer answer since
 	cost     int
 }
 
@@ -137,6 +138,7 @@ func (s *Share[K, V]) keepLocked(key K, c *call[V]) {
 	if old := s.recent[key]; old != nil {
 		s.cost -= old.cost
 		s.leave(old.v)
+		s.stale++
 	}
 	if s.recent == nil {
 		s.recent = map[K]*call[V]{}
@@ -186,12 +188,16 @@ func (s *Share[K, V]) Get(key K) (v V, ok bool) {
 }
 
 // trimLocked drops recent answers older than their age, then the oldest
-// until the rest cost at most MaxCost. The caller holds s.mu.
+// until the rest cost at most MaxCost. Entries of order that a newer answer
+// replaced leave with them, or all at once when they are most of order:
+// a key asked again and again behind one young answer holds no old answers.
+// The caller holds s.mu.
 func (s *Share[K, V]) trimLocked(now time.Time) {
 	n := 0
 	for _, r := range s.order {
 		if s.recent[r.k] != r.c { // replaced by a newer answer
 			n++
+			s.stale--
 			continue
 		}
 		if now.Sub(r.c.at) <= r.c.age && s.cost <= s.MaxCost {
@@ -202,7 +208,20 @@ func (s *Share[K, V]) trimLocked(now time.Time) {
 		delete(s.recent, r.k)
 		n++
 	}
-	s.order = append(s.order[:0], s.order[n:]...)
+	if n > 0 {
+		clear(s.order[:n])
+		s.order = s.order[n:]
+	}
+	if s.stale > 32 && s.stale > len(s.order)/2 {
+		kept := s.order[:0]
+		for _, r := range s.order {
+			if s.recent[r.k] == r.c {
+				kept = append(kept, r)
+			}
+		}
+		clear(s.order[len(kept):])
+		s.order, s.stale = kept, 0
+	}
 }
 
 // SetMaxCost bounds what the recent answers cost together.
