@@ -399,6 +399,12 @@ func (k *keyReads) lookupKey(ctx context.Context, topic string, key []byte, floo
 	at = keyPosition{epoch: meta.Epoch, offsets: make([]int64, meta.Partitions)}
 	for p := range replies {
 		at.offsets[p] = replies[p].Next
+		if floors.offsets != nil && errs[p] == nil {
+			// An answer behind its floor came without one (a cache node of
+			// the previous release refuses floors: tier.Client.Key): it
+			// cannot say more, and asking again would not either.
+			at.offsets[p] = max(at.offsets[p], floors.offsets[p])
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, at, err

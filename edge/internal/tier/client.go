@@ -316,11 +316,13 @@ func (c *Client) keyFloor(floor int64) int64 {
 }
 
 // floorRefused notes that a cache node refused a floor (k says so): the
-// requests go without one for floorlessFor; the first to see it tells.
+// requests go without one for floorlessFor, and each refusal is told (the
+// edge's log is rate-limited): one that comes again and again, forged or
+// not, is seen.
 func (c *Client) floorRefused(k *proto.KeyReply) {
 	now := c.cfg.Clock.Now().UnixNano()
 	was := c.floorless.Load()
-	if c.floorless.CompareAndSwap(was, now+int64(floorlessFor)) && was <= now && c.cfg.FloorsRefused != nil {
+	if c.floorless.CompareAndSwap(was, now+int64(floorlessFor)) && c.cfg.FloorsRefused != nil {
 		c.cfg.FloorsRefused(k.Error)
 	}
 }
