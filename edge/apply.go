@@ -30,6 +30,7 @@ type liveMsg struct {
 	size       int64 // the NATS message's bytes
 	stage      msgStage
 	superseded bool // a change whose record apart a holder past it no longer has
+	filled     bool // a change that started a fill of the gap before it
 }
 
 type msgStage uint8
@@ -217,6 +218,9 @@ func (f *feed) applyChange(m *liveMsg) bool {
 	p := ch.Partition
 	if ch.Record.Offset < f.progress.Offsets[p] {
 		f.heard(p)
+		if m.filled {
+			f.lostNullKey(m, "its gap's fill ran past it")
+		}
 		return false // already covered
 	}
 	if m.stage == stageNew {
@@ -256,10 +260,12 @@ func (f *feed) fillOrDeliver(m *liveMsg) bool {
 			// short (a holder that lags) would otherwise let the change
 			// jump a hole. It is applied again once the fill ends.
 			f.startFill(p, ch.From)
+			m.filled = true
 			return true
 		}
 		if gap {
 			f.e.metrics.gaps.Inc()
+			f.lostNullKey(m, "dropped with its gap, to be filled later")
 			return false // found again by the next change, head or probe
 		}
 		// Follows on from the feed's position: nothing is missing before it.
@@ -404,6 +410,21 @@ func (f *feed) forget(st *partGap, m *liveMsg) bool {
 		st.fillTarget = max(st.fillTarget, next)
 	}
 	return !m.isHead && m.change.Record.KeyNull && !m.change.Record.Tombstone
+}
+
+// lostNullKey resets the live streams a null-key change may reach when it
+// is dropped (why): no state page holds such a record, so the fill of its
+// partition cannot bring it, and a stream must not go on without it
+// unaware (docs/architecture.md rule 3). Other changes are left to the
+// fill: their key's latest record is in its pages.
+func (f *feed) lostNullKey(m *liveMsg, why string) {
+	r := &m.change.Record
+	if m.isHead || !r.KeyNull || r.Tombstone {
+		return
+	}
+	n := f.resetLive(reason.ResetLost)
+	f.e.log.Warn("null-key change not delivered: its live streams reset", "topic", f.topic, "partition", m.change.Partition,
+		"offset", r.Offset, "why", why, "streams", n)
 }
 
 // dropQueues gives back what the queues hold: the feed stopped.

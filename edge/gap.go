@@ -396,6 +396,7 @@ func (f *feed) fillDone(p int32, ok bool) {
 	st.refill = false
 	if m := st.front; !ok && m != nil && !m.isHead {
 		m.stage = stageDrop
+		f.lostNullKey(m, "its gap's fill failed")
 	}
 }
 
