@@ -157,7 +157,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		f.Add(zillaEnv.ReplaceAll(b, []byte("127.0.0.1:9092"))) // n: not a key, refused by name
 	}
-	named := regexp.MustCompile(`^(yaml: |(line \d+: )?(sse|routes|kafka|nats|cache|cluster|guards)\b|zilla: (yaml: |(line \d+: )?(binding "|bindings|guards|vaults|telemetry|([^ :"]|"([^"\\]|\\.)*")+: not supported|\$\{\{env\.)))`)
+	named := regexp.MustCompile(`^(yaml: |line \d+: field .+ not found \(|(line \d+: )?(sse|routes|kafka|nats|cache|cluster|guards)\b|zilla: (yaml: |(line \d+: )?(binding "|bindings|guards|vaults|telemetry|([^ :"]|"([^"\\]|\\.)*")+: not supported|\$\{\{env\.)))`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := parseConfig(data, false)
 		if err != nil {
