@@ -252,7 +252,10 @@ func (n *neighbours) read(ctx context.Context, url string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			time.Sleep(100 * time.Millisecond) // a pause before dialling again, not a wait for a state
+			select { // a pause before dialling again, cut short when the run ends
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
 			continue
 		}
 		br := bufio.NewReaderSize(resp.Body, 1<<20)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/internal/devstack"
 	"github.com/ssekafka/ssekafka/internal/poll"
+	"github.com/ssekafka/ssekafka/internal/ssetest"
 )
 
 // maxPayload is the NATS server's max payload: a record of bigValue bytes
@@ -193,38 +194,24 @@ func openStream(t *testing.T, url, lastID string) *stream {
 	go func() {
 		defer close(s.events)
 		defer resp.Body.Close()
-		br := bufio.NewReaderSize(resp.Body, 64<<10)
-		var ev event
+		r := ssetest.NewReader(resp.Body)
 		for {
-			line, err := br.ReadString('\n')
+			sev, err := r.Next()
 			if err != nil {
 				return
 			}
-			line = strings.TrimSuffix(line, "\n")
-			if line == "" {
-				if ev.event != "" || ev.size > 0 {
-					s.events <- ev
-				}
-				ev = event{}
-				continue
+			if sev.Event == "" && sev.Data == "" {
+				continue // a keep-alive or a retry
 			}
-			field, val, _ := strings.Cut(line, ":")
-			val = strings.TrimPrefix(val, " ")
-			switch field {
-			case "id":
-				ev.id = val
-			case "event":
-				ev.event = val
-			case "data":
-				var d struct {
-					K string `json:"k"`
-					V int    `json:"v"`
-				}
-				if json.Unmarshal([]byte(val), &d) == nil {
-					ev.key, ev.v = d.K, d.V
-				}
-				ev.size = len(val)
+			ev := event{id: sev.ID, event: sev.Event, size: len(sev.Data)}
+			var d struct {
+				K string `json:"k"`
+				V int    `json:"v"`
 			}
+			if json.Unmarshal([]byte(sev.Data), &d) == nil {
+				ev.key, ev.v = d.K, d.V
+			}
+			s.events <- ev
 		}
 	}()
 	t.Cleanup(s.close)
