@@ -72,12 +72,12 @@ func testApartTombstoneReachesHeaderFilteredClients(t *testing.T, lag time.Durat
 	}{{"ring", 0, true}, {"state", 0, false}, {"state", edge.Off, true}} {
 		t.Run(fmt.Sprintf("%s,ring=%d,storm=%v", mode.kind, mode.ring, mode.storm), func(t *testing.T) {
 			s := newStack(t, stackOptions{standbyLag: lag, partitions: 1, maxPayload: 64 << 10, routes: apartRoutes(),
-				edgeCfg: func(c *edge.Config) { c.ResumeRingBytes = mode.ring },
-				edgeHook: func(e *edge.Edge) {
+				edgeCfg: func(c *edge.Config) {
+					c.ResumeRingBytes = mode.ring
 					if mode.storm {
-						edge.ShareAlways(e)
+						edge.ShareAlways(c)
 					} else {
-						edge.ShareNever(e) // streams closer than a second apart are a storm
+						edge.ShareNever(c) // streams closer than a second apart are a storm
 					}
 				}})
 			s.produce("tasks", rec(0, "first", "v0"))

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/internal/confcheck"
 )
@@ -188,8 +189,9 @@ type Config struct {
 	// Registerer receives the edge's metrics. Default: none registered.
 	Registerer prometheus.Registerer
 
-	tier  func(nats tier.Tier) tier.Tier // tests: the cache tier asked, given NATS's (nil without NATS)
-	clock tier.Clock                     // tests: the clock of requests to the cache tier
+	tier    func(nats tier.Tier) tier.Tier // tests: the cache tier asked, given NATS's (nil without NATS)
+	clock   tier.Clock                     // tests: the clock of requests to the cache tier
+	sharing resume.Sharing                 // tests: when streams share (nil: resume.ShareWhenCrowded)
 }
 
 // DefaultConfig returns every default of Config filled in: what New gives
@@ -431,4 +433,25 @@ func trustedPrefixes(ps []netip.Prefix) []netip.Prefix {
 		out = append(out, p.Masked())
 	}
 	return out
+}
+
+// checkGuards checks that every guarded route's guard is configured.
+func (c *Config) checkGuards() error {
+	for name, a := range c.Guards {
+		if a.Guard == nil {
+			return fmt.Errorf("edge config: Guards[%s]: no guard", name)
+		}
+		if err := a.Credentials.Validate(); err != nil {
+			return fmt.Errorf("edge config: Guards[%s]: %w", name, err)
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Guard == "" {
+			continue
+		}
+		if _, ok := c.Guards[r.Guard]; !ok {
+			return fmt.Errorf("edge config: Routes[%d]: guarded by %q, which is not among the guards", i, r.Guard)
+		}
+	}
+	return nil
 }

@@ -26,9 +26,9 @@ func TestConfigDefaultsAndOff(t *testing.T) {
 	if err := c.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	e := &Edge{cfg: c}
-	if c.Retry != Off || c.KeepAlive != Off || e.retryMs() != 0 {
-		t.Fatalf("Off not kept: %+v, retry %d", c, e.retryMs())
+	e := testEdge(t, c)
+	if c.Retry != Off || c.KeepAlive != Off || e.hub.RetryMs() != 0 {
+		t.Fatalf("Off not kept: %+v, retry %d", c, e.hub.RetryMs())
 	}
 }
 
@@ -212,5 +212,37 @@ func TestConfigValidationTable(t *testing.T) {
 	if err := (Config{Retry: Off, KeepAlive: Off, RetryJitter: Off, ResumeRingBytes: Off, FeedMemoryBytes: Off,
 		MaxConnectionsPerIP: Off, ReleaseAfterBurst: Off, SetupPerAddress: Off, SetupQueuePerAddress: Off}).Validate(); err != nil {
 		t.Fatalf("Off refused: %v", err)
+	}
+}
+
+// KeyReads' fields have defaults, keep Off, and a bad value is an error
+// naming the field.
+func TestKeyReadLimitsDefaultsAndErrors(t *testing.T) {
+	c := Config{NATS: &nats.Conn{}}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if k := c.KeyReads; k.MinRate != 64<<10 || k.MaxBytes != 256<<20 || k.MaxBytesPerIP != 64<<20 || k.RatePerIP != 100 || k.CacheRequestsPerIP != 2000 {
+		t.Fatalf("defaults: %+v", k)
+	}
+	c = Config{NATS: &nats.Conn{}, KeyReads: KeyReadLimits{MinRate: Off, MaxBytes: Off, MaxBytesPerIP: Off, RatePerIP: Off, CacheRequestsPerIP: Off}}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if k := c.KeyReads; k.MinRate != Off || k.MaxBytes != Off || k.MaxBytesPerIP != Off || k.RatePerIP != Off || k.CacheRequestsPerIP != Off {
+		t.Fatalf("Off not kept: %+v", k)
+	}
+	for field, tweak := range map[string]func(*KeyReadLimits){
+		"KeyReads.MinRate":            func(k *KeyReadLimits) { k.MinRate = -2 },
+		"KeyReads.MaxBytes":           func(k *KeyReadLimits) { k.MaxBytes = -2 },
+		"KeyReads.MaxBytesPerIP":      func(k *KeyReadLimits) { k.MaxBytesPerIP = -5 },
+		"KeyReads.RatePerIP":          func(k *KeyReadLimits) { k.RatePerIP = -0.5 },
+		"KeyReads.CacheRequestsPerIP": func(k *KeyReadLimits) { k.CacheRequestsPerIP = math.Inf(1) },
+	} {
+		c := Config{NATS: &nats.Conn{}}
+		tweak(&c.KeyReads)
+		if err := c.setDefaults(); err == nil || !strings.Contains(err.Error(), field+":") {
+			t.Errorf("%s: %v", field, err)
+		}
 	}
 }

@@ -16,20 +16,25 @@
 // drains. Any other stream (HTTP/2, TLS, other systems) keeps a goroutine
 // writing its frames. On Linux one epoll watcher per edge notices a client
 // that hangs up, queued, in its state part or live, and releases it at
-// once (accept's hangup.go). Lock order: Edge.mu, feed.mu, client.mu (docs/LOCKS.md).
+// once (accept's hangup.go). Lock order: Hub.mu, feed.mu, client.mu (docs/LOCKS.md).
+//
+// This package is the public API and its wiring: Config and its checks,
+// routes (edge/internal/route), the accept path (edge/internal/accept), the
+// cache tier (edge/internal/tier), and the hub that holds the feeds and
+// serves streams and key reads (edge/internal/hub).
 package edge
 
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/hub"
+	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
+	"github.com/ssekafka/ssekafka/edge/internal/route"
 	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/internal/ratelog"
 	"github.com/ssekafka/ssekafka/proto"
@@ -37,29 +42,13 @@ import (
 
 // Edge is an edge node; it is an http.Handler.
 type Edge struct {
-	cfg      Config
-	log      *slog.Logger
-	tlsLog   *slog.Logger // log, rate-limited: failed handshakes may repeat without end
-	subjects proto.Subjects
-	metrics  *metrics
-
-	mu    sync.Mutex
-	feeds map[string]*feed
-
-	cache cacheTier // what the edge asks of the cache tier (cachetier.go)
-
-	streams streamer      // serves streams (stream.go)
-	done    chan struct{} // closed by Close
-
-	auth *authority // guarded streams; nil without guards (renew.go)
-
-	acc      *accept.Server // the accept path: Serve, limits, setup queue, hang-up watch
-	draining atomic.Bool    // set by Drain: streams are refused
-	probes   *prober        // the cache-tier probe of Ready
-
-	keys    *keyReads     // JSON reads (keyread.go)
-	lookups *topicLookups // lookups of topics the edge does not know (lookup.go)
-	feedMem feedMemory    // what feeds keep, against FeedMemoryBytes (budget.go)
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Edge
+	acc     *accept.Server // the accept path: Serve, limits, setup queue, hang-up watch
+	hub     *hub.Hub       // the feeds, streams and key reads
+	probes  *prober        // the cache-tier probe of Ready
+	done    chan struct{}  // closed by Close
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -70,7 +59,7 @@ func New(cfg Config) (*Edge, error) {
 		return nil, err
 	}
 	for i, r := range cfg.Routes {
-		r.index = i
+		r.Index = i
 	}
 	if err := cfg.checkGuards(); err != nil {
 		return nil, err
@@ -78,38 +67,45 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.CORS.Validate(); err != nil {
 		return nil, err
 	}
+	log := ratelog.Wrap(cfg.Logger) // over-limit connections may repeat without end
 	e := &Edge{
-		cfg:      cfg,
-		log:      ratelog.Wrap(cfg.Logger), // over-limit connections may repeat without end
-		tlsLog:   ratelog.Wrap(cfg.Logger),
-		subjects: proto.Subjects{Prefix: cfg.SubjectPrefix},
-		metrics:  newMetrics(cfg.Registerer),
-		feeds:    make(map[string]*feed),
-		done:     make(chan struct{}),
+		cfg:     cfg,
+		log:     log,
+		metrics: metrics.New(cfg.Registerer),
+		done:    make(chan struct{}),
 	}
-	e.acc = accept.New(acceptConfig(e))
-	e.streams = newStreamer(e)
-	e.probes = newProber(e)
-	clock := cfg.clock
-	if clock == nil {
-		clock = tier.SystemClock{}
-	}
-	e.lookups = newTopicLookups(e.metrics, e.log, clock)
-	e.cache.setUp(&e.cfg, clock, e.metrics, e.lookups)
-	e.keys = newKeyReads(e)
-	e.feedMem.split(&e.cache.pages, cfg.FeedMemoryBytes)
-	e.metrics.registerFuncs(cfg.Registerer, e)
-	if err := e.startAuth(); err != nil {
+	e.acc = accept.New(acceptConfig(e, ratelog.Wrap(cfg.Logger)))
+	h, err := hub.New(hubConfig(&e.cfg, log), e.acc, e.metrics)
+	if err != nil {
 		return nil, err
 	}
+	e.hub = h
+	e.probes = newProber(e)
+	registerGauges(cfg.Registerer, e)
 	return e, nil
 }
 
-// feedList returns the running feeds, to work on without e.mu.
-func (e *Edge) feedList() []*feed {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Collect(maps.Values(e.feeds))
+// hubConfig is the hub's part of c, with the cache tier it asks: NATS's,
+// or the one a test gives.
+func hubConfig(c *Config, log *slog.Logger) hub.Config {
+	var t tier.Tier
+	if c.NATS != nil {
+		t = tier.NewNATS(c.NATS, c.SubjectPrefix)
+	}
+	if c.tier != nil {
+		t = c.tier(t)
+	}
+	return hub.Config{
+		Tier: t, Clock: c.clock, NATS: c.NATS, NATSName: c.NATSName, SubjectPrefix: c.SubjectPrefix,
+		Retry: c.Retry, RetryMax: c.RetryMax, RetryJitter: c.RetryJitter, KeepAlive: c.KeepAlive, NoReady: c.NoReady,
+		PageBytes: c.PageBytes, PageTimeout: c.PageTimeout, RequestTimeout: c.RequestTimeout, WriteTimeout: c.WriteTimeout,
+		MaxQueue: c.MaxQueue, MaxQueueBytes: c.MaxQueueBytes, FeedBuffer: c.FeedBuffer,
+		ProbeInterval: c.ProbeInterval, FeedLinger: c.FeedLinger, ResumeRingBytes: c.ResumeRingBytes,
+		FeedMemoryBytes: c.FeedMemoryBytes, ResumeRingAge: c.ResumeRingAge,
+		StateWriteTimeout: c.StateWriteTimeout, StateMinRate: c.StateMinRate, NoHijack: c.NoHijack,
+		KeyReads: c.KeyReads, Guards: c.Guards, Sharing: c.sharing,
+		Now: c.Now, Log: log, Registerer: c.Registerer,
+	}
 }
 
 // Close stops every topic feed and disconnects their clients.
@@ -118,37 +114,39 @@ func (e *Edge) Close() {
 	case <-e.done:
 	default:
 		close(e.done)
-		e.auth.stop()
 	}
+	e.hub.Stop()
 	e.acc.Close() // the setup workers end; the streams still waiting are closed or refused
-	for _, f := range e.feedList() {
-		<-f.ready // an init under way ends with e.done
-		if f.err == nil {
-			f.fail(reason.Shutdown)
-		}
-	}
+	e.hub.CloseFeeds(reason.Shutdown)
 	e.acc.CloseWatch()
 }
 
-func (e *Edge) fail(w http.ResponseWriter, status int, reason string) {
-	if status < 500 {
-		e.metrics.badRequests.Inc()
-	}
-	http.Error(w, reason, status)
+// Drain stops admitting streams (each new one is refused as a browser
+// survives it, "edge draining"), makes Ready report false, and closes the
+// streams it has, spread evenly over window, each after a final "retry:"
+// (Retry with its jitter). It returns nil once no stream is left, or ctx's
+// error if ctx ends first; the streams not yet closed by then are left to
+// Close. A window of 0 or less closes them all at once. Drain may be called
+// again; the edge never admits streams again.
+func (e *Edge) Drain(ctx context.Context, window time.Duration) error {
+	return e.hub.Drain(ctx, window)
 }
 
-// ServeHTTP serves one SSE stream.
+// Draining reports whether Drain was called.
+func (e *Edge) Draining() bool { return e.hub.Draining() }
+
+// ServeHTTP serves one SSE stream, a JSON read of a key, or a renewal.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var route *Route
-	var params Context
-	for _, rt := range e.cfg.Routes {
-		if ctx, ok := rt.match(r.URL.Path); ok {
-			route, params = rt, ctx
+	var rt *route.Route
+	var params route.Context
+	for _, cand := range e.cfg.Routes {
+		if ctx, ok := cand.Match(r.URL.Path); ok {
+			rt, params = cand, ctx
 			break
 		}
 	}
-	if route == nil {
-		e.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
+	if rt == nil {
+		e.hub.Fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
 		return
 	}
 	e.acc.CORSHeaders(w.Header(), r)
@@ -156,89 +154,51 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodOptions && e.cfg.CORS != nil:
 		e.acc.Preflight(w, r)
 		return
-	case r.Method == http.MethodPost && route.guard != "":
-		e.auth.renewHTTP(w, r, route)
+	case r.Method == http.MethodPost && rt.Guard != "":
+		e.hub.Renew(w, r, rt)
 		return
-	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !wantsJSON(r)):
-		w.Header().Set("Allow", allowed(route, e.cfg.CORS != nil))
-		e.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
+	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !hub.WantsJSON(r)):
+		w.Header().Set("Allow", allowed(rt, e.cfg.CORS != nil))
+		e.hub.Fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
 	}
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		// Zilla resets such a stream; a 400 says why.
-		e.fail(w, http.StatusBadRequest, "an SSE request has no body")
+		e.hub.Fail(w, http.StatusBadRequest, "an SSE request has no body")
 		return
 	}
-	if route.guard != "" {
-		sess, ok := e.auth.authorize(w, r, route, params)
-		if !ok {
+	if rt.Guard != "" {
+		var ok bool
+		if r, ok = e.hub.Authorize(w, r, rt, params); !ok {
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
 	}
-	topic := route.topic.resolve(params)
+	topic := rt.Topic(params)
 	if err := proto.ValidTopic(topic); err != nil {
-		e.fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
+		e.hub.Fail(w, http.StatusBadRequest, "bad topic: "+err.Error())
 		return
 	}
-	if !route.allowsTopic(topic) {
-		e.fail(w, http.StatusNotFound, "no such topic")
+	if !rt.AllowsTopic(topic) {
+		e.hub.Fail(w, http.StatusNotFound, "no such topic")
 		return
 	}
-	switch e.admitLookup(r, topic) {
-	case lookupNotFound:
-		e.fail(w, http.StatusNotFound, "topic "+topic+" not found")
+	switch e.hub.AdmitLookup(r, topic) {
+	case hub.LookupNotFound:
+		e.hub.Fail(w, http.StatusNotFound, "topic "+topic+" not found")
 		return
-	case lookupRefused:
-		if wantsJSON(r) {
+	case hub.LookupRefused:
+		if hub.WantsJSON(r) {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, reason.LookupRate.String(), http.StatusServiceUnavailable)
 		} else {
-			e.refuse(w, reason.LookupRate)
+			e.acc.Refuse(w, reason.LookupRate)
 		}
 		return
 	}
-	filters, filterKey := route.resolveFilters(params)
-	if wantsJSON(r) {
-		e.keys.read(w, r, topic, filters)
+	filters, filterKey := rt.ResolveFilters(params)
+	if hub.WantsJSON(r) {
+		e.hub.ReadKey(w, r, topic, filters)
 		return
 	}
-	e.stream(w, r, route, topic, filters, filterKey)
-}
-
-// feedFor returns the topic's running feed, starting it on first use.
-func (e *Edge) feedFor(ctx context.Context, topic string) (*feed, error) {
-	e.mu.Lock()
-	f := e.feeds[topic]
-	if f == nil {
-		f = &feed{e: e, topic: topic, ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}}
-		e.feeds[topic] = f
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.RequestTimeout)
-			defer cancel()
-			go func() {
-				select {
-				case <-e.done: // Close waits for this init
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			if err := f.init(ctx); err != nil {
-				f.err = err
-				e.mu.Lock()
-				if e.feeds[topic] == f {
-					delete(e.feeds, topic)
-				}
-				e.mu.Unlock()
-			}
-			close(f.ready)
-		}()
-	}
-	e.mu.Unlock()
-	select {
-	case <-f.ready:
-		return f, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	e.hub.Stream(w, r, rt, topic, filters, filterKey)
 }

@@ -51,13 +51,13 @@ func HoldStatePages(c *Config, hold func(p int32, since int64)) {
 	}})
 }
 
-// ShareAlways makes e serve every stream as in a storm: from the resume
-// ring and from pages answered lately. Set it before the first stream.
-func ShareAlways(e *Edge) { e.streams.sharing = resume.ShareAlways }
+// ShareAlways makes an edge built from c serve every stream as in a storm:
+// from the resume ring and from pages answered lately.
+func ShareAlways(c *Config) { c.sharing = resume.ShareAlways }
 
-// ShareNever makes e serve every stream as a lone one: from state pages of
-// its own, never from the resume ring.
-func ShareNever(e *Edge) { e.streams.sharing = resume.ShareNever }
+// ShareNever makes an edge built from c serve every stream as a lone one:
+// from state pages of its own, never from the resume ring.
+func ShareNever(c *Config) { c.sharing = resume.ShareNever }
 
 // HoldKeyReads makes every key lookup of an edge built from c call hold
 // before it asks the cache tier (its metadata request; so does a new
@@ -66,14 +66,13 @@ func HoldKeyReads(c *Config, hold func()) { HoldTier(c, &tiertest.Holding{Before
 
 // FailFeeds ends every topic feed of e as a topic change does: their
 // clients are disconnected and start again on a new feed.
-func FailFeeds(e *Edge) {
-	for _, f := range e.feedList() {
-		f.fail(reason.FeedEnded)
-	}
-}
+func FailFeeds(e *Edge) { e.hub.CloseFeeds(reason.FeedEnded) }
 
 // RequestApart reads the record that stub stands for (one sent apart) in
-// parts, as the state path and key reads do.
+// parts over e's NATS connection, as the state path and key reads do
+// (tier.Client.Apart).
 func RequestApart(e *Edge, ctx context.Context, topic string, epoch uint32, p int32, stub proto.Record) (proto.Record, error) {
-	return e.cache.requestApart(ctx, topic, epoch, p, &stub)
+	c := tier.NewClient(tier.NewNATS(e.cfg.NATS, e.cfg.SubjectPrefix), tier.Config{PageTimeout: e.cfg.PageTimeout,
+		RequestTimeout: e.cfg.RequestTimeout, PageBytes: e.cfg.PageBytes, Clock: tier.SystemClock{}})
+	return c.Apart(ctx, topic, epoch, p, &stub)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssekafka/ssekafka/proto"
 )
 
 // Ready reports whether the edge should get traffic, and if not why: it is
@@ -20,7 +22,7 @@ import (
 // node answers). The first call probes at once and starts a probe every
 // ReadyProbe until Close.
 func (e *Edge) Ready() (bool, string) {
-	if e.draining.Load() {
+	if e.hub.Draining() {
 		return false, "draining"
 	}
 	if !e.cfg.NATS.IsConnected() {
@@ -48,8 +50,8 @@ type prober struct {
 }
 
 func newProber(e *Edge) *prober {
-	return &prober{nc: e.cfg.NATS, subject: e.subjects.Topics(), timeout: min(e.cfg.PageTimeout, e.cfg.ReadyProbe),
-		interval: e.cfg.ReadyProbe, done: e.done, failures: e.metrics.probeFailures, log: e.log}
+	return &prober{nc: e.cfg.NATS, subject: proto.Subjects{Prefix: e.cfg.SubjectPrefix}.Topics(), timeout: min(e.cfg.PageTimeout, e.cfg.ReadyProbe),
+		interval: e.cfg.ReadyProbe, done: e.done, failures: e.metrics.ProbeFailures, log: e.log}
 }
 
 // answered reports whether the last probe was answered, starting the

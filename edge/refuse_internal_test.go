@@ -53,7 +53,7 @@ func TestRefusalBytes(t *testing.T) {
 		for _, why := range []reason.Reason{reason.CacheUnavailable, reason.FeedRestarting, reason.QueueFull, reason.Draining} {
 			for range 20 {
 				rec := httptest.NewRecorder()
-				e.refuse(rec, why)
+				e.acc.Refuse(rec, why)
 				got, ms := refusal(t, rec)
 				if got != why.String() || ms < tc.lo || ms > tc.hi {
 					t.Fatalf("Retry %v: reason %q retry %d, want %q in [%d, %d]", tc.retry, got, ms, why, tc.lo, tc.hi)
@@ -67,46 +67,14 @@ func TestRefusalBytes(t *testing.T) {
 	}
 }
 
-// A stream's retry spreads over the setup queue's backlog (in a storm,
-// streams started together would come back together): with a 5s backlog
-// (100 waiting × 100ms / 2 workers, edge/internal/accept's
-// TestRefusalRetryGrowsWithTheQueue) it is Retry with its jitter (20%) plus
-// up to 5s; with none, Retry with its jitter.
-func TestStreamRetrySpreadsOverTheSetupBacklog(t *testing.T) {
+// A stream's retry with no stream waiting for a setup worker is Retry
+// with its jitter (20%); the spread over a backlog is hub's
+// TestStreamRetrySpreadsOverTheSetupBacklog.
+func TestStreamRetryWithNoneWaitingIsRetryWithItsJitter(t *testing.T) {
 	e := testEdge(t, Config{Retry: time.Second, SetupConcurrency: 2, RetryMax: 20 * time.Second})
-	lo, hi := int64(1<<62), int64(0)
-	for range 200 {
-		ms := streamRetryMs(&e.cfg, 5*time.Second)
-		lo, hi = min(lo, ms), max(hi, ms)
-	}
-	if lo < 1000 || hi > 6200 || hi-lo < 2500 {
-		t.Fatalf("stream retries with 100 waiting in [%d, %d], want spread over [1000, 6200]", lo, hi)
-	}
 	for range 50 {
-		if ms := e.retryMs(); ms < 1000 || ms > 1200 {
+		if ms := e.hub.RetryMs(); ms < 1000 || ms > 1200 {
 			t.Fatalf("stream retry %d with none waiting, want sse.retry with its jitter", ms)
 		}
-	}
-}
-
-// A feed that stays stopped between lookup and join (here: one left in the
-// map, stopped) is looked up again, then refused as restarting, through
-// ServeHTTP: 200 and the reason, not 503.
-func TestRefusedWhileFeedRestarting(t *testing.T) {
-	r, err := CompileRoute(RouteConfig{Paths: []string{"/tasks"}, Topic: "tasks"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := testEdge(t, Config{Routes: []*Route{r}, Retry: time.Second})
-	f := &feed{e: e, topic: "tasks", ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}, stopped: true}
-	close(f.ready)
-	e.feeds["tasks"] = f
-	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil))
-	if got, ms := refusal(t, rec); got != reason.FeedRestarting.String() || ms < 1000 || ms > 2000 {
-		t.Fatalf("refusal %q retry %d", got, ms)
-	}
-	if f.clients != 0 {
-		t.Fatalf("%d clients joined a stopped feed", f.clients)
 	}
 }

@@ -293,8 +293,7 @@ func TestStormSharesResumesAndPages(t *testing.T) {
 // what the state path gives now, for new clients and for resumes before
 // the ring's start.
 func TestReusedPageIsTheStatePathNow(t *testing.T) {
-	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 300; c.ProbeInterval = time.Hour }})
-	edge.ShareAlways(s.edge)
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.PageBytes = 300; c.ProbeInterval = time.Hour; edge.ShareAlways(c) }})
 	stateEdge := s.addTweakedEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off; c.PageBytes = 300 })
 	var m model
 	var recs []*kgo.Record
@@ -433,8 +432,7 @@ func TestDeleteBetweenStatePagesReachesNewClient(t *testing.T) {
 // records arrived; the ring gives what followed, and the stream is the
 // state path's.
 func TestReusedEmptyPageThenRing(t *testing.T) {
-	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.ProbeInterval = time.Hour }})
-	edge.ShareAlways(s.edge)
+	s := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.ProbeInterval = time.Hour; edge.ShareAlways(c) }})
 	stateEdge := s.addTweakedEdge(func(c *edge.Config) { c.ResumeRingBytes = edge.Off })
 	s.epoch("tasks")
 	keeper := s.connect("/keyed", nil) // empty topic: pages with Next 0, kept

@@ -1,10 +1,15 @@
 package edge
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/hub"
 )
 
 // Serve accepts connections on ln until it fails or is closed. A
@@ -55,11 +60,11 @@ const (
 
 // acceptConfig is the accept path's configuration, from the edge's (its
 // defaults applied).
-func acceptConfig(e *Edge) accept.Config {
+func acceptConfig(e *Edge, tlsLog *slog.Logger) accept.Config {
 	c, m := &e.cfg, e.metrics
 	return accept.Config{
 		Handler:              e,
-		Bypass:               wantsJSON,
+		Bypass:               hub.WantsJSON,
 		NoHijack:             c.NoHijack,
 		MaxConnections:       c.MaxConnections,
 		MaxConnectionsPerIP:  c.MaxConnectionsPerIP, // Off (-1): no cap
@@ -74,21 +79,51 @@ func acceptConfig(e *Edge) accept.Config {
 		RetryMax:             c.RetryMax,
 		CORS:                 c.CORS,
 		Log:                  e.log,
-		TLSLog:               e.tlsLog,
+		TLSLog:               tlsLog,
 		Metrics: accept.Metrics{
-			AcceptErrors:       m.acceptErrors,
-			TLSHandshakeErrors: m.tlsHandshakeErrors,
-			BadRequests:        m.badRequests,
-			Refusals:           m.refusals,
-			ConnectionsRefused: m.connectionsRefused,
-			SetupRejected:      m.setupRejected,
-			SetupWait:          m.setupWait,
-			MemoryReleases:     m.memoryReleases,
-			HangupsSetup:       m.hangupsSetup,
-			HangupsLive:        m.hangupsLive,
+			AcceptErrors:       m.AcceptErrors,
+			TLSHandshakeErrors: m.TLSHandshakeErrors,
+			BadRequests:        m.BadRequests,
+			Refusals:           m.Refusals,
+			ConnectionsRefused: m.ConnectionsRefused,
+			SetupRejected:      m.SetupRejected,
+			SetupWait:          m.SetupWait,
+			MemoryReleases:     m.MemoryReleases,
+			HangupsSetup:       m.HangupsSetup,
+			HangupsLive:        m.HangupsLive,
 		},
 	}
 }
 
-// connWatch is a connection's hang-up watch (edge/internal/accept).
-type connWatch = accept.Watch
+
+// registerGauges registers the gauges read from e when scraped.
+func registerGauges(reg prometheus.Registerer, e *Edge) {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "setup_waiting",
+		Help: "Streams waiting for a setup worker."}, func() float64 {
+		return float64(e.acc.Waiting())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "key_read_bytes_held",
+		Help: "Bytes of the values held for JSON reads being answered, each once however many reads share it (bounded by sse.keyReads.maxBytes)."}, func() float64 {
+		return float64(e.hub.KeyReadBytesHeld())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "open_connections",
+		Help: "Connections Serve holds, counted against MaxConnections (sse.maxConnections)."}, func() float64 {
+		return float64(e.acc.Open())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "feed_memory_bytes",
+		Help: "Bytes topic feeds keep: resume rings, frames encoded from them and from shared state pages, the shared pages (bounded by FeedMemoryBytes)."}, func() float64 {
+		return float64(e.hub.FeedMemoryBytes())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "header_memory_bytes",
+		Help: "Bytes of request-header buffers held past the small pooled one (headers over 4 KiB being read), against MaxHeaderMemory."}, func() float64 {
+		return float64(e.acc.HeaderMemory())
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "draining",
+		Help: "1 once the edge drains (Drain, SIGTERM, POST /_ssekafka/drain)."}, func() float64 {
+		if e.hub.Draining() {
+			return 1
+		}
+		return 0
+	})
+}
