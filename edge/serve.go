@@ -95,7 +95,6 @@ func acceptConfig(e *Edge, tlsLog *slog.Logger) accept.Config {
 	}
 }
 
-
 // registerGauges registers the gauges read from e when scraped.
 func registerGauges(reg prometheus.Registerer, e *Edge) {
 	f := promauto.With(reg)
