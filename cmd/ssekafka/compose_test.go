@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -749,7 +750,13 @@ func productMetrics(root string) (map[string]bool, error) {
 	}
 	decl := regexp.MustCompile(`(?:Name: |\bc\()"([a-z_]+)"`)
 	for _, pkg := range []string{"edge", "cache"} {
-		files, err := filepath.Glob(filepath.Join(root, pkg, "*.go"))
+		var files []string // the package's and its internal packages'
+		err := filepath.WalkDir(filepath.Join(root, pkg), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+				files = append(files, path)
+			}
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
