@@ -2,6 +2,7 @@ package edge
 
 import (
 	"github.com/ssekafka/ssekafka/edge/internal/hub"
+	"github.com/ssekafka/ssekafka/edge/internal/keyread"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
 )
 
@@ -28,4 +29,4 @@ func CompileRoute(rc RouteConfig) (*Route, error) { return route.Compile(rc) }
 type Authorization = hub.Authorization
 
 // KeyReadLimits bound per-key JSON reads (sse.keyReads).
-type KeyReadLimits = hub.KeyReadLimits
+type KeyReadLimits = keyread.Limits

@@ -32,6 +32,7 @@ import (
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
 	"github.com/ssekafka/ssekafka/edge/internal/hub"
+	"github.com/ssekafka/ssekafka/edge/internal/keyread"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
@@ -157,7 +158,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && rt.Guard != "":
 		e.hub.Renew(w, r, rt)
 		return
-	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !hub.WantsJSON(r)):
+	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !keyread.WantsJSON(r)):
 		w.Header().Set("Allow", allowed(rt, e.cfg.CORS != nil))
 		e.hub.Fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: SSE streams are GET")
 		return
@@ -187,7 +188,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.hub.Fail(w, http.StatusNotFound, "topic "+topic+" not found")
 		return
 	case hub.LookupRefused:
-		if hub.WantsJSON(r) {
+		if keyread.WantsJSON(r) {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, reason.LookupRate.String(), http.StatusServiceUnavailable)
 		} else {
@@ -196,7 +197,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	filters, filterKey := rt.ResolveFilters(params)
-	if hub.WantsJSON(r) {
+	if keyread.WantsJSON(r) {
 		e.hub.ReadKey(w, r, topic, filters)
 		return
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
-	"github.com/ssekafka/ssekafka/edge/internal/hub"
+	"github.com/ssekafka/ssekafka/edge/internal/keyread"
 )
 
 // Serve accepts connections on ln until it fails or is closed. A
@@ -64,7 +64,7 @@ func acceptConfig(e *Edge, tlsLog *slog.Logger) accept.Config {
 	c, m := &e.cfg, e.metrics
 	return accept.Config{
 		Handler:              e,
-		Bypass:               hub.WantsJSON,
+		Bypass:               keyread.WantsJSON,
 		NoHijack:             c.NoHijack,
 		MaxConnections:       c.MaxConnections,
 		MaxConnectionsPerIP:  c.MaxConnectionsPerIP, // Off (-1): no cap

@@ -1,7 +1,8 @@
 // Package hub is the edge's core: each topic's feed (the ordered applier of
 // its changes, with its gap fills, resume ring and encoded frames), the
-// streams that join it (their setup, state part and sink), per-key JSON
-// reads, and the continuous authorization of guarded streams. Package edge
+// streams that join it (their setup, state part and sink), and the
+// continuous authorization of guarded streams; per-key JSON reads
+// (edge/internal/keyread) ask the cache tier through it. Package edge
 // wires it to the accept path and the cache tier; docs/architecture.md
 // follows a record and a stream through its files.
 package hub
@@ -11,7 +12,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/keyread"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
@@ -55,7 +56,7 @@ type Config struct {
 	StateWriteTimeout           time.Duration
 	StateMinRate                int
 	NoHijack                    bool
-	KeyReads                    KeyReadLimits
+	KeyReads                    keyread.Limits
 	Guards                      map[string]Authorization
 	// Sharing decides when a stream is served from what others share (the
 	// resume ring, pages answered lately); zero: resume.ShareWhenCrowded.
@@ -79,12 +80,12 @@ type Hub struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	cache   cacheTier     // what the hub asks of the cache tier (cachetier.go)
-	streams streamer      // serves streams (stream.go)
-	auth    *authority    // guarded streams; nil without guards (renew.go)
-	keys    *keyReads     // JSON reads (keyread.go)
-	lookups *topicLookups // lookups of topics the edge does not know (lookup.go)
-	feedMem feedMemory    // what feeds keep, against FeedMemoryBytes (budget.go)
+	cache   cacheTier      // what the hub asks of the cache tier (cachetier.go)
+	streams streamer       // serves streams (stream.go)
+	auth    *authority     // guarded streams; nil without guards (renew.go)
+	keys    *keyread.Reads // JSON reads (edge/internal/keyread)
+	lookups *topicLookups  // lookups of topics the edge does not know (lookup.go)
+	feedMem feedMemory     // what feeds keep, against FeedMemoryBytes (budget.go)
 }
 
 // New builds a hub; acc is the edge's accept path, m its metrics.
@@ -104,7 +105,10 @@ func New(cfg Config, acc *accept.Server, m *metrics.Edge) (*Hub, error) {
 	h.streams = newStreamer(h)
 	h.lookups = newTopicLookups(m, h.log, cfg.Clock)
 	h.cache.setUp(&h.cfg, cfg.Clock, m, h.lookups)
-	h.keys = newKeyReads(h)
+	h.keys = keyread.New(keyread.Config{
+		Tier: keyTier{&h.cache}, Limits: cfg.KeyReads, RequestTimeout: cfg.RequestTimeout, WriteTimeout: cfg.WriteTimeout,
+		Metrics: m, Log: h.log, Clock: cfg.Clock, ClientKey: acc.ClientKey, PositionOf: h.feedPosition, Fail: h.fail,
+	})
 	h.feedMem.split(&h.cache.pages, cfg.FeedMemoryBytes)
 	if err := h.startAuth(); err != nil {
 		return nil, err
@@ -163,7 +167,7 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, rt *route.Route, to
 
 // ReadKey answers a JSON read of the one key the filters name.
 func (h *Hub) ReadKey(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
-	h.keys.read(w, r, topic, filters)
+	h.keys.Read(w, r, topic, filters)
 }
 
 // Authorize verifies a request to a guarded route, puts the token's
@@ -189,7 +193,7 @@ func (h *Hub) Draining() bool { return h.draining.Load() }
 func (h *Hub) FeedMemoryBytes() int64 { return h.feedMemoryBytes() }
 
 // KeyReadBytesHeld is the bytes of values held for JSON reads in flight.
-func (h *Hub) KeyReadBytesHeld() int64 { return int64(h.keys.values.heldBytes()) }
+func (h *Hub) KeyReadBytesHeld() int64 { return int64(h.keys.HeldBytes()) }
 
 // RetryMs is the retry a refused or closed stream is told now.
 func (h *Hub) RetryMs() int64 { return h.retryMs() }
@@ -231,28 +235,43 @@ func (h *Hub) feedFor(ctx context.Context, topic string) (*feed, error) {
 	}
 }
 
-// KeyReadValuesHeld is how many values the hub holds for JSON reads being
-// answered, and how many references they have in all (one per read
-// writing one, and one per read in parts under way).
-func (h *Hub) KeyReadValuesHeld() (values, refs int) {
-	s := &h.keys.values
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, v := range s.held {
-		values++
-		refs += v.refs
-	}
-	return values, refs
+// KeyReads is the hub's JSON reads.
+func (h *Hub) KeyReads() *keyread.Reads { return h.keys }
+
+// keyTier is the cache tier as key reads ask it.
+type keyTier struct{ ct *cacheTier }
+
+func (t keyTier) Meta(ctx context.Context, topic string) (proto.Meta, error) {
+	return t.ct.requestMeta(ctx, topic)
 }
 
-// KeyReadBytesOf is the bytes the JSON reads in flight from a client
-// address (accept.AddrKey) count against its bound.
-func (h *Hub) KeyReadBytesOf(addr netip.Prefix) int {
-	s := &h.keys.addrs
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st := s.byAddr[addr]; st != nil {
-		return st.bytes
+func (t keyTier) Key(ctx context.Context, topic string, epoch uint32, p int32, key []byte, floor int64) (proto.KeyReply, error) {
+	return t.ct.client.Key(ctx, topic, epoch, p, key, floor)
+}
+
+func (t keyTier) Apart(ctx context.Context, topic string, epoch uint32, p int32, stub *proto.Record) (proto.Record, error) {
+	return t.ct.requestApart(ctx, topic, epoch, p, stub)
+}
+
+// feedPosition is the position of the topic's running feed: what this
+// edge may have delivered to a reader's own stream already (none without
+// a feed, or while it starts).
+func (h *Hub) feedPosition(topic string) keyread.Position {
+	h.mu.Lock()
+	f := h.feeds[topic]
+	h.mu.Unlock()
+	if f == nil {
+		return keyread.Position{}
 	}
-	return 0
+	select {
+	case <-f.ready:
+	default:
+		return keyread.Position{} // starting: it has delivered nothing yet
+	}
+	if f.err != nil {
+		return keyread.Position{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return keyread.Position{Epoch: f.progress.Epoch, Offsets: slices.Clone(f.progress.Offsets)}
 }

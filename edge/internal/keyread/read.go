@@ -3,7 +3,7 @@
 // key's current value from the cache tier, with an ETag and conditional
 // requests, instead of a stream. Guards and CORS apply as for streams.
 
-package hub
+package keyread
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +57,7 @@ func refused(q string) bool {
 }
 
 // read answers a JSON read of topic under filters.
-func (k *keyReads) read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
+func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
 	if len(filters) != 1 || filters[0].Key == nil {
 		k.metrics.KeyReads.WithLabelValues("not_keyed").Inc()
 		k.fail(w, http.StatusNotAcceptable, "application/json is served on routes with one key filter; this route is a stream: accept text/event-stream")
@@ -77,7 +76,7 @@ func (k *keyReads) read(w http.ResponseWriter, r *http.Request, topic string, fi
 		defer k.releaseValue(held)
 	}
 	switch {
-	case errors.Is(err, errTopicNotFound):
+	case errors.Is(err, tier.ErrTopicNotFound):
 		k.metrics.KeyReads.WithLabelValues("not_found").Inc()
 		k.fail(w, http.StatusNotFound, "no such topic")
 		return
@@ -135,7 +134,7 @@ func (k *keyReads) read(w http.ResponseWriter, r *http.Request, topic string, fi
 // other reads of it in flight; the caller releases held), counting its
 // value against the reader's address. found is nil when no partition
 // holds the key.
-func (k *keyReads) findValue(ctx context.Context, reader *keyReader, topic, key string) (found *foundKey, held *heldValue, err error) {
+func (k *Reads) findValue(ctx context.Context, reader *keyReader, topic, key string) (found *foundKey, held *heldValue, err error) {
 	for attempt := 1; ; attempt++ {
 		found, err = k.sharedLookup(ctx, topic, key, reader.chargeRequests)
 		if err != nil || found == nil {
@@ -145,7 +144,7 @@ func (k *keyReads) findValue(ctx context.Context, reader *keyReader, topic, key 
 			return nil, nil, errKeyReadsBusy
 		}
 		held, err = k.holdValue(ctx, topic, found)
-		if errors.Is(err, errValueGone) && attempt < keyReadAttempts {
+		if errors.Is(err, tier.ErrValueGone) && attempt < keyReadAttempts {
 			reader.release()
 			k.metrics.ValuesGone.Inc()
 			continue // superseded meanwhile: read the newer record
@@ -160,7 +159,7 @@ func (k *keyReads) findValue(ctx context.Context, reader *keyReader, topic, key 
 // refuse answers a JSON read refused by a bound: 429 past a rate,
 // 503 past the bytes in flight, with Retry-After; counted and logged
 // (rate-limited) with the client address.
-func (k *keyReads) refuse(w http.ResponseWriter, reader *keyReader, result string, err error, wait time.Duration) {
+func (k *Reads) refuse(w http.ResponseWriter, reader *keyReader, result string, err error, wait time.Duration) {
 	k.metrics.KeyReads.WithLabelValues(result).Inc()
 	k.log.Warn("key read refused", "reason", result, "client", reader.String(), "err", err)
 	retryAfter(w.Header(), wait)
@@ -241,44 +240,44 @@ const maxKeyRequests = 64
 
 type keyCallKey struct{ topic, key string }
 
-// keyPosition is a position on a topic: its epoch and the next offset of
+// Position is a position on a topic: its epoch and the next offset of
 // each partition (nil: none).
-type keyPosition struct {
-	epoch   uint32
-	offsets []int64
+type Position struct {
+	Epoch   uint32
+	Offsets []int64
 }
 
 // covers reports whether answers from holders at p reflect everything
 // seen holds: true when nothing was seen.
-func (p keyPosition) covers(seen keyPosition) bool {
-	if seen.offsets == nil {
+func (p Position) covers(seen Position) bool {
+	if seen.Offsets == nil {
 		return true
 	}
-	if p.epoch != seen.epoch || len(p.offsets) != len(seen.offsets) {
+	if p.Epoch != seen.Epoch || len(p.Offsets) != len(seen.Offsets) {
 		return false
 	}
-	for i, o := range seen.offsets {
-		if p.offsets[i] < o {
+	for i, o := range seen.Offsets {
+		if p.Offsets[i] < o {
 			return false
 		}
 	}
 	return true
 }
 
-// keyReads answers JSON reads: the lookups in flight (shared by the reads
+// Reads answers JSON reads: the lookups in flight (shared by the reads
 // of a key at once), the partition count last seen per topic (what a new
 // lookup will cost the cache tier), the values held and what each client
 // address's reads hold and may start. lookups.mu comes before partitions.mu and
 // keyReadAddrs.mu (a new lookup is charged under it), and nothing else.
-type keyReads struct {
-	tier      *cacheTier
-	cfg       *Config
-	metrics   *metrics.Edge
-	log       *slog.Logger
-	clock     tier.Clock
-	clientKey func(*http.Request) netip.Prefix       // the address a read counts against (accept.Server.ClientKey)
-	feedOf    func(topic string) *feed               // the topic's running feed, if any
-	fail      func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
+type Reads struct {
+	tier       Tier
+	cfg        *Config
+	metrics    *metrics.Edge
+	log        *slog.Logger
+	clock      tier.Clock
+	clientKey  func(*http.Request) netip.Prefix       // the address a read counts against (accept.Server.ClientKey)
+	positionOf func(topic string) Position            // what the edge may have delivered of topic
+	fail       func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
 
 	lookups    tier.Share[keyCallKey, keyLookup] // in flight only
 	partitions tier.Share[string, int32]         // answers only: each topic's count, the oldest forgotten first
@@ -288,24 +287,21 @@ type keyReads struct {
 
 // keyLookup is what a lookup found, and where its holders stood.
 type keyLookup struct {
-	found *foundKey   // read only
-	at    keyPosition // the positions of the holders that answered
+	found *foundKey // read only
+	at    Position  // the positions of the holders that answered
 }
 
-// newKeyReads is e's key reads.
-func newKeyReads(e *Hub) *keyReads {
-	return &keyReads{
-		tier: &e.cache, cfg: &e.cfg, metrics: e.metrics, log: e.log, clock: e.cache.clock, clientKey: e.acc.ClientKey,
-		feedOf: func(topic string) *feed {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			return e.feeds[topic]
-		},
-		fail: e.fail,
+// New makes the key reads of an edge.
+func New(cfg Config) *Reads {
+	c := cfg
+	return &Reads{
+		tier: cfg.Tier, cfg: &c, metrics: cfg.Metrics, log: cfg.Log, clock: cfg.Clock, clientKey: cfg.ClientKey,
+		positionOf: cfg.PositionOf,
+		fail:       cfg.Fail,
 		partitions: tier.Share[string, int32]{
 			Age:     func(int32, error) time.Duration { return knownPartitionsAge },
 			MaxCost: maxKnownPartitions,
-			Clock:   e.cache.clock,
+			Clock:   cfg.Clock,
 		},
 	}
 }
@@ -326,8 +322,8 @@ const (
 // pays nothing. charge false: errRateLimited. A read that joined a lookup
 // whose holders had not applied what this edge's feed had delivered when
 // the read began (the lookup started earlier) asks again with its own.
-func (k *keyReads) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
-	seen := feedPosition(k.feedOf(topic))
+func (k *Reads) sharedLookup(ctx context.Context, topic, key string, charge func(requests int) bool) (*foundKey, error) {
+	seen := k.positionOf(topic)
 	ck := keyCallKey{topic, key}
 	for fresh := false; ; fresh = true {
 		l, _, err := k.lookups.Do(ctx, ck, tier.Ask[keyLookup]{
@@ -349,18 +345,18 @@ func (k *keyReads) sharedLookup(ctx context.Context, topic, key string, charge f
 
 // lookup looks ck up, with seen as its floors, for the reads that join it,
 // and notes the topic's partition count.
-func (k *keyReads) lookup(ctx context.Context, ck keyCallKey, seen keyPosition) (keyLookup, error) {
+func (k *Reads) lookup(ctx context.Context, ck keyCallKey, seen Position) (keyLookup, error) {
 	lctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	found, at, err := k.lookupKey(lctx, ck.topic, []byte(ck.key), seen)
-	if n := int32(len(at.offsets)); n > 0 {
+	if n := int32(len(at.Offsets)); n > 0 {
 		k.partitions.Put(ck.topic, n)
 	}
 	return keyLookup{found, at}, err
 }
 
 // partitionsOf is topic's partition count as last seen (0: not seen).
-func (k *keyReads) partitionsOf(topic string) int32 {
+func (k *Reads) partitionsOf(topic string) int32 {
 	n, _ := k.partitions.Get(topic)
 	return n
 }
@@ -374,13 +370,13 @@ func (k *keyReads) partitionsOf(topic string) int32 {
 // (the edge's feed position as the lookup began, when of this epoch), so
 // that no holder behind what a reader may already have seen answers. at is
 // the positions of the holders that answered.
-func (k *keyReads) lookupKey(ctx context.Context, topic string, key []byte, floors keyPosition) (found *foundKey, at keyPosition, err error) {
-	meta, err := k.tier.requestMeta(ctx, topic)
+func (k *Reads) lookupKey(ctx context.Context, topic string, key []byte, floors Position) (found *foundKey, at Position, err error) {
+	meta, err := k.tier.Meta(ctx, topic)
 	if err != nil {
-		return nil, keyPosition{}, err
+		return nil, Position{}, err
 	}
-	if floors.epoch != meta.Epoch || len(floors.offsets) != int(meta.Partitions) {
-		floors.offsets = nil // of another epoch, or no feed: no floor
+	if floors.Epoch != meta.Epoch || len(floors.Offsets) != int(meta.Partitions) {
+		floors.Offsets = nil // of another epoch, or no feed: no floor
 	}
 	replies := make([]proto.KeyReply, meta.Partitions)
 	errs := make([]error, meta.Partitions)
@@ -388,24 +384,24 @@ func (k *keyReads) lookupKey(ctx context.Context, topic string, key []byte, floo
 	var wg sync.WaitGroup
 	for p := range meta.Partitions {
 		var floor int64
-		if floors.offsets != nil {
-			floor = floors.offsets[p]
+		if floors.Offsets != nil {
+			floor = floors.Offsets[p]
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			replies[p], errs[p] = k.tier.client.Key(ctx, topic, meta.Epoch, p, key, floor)
+			replies[p], errs[p] = k.tier.Key(ctx, topic, meta.Epoch, p, key, floor)
 		})
 	}
 	wg.Wait()
-	at = keyPosition{epoch: meta.Epoch, offsets: make([]int64, meta.Partitions)}
+	at = Position{Epoch: meta.Epoch, Offsets: make([]int64, meta.Partitions)}
 	for p := range replies {
-		at.offsets[p] = replies[p].Next
-		if floors.offsets != nil && errs[p] == nil {
+		at.Offsets[p] = replies[p].Next
+		if floors.Offsets != nil && errs[p] == nil {
 			// An answer behind its floor came without one (a cache node of
 			// the previous release refuses floors: tier.Client.Key): it
 			// cannot say more, and asking again would not either.
-			at.offsets[p] = max(at.offsets[p], floors.offsets[p])
+			at.Offsets[p] = max(at.Offsets[p], floors.Offsets[p])
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -434,24 +430,4 @@ func newestKey(replies []proto.KeyReply) int {
 		}
 	}
 	return best
-}
-
-// feedPosition is the position of the topic's running feed: what this
-// edge may have delivered to a reader's own stream already (no offsets
-// without a feed).
-func feedPosition(f *feed) keyPosition {
-	if f == nil {
-		return keyPosition{}
-	}
-	select {
-	case <-f.ready:
-	default:
-		return keyPosition{} // starting: it has delivered nothing yet
-	}
-	if f.err != nil {
-		return keyPosition{}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return keyPosition{epoch: f.progress.Epoch, offsets: slices.Clone(f.progress.Offsets)}
 }

@@ -3,7 +3,7 @@
 // address, reads and the cache requests they cause rate-limited per
 // address, and a value written at a minimum rate or cut off.
 
-package hub
+package keyread
 
 import (
 	"context"
@@ -21,9 +21,9 @@ import (
 	"github.com/ssekafka/ssekafka/proto"
 )
 
-// KeyReadLimits bounds what per-key JSON reads cost the edge and the cache
+// Limits bounds what per-key JSON reads cost the edge and the cache
 // tier. Zero means the documented default; Off turns a limit off.
-type KeyReadLimits struct {
+type Limits struct {
 	// MinRate is the slowest a value is written to a reader, in bytes a
 	// second: the whole value must be written within Config.WriteTimeout
 	// plus its size at this rate (and each write within WriteTimeout), or
@@ -81,7 +81,7 @@ const keySweepEvery = time.Minute
 // keyReader is one JSON read's client address; a read from no TCP address
 // (a Unix socket) has none, and no limit per address.
 type keyReader struct {
-	k     *keyReads
+	k     *Reads
 	addr  netip.Prefix
 	keyed bool
 	held  int // bytes this read counts against its address
@@ -89,7 +89,7 @@ type keyReader struct {
 
 // readerOf is r's client address: its peer's, or behind a trusted proxy
 // the forwarded one (accept.Server.ClientKey).
-func (k *keyReads) readerOf(r *http.Request) *keyReader {
+func (k *Reads) readerOf(r *http.Request) *keyReader {
 	kr := &keyReader{k: k}
 	if key := k.clientKey(r); key.IsValid() { // not for a peer that is not TCP
 		kr.addr, kr.keyed = key, true
@@ -99,7 +99,7 @@ func (k *keyReads) readerOf(r *http.Request) *keyReader {
 
 // stateLocked returns addr's state, made on first use, and forgets idle
 // addresses once a keySweepEvery; the caller holds mu.
-func (s *keyReadAddrs) stateLocked(addr netip.Prefix, lim *KeyReadLimits, now time.Time) *readerAddr {
+func (s *keyReadAddrs) stateLocked(addr netip.Prefix, lim *Limits, now time.Time) *readerAddr {
 	if now.Sub(s.swept) > keySweepEvery {
 		s.swept = now
 		for a, st := range s.byAddr {
@@ -132,14 +132,14 @@ func full(l *rate.Limiter, now time.Time) bool {
 // allowRead takes a token of the address's read rate; false with the wait
 // before the next one.
 func (kr *keyReader) allowRead() (bool, time.Duration) {
-	if !kr.keyed || kr.k.cfg.KeyReads.RatePerIP == confcheck.Off {
+	if !kr.keyed || kr.k.cfg.Limits.RatePerIP == confcheck.Off {
 		return true, 0
 	}
 	s := &kr.k.addrs
 	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).reads
+	l := s.stateLocked(kr.addr, &kr.k.cfg.Limits, now).reads
 	if l.AllowN(now, 1) {
 		return true, 0
 	}
@@ -149,28 +149,28 @@ func (kr *keyReader) allowRead() (bool, time.Duration) {
 // chargeRequests takes n tokens (at most the burst) of the address's
 // cache-request rate, and reports whether it could.
 func (kr *keyReader) chargeRequests(n int) bool {
-	if !kr.keyed || kr.k.cfg.KeyReads.CacheRequestsPerIP == confcheck.Off {
+	if !kr.keyed || kr.k.cfg.Limits.CacheRequestsPerIP == confcheck.Off {
 		return true
 	}
 	s := &kr.k.addrs
 	now := kr.k.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, now).requests
+	l := s.stateLocked(kr.addr, &kr.k.cfg.Limits, now).requests
 	return l.AllowN(now, min(n, l.Burst()))
 }
 
 // reserve counts size bytes against the address's MaxBytesPerIP, and
 // reports whether they fit; release gives them back.
 func (kr *keyReader) reserve(size int) bool {
-	max := kr.k.cfg.KeyReads.MaxBytesPerIP
+	max := kr.k.cfg.Limits.MaxBytesPerIP
 	if !kr.keyed || max == confcheck.Off {
 		return true
 	}
 	s := &kr.k.addrs
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.stateLocked(kr.addr, &kr.k.cfg.KeyReads, kr.k.clock.Now())
+	st := s.stateLocked(kr.addr, &kr.k.cfg.Limits, kr.k.clock.Now())
 	if st.bytes > 0 && st.bytes+size > max {
 		return false // a value larger than the bound alone is still served
 	}
@@ -224,7 +224,7 @@ type valueShare struct {
 // (a reader that leaves fails no other); errValueGone when it was
 // superseded meanwhile. errKeyReadsBusy when a value not held yet would
 // pass MaxBytes.
-func (k *keyReads) holdValue(ctx context.Context, topic string, found *foundKey) (*heldValue, error) {
+func (k *Reads) holdValue(ctx context.Context, topic string, found *foundKey) (*heldValue, error) {
 	vk := valueKey{topic, found.epoch, found.partition, found.rec.Offset}
 	s := &k.values
 	s.mu.Lock()
@@ -235,7 +235,7 @@ func (k *keyReads) holdValue(ctx context.Context, topic string, found *foundKey)
 		k.metrics.KeyValuesShared.Inc()
 	} else {
 		size := found.size()
-		if max := k.cfg.KeyReads.MaxBytes; max != confcheck.Off && s.bytes > 0 && s.bytes+size > max {
+		if max := k.cfg.Limits.MaxBytes; max != confcheck.Off && s.bytes > 0 && s.bytes+size > max {
 			s.mu.Unlock()
 			return nil, errKeyReadsBusy
 		}
@@ -256,7 +256,7 @@ func (k *keyReads) holdValue(ctx context.Context, topic string, found *foundKey)
 		go func() {
 			rctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
 			stub := found.rec
-			v.rec, v.err = k.tier.requestApart(rctx, topic, found.epoch, found.partition, &stub)
+			v.rec, v.err = k.tier.Apart(rctx, topic, found.epoch, found.partition, &stub)
 			cancel()
 			if v.err != nil {
 				s.mu.Lock()
@@ -283,7 +283,7 @@ func (k *keyReads) holdValue(ctx context.Context, topic string, found *foundKey)
 }
 
 // releaseValue gives back a reference to v; the last one lets it go.
-func (k *keyReads) releaseValue(v *heldValue) {
+func (k *Reads) releaseValue(v *heldValue) {
 	s := &k.values
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -320,10 +320,10 @@ const keyWriteChunk = 64 << 10
 // WriteTimeout, the whole within WriteTimeout plus its size at
 // KeyReads.MinRate; a reader slower than that (or one that never reads) gets
 // an error, and net/http closes its connection.
-func (k *keyReads) writeValue(w http.ResponseWriter, v []byte) error {
+func (k *Reads) writeValue(w http.ResponseWriter, v []byte) error {
 	rc := http.NewResponseController(w)
 	var end time.Time
-	if rate := k.cfg.KeyReads.MinRate; rate != confcheck.Off {
+	if rate := k.cfg.Limits.MinRate; rate != confcheck.Off {
 		end = time.Now().Add(k.cfg.WriteTimeout + time.Duration(float64(len(v))/float64(rate)*float64(time.Second)))
 	}
 	deadline := func() time.Time {
