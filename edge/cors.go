@@ -13,7 +13,7 @@ type CORS = accept.CORS
 // renewals, OPTIONS with CORS.
 func allowed(r *Route, cors bool) string {
 	a := http.MethodGet
-	if r.Guard != "" {
+	if r.Guard() != "" {
 		a += ", " + http.MethodPost
 	}
 	if cors {

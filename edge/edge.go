@@ -59,9 +59,6 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	for i, r := range cfg.Routes {
-		r.Index = i
-	}
 	if err := cfg.checkGuards(); err != nil {
 		return nil, err
 	}
@@ -140,9 +137,10 @@ func (e *Edge) Draining() bool { return e.hub.Draining() }
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rt *route.Route
 	var params route.Context
-	for _, cand := range e.cfg.Routes {
+	var index int // the route's in Config.Routes: its streams' views are its own
+	for i, cand := range e.cfg.Routes {
 		if ctx, ok := cand.Match(r.URL.Path); ok {
-			rt, params = cand, ctx
+			rt, params, index = cand, ctx, i
 			break
 		}
 	}
@@ -155,7 +153,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodOptions && e.cfg.CORS != nil:
 		e.acc.Preflight(w, r)
 		return
-	case r.Method == http.MethodPost && rt.Guard != "":
+	case r.Method == http.MethodPost && rt.Guard() != "":
 		e.hub.Renew(w, r, rt)
 		return
 	case r.Method != http.MethodGet && (r.Method != http.MethodHead || !keyread.WantsJSON(r)):
@@ -168,7 +166,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.hub.Fail(w, http.StatusBadRequest, "an SSE request has no body")
 		return
 	}
-	if rt.Guard != "" {
+	if rt.Guard() != "" {
 		var ok bool
 		if r, ok = e.hub.Authorize(w, r, rt, params); !ok {
 			return
@@ -201,5 +199,5 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.hub.ReadKey(w, r, topic, filters)
 		return
 	}
-	e.hub.Stream(w, r, rt, topic, filters, filterKey)
+	e.hub.Stream(w, r, rt, index, topic, filters, filterKey)
 }

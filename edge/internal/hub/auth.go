@@ -68,27 +68,27 @@ func sessionFrom(ctx context.Context) *guard.Session {
 // identity and attributes into params. It answers the request itself
 // (401 or 403) when it returns false.
 func (a *authority) authorize(w http.ResponseWriter, r *http.Request, rt *route.Route, params route.Context) (*guard.Session, bool) {
-	g := a.e.cfg.Guards[rt.Guard]
+	g := a.e.cfg.Guards[rt.Guard()]
 	s, err := a.verify(r.Context(), r, g, rt, g.Credentials.Token)
 	if err != nil {
-		a.refuseAuth(w, r, rt.Guard, err)
+		a.refuseAuth(w, r, rt.Guard(), err)
 		return nil, false
 	}
 	if !s.Expires.After(time.Now()) {
 		// Within the guard's leeway, but a stream must not start past its
 		// token's expiry: it would be closed at once, and come back again.
-		a.refuseAuth(w, r, rt.Guard, &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "expired"})
+		a.refuseAuth(w, r, rt.Guard(), &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "expired"})
 		return nil, false
 	}
-	params[route.GuardedKey(rt.Guard, "identity")] = s.Identity
+	params[route.GuardedKey(rt.Guard(), "identity")] = s.Identity
 	for k, v := range s.Attributes {
-		params[route.GuardedKey(rt.Guard, "attributes."+k)] = v
+		params[route.GuardedKey(rt.Guard(), "attributes."+k)] = v
 	}
-	for _, k := range rt.Claims {
+	for _, k := range rt.Claims() {
 		if _, ok := params[k]; !ok {
 			// A missing claim is not the empty value: that would be a
 			// filter on "" (someone else's records, maybe).
-			a.refuseAuth(w, r, rt.Guard, &guard.Refusal{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "claim missing for " + k})
+			a.refuseAuth(w, r, rt.Guard(), &guard.Refusal{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "claim missing for " + k})
 			return nil, false
 		}
 	}
@@ -104,7 +104,7 @@ func (a *authority) verify(ctx context.Context, r *http.Request, g Authorization
 	if token == "" {
 		return nil, &guard.Refusal{Status: http.StatusUnauthorized, Reason: "no credentials"}
 	}
-	s, err := g.Guard.Verify(ctx, token, rt.Roles)
+	s, err := g.Guard.Verify(ctx, token, rt.Roles())
 	if err == nil {
 		a.m.verified.Inc()
 	}

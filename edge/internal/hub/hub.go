@@ -159,10 +159,11 @@ func (h *Hub) fail(w http.ResponseWriter, status int, reason string) { h.Fail(w,
 // refuse answers a stream as a browser survives it: 200, a comment, a retry.
 func (h *Hub) refuse(w http.ResponseWriter, why reason.Reason) { h.acc.Refuse(w, why) }
 
-// Stream serves a stream of topic, through the route's resolved filters
-// (filterKey names them: views with equal keys share frames).
-func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, rt *route.Route, topic string, filters []route.Filter, filterKey string) {
-	h.streams.serve(w, r, rt, topic, filters, filterKey)
+// Stream serves a stream of topic on the route at index in the edge's
+// routes, through its resolved filters (filterKey names them: streams of
+// a route with equal keys share frames).
+func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, rt *route.Route, index int, topic string, filters []route.Filter, filterKey string) {
+	h.streams.serve(w, r, rt, index, topic, filters, filterKey)
 }
 
 // ReadKey answers a JSON read of the one key the filters name.

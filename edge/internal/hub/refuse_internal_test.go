@@ -79,7 +79,7 @@ func TestRefusedWhileFeedRestarting(t *testing.T) {
 	close(f.ready)
 	e.feeds["tasks"] = f
 	rec := httptest.NewRecorder()
-	e.Stream(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil), r, "tasks", nil, "")
+	e.Stream(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil), r, 0, "tasks", nil, "")
 	if got, ms := refusal(t, rec); got != reason.FeedRestarting.String() || ms < 1000 || ms > 2000 {
 		t.Fatalf("refusal %q retry %d", got, ms)
 	}

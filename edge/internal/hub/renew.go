@@ -132,9 +132,9 @@ func (a *authority) track(ctx context.Context, c *client, rt *route.Route) {
 	if a == nil || sess == nil {
 		return
 	}
-	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, roles: rt.Roles, kid: sess.KeyID, expires: sess.Expires}
-	prefix := route.GuardedKey(rt.Guard, "attributes.")
-	for _, k := range rt.Claims {
+	s := &authStream{c: c, guard: a.e.cfg.Guards[sess.Guard].Guard, guardName: sess.Guard, identity: sess.Identity, roles: rt.Roles(), kid: sess.KeyID, expires: sess.Expires}
+	prefix := route.GuardedKey(rt.Guard(), "attributes.")
+	for _, k := range rt.Claims() {
 		if name, ok := strings.CutPrefix(k, prefix); ok {
 			if s.attrs == nil {
 				s.attrs = map[string]string{}
@@ -505,7 +505,7 @@ func (a *authority) renewHTTP(w http.ResponseWriter, r *http.Request, rt *route.
 		answer(http.StatusBadRequest, "a renewal names its stream in "+streamHeader)
 		return
 	}
-	auth := e.cfg.Guards[rt.Guard]
+	auth := e.cfg.Guards[rt.Guard()]
 	token, err := renewalToken(auth.Credentials)(r)
 	if err == nil && token == "" {
 		err = &guard.Refusal{Status: http.StatusUnauthorized, Code: "invalid_request", Reason: "no credentials"}
@@ -517,7 +517,7 @@ func (a *authority) renewHTTP(w http.ResponseWriter, r *http.Request, rt *route.
 	}
 	if err != nil {
 		a.m.renewals.WithLabelValues(strconv.Itoa(statusOf(err))).Inc()
-		a.refuseAuth(w, r, rt.Guard, err)
+		a.refuseAuth(w, r, rt.Guard(), err)
 		return
 	}
 	msg := renewal{Stream: id, Token: token}

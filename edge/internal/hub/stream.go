@@ -92,13 +92,13 @@ type setup struct {
 	handedOver bool   // a sink owns the stream: it lives on after the handler
 }
 
-func (s *streamer) serve(w http.ResponseWriter, r *http.Request, rt *route.Route, topic string, filters []route.Filter, filterKey string) {
+func (s *streamer) serve(w http.ResponseWriter, r *http.Request, rt *route.Route, index int, topic string, filters []route.Filter, filterKey string) {
 	if s.e.draining.Load() {
 		s.e.refuse(w, reason.Draining)
 		return
 	}
-	format := frameFormat{id: rt.IDFormat, timestamp: wantsTimestamp(r)}
-	st := &setup{s: s, w: w, r: r, route: rt, filters: filters, format: format, viewKey: format.viewKey(rt.Index, filterKey),
+	format := frameFormat{id: rt.IDFormat(), timestamp: wantsTimestamp(r)}
+	st := &setup{s: s, w: w, r: r, route: rt, filters: filters, format: format, viewKey: format.viewKey(index, filterKey),
 		endSetup: func() {}, park: func() {}}
 	defer st.finish()
 	if !st.admit() {

@@ -45,15 +45,14 @@ type FilterConfig struct {
 
 // Route is a compiled Config.
 type Route struct {
-	Index    int
 	paths    []*regexp.Regexp
 	topic    template
 	topicsOK *regexp.Regexp // TopicPattern; nil: any topic the template makes
 	filters  []filterTemplate
-	IDFormat proto.IDFormat
-	Guard    string   // the guard's name; empty: not guarded
-	Roles    []string // the roles the guard's tokens must grant
-	Claims   []string // the guarded expressions its templates use: a token must have each
+	idFormat proto.IDFormat
+	guard    string   // the guard's name; empty: not guarded
+	roles    []string // the roles the guard's tokens must grant
+	claims   []string // the guarded expressions its templates use: a token must have each
 }
 
 type filterTemplate struct {
@@ -169,7 +168,7 @@ func (rcomp *routeCompiler) guard() error {
 		if name == "" {
 			return fmt.Errorf("guarded: an empty guard name")
 		}
-		rcomp.r.Guard, rcomp.r.Roles = name, roles
+		rcomp.r.guard, rcomp.r.roles = name, roles
 	}
 	return nil
 }
@@ -199,9 +198,9 @@ func (rcomp *routeCompiler) known(expr string) (string, error) {
 		return expr, nil
 	}
 	if strings.HasPrefix(expr, "guarded[") {
-		key, err := guardedExpr(expr, r.Guard)
-		if err == nil && !slices.Contains(r.Claims, key) {
-			r.Claims = append(r.Claims, key)
+		key, err := guardedExpr(expr, r.guard)
+		if err == nil && !slices.Contains(r.claims, key) {
+			r.claims = append(r.claims, key)
 		}
 		return key, err
 	}
@@ -274,11 +273,25 @@ func (rcomp *routeCompiler) filter(fc FilterConfig) (filterTemplate, error) {
 
 func (rcomp *routeCompiler) eventID() error {
 	var err error
-	if rcomp.r.IDFormat, err = proto.ParseIDFormat(rcomp.rc.EventID); err != nil {
+	if rcomp.r.idFormat, err = proto.ParseIDFormat(rcomp.rc.EventID); err != nil {
 		return fmt.Errorf("with.event.id: %w", err)
 	}
 	return nil
 }
+
+// Guard is the name of the guard that verifies the route's clients; empty:
+// not guarded.
+func (r *Route) Guard() string { return r.guard }
+
+// Roles are the roles the guard's tokens must grant.
+func (r *Route) Roles() []string { return r.roles }
+
+// Claims are the guarded expressions the route's templates use: a token
+// must have each.
+func (r *Route) Claims() []string { return r.claims }
+
+// IDFormat is the route's event id format.
+func (r *Route) IDFormat() proto.IDFormat { return r.idFormat }
 
 // Topic resolves the route's topic template for a request.
 func (r *Route) Topic(ctx Context) string { return r.topic.resolve(ctx) }
