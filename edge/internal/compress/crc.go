@@ -1,0 +1,64 @@
+package compress
+
+// CRC-32 combine. A gzip trailer carries the CRC-32 of everything the
+// stream sent; each chunk's CRC is computed once, and a Stream combines
+// them: crc(A‖B) = crc(A)·x^(8·len(B)) mod P ⊕ crc(B). hash/crc32 has no
+// combine, so this is ours: zlib's crc32_combine (1.2.12 and later, the
+// x^(8n) mod P method, after Mark Adler), on the reflected IEEE
+// polynomial. crcShift computes the multiplier in O(log n) once per chunk;
+// crcCombine is then one multiplication mod P per chunk per stream.
+
+// crcPoly is the IEEE polynomial, reflected (crc32.IEEE).
+const crcPoly = 0xedb88320
+
+// multModP returns a(x)·b(x) mod P(x), reflected: bit 31 is x^0. a must
+// not be zero.
+func multModP(a, b uint32) uint32 {
+	m := uint32(1) << 31
+	var p uint32
+	for {
+		if a&m != 0 {
+			p ^= b
+			if a&(m-1) == 0 {
+				return p
+			}
+		}
+		m >>= 1
+		if b&1 != 0 {
+			b = b>>1 ^ crcPoly
+		} else {
+			b >>= 1
+		}
+	}
+}
+
+// x2nTable[k] is x^(2^k) mod P. x^(2^32) is x again (the order of x
+// divides 2^32-1), so 32 entries serve every power.
+var x2nTable = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	t[0] = p
+	for k := 1; k < len(t); k++ {
+		p = multModP(p, p)
+		t[k] = p
+	}
+	return t
+}()
+
+// crcShift returns x^(8·n) mod P: what moves a CRC past n bytes.
+func crcShift(n int64) uint32 {
+	p := uint32(1) << 31 // x^0
+	k := 3               // 8·n = n·2^3
+	for u := uint64(n); u != 0; u >>= 1 {
+		if u&1 != 0 {
+			p = multModP(x2nTable[k&31], p)
+		}
+		k++
+	}
+	return p
+}
+
+// crcCombine returns the CRC-32 of A‖B from crc1 = crc(A), crc2 = crc(B)
+// and shift = crcShift(len(B)).
+func crcCombine(crc1, crc2, shift uint32) uint32 {
+	return multModP(shift, crc1) ^ crc2
+}
