@@ -11,25 +11,23 @@ package compress
 // crcPoly is the IEEE polynomial, reflected (crc32.IEEE).
 const crcPoly = 0xedb88320
 
-// multModP returns a(x)·b(x) mod P(x), reflected: bit 31 is x^0. a must
-// not be zero.
+// multModP returns a(x)·b(x) mod P(x), reflected: bit 31 is x^0.
 func multModP(a, b uint32) uint32 {
-	m := uint32(1) << 31
 	var p uint32
-	for {
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
 		if a&m != 0 {
 			p ^= b
 			if a&(m-1) == 0 {
-				return p
+				break // no higher power of x left in a
 			}
 		}
-		m >>= 1
 		if b&1 != 0 {
 			b = b>>1 ^ crcPoly
 		} else {
 			b >>= 1
 		}
 	}
+	return p
 }
 
 // x2nTable[k] is x^(2^k) mod P. x^(2^32) is x again (the order of x

@@ -34,7 +34,9 @@ func (s *Stream) Next(c Chunk) (prefix []byte) {
 	if s.enc != Gzip {
 		return nil
 	}
-	s.crc = crcCombine(s.crc, c.CRC, c.shift)
+	if c.Len > 0 { // the zero Chunk has no shift
+		s.crc = crcCombine(s.crc, c.CRC, c.shift)
+	}
 	s.size += uint32(c.Len) // ISIZE is the length mod 2^32
 	if s.started {
 		return nil
