@@ -51,8 +51,8 @@ func (s *Stream) Append(dst []byte, c Chunk) []byte {
 	return append(dst, c.Data...)
 }
 
-// endLen is the most End appends: a header, a final block, a trailer.
-const endLen = len(gzipHeader) + 2 + 8
+// EndLen is the most End appends: a header, a final block, a trailer.
+const EndLen = len(gzipHeader) + 2 + 8
 
 // End appends to dst what ends the stream cleanly: for gzip, the header
 // if no chunk went, a final empty block (fixed Huffman, BFINAL set: 03
