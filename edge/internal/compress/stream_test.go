@@ -200,30 +200,7 @@ func TestEachChunkIsReadableBeforeTheNextArrives(t *testing.T) {
 		pr, pw := io.Pipe()
 		s := NewStream(enc)
 		read := make(chan error, 1)
-		go func() {
-			var zr io.Reader
-			var err error
-			if enc == Gzip {
-				zr, err = gzip.NewReader(pr)
-			} else {
-				var d *zstd.Decoder
-				d, err = zstd.NewReader(pr)
-				if err == nil {
-					defer d.Close()
-				}
-				zr = d
-			}
-			for _, f := range frames {
-				if err != nil {
-					break
-				}
-				got := make([]byte, len(f))
-				if _, err = io.ReadFull(zr, got); err == nil && !bytes.Equal(got, f) {
-					err = errors.New("read " + string(got))
-				}
-				read <- err
-			}
-		}()
+		go readFrames(enc, pr, frames, read)
 		for _, f := range frames {
 			if _, err := pw.Write(s.Append(nil, Compress(enc, f))); err != nil {
 				t.Fatal(err)
@@ -239,6 +216,73 @@ func TestEachChunkIsReadableBeforeTheNextArrives(t *testing.T) {
 		}
 		pw.Close()
 	}
+}
+
+// readFrames decodes r and reports on read as each of frames comes out.
+func readFrames(enc Encoding, r io.Reader, frames [][]byte, read chan<- error) {
+	var zr io.Reader
+	var err error
+	if enc == Gzip {
+		zr, err = gzip.NewReader(r)
+	} else {
+		var d *zstd.Decoder
+		if d, err = zstd.NewReader(r); err == nil {
+			defer d.Close()
+		}
+		zr = d
+	}
+	for _, f := range frames {
+		if err != nil {
+			read <- err
+			return
+		}
+		got := make([]byte, len(f))
+		if _, err = io.ReadFull(zr, got); err == nil && !bytes.Equal(got, f) {
+			err = errors.New("read " + string(got))
+		}
+		read <- err
+	}
+}
+
+// FuzzChunksReadBack: any bytes, cut anywhere, each part compressed or
+// stored, read back through either coding as the same bytes.
+func FuzzChunksReadBack(f *testing.F) {
+	f.Add(statePage(20, 1), []byte{10, 200, 3, 0, 77})
+	f.Add([]byte{}, []byte{})
+	f.Add(bytes.Repeat([]byte{0}, 70000), []byte{255, 255, 1})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		for _, enc := range []Encoding{Gzip, Zstd} {
+			var chunks []Chunk
+			rest := data
+			for i, c := range cuts {
+				n := min(int(c)*int(c), len(rest))
+				if i%2 == 0 {
+					chunks = append(chunks, Compress(enc, rest[:n]))
+				} else {
+					chunks = append(chunks, Store(enc, rest[:n]))
+				}
+				rest = rest[n:]
+			}
+			chunks = append(chunks, Compress(enc, rest))
+			var got []byte
+			var err error
+			if enc == Gzip {
+				var zr *gzip.Reader
+				if zr, err = gzip.NewReader(bytes.NewReader(wire(enc, chunks, true))); err == nil {
+					got, err = io.ReadAll(zr)
+				}
+			} else {
+				var d *zstd.Decoder
+				if d, err = zstd.NewReader(nil, zstd.WithDecoderMaxWindow(8<<20)); err == nil {
+					got, err = d.DecodeAll(wire(enc, chunks, true), nil)
+					d.Close()
+				}
+			}
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%v: read %d of %d bytes, err %v", enc, len(got), len(data), err)
+			}
+		}
+	})
 }
 
 func TestGzipEndWithoutChunksIsAnEmptyMember(t *testing.T) {
