@@ -12,6 +12,30 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// Measured with
+//
+//	go test -run XXX -bench . -benchtime 10x -count 3 ./edge/internal/compress/
+//
+// on a shared 2-core Xeon (2.8 GHz) with other builds running, so the
+// times are the lowest of the runs and only their order is firm; ratios
+// are exact. State: 10,000 values, 1,875,572 B in 8 pages of 256 KiB.
+//
+//	state page      ratio  ns/B    live frame alone  ratio  ns/frame
+//	gzip-1          4.42   17      gzip-1            1.17   16,000
+//	gzip-5          5.51   32      gzip-5            1.15   37,000
+//	gzip-6          5.60   44      gzip-6            1.15   54,000
+//	kflate-1        4.60   4.4     kflate-1          0.97    1,900
+//	kflate-3        4.80   5.0     kflate-3          1.01    2,200
+//	kflate-5 (used) 5.22   8.1     kflate-5          1.18    5,500
+//	zstd-fastest(u) 5.11   8.2     zstd-fastest      0.94      830
+//	zstd-default    5.13   13      zstd-default      0.94    1,300
+//	gzip-stored     1.00   1.1     gzip-stored       0.97      460
+//	zstd-stored     1.00   2.1     zstd-stored       0.95      185
+//
+// Live frames in batches (kflate-5 / zstd-fastest): 4 frames 2.3x / 2.2x,
+// 16 frames 3.5x / 3.5x, 64 frames 4.5x / 4.6x, at 1.4 to 6 µs a frame.
+// Stream.Next (CRC combine per chunk per client): 46 to 79 ns.
+
 // The compressors measured: the levels the issue names, and klauspost's
 // deflate (same format, other speed) for comparison.
 func benchCompressors() []struct {

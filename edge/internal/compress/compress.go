@@ -55,15 +55,16 @@ func (e Encoding) String() string {
 }
 
 // The compressors, chosen by BenchmarkStatePage (a topic's state, 10,000
-// JSON values of ~200 B in 256 KiB pages; numbers in bench_test.go):
-//   - gzip: klauspost/compress/flate level 5, 5.2x fewer bytes at about
-//     7 ns a byte; compress/flate level 5 gives 5.5x at about 19 ns, level
-//     6 5.6x at 44, level 1 4.4x at 9. The same deflate format, a sync
-//     flush alike; its Reset does not clear a 512 KiB hash table either.
-//   - zstd: SpeedFastest, 5.1x at about 4 ns; SpeedDefault gains nothing
-//     on pages this size (5.13x) at 5 to 6 ns. Its window is 1 MiB: a
+// JSON values of ~200 B in 256 KiB pages; the numbers in bench_test.go):
+//   - gzip: klauspost/compress/flate level 5, 5.2x fewer bytes at 2 to 4
+//     times less CPU than compress/flate level 5 (5.5x), for 5% more
+//     bytes; compress/flate level 6 gains 1.5% more at 40% more CPU again,
+//     level 1 gives 4.4x. The same deflate format, a sync flush alike; its
+//     Reset does not clear a 512 KiB hash table, compress/flate's does.
+//   - zstd: SpeedFastest, 5.1x; SpeedDefault gains nothing on pages this
+//     size (5.13x) for half as much CPU again. Its window is 1 MiB: a
 //     pooled encoder then allocates 3 MiB on first use instead of 9.5,
-//     for the same ratio on pages and a 5.09x on the whole state at once.
+//     for the same ratio on pages and 5.09x on the whole state at once.
 const (
 	gzipLevel  = 5
 	zstdLevel  = zstd.SpeedFastest
