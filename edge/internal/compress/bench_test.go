@@ -18,7 +18,8 @@ import (
 //
 // on a shared 2-core Xeon (2.8 GHz) with other builds running, so the
 // times are the lowest of the runs and only their order is firm; ratios
-// are exact. State: 10,000 values, 1,875,572 B in 8 pages of 256 KiB.
+// are exact. State: 10,000 values, 1,875,620 B in 8 pages of 256 KiB;
+// live frames 183 to 192 B.
 //
 //	state page      ratio  ns/B    live frame alone  ratio  ns/frame
 //	gzip-1          4.42   17      gzip-1            1.17   16,000
