@@ -26,7 +26,9 @@
 # default) leaves every process where the scheduler puts it, as today's
 # harness does; a number K pins the edge to the first K CPUs of CPUS (by
 # default the CPUs this shell may use) and sseload and the dev process to
-# the others (or to LOAD_CORES, a taskset list, where given). Where no CPU is
+# the others (or to LOAD_CORES, a taskset list, where given; LOAD_ARGS, e.g.
+# "-procs 4", passes to sseload for a and b: one sseload process reads its
+# connections on one epoll loop, a core's worth). Where no CPU is
 # left for the load (K at or above the CPUs), the load shares the edge's
 # CPUs, and the output says so. Without taskset only `none` runs.
 #
@@ -35,13 +37,16 @@
 # while records are produced, and the mutex and block profiles over the same
 # time (--pprof-mutex PROFILE_MUTEX (5), --pprof-block PROFILE_BLOCK (10000
 # ns), where the edge has those flags); `go tool pprof -top` heads in
-# $OUT/profiles/*.top.
+# $OUT/profiles/*.top (flat) and *.cumtop (cumulative).
 #
 # A quick check of the script (about 2 minutes):
 #
 #   RUNS=1 CLIENTS_A=100 CLIENTS_B=200 RATE_B=100 IDLE=300 DURATION=2s SETTLE=1s \
 #     benchmarks/hot.sh bfcbe5b
 set -euo pipefail
+# The whole script is read before it runs (one block), so a checkout that
+# changes this file during a run leaves the run alone.
+{
 cd "$(dirname "$0")/.."
 
 base=${1:?usage: benchmarks/hot.sh BASELINE_REF}
@@ -221,13 +226,19 @@ figure() {
   start "$side" "$dir" "$fig" || { stop; return 1; }
   local rc=0
   case $fig in
-  a) load "$side" "$dir" a -clients "$clients_a" -rate "$rate_a" -duration "$duration" || rc=$? ;;
-  b) load "$side" "$dir" b -clients "$clients_b" -rate "$rate_b" -duration "$duration" || rc=$? ;;
+  a) load "$side" "$dir" a -clients "$clients_a" -rate "$rate_a" -duration "$duration" ${LOAD_ARGS:-} || rc=$? ;;
+  b) load "$side" "$dir" b -clients "$clients_b" -rate "$rate_b" -duration "$duration" ${LOAD_ARGS:-} || rc=$? ;;
   idle) load "$side" "$dir" idle -clients "$idle" -rate 1 -duration 1s -settle "$settle" || rc=$? ;;
   esac
   stop
   return $rc
 }
+
+# One process holds IDLE or CLIENTS_B connections (and the edge as many).
+need=$((idle > clients_b ? idle : clients_b))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((need + 500)) ]; then
+  echo "warning: open files limited to $(ulimit -n), under the $need connections of one process (raise ulimit -n)"
+fi
 
 failed=0
 # jnum FILE KEY: a number field of sseload's JSON.
@@ -324,7 +335,7 @@ profile() {
   start "$side" "$dir" "$fig" --pprof "$edge_pprof" "${rates[@]}" || { stop; return 1; }
   local n=$clients_a r=$rate_a
   [ "$fig" = b ] && n=$clients_b r=$rate_b
-  load "$side" "$dir" "$fig" -clients "$n" -rate "$r" -duration "$duration" &
+  load "$side" "$dir" "$fig" -clients "$n" -rate "$r" -duration "$duration" ${LOAD_ARGS:-} &
   local lp=$! p=$((secs > 2 ? secs - 1 : secs))
   # Profile while records are produced: sseload logs its connects first.
   waitfor 90 grep -q 'clients connected' "$dir/$fig.log" || true
@@ -343,6 +354,7 @@ profile() {
   for kind in cpu mutex block; do
     [ -s "$dir/$kind.pprof" ] || continue
     go tool pprof -top -nodecount="${PROFILE_TOP:-25}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.top" 2>&1 || true
+    go tool pprof -top -cum -nodecount="${PROFILE_TOP:-25}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.cumtop" 2>&1 || true
   done
   [ ${#rates[@]} -gt 0 ] || echo "$side: the edge has no --pprof-mutex/--pprof-block: CPU profile only" |
     tee "$out/profiles/$side-$fig-contention.note"
@@ -358,9 +370,15 @@ if [ "$profile" = 1 ]; then
       profile "$side" "$fig" || echo "failed: profile $side $fig (see $out/profiles/$side-$fig)"
     done
   done
-  for f in "$out"/profiles/*.top; do
-    echo "-- $(basename "$f" .top)"
+  # The first ten lines of each: CPU by flat and by cumulative time, the
+  # mutex and block profiles by cumulative (their flat leaves are the
+  # runtime's unlock and select).
+  for f in "$out"/profiles/*-cpu.top "$out"/profiles/*.cumtop; do
+    [ -e "$f" ] || continue
+    echo "-- $(basename "$f")"
     sed -n '1,/flat%/p' "$f" | grep -v '^Type\|^Time\|^Build\|^File' || true
     sed -n '/flat%/,$p' "$f" | sed -n '2,11p'
   done
 fi
+exit
+}
