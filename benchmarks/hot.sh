@@ -254,6 +254,9 @@ collect() {
     jnum "$j" p99 >>"$pdir/$fig-p99.$side"
     jnum "$j" deliveriesPerSecond >>"$pdir/$fig-dps.$side"
     jnum "$j" missed >>"$pdir/$fig-missed.$side"
+    local rate=$rate_a
+    [ "$fig" = b ] && rate=$rate_b
+    awk -v p="$(jnum "$j" produced)" -v o="$((rate * secs))" 'BEGIN {printf "%.3f\n", p / o}' >>"$pdir/$fig-produced.$side"
     read -r ec lc <"$dir/$fig.cpu"
     echo "$ec" >>"$pdir/$fig-edgecpu.$side"
     echo "$lc" >>"$pdir/$fig-loadcpu.$side"
@@ -300,6 +303,7 @@ table() {
     "b-dps|b: deliveries/s|up" "b-p50|b: p50 ms|down" "b-p99|b: p99 ms|down" \
     "idle-rss|idle: edge RSS B per connection|down" \
     "a-missed|a: missed (want 0)|info" "b-missed|b: missed (want 0)|info" \
+    "a-produced|a: produced/offered (want 1)|info" "b-produced|b: produced/offered (want 1)|info" \
     "a-edgecpu|a: edge CPUs busy|info" "b-edgecpu|b: edge CPUs busy|info" \
     "a-loadcpu|a: sseload CPUs busy|info" "b-loadcpu|b: sseload CPUs busy|info"; do
     IFS='|' read -r key label better <<<"$row"
