@@ -60,16 +60,29 @@ sweep=${SWEEP:-${CORES_EDGE:-none}}
 profile=${PROFILE:-0}
 out=${OUT:-$(mktemp -d /tmp/ssekafka-hot.XXXXXX)}
 mkdir -p "$out"
-secs=${duration%s}
-case $secs in '' | *[!0-9]*)
-  echo "DURATION must be whole seconds, like 10s: $duration"
+secs=${duration%s} settle_s=${settle%s}
+case $secs$settle_s in '' | *[!0-9]*)
+  echo "DURATION and SETTLE must be whole seconds, like 10s: $duration, $settle"
   exit 2
   ;;
 esac
+for k in $sweep; do
+  case $k in none | [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *)
+    echo "SWEEP: $k is neither none nor a number of CPUs"
+    exit 2
+    ;;
+  esac
+done
 
 kafka=127.0.0.1:$((port + 92)) nats=127.0.0.1:$((port + 22))
 edge_http=127.0.0.1:$((port + 80)) edge_admin=127.0.0.1:$((port + 81))
 edge_pprof=127.0.0.1:$((port + 82)) dev_http=127.0.0.1:$((port + 83))
+for p in "$kafka" "$nats" "$edge_http" "$edge_admin" "$edge_pprof" "$dev_http"; do
+  if (exec 3<>"/dev/tcp/${p%:*}/${p#*:}") 2>/dev/null; then
+    echo "$p is in use: stop what listens there, or set PORT_BASE (now $port)"
+    exit 2
+  fi
+done
 
 # cpulist LIST: a taskset list (0-3,8) as numbers, one per word.
 cpulist() {
@@ -103,10 +116,6 @@ place() {
   if [ "$k" = none ]; then
     place_note="no pinning (as today's harness): the edge, sseload and the dev process share all ${#all_cpus[@]} CPUs"
     return
-  fi
-  if [ "$k" -lt 1 ]; then
-    echo "SWEEP: $k is not a number of CPUs"
-    exit 2
   fi
   edge_cpus=$(joined "${all_cpus[@]:0:k}")
   if [ -n "${LOAD_CORES:-}" ]; then
@@ -162,7 +171,7 @@ waitfor() {
     sleep 0.1
   done
 }
-ready() { curl -sf "http://$edge_admin/_ssekafka/ready"; }
+ready_or_gone() { curl -sf "http://$edge_admin/_ssekafka/ready" || ! kill -0 "$edge_pid"; }
 # stopproc PID: SIGINT, then SIGKILL after 10 s.
 stopproc() {
   kill -INT "$1" 2>/dev/null || return 0
@@ -191,8 +200,12 @@ start() {
   "${pinned[@]}" "$bin" edge --http "$edge_http" --nats "nats://$nats" --admin "$edge_admin" "$@" \
     >"$dir/edge-$fig.log" 2>&1 &
   edge_pid=$!
-  if ! waitfor 60 ready; then
-    echo "edge not ready within 60 s: $(curl -s "http://$edge_admin/_ssekafka/ready") (see $dir/edge-$fig.log)"
+  if ! waitfor 60 ready_or_gone || ! kill -0 "$edge_pid" 2>/dev/null; then
+    if kill -0 "$edge_pid" 2>/dev/null; then
+      echo "edge not ready within 60 s: $(curl -s "http://$edge_admin/_ssekafka/ready") (see $dir/edge-$fig.log)"
+    else
+      echo "edge exited: $(tail -n 1 "$dir/edge-$fig.log")"
+    fi
     return 1
   fi
 }
@@ -210,7 +223,7 @@ load() {
   e0=$(cputicks "$edge_pid") t0=$(date +%s.%N)
   local TIMEFORMAT='%U %S %R'
   pin "$load_cpus"
-  { time "${pinned[@]}" timeout -k 5 $((secs + ${settle%s} + 150)) "$out/bin/$side/sseload" \
+  { time "${pinned[@]}" timeout -k 5 $((secs + settle_s + 150)) "$out/bin/$side/sseload" \
     -url "http://$edge_http/tasks" -kafka "$kafka" -topic tasks -edge-pid "$edge_pid" "$@" \
     -out "$dir/$name.json" 2>"$dir/$name.log"; } 2>"$dir/$name.time" || rc=$?
   e1=$(cputicks "$edge_pid")
@@ -279,7 +292,7 @@ for k in $sweep; do
         dir="$pdir/run$i-$side"
         if ! figure "$side" "$dir" "$fig"; then
           failed=$((failed + 1))
-          echo "failed: $side $fig, run $i (see $dir/$fig.log)"
+          echo "failed: $side $fig, run $i (logs in $dir)"
           tail -n 5 "$dir/$fig.log" 2>/dev/null || true
         fi
         collect "$dir" "$fig" "$side" "$pdir"
