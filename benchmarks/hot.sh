@@ -367,11 +367,14 @@ profile() {
   [ -z "$mp" ] || wait "$mp" || true
   wait "$lp" || true
   stop
-  local kind
+  local kind ignore
   for kind in cpu mutex block; do
     [ -s "$dir/$kind.pprof" ] || continue
-    go tool pprof -top -nodecount="${PROFILE_TOP:-25}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.top" 2>&1 || true
-    go tool pprof -top -cum -nodecount="${PROFILE_TOP:-25}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.cumtop" 2>&1 || true
+    # The block profile's own handlers wait through the profile: left out.
+    ignore=()
+    [ "$kind" = cpu ] || ignore=(-ignore 'net/http/pprof')
+    go tool pprof -top -nodecount="${PROFILE_TOP:-25}" "${ignore[@]}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.top" 2>&1 || true
+    go tool pprof -top -cum -nodecount="${PROFILE_TOP:-25}" "${ignore[@]}" "$bin" "$dir/$kind.pprof" >"$out/profiles/$side-$fig-$kind.cumtop" 2>&1 || true
   done
   [ ${#rates[@]} -gt 0 ] || echo "$side: the edge has no --pprof-mutex/--pprof-block: CPU profile only" |
     tee "$out/profiles/$side-$fig-contention.note"
