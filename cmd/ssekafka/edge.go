@@ -12,6 +12,7 @@ import (
 
 type edgeFlags struct {
 	config, nats, http, admin, pprof string
+	pprofMutex, pprofBlock           int
 }
 
 func newEdgeFlags() (*flag.FlagSet, *edgeFlags) {
@@ -22,6 +23,8 @@ func newEdgeFlags() (*flag.FlagSet, *edgeFlags) {
 	fs.StringVar(&f.http, "http", "", "HTTP listen address (default: sse.listen)")
 	fs.StringVar(&f.admin, "admin", "", "admin listen address: /health, /metrics, /_ssekafka/ready, POST /_ssekafka/drain (default: sse.admin, none)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve Go profiles (/debug/pprof/) on this address (default: none)")
+	fs.IntVar(&f.pprofMutex, "pprof-mutex", 0, "with --pprof: sample 1 in N mutex contention events for /debug/pprof/mutex (default 0: none)")
+	fs.IntVar(&f.pprofBlock, "pprof-block", 0, "with --pprof: sample a blocking event per N ns blocked for /debug/pprof/block (default 0: none)")
 	return fs, f
 }
 
@@ -63,6 +66,9 @@ func runEdge(args []string) error {
 	}()
 	log := newLogger()
 	cfg.logNotes(log)
+	if err := setContentionProfiles(f.pprof, f.pprofMutex, f.pprofBlock); err != nil {
+		return err
+	}
 	if err := servePprof(ctx, f.pprof, log); err != nil {
 		return err
 	}
