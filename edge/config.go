@@ -446,11 +446,11 @@ func (c *Config) checkGuards() error {
 		}
 	}
 	for i, r := range c.Routes {
-		if r.Guard() == "" {
+		if r.r.Guard() == "" {
 			continue
 		}
-		if _, ok := c.Guards[r.Guard()]; !ok {
-			return fmt.Errorf("edge config: Routes[%d]: guarded by %q, which is not among the guards", i, r.Guard())
+		if _, ok := c.Guards[r.r.Guard()]; !ok {
+			return fmt.Errorf("edge config: Routes[%d]: guarded by %q, which is not among the guards", i, r.r.Guard())
 		}
 	}
 	return nil

@@ -101,7 +101,7 @@ func hubConfig(c *Config, log *slog.Logger) hub.Config {
 		ProbeInterval: c.ProbeInterval, FeedLinger: c.FeedLinger, ResumeRingBytes: c.ResumeRingBytes,
 		FeedMemoryBytes: c.FeedMemoryBytes, ResumeRingAge: c.ResumeRingAge,
 		StateWriteTimeout: c.StateWriteTimeout, StateMinRate: c.StateMinRate, NoHijack: c.NoHijack,
-		KeyReads: c.KeyReads, Guards: c.Guards, Sharing: c.sharing,
+		KeyReads: keyread.Limits(c.KeyReads), Guards: hubGuards(c.Guards), Sharing: c.sharing,
 		Now: c.Now, Log: log, Registerer: c.Registerer,
 	}
 }
@@ -139,8 +139,8 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var params route.Context
 	var index int // the route's in Config.Routes: its streams' views are its own
 	for i, cand := range e.cfg.Routes {
-		if ctx, ok := cand.Match(r.URL.Path); ok {
-			rt, params, index = cand, ctx, i
+		if ctx, ok := cand.r.Match(r.URL.Path); ok {
+			rt, params, index = cand.r, ctx, i
 			break
 		}
 	}

@@ -69,8 +69,9 @@ func HoldKeyReads(c *Config, hold func()) { HoldTier(c, &tiertest.Holding{Before
 func FailFeeds(e *Edge) { e.hub.CloseFeeds(reason.FeedEnded) }
 
 // RequestApart reads the record that stub stands for (one sent apart) in
-// parts over e's NATS connection, as the state path and key reads do
-// (tier.Client.Apart).
+// parts over e's NATS connection with a tier.Client of its own: the code
+// the state path and key reads run (tier.Client.Apart), not the edge's
+// instance of it.
 func RequestApart(e *Edge, ctx context.Context, topic string, epoch uint32, p int32, stub proto.Record) (proto.Record, error) {
 	c := tier.NewClient(tier.NewNATS(e.cfg.NATS, e.cfg.SubjectPrefix), tier.Config{PageTimeout: e.cfg.PageTimeout,
 		RequestTimeout: e.cfg.RequestTimeout, PageBytes: e.cfg.PageBytes, Clock: tier.SystemClock{}})

@@ -73,7 +73,6 @@ type stackOptions struct {
 	topics     []string
 	routes     []edge.RouteConfig
 	edgeCfg    func(*edge.Config)
-	edgeHook   func(*edge.Edge) // before the edge serves
 	cacheCfg   func(*cache.Config)
 	noCache    bool                          // the test starts its own cache nodes
 	viaNetHTTP bool                          // serve with net/http (hijacking its connections), not Edge.Serve
@@ -132,9 +131,6 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	s.edge, err = edge.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if o.edgeHook != nil {
-		o.edgeHook(s.edge)
 	}
 	if o.viaNetHTTP {
 		srv := httptest.NewServer(s.edge)

@@ -78,8 +78,12 @@ func TestRefusedWhileFeedRestarting(t *testing.T) {
 	f := &feed{e: e, topic: "tasks", ready: make(chan struct{}), done: make(chan struct{}), views: map[string]*view{}, stopped: true}
 	close(f.ready)
 	e.feeds["tasks"] = f
+	req := httptest.NewRequest(http.MethodGet, "/tasks", nil)
+	if got := e.AdmitLookup(req, "tasks"); got != LookupFree { // as ServeHTTP asks first
+		t.Fatalf("lookup of a topic with a (stopped) feed: %v, want free", got)
+	}
 	rec := httptest.NewRecorder()
-	e.Stream(rec, httptest.NewRequest(http.MethodGet, "/tasks", nil), r, 0, "tasks", nil, "")
+	e.Stream(rec, req, r, 0, "tasks", nil, "")
 	if got, ms := refusal(t, rec); got != reason.FeedRestarting.String() || ms < 1000 || ms > 2000 {
 		t.Fatalf("refusal %q retry %d", got, ms)
 	}
