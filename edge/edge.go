@@ -60,6 +60,7 @@ type Edge struct {
 	keys    *keyReads     // JSON reads (keyread.go)
 	lookups *topicLookups // lookups of topics the edge does not know (lookup.go)
 	feedMem feedMemory    // what feeds keep, against FeedMemoryBytes (budget.go)
+	writers writers       // write feeds' live clients (writers.go)
 }
 
 var _ http.Handler = (*Edge)(nil)
@@ -87,6 +88,7 @@ func New(cfg Config) (*Edge, error) {
 		feeds:    make(map[string]*feed),
 		done:     make(chan struct{}),
 	}
+	e.writers.init(cfg.Writers, e.done)
 	e.acc = accept.New(acceptConfig(e))
 	e.streams = newStreamer(e)
 	e.probes = newProber(e)

@@ -68,6 +68,7 @@ type feed struct {
 	linger    *time.Timer
 	stopped   bool
 	asks      []*wordAsk // per partition, awaitWord's last head request
+	shards    feedShards // which writer writes each client (writers.go)
 
 	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
 	enc      map[string]encodedPage
@@ -236,10 +237,11 @@ func (f *feed) flushDirty() {
 	dirty := f.dirty
 	f.dirty = nil
 	f.mu.Unlock()
-	for _, c := range dirty {
-		c.sink.flush()
-	}
+	f.e.writers.flush(&f.shards, dirty)
 	clear(dirty)
+	f.mu.Lock()
+	f.dirty = dirty[:0] // only this goroutine appends to it
+	f.mu.Unlock()
 }
 
 // advance moves the feed's position in p and wakes clients waiting for it.
@@ -267,6 +269,7 @@ func (f *feed) join(key string, filters []filter, format frameFormat, c *client)
 		f.views[key] = v
 	}
 	v.clients[c] = struct{}{}
+	f.e.writers.assign(&f.shards, c)
 	f.clients++
 	if f.linger != nil {
 		f.linger.Stop()
@@ -381,6 +384,7 @@ func (f *feed) leave(key string, c *client) {
 		return
 	}
 	delete(v.clients, c)
+	f.e.writers.release(&f.shards, c)
 	f.e.auth.forget(c)
 	if len(v.clients) == 0 {
 		delete(f.views, key)
