@@ -2,6 +2,7 @@ package edge
 
 import (
 	"sync"
+	"sync/atomic"
 )
 
 // writers spreads the flushes of a feed's live clients over the edge's
@@ -34,11 +35,12 @@ const minShardBatch = 8
 
 // shard is one writer goroutine's list of work.
 type shard struct {
-	mu     sync.Mutex // a leaf: held only to add or take jobs
-	jobs   []writeJob
-	closed bool          // the goroutine has ended: the feed flushes its share itself
-	wake   chan struct{} // capacity 1: jobs were added
-	spare  []writeJob    // the goroutine's alone: its last list, reused
+	mu      sync.Mutex // a leaf: held only to add or take jobs
+	jobs    []writeJob
+	closed  bool          // the goroutine has ended: the feed flushes its share itself
+	wake    chan struct{} // capacity 1: jobs were added
+	spare   []writeJob    // the goroutine's alone: its last list, reused
+	flushed atomic.Uint64 // jobs done (tests)
 }
 
 // writeJob is one feed's dirty clients of one batch on one shard; done is
@@ -90,11 +92,15 @@ func (w *writers) release(fs *feedShards, c *client) {
 // calls it, with no lock held.
 func (w *writers) flush(fs *feedShards, dirty []*client) {
 	if w.n <= 1 || len(dirty) < minShardBatch {
-		for _, c := range dirty {
-			c.sink.flush()
-		}
+		flushAll(dirty)
 		return
 	}
+	w.handOut(fs, dirty)
+	fs.wait()
+}
+
+// handOut hands each shard its share of dirty, and flushes the feed's own.
+func (w *writers) handOut(fs *feedShards, dirty []*client) {
 	w.start.Do(w.startShards)
 	if fs.buckets == nil {
 		fs.buckets = make([][]*client, w.n)
@@ -113,6 +119,10 @@ func (w *writers) flush(fs *feedShards, dirty []*client) {
 		}
 	}
 	flushAll(fs.buckets[0])
+}
+
+// wait returns once the shards have flushed the last share handed out.
+func (fs *feedShards) wait() {
 	fs.wg.Wait()
 	for i, b := range fs.buckets {
 		clear(b)
@@ -171,6 +181,7 @@ func (s *shard) run(done <-chan struct{}) {
 			flushAll(jobs[i].clients)
 			jobs[i].done.Done()
 		}
+		s.flushed.Add(uint64(len(jobs)))
 		clear(jobs)
 		s.spare = jobs[:0]
 		if closing {
