@@ -59,39 +59,44 @@ func BenchmarkBroadcastWriters(b *testing.B) {
 // ResponseWriter streams are (goSink, responseSink): the feed only wakes
 // it, and a batch ends when every goroutine has written its frames.
 func BenchmarkBroadcastWritersTCP(b *testing.B) {
-	const subscribers = 1000
-	for _, kind := range []string{"writers-1", "writers-2", "writers-4", "goroutine-per-client"} {
-		b.Run(fmt.Sprintf("subscribers-%d/%s", subscribers, kind), func(b *testing.B) {
-			writers := 1
-			_, _ = fmt.Sscanf(kind, "writers-%d", &writers)
-			servers, peers := tcpPairs(b, subscribers)
-			var written atomic.Int64 // frames the goroutines wrote
-			st := &streamer{log: slog.New(slog.DiscardHandler), metrics: newMetrics(nil)}
-			bb := newBenchBroadcast(b, writers, subscribers, func(c *client, i int) sink {
-				raw, err := servers[i].(syscall.Conn).SyscallConn()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if kind == "goroutine-per-client" {
-					return newGoWriter(b, c, raw, &written)
-				}
-				return &liveConn{s: st, c: c, conn: servers[i], raw: raw}
+	for _, subscribers := range []int{10, 100, 1000} {
+		for _, kind := range []string{"writers-1", "writers-2", "writers-4", "goroutine-per-client"} {
+			b.Run(fmt.Sprintf("subscribers-%d/%s", subscribers, kind), func(b *testing.B) {
+				broadcastTCP(b, subscribers, kind)
 			})
-			bb.afterFlush = func(events int) {
-				if kind == "goroutine-per-client" {
-					for written.Load() < int64(events*subscribers) {
-						runtime.Gosched()
-					}
-				}
-				b.StopTimer()
-				for _, p := range peers {
-					readAvailable(b, p)
-				}
-				b.StartTimer()
-			}
-			bb.run(b, false)
-		})
+		}
 	}
+}
+
+func broadcastTCP(b *testing.B, subscribers int, kind string) {
+	writers := 1
+	_, _ = fmt.Sscanf(kind, "writers-%d", &writers)
+	servers, peers := tcpPairs(b, subscribers)
+	var written atomic.Int64 // frames the goroutines wrote
+	st := &streamer{log: slog.New(slog.DiscardHandler), metrics: newMetrics(nil)}
+	bb := newBenchBroadcast(b, writers, subscribers, func(c *client, i int) sink {
+		raw, err := servers[i].(syscall.Conn).SyscallConn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if kind == "goroutine-per-client" {
+			return newGoWriter(b, c, raw, &written)
+		}
+		return &liveConn{s: st, c: c, conn: servers[i], raw: raw}
+	})
+	bb.afterFlush = func(events int) {
+		if kind == "goroutine-per-client" {
+			for written.Load() < int64(events*subscribers) {
+				runtime.Gosched()
+			}
+		}
+		b.StopTimer()
+		for _, p := range peers {
+			readAvailable(b, p)
+		}
+		b.StartTimer()
+	}
+	bb.run(b, false)
 }
 
 // benchBroadcast is a feed of live clients for the broadcast benchmarks.
