@@ -67,7 +67,7 @@ func connectAll(s *stack, n int) []*sseClient {
 // topic still receives every event, in the feed's order, byte for byte
 // the same as every other client of its view.
 func TestShardedClientsReceiveEveryEventInOrder(t *testing.T) {
-	const clients, events = 120, 600
+	const clients, events = 120, 1200
 	mem := tasksTier()
 	s := writerStack(t, mem, nil)
 	cs := connectAll(s, clients)
