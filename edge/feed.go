@@ -231,7 +231,8 @@ func (f *feed) encode(format frameFormat, rec *proto.Record) queued {
 }
 
 // flushDirty flushes the sink of each client queued to since the last
-// flush, once (a hijacked one: one non-blocking writev).
+// flush, once (a hijacked one: one non-blocking writev), over the edge's
+// writers (writers.go).
 func (f *feed) flushDirty() {
 	f.mu.Lock()
 	dirty := f.dirty

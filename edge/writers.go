@@ -79,7 +79,7 @@ func (w *writers) assign(fs *feedShards, c *client) {
 		}
 	}
 	fs.count[least]++
-	c.shard = least
+	c.shard = uint16(least)
 }
 
 // release forgets c as it leaves f. The caller holds f.mu.

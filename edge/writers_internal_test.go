@@ -66,7 +66,7 @@ func TestWritersAssignTheLeastLoaded(t *testing.T) {
 	if !slices.Equal(fs.count, []int{3, 1, 2}) {
 		t.Fatalf("after leaves: %v", fs.count)
 	}
-	for _, want := range []int{1, 1, 2} {
+	for _, want := range []uint16{1, 1, 2} {
 		c := &client{}
 		w.assign(&fs, c)
 		if c.shard != want {
