@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -85,6 +86,12 @@ type Config struct {
 	// Default 8 MiB: 16 s of a 4 Mbit/s stream, while 16384 frames of up to
 	// 32 KiB would let one stalled client hold 512 MiB.
 	MaxQueueBytes int
+	// Writers is how many goroutines write a topic feed's live hijacked
+	// connections after each batch of changes: each client is written by
+	// one of them, fixed when it joins (writers.go); the feed's own
+	// goroutine is one. At most 1024. Default GOMAXPROCS; 1: the feed's
+	// goroutine writes them all.
+	Writers int
 	// FeedBuffer is how many live changes may wait per topic feed; past it
 	// NATS drops them and the feed fills the gap from the cache. Default 65536.
 	FeedBuffer int
@@ -212,6 +219,7 @@ func DefaultConfig() Config {
 		WriteTimeout:        30 * time.Second,
 		MaxQueue:            16384,
 		MaxQueueBytes:       8 << 20,
+		Writers:             runtime.GOMAXPROCS(0),
 		FeedBuffer:          65536,
 		ProbeInterval:       5 * time.Second,
 		FeedLinger:          30 * time.Second,
@@ -281,6 +289,7 @@ func (c Config) WithDefaults() Config {
 	confcheck.OrDefault(&c.WriteTimeout, d.WriteTimeout)
 	confcheck.OrDefault(&c.MaxQueue, d.MaxQueue)
 	confcheck.OrDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
+	confcheck.OrDefault(&c.Writers, d.Writers)
 	confcheck.OrDefault(&c.FeedBuffer, d.FeedBuffer)
 	confcheck.OrDefault(&c.ProbeInterval, d.ProbeInterval)
 	confcheck.OrDefault(&c.FeedLinger, d.FeedLinger)
@@ -371,6 +380,7 @@ func (c *Config) rows() []confcheck.Row {
 		durRow("WriteTimeout", c.WriteTimeout, d.WriteTimeout, 1, ""),
 		countRow("MaxQueue", c.MaxQueue, d.MaxQueue, 1, ""),
 		bytesRow("MaxQueueBytes", c.MaxQueueBytes, d.MaxQueueBytes, 1, ""),
+		{Field: "Writers", V: float64(c.Writers), Min: 1, Max: maxWriters, Default: "GOMAXPROCS"},
 		{Field: "FeedBuffer", V: float64(c.FeedBuffer), Min: 1, Max: maxFeedBuffer, Default: strconv.Itoa(d.FeedBuffer)},
 		durRow("ProbeInterval", c.ProbeInterval, d.ProbeInterval, 1, ""),
 		durRow("FeedLinger", c.FeedLinger, d.FeedLinger, 1, ""),
@@ -398,11 +408,13 @@ func (c *Config) rows() []confcheck.Row {
 
 const retryMaxDefault = "30s, or twice {Retry} if more"
 
-// Maxima: what a state request carries (proto), and a feed's channel of
-// pending changes allocated up front (8 bytes each).
+// Maxima: what a state request carries (proto), a feed's channel of
+// pending changes allocated up front (8 bytes each), and writer goroutines
+// (more than cores only adds hand-offs).
 const (
 	maxPageBytes  = 1 << 30
 	maxFeedBuffer = 1 << 24
+	maxWriters    = 1024
 )
 
 func durRow(field string, v, def, least time.Duration, off string) confcheck.Row {

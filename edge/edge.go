@@ -97,7 +97,7 @@ func hubConfig(c *Config, log *slog.Logger) hub.Config {
 		Tier: t, Clock: c.clock, NATS: c.NATS, NATSName: c.NATSName, SubjectPrefix: c.SubjectPrefix,
 		Retry: c.Retry, RetryMax: c.RetryMax, RetryJitter: c.RetryJitter, KeepAlive: c.KeepAlive, NoReady: c.NoReady,
 		PageBytes: c.PageBytes, PageTimeout: c.PageTimeout, RequestTimeout: c.RequestTimeout, WriteTimeout: c.WriteTimeout,
-		MaxQueue: c.MaxQueue, MaxQueueBytes: c.MaxQueueBytes, FeedBuffer: c.FeedBuffer,
+		MaxQueue: c.MaxQueue, MaxQueueBytes: c.MaxQueueBytes, Writers: c.Writers, FeedBuffer: c.FeedBuffer,
 		ProbeInterval: c.ProbeInterval, FeedLinger: c.FeedLinger, ResumeRingBytes: c.ResumeRingBytes,
 		FeedMemoryBytes: c.FeedMemoryBytes, ResumeRingAge: c.ResumeRingAge,
 		StateWriteTimeout: c.StateWriteTimeout, StateMinRate: c.StateMinRate, NoHijack: c.NoHijack,

@@ -58,6 +58,8 @@ type sseConfig struct {
 	MaxQueue int  `yaml:"maxQueue"`
 	// MaxQueueBytes bounds the bytes waiting for one client, like maxQueue.
 	MaxQueueBytes int `yaml:"maxQueueBytes"`
+	// Writers is how many goroutines write a topic's live streams; 0: GOMAXPROCS.
+	Writers int `yaml:"writers"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.

@@ -15,6 +15,7 @@ func TestLibraryErrorsNameTheYAMLField(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0 (the default, 30s, or twice sse.retry if more) or at least twice sse.retry (10s), not 8s"},
 		{"sse:\n  feedMemoryBytes: 1000\n", "line 2: sse.feedMemoryBytes: must be -1 (Off: no bound), 0 (the default, 256 MiB) or at least 1048576, not 1000"},
+		{"sse:\n  writers: 2000\n", "line 2: sse.writers: must be at most 1024, not 2000"},
 		{"sse:\n  setupPerAddress: -3\n", "line 2: sse.setupPerAddress: must be -1 (Off: no share), 0 (the default, a quarter of sse.setupConcurrency, or no share where sse.maxConnectionsPerIP is Off) or more, not -3"},
 		{"sse:\n  keyReads:\n    minRate: -2\n", "line 3: sse.keyReads.minRate: must be -1 (Off: each write within WriteTimeout), 0 (the default, 64 KiB) or more, not -2"},
 		{"nats:\n  prefix: 'a.*'\n", `line 2: nats.prefix: must be a NATS subject prefix (no spaces, '*' or '>'), not "a.*"`},

@@ -36,6 +36,7 @@ type client struct {
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc
 	dirty       bool        // frames queued since the sink's last flush
+	shard       uint16      // its writer (writers.go), set as it joins its feed; in dirty's padding
 	auth        *authStream // a guarded stream's expiry (renew.go)
 }
 

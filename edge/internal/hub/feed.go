@@ -69,6 +69,7 @@ type feed struct {
 	linger    *time.Timer
 	stopped   bool
 	asks      []*wordAsk // per partition, awaitWord's last head request
+	shards    feedShards // which writer writes each client (writers.go)
 
 	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
 	enc      map[string]encodedPage
@@ -231,16 +232,18 @@ func (f *feed) encode(format frameFormat, rec *proto.Record) queued {
 }
 
 // flushDirty flushes the sink of each client queued to since the last
-// flush, once (a hijacked one: one non-blocking writev).
+// flush, once (a hijacked one: one non-blocking writev), over the edge's
+// writers (writers.go).
 func (f *feed) flushDirty() {
 	f.mu.Lock()
 	dirty := f.dirty
 	f.dirty = nil
 	f.mu.Unlock()
-	for _, c := range dirty {
-		c.sink.flush()
-	}
+	f.e.writers.flush(&f.shards, dirty)
 	clear(dirty)
+	f.mu.Lock()
+	f.dirty = dirty[:0] // only this goroutine appends to it
+	f.mu.Unlock()
 }
 
 // advance moves the feed's position in p and wakes clients waiting for it.
@@ -268,6 +271,7 @@ func (f *feed) join(key string, filters []route.Filter, format frameFormat, c *c
 		f.views[key] = v
 	}
 	v.clients[c] = struct{}{}
+	f.e.writers.assign(&f.shards, c)
 	f.clients++
 	if f.linger != nil {
 		f.linger.Stop()
@@ -382,6 +386,7 @@ func (f *feed) leave(key string, c *client) {
 		return
 	}
 	delete(v.clients, c)
+	f.e.writers.release(&f.shards, c)
 	f.e.auth.forget(c)
 	if len(v.clients) == 0 {
 		delete(f.views, key)

@@ -48,6 +48,7 @@ type Config struct {
 	PageTimeout, RequestTimeout time.Duration
 	WriteTimeout                time.Duration
 	MaxQueue, MaxQueueBytes     int
+	Writers                     int // goroutines writing a feed's hijacked clients, the feed's own included
 	FeedBuffer                  int
 	ProbeInterval, FeedLinger   time.Duration
 	ResumeRingBytes             int
@@ -86,6 +87,7 @@ type Hub struct {
 	keys    *keyread.Reads // JSON reads (edge/internal/keyread)
 	lookups *topicLookups  // lookups of topics the edge does not know (lookup.go)
 	feedMem feedMemory     // what feeds keep, against FeedMemoryBytes (budget.go)
+	writers writers        // write feeds' live clients (writers.go)
 }
 
 // New builds a hub; acc is the edge's accept path, m its metrics.
@@ -102,6 +104,7 @@ func New(cfg Config, acc *accept.Server, m *metrics.Edge) (*Hub, error) {
 		feeds:    make(map[string]*feed),
 		done:     make(chan struct{}),
 	}
+	h.writers.init(cfg.Writers, h.done)
 	h.streams = newStreamer(h)
 	h.lookups = newTopicLookups(m, h.log, cfg.Clock)
 	h.cache.setUp(&h.cfg, cfg.Clock, m, h.lookups)
@@ -275,4 +278,31 @@ func (h *Hub) feedPosition(topic string) keyread.Position {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return keyread.Position{Epoch: f.progress.Epoch, Offsets: slices.Clone(f.progress.Offsets)}
+}
+
+// WriterJobs is how many shares of a batch the writer goroutines have
+// flushed (the feeds' own shares aside); for the edge's tests.
+func (h *Hub) WriterJobs() uint64 {
+	h.writers.start.Do(h.writers.startShards) // or waits for the feed that started them
+	var n uint64
+	for _, s := range h.writers.shards {
+		if s != nil {
+			n += s.flushed.Load()
+		}
+	}
+	return n
+}
+
+// WriterShares is, per writer, how many of topic's clients it writes (nil
+// with one writer or no feed); for the edge's tests.
+func (h *Hub) WriterShares(topic string) []int {
+	h.mu.Lock()
+	f := h.feeds[topic]
+	h.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.shards.count...)
 }
