@@ -89,8 +89,11 @@ type Config struct {
 	// Writers is how many goroutines write a topic feed's live hijacked
 	// connections after each batch of changes: each client is written by
 	// one of them, fixed when it joins (writers.go); the feed's own
-	// goroutine is one. At most 1024. Default GOMAXPROCS; 1: the feed's
-	// goroutine writes them all.
+	// goroutine is one. At most 1024. Default GOMAXPROCS−1, at least 1:
+	// one core is left to the NATS reader, the setup workers and the
+	// runtime (on 2 cores, a second writer took the CPU they and a
+	// co-located load client needed: benchmarks/RESULTS.md, issue 23);
+	// 1: the feed's goroutine writes them all.
 	Writers int
 	// FeedBuffer is how many live changes may wait per topic feed; past it
 	// NATS drops them and the feed fills the gap from the cache. Default 65536.
@@ -219,7 +222,7 @@ func DefaultConfig() Config {
 		WriteTimeout:        30 * time.Second,
 		MaxQueue:            16384,
 		MaxQueueBytes:       8 << 20,
-		Writers:             runtime.GOMAXPROCS(0),
+		Writers:             max(1, runtime.GOMAXPROCS(0)-1),
 		FeedBuffer:          65536,
 		ProbeInterval:       5 * time.Second,
 		FeedLinger:          30 * time.Second,
@@ -380,7 +383,7 @@ func (c *Config) rows() []confcheck.Row {
 		durRow("WriteTimeout", c.WriteTimeout, d.WriteTimeout, 1, ""),
 		countRow("MaxQueue", c.MaxQueue, d.MaxQueue, 1, ""),
 		bytesRow("MaxQueueBytes", c.MaxQueueBytes, d.MaxQueueBytes, 1, ""),
-		{Field: "Writers", V: float64(c.Writers), Min: 1, Max: maxWriters, Default: "GOMAXPROCS"},
+		{Field: "Writers", V: float64(c.Writers), Min: 1, Max: maxWriters, Default: "GOMAXPROCS-1"},
 		{Field: "FeedBuffer", V: float64(c.FeedBuffer), Min: 1, Max: maxFeedBuffer, Default: strconv.Itoa(d.FeedBuffer)},
 		durRow("ProbeInterval", c.ProbeInterval, d.ProbeInterval, 1, ""),
 		durRow("FeedLinger", c.FeedLinger, d.FeedLinger, 1, ""),

@@ -176,7 +176,7 @@ func TestConfigValidationTable(t *testing.T) {
 		{func(c *Config) { c.MaxQueue = -3 }, "MaxQueue: must not be negative (0: the default, 16384), not -3"},
 		{func(c *Config) { c.MaxQueueBytes = -1 }, "MaxQueueBytes: must not be negative (0: the default, 8 MiB)"},
 		{func(c *Config) { c.FeedBuffer = 1<<24 + 1 }, "FeedBuffer: must be at most 16777216"},
-		{func(c *Config) { c.Writers = -1 }, "Writers: must not be negative (0: the default, GOMAXPROCS), not -1"},
+		{func(c *Config) { c.Writers = -1 }, "Writers: must not be negative (0: the default, GOMAXPROCS-1), not -1"},
 		{func(c *Config) { c.Writers = 1025 }, "Writers: must be at most 1024, not 1025"},
 		{func(c *Config) { c.ProbeInterval = -1 }, "ProbeInterval: must not be negative"},
 		{func(c *Config) { c.FeedLinger = -1 }, "FeedLinger: must not be negative"},
