@@ -95,3 +95,34 @@ func TestEventSourceHoldsExactStateThroughGzipAndDrain(t *testing.T) {
 		}
 	}
 }
+
+// The npm eventsource client on a gzip stream cut without its trailer
+// (the edge killed, as far as the client can tell) keeps what it decoded,
+// reconnects with its Last-Event-ID and holds exactly the topic's state
+// again, on a gzip stream.
+func TestEventSourceResumesGzipStreamCutWithoutTrailer(t *testing.T) {
+	s := newStack(t, esOptions(nil))
+	proxy := newCutter(t, s.url)
+	want := map[string]string{}
+	s.produceTasks(want, 2000, 1)
+	gz := startEventSource(t, proxy.url+"/keyed")
+	gz.exactly(want)
+	change := func(rev int, keys ...int) {
+		for _, i := range keys {
+			k, v := fmt.Sprintf("task-%05d", i), taskJSON(i, rev)
+			s.produce("tasks", rec(int32(i%int(s.partitions)), k, v))
+			want[k] = v
+		}
+	}
+	change(2, 10, 400, 1990)
+	gz.exactly(want)
+	proxy.cut()
+	change(3, 11, 800, 1991)
+	gz.waitFor("a reconnect", func(_ map[string]string, opens, _ int) bool { return opens >= 2 })
+	gz.exactly(want)
+	for i, r := range gz.responses() {
+		if r.Status != 200 || r.Encoding != "gzip" {
+			t.Fatalf("response %d: status %d, Content-Encoding %q; want 200 gzip", i, r.Status, r.Encoding)
+		}
+	}
+}
