@@ -166,11 +166,7 @@ produce:
 		case <-tick.C:
 			p := int(produced % int64(o.Partitions))
 			seqs[p]++
-			value := Payload(p, seqs[p], time.Now().UnixNano())
-			if o.JSON {
-				value = PayloadJSON(p, seqs[p], time.Now().UnixNano())
-			}
-			r := &kgo.Record{Partition: int32(p), Key: []byte("key-" + strconv.Itoa(int(seqs[p])%o.Keys)), Value: value}
+			r := &kgo.Record{Partition: int32(p), Key: []byte("key-" + strconv.Itoa(int(seqs[p])%o.Keys)), Value: o.value(p, seqs[p])}
 			prod.Produce(ctx, r, nil)
 			produced++
 		}
@@ -192,9 +188,7 @@ produce:
 	elapsed := time.Since(produceStart)
 	writes, cpu := syscw(o.EdgePID)-syscwBefore, CPUSeconds(o.EdgePID)-cpuBefore
 	h := cl.Finish()
-	if lg, ok := cl.(*localGroup); ok {
-		res.BytesRead, res.DecodeErrors = lg.BytesRead(), lg.DecodeErrors()
-	}
+	res.BytesRead, res.DecodeErrors = decodeStats(cl)
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
 	res.Refused = cl.Refused() // empty: left out of the JSON
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
@@ -207,6 +201,24 @@ produce:
 		res.LatencyMs["p"+strings.TrimSuffix(strconv.FormatFloat(q, 'f', -1, 64), ".0")] = float64(h.ValueAtQuantile(q)) / 1000
 	}
 	return res, nil
+}
+
+// value is the record Run produces for partition p's seq-th: Payload, or
+// PayloadJSON with JSON.
+func (o *Options) value(p int, seq int64) []byte {
+	if o.JSON {
+		return PayloadJSON(p, seq, time.Now().UnixNano())
+	}
+	return Payload(p, seq, time.Now().UnixNano())
+}
+
+// decodeStats is what g's clients read off their sockets and how many
+// compressed bodies failed: known for clients of this process only.
+func decodeStats(g group) (bytesRead, decodeErrors int64) {
+	if lg, ok := g.(*localGroup); ok {
+		return lg.BytesRead(), lg.DecodeErrors()
+	}
+	return 0, 0
 }
 
 // WriteJSON writes the result, indented.
