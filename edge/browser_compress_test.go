@@ -124,6 +124,8 @@ type netResponse struct {
 	URL             string
 	Status          int64
 	ContentEncoding string
+	Vary            string
+	CacheControl    string
 }
 
 // headerValue is the value of a header named name in h (any case).
@@ -152,7 +154,8 @@ func openLogged(t *testing.T, open func(string) context.Context, url string) (co
 			l.sent[ev.RequestID] = headerValue(ev.Headers, "Accept-Encoding")
 		case *network.EventResponseReceived:
 			l.responses = append(l.responses, netResponse{id: ev.RequestID, URL: ev.Response.URL,
-				Status: ev.Response.Status, ContentEncoding: headerValue(ev.Response.Headers, "Content-Encoding")})
+				Status: ev.Response.Status, ContentEncoding: headerValue(ev.Response.Headers, "Content-Encoding"),
+				Vary: headerValue(ev.Response.Headers, "Vary"), CacheControl: headerValue(ev.Response.Headers, "Cache-Control")})
 		}
 	})
 	if err != nil {
@@ -224,7 +227,8 @@ func sameCodingEvents(t *testing.T, tab context.Context, from int) [][]string {
 // dispatch exactly the events of an uncompressed stream of the same topic,
 // ids and data byte for byte: the state part (2,000 JSON values, some
 // over 1 KiB), event:ready, and live changes, a large value and a delete
-// among them. The log says which codings Chromium asks for on each.
+// among them; a compressing route's responses carry Vary: Accept-Encoding
+// and no-transform. The log says which codings Chromium asks for on each.
 func TestBrowserReadsCompressedStreamsExactly(t *testing.T) {
 	bin := chromium(t)
 	s, _, _ := tlsStackWith(t, true, stackOptions{partitions: 1, routes: codingRoutes(), handler: codingsMux})
@@ -298,6 +302,10 @@ func TestBrowserReadsCompressedStreamsExactly(t *testing.T) {
 			}
 			if rs[0].ContentEncoding != want { // the other transport is still checked
 				t.Errorf("%s: /%s came with Content-Encoding %q, want %q (Chromium sent Accept-Encoding %q)", tc.name, name, rs[0].ContentEncoding, want, sent[0])
+			}
+			// A route that compresses says so to caches and proxies.
+			if name != "plain" && (!acceptsCoding(rs[0].Vary, "Accept-Encoding") || !strings.Contains(rs[0].CacheControl, "no-transform")) {
+				t.Errorf("%s: /%s came with Vary %q, Cache-Control %q: want Accept-Encoding and no-transform", tc.name, name, rs[0].Vary, rs[0].CacheControl)
 			}
 		}
 	}
