@@ -379,7 +379,8 @@ func newClientStorm(tb testing.TB, bin string, clients, keys int) newClientStorm
 	start := time.Now()
 	l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: clients, StateN: stateN, StateSum: stateSum, AcceptEncoding: ae})
 	connected := time.Since(start)
-	waitUntil(tb, 3*time.Minute, "every new client ready", func() bool { return l.Ready() == int64(clients) })
+	// 5 minutes: 9,000 clients of a JSON state read about 22 GB, or decode it.
+	waitUntil(tb, 5*time.Minute, "every new client ready", func() bool { return l.Ready() == int64(clients) })
 	allReady := time.Since(start)
 	cpu := sseload.CPUSeconds(c.Edges[0].Pid()) - cpuBefore
 	l.finish()
