@@ -342,7 +342,14 @@ func TestBrowserResumesCompressedStreamAfterDrain(t *testing.T) {
 		s.produce("tasks", rec(0, fmt.Sprintf("task-%05d", i*131), v))
 		missed = append(missed, v)
 	}
+	// The drain's own close counts as a refusal too: wait until every
+	// stream came back and got the draining edge's answer.
 	eventually(t, 20*time.Second, "the streams refused by the draining edge", func() bool {
+		for _, name := range codingNames {
+			if rs, _ := nl.of("/" + name); len(rs) < 2 {
+				return false
+			}
+		}
 		return s.refusals(s.edgeReg, "draining") >= 3
 	})
 	lb.moveOn() // a load balancer sees /_ssekafka/ready fail and moves on

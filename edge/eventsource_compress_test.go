@@ -63,8 +63,10 @@ func TestEventSourceHoldsExactStateThroughGzipAndDrain(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- s.edge.Drain(t.Context(), 300*time.Millisecond) }()
 	live(3, 3, 800, 5, 1200) // while it drains, or after
-	gz.waitFor("the gzip client refused by the draining edge", func(map[string]string, int, int) bool {
-		return s.refusals(s.edgeReg, "draining") >= 2
+	// The drain's own close counts as a refusal too: wait until both
+	// clients came back and got the draining edge's answer.
+	gz.waitFor("both clients refused by the draining edge", func(map[string]string, int, int) bool {
+		return len(gz.responses()) >= 2 && len(plain.responses()) >= 2 && s.refusals(s.edgeReg, "draining") >= 2
 	})
 	lb.moveOn() // a load balancer sees /_ssekafka/ready fail and moves on
 	gz.exactly(want)
