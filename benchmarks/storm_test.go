@@ -27,6 +27,10 @@ var (
 	stormNew      = flag.Int("storm-new-clients", 9_000, "clients connecting at once in BenchmarkNewClientStorm")
 	stormKeys     = flag.Int("storm-keys", 10_000, "keys of the topic in BenchmarkNewClientStorm")
 	stormBaseline = flag.String("storm-baseline", "", "git commit to measure first, in the same run (e.g. main)")
+	// Compression (issue 24; benchmarks/compress.sh).
+	stormJSON           = flag.Bool("storm-json", false, "BenchmarkNewClientStorm: JSON values of about 200 B (sseload.PayloadJSON) instead of short lines")
+	stormAcceptEncoding = flag.String("storm-accept-encoding", "", "BenchmarkNewClientStorm: the clients' Accept-Encoding (they decode gzip and zstd); empty: none")
+	stormCompression    = flag.String("storm-compression", "", "BenchmarkNewClientStorm: the edge's sse.compression (e.g. off, or [gzip]); empty: its default")
 )
 
 // stormConfig is the cluster's configuration: one topic of 3 partitions.
@@ -294,8 +298,9 @@ func eachBuild(b *testing.B, f func(b *testing.B, name, bin string)) {
 }
 
 // produceState writes one record to each of keys distinct keys, round
-// robin over 3 partitions, and returns what a new client's state part must
-// hold: the record count and the sum of p<<40|seq.
+// robin over 3 partitions (JSON values with -storm-json), and returns what
+// a new client's state part must hold: the record count and the sum of
+// p<<40|seq.
 func produceState(tb testing.TB, brokers string, keys int) (n, sum int64) {
 	tb.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("storm"),
@@ -309,8 +314,11 @@ func produceState(tb testing.TB, brokers string, keys int) (n, sum int64) {
 	for i := range keys {
 		p := i % 3
 		seqs[p]++
-		recs = append(recs, &kgo.Record{Partition: int32(p), Key: []byte(fmt.Sprintf("key-%d-%d", p, seqs[p])),
-			Value: sseload.Payload(p, seqs[p], time.Now().UnixNano())})
+		value := sseload.Payload(p, seqs[p], time.Now().UnixNano())
+		if *stormJSON {
+			value = sseload.PayloadJSON(p, seqs[p], time.Now().UnixNano())
+		}
+		recs = append(recs, &kgo.Record{Partition: int32(p), Key: []byte(fmt.Sprintf("key-%d-%d", p, seqs[p])), Value: value})
 		sum += int64(p)<<40 | seqs[p]
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
@@ -327,26 +335,36 @@ type newClientStormResult struct {
 	OneClient      float64 // state requests one client alone needs
 	StateRequests  float64 // state requests the storm cost the cache tier
 	ConnectSeconds float64
+	EdgeCPUSeconds float64 // the edge's user and system CPU from the first connect until the last ready
+	BytesPerClient float64 // read off the socket by each client until its ready, on average
+	DecodeErrors   int64
+	Encoding       string // the clients' Accept-Encoding
 }
 
 func (r newClientStormResult) String() string {
 	return fmt.Sprintf("%d new clients on %d keys: %d exact, all ready in %.0f ms (connects took %.2f s); "+
-		"%.0f state requests, %.1f× what one client needs (%.0f)",
-		r.Clients, r.Keys, r.Exact, r.AllReadyMs, r.ConnectSeconds, r.StateRequests, r.StateRequests/max(r.OneClient, 1), r.OneClient)
+		"%.0f state requests, %.1f× what one client needs (%.0f); edge CPU %.2f s, %.0f B read per client (Accept-Encoding %q, %d decode errors)",
+		r.Clients, r.Keys, r.Exact, r.AllReadyMs, r.ConnectSeconds, r.StateRequests, r.StateRequests/max(r.OneClient, 1), r.OneClient,
+		r.EdgeCPUSeconds, r.BytesPerClient, r.Encoding, r.DecodeErrors)
 }
 
 // newClientStorm starts a cache and an edge from bin, writes a state of
 // keys keys, and connects clients new clients at once.
 func newClientStorm(tb testing.TB, bin string, clients, keys int) newClientStormResult {
 	tb.Helper()
-	c := startProcCluster(tb, bin, newClientStormConfig, 1)
+	config := newClientStormConfig
+	if *stormCompression != "" {
+		config = strings.Replace(config, "sse:\n", "sse:\n  compression: "+*stormCompression+"\n", 1)
+	}
+	c := startProcCluster(tb, bin, config, 1)
 	stateN, stateSum := produceState(tb, c.Kafka, keys)
+	ae := *stormAcceptEncoding
 	url := c.EdgeURLs[0] + "/t"
 	// One client, alone, once the cache holds the whole state: what it costs.
 	var one float64
 	waitUntil(tb, time.Minute, "one client with the exact state", func() bool {
 		before := c.cacheCounter(tb, "ssekafka_cache_state_requests_total")
-		l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: 1, StateN: stateN, StateSum: stateSum})
+		l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: 1, StateN: stateN, StateSum: stateSum, AcceptEncoding: ae})
 		defer l.close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -357,15 +375,19 @@ func newClientStorm(tb testing.TB, bin string, clients, keys int) newClientStorm
 		return true
 	})
 	before := c.cacheCounter(tb, "ssekafka_cache_state_requests_total")
+	cpuBefore := sseload.CPUSeconds(c.Edges[0].Pid())
 	start := time.Now()
-	l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: clients, StateN: stateN, StateSum: stateSum})
+	l := runClients(tb, sseload.DialOptions{URLs: []string{url}, Clients: clients, StateN: stateN, StateSum: stateSum, AcceptEncoding: ae})
 	connected := time.Since(start)
-	waitUntil(tb, 3*time.Minute, "every new client ready", func() bool { return l.Ready() == int64(clients) })
+	// 5 minutes: 9,000 clients of a JSON state read about 22 GB, or decode it.
+	waitUntil(tb, 5*time.Minute, "every new client ready", func() bool { return l.Ready() == int64(clients) })
 	allReady := time.Since(start)
+	cpu := sseload.CPUSeconds(c.Edges[0].Pid()) - cpuBefore
 	l.finish()
 	return newClientStormResult{Clients: clients, Keys: keys, Exact: l.ExactStates(),
 		AllReadyMs: float64(allReady.Milliseconds()), ConnectSeconds: connected.Seconds(), OneClient: one,
-		StateRequests: c.cacheCounter(tb, "ssekafka_cache_state_requests_total") - before}
+		StateRequests:  c.cacheCounter(tb, "ssekafka_cache_state_requests_total") - before,
+		EdgeCPUSeconds: cpu, BytesPerClient: float64(l.BytesRead()) / float64(clients), DecodeErrors: l.DecodeErrors(), Encoding: ae}
 }
 
 // Many new clients at once each get exactly the topic's state.

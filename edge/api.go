@@ -29,6 +29,9 @@ type RouteConfig struct {
 	// Its expressions ${guarded['NAME'].identity} and
 	// ${guarded['NAME'].attributes.x} may be used in the topic and filters.
 	Guarded map[string][]string
+	// Compression is the route's codings, as Config.Compression. Default
+	// nil: the edge's.
+	Compression []string
 }
 
 // FilterConfig matches a record by key and/or headers; values are templates.

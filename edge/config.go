@@ -192,6 +192,11 @@ type Config struct {
 	// CORS lets pages of other origins use the edge. Default nil: no CORS
 	// headers, so a browser lets only same-origin pages read the streams.
 	CORS *CORS
+	// Compression lists the content codings streams are sent in ("gzip",
+	// "zstd", "identity"), in the edge's order of preference, negotiated
+	// per request from Accept-Encoding (issue 24). Default nil: ["zstd",
+	// "gzip"]; ["identity"]: off.
+	Compression []string
 	// Now is the clock for position times. Default time.Now.
 	Now func() time.Time
 	// Logger receives the edge's logs. Default: discard.

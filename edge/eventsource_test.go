@@ -44,10 +44,11 @@ type esLine struct {
 	ReadyState                 int
 }
 
-// startEventSource runs client.mjs against url. It skips the test when node
+// startEventSource runs client.mjs against url (args after it: an
+// Accept-Encoding to send instead of Node's). It skips the test when node
 // or the package's node_modules is missing (`npm ci` in test/eventsource),
 // unless SSEKAFKA_EVENTSOURCE=required or CI is set (.ci/run installs both).
-func startEventSource(t *testing.T, url string) *eventSource {
+func startEventSource(t *testing.T, url string, args ...string) *eventSource {
 	t.Helper()
 	dir, err := filepath.Abs("../test/eventsource")
 	if err != nil {
@@ -65,7 +66,7 @@ func startEventSource(t *testing.T, url string) *eventSource {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "eventsource")); err != nil {
 		skip("test/eventsource/node_modules is missing: run `npm ci` in test/eventsource")
 	}
-	cmd := exec.Command(node, "client.mjs", url)
+	cmd := exec.Command(node, append([]string{"client.mjs", url}, args...)...)
 	cmd.Dir = dir
 	cmd.Stderr = testWriter{t}
 	stdin, err := cmd.StdinPipe()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,12 +48,20 @@ type conn struct {
 	source   int           // index of its loopback source address (DialOptions.PerSource); -1: none
 	status   []byte        // this connection's HTTP status and text ("200 OK"), once read
 	comment  []byte        // the last comment line before ready on this connection
+
+	// Compressed streams (DialOptions.AcceptEncoding; decode.go).
+	bodyStarted bool    // the response header was read
+	head        []byte  // the response header so far
+	coding      string  // the response's Content-Encoding
+	gz          *gunzip // decodes a gzip body
+	zbuf        []byte  // an unfinished zstd frame
 }
 
 // fresh resets what belongs to one connection, for a new one.
 func (cn *conn) fresh(fd int) {
 	cn.fd, cn.ready, cn.reset, cn.partial, cn.stateN, cn.stateSum = fd, false, false, cn.partial[:0], 0, 0
 	cn.status, cn.comment = cn.status[:0], cn.comment[:0]
+	cn.bodyStarted, cn.head, cn.coding, cn.zbuf = false, cn.head[:0], "", cn.zbuf[:0]
 }
 
 // noteComment keeps the event's comment line, if it has one with text: a
@@ -113,6 +122,9 @@ type DialOptions struct {
 	// process of a run takes its own set (SourceSet).
 	PerSource int
 	SourceSet int
+	// AcceptEncoding, when set, is sent as the request's Accept-Encoding,
+	// and a gzip or zstd response is decoded before its events are read.
+	AcceptEncoding string
 }
 
 // maxSources bounds the source addresses of one set (127.s.0.2 to 127.s.255.255).
@@ -148,6 +160,11 @@ type Clients struct {
 	resets    atomic.Int64     // event:reset received
 	refusedN  atomic.Int64     // streams that ended before ready
 	refused   map[string]int64 // under mu: refusedN by reason (conn.refusal)
+
+	bytesRead    atomic.Int64 // off the sockets, as they came
+	decodeErrors atomic.Int64
+	zdec         *zstd.Decoder // the epoll loop's, shared by every zstd stream
+	zout         []byte
 }
 
 // Dial opens n connections to rawURL (plain http) and sends the request on
@@ -204,6 +221,9 @@ func (c *Clients) request(t target, lastID []byte) []byte {
 	if lastID != nil {
 		req += "Last-Event-ID: " + string(lastID) + "\r\n"
 	}
+	if c.opts.AcceptEncoding != "" {
+		req += "Accept-Encoding: " + c.opts.AcceptEncoding + "\r\n"
+	}
 	return []byte(req + "\r\n")
 }
 
@@ -258,6 +278,7 @@ func (c *Clients) releaseSource(cn *conn) {
 
 // drop closes cn's connection and forgets it.
 func (c *Clients) drop(cn *conn) {
+	cn.endDecoder()
 	_ = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, cn.fd, nil)
 	unix.Close(cn.fd)
 	delete(c.conns, cn.fd)
@@ -461,7 +482,8 @@ func (c *Clients) read(cn *conn, buf []byte, now int64) {
 	for {
 		n, err := unix.Read(cn.fd, buf)
 		if n > 0 {
-			c.consume(cn, buf[:n], now)
+			c.bytesRead.Add(int64(n))
+			c.receive(cn, buf[:n], now)
 		}
 		if errors.Is(err, unix.EAGAIN) {
 			return
@@ -637,6 +659,9 @@ func Payload(partition int, seq, tsNanos int64) []byte {
 }
 
 func parsePayload(b []byte) (partition int, seq, ts int64, ok bool) {
+	if len(b) > 0 && b[0] == '{' {
+		return parseJSONPayload(b)
+	}
 	f := bytes.Fields(b)
 	if len(f) != 3 {
 		return 0, 0, 0, false
@@ -745,8 +770,12 @@ func (c *Clients) Latency() *hdrhistogram.Histogram {
 
 // Close closes every connection. Call it after Run returned.
 func (c *Clients) Close() {
-	for fd := range c.conns {
+	for fd, cn := range c.conns {
+		cn.endDecoder()
 		unix.Close(fd)
+	}
+	if c.zdec != nil {
+		c.zdec.Close()
 	}
 	c.conns = nil
 	unix.Close(c.epfd)

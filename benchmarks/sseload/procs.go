@@ -149,7 +149,7 @@ type worker struct {
 // startWorkers starts procs workers sharing n connections (stalled of
 // them never read), each with its own set of loopback source addresses
 // when perSource is set, and waits until every one has dialled.
-func startWorkers(ctx context.Context, exe, url string, procs, n, stalled, perSource int) (*procGroup, error) {
+func startWorkers(ctx context.Context, exe, url string, procs, n, stalled, perSource int, acceptEncoding string) (*procGroup, error) {
 	if perSource > 0 && procs > 256 {
 		return nil, fmt.Errorf("%d processes: at most 256 have source addresses of their own", procs)
 	}
@@ -159,7 +159,7 @@ func startWorkers(ctx context.Context, exe, url string, procs, n, stalled, perSo
 		stalledShare := stalled/procs + btoi(i < stalled%procs)
 		cmd := exec.CommandContext(ctx, exe, "-worker", "-url", url,
 			"-clients", strconv.Itoa(share), "-stalled", strconv.Itoa(stalledShare),
-			"-per-source", strconv.Itoa(perSource), "-source-set", strconv.Itoa(i))
+			"-per-source", strconv.Itoa(perSource), "-source-set", strconv.Itoa(i), "-accept-encoding", acceptEncoding)
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {

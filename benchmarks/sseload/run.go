@@ -39,6 +39,10 @@ type Options struct {
 	Exe        string        // the executable run with -worker for Procs > 1 (default: this one)
 	PerSource  int           // against a loopback URL, connections per loopback source address (0: all from one; see DialOptions)
 	Progress   io.Writer     // a line per second (nil: none)
+
+	// AcceptEncoding is sent by every client, which decodes what comes (DialOptions).
+	AcceptEncoding string
+	JSON           bool // records are PayloadJSON (about 200 B) instead of Payload
 }
 
 // Result is a run's outcome, written as JSON.
@@ -63,6 +67,12 @@ type Result struct {
 	// EdgeWritesPerDelivery is the edge's write system calls (syscw in
 	// /proc/PID/io) while producing and settling, per delivery.
 	EdgeWritesPerDelivery float64 `json:"edgeWritesPerDelivery,omitempty"`
+	// EdgeCPUMicrosPerDelivery is the edge's user and system CPU time
+	// (/proc/PID/stat) while producing and settling, per delivery.
+	EdgeCPUMicrosPerDelivery float64 `json:"edgeCPUMicrosPerDelivery,omitempty"`
+	// BytesRead is what the clients read off their sockets (one process only).
+	BytesRead    int64 `json:"bytesRead,omitempty"`
+	DecodeErrors int64 `json:"decodeErrors,omitempty"`
 }
 
 // Run connects the clients, waits for their ready, produces at Rate for
@@ -92,14 +102,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return nil, err
 			}
 		}
-		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow, o.PerSource)
+		pg, err := startWorkers(ctx, exe, o.URL, o.Procs, o.Clients, slow, o.PerSource, o.AcceptEncoding)
 		if err != nil {
 			return nil, err
 		}
 		cl = pg
 		connect = time.Duration(pg.connectSeconds() * float64(time.Second))
 	} else {
-		lg, err := startLocal(DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: slow, PerSource: o.PerSource})
+		lg, err := startLocal(DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: slow, PerSource: o.PerSource, AcceptEncoding: o.AcceptEncoding})
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer second.Stop()
 	end := time.After(o.Duration)
 	produceStart := time.Now()
-	syscwBefore := syscw(o.EdgePID)
+	syscwBefore, cpuBefore := syscw(o.EdgePID), CPUSeconds(o.EdgePID)
 	var produced int64
 	lastDelivered := int64(0)
 produce:
@@ -156,8 +166,7 @@ produce:
 		case <-tick.C:
 			p := int(produced % int64(o.Partitions))
 			seqs[p]++
-			r := &kgo.Record{Partition: int32(p), Key: []byte("key-" + strconv.Itoa(int(seqs[p])%o.Keys)),
-				Value: Payload(p, seqs[p], time.Now().UnixNano())}
+			r := &kgo.Record{Partition: int32(p), Key: []byte("key-" + strconv.Itoa(int(seqs[p])%o.Keys)), Value: o.value(p, seqs[p])}
 			prod.Produce(ctx, r, nil)
 			produced++
 		}
@@ -177,19 +186,39 @@ produce:
 		_ = waitUntil(ctx, 30*time.Second, func() bool { return cl.Delivered()+cl.Missed() >= res.Expected })
 	}
 	elapsed := time.Since(produceStart)
-	writes := syscw(o.EdgePID) - syscwBefore
+	writes, cpu := syscw(o.EdgePID)-syscwBefore, CPUSeconds(o.EdgePID)-cpuBefore
 	h := cl.Finish()
+	res.BytesRead, res.DecodeErrors = decodeStats(cl)
 	res.Ready, res.Delivered, res.Missed, res.ClosedByServer = cl.Ready(), cl.Delivered(), cl.Missed(), cl.Closed()
 	res.Refused = cl.Refused() // empty: left out of the JSON
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	if o.EdgePID > 0 && res.Delivered > 0 {
 		res.EdgeWritesPerDelivery = float64(writes) / float64(res.Delivered)
+		res.EdgeCPUMicrosPerDelivery = cpu * 1e6 / float64(res.Delivered)
 	}
 	res.LatencyMs = map[string]float64{}
 	for _, q := range []float64{50, 90, 99, 99.9, 100} {
 		res.LatencyMs["p"+strings.TrimSuffix(strconv.FormatFloat(q, 'f', -1, 64), ".0")] = float64(h.ValueAtQuantile(q)) / 1000
 	}
 	return res, nil
+}
+
+// value is the record Run produces for partition p's seq-th: Payload, or
+// PayloadJSON with JSON.
+func (o *Options) value(p int, seq int64) []byte {
+	if o.JSON {
+		return PayloadJSON(p, seq, time.Now().UnixNano())
+	}
+	return Payload(p, seq, time.Now().UnixNano())
+}
+
+// decodeStats is what g's clients read off their sockets and how many
+// compressed bodies failed: known for clients of this process only.
+func decodeStats(g group) (bytesRead, decodeErrors int64) {
+	if lg, ok := g.(*localGroup); ok {
+		return lg.BytesRead(), lg.DecodeErrors()
+	}
+	return 0, 0
 }
 
 // WriteJSON writes the result, indented.
@@ -281,6 +310,31 @@ func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error
 		return fmt.Errorf("not within %v", limit)
 	}
 	return err
+}
+
+// CPUSeconds is a process's user and system CPU time so far, from
+// /proc/PID/stat (0 if unknown); Linux counts it in ticks of 1/100 s.
+func CPUSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): state is
+	// the first, utime the 12th, stime the 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return float64(utime+stime) / 100
 }
 
 // rss reads a process's resident set size in bytes from /proc (0 if unknown).

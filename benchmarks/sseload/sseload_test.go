@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 	stalled := fs.Int("stalled", 0, "")
 	perSource := fs.Int("per-source", 0, "")
 	sourceSet := fs.Int("source-set", 0, "")
+	acceptEncoding := fs.String("accept-encoding", "", "")
 	_ = fs.Parse(os.Args[1:])
-	o := sseload.DialOptions{URLs: []string{*url}, Clients: *clients, Stalled: *stalled, PerSource: *perSource, SourceSet: *sourceSet}
+	o := sseload.DialOptions{URLs: []string{*url}, Clients: *clients, Stalled: *stalled, PerSource: *perSource, SourceSet: *sourceSet, AcceptEncoding: *acceptEncoding}
 	if err := sseload.RunWorker(context.Background(), o, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -665,6 +665,7 @@ func checkLB(lb composeService, root string, edgeHTTP, edgeAdmin map[string]stri
 		{"health_uri", "/_ssekafka/ready", "a draining edge would get new streams"},
 		{"tls", "internal", "no TLS without external network, so no HTTP/2"},
 		{"protocols", "h1 h2", "HTTP/2 to browsers"},
+		{"compression", "off", "Caddy would ask the edges for gzip for clients that did not, and decode every such stream itself"},
 	} {
 		if args, _ := directive(want.word); strings.Join(args, " ") != want.args {
 			bad("lb: %s %q, want %q: %s", want.word, args, want.args, want.why)
@@ -681,8 +682,31 @@ func checkLB(lb composeService, root string, edgeHTTP, edgeAdmin map[string]stri
 			bad("lb: %s %q: streams must not be retried or cut", word, args)
 		}
 	}
+	checkLBCodings(lines, bad)
 	if !slices.ContainsFunc(lb.Ports, func(p string) bool { return strings.HasSuffix(p, ":8443") }) {
 		bad("lb: ports %q do not publish the HTTPS port 8443", lb.Ports)
+	}
+}
+
+// checkLBCodings checks that Caddy leaves the edges' content codings
+// alone (issue 24): no encode (the edges compress once for every client;
+// a proxy that compresses again pays per connection), and no header rule
+// that drops or rewrites Accept-Encoding, Content-Encoding, Vary or
+// Cache-Control (its no-transform) on the way.
+func checkLBCodings(lines [][]string, bad func(string, ...any)) {
+	for _, l := range lines {
+		if l[0] == "encode" {
+			bad("lb: encode %q: the edges compress their streams once for every client; Caddy must not compress them again", l[1:])
+		}
+		if !slices.Contains([]string{"header_up", "header_down", "header", "request_header"}, l[0]) || len(l) < 2 {
+			continue
+		}
+		name := strings.TrimLeft(l[1], "-+>?")
+		for _, h := range []string{"Accept-Encoding", "Content-Encoding", "Vary", "Cache-Control"} {
+			if strings.EqualFold(name, h) {
+				bad("lb: %s %q: %s must pass between the clients and the edges as it is", l[0], l[1:], h)
+			}
+		}
 	}
 }
 
@@ -863,6 +887,10 @@ func TestComposeCheckCatchesBrokenConfigs(t *testing.T) {
 		{"deploy/caddy/Caddyfile", "protocols h1 h2", "protocols h1", "lb: protocols"},
 		{"deploy/caddy/Caddyfile", "edge-1:8080 edge-2:8080", "edge-1:8080", "does not name edge-2:8080"},
 		{"deploy/caddy/Caddyfile", "health_port 9465", "health_port 8080", "lb: health_port"},
+		{"deploy/caddy/Caddyfile", "\t\t\tcompression off\n", "", "lb: compression"},
+		{"deploy/caddy/Caddyfile", "\ttls internal\n", "\ttls internal\n\tencode zstd gzip\n", "lb: encode"},
+		{"deploy/caddy/Caddyfile", "header_down X-Accel-Buffering no\n", "header_down X-Accel-Buffering no\n\t\theader_down -Vary\n", "lb: header_down [\"-Vary\"]"},
+		{"deploy/caddy/Caddyfile", "header_down X-Accel-Buffering no\n", "header_down X-Accel-Buffering no\n\t\theader_up Accept-Encoding identity\n", "Accept-Encoding must pass"},
 		{"deploy/prometheus/prometheus.yml", `"edge-1:9465", `, "", "does not scrape edge-1:9465/metrics"},
 		{"deploy/prometheus/prometheus.yml", `"cache-3:9464"`, `"cache-3:9646"`, "does not scrape cache-3:9464/metrics"},
 		{"deploy/grafana/dashboards/ssekafka.json", "ssekafka_edge_frames_conflated_total", "ssekafka_edge_frames_conflated", "ssekafka_edge_frames_conflated is not a metric"},

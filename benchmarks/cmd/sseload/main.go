@@ -52,6 +52,8 @@ func main() {
 	flag.IntVar(&o.Churn, "churn", 0, "connections closed and opened again per second while producing (churn scenario)")
 	flag.IntVar(&o.Procs, "procs", 1, "processes to spread the connections over (one holds at most ~19,000 here)")
 	flag.IntVar(&o.PerSource, "per-source", 500, "against a loopback URL, at most this many connections per loopback source address (127.0.0.2, ...); 0: all from one")
+	flag.StringVar(&o.AcceptEncoding, "accept-encoding", "", "send this Accept-Encoding (e.g. gzip, zstd) and decode gzip and zstd streams; empty: none")
+	flag.BoolVar(&o.JSON, "json", false, "produce JSON values of about 200 B (an item with id, name, price, status, updatedAt, tags) instead of a short line")
 	worker := flag.Bool("worker", false, "internal: run as a worker of -procs, driven over stdin/stdout")
 	stalled := flag.Int("stalled", 0, "internal: with -worker, connections never read")
 	sourceSet := flag.Int("source-set", 0, "internal: with -worker, its loopback source addresses are 127.N.0.2, ...")
@@ -63,7 +65,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *worker {
-		do := sseload.DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: *stalled, PerSource: o.PerSource, SourceSet: *sourceSet}
+		do := sseload.DialOptions{URLs: []string{o.URL}, Clients: o.Clients, Stalled: *stalled, PerSource: o.PerSource, SourceSet: *sourceSet, AcceptEncoding: o.AcceptEncoding}
 		if err := sseload.RunWorker(ctx, do, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "sseload worker:", err)
 			os.Exit(1)
