@@ -116,7 +116,7 @@ func Store(enc Encoding, plain []byte) Chunk {
 		c.Data = appendStoredDeflate(make([]byte, 0, storedDeflateSize(len(plain))), plain)
 		return c
 	case Zstd:
-		return Chunk{Data: appendStoredZstd(nil, plain), Len: len(plain), Enc: Zstd}
+		return Chunk{Data: appendStoredZstd(make([]byte, 0, storedZstdSize(len(plain))), plain), Len: len(plain), Enc: Zstd}
 	}
 	return Chunk{Data: plain, Len: len(plain), Enc: Identity}
 }
@@ -268,6 +268,12 @@ const (
 	maxZstdRawBlock  = 128 << 10
 	zstdSingleSegmnt = 1 << 5
 )
+
+// storedZstdSize is what appendStoredZstd appends for n bytes, at most: a
+// frame header of up to 10 bytes per frame, 3 per block.
+func storedZstdSize(n int) int {
+	return n + 10*((n+maxZstdFrame-1)/maxZstdFrame) + 3*((n+maxZstdRawBlock-1)/maxZstdRawBlock)
+}
 
 // appendStoredZstd appends plain as zstd frames of raw blocks.
 func appendStoredZstd(dst, plain []byte) []byte {
