@@ -42,10 +42,8 @@ type client struct {
 	auth        *authStream // a guarded stream's expiry (renew.go)
 	// cs is its stream's framing in its coding (coding.go), used by
 	// whoever writes the stream: the setup until the client is live (no
-	// sink yet), then its sink's writer, under mu. cm counts the markers
-	// it makes into chunks (nil: none).
+	// sink yet), then its sink's writer, under mu.
 	cs compress.Stream
-	cm *codingMetrics
 }
 
 // queued is a frame waiting for one client: buf holds the frame (shared by

@@ -107,7 +107,8 @@ func (c *client) appendChunkLocked(bufs [][]byte, ch *compress.Chunk) [][]byte {
 
 // framedLocked returns the frames of q as buffers to write, in a pooled
 // list (putIovecs once written), framed by the client's stream: a frame
-// of its coding as its chunk, a marker (made for this client) stored now.
+// of its coding as its chunk, a marker (made for this client) stored now
+// (not counted in the compressed bytes: those are the shared chunks).
 // The caller holds c.mu and writes them, in order, before anything else.
 func (c *client) framedLocked(q []queued) *iovecs {
 	iv := iovecPool.Get().(*iovecs)
@@ -121,7 +122,7 @@ func (c *client) framedLocked(q []queued) *iovecs {
 	for i := range q {
 		ch := q[i].ch
 		if ch == nil || ch.Enc != enc {
-			made := c.cm.store(enc, q[i].frame())
+			made := compress.Store(enc, q[i].frame())
 			ch = &made
 		}
 		iv.bufs = c.appendChunkLocked(iv.bufs, ch)
@@ -139,7 +140,7 @@ func (c *client) wire(plain []byte) []byte {
 	if enc == compress.Identity {
 		return plain
 	}
-	return c.cs.Append(nil, c.cm.store(enc, plain))
+	return c.cs.Append(nil, compress.Store(enc, plain))
 }
 
 // keepAliveLocked is the keep-alive comment, queued as a chunk of the
@@ -175,7 +176,7 @@ func (c *client) endLocked(final []byte) []byte {
 	}
 	b := make([]byte, 0, len(final)+16+compress.EndLen)
 	if len(final) > 0 {
-		b = c.cs.Append(b, c.cm.store(enc, final))
+		b = c.cs.Append(b, compress.Store(enc, final))
 	}
 	return c.cs.End(b)
 }

@@ -110,7 +110,7 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, rt *route.Route
 	}
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	st.c = newClient(s.cfg.MaxQueue, s.cfg.MaxQueueBytes)
-	st.c.cs, st.c.cm = compress.NewStream(enc), s.e.codings
+	st.c.cs = compress.NewStream(enc)
 	st.c.cancelSetup = st.cancel // a drain ends a stream still in its setup
 	live, ok := st.join(topic)
 	if !ok {

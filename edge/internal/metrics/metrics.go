@@ -97,7 +97,7 @@ func New(reg prometheus.Registerer) *Edge {
 		Resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state page), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
 		CompressedRaw: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "compressed_raw_bytes_total",
-			Help: "Bytes compressed (or framed) once for every client of a coding, before: state pages, resumes, live frames, markers, JSON values; by coding (gzip, zstd)."}, []string{"coding"}),
+			Help: "Bytes compressed (or framed) once for every client of a coding, before: state pages, resumes, live frames, JSON values; by coding (gzip, zstd)."}, []string{"coding"}),
 		CompressedWire: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "compressed_wire_bytes_total",
 			Help: "What compressed_raw_bytes_total came to on the wire (each chunk counted once, however many clients it was sent to), by coding."}, []string{"coding"}),
 		StreamsByCoding: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "streams_by_coding_total",
