@@ -62,7 +62,7 @@ type sseConfig struct {
 	Writers int `yaml:"writers"`
 	// Compression is the content codings offered, in order of preference
 	// ([zstd, gzip] when left out); off: none.
-	Compression codingList `yaml:"compression"`
+	Compression codingList `yaml:"compression,omitempty"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
@@ -496,6 +496,9 @@ func (l *codingList) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the list as it is read: "off" for identity only.
 func (l codingList) MarshalYAML() (any, error) {
+	if l == nil {
+		return nil, nil // left out
+	}
 	if len(l) == 1 && l[0] == "identity" {
 		return "off", nil
 	}
