@@ -318,6 +318,20 @@ func TestStreamCodingIsNegotiated(t *testing.T) {
 		c.close()
 	}
 
+	// A refusal, before any stream starts, is never compressed.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.edge.Drain(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	refused := s.connectCoded("/tasks", "gzip, zstd", nil)
+	if refused.coding != "" {
+		t.Fatalf("a refusal: Content-Encoding %q", refused.coding)
+	}
+	if _, err := refused.next(10 * time.Second); err != errStreamEnded || !strings.Contains(refused.rawStream(), "retry:") {
+		t.Fatalf("a refusal: %q (%v), want its retry", refused.rawStream(), err)
+	}
+
 	off := newStack(t, stackOptions{edgeCfg: func(c *edge.Config) { c.Compression = []string{"identity"} }})
 	off.produce("tasks", rec(0, "a", jsonValue(1, 0)))
 	c := off.connectCoded("/tasks", "gzip, zstd", nil)
