@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -151,6 +152,16 @@ func sameCodedEvents(t *testing.T, what string, got, want []event) {
 func jsonValue(i, rev int) string {
 	return fmt.Sprintf(`{"id":"task-%05d","title":"Ship the quarterly report for region %d","status":"open","owner":{"name":"user%d","team":"team-%d"},"priority":%d,"labels":["ops","finance"],"rev":%d}`,
 		i, i%17, i%97, i%7, i%5, rev)
+}
+
+// realisticValue is a ~200 B JSON value with what real ones have that
+// repeats less: a random id, a timestamp, an amount, a few words.
+func realisticValue(rng *rand.Rand, i int) string {
+	words := []string{"invoice", "shipment", "refund", "review", "north", "south", "urgent", "blocked", "customer", "vendor", "audit", "backlog", "release", "hotfix", "quarterly", "migration"}
+	title := words[rng.IntN(len(words))] + " " + words[rng.IntN(len(words))] + " " + words[rng.IntN(len(words))]
+	return fmt.Sprintf(`{"id":"%016x%016x","seq":%d,"title":"%s","status":"%s","owner":"user%d@example.com","amount":%.2f,"updatedAt":"2026-%02d-%02dT%02d:%02d:%02dZ","tags":["%s","%s"]}`,
+		rng.Uint64(), rng.Uint64(), i, title, []string{"open", "doing", "done", "blocked"}[rng.IntN(4)], rng.IntN(5000),
+		rng.Float64()*10000, 1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), words[rng.IntN(len(words))], words[rng.IntN(len(words))])
 }
 
 // next n dispatched or retry events of c.
@@ -349,9 +360,10 @@ func TestCompressedStatePartIsSeveralFoldSmaller(t *testing.T) {
 	}
 	s := newStack(t, stackOptions{})
 	const keys = 10000
+	rng := rand.New(rand.NewPCG(1, 2))
 	recs := make([]*kgo.Record, 0, keys)
 	for i := range keys {
-		recs = append(recs, rec(int32(i%3), fmt.Sprintf("task-%05d", i), jsonValue(i, 0)))
+		recs = append(recs, rec(int32(i%3), fmt.Sprintf("task-%05d", i), realisticValue(rng, i)))
 	}
 	s.produceToKafka("tasks", recs...)
 	for p := range int32(3) {
