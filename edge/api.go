@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"fmt"
+
 	"github.com/ssekafka/ssekafka/edge/internal/hub"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
 	"github.com/ssekafka/ssekafka/guard"
@@ -29,8 +31,8 @@ type RouteConfig struct {
 	// Its expressions ${guarded['NAME'].identity} and
 	// ${guarded['NAME'].attributes.x} may be used in the topic and filters.
 	Guarded map[string][]string
-	// Compression is the route's codings, as Config.Compression. Default
-	// nil: the edge's.
+	// Compression is the content codings the route's streams offer, as
+	// Config.Compression; nil: the edge's.
 	Compression []string
 }
 
@@ -47,7 +49,12 @@ type Route struct{ r *route.Route }
 // captured by every path of the route; ${guarded['NAME']...} needs the route
 // to be guarded by NAME.
 func CompileRoute(rc RouteConfig) (*Route, error) {
-	c := route.Config{Paths: rc.Paths, Topic: rc.Topic, TopicPattern: rc.TopicPattern, EventID: rc.EventID, Guarded: rc.Guarded}
+	codings, err := parseCodings(rc.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("route compression: %w", err)
+	}
+	c := route.Config{Paths: rc.Paths, Topic: rc.Topic, TopicPattern: rc.TopicPattern, EventID: rc.EventID, Guarded: rc.Guarded,
+		Compression: codings}
 	for _, f := range rc.Filters {
 		c.Filters = append(c.Filters, route.FilterConfig{Key: f.Key, Headers: f.Headers})
 	}

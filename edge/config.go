@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -184,19 +185,21 @@ type Config struct {
 	// goroutine per client, as on HTTP/2. Default false: HTTP/1.x streams
 	// are hijacked and cost no goroutine while idle.
 	NoHijack bool
-	// KeyReads bounds what per-key JSON reads cost (keyreadlimit.go).
+	// KeyReads bounds what per-key JSON reads cost (edge/internal/keyread).
 	KeyReads KeyReadLimits
+	// Compression is the content codings the edge offers streams and JSON
+	// reads, in its order of preference, negotiated from each request's
+	// Accept-Encoding ("identity", "gzip", "zstd"): each shared encoding
+	// (a state page, a resume, a live frame, a value) is compressed once
+	// per coding, not per client. A route's Compression overrides it for
+	// its streams. Default ["zstd", "gzip"]; ["identity"]: off.
+	Compression []string
 	// Guards are the guards routes may name in Guarded, with where requests
 	// carry their tokens. Default: none.
 	Guards map[string]Authorization
 	// CORS lets pages of other origins use the edge. Default nil: no CORS
 	// headers, so a browser lets only same-origin pages read the streams.
 	CORS *CORS
-	// Compression lists the content codings streams are sent in ("gzip",
-	// "zstd", "identity"), in the edge's order of preference, negotiated
-	// per request from Accept-Encoding (issue 24). Default nil: ["zstd",
-	// "gzip"]; ["identity"]: off.
-	Compression []string
 	// Now is the clock for position times. Default time.Now.
 	Now func() time.Time
 	// Logger receives the edge's logs. Default: discard.
@@ -243,8 +246,9 @@ func DefaultConfig() Config {
 		ReleaseAfterBurst:   1000,
 		KeyReads: KeyReadLimits{MinRate: 64 << 10, MaxBytes: 256 << 20, MaxBytesPerIP: 64 << 20,
 			RatePerIP: 100, CacheRequestsPerIP: 2000},
-		Now:    time.Now,
-		Logger: slog.New(slog.DiscardHandler),
+		Compression: slices.Clone(defaultCompression),
+		Now:         time.Now,
+		Logger:      slog.New(slog.DiscardHandler),
 	}
 	c.derive()
 	return c
@@ -317,6 +321,9 @@ func (c Config) WithDefaults() Config {
 	confcheck.OrDefault(&c.KeyReads.RatePerIP, d.KeyReads.RatePerIP)
 	confcheck.OrDefault(&c.KeyReads.CacheRequestsPerIP, d.KeyReads.CacheRequestsPerIP)
 	confcheck.OrDefault(&c.Logger, d.Logger)
+	if c.Compression == nil {
+		c.Compression = d.Compression
+	}
 	if c.Now == nil {
 		c.Now = d.Now
 	}
@@ -354,6 +361,9 @@ func (c *Config) validate() error {
 		return &ConfigError{Component: "edge", Field: "Retry", Rule: "must be whole milliseconds", Value: c.Retry.String()}
 	}
 	if err := confcheck.SubjectPrefix("edge", c.SubjectPrefix); err != nil {
+		return err
+	}
+	if err := c.checkCompression(); err != nil {
 		return err
 	}
 	for i, p := range c.TrustedProxies {

@@ -64,6 +64,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"StateWriteTimeout":    func(c *Config) { c.StateWriteTimeout = -time.Second },
 		"StateMinRate":         func(c *Config) { c.StateMinRate = -1 },
 		"TrustedProxies[1]":    func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}} },
+		"Compression":          func(c *Config) { c.Compression = []string{"deflate"} },
 	} {
 		c := Config{NATS: &nats.Conn{}}
 		tweak(&c)
@@ -199,6 +200,9 @@ func TestConfigValidationTable(t *testing.T) {
 		{func(c *Config) { c.KeyReads.CacheRequestsPerIP = math.Inf(1) }, "KeyReads.CacheRequestsPerIP: must be -1 (Off: none)"},
 		{func(c *Config) { c.SubjectPrefix = "a.>" }, `SubjectPrefix: must be a NATS subject prefix (no spaces, '*' or '>'), not "a.>"`},
 		{func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}} }, "TrustedProxies[1]: must be a valid prefix"},
+		{func(c *Config) { c.Compression = []string{"gzip", "br"} }, "Compression: must list identity, gzip or zstd, each once (identity alone: off), not [gzip, br]"},
+		{func(c *Config) { c.Compression = []string{"gzip", "gzip"} }, "Compression: must list identity, gzip or zstd, each once"},
+		{func(c *Config) { c.Compression = []string{} }, "Compression: must list identity, gzip or zstd, each once (identity alone: off), not []"},
 	} {
 		var c Config
 		tc.set(&c)

@@ -101,7 +101,7 @@ func hubConfig(c *Config, log *slog.Logger) hub.Config {
 		ProbeInterval: c.ProbeInterval, FeedLinger: c.FeedLinger, ResumeRingBytes: c.ResumeRingBytes,
 		FeedMemoryBytes: c.FeedMemoryBytes, ResumeRingAge: c.ResumeRingAge,
 		StateWriteTimeout: c.StateWriteTimeout, StateMinRate: c.StateMinRate, NoHijack: c.NoHijack,
-		KeyReads: keyread.Limits(c.KeyReads), Guards: hubGuards(c.Guards), Sharing: c.sharing,
+		KeyReads: keyread.Limits(c.KeyReads), Guards: hubGuards(c.Guards), Sharing: c.sharing, Compression: c.hubCompression(),
 		Now: c.Now, Log: log, Registerer: c.Registerer,
 	}
 }

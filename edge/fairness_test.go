@@ -188,6 +188,7 @@ func openNonReader(t *testing.T, s *stack, h2 bool) {
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/tasks", nil)
 	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Accept-Encoding", "identity") // the 8 MB as they are: compressed they would fit the window
 	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,9 @@ type sseConfig struct {
 	MaxQueueBytes int `yaml:"maxQueueBytes"`
 	// Writers is how many goroutines write a topic's live streams; 0: GOMAXPROCS.
 	Writers int `yaml:"writers"`
+	// Compression is the content codings offered, in order of preference
+	// ([zstd, gzip] when left out); off: none.
+	Compression codingList `yaml:"compression,omitempty"`
 	// SetupConcurrency bounds streams in their state part at once; more wait.
 	SetupConcurrency int `yaml:"setupConcurrency"`
 	// ReleaseAfterBurst: streams started before free memory is returned to the OS; -1: never.
@@ -465,6 +468,41 @@ func (d offDuration) MarshalYAML() (any, error) {
 		return "off", nil
 	}
 	return time.Duration(d).String(), nil
+}
+
+// codingList is sse.compression: a list of content codings, or "off"
+// (identity only).
+type codingList []string
+
+func (l *codingList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		*l = nil // left out: the default
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && (n.Value == "off" || n.Value == "false") {
+		*l = codingList{"identity"}
+		return nil
+	}
+	var v []string
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	if v == nil {
+		v = []string{} // an empty list: edge.Config.Validate names it
+	}
+	*l = v
+	return nil
+}
+
+// MarshalYAML writes the list as it is read: "off" for identity only.
+func (l codingList) MarshalYAML() (any, error) {
+	if l == nil {
+		return nil, nil // left out
+	}
+	if len(l) == 1 && l[0] == "identity" {
+		return "off", nil
+	}
+	return []string(l), nil
 }
 
 // retry is sse.retry as edge.Config.Retry: 0 is edge.Off ("retry:0").

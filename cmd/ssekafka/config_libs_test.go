@@ -16,6 +16,8 @@ func TestLibraryErrorsNameTheYAMLField(t *testing.T) {
 		{"sse:\n  retry: 5000\n  retryMax: 8000\n", "line 3: sse.retryMax: must be 0 (the default, 30s, or twice sse.retry if more) or at least twice sse.retry (10s), not 8s"},
 		{"sse:\n  feedMemoryBytes: 1000\n", "line 2: sse.feedMemoryBytes: must be -1 (Off: no bound), 0 (the default, 256 MiB) or at least 1048576, not 1000"},
 		{"sse:\n  writers: 2000\n", "line 2: sse.writers: must be at most 1024, not 2000"},
+		{"sse:\n  compression: [gzip, brotli]\n", "line 2: sse.compression: must list identity, gzip or zstd, each once (identity alone: off), not [gzip, brotli]"},
+		{"sse:\n  compression: []\n", "line 2: sse.compression: must list identity, gzip or zstd, each once (identity alone: off), not []"},
 		{"sse:\n  setupPerAddress: -3\n", "line 2: sse.setupPerAddress: must be -1 (Off: no share), 0 (the default, a quarter of sse.setupConcurrency, or no share where sse.maxConnectionsPerIP is Off) or more, not -3"},
 		{"sse:\n  keyReads:\n    minRate: -2\n", "line 3: sse.keyReads.minRate: must be -1 (Off: each write within WriteTimeout), 0 (the default, 64 KiB) or more, not -2"},
 		{"nats:\n  prefix: 'a.*'\n", `line 2: nats.prefix: must be a NATS subject prefix (no spaces, '*' or '>'), not "a.*"`},
@@ -85,4 +87,28 @@ func yamlPathExists(typ reflect.Type, path string) bool {
 		}
 	}
 	return true
+}
+
+// sse.compression is a list of codings, or off (identity only); left out,
+// the edge's default, which validate --print shows.
+func TestYAMLCompression(t *testing.T) {
+	for _, tc := range []struct {
+		yaml      string
+		edge, eff []string
+	}{
+		{"sse: {}\n", nil, []string{"zstd", "gzip"}},
+		{"sse:\n  compression: off\n", []string{"identity"}, []string{"identity"}},
+		{"sse:\n  compression: [gzip]\n", []string{"gzip"}, []string{"gzip"}},
+	} {
+		cfg, err := parseConfig([]byte(tc.yaml), false)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := cfg.edgeConfig().Compression; !reflect.DeepEqual(got, tc.edge) {
+			t.Errorf("%q: edge.Config.Compression %q, want %q", tc.yaml, got, tc.edge)
+		}
+		if got := []string(cfg.effective().SSE.Compression); !reflect.DeepEqual(got, tc.eff) {
+			t.Errorf("%q: effective sse.compression %q, want %q", tc.yaml, got, tc.eff)
+		}
+	}
 }

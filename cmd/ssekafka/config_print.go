@@ -98,6 +98,7 @@ func (s *sseConfig) setFrom(c edge.Config) {
 	s.RetryMax = int(c.RetryMax / time.Millisecond)
 	s.Ready = !c.NoReady
 	s.MaxQueue, s.MaxQueueBytes, s.Writers = c.MaxQueue, c.MaxQueueBytes, c.Writers
+	s.Compression = codingList(c.Compression)
 	s.SetupConcurrency, s.SetupQueue = c.SetupConcurrency, c.SetupQueue
 	s.SetupPerAddress, s.SetupQueuePerAddress = c.SetupPerAddress, c.SetupQueuePerAddress
 	s.StateWriteTimeout, s.StateMinRate = c.StateWriteTimeout, c.StateMinRate

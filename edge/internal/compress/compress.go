@@ -105,7 +105,8 @@ func Compress(enc Encoding, plain []byte) Chunk {
 }
 
 // Store frames plain in coding enc without compressing it: stored deflate
-// blocks (5 bytes each per 64 KiB) or zstd frames of raw blocks (about 10
+// blocks (5 bytes each per 64 KiB, and 5 for the empty block that ends
+// them, see syncFlush) or zstd frames of raw blocks (about 10
 // bytes, 3 more per 128 KiB). It costs a copy and a CRC, no compressor:
 // the choice for a small live frame that compression would not shrink.
 func Store(enc Encoding, plain []byte) Chunk {
@@ -115,7 +116,7 @@ func Store(enc Encoding, plain []byte) Chunk {
 		c.Data = appendStoredDeflate(make([]byte, 0, storedDeflateSize(len(plain))), plain)
 		return c
 	case Zstd:
-		return Chunk{Data: appendStoredZstd(nil, plain), Len: len(plain), Enc: Zstd}
+		return Chunk{Data: appendStoredZstd(make([]byte, 0, storedZstdSize(len(plain))), plain), Len: len(plain), Enc: Zstd}
 	}
 	return Chunk{Data: plain, Len: len(plain), Enc: Identity}
 }
@@ -234,12 +235,20 @@ func (p *zstdPool) compress(plain []byte) Chunk {
 const maxStored = 0xffff
 
 func storedDeflateSize(n int) int {
-	return n + 5*((n+maxStored-1)/maxStored)
+	return n + 5*((n+maxStored-1)/maxStored) + len(syncFlush)
 }
+
+// syncFlush is an empty stored block, what a sync flush ends with. A
+// stored chunk ends with one too: Go's compress/flate reader (net/http's
+// transparent gzip) hands out a stored block's bytes only once it meets
+// the next empty one (or its window fills), so without it a live frame
+// would wait in a Go client until the next compressed chunk.
+var syncFlush = [5]byte{0, 0, 0, 0xff, 0xff}
 
 // appendStoredDeflate appends plain as stored deflate blocks, none final:
 // a header byte (BFINAL 0, BTYPE 00, padded to the byte), LEN and NLEN
-// (RFC 1951 3.2.4). Every block starts and ends on a byte boundary.
+// (RFC 1951 3.2.4), then an empty one (syncFlush). Every block starts and
+// ends on a byte boundary.
 func appendStoredDeflate(dst, plain []byte) []byte {
 	for len(plain) > 0 {
 		n := min(len(plain), maxStored)
@@ -247,7 +256,7 @@ func appendStoredDeflate(dst, plain []byte) []byte {
 		dst = append(dst, plain[:n]...)
 		plain = plain[n:]
 	}
-	return dst
+	return append(dst, syncFlush[:]...)
 }
 
 // The zstd framing of a stored chunk (RFC 8878 3.1.1): single-segment
@@ -259,6 +268,12 @@ const (
 	maxZstdRawBlock  = 128 << 10
 	zstdSingleSegmnt = 1 << 5
 )
+
+// storedZstdSize is what appendStoredZstd appends for n bytes, at most: a
+// frame header of up to 10 bytes per frame, 3 per block.
+func storedZstdSize(n int) int {
+	return n + 10*((n+maxZstdFrame-1)/maxZstdFrame) + 3*((n+maxZstdRawBlock-1)/maxZstdRawBlock)
+}
 
 // appendStoredZstd appends plain as zstd frames of raw blocks.
 func appendStoredZstd(dst, plain []byte) []byte {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/tier"
 	"github.com/ssekafka/ssekafka/proto"
@@ -127,8 +128,20 @@ type sharedPage struct {
 }
 
 type encodedPage struct {
-	frames []byte
+	frames []byte // identity, or while being encoded: the plain frames
 	events int
+	chunk  compress.Chunk // sealed in a coding (statePart.seal): what is sent
+}
+
+// size is the bytes it holds.
+func (ep *encodedPage) size() int { return len(ep.frames) + len(ep.chunk.Data) }
+
+// wire is what is sent of it, as a chunk.
+func (ep *encodedPage) wire() compress.Chunk {
+	if ep.chunk.Enc != compress.Identity {
+		return ep.chunk
+	}
+	return compress.Chunk{Data: ep.frames, Len: len(ep.frames)}
 }
 
 // maxPageEncodings bounds the encodings kept per shared page.
@@ -153,12 +166,12 @@ func (sp *sharedPage) keep(key string, ep encodedPage) {
 		return
 	}
 	if m := sp.mem; m != nil {
-		n := int64(len(ep.frames))
+		n := int64(ep.size())
 		if m.limit > 0 && m.used.Load()+n > m.limit {
 			return // the feed memory budget (budget.go)
 		}
 		m.used.Add(n)
-		sp.encBytes += len(ep.frames)
+		sp.encBytes += ep.size()
 	}
 	sp.enc[key] = ep
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 )
 
@@ -36,8 +37,13 @@ type client struct {
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc
 	dirty       bool        // frames queued since the sink's last flush
+	ended       bool        // its stream's end was taken (endLocked): nothing more is written
 	shard       uint16      // its writer (writers.go), set as it joins its feed; in dirty's padding
 	auth        *authStream // a guarded stream's expiry (renew.go)
+	// cs is its stream's framing in its coding (coding.go), used by
+	// whoever writes the stream: the setup until the client is live (no
+	// sink yet), then its sink's writer, under mu.
+	cs compress.Stream
 }
 
 // queued is a frame waiting for one client: buf holds the frame (shared by
@@ -47,6 +53,10 @@ type queued struct {
 	buf      []byte
 	frameLen uint32
 	keyed    bool // false: never conflated (markers, records without a key)
+	// ch is the frame as a chunk of its view's coding, made once for the
+	// view (feed.encode); nil in identity, and for a marker, which is
+	// framed as it is written (client.framedLocked).
+	ch *compress.Chunk
 }
 
 // marker is an unkeyed frame: ready, keep-alive.
@@ -135,8 +145,8 @@ func (c *client) push(partition int32, offset int64, q queued) (conflated int, d
 
 // dropLocked drops every queued and pending frame. The caller holds c.mu.
 func (c *client) dropLocked() {
-	if iv := c.takeLocked(); iv != nil {
-		putIovecs(iv)
+	if len(c.queue) > 0 {
+		c.releaseQueueLocked() // not framed: the stream's CRC counts what is written only
 	}
 	c.pending, c.pendingBytes, c.pendingLargest = nil, 0, 0
 }
@@ -216,14 +226,20 @@ func (c *client) takeLocked() *iovecs {
 	if len(c.queue) == 0 {
 		return nil
 	}
-	iv := frameBufs(c.queue)
+	iv := c.framedLocked(c.queue)
+	c.releaseQueueLocked()
+	return iv
+}
+
+// releaseQueueLocked empties the queue and gives its array back to the
+// pool. The caller holds c.mu.
+func (c *client) releaseQueueLocked() {
 	clear(c.queue)
 	if c.qptr != nil {
 		*c.qptr = c.queue[:0]
 		queuePool.Put(c.qptr)
 	}
 	c.queue, c.qptr, c.queueBytes = nil, nil, 0
-	return iv
 }
 
 // nextLocked is what a writer of a hijacked connection does next: write
@@ -239,16 +255,25 @@ func (c *client) nextLocked() (frames *iovecs, overflow bool, closing reason.Rea
 	return c.takeLocked(), false, reason.Unknown
 }
 
-// finalLocked returns, once, the frame a closing client is to be sent
-// last, dropping what is queued; nil if none. The caller holds c.mu.
+// finalLocked returns, once, what a client closed cleanly is sent last,
+// dropping what is queued: its final frame, then its stream's end (the gzip
+// trailer); nil if none. A client that hung up, or whose write failed,
+// gets nothing more. The caller holds c.mu.
 func (c *client) finalLocked() *iovecs {
-	if c.closing == reason.Unknown || c.final == nil || c.overflow {
+	if c.closing == reason.Unknown || c.overflow || c.ended || c.closing == reason.Hangup || c.closing == reason.WriteFailed {
 		return nil
 	}
-	c.dropLocked()
-	iv := iovecPool.Get().(*iovecs)
-	iv.bufs = append(iv.bufs, c.final)
+	if c.final == nil && c.cs.Encoding() == compress.Identity {
+		return nil
+	}
+	b := c.endLocked(c.final)
 	c.final = nil
+	c.dropLocked()
+	if len(b) == 0 {
+		return nil
+	}
+	iv := iovecPool.Get().(*iovecs)
+	iv.bufs = append(iv.bufs, b)
 	return iv
 }
 
@@ -270,16 +295,6 @@ func (c *client) take() (frames *iovecs, overflow bool, closing reason.Reason) {
 type iovecs struct{ bufs [][]byte }
 
 var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
-
-// frameBufs returns the frames of q as buffers to write, in a pooled list:
-// put it back with putIovecs once written.
-func frameBufs(q []queued) *iovecs {
-	iv := iovecPool.Get().(*iovecs)
-	for i := range q {
-		iv.bufs = append(iv.bufs, q[i].frame())
-	}
-	return iv
-}
 
 func putIovecs(iv *iovecs) {
 	if iv == nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
@@ -70,6 +71,8 @@ type feed struct {
 	stopped   bool
 	asks      []*wordAsk // per partition, awaitWord's last head request
 	shards    feedShards // which writer writes each client (writers.go)
+	// chunks: a frame's chunk of a coding is carved from it (liveChunk).
+	chunks []compress.Chunk
 
 	encMu    sync.Mutex // a leaf; guards the frames encoded from the ring
 	enc      map[string]encodedPage
@@ -228,7 +231,33 @@ func (f *feed) encode(format frameFormat, rec *proto.Record) queued {
 	start := len(f.slab)
 	f.slab = append(f.slab, f.scratch...)
 	f.slab = append(f.slab, rec.Key...)
-	return queued{buf: f.slab[start:len(f.slab):len(f.slab)], frameLen: uint32(len(f.scratch)), keyed: !rec.KeyNull}
+	q := queued{buf: f.slab[start:len(f.slab):len(f.slab)], frameLen: uint32(len(f.scratch)), keyed: !rec.KeyNull}
+	if format.enc != compress.Identity {
+		q.ch = f.liveChunk(format.enc, f.scratch)
+	}
+	return q
+}
+
+// chunkSlab is how many chunks a block of the feed's chunk slab holds.
+const chunkSlab = 256
+
+// liveChunk makes a live frame into a chunk of enc, once for every client
+// of its view: stored, or compressed when long enough to gain. Each chunk
+// stands alone (conflation drops frames per client, and each client's
+// stream combines the CRCs of those it sends). It is carved from the
+// feed's chunk slab, as frames are from its slab. The caller holds f.mu.
+func (f *feed) liveChunk(enc compress.Encoding, frame []byte) *compress.Chunk {
+	if len(f.chunks) == cap(f.chunks) {
+		f.chunks = make([]compress.Chunk, 0, chunkSlab)
+	}
+	var ch compress.Chunk
+	if len(frame) >= liveCompressMin {
+		ch = f.e.codings.compress(enc, frame)
+	} else {
+		ch = f.e.codings.store(enc, frame)
+	}
+	f.chunks = append(f.chunks, ch)
+	return &f.chunks[len(f.chunks)-1]
 }
 
 // flushDirty flushes the sink of each client queued to since the last

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -16,19 +17,32 @@ import (
 // frameFormat is how a view's record events are written: the id's format
 // and, for clients that asked for Zilla's timestamp extension, a
 // "timestamp:" line first. Views differ by it (the view key), so each
-// record is encoded once per format.
+// record is encoded once per format. enc is the content coding its streams
+// are sent in (coding.go): a view's frames are made into chunks of it once.
 type frameFormat struct {
 	id        proto.IDFormat
 	timestamp bool
+	enc       compress.Encoding
 }
 
 // viewKey names the view of a route's clients with the same filters and
-// frame format.
+// frame format. A coding other than identity is a letter before the route
+// (its digits), the timestamp extension a "t" after it.
 func (ff frameFormat) viewKey(route int, filterKey string) string {
-	if ff.timestamp {
-		return strconv.Itoa(route) + "t" + filterKey
+	key := strconv.Itoa(route)
+	switch ff.enc {
+	case compress.Identity:
+	case compress.Gzip:
+		key = "g" + key
+	case compress.Zstd:
+		key = "z" + key
+	default:
+		key = "e" + strconv.Itoa(int(ff.enc)) + "." + key
 	}
-	return strconv.Itoa(route) + filterKey
+	if ff.timestamp {
+		return key + "t" + filterKey
+	}
+	return key + filterKey
 }
 
 // contentType is the stream's Content-Type: Zilla echoes the extension.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/keyread"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
@@ -62,6 +63,9 @@ type Config struct {
 	// Sharing decides when a stream is served from what others share (the
 	// resume ring, pages answered lately); zero: resume.ShareWhenCrowded.
 	Sharing resume.Sharing
+	// Compression is the content codings streams and JSON reads offer, in
+	// order of preference (a route's own, if any, for its streams).
+	Compression []compress.Encoding
 
 	Now        func() time.Time
 	Log        *slog.Logger // rate-limited
@@ -88,6 +92,7 @@ type Hub struct {
 	lookups *topicLookups  // lookups of topics the edge does not know (lookup.go)
 	feedMem feedMemory     // what feeds keep, against FeedMemoryBytes (budget.go)
 	writers writers        // write feeds' live clients (writers.go)
+	codings *codingMetrics // compressed bytes and streams by coding (coding.go); nil: none
 }
 
 // New builds a hub; acc is the edge's accept path, m its metrics.
@@ -105,12 +110,14 @@ func New(cfg Config, acc *accept.Server, m *metrics.Edge) (*Hub, error) {
 		done:     make(chan struct{}),
 	}
 	h.writers.init(cfg.Writers, h.done)
+	h.codings = newCodingMetrics(m)
 	h.streams = newStreamer(h)
 	h.lookups = newTopicLookups(m, h.log, cfg.Clock)
 	h.cache.setUp(&h.cfg, cfg.Clock, m, h.lookups)
 	h.keys = keyread.New(keyread.Config{
 		Tier: keyTier{&h.cache}, Limits: cfg.KeyReads, RequestTimeout: cfg.RequestTimeout, WriteTimeout: cfg.WriteTimeout,
 		Metrics: m, Log: h.log, Clock: cfg.Clock, ClientKey: acc.ClientKey, PositionOf: h.feedPosition, Fail: h.fail,
+		Compression: cfg.Compression,
 	})
 	h.feedMem.split(&h.cache.pages, cfg.FeedMemoryBytes)
 	if err := h.startAuth(); err != nil {

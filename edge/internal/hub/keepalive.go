@@ -19,7 +19,7 @@ func (s *streamer) keepAliveLoop() {
 			idle = s.idleLive(now, idle[:0])
 			for _, lc := range idle {
 				lc.c.mu.Lock()
-				lc.c.appendLocked(marker(keepAliveFrame))
+				lc.c.appendLocked(lc.c.keepAliveLocked())
 				lc.c.mu.Unlock()
 				lc.flush()
 			}

@@ -84,7 +84,12 @@ func (lc *liveConn) flush() {
 		switch {
 		case overflow:
 			lc.s.metrics.Overflows.Inc()
-			_, _ = lc.tryWrite([][]byte{appendRetry(nil, lc.s.e.retryMs())})
+			if b := c.end(appendRetry(nil, lc.s.e.retryMs())); len(b) > 0 {
+				if rest, err := lc.tryWrite([][]byte{b}); err == nil && len(rest) > 0 {
+					go lc.writeEnd(rest, reason.FellBehind) // its socket is full: the retry and the stream's end wait
+					return
+				}
+			}
 			lc.close(reason.FellBehind, nil)
 			return
 		case closing != reason.Unknown:
@@ -149,6 +154,16 @@ func (lc *liveConn) drain(iv *iovecs, rest [][]byte) {
 		c.mu.Unlock()
 		iv, rest = next, next.bufs
 	}
+}
+
+// writeEnd writes rest, the end of a stream cut off, with a blocking
+// write under WriteTimeout, then closes the stream for r. A hang-up
+// closes the connection, which ends the write.
+func (lc *liveConn) writeEnd(rest [][]byte, r reason.Reason) {
+	_ = lc.conn.SetWriteDeadline(time.Now().Add(lc.s.cfg.WriteTimeout))
+	bufs := net.Buffers(rest)
+	_, err := bufs.WriteTo(lc.conn)
+	lc.close(r, err)
 }
 
 // tryWrite writes as much of bufs as the socket takes now and returns the rest.

@@ -323,7 +323,7 @@ func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
 	defer f.encMu.Unlock()
 	defer f.chargeEncLocked()
 	maxBytes := max(f.e.cfg.ResumeRingBytes, 0)
-	if m := &f.e.feedMem; len(enc.frames) > maxBytes || m.limit > 0 && m.used.Load()+int64(len(enc.frames)) > m.limit {
+	if m := &f.e.feedMem; enc.size() > maxBytes || m.limit > 0 && m.used.Load()+int64(enc.size()) > m.limit {
 		return
 	}
 	if f.enc == nil {
@@ -334,9 +334,10 @@ func (f *feed) keepRingEncodedLocked(key string, enc encodedPage) {
 	}
 	f.enc[key] = enc
 	f.encOrder = append(f.encOrder, key)
-	f.encBytes += len(enc.frames)
+	f.encBytes += enc.size()
 	for len(f.encOrder) > maxRingEncodings || f.encBytes > maxBytes {
-		f.encBytes -= len(f.enc[f.encOrder[0]].frames)
+		old := f.enc[f.encOrder[0]]
+		f.encBytes -= old.size()
 		delete(f.enc, f.encOrder[0])
 		f.encOrder = f.encOrder[1:]
 	}

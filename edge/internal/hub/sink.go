@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/internal/confcheck"
 	"github.com/ssekafka/ssekafka/proto"
@@ -115,7 +116,9 @@ func (w *writerSink) writeLive(ctx context.Context) (reason.Reason, error) {
 		}
 		if overflow {
 			w.s.metrics.Overflows.Inc()
-			_ = w.cw.write(appendRetry(nil, w.s.e.retryMs()))
+			if b := w.c.end(appendRetry(nil, w.s.e.retryMs())); len(b) > 0 {
+				_ = w.cw.write(b)
+			}
 			return reason.FellBehind, nil
 		}
 		if closing != reason.Unknown {
@@ -126,7 +129,7 @@ func (w *writerSink) writeLive(ctx context.Context) (reason.Reason, error) {
 			return reason.Hangup, ctx.Err()
 		case <-w.wake:
 		case <-keepAlive.C:
-			if err := w.cw.write(keepAliveFrame); err != nil {
+			if err := w.cw.write(w.c.wire(keepAliveFrame)); err != nil {
 				return reason.WriteFailed, err
 			}
 			keepAlive.Reset(ka)
@@ -187,6 +190,26 @@ type connWriter struct {
 	setDeadline func(time.Time) error
 	timeout     time.Duration
 	state       *stateWrites // during the state part: its deadlines instead of timeout
+	c           *client      // whose stream it writes: chunks go through its framing (writeChunk)
+	failed      bool         // a write failed
+}
+
+// writeChunk writes ch, a chunk of the stream's coding, after what the
+// client's stream puts before it.
+func (cw *connWriter) writeChunk(ch compress.Chunk) error {
+	var prefix []byte
+	if c := cw.c; c != nil && ch.Enc != compress.Identity {
+		c.mu.Lock()
+		prefix = c.cs.Next(ch)
+		c.mu.Unlock()
+	}
+	switch {
+	case len(prefix) == 0 && len(ch.Data) == 0:
+		return nil
+	case len(prefix) == 0:
+		return cw.write(ch.Data)
+	}
+	return cw.writeFrames([][]byte{prefix, ch.Data})
 }
 
 // parkAfter is how long a state-part write may wait for the client before
@@ -242,13 +265,21 @@ func (cw *connWriter) write(b []byte) error {
 			deadline, t := s.begin(len(b), cw.setDeadline)
 			_, err := cw.w.Write(b)
 			s.end(deadline, t, err)
-			return err
+			return cw.failedIf(err)
 		}
 		_ = cw.setDeadline(time.Now().Add(cw.timeout))
 		_, err := cw.w.Write(b)
-		return err
+		return cw.failedIf(err)
 	}
 	return cw.writeFrames([][]byte{b})
+}
+
+// failedIf notes a failed write: nothing more goes to the stream.
+func (cw *connWriter) failedIf(err error) error {
+	if err != nil {
+		cw.failed = true
+	}
+	return err
 }
 
 func (cw *connWriter) writeFrames(frames [][]byte) error {
@@ -260,10 +291,10 @@ func (cw *connWriter) writeFrames(frames [][]byte) error {
 		deadline, t := s.begin(n, cw.setDeadline)
 		err := cw.writeAll(frames)
 		s.end(deadline, t, err)
-		return err
+		return cw.failedIf(err)
 	}
 	_ = cw.setDeadline(time.Now().Add(cw.timeout))
-	return cw.writeAll(frames)
+	return cw.failedIf(cw.writeAll(frames))
 }
 
 func (cw *connWriter) writeAll(frames [][]byte) error {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
 	"github.com/ssekafka/ssekafka/proto"
@@ -110,9 +111,10 @@ func (sp *statePart) fromRing(ps *partState, recs []*proto.Record, next int64) e
 			for _, rec := range resume.LatestPerKey(recs) {
 				enc = sp.appendRecord(enc, rec, ps.p, ps.skipBelow, nil)
 			}
+			enc = sp.seal(enc)
 			sp.f.keepRingEncoded(key, enc)
 		}
-		if err := sp.cw.write(enc.frames); err != nil {
+		if err := sp.cw.writeChunk(enc.wire()); err != nil {
 			return err
 		}
 	}
@@ -207,10 +209,23 @@ func (sp *statePart) writePage(page *sharedPage, p int32, skipBelow int64, super
 		for i := range recs {
 			enc = sp.appendRecord(enc, &recs[i], p, skipBelow, superseded)
 		}
+		enc = sp.seal(enc)
 		page.keep(key, enc)
 	}
 	sp.at.Offsets[p] = recs[len(recs)-1].Offset + 1
-	return sp.cw.write(enc.frames)
+	return sp.cw.writeChunk(enc.wire())
+}
+
+// seal makes the frames just encoded into a chunk of the stream's coding:
+// compressed once for every stream that shares the encoding (its key has
+// the view's, which has the coding), the plain frames let go.
+func (sp *statePart) seal(enc encodedPage) encodedPage {
+	if sp.format.enc == compress.Identity {
+		return enc
+	}
+	enc.chunk = sp.s.e.codings.compress(sp.format.enc, enc.frames)
+	enc.frames = nil
+	return enc
 }
 
 // appendRecord appends rec's frame, when the client is to get it

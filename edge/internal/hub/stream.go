@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ssekafka/ssekafka/edge/internal/accept"
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/reason"
 	"github.com/ssekafka/ssekafka/edge/internal/resume"
@@ -73,7 +74,8 @@ type setup struct {
 	r       *http.Request
 	route   *route.Route
 	filters []route.Filter
-	format  frameFormat // the route's id format; a timestamp line if asked
+	format  frameFormat // the route's id format; a timestamp line if asked; the coding negotiated
+	vary    bool        // the route offers codings: the response varies by Accept-Encoding
 	viewKey string
 
 	ctx    context.Context
@@ -97,15 +99,18 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, rt *route.Route
 		s.e.refuse(w, reason.Draining)
 		return
 	}
-	format := frameFormat{id: rt.IDFormat(), timestamp: wantsTimestamp(r)}
+	offer := s.offer(rt)
+	enc, _ := compress.Negotiate(r.Header.Values("Accept-Encoding"), offer) // none acceptable: identity all the same (an EventSource refused never comes back)
+	format := frameFormat{id: rt.IDFormat(), timestamp: wantsTimestamp(r), enc: enc}
 	st := &setup{s: s, w: w, r: r, route: rt, filters: filters, format: format, viewKey: format.viewKey(index, filterKey),
-		endSetup: func() {}, park: func() {}}
+		vary: offersCoding(offer), endSetup: func() {}, park: func() {}}
 	defer st.finish()
 	if !st.admit() {
 		return
 	}
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	st.c = newClient(s.cfg.MaxQueue, s.cfg.MaxQueueBytes)
+	st.c.cs = compress.NewStream(enc)
 	st.c.cancelSetup = st.cancel // a drain ends a stream still in its setup
 	live, ok := st.join(topic)
 	if !ok {
@@ -291,7 +296,9 @@ func (s *streamer) aheadOfCache(ctx context.Context, f *feed, start, live proto.
 // (goSink), or the ResponseWriter (responseSink). It returns the writer of
 // the state part too.
 func (st *setup) startResponse() (*connWriter, sink) {
-	cw, conn := writeHeader(st.w, st.r, st.s.cfg, st.format.contentType())
+	st.s.e.codings.stream(st.format.enc)
+	cw, conn := writeHeader(st.w, st.r, st.s.cfg, st.format.contentType(), codingHeader{enc: st.format.enc, vary: st.vary})
+	cw.c = st.c
 	if conn == nil {
 		return cw, &responseSink{st.writerSink(cw)}
 	}
@@ -313,16 +320,22 @@ func (st *setup) writerSink(cw *connWriter) writerSink {
 // connection (net/http's buffers and goroutine are let go; the stream is
 // delimited by the connection's close) and returns it; on a connection that
 // cannot be hijacked (HTTP/2) it writes through the ResponseWriter.
-func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentType string) (*connWriter, net.Conn) {
+func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentType string, ch codingHeader) (*connWriter, net.Conn) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", "no-cache, no-transform") // a proxy must not compress again
 	h.Set("X-Accel-Buffering", "no")
+	if ch.enc != compress.Identity {
+		h.Set("Content-Encoding", ch.enc.String())
+	}
+	if ch.vary {
+		h.Add("Vary", "Accept-Encoding")
+	}
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 && !cfg.NoHijack {
 		if conn, _, err := rc.Hijack(); err == nil {
-			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: " + contentType + "\r\nCache-Control: no-cache\r\n" +
-				"X-Accel-Buffering: no\r\n" + accept.CORSLines(h) + "Connection: close\r\n\r\n"
+			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: " + contentType + "\r\nCache-Control: no-cache, no-transform\r\n" +
+				ch.lines() + "X-Accel-Buffering: no\r\n" + accept.CORSLines(h) + "Connection: close\r\n\r\n"
 			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: cfg.WriteTimeout}
 			if err := cw.write([]byte(head)); err != nil {
 				_ = conn.Close()
@@ -332,6 +345,29 @@ func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentTyp
 	}
 	w.WriteHeader(http.StatusOK)
 	return &connWriter{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: cfg.WriteTimeout}, nil
+}
+
+// codingHeader is what a stream's response header says of its coding.
+type codingHeader struct {
+	enc  compress.Encoding
+	vary bool // the route offers codings
+}
+
+// lines is its Content-Encoding line on a hijacked connection (Vary goes
+// with CORS's, accept.CORSLines).
+func (ch codingHeader) lines() string {
+	if ch.enc == compress.Identity {
+		return ""
+	}
+	return "Content-Encoding: " + ch.enc.String() + "\r\n"
+}
+
+// offer is the codings rt's streams offer: its own, or the edge's.
+func (s *streamer) offer(rt *route.Route) []compress.Encoding {
+	if o := rt.Compression(); o != nil {
+		return o
+	}
+	return s.cfg.Compression
 }
 
 // statePart writes the retry hint, the reset if any, and the state part,
@@ -347,7 +383,7 @@ func (st *setup) statePart(cw *connWriter, start resume.Start, live proto.Progre
 		s.metrics.Resets.WithLabelValues(start.Reset.Label()).Inc()
 		buf = appendReset(buf, start.Reset)
 	}
-	err := cw.write(buf)
+	err := cw.write(st.c.wire(buf))
 	var at proto.Progress
 	var kind resume.Kind
 	if err == nil {
@@ -355,12 +391,25 @@ func (st *setup) statePart(cw *connWriter, start resume.Start, live proto.Progre
 	}
 	if err != nil {
 		st.stateFailed(sw, err)
+		st.endAfterState(cw)
 		return at, false
 	}
 	if start.Resumed {
 		s.metrics.Resumes.WithLabelValues(kind.Label()).Inc()
 	}
 	return at, true
+}
+
+// endAfterState ends cleanly a stream whose state part ended other than by
+// a failed write or a hang-up (a drain, an expired token, the cache tier):
+// its client gets its stream's end (the gzip trailer), then the close.
+func (st *setup) endAfterState(cw *connWriter) {
+	if cw.failed || st.r.Context().Err() != nil {
+		return
+	}
+	if b := st.c.end(nil); len(b) > 0 {
+		_ = cw.write(b)
+	}
 }
 
 func (st *setup) stateFailed(sw *stateWrites, err error) {

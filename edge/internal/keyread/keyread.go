@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
 	"github.com/ssekafka/ssekafka/edge/internal/tier"
@@ -40,6 +41,10 @@ type Config struct {
 	ClientKey      func(*http.Request) netip.Prefix       // the address a read counts against (accept.Server.ClientKey)
 	PositionOf     func(topic string) Position            // what the edge's feed of topic may have delivered (zero: none)
 	Fail           func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
+	// Compression is the content codings offered, in order of preference:
+	// a value of at least compressMin bytes is sent in the one negotiated
+	// from Accept-Encoding, compressed once per held value and coding.
+	Compression []compress.Encoding
 }
 
 // Read answers a JSON read of the one key filters name.

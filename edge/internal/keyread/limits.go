@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
+	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/internal/confcheck"
 	"github.com/ssekafka/ssekafka/proto"
 )
@@ -209,6 +211,31 @@ type heldValue struct {
 	err   error
 	size  int // counted in valueShare.bytes while refs > 0
 	refs  int // guarded by valueShare.mu
+
+	bodyMu sync.Mutex
+	bodies [3][]byte // per compress.Encoding: the value as a whole body in it, made once (body)
+}
+
+// body is the value as a whole response body in coding enc (a gzip member,
+// zstd frames), compressed once for every read that holds it.
+func (v *heldValue) body(enc compress.Encoding, m *metrics.Edge) []byte {
+	if int(enc) >= len(v.bodies) {
+		return v.rec.Value
+	}
+	v.bodyMu.Lock()
+	defer v.bodyMu.Unlock()
+	if b := v.bodies[enc]; b != nil {
+		return b
+	}
+	ch := compress.Compress(enc, v.rec.Value)
+	s := compress.NewStream(enc)
+	b := s.End(s.Append(make([]byte, 0, len(ch.Data)+compress.EndLen), ch))
+	if m != nil && m.CompressedRaw != nil {
+		m.CompressedRaw.WithLabelValues(enc.String()).Add(float64(ch.Len))
+		m.CompressedWire.WithLabelValues(enc.String()).Add(float64(len(b)))
+	}
+	v.bodies[enc] = b
+	return b
 }
 
 // valueShare holds the values JSON reads are answering with. mu is a leaf.

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/edge/internal/metrics"
 	"github.com/ssekafka/ssekafka/edge/internal/route"
 	"github.com/ssekafka/ssekafka/edge/internal/tier"
@@ -105,6 +106,9 @@ func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filte
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-cache")
 	h.Add("Vary", "Accept") // beside CORS's Vary: Origin
+	if k.offersCoding() {
+		h.Add("Vary", "Accept-Encoding")
+	}
 	if t := found.rec.TimeMs; t > 0 {
 		h.Set("Last-Modified", time.UnixMilli(t).UTC().Format(http.TimeFormat))
 	}
@@ -119,12 +123,17 @@ func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filte
 	} else {
 		h.Set("Content-Type", "application/octet-stream") // a value that is not JSON is not called JSON
 	}
-	h.Set("Content-Length", strconv.Itoa(len(found.rec.Value)))
+	body := found.rec.Value
+	if enc := k.coding(r, len(body)); enc != compress.Identity {
+		body = held.body(enc, k.metrics)
+		h.Set("Content-Encoding", enc.String())
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
-	if err := k.writeValue(w, found.rec.Value); err != nil {
+	if err := k.writeValue(w, body); err != nil {
 		k.metrics.KeyReadsCutOff.Inc()
 		k.log.Warn("key read cut off", "topic", topic, "client", reader.String(), "bytes", len(found.rec.Value), "err", err)
 	}
@@ -430,4 +439,27 @@ func newestKey(replies []proto.KeyReply) int {
 		}
 	}
 	return best
+}
+
+// compressMin is the smallest value sent compressed: below it the framing
+// and the work gain little.
+const compressMin = 1 << 10
+
+// offersCoding reports whether reads may be sent in a coding.
+func (k *Reads) offersCoding() bool {
+	for _, e := range k.cfg.Compression {
+		if e != compress.Identity {
+			return true
+		}
+	}
+	return false
+}
+
+// coding is the coding a value of n bytes is sent in to r.
+func (k *Reads) coding(r *http.Request, n int) compress.Encoding {
+	if n < compressMin || !k.offersCoding() {
+		return compress.Identity
+	}
+	enc, _ := compress.Negotiate(r.Header.Values("Accept-Encoding"), k.cfg.Compression)
+	return enc
 }

@@ -33,6 +33,10 @@ type Edge struct {
 	TopicLookups                                *prometheus.CounterVec
 	FeedMemoryGivenBack                         prometheus.Counter
 	StateParked, StateStalled                   prometheus.Counter
+	// CompressedRaw and CompressedWire are the bytes of shared chunks
+	// before and after compression, by coding, counted once where each
+	// chunk is made; StreamsByCoding counts streams by coding.
+	CompressedRaw, CompressedWire, StreamsByCoding *prometheus.CounterVec
 }
 
 // New registers the edge's metrics with reg; a nil reg registers nothing.
@@ -92,6 +96,12 @@ func New(reg prometheus.Registerer) *Edge {
 		StateStalled:        c("state_stalled_total", "Streams cut off because the client did not take its state part within sse.stateWriteTimeout plus its size at sse.stateMinRate."),
 		Resumes: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "resumes_total",
 			Help: "Streams resumed from a Last-Event-ID, by how: ring (from memory, no state page), coalesced (state pages all shared), state (own state requests)."}, []string{"kind"}),
+		CompressedRaw: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "compressed_raw_bytes_total",
+			Help: "Bytes compressed (or framed) once for every client of a coding, before: state pages, resumes, live frames, JSON values; by coding (gzip, zstd)."}, []string{"coding"}),
+		CompressedWire: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "compressed_wire_bytes_total",
+			Help: "What compressed_raw_bytes_total came to on the wire (each chunk counted once, however many clients it was sent to), by coding."}, []string{"coding"}),
+		StreamsByCoding: f.NewCounterVec(prometheus.CounterOpts{Namespace: "ssekafka", Subsystem: "edge", Name: "streams_by_coding_total",
+			Help: "Streams started, by the content coding negotiated from Accept-Encoding (identity, gzip, zstd)."}, []string{"coding"}),
 		RingHeadRequests: c("ring_head_requests_total", "Head requests (counted in state_requests_total too) for streams of a storm that no change or head of the partition reached since they began (at most one per partition per 10 ms per feed): the ring serves only once the tier's word confirms the feed's position."),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -35,6 +36,9 @@ type Config struct {
 	// Its expressions ${guarded['NAME'].identity} and
 	// ${guarded['NAME'].attributes.x} may be used in the topic and filters.
 	Guarded map[string][]string
+	// Compression is the content codings the route's streams offer, in
+	// order of preference; nil: the edge's.
+	Compression []compress.Encoding
 }
 
 // FilterConfig matches a record by key and/or headers; values are templates.
@@ -53,6 +57,8 @@ type Route struct {
 	guard    string   // the guard's name; empty: not guarded
 	roles    []string // the roles the guard's tokens must grant
 	claims   []string // the guarded expressions its templates use: a token must have each
+	// compression is the codings its streams offer; nil: the edge's.
+	compression []compress.Encoding
 }
 
 type filterTemplate struct {
@@ -150,6 +156,7 @@ func Compile(rc Config) (*Route, error) {
 			return nil, err
 		}
 	}
+	rcomp.r.compression = slices.Clone(rc.Compression)
 	return rcomp.r, nil
 }
 
@@ -292,6 +299,10 @@ func (r *Route) Claims() []string { return r.claims }
 
 // IDFormat is the route's event id format.
 func (r *Route) IDFormat() proto.IDFormat { return r.idFormat }
+
+// Compression is the content codings the route's streams offer, in order
+// of preference; nil: the edge's.
+func (r *Route) Compression() []compress.Encoding { return r.compression }
 
 // Topic resolves the route's topic template for a request.
 func (r *Route) Topic(ctx Context) string { return r.topic.resolve(ctx) }
