@@ -466,3 +466,40 @@ func TestRouteCompressionIsChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A JSON read's coding follows its route (a route with compression off
+// reads identity), stays cheap (a HEAD compresses nothing and says no
+// length; keyread's TestLargeValuesAreReadUncompressed: a value over 1 MiB
+// goes uncompressed), and a coded body's ETag
+// is weak: another representation of the same value, which
+// If-None-Match still matches.
+func TestKeyReadCodingFollowsTheRouteAndStaysCheap(t *testing.T) {
+	s := newStack(t, stackOptions{routes: []edge.RouteConfig{
+		{Paths: []string{"/tasks/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}},
+		{Paths: []string{"/plain/{id}"}, Topic: "tasks", Filters: []edge.FilterConfig{{Key: ptr("${params.id}")}}, Compression: []string{"identity"}},
+	}})
+	big := strings.Repeat(jsonValue(1, 0), 10)
+	s.produce("tasks", rec(0, "big", big))
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	gz := http.Header{"Accept-Encoding": {"gzip"}}
+
+	status, hdr, body, _ := s.getJSONWith(client, http.MethodGet, "/plain/big", gz)
+	if status != http.StatusOK || hdr.Get("Content-Encoding") != "" || body != big || strings.Contains(strings.Join(hdr.Values("Vary"), ","), "Accept-Encoding") {
+		t.Fatalf("a route with compression off: %d, Content-Encoding %q, Vary %q, %d bytes", status, hdr.Get("Content-Encoding"), hdr.Values("Vary"), len(body))
+	}
+	strong := hdr.Get("ETag")
+
+	status, hdr, body, _ = s.getJSONWith(client, http.MethodHead, "/tasks/big", gz)
+	if status != http.StatusOK || hdr.Get("Content-Encoding") != "gzip" || hdr.Get("Content-Length") != "" || body != "" {
+		t.Fatalf("HEAD: %d, Content-Encoding %q, Content-Length %q, body %d bytes", status, hdr.Get("Content-Encoding"), hdr.Get("Content-Length"), len(body))
+	}
+	if hdr.Get("ETag") != "W/"+strong {
+		t.Fatalf("coded ETag %q, want W/%s", hdr.Get("ETag"), strong)
+	}
+	for _, inm := range []string{strong, "W/" + strong} {
+		h := http.Header{"Accept-Encoding": {"gzip"}, "If-None-Match": {inm}}
+		if status, _, _, _ := s.getJSONWith(client, http.MethodGet, "/tasks/big", h); status != http.StatusNotModified {
+			t.Fatalf("If-None-Match %s of a coded read: %d, want 304", inm, status)
+		}
+	}
+}

@@ -196,7 +196,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	filters, filterKey := rt.ResolveFilters(params)
 	if keyread.WantsJSON(r) {
-		e.hub.ReadKey(w, r, topic, filters)
+		e.hub.ReadKey(w, r, rt, topic, filters)
 		return
 	}
 	e.hub.Stream(w, r, rt, index, topic, filters, filterKey)

@@ -154,6 +154,9 @@ type routeConfig struct {
 		Event struct {
 			ID string `yaml:"id"`
 		} `yaml:"event"`
+		// Compression is the route's content codings (ours, beside Zilla's
+		// with): as sse.compression; left out, the edge's.
+		Compression codingList `yaml:"compression,omitempty"`
 	} `yaml:"with"`
 	Guarded map[string][]string `yaml:"guarded"`
 }
@@ -358,7 +361,8 @@ func (cfg *config) compileRoutes(needRoutes bool, at func(string) string) error 
 
 // edge is the route as edge.RouteConfig.
 func (rc *routeConfig) edge() edge.RouteConfig {
-	erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID, Guarded: rc.Guarded}
+	erc := edge.RouteConfig{Topic: rc.With.Topic, TopicPattern: rc.With.TopicPattern, EventID: rc.With.Event.ID, Guarded: rc.Guarded,
+		Compression: []string(rc.With.Compression)}
 	for _, w := range rc.When {
 		erc.Paths = append(erc.Paths, w.Path)
 	}

@@ -112,3 +112,23 @@ func TestYAMLCompression(t *testing.T) {
 		}
 	}
 }
+
+// A route's with.compression reaches its edge.RouteConfig (left out: nil,
+// the edge's list); a bad coding is refused with the route's line.
+func TestYAMLRouteCompression(t *testing.T) {
+	const routes = "routes:\n  - when: [{path: /a}]\n    with: {topic: a, compression: off}\n  - when: [{path: /b}]\n    with: {topic: b, compression: [gzip]}\n  - when: [{path: /c}]\n    with: {topic: c}\n"
+	cfg, err := parseConfig([]byte(routes), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	for i := range cfg.Routes {
+		got = append(got, cfg.Routes[i].edge().Compression)
+	}
+	if want := [][]string{{"identity"}, {"gzip"}, nil}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("routes' compression %q, want %q", got, want)
+	}
+	if _, err := parseConfig([]byte("routes:\n  - when: [{path: /a}]\n    with: {topic: a, compression: [lz4]}\n"), false); err == nil || !strings.Contains(err.Error(), "lz4") {
+		t.Fatalf("a bad route coding: %v", err)
+	}
+}

@@ -21,7 +21,16 @@ const numCodings = 3
 // liveCompressMin is the shortest live frame compressed: a shorter one is
 // stored (framed, not compressed). A frame of a ~200 B JSON value does not
 // compress alone (compress's BenchmarkLiveFrame), a value of kilobytes does.
-const liveCompressMin = 1 << 10
+// liveCompressMax is the longest: a live frame is made on the feed's
+// goroutine, under its lock, and an 8 MiB value took 60-75 ms to compress
+// here, which every other change of the topic would wait behind (issue
+// 21's neighbour rule); a longer frame is stored (a copy). State pages
+// and resumes, made on the streams' goroutines, are compressed whatever
+// their size.
+const (
+	liveCompressMin = 1 << 10
+	liveCompressMax = 64 << 10
+)
 
 // codingMetrics are the counters of the codings, resolved once. A nil one
 // counts nothing (tests).

@@ -251,7 +251,7 @@ func (f *feed) liveChunk(enc compress.Encoding, frame []byte) *compress.Chunk {
 		f.chunks = make([]compress.Chunk, 0, chunkSlab)
 	}
 	var ch compress.Chunk
-	if len(frame) >= liveCompressMin {
+	if len(frame) >= liveCompressMin && len(frame) <= liveCompressMax {
 		ch = f.e.codings.compress(enc, frame)
 	} else {
 		ch = f.e.codings.store(enc, frame)

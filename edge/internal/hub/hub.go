@@ -176,9 +176,10 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request, rt *route.Route, in
 	h.streams.serve(w, r, rt, index, topic, filters, filterKey)
 }
 
-// ReadKey answers a JSON read of the one key the filters name.
-func (h *Hub) ReadKey(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
-	h.keys.Read(w, r, topic, filters)
+// ReadKey answers a JSON read of the one key the route's filters name, in
+// a coding the route offers.
+func (h *Hub) ReadKey(w http.ResponseWriter, r *http.Request, rt *route.Route, topic string, filters []route.Filter) {
+	h.keys.Read(w, r, topic, filters, rt.Compression())
 }
 
 // Authorize verifies a request to a guarded route, puts the token's

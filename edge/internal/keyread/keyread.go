@@ -42,14 +42,15 @@ type Config struct {
 	PositionOf     func(topic string) Position            // what the edge's feed of topic may have delivered (zero: none)
 	Fail           func(http.ResponseWriter, int, string) // a refusal, counted as the edge's
 	// Compression is the content codings offered, in order of preference:
-	// a value of at least compressMin bytes is sent in the one negotiated
+	// a value of compressMin to compressMax bytes is sent in the one negotiated
 	// from Accept-Encoding, compressed once per held value and coding.
 	Compression []compress.Encoding
 }
 
-// Read answers a JSON read of the one key filters name.
-func (k *Reads) Read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
-	k.read(w, r, topic, filters)
+// Read answers a JSON read of the one key filters name, in a coding of
+// offer (nil: Config.Compression).
+func (k *Reads) Read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter, offer []compress.Encoding) {
+	k.read(w, r, topic, filters, offer)
 }
 
 // HeldBytes is the bytes of values held for reads in flight, each once.

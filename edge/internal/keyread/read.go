@@ -58,7 +58,10 @@ func refused(q string) bool {
 }
 
 // read answers a JSON read of topic under filters.
-func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter) {
+func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filters []route.Filter, offer []compress.Encoding) {
+	if offer == nil {
+		offer = k.cfg.Compression
+	}
 	if len(filters) != 1 || filters[0].Key == nil {
 		k.metrics.KeyReads.WithLabelValues("not_keyed").Inc()
 		k.fail(w, http.StatusNotAcceptable, "application/json is served on routes with one key filter; this route is a stream: accept text/event-stream")
@@ -102,17 +105,23 @@ func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filte
 	if h.Get("Access-Control-Allow-Origin") != "" {
 		h.Set("Access-Control-Expose-Headers", "ETag") // a page may send it back in If-None-Match
 	}
+	// The coding is chosen first: a coded body is another representation,
+	// so its ETag is weak (RFC 9110 8.8.3; noneMatch compares weakly).
+	enc := coding(r, len(found.rec.Value), offer)
 	etag := found.entityTag()
+	if enc != compress.Identity {
+		etag = "W/" + etag
+	}
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-cache")
 	h.Add("Vary", "Accept") // beside CORS's Vary: Origin
-	if k.offersCoding() {
+	if offersCoding(offer) {
 		h.Add("Vary", "Accept-Encoding")
 	}
 	if t := found.rec.TimeMs; t > 0 {
 		h.Set("Last-Modified", time.UnixMilli(t).UTC().Format(http.TimeFormat))
 	}
-	if noneMatch(r.Header.Values("If-None-Match"), etag) {
+	if noneMatch(r.Header.Values("If-None-Match"), strings.TrimPrefix(etag, "W/")) { // weak comparison
 		k.metrics.KeyReads.WithLabelValues("not_modified").Inc()
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -123,16 +132,24 @@ func (k *Reads) read(w http.ResponseWriter, r *http.Request, topic string, filte
 	} else {
 		h.Set("Content-Type", "application/octet-stream") // a value that is not JSON is not called JSON
 	}
-	body := found.rec.Value
-	if enc := k.coding(r, len(body)); enc != compress.Identity {
-		body = held.body(enc, k.metrics)
+	if enc != compress.Identity {
 		h.Set("Content-Encoding", enc.String())
+	}
+	if r.Method == http.MethodHead {
+		// No body, so nothing is compressed (a HEAD costs no compressor);
+		// its coded length is not known: no Content-Length (RFC 9110 9.3.2).
+		if enc == compress.Identity {
+			h.Set("Content-Length", strconv.Itoa(len(found.rec.Value)))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	body := found.rec.Value
+	if enc != compress.Identity {
+		body = held.body(enc, k.metrics)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
 	if err := k.writeValue(w, body); err != nil {
 		k.metrics.KeyReadsCutOff.Inc()
 		k.log.Warn("key read cut off", "topic", topic, "client", reader.String(), "bytes", len(found.rec.Value), "err", err)
@@ -442,12 +459,18 @@ func newestKey(replies []proto.KeyReply) int {
 }
 
 // compressMin is the smallest value sent compressed: below it the framing
-// and the work gain little.
-const compressMin = 1 << 10
+// and the work gain little. compressMax is the largest: a value's coded
+// body lives only while reads of it are in flight, so each read of a
+// large value may compress it again (about 8 ms a MiB here), and a
+// client asking again and again must not cost a core.
+const (
+	compressMin = 1 << 10
+	compressMax = 1 << 20
+)
 
-// offersCoding reports whether reads may be sent in a coding.
-func (k *Reads) offersCoding() bool {
-	for _, e := range k.cfg.Compression {
+// offersCoding reports whether offer has a coding besides identity.
+func offersCoding(offer []compress.Encoding) bool {
+	for _, e := range offer {
 		if e != compress.Identity {
 			return true
 		}
@@ -455,11 +478,11 @@ func (k *Reads) offersCoding() bool {
 	return false
 }
 
-// coding is the coding a value of n bytes is sent in to r.
-func (k *Reads) coding(r *http.Request, n int) compress.Encoding {
-	if n < compressMin || !k.offersCoding() {
+// coding is the coding of offer a value of n bytes is sent in to r.
+func coding(r *http.Request, n int, offer []compress.Encoding) compress.Encoding {
+	if n < compressMin || n > compressMax || !offersCoding(offer) {
 		return compress.Identity
 	}
-	enc, _ := compress.Negotiate(r.Header.Values("Accept-Encoding"), k.cfg.Compression)
+	enc, _ := compress.Negotiate(r.Header.Values("Accept-Encoding"), offer)
 	return enc
 }

@@ -1,8 +1,11 @@
 package keyread
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/ssekafka/ssekafka/edge/internal/compress"
 	"github.com/ssekafka/ssekafka/proto"
 )
 
@@ -27,6 +30,22 @@ func TestNewestKeyRule(t *testing.T) {
 	} {
 		if got := newestKey(c.replies); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// A value over compressMax is sent uncompressed, as one under compressMin:
+// each read of it could compress it again.
+func TestLargeValuesAreReadUncompressed(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/k", nil)
+	r.Header.Set("Accept-Encoding", "gzip")
+	offer := []compress.Encoding{compress.Gzip}
+	for n, want := range map[int]compress.Encoding{
+		compressMin - 1: compress.Identity, compressMin: compress.Gzip,
+		compressMax: compress.Gzip, compressMax + 1: compress.Identity,
+	} {
+		if got := coding(r, n, offer); got != want {
+			t.Errorf("a value of %d bytes: %v, want %v", n, got, want)
 		}
 	}
 }
