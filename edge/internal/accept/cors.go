@@ -90,14 +90,19 @@ func (s *Server) Preflight(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// CORSLines are the CORS header lines of h, for a response header written
-// by hand (a hijacked stream).
-func CORSLines(h http.Header) string {
-	var b strings.Builder
-	for _, k := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Vary"} {
-		for _, v := range h.Values(k) {
-			b.WriteString(k + ": " + v + "\r\n")
+// corsFields are the CORS fields a stream's response carries.
+var corsFields = [...]string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Vary"}
+
+// AppendCORSLines appends the CORS header lines of h to dst, for a
+// response header written by hand (a hijacked stream).
+func AppendCORSLines(dst []byte, h http.Header) []byte {
+	for _, k := range corsFields {
+		for _, v := range h[k] {
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
 		}
 	}
-	return b.String()
+	return dst
 }

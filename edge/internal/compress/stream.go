@@ -1,6 +1,9 @@
 package compress
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // Stream is one client's framing of shared chunks, in one coding. It holds
 // no compressor and no buffer: a gzip stream is a header, the chunks, and
@@ -49,6 +52,23 @@ func (s *Stream) Next(c Chunk) (prefix []byte) {
 func (s *Stream) Append(dst []byte, c Chunk) []byte {
 	dst = append(dst, s.Next(c)...)
 	return append(dst, c.Data...)
+}
+
+// AppendStored appends plain to dst as the stream sends it next, stored
+// (framed, not compressed): what goes before it, then the stored chunk.
+// In identity that is plain itself. It is Append(dst, Store(enc, plain))
+// without the chunk's own copy: the choice for a frame made for one
+// client (a retry hint, a ready).
+func (s *Stream) AppendStored(dst, plain []byte) []byte {
+	switch s.enc {
+	case Gzip:
+		dst = slices.Grow(dst, len(gzipHeader)+storedDeflateSize(len(plain)))
+		dst = append(dst, s.Next(gzipChunk(plain))...)
+		return appendStoredDeflate(dst, plain)
+	case Zstd:
+		return appendStoredZstd(slices.Grow(dst, storedZstdSize(len(plain))), plain)
+	}
+	return append(dst, plain...)
 }
 
 // EndLen is the most End appends: a header, a final block, a trailer.

@@ -326,3 +326,31 @@ func TestStreamIsAFewWords(t *testing.T) {
 		t.Fatalf("Stream is %d bytes", n)
 	}
 }
+
+func TestAppendStoredIsTheStoredChunkAsTheStreamSendsIt(t *testing.T) {
+	for _, enc := range []Encoding{Identity, Gzip, Zstd} {
+		for _, n := range []int{0, 1, 13, maxStored, maxStored + 1, 300 << 10} {
+			plain := statePage(1+n/100, 3)[:n]
+			viaChunk, direct := NewStream(enc), NewStream(enc)
+			for round := range 2 { // the first carries the gzip header, the second not
+				want := viaChunk.Append([]byte("x"), Store(enc, plain))
+				if got := direct.AppendStored([]byte("x"), plain); !bytes.Equal(got, want) {
+					t.Fatalf("%v, %d bytes, round %d: AppendStored differs from Append(Store)", enc, n, round)
+				}
+			}
+			if !bytes.Equal(viaChunk.End(nil), direct.End(nil)) {
+				t.Fatalf("%v, %d bytes: the trailers differ", enc, n)
+			}
+		}
+	}
+}
+
+func TestAppendStoredAllocatesOnlyItsResult(t *testing.T) {
+	plain := statePage(2, 1)
+	for _, enc := range []Encoding{Gzip, Zstd} {
+		s := NewStream(enc)
+		if n := testing.AllocsPerRun(100, func() { _ = s.AppendStored(nil, plain) }); n != 1 {
+			t.Fatalf("%v: %v allocations", enc, n)
+		}
+	}
+}

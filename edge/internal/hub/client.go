@@ -23,23 +23,26 @@ type client struct {
 	// is not counted against maxBytes, however large.
 	pendingLargest int
 
-	mu       sync.Mutex
-	wake     chan struct{} // capacity 1: "something to do"; only for a sink with a writer goroutine
-	live     bool
-	pending  []pendingFrame
-	queue    []queued
-	qptr     *[]queued     // the pooled array queue came from, if any
-	overflow bool          // fell too far behind: disconnect with a retry hint
-	closing  reason.Reason // set (not Unknown): the stream ends, for this reason
-	final    []byte        // with closing: written (instead of what is queued) before the stream ends
-	sink     sink          // set as it goes live (liveStream.attach): where its frames go
+	mu      sync.Mutex
+	wake    chan struct{} // capacity 1: "something to do"; only for a sink with a writer goroutine
+	pending []pendingFrame
+	queue   []queued
+	qptr    *[]queued // the pooled array queue came from, if any
+	final   []byte    // with closing: written (instead of what is queued) before the stream ends
+	sink    sink      // set as it goes live (liveStream.attach): where its frames go
 	// cancelSetup ends the stream's setup (state part, waits on the cache
 	// tier) when it is closed before it goes live; nil once live.
 	cancelSetup context.CancelCauseFunc
-	dirty       bool        // frames queued since the sink's last flush
-	ended       bool        // its stream's end was taken (endLocked): nothing more is written
-	shard       uint16      // its writer (writers.go), set as it joins its feed; in dirty's padding
 	auth        *authStream // a guarded stream's expiry (renew.go)
+
+	// The small fields share one word, then cs's: a client is one of
+	// many thousands (TestClientIsThreeCacheLines).
+	live     bool
+	overflow bool          // fell too far behind: disconnect with a retry hint
+	closing  reason.Reason // set (not Unknown): the stream ends, for this reason
+	dirty    bool          // frames queued since the sink's last flush
+	ended    bool          // its stream's end was taken (endLocked): nothing more is written
+	shard    uint16        // its writer (writers.go), set as it joins its feed
 	// cs is its stream's framing in its coding (coding.go), used by
 	// whoever writes the stream: the setup until the client is live (no
 	// sink yet), then its sink's writer, under mu.

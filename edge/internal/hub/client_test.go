@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func frame(s string) queued { return marker([]byte(s)) }
@@ -164,5 +165,13 @@ func TestOneFrameOverTheByteBoundStillFits(t *testing.T) {
 		if c.overflow {
 			t.Fatalf("live=%v: a 100 KiB frame into an empty queue bounded at 64 KiB cut the client off", live)
 		}
+	}
+}
+
+// A client is one of many thousands per edge: 192 bytes (a size class of
+// the allocator), as before streams had codings.
+func TestClientIsThreeCacheLines(t *testing.T) {
+	if n := unsafe.Sizeof(client{}); n > 192 {
+		t.Fatalf("client is %d bytes", n)
 	}
 }

@@ -129,12 +129,11 @@ func (c *client) framedLocked(q []queued) *iovecs {
 		return iv
 	}
 	for i := range q {
-		ch := q[i].ch
-		if ch == nil || ch.Enc != enc {
-			made := compress.Store(enc, q[i].frame())
-			ch = &made
+		if ch := q[i].ch; ch != nil && ch.Enc == enc {
+			iv.bufs = c.appendChunkLocked(iv.bufs, ch)
+		} else {
+			iv.bufs = append(iv.bufs, c.cs.AppendStored(nil, q[i].frame()))
 		}
-		iv.bufs = c.appendChunkLocked(iv.bufs, ch)
 	}
 	return iv
 }
@@ -145,11 +144,10 @@ func (c *client) framedLocked(q []queued) *iovecs {
 func (c *client) wire(plain []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	enc := c.cs.Encoding()
-	if enc == compress.Identity {
+	if c.cs.Encoding() == compress.Identity {
 		return plain
 	}
-	return c.cs.Append(nil, compress.Store(enc, plain))
+	return c.cs.AppendStored(nil, plain)
 }
 
 // keepAliveLocked is the keep-alive comment, queued as a chunk of the
@@ -179,13 +177,12 @@ func (c *client) endLocked(final []byte) []byte {
 		return nil
 	}
 	c.ended = true
-	enc := c.cs.Encoding()
-	if enc == compress.Identity {
+	if c.cs.Encoding() == compress.Identity {
 		return final
 	}
-	b := make([]byte, 0, len(final)+16+compress.EndLen)
+	b := make([]byte, 0, len(final)+32+compress.EndLen)
 	if len(final) > 0 {
-		b = c.cs.Append(b, compress.Store(enc, final))
+		b = c.cs.AppendStored(b, final)
 	}
 	return c.cs.End(b)
 }

@@ -321,6 +321,30 @@ func (st *setup) writerSink(cw *connWriter) writerSink {
 // delimited by the connection's close) and returns it; on a connection that
 // cannot be hijacked (HTTP/2) it writes through the ResponseWriter.
 func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentType string, ch codingHeader) (*connWriter, net.Conn) {
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 && !cfg.NoHijack {
+		if conn, _, err := rc.Hijack(); err == nil {
+			// Written as one buffer: the header map holds only what was
+			// set before (CORS's lines).
+			head := make([]byte, 0, 192+len(contentType))
+			head = append(head, accept.StatusLineProto(r)...)
+			head = append(head, " 200 OK\r\nContent-Type: "...)
+			head = append(head, contentType...)
+			head = append(head, "\r\nCache-Control: no-cache, no-transform\r\n"...)
+			head = ch.appendEncoding(head)
+			head = append(head, "X-Accel-Buffering: no\r\n"...)
+			head = accept.AppendCORSLines(head, w.Header())
+			if ch.vary { // after CORS's Vary: Origin, as Header.Add puts it
+				head = append(head, "Vary: Accept-Encoding\r\n"...)
+			}
+			head = append(head, "Connection: close\r\n\r\n"...)
+			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: cfg.WriteTimeout}
+			if err := cw.write(head); err != nil {
+				_ = conn.Close()
+			}
+			return cw, conn
+		}
+	}
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "no-cache, no-transform") // a proxy must not compress again
@@ -330,18 +354,6 @@ func writeHeader(w http.ResponseWriter, r *http.Request, cfg *Config, contentTyp
 	}
 	if ch.vary {
 		h.Add("Vary", "Accept-Encoding")
-	}
-	rc := http.NewResponseController(w)
-	if r.ProtoMajor == 1 && !cfg.NoHijack {
-		if conn, _, err := rc.Hijack(); err == nil {
-			head := accept.StatusLineProto(r) + " 200 OK\r\nContent-Type: " + contentType + "\r\nCache-Control: no-cache, no-transform\r\n" +
-				ch.lines() + "X-Accel-Buffering: no\r\n" + accept.CORSLines(h) + "Connection: close\r\n\r\n"
-			cw := &connWriter{w: conn, setDeadline: conn.SetWriteDeadline, timeout: cfg.WriteTimeout}
-			if err := cw.write([]byte(head)); err != nil {
-				_ = conn.Close()
-			}
-			return cw, conn
-		}
 	}
 	w.WriteHeader(http.StatusOK)
 	return &connWriter{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: cfg.WriteTimeout}, nil
@@ -353,13 +365,15 @@ type codingHeader struct {
 	vary bool // the route offers codings
 }
 
-// lines is its Content-Encoding line on a hijacked connection (Vary goes
-// with CORS's, accept.CORSLines).
-func (ch codingHeader) lines() string {
+// appendEncoding appends its Content-Encoding line, for a hijacked
+// connection.
+func (ch codingHeader) appendEncoding(head []byte) []byte {
 	if ch.enc == compress.Identity {
-		return ""
+		return head
 	}
-	return "Content-Encoding: " + ch.enc.String() + "\r\n"
+	head = append(head, "Content-Encoding: "...)
+	head = append(head, ch.enc.String()...)
+	return append(head, "\r\n"...)
 }
 
 // offer is the codings rt's streams offer: its own, or the edge's.
