@@ -23,6 +23,7 @@
 # (-storm-baseline, -neighbour-baseline). Raw output is kept in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 
 base=${1:?usage: benchmarks/compare.sh BASELINE_REF}
 runs=${RUNS:-5}
@@ -69,8 +70,6 @@ for side in baseline tree; do
   grep "^new-client storm, $who:" "$out/storm.log" | sed -E 's/.*all ready in ([0-9]+) ms.*/\1/' >"$out/newclients.$side"
 done
 
-# stats FILE: median min max.
-stats() { sort -g "$1" | awk '{v[NR]=$1} END {if (NR==0) {print "- - -"; exit} print v[int((NR+1)/2)], v[1], v[NR]}'; }
 
 echo
 printf '%-44s %-30s %-30s %s\n' figure "baseline median (min..max)" "this tree median (min..max)" "this tree vs the baseline's spread"

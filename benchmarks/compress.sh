@@ -38,6 +38,7 @@
 set -euo pipefail
 {
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 
 runs=${RUNS:-5}
 codings=${CODINGS:-gzip zstd}
@@ -55,12 +56,7 @@ case $secs$settle_s in '' | *[!0-9]*)
 esac
 kafka=127.0.0.1:$((port + 92)) nats=127.0.0.1:$((port + 22))
 edge_http=127.0.0.1:$((port + 80)) edge_admin=127.0.0.1:$((port + 81)) dev_http=127.0.0.1:$((port + 83))
-for p in "$kafka" "$nats" "$edge_http" "$edge_admin" "$dev_http"; do
-  if (exec 3<>"/dev/tcp/${p%:*}/${p#*:}") 2>/dev/null; then
-    echo "$p is in use: stop what listens there, or set PORT_BASE (now $port)"
-    exit 2
-  fi
-done
+ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$dev_http" || exit 2
 
 echo "this tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'); sides: off $codings; $runs runs; output in $out"
 mkdir -p "$out/bin"
@@ -88,22 +84,7 @@ cleanup() {
   [ -z "$dev_pid" ] || kill -KILL "$dev_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
-waitfor() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
-}
 ready_or_gone() { curl -sf "http://$edge_admin/_ssekafka/ready" || ! kill -0 "$edge_pid"; }
-stopproc() {
-  kill -INT "$1" 2>/dev/null || return 0
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$1" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 
 # start SIDE DIR FIG: a fresh dev process (kafka, nats, cache) and edge.
 start() {
@@ -148,7 +129,6 @@ storm() {
     -storm-accept-encoding "$(side_accept "$side")" -storm-compression "$comp") >"$dir/storm.log" 2>&1
 }
 
-jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -1 | sed 's/.*: //' || true; }
 failed=0
 for i in $(seq 1 "$runs"); do
   echo "== run $i of $runs"
@@ -187,11 +167,6 @@ for i in $(seq 1 "$runs"); do
   done
 done
 
-stats() {
-  [ -s "$1" ] || { echo "- - -"; return; }
-  grep -E '^[0-9.e+-]+$' "$1" | sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "- - -"; exit} print v[int((NR+1)/2)], v[1], v[NR]}'
-}
-num() { awk '{for (i = 1; i <= NF; i++) if ($i != "-") $i = ($i >= 100 ? sprintf("%.0f", $i) : sprintf("%.3g", $i)); print}'; }
 
 echo
 echo "bytes and storm: $storm_clients new clients on $keys JSON values; live: $clients_live clients x $rate records/s for $duration; idle: $idle streams, settle $settle"

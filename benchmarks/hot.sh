@@ -48,6 +48,7 @@ set -euo pipefail
 # changes this file during a run leaves the run alone.
 {
 cd "$(dirname "$0")/.."
+. benchmarks/lib.sh
 
 base=${1:?usage: benchmarks/hot.sh BASELINE_REF}
 runs=${RUNS:-5}
@@ -77,12 +78,7 @@ done
 kafka=127.0.0.1:$((port + 92)) nats=127.0.0.1:$((port + 22))
 edge_http=127.0.0.1:$((port + 80)) edge_admin=127.0.0.1:$((port + 81))
 edge_pprof=127.0.0.1:$((port + 82)) dev_http=127.0.0.1:$((port + 83))
-for p in "$kafka" "$nats" "$edge_http" "$edge_admin" "$edge_pprof" "$dev_http"; do
-  if (exec 3<>"/dev/tcp/${p%:*}/${p#*:}") 2>/dev/null; then
-    echo "$p is in use: stop what listens there, or set PORT_BASE (now $port)"
-    exit 2
-  fi
-done
+ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$edge_pprof" "$dev_http" || exit 2
 
 # cpulist LIST: a taskset list (0-3,8) as numbers, one per word.
 cpulist() {
@@ -162,24 +158,7 @@ for side in baseline tree; do
 done
 git worktree remove --force "$wt"
 
-# waitfor SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
-waitfor() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
-}
 ready_or_gone() { curl -sf "http://$edge_admin/_ssekafka/ready" || ! kill -0 "$edge_pid"; }
-# stopproc PID: SIGINT, then SIGKILL after 10 s.
-stopproc() {
-  kill -INT "$1" 2>/dev/null || return 0
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$1" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 # cputicks PID: the process's user+system CPU so far, in clock ticks.
 cputicks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
@@ -254,7 +233,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((need + 500)) ]; th
 fi
 
 failed=0
-# jnum FILE KEY: a number field of sseload's JSON.
 jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -1 | sed 's/.*: //'; }
 # collect DIR FIG SIDE PDIR: appends the run's figures to PDIR/KEY.SIDE.
 collect() {
@@ -302,12 +280,6 @@ for k in $sweep; do
   first=0
 done
 
-# stats FILE: median min max.
-stats() {
-  [ -s "$1" ] || { echo "- - -"; return; }
-  sort -g "$1" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)], v[1], v[NR]}'
-}
-# num: each number rounded: whole above 100, else 3 significant digits.
 num() { awk '{for (i = 1; i <= NF; i++) if ($i != "-") $i = ($i >= 100 ? sprintf("%.0f", $i) : sprintf("%.3g", $i)); print}'; }
 table() {
   local pdir=$1 row key label better bm bmin bmax tm tmin tmax ratio verdict
