@@ -70,7 +70,6 @@ for side in baseline tree; do
   grep "^new-client storm, $who:" "$out/storm.log" | sed -E 's/.*all ready in ([0-9]+) ms.*/\1/' >"$out/newclients.$side"
 done
 
-
 echo
 printf '%-44s %-30s %-30s %s\n' figure "baseline median (min..max)" "this tree median (min..max)" "this tree vs the baseline's spread"
 for row in "fanout|fan-out deliveries/s|up" "idle|idle bytes per connection|down" \

@@ -56,7 +56,7 @@ case $secs$settle_s in '' | *[!0-9]*)
 esac
 kafka=127.0.0.1:$((port + 92)) nats=127.0.0.1:$((port + 22))
 edge_http=127.0.0.1:$((port + 80)) edge_admin=127.0.0.1:$((port + 81)) dev_http=127.0.0.1:$((port + 83))
-ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$dev_http" || exit 2
+ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$dev_http" || { echo "(PORT_BASE is $port)"; exit 2; }
 
 echo "this tree $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'); sides: off $codings; $runs runs; output in $out"
 mkdir -p "$out/bin"

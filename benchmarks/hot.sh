@@ -78,7 +78,7 @@ done
 kafka=127.0.0.1:$((port + 92)) nats=127.0.0.1:$((port + 22))
 edge_http=127.0.0.1:$((port + 80)) edge_admin=127.0.0.1:$((port + 81))
 edge_pprof=127.0.0.1:$((port + 82)) dev_http=127.0.0.1:$((port + 83))
-ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$edge_pprof" "$dev_http" || exit 2
+ports_free "$kafka" "$nats" "$edge_http" "$edge_admin" "$edge_pprof" "$dev_http" || { echo "(PORT_BASE is $port)"; exit 2; }
 
 # cpulist LIST: a taskset list (0-3,8) as numbers, one per word.
 cpulist() {
@@ -233,7 +233,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((need + 500)) ]; th
 fi
 
 failed=0
-jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -1 | sed 's/.*: //'; }
 # collect DIR FIG SIDE PDIR: appends the run's figures to PDIR/KEY.SIDE.
 collect() {
   local dir=$1 fig=$2 side=$3 pdir=$4 j=$1/$2.json
@@ -280,7 +279,6 @@ for k in $sweep; do
   first=0
 done
 
-num() { awk '{for (i = 1; i <= NF; i++) if ($i != "-") $i = ($i >= 100 ? sprintf("%.0f", $i) : sprintf("%.3g", $i)); print}'; }
 table() {
   local pdir=$1 row key label better bm bmin bmax tm tmin tmax ratio verdict
   printf '%-40s %-32s %-32s %-7s %s\n' figure "baseline median (min..max)" "this tree median (min..max)" ratio "this tree vs the baseline's spread"

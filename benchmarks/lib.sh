@@ -41,7 +41,7 @@ jnum() { grep -o "\"$2\": [0-9.e+-]*" "$1" | head -1 | sed 's/.*: //' || true; }
 # "- - -" if it has none.
 stats() {
   [ -s "$1" ] || { echo "- - -"; return; }
-  grep -E '^[0-9.e+-]+$' "$1" | sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "- - -"; exit} print v[int((NR+1)/2)], v[1], v[NR]}'
+  { grep -E '^[0-9.e+-]+$' "$1" || true; } | sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "- - -"; exit} print v[int((NR+1)/2)], v[1], v[NR]}'
 }
 
 # num: each number of its input rounded: whole at 100 and above, else 3
