@@ -131,8 +131,8 @@ func (c *client) framedLocked(q []queued) *iovecs {
 	for i := range q {
 		if ch := q[i].ch; ch != nil && ch.Enc == enc {
 			iv.bufs = c.appendChunkLocked(iv.bufs, ch)
-		} else {
-			iv.bufs = append(iv.bufs, c.cs.AppendStored(nil, q[i].frame()))
+		} else if b := c.cs.AppendStored(nil, q[i].frame()); len(b) > 0 {
+			iv.bufs = append(iv.bufs, b)
 		}
 	}
 	return iv

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +50,44 @@ func newLiveConn(s *streamer, f *feed, viewKey string, c *client, conn net.Conn)
 	return &liveConn{s: s, c: c, f: f, viewKey: viewKey, conn: conn, raw: raw}, true
 }
 
+// writevCall is a writev for RawConn.Write: its func made once, with its
+// argument and results beside it. A closure per write was three
+// allocations per delivery; a pooled call is none, and a connection
+// keeps no room for one.
+type writevCall struct {
+	bufs [][]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+var writevCalls = sync.Pool{New: func() any {
+	w := &writevCall{}
+	w.fn = w.writev
+	return w
+}}
+
+// writev writes bufs to fd, never waiting: a full socket is the drain
+// goroutine's job.
+func (w *writevCall) writev(fd uintptr) bool {
+	w.n, w.err = unix.Writev(int(fd), w.bufs)
+	return true
+}
+
+// writev writes bufs with one writev without blocking.
+func (lc *liveConn) writev(bufs [][]byte) (int, error) {
+	w := writevCalls.Get().(*writevCall)
+	w.bufs = bufs
+	err := lc.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	*w = writevCall{fn: w.fn}
+	writevCalls.Put(w)
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
+}
+
 // live hands the connection to flushes: it returns at once, owning the
 // stream; nothing runs for it while it is idle.
 func (lc *liveConn) live(ls *liveStream) bool {
@@ -67,8 +106,8 @@ func (lc *liveConn) live(ls *liveStream) bool {
 // flush writes what the client has queued, without blocking.
 func (lc *liveConn) flush() {
 	c := lc.c
+	c.mu.Lock()
 	for range 4 { // frames may arrive while we write; a drain goroutine takes over past this
-		c.mu.Lock()
 		c.dirty = false
 		if lc.writing {
 			c.mu.Unlock()
@@ -109,10 +148,8 @@ func (lc *liveConn) flush() {
 		putIovecs(iv)
 		c.mu.Lock()
 		lc.writing = false
-		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	more := (len(c.queue) > 0 || c.closing != reason.Unknown) && !lc.writing
+	more := len(c.queue) > 0 || c.closing != reason.Unknown // writing is ours to take: we hold c.mu since setting it false
 	if more {
 		lc.writing = true
 	}
@@ -169,15 +206,7 @@ func (lc *liveConn) writeEnd(rest [][]byte, r reason.Reason) {
 // tryWrite writes as much of bufs as the socket takes now and returns the rest.
 func (lc *liveConn) tryWrite(bufs [][]byte) ([][]byte, error) {
 	for len(bufs) > 0 {
-		batch := bufs[:min(len(bufs), 1024)] // IOV_MAX
-		var n int
-		var werr error
-		if err := lc.raw.Write(func(fd uintptr) bool {
-			n, werr = unix.Writev(int(fd), batch)
-			return true // never wait here: a full socket is the drain goroutine's job
-		}); err != nil {
-			return bufs, err
-		}
+		n, werr := lc.writev(bufs[:min(len(bufs), 1024)]) // IOV_MAX
 		if errors.Is(werr, unix.EAGAIN) {
 			return bufs, nil
 		}
