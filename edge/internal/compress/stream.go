@@ -1,9 +1,6 @@
 package compress
 
-import (
-	"encoding/binary"
-	"slices"
-)
+import "encoding/binary"
 
 // Stream is one client's framing of shared chunks, in one coding. It holds
 // no compressor and no buffer: a gzip stream is a header, the chunks, and
@@ -62,13 +59,24 @@ func (s *Stream) Append(dst []byte, c Chunk) []byte {
 func (s *Stream) AppendStored(dst, plain []byte) []byte {
 	switch s.enc {
 	case Gzip:
-		dst = slices.Grow(dst, len(gzipHeader)+storedDeflateSize(len(plain)))
+		dst = grow(dst, len(gzipHeader)+storedDeflateSize(len(plain)))
 		dst = append(dst, s.Next(gzipChunk(plain))...)
 		return appendStoredDeflate(dst, plain)
 	case Zstd:
-		return appendStoredZstd(slices.Grow(dst, storedZstdSize(len(plain))), plain)
+		return appendStoredZstd(grow(dst, storedZstdSize(len(plain))), plain)
 	}
 	return append(dst, plain...)
+}
+
+// grow returns dst with room for n more bytes. slices.Grow does the same
+// but, built with -race, allocates n bytes more on the way.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	g := make([]byte, len(dst), len(dst)+n)
+	copy(g, dst)
+	return g
 }
 
 // EndLen is the most End appends: a header, a final block, a trailer.
